@@ -1,0 +1,6 @@
+package geo
+
+// groups: named sets of countries usable in a policy.
+var groups = map[string][]string{
+	"EU": {"DE"},
+}
