@@ -1,0 +1,140 @@
+// Package cluster is the contract between the control plane and media nodes
+// over NATS: the subjects they use and the messages they exchange. It holds
+// types and names only, so both sides agree by importing one place.
+package cluster
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Subjects. A node id is a single NATS token (see ValidNodeID).
+const (
+	// SubjectHeartbeat carries a Heartbeat from every node every second.
+	SubjectHeartbeat = "oakmeet.node.heartbeat"
+	// SubjectEvents carries node events (participants connecting and
+	// leaving) to the control plane.
+	SubjectEvents = "oakmeet.node.events"
+)
+
+// SubjectCommand is where a node listens for commands from the control plane.
+func SubjectCommand(nodeID string) string { return "oakmeet.node.cmd." + nodeID }
+
+// KV buckets and keys.
+const (
+	BucketNodes    = "oakmeet_nodes"
+	BucketMeetings = "oakmeet_meetings"
+	BucketControl  = "oakmeet_control"
+	// KeyTokenPublicKey holds the control plane's Ed25519 public key (raw
+	// 32 bytes) that nodes use to verify join tokens.
+	KeyTokenPublicKey = "token_public_key"
+	// StreamAudit holds the audit log; entries are on AuditSubject(chain).
+	StreamAudit = "OAKMEET_AUDIT"
+)
+
+// AuditSubject is the subject of one audit chain ("" is the deployment's own
+// chain, for entries that belong to no meeting).
+func AuditSubject(chain string) string {
+	if chain == "" {
+		return "oakmeet.audit._"
+	}
+	return "oakmeet.audit.m." + chain
+}
+
+// HeartbeatInterval is how often nodes report; a node silent for
+// HeartbeatTimeout is unhealthy.
+const (
+	HeartbeatInterval = time.Second
+	HeartbeatTimeout  = 3 * time.Second
+)
+
+// Load is what a node reports about its own work.
+type Load struct {
+	Participants  int     `json:"participants"`
+	Meetings      int     `json:"meetings"`
+	TracksIn      int     `json:"tracks_in"`
+	TracksOut     int     `json:"tracks_out"`
+	BitrateInBps  int64   `json:"bitrate_in_bps"`
+	BitrateOutBps int64   `json:"bitrate_out_bps"`
+	CPU           float64 `json:"cpu"` // share of one core used by the node process since the last report
+}
+
+// NodeInfo is a node's registration: who and where it is.
+type NodeInfo struct {
+	ID              string    `json:"id"`
+	Country         string    `json:"country"`
+	Region          string    `json:"region,omitempty"`
+	Lat             float64   `json:"lat"`
+	Lon             float64   `json:"lon"`
+	URL             string    `json:"url"`
+	MaxParticipants int       `json:"max_participants"`
+	MaxBitrateBps   int64     `json:"max_bitrate_bps"`
+	Started         time.Time `json:"started"`
+}
+
+// Heartbeat is a node's periodic report.
+type Heartbeat struct {
+	Node     NodeInfo `json:"node"`
+	Load     Load     `json:"load"`
+	Draining bool     `json:"draining"`
+	// MeetingBytes is bytes forwarded per meeting since the node started.
+	MeetingBytes map[string]uint64 `json:"meeting_bytes,omitempty"`
+	Sent         time.Time         `json:"sent"`
+}
+
+// Event kinds a node reports.
+const (
+	EventConnected    = "connected"
+	EventDisconnected = "disconnected"
+)
+
+// Event is something that happened to a participant on a node.
+type Event struct {
+	Kind        string    `json:"kind"`
+	Node        string    `json:"node"`
+	Meeting     string    `json:"meeting"`
+	Participant string    `json:"participant"`
+	Reason      string    `json:"reason,omitempty"`
+	Time        time.Time `json:"time"`
+}
+
+// Command kinds the control plane sends to a node.
+const (
+	// CommandKick disconnects a participant with a reason.
+	CommandKick = "kick"
+	// CommandDrain makes a node stop taking participants.
+	CommandDrain = "drain"
+)
+
+// Command is an instruction from the control plane to one node.
+type Command struct {
+	Kind        string `json:"kind"`
+	Meeting     string `json:"meeting,omitempty"`
+	Participant string `json:"participant,omitempty"`
+	Reason      string `json:"reason,omitempty"`
+}
+
+// ValidNodeID reports whether id can be used as a node id: 1–64 characters
+// of letters, digits, '-' and '_' (a single NATS subject token and KV key).
+func ValidNodeID(id string) error {
+	if id == "" || len(id) > 64 {
+		return fmt.Errorf("node id %q: must be 1-64 characters", id)
+	}
+	for _, r := range id {
+		ok := r == '-' || r == '_' || (r >= '0' && r <= '9') || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z')
+		if !ok {
+			return fmt.Errorf("node id %q: only letters, digits, '-' and '_' are allowed", id)
+		}
+	}
+	return nil
+}
+
+// Decode unmarshals a message, naming its kind in the error.
+func Decode[T any](kind string, data []byte) (T, error) {
+	var v T
+	if err := json.Unmarshal(data, &v); err != nil {
+		return v, fmt.Errorf("decode %s: %w", kind, err)
+	}
+	return v, nil
+}

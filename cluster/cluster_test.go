@@ -1,0 +1,32 @@
+package cluster
+
+import "testing"
+
+func TestValidNodeID(t *testing.T) {
+	for _, ok := range []string{"de-fra-1", "N_1", "a"} {
+		if err := ValidNodeID(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "a.b", "a b", "a*", "ä", string(make([]byte, 65))} {
+		if err := ValidNodeID(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestDecode(t *testing.T) {
+	hb, err := Decode[Heartbeat]("heartbeat", []byte(`{"node":{"id":"x","country":"DE"},"load":{"participants":3}}`))
+	if err != nil || hb.Node.ID != "x" || hb.Load.Participants != 3 {
+		t.Fatalf("got %+v, %v", hb, err)
+	}
+	if _, err := Decode[Heartbeat]("heartbeat", []byte(`{`)); err == nil {
+		t.Fatal("malformed accepted")
+	}
+}
+
+func TestAuditSubject(t *testing.T) {
+	if AuditSubject("") == AuditSubject("_") {
+		t.Fatal("deployment chain collides with a meeting chain")
+	}
+}

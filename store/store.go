@@ -1,0 +1,195 @@
+// Package store keeps oakmeet's durable state in NATS JetStream: meetings
+// and nodes in key-value buckets, the audit log in an append-only stream. It
+// moves bytes; the control plane owns what they mean.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/oakmeet/oakmeet/cluster"
+)
+
+// Sentinel errors callers branch on.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("changed concurrently")
+	ErrExists   = errors.New("already exists")
+)
+
+// Store is a handle on the buckets and stream. It is safe for concurrent use.
+type Store struct {
+	js       jetstream.JetStream
+	meetings jetstream.KeyValue
+	nodes    jetstream.KeyValue
+	control  jetstream.KeyValue
+	audit    jetstream.Stream
+}
+
+// Open binds to (creating where missing) oakmeet's buckets and stream.
+func Open(ctx context.Context, nc *nats.Conn) (*Store, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	s := &Store{js: js}
+	kv := func(bucket, desc string) (jetstream.KeyValue, error) {
+		b, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      bucket,
+			Description: desc,
+			Storage:     jetstream.FileStorage,
+			History:     1,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("open bucket %s: %w", bucket, err)
+		}
+		return b, nil
+	}
+	if s.meetings, err = kv(cluster.BucketMeetings, "oakmeet meetings"); err != nil {
+		return nil, err
+	}
+	if s.nodes, err = kv(cluster.BucketNodes, "oakmeet node registrations"); err != nil {
+		return nil, err
+	}
+	if s.control, err = kv(cluster.BucketControl, "oakmeet control-plane values"); err != nil {
+		return nil, err
+	}
+	s.audit, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        cluster.StreamAudit,
+		Description: "oakmeet audit log (hash-chained, signed)",
+		Subjects:    []string{"oakmeet.audit.>"},
+		Storage:     jetstream.FileStorage,
+		// The log is append-only: nothing may be removed through the API.
+		DenyDelete: true,
+		DenyPurge:  true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open audit stream: %w", err)
+	}
+	return s, nil
+}
+
+// Record is a stored value with its revision, for compare-and-set updates.
+type Record struct {
+	Value    []byte
+	Revision uint64
+}
+
+func get(ctx context.Context, kv jetstream.KeyValue, key string) (Record, error) {
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Record{}, ErrNotFound
+	}
+	if err != nil {
+		return Record{}, err
+	}
+	return Record{Value: e.Value(), Revision: e.Revision()}, nil
+}
+
+func keys(ctx context.Context, kv jetstream.KeyValue) ([]string, error) {
+	ks, err := kv.Keys(ctx)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, nil
+	}
+	return ks, err
+}
+
+// Meeting returns a meeting's stored value.
+func (s *Store) Meeting(ctx context.Context, id string) (Record, error) {
+	r, err := get(ctx, s.meetings, id)
+	if err != nil {
+		return r, fmt.Errorf("meeting %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// CreateMeeting stores a new meeting; ErrExists if the id is taken.
+func (s *Store) CreateMeeting(ctx context.Context, id string, value []byte) (uint64, error) {
+	rev, err := s.meetings.Create(ctx, id, value)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, fmt.Errorf("meeting %s: %w", id, ErrExists)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("create meeting %s: %w", id, err)
+	}
+	return rev, nil
+}
+
+// UpdateMeeting replaces a meeting's value if it is still at revision rev;
+// ErrConflict otherwise.
+func (s *Store) UpdateMeeting(ctx context.Context, id string, value []byte, rev uint64) (uint64, error) {
+	n, err := s.meetings.Update(ctx, id, value, rev)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, fmt.Errorf("meeting %s: %w", id, ErrConflict)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("update meeting %s: %w", id, err)
+	}
+	return n, nil
+}
+
+// MeetingIDs lists every stored meeting.
+func (s *Store) MeetingIDs(ctx context.Context) ([]string, error) {
+	ks, err := keys(ctx, s.meetings)
+	if err != nil {
+		return nil, fmt.Errorf("list meetings: %w", err)
+	}
+	return ks, nil
+}
+
+// PutNode stores a node's registration.
+func (s *Store) PutNode(ctx context.Context, id string, value []byte) error {
+	if _, err := s.nodes.Put(ctx, id, value); err != nil {
+		return fmt.Errorf("register node %s: %w", id, err)
+	}
+	return nil
+}
+
+// DeleteNode removes a node's registration (a clean shutdown).
+func (s *Store) DeleteNode(ctx context.Context, id string) error {
+	if err := s.nodes.Delete(ctx, id); err != nil {
+		return fmt.Errorf("deregister node %s: %w", id, err)
+	}
+	return nil
+}
+
+// Nodes returns every registered node's value.
+func (s *Store) Nodes(ctx context.Context) ([][]byte, error) {
+	ks, err := keys(ctx, s.nodes)
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	out := make([][]byte, 0, len(ks))
+	for _, k := range ks {
+		r, err := get(ctx, s.nodes, k)
+		if errors.Is(err, ErrNotFound) {
+			continue // removed between listing and reading
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read node %s: %w", k, err)
+		}
+		out = append(out, r.Value)
+	}
+	return out, nil
+}
+
+// Control returns a control-plane value.
+func (s *Store) Control(ctx context.Context, key string) ([]byte, error) {
+	r, err := get(ctx, s.control, key)
+	if err != nil {
+		return nil, fmt.Errorf("control value %s: %w", key, err)
+	}
+	return r.Value, nil
+}
+
+// PutControl stores a control-plane value.
+func (s *Store) PutControl(ctx context.Context, key string, value []byte) error {
+	if _, err := s.control.Put(ctx, key, value); err != nil {
+		return fmt.Errorf("store control value %s: %w", key, err)
+	}
+	return nil
+}

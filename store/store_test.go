@@ -1,0 +1,143 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/oakmeet/oakmeet/bus"
+)
+
+func open(t *testing.T, dir string) (*Store, func()) {
+	t.Helper()
+	e, err := bus.Embed(bus.EmbedConfig{StoreDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := e.Connect("test")
+	if err != nil {
+		e.Shutdown()
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := Open(ctx, nc)
+	if err != nil {
+		nc.Close()
+		e.Shutdown()
+		t.Fatal(err)
+	}
+	return s, func() { nc.Close(); e.Shutdown() }
+}
+
+func TestMeetingsCreateUpdateConflict(t *testing.T) {
+	s, stop := open(t, t.TempDir())
+	defer stop()
+	ctx := context.Background()
+	if _, err := s.Meeting(ctx, "m1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing meeting: %v", err)
+	}
+	rev, err := s.CreateMeeting(ctx, "m1", []byte("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateMeeting(ctx, "m1", []byte("b")); !errors.Is(err, ErrExists) {
+		t.Fatalf("duplicate create: %v", err)
+	}
+	if _, err := s.UpdateMeeting(ctx, "m1", []byte("c"), rev); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UpdateMeeting(ctx, "m1", []byte("d"), rev); !errors.Is(err, ErrConflict) {
+		t.Fatalf("stale update: %v", err)
+	}
+	r, err := s.Meeting(ctx, "m1")
+	if err != nil || string(r.Value) != "c" {
+		t.Fatalf("got %q, %v", r.Value, err)
+	}
+	ids, err := s.MeetingIDs(ctx)
+	if err != nil || len(ids) != 1 || ids[0] != "m1" {
+		t.Fatalf("ids %v, %v", ids, err)
+	}
+}
+
+func TestAuditChainsAndConflicts(t *testing.T) {
+	s, stop := open(t, t.TempDir())
+	defer stop()
+	ctx := context.Background()
+	if _, _, err := s.LastAudit(ctx, "m1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("empty chain: %v", err)
+	}
+	a1, err := s.AppendAudit(ctx, "m1", []byte("m1-1"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AppendAudit(ctx, "", []byte("d-1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AppendAudit(ctx, "m1", []byte("fork"), 0); !errors.Is(err, ErrConflict) {
+		t.Fatalf("fork accepted: %v", err)
+	}
+	if _, err := s.AppendAudit(ctx, "m1", []byte("m1-2"), a1); err != nil {
+		t.Fatal(err)
+	}
+	data, _, err := s.LastAudit(ctx, "m1")
+	if err != nil || string(data) != "m1-2" {
+		t.Fatalf("head %q, %v", data, err)
+	}
+	one, err := s.AuditRecords(ctx, "m1", false)
+	if err != nil || len(one) != 2 || string(one[0]) != "m1-1" || string(one[1]) != "m1-2" {
+		t.Fatalf("chain m1: %q, %v", one, err)
+	}
+	all, err := s.AuditRecords(ctx, "", true)
+	if err != nil || len(all) != 3 {
+		t.Fatalf("all: %q, %v", all, err)
+	}
+}
+
+func TestStateSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	s, stop := open(t, dir)
+	ctx := context.Background()
+	if _, err := s.CreateMeeting(ctx, "m1", []byte("kept")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AppendAudit(ctx, "m1", []byte("e1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutControl(ctx, "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+
+	s, stop = open(t, dir)
+	defer stop()
+	if r, err := s.Meeting(ctx, "m1"); err != nil || string(r.Value) != "kept" {
+		t.Fatalf("meeting after restart: %q, %v", r.Value, err)
+	}
+	if recs, err := s.AuditRecords(ctx, "m1", false); err != nil || len(recs) != 1 {
+		t.Fatalf("audit after restart: %q, %v", recs, err)
+	}
+	if v, err := s.Control(ctx, "k"); err != nil || string(v) != "v" {
+		t.Fatalf("control after restart: %q, %v", v, err)
+	}
+}
+
+func TestNodes(t *testing.T) {
+	s, stop := open(t, t.TempDir())
+	defer stop()
+	ctx := context.Background()
+	if err := s.PutNode(ctx, "n1", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutNode(ctx, "n2", []byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteNode(ctx, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	ns, err := s.Nodes(ctx)
+	if err != nil || len(ns) != 1 || string(ns[0]) != "y" {
+		t.Fatalf("nodes %q, %v", ns, err)
+	}
+}
