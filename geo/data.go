@@ -1,5 +1,7 @@
 package geo
 
+//go:generate go run ./internal/gencountries -o countries.go
+
 import "sort"
 
 // The tables below are built once at start-up and never written again.

@@ -139,6 +139,16 @@ func ParseCountry(code string) (Country, error) {
 	return c, nil
 }
 
+// ParseGroup validates a group name and returns its members, sorted. The
+// slice is a copy.
+func ParseGroup(name string) ([]string, error) {
+	g, ok := Group(name)
+	if !ok {
+		return nil, &UnknownCodeError{Kind: "group", Code: name}
+	}
+	return g, nil
+}
+
 // ParseRegion validates a region id and returns its catalogue entry.
 func ParseRegion(id string) (Region, error) {
 	r, ok := LookupRegion(id)

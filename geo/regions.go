@@ -1,8 +1,51 @@
 package geo
 
-// regions: data-center regions, sorted by id.
+// regions: data-center regions, sorted by id. Ids follow the operators'
+// own naming (AWS style "eu-central-1", GCP style "europe-west4", Azure style
+// "norwayeast", Yandex Cloud "ru-central1") so that operators recognise them;
+// the point is the metro the region serves, to about a kilometre's care,
+// which is all that distance ranking needs.
 var regions = []Region{
+	{"af-south-1", "Cape Town", "ZA", -33.92, 18.42},
+	{"ap-east-1", "Hong Kong", "HK", 22.32, 114.17},
 	{"ap-northeast-1", "Tokyo", "JP", 35.68, 139.69},
+	{"ap-northeast-2", "Seoul", "KR", 37.57, 126.98},
+	{"ap-northeast-3", "Osaka", "JP", 34.69, 135.50},
+	{"ap-south-1", "Mumbai", "IN", 19.08, 72.88},
+	{"ap-south-2", "Hyderabad", "IN", 17.39, 78.49},
+	{"ap-southeast-1", "Singapore", "SG", 1.29, 103.85},
+	{"ap-southeast-2", "Sydney", "AU", -33.87, 151.21},
+	{"ap-southeast-3", "Jakarta", "ID", -6.21, 106.85},
+	{"ap-southeast-4", "Melbourne", "AU", -37.81, 144.96},
+	{"asia-east1", "Changhua County", "TW", 24.05, 120.52},
+	{"ca-central-1", "Montréal", "CA", 45.50, -73.57},
+	{"ca-west-1", "Calgary", "CA", 51.05, -114.07},
+	{"cn-north-1", "Beijing", "CN", 39.90, 116.40},
+	{"cn-northwest-1", "Ningxia", "CN", 37.51, 105.19},
 	{"eu-central-1", "Frankfurt", "DE", 50.11, 8.68},
+	{"eu-central-2", "Zurich", "CH", 47.37, 8.54},
+	{"eu-north-1", "Stockholm", "SE", 59.33, 18.07},
+	{"eu-south-1", "Milan", "IT", 45.46, 9.19},
+	{"eu-south-2", "Aragón", "ES", 41.65, -0.88},
+	{"eu-west-1", "Dublin", "IE", 53.35, -6.26},
+	{"eu-west-2", "London", "GB", 51.51, -0.13},
+	{"eu-west-3", "Paris", "FR", 48.86, 2.35},
+	{"europe-central2", "Warsaw", "PL", 52.23, 21.01},
+	{"europe-north1", "Hamina", "FI", 60.57, 27.19},
+	{"europe-west4", "Eemshaven", "NL", 53.44, 6.83},
+	{"il-central-1", "Tel Aviv", "IL", 32.09, 34.78},
+	{"me-central-1", "UAE", "AE", 24.45, 54.38},
+	{"me-central2", "Dammam", "SA", 26.43, 50.10},
+	{"me-south-1", "Bahrain", "BH", 26.07, 50.56},
+	{"mx-central-1", "Querétaro", "MX", 20.59, -100.39},
+	{"newzealandnorth", "Auckland", "NZ", -36.85, 174.76},
+	{"norwayeast", "Oslo", "NO", 59.91, 10.75},
+	{"qatarcentral", "Doha", "QA", 25.29, 51.53},
+	{"ru-central1", "Moscow", "RU", 55.76, 37.62},
+	{"sa-east-1", "São Paulo", "BR", -23.55, -46.63},
+	{"southamerica-west1", "Santiago", "CL", -33.45, -70.67},
 	{"us-east-1", "N. Virginia", "US", 38.95, -77.45},
+	{"us-east-2", "Ohio", "US", 39.96, -83.00},
+	{"us-west-1", "N. California", "US", 37.35, -121.96},
+	{"us-west-2", "Oregon", "US", 45.84, -119.70},
 }
