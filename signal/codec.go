@@ -1,0 +1,173 @@
+package signal
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Error codes carried in error messages. Decode returns them in *Error; the
+// node sends the same codes back to the peer so a client can branch on them.
+const (
+	CodeTooLarge           = "too_large"
+	CodeBadJSON            = "bad_json"
+	CodeUnsupportedVersion = "unsupported_version"
+	CodeUnknownType        = "unknown_type"
+	CodeBadMessage         = "bad_message"
+)
+
+// Error is a protocol-level refusal with a stable machine code.
+type Error struct {
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Is lets errors.Is match on the code alone: errors.Is(err, &Error{Code: CodeBadJSON}).
+func (e *Error) Is(target error) bool {
+	var t *Error
+	if !errors.As(target, &t) {
+		return false
+	}
+	return t.Code == e.Code
+}
+
+func refuse(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Decode parses one message of at most MaxMessageBytes.
+func Decode(data []byte) (Message, error) {
+	return DecodeLimit(data, MaxMessageBytes)
+}
+
+// DecodeLimit parses one message of at most limit bytes and checks that the
+// fields its type needs are present. Every refusal is an *Error.
+func DecodeLimit(data []byte, limit int) (Message, error) {
+	if len(data) > limit {
+		return Message{}, refuse(CodeTooLarge, "message of %d bytes exceeds %d", len(data), limit)
+	}
+	var m Message
+	if err := json.Unmarshal(data, &m); err != nil {
+		return Message{}, refuse(CodeBadJSON, "%v", err)
+	}
+	if m.V != Version {
+		return Message{}, refuse(CodeUnsupportedVersion, "version %d, want %d", m.V, Version)
+	}
+	if !Known(m.Type) {
+		return Message{}, refuse(CodeUnknownType, "unknown message type %q", m.Type)
+	}
+	if err := m.validate(); err != nil {
+		return Message{}, err
+	}
+	if err := m.normalise(); err != nil {
+		return Message{}, err
+	}
+	return m, nil
+}
+
+// Encode serialises m, filling in the version. HTML escaping is off so an
+// opaque relay payload goes out byte for byte as it came in.
+func Encode(m Message) ([]byte, error) {
+	if m.V == 0 {
+		m.V = Version
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(m); err != nil {
+		return nil, fmt.Errorf("encode %s message: %w", m.Type, err)
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// validate checks that a message carries what its type requires.
+func (m *Message) validate() error {
+	missing := func(field string) error {
+		return refuse(CodeBadMessage, "%s message needs %q", m.Type, field)
+	}
+	switch m.Type {
+	case TypeJoin:
+		if m.Token == "" {
+			return missing("token")
+		}
+	case TypeWelcome:
+		if m.ID == "" {
+			return missing("id")
+		}
+	case TypeOffer, TypeAnswer:
+		if m.SDP == "" {
+			return missing("sdp")
+		}
+	case TypeCandidate:
+		if m.Candidate == nil {
+			return missing("candidate")
+		}
+	case TypeParticipantJoined, TypeParticipantLeft:
+		if m.Participant == nil || m.Participant.ID == "" {
+			return missing("participant")
+		}
+	case TypeTrackPublished, TypeTrackUnpublished:
+		if m.Track == nil || m.Track.ID == "" {
+			return missing("track")
+		}
+	case TypeSubscribe:
+		if m.TrackID == "" {
+			return missing("track_id")
+		}
+		if m.Layer == "" {
+			return missing("layer")
+		}
+	case TypeChat:
+		if m.Text == "" {
+			return missing("text")
+		}
+	case TypeRelay:
+		if len(m.Payload) == 0 || string(m.Payload) == "null" {
+			return missing("payload")
+		}
+	case TypeError:
+		if m.Code == "" {
+			return missing("code")
+		}
+	}
+	return nil
+}
+
+// normalise gives every accepted message one canonical in-memory form, so
+// that Decode(Encode(m)) == m: empty lists become nil (they are omitted on
+// the wire) and the opaque payload is compacted (the encoder compacts it).
+func (m *Message) normalise() error {
+	if len(m.Participants) == 0 {
+		m.Participants = nil
+	}
+	if len(m.Tracks) == 0 {
+		m.Tracks = nil
+	}
+	for i := range m.Tracks {
+		if len(m.Tracks[i].Layers) == 0 {
+			m.Tracks[i].Layers = nil
+		}
+	}
+	if m.Track != nil && len(m.Track.Layers) == 0 {
+		m.Track.Layers = nil
+	}
+	if len(m.ICEServers) == 0 {
+		m.ICEServers = nil
+	}
+	for i := range m.ICEServers {
+		if len(m.ICEServers[i].URLs) == 0 {
+			m.ICEServers[i].URLs = nil
+		}
+	}
+	if len(m.Payload) > 0 {
+		var b bytes.Buffer
+		if err := json.Compact(&b, m.Payload); err != nil {
+			return refuse(CodeBadJSON, "payload: %v", err)
+		}
+		m.Payload = b.Bytes()
+	}
+	return nil
+}

@@ -1,0 +1,150 @@
+// Package signal defines oakmeet's signaling protocol between a participant
+// and a media node: one JSON object per WebSocket message, versioned by an
+// envelope field. It only describes and validates messages; it knows nothing
+// of WebRTC, media or keys, so both the node and every client can share it.
+//
+// The wire format is documented in docs/PROTOCOL.md.
+package signal
+
+import "encoding/json"
+
+// Version is the protocol version this package speaks. A message with any
+// other "v" is refused with CodeUnsupportedVersion.
+const Version = 1
+
+// MaxMessageBytes is the default upper bound on one encoded message. Offers
+// with many m-lines stay well below it; anything larger is refused before it
+// is parsed so a peer cannot make the node buffer unbounded JSON.
+const MaxMessageBytes = 64 << 10
+
+// Type names a message kind.
+type Type string
+
+// Message kinds. The direction in the comment is the only one a peer may send.
+const (
+	TypeJoin              Type = "join"               // client → node, first message
+	TypeWelcome           Type = "welcome"            // node → client
+	TypeOffer             Type = "offer"              // both
+	TypeAnswer            Type = "answer"             // both
+	TypeCandidate         Type = "candidate"          // both
+	TypeParticipantJoined Type = "participant_joined" // node → client
+	TypeParticipantLeft   Type = "participant_left"   // node → client
+	TypeTrackPublished    Type = "track_published"    // node → client
+	TypeTrackUnpublished  Type = "track_unpublished"  // node → client
+	TypeSubscribe         Type = "subscribe"          // client → node
+	TypeChat              Type = "chat"               // both
+	TypeLeave             Type = "leave"              // both
+	TypeRelay             Type = "relay"              // both
+	TypeError             Type = "error"              // both
+	TypePing              Type = "ping"               // both
+	TypePong              Type = "pong"               // both
+)
+
+// Known reports whether t is a message kind of this protocol version.
+func Known(t Type) bool {
+	switch t {
+	case TypeJoin, TypeWelcome, TypeOffer, TypeAnswer, TypeCandidate,
+		TypeParticipantJoined, TypeParticipantLeft, TypeTrackPublished,
+		TypeTrackUnpublished, TypeSubscribe, TypeChat, TypeLeave, TypeRelay,
+		TypeError, TypePing, TypePong:
+		return true
+	}
+	return false
+}
+
+// Simulcast layer names a subscriber may ask for. A subscriber may also name
+// a publisher's rid directly.
+const (
+	LayerHigh   = "high"
+	LayerMedium = "medium"
+	LayerLow    = "low"
+)
+
+// Track kinds.
+const (
+	KindAudio = "audio"
+	KindVideo = "video"
+)
+
+// Message is every protocol message. Only the fields of its Type are set; the
+// rest are zero and omitted on the wire. One flat struct keeps the envelope
+// ({"v":1,"type":...}) and the body in a single JSON object.
+type Message struct {
+	V    int  `json:"v"`
+	Type Type `json:"type"`
+
+	// join
+	Token string `json:"token,omitempty"`
+
+	// welcome: who the receiver is and what the meeting looks like now.
+	ID           string        `json:"id,omitempty"`
+	Name         string        `json:"name,omitempty"`
+	Meeting      string        `json:"meeting,omitempty"`
+	Participants []Participant `json:"participants,omitempty"`
+	Tracks       []Track       `json:"tracks,omitempty"`
+	ICEServers   []ICEServer   `json:"ice_servers,omitempty"`
+
+	// participant_joined, participant_left
+	Participant *Participant `json:"participant,omitempty"`
+
+	// track_published, track_unpublished
+	Track *Track `json:"track,omitempty"`
+
+	// offer, answer
+	SDP string `json:"sdp,omitempty"`
+
+	// candidate
+	Candidate *Candidate `json:"candidate,omitempty"`
+
+	// subscribe
+	TrackID string `json:"track_id,omitempty"`
+	Layer   string `json:"layer,omitempty"`
+
+	// chat (text, from, time), relay (to, from, payload)
+	Text    string          `json:"text,omitempty"`
+	From    string          `json:"from,omitempty"`
+	To      string          `json:"to,omitempty"`
+	Time    int64           `json:"time,omitempty"` // Unix milliseconds, set by the node
+	Payload json.RawMessage `json:"payload,omitempty"`
+
+	// error
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message,omitempty"`
+
+	// leave
+	Reason string `json:"reason,omitempty"`
+}
+
+// Participant is one member of a meeting as other members see it.
+type Participant struct {
+	ID   string `json:"id"`
+	Name string `json:"name,omitempty"`
+}
+
+// Track describes one published media track. ID is assigned by the node and
+// is unique within the meeting; it equals the MediaStreamTrack id a
+// subscriber sees in the node's SDP, and Stream equals the msid stream id.
+type Track struct {
+	ID          string   `json:"id"`
+	Participant string   `json:"participant"`
+	Stream      string   `json:"stream,omitempty"`
+	Kind        string   `json:"kind"`
+	Layers      []string `json:"layers,omitempty"` // simulcast rids, empty when not simulcast
+}
+
+// Candidate is a trickled ICE candidate, shaped like the browser's
+// RTCIceCandidateInit so it can be passed through unchanged.
+type Candidate struct {
+	Candidate        string  `json:"candidate"`
+	SDPMid           *string `json:"sdpMid,omitempty"`
+	SDPMLineIndex    *uint16 `json:"sdpMLineIndex,omitempty"`
+	UsernameFragment *string `json:"usernameFragment,omitempty"`
+}
+
+// ICEServer is a STUN or TURN server a client should use, shaped like the
+// browser's RTCIceServer.
+type ICEServer struct {
+	URLs       []string `json:"urls"`
+	Username   string   `json:"username,omitempty"`
+	Credential string   `json:"credential,omitempty"`
+}

@@ -1,0 +1,141 @@
+package signal
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestDecodeRefusals(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		code string
+	}{
+		{"not json", `{"v":1,`, CodeBadJSON},
+		{"wrong field type", `{"v":1,"type":"chat","text":5}`, CodeBadJSON},
+		{"missing version", `{"type":"chat","text":"hi"}`, CodeUnsupportedVersion},
+		{"future version", `{"v":2,"type":"chat","text":"hi"}`, CodeUnsupportedVersion},
+		{"unknown type", `{"v":1,"type":"teleport"}`, CodeUnknownType},
+		{"empty type", `{"v":1}`, CodeUnknownType},
+		{"join without token", `{"v":1,"type":"join"}`, CodeBadMessage},
+		{"offer without sdp", `{"v":1,"type":"offer"}`, CodeBadMessage},
+		{"subscribe without layer", `{"v":1,"type":"subscribe","track_id":"t1"}`, CodeBadMessage},
+		{"relay with null payload", `{"v":1,"type":"relay","payload":null}`, CodeBadMessage},
+		{"error without code", `{"v":1,"type":"error"}`, CodeBadMessage},
+		{"too large", `{"v":1,"type":"chat","text":"` + strings.Repeat("a", MaxMessageBytes) + `"}`, CodeTooLarge},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Decode([]byte(tc.in))
+			var se *Error
+			if !errors.As(err, &se) {
+				t.Fatalf("Decode error = %v, want *Error", err)
+			}
+			if se.Code != tc.code {
+				t.Fatalf("code = %q, want %q (%v)", se.Code, tc.code, err)
+			}
+			if !errors.Is(err, &Error{Code: tc.code}) {
+				t.Fatalf("errors.Is does not match code %q", tc.code)
+			}
+		})
+	}
+}
+
+func TestDecodeLimit(t *testing.T) {
+	msg := `{"v":1,"type":"ping"}`
+	if _, err := DecodeLimit([]byte(msg), len(msg)); err != nil {
+		t.Fatalf("message at the limit refused: %v", err)
+	}
+	if _, err := DecodeLimit([]byte(msg), len(msg)-1); !errors.Is(err, &Error{Code: CodeTooLarge}) {
+		t.Fatalf("message over the limit: err = %v", err)
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	mid, idx := "0", uint16(0)
+	msgs := []Message{
+		{Type: TypeJoin, Token: "tok"},
+		{Type: TypeWelcome, ID: "p1", Name: "Ann", Meeting: "m1",
+			Participants: []Participant{{ID: "p2", Name: "Bo"}},
+			Tracks:       []Track{{ID: "t1", Participant: "p2", Stream: "p2", Kind: KindVideo, Layers: []string{"q", "h", "f"}}},
+			ICEServers:   []ICEServer{{URLs: []string{"turn:127.0.0.1:3478"}, Username: "u", Credential: "c"}}},
+		{Type: TypeOffer, SDP: "v=0\r\n"},
+		{Type: TypeCandidate, Candidate: &Candidate{Candidate: "candidate:1 1 udp 1 127.0.0.1 5000 typ host", SDPMid: &mid, SDPMLineIndex: &idx}},
+		{Type: TypeParticipantLeft, Participant: &Participant{ID: "p2"}},
+		{Type: TypeTrackPublished, Track: &Track{ID: "t1", Participant: "p2", Kind: KindAudio}},
+		{Type: TypeSubscribe, TrackID: "t1", Layer: LayerLow},
+		{Type: TypeChat, Text: "<hi> & bye", From: "p1", Time: 1700000000000},
+		{Type: TypeRelay, To: "p2", From: "p1", Payload: []byte(`{"k":"<b64>"}`)},
+		{Type: TypeError, Code: CodeUnknownType, Message: "no"},
+		{Type: TypeLeave, Reason: "moved"},
+	}
+	for _, m := range msgs {
+		b, err := Encode(m)
+		if err != nil {
+			t.Fatalf("Encode(%s): %v", m.Type, err)
+		}
+		got, err := Decode(b)
+		if err != nil {
+			t.Fatalf("Decode(%s): %v", b, err)
+		}
+		m.V = Version
+		if !reflect.DeepEqual(got, m) {
+			t.Fatalf("round trip of %s:\n got %+v\nwant %+v", b, got, m)
+		}
+	}
+}
+
+func TestRelayPayloadIsOpaque(t *testing.T) {
+	in := `{"v":1,"type":"relay","to":"","payload":{"z":1,  "a":"<&>"}}`
+	m, err := Decode([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Encode(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"payload":{"z":1,"a":"<&>"}`) {
+		t.Fatalf("payload was rewritten beyond compaction: %s", b)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	seeds := []string{
+		`{"v":1,"type":"join","token":"x"}`,
+		`{"v":1,"type":"welcome","id":"p","participants":[],"tracks":[{"id":"t","participant":"p","kind":"video","layers":[]}]}`,
+		`{"v":1,"type":"relay","payload":"aGk="}`,
+		`{"v":1,"type":"relay","payload":[1, 2 ,{"a":"\u003c"}]}`,
+		`{"v":1,"type":"candidate","candidate":{"candidate":"c","sdpMid":"0","sdpMLineIndex":0}}`,
+		`{"v":1,"type":"chat","text":"\ud800","time":-1}`,
+		`{"v":1,"type":"subscribe","track_id":"t","layer":"low"}`,
+		`{"v":2}`,
+		`[]`,
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := Decode(data)
+		if err != nil {
+			var se *Error
+			if !errors.As(err, &se) {
+				t.Fatalf("untyped error %T: %v", err, err)
+			}
+			return
+		}
+		b, err := Encode(m)
+		if err != nil {
+			t.Fatalf("accepted message does not encode: %v", err)
+		}
+		again, err := Decode(b)
+		if err != nil {
+			t.Fatalf("re-encoded message refused: %v\n%s", err, b)
+		}
+		if !reflect.DeepEqual(m, again) {
+			t.Fatalf("round trip changed the message:\n first %+v\nsecond %+v\n wire %s", m, again, b)
+		}
+	})
+}
