@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/oakmeet/oakmeet/audit"
+)
+
+func runCmd(args ...string) (int, string, string) {
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestUsageAndUnknownCommand(t *testing.T) {
+	if code, _, errOut := runCmd(); code != 2 || !strings.Contains(errOut, "serve") {
+		t.Fatalf("no args: %d %q", code, errOut)
+	}
+	if code, _, errOut := runCmd("frobnicate"); code != 2 || !strings.Contains(errOut, `unknown command "frobnicate"`) {
+		t.Fatalf("unknown: %d %q", code, errOut)
+	}
+	if code, out, _ := runCmd("version"); code != 0 || !strings.HasPrefix(out, "oakmeet ") {
+		t.Fatalf("version: %d %q", code, out)
+	}
+	if code, _, errOut := runCmd("node"); code != 1 || !strings.Contains(errOut, "--country is required") {
+		t.Fatalf("node without country: %d %q", code, errOut)
+	}
+	if code, _, _ := runCmd("serve", "--no-such-flag"); code != 1 {
+		t.Fatalf("bad flag: %d", code)
+	}
+}
+
+func TestServeRejectsBadSettings(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"serve", "--data", dir, "--block", "XX", "--listen", "127.0.0.1:0"},
+		{"serve", "--data", dir, "--trusted-proxies", "nonsense"},
+		{"serve", "--data", dir, "--log-level", "loud"},
+		{"serve", "--data", dir, "--nodes", "99"},
+	} {
+		code, _, errOut := runCmd(args...)
+		if code != 1 || errOut == "" {
+			t.Errorf("%v: %d %q", args, code, errOut)
+		}
+	}
+}
+
+func TestAuditVerifyCommand(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(nil)
+	ch := audit.NewChain(key, "m1", audit.Head{})
+	var entries []audit.Entry
+	for i := range 3 {
+		entries = append(entries, ch.Seal(audit.Entry{Time: time.Unix(int64(i), 0), Kind: audit.KindPlacement, Node: "de-fra", NodeCountry: "DE"}))
+	}
+	var buf bytes.Buffer
+	h := audit.Header{Format: audit.Format, PublicKey: b64(key.Public().(ed25519.PublicKey)), Exported: time.Unix(9, 0)}
+	if err := audit.WriteExport(&buf, h, entries, audit.SignHeads(key, audit.Heads(entries))); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "log.jsonl")
+	os.WriteFile(path, buf.Bytes(), 0o600)
+	if code, out, _ := runCmd("audit", "verify", path); code != 0 || !strings.HasPrefix(out, "ok: 3 entries") {
+		t.Fatalf("verify: %d %q", code, out)
+	}
+	if code, out, _ := runCmd("audit", "verify", "--public-key", "AAAA", path); code != 1 || !strings.Contains(out, "not by the expected key") {
+		t.Fatalf("wrong expected key: %d %q", code, out)
+	}
+	tampered := bytes.Replace(buf.Bytes(), []byte(`"node":"de-fra"`), []byte(`"node":"de-frb"`), 1)
+	os.WriteFile(path, tampered, 0o600)
+	if code, out, _ := runCmd("audit", "verify", path); code != 1 || !strings.Contains(out, "FAILED") || !strings.Contains(out, "line 2") {
+		t.Fatalf("tampered: %d %q", code, out)
+	}
+	if code, _, _ := runCmd("audit", "verify"); code != 1 {
+		t.Fatalf("no file: %d", code)
+	}
+	if code, _, _ := runCmd("audit", "export", "--server", "http://127.0.0.1:1"); code != 1 {
+		t.Fatalf("unreachable server: %d", code)
+	}
+}

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/oakmeet/oakmeet/bus"
+	"github.com/oakmeet/oakmeet/node"
+)
+
+func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("node", flag.ContinueOnError)
+	var (
+		id        = fs.String("id", "", "node id, unique in the cluster (default: <country>-<region or random>)")
+		country   = fs.String("country", "", "ISO 3166-1 alpha-2 country the node runs in (required)")
+		region    = fs.String("region", "", "region id the node runs in (optional; see GET /api/geo)")
+		natsURL   = fs.String("nats", "nats://127.0.0.1:4222", "NATS URL of the cluster")
+		listen    = fs.String("listen", "127.0.0.1:0", "signaling HTTP address")
+		publicURL = fs.String("public-url", "", "signaling URL given to clients (default ws://<listen>/ws)")
+		maxP      = fs.Int("max-participants", 100, "capacity in participants (0 = unlimited)")
+		maxBR     = fs.Int64("max-bitrate", 0, "capacity in bits per second, in plus out (0 = unlimited)")
+		logLevel  = fs.String("log-level", "info", "debug, info, warn or error")
+		_         = fs.String("config", "", "config file of 'flag = value' lines")
+	)
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if *country == "" {
+		return errors.New("--country is required (an ISO 3166-1 alpha-2 code such as DE)")
+	}
+	log, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	if *id == "" {
+		suffix := *region
+		if suffix == "" {
+			suffix = randomSuffix()
+		}
+		*id = strings.ToLower(*country) + "-" + suffix
+	}
+	nc, err := bus.Connect(*natsURL, "oakmeet-node-"+*id)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	n, err := node.New(ctx, node.Config{
+		ID: *id, Country: *country, Region: *region, Listen: *listen, PublicURL: *publicURL,
+		MaxParticipants: *maxP, MaxBitrateBps: *maxBR, NATS: nc, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	info := n.Info()
+	fmt.Fprintf(stdout, "node %s (%s %s) serving %s\n", info.ID, info.Country, info.Region, info.URL)
+	return n.Run(ctx)
+}
+
+func randomSuffix() string {
+	const alphabet = "abcdefghijkmnpqrstuvwxyz23456789"
+	var b [4]byte
+	for i := range b {
+		b[i] = alphabet[int(randByte())%len(alphabet)]
+	}
+	return string(b[:])
+}

@@ -1,0 +1,521 @@
+package control
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/oakmeet/oakmeet/audit"
+	"github.com/oakmeet/oakmeet/geo"
+	"github.com/oakmeet/oakmeet/locate"
+	"github.com/oakmeet/oakmeet/placement"
+	"github.com/oakmeet/oakmeet/policy"
+	"github.com/oakmeet/oakmeet/token"
+)
+
+func (s *Server) handleConfig(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{
+		"floor":                 s.floor,
+		"trust_client_location": s.cfg.TrustClientLocation,
+		"public_key":            s.PublicKey(),
+	})
+}
+
+func (s *Server) handleGeo(w http.ResponseWriter, _ *http.Request) {
+	groups := map[string][]string{}
+	for _, g := range geo.GroupNames() {
+		groups[g], _ = geo.Group(g)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"countries": geo.Countries(),
+		"regions":   geo.Regions(),
+		"groups":    groups,
+	})
+}
+
+func (s *Server) handleNodes(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, s.nodes.list())
+}
+
+type createRequest struct {
+	Title  string        `json:"title"`
+	Policy policy.Policy `json:"policy"`
+}
+
+// meetingView is a meeting as anyone with its id may see it: no secrets.
+type meetingView struct {
+	ID              string        `json:"id"`
+	Title           string        `json:"title"`
+	Created         time.Time     `json:"created"`
+	Policy          policy.Policy `json:"policy"`
+	Floor           policy.Policy `json:"floor"`
+	EffectivePolicy policy.Policy `json:"effective_policy"`
+	PolicyHash      string        `json:"policy_hash"`
+	Participants    int           `json:"participants"`
+	AllowedNodes    []string      `json:"allowed_nodes"`
+	Warnings        []string      `json:"warnings"`
+}
+
+func (s *Server) view(m *meeting) (meetingView, error) {
+	eff, err := policy.Combine(s.floor, m.Policy)
+	if err != nil {
+		return meetingView{}, err
+	}
+	allowed := s.allowedHealthy(eff)
+	v := meetingView{
+		ID: m.ID, Title: m.Title, Created: m.Created,
+		Policy: m.Policy, Floor: s.floor, EffectivePolicy: eff.Policy(), PolicyHash: eff.Hash(),
+		Participants: len(m.active()), AllowedNodes: allowed, Warnings: []string{},
+	}
+	if len(allowed) == 0 {
+		v.Warnings = append(v.Warnings, "no live node is allowed by this policy: joins will be refused until one is")
+	}
+	return v, nil
+}
+
+func (s *Server) allowedHealthy(eff policy.Effective) []string {
+	out := []string{}
+	for _, n := range s.nodes.list() {
+		if n.Healthy && eff.Allows(n.Country, n.Region) {
+			out = append(out, n.ID)
+		}
+	}
+	return out
+}
+
+func cleanText(s string, max int) (string, bool) {
+	s = strings.TrimSpace(s)
+	if !utf8.ValidString(s) || utf8.RuneCountInString(s) > max {
+		return "", false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return "", false
+		}
+	}
+	return s, true
+}
+
+func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
+	var req createRequest
+	if e := decodeBody(w, r, &req); e != nil {
+		writeError(w, e)
+		return
+	}
+	title, ok := cleanText(req.Title, 200)
+	if !ok {
+		writeError(w, apiErr(http.StatusBadRequest, CodeBadRequest, "title must be at most 200 printable characters"))
+		return
+	}
+	if title == "" {
+		title = "Meeting"
+	}
+	pol, err := req.Policy.Normalize()
+	if err != nil {
+		writeError(w, toAPIError(err))
+		return
+	}
+	hostToken, hostHash, err := token.NewHostToken()
+	if err != nil {
+		s.fail(w, "host token", err)
+		return
+	}
+	now := s.now().UTC()
+	m := &meeting{ID: newID("", 10), Title: title, Policy: pol, HostTokenHash: hostHash, Created: now}
+	eff, err := policy.Combine(s.floor, pol)
+	if err != nil {
+		writeError(w, toAPIError(err))
+		return
+	}
+	m.PolicyHistory = []policyChange{{At: now, Policy: pol, Effective: eff.Policy(), Hash: eff.Hash()}}
+	if err := s.meetings.create(r.Context(), m); err != nil {
+		s.fail(w, "create meeting", err)
+		return
+	}
+	if _, err := s.audit.append(r.Context(), audit.Entry{
+		Kind: audit.KindMeetingCreated, Meeting: m.ID, PolicyHash: eff.Hash(),
+		Reason: "effective policy: " + describe(eff.Policy()),
+	}); err != nil {
+		s.fail(w, "audit meeting creation", err)
+		return
+	}
+	v, err := s.view(m)
+	if err != nil {
+		s.fail(w, "view meeting", err)
+		return
+	}
+	s.log.Info("meeting created", "meeting", m.ID, "policy_hash", v.PolicyHash)
+	writeJSON(w, http.StatusCreated, struct {
+		meetingView
+		HostToken string `json:"host_token"`
+	}{v, hostToken})
+}
+
+func (s *Server) handleGetMeeting(w http.ResponseWriter, r *http.Request) {
+	m, _, err := s.meetings.get(r.Context(), r.PathValue("id"))
+	if err != nil {
+		writeError(w, toAPIError(err))
+		return
+	}
+	v, err := s.view(m)
+	if err != nil {
+		s.fail(w, "view meeting", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+// hostCheck answers 401 without credentials and 403 with wrong ones.
+func hostCheck(r *http.Request, m *meeting) *APIError {
+	auth := r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(auth, "Bearer ")
+	if auth == "" || !ok || strings.TrimSpace(tok) == "" {
+		return apiErr(http.StatusUnauthorized, CodeUnauthorized, "changing the policy needs the host token: Authorization: Bearer <host_token>")
+	}
+	if !token.CheckHostToken(strings.TrimSpace(tok), m.HostTokenHash) {
+		return apiErr(http.StatusForbidden, CodeForbidden, "only the meeting's host may change its policy")
+	}
+	return nil
+}
+
+func (s *Server) handlePutPolicy(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	m, _, err := s.meetings.get(r.Context(), id)
+	if err != nil {
+		writeError(w, toAPIError(err))
+		return
+	}
+	if e := hostCheck(r, m); e != nil {
+		writeError(w, e)
+		return
+	}
+	var req policy.Policy
+	if e := decodeBody(w, r, &req); e != nil {
+		writeError(w, e)
+		return
+	}
+	pol, err := req.Normalize()
+	if err != nil {
+		writeError(w, toAPIError(err))
+		return
+	}
+	eff, err := policy.Combine(s.floor, pol)
+	if err != nil {
+		writeError(w, toAPIError(err))
+		return
+	}
+	m, err = s.meetings.update(r.Context(), id, func(m *meeting) error {
+		if e := hostCheck(r, m); e != nil {
+			return e
+		}
+		m.Policy = pol
+		m.PolicyHistory = append(m.PolicyHistory, policyChange{At: s.now().UTC(), Policy: pol, Effective: eff.Policy(), Hash: eff.Hash()})
+		return nil
+	})
+	if err != nil {
+		s.fail(w, "update policy", err)
+		return
+	}
+	if _, err := s.audit.append(r.Context(), audit.Entry{
+		Kind: audit.KindPolicyChange, Meeting: id, PolicyHash: eff.Hash(),
+		Reason: "effective policy: " + describe(eff.Policy()),
+	}); err != nil {
+		s.fail(w, "audit policy change", err)
+		return
+	}
+	s.log.Info("policy changed", "meeting", id, "policy_hash", eff.Hash())
+	v, err := s.view(m)
+	if err != nil {
+		s.fail(w, "view meeting", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+type joinRequest struct {
+	Name     string      `json:"name"`
+	Location locate.Hint `json:"location"`
+}
+
+// JoinNode is the node a participant was placed on, as the join answer
+// names it.
+type JoinNode struct {
+	ID      string `json:"id"`
+	Country string `json:"country"`
+	Region  string `json:"region,omitempty"`
+	URL     string `json:"url"`
+}
+
+// JoinResponse is the answer to a successful join.
+type JoinResponse struct {
+	ParticipantID string    `json:"participant_id"`
+	Node          JoinNode  `json:"node"`
+	Token         string    `json:"token"`
+	Expires       time.Time `json:"expires"`
+	Location      struct {
+		Country string `json:"country,omitempty"`
+		Source  string `json:"source"`
+	} `json:"location"`
+}
+
+func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var req joinRequest
+	if e := decodeBody(w, r, &req); e != nil {
+		writeError(w, e)
+		return
+	}
+	name, ok := cleanText(req.Name, 64)
+	if !ok {
+		writeError(w, apiErr(http.StatusBadRequest, CodeBadRequest, "name must be at most 64 printable characters"))
+		return
+	}
+	if name == "" {
+		name = "Guest"
+	}
+	loc, err := s.cfg.Locator.Locate(r, req.Location)
+	if err != nil {
+		writeError(w, toAPIError(err))
+		return
+	}
+	m, _, err := s.meetings.get(r.Context(), id)
+	if err != nil {
+		writeError(w, toAPIError(err))
+		return
+	}
+	resp, err := s.join(r, m, name, loc)
+	if err != nil {
+		var ref *placement.Refusal
+		if errors.As(err, &ref) {
+			writeError(w, toAPIError(err))
+			return
+		}
+		s.fail(w, "join", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// join places a participant, records it in the meeting and the audit log,
+// and issues the token for the chosen node. A refusal is audited too.
+func (s *Server) join(r *http.Request, m *meeting, name string, loc locate.Result) (*JoinResponse, error) {
+	ctx := r.Context()
+	pid := newID("p", 10)
+	var dec placement.Decision
+	var placeErr error
+	var eff policy.Effective
+	reserved := ""
+	_, err := s.meetings.update(ctx, m.ID, func(m *meeting) error {
+		var err error
+		if eff, err = policy.Combine(s.floor, m.Policy); err != nil {
+			return err
+		}
+		if reserved != "" { // a retry after a store conflict
+			s.nodes.assign(reserved, -1)
+			reserved = ""
+		}
+		req := placement.Request{Policy: eff, From: loc.Location, MeetingNodes: m.nodeIDs()}
+		// Placing and reserving the seat happen under one lock, so two
+		// joins cannot both take a node's last seat.
+		s.pick(func(rnd *rand.Rand) {
+			dec, placeErr = s.nodes.snapshot().Place(req, rnd)
+			if placeErr == nil {
+				s.nodes.assign(dec.Node.ID, 1)
+				reserved = dec.Node.ID
+			}
+		})
+		if placeErr != nil {
+			return placeErr
+		}
+		m.Participants = append(m.Participants, participant{
+			ID: pid, Name: name, Location: loc.Location, LocationSource: string(loc.Source),
+			Node:   placedNode{ID: dec.Node.ID, Country: dec.Node.Country, Region: dec.Node.Region},
+			Joined: s.now().UTC(),
+		})
+		return nil
+	})
+	if err != nil && reserved != "" {
+		s.nodes.assign(reserved, -1)
+	}
+	var ref *placement.Refusal
+	if errors.As(err, &ref) {
+		s.metrics.refusals.WithLabelValues(ref.Code).Inc()
+		s.log.Info("join refused", "meeting", m.ID, "code", ref.Code, "from", loc.Location.Country)
+		if _, aerr := s.audit.append(ctx, audit.Entry{
+			Kind: audit.KindRefusal, Meeting: m.ID, Participant: pid, PolicyHash: eff.Hash(),
+			Reason: ref.Code + ": " + ref.Reason,
+		}); aerr != nil {
+			return nil, fmt.Errorf("audit refusal: %w", aerr)
+		}
+		return nil, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	reason := fmt.Sprintf("nearest allowed node with headroom (%.0f km, participant location %s)", dec.DistanceKm, locationText(loc))
+	if dec.Reused {
+		reason = fmt.Sprintf("node already used by the meeting (%.0f km, participant location %s)", dec.DistanceKm, locationText(loc))
+	}
+	if _, err := s.audit.append(ctx, audit.Entry{
+		Kind: audit.KindPlacement, Meeting: m.ID, Participant: pid,
+		Node: dec.Node.ID, NodeCountry: dec.Node.Country, PolicyHash: eff.Hash(), Reason: reason,
+	}); err != nil {
+		return nil, fmt.Errorf("audit placement: %w", err)
+	}
+	s.metrics.placements.WithLabelValues(dec.Node.Country).Inc()
+
+	info, ok := s.nodes.get(dec.Node.ID)
+	if !ok {
+		return nil, fmt.Errorf("placed on unknown node %s", dec.Node.ID)
+	}
+	now := s.now().UTC()
+	claims := token.JoinClaims{Meeting: m.ID, Participant: pid, Name: name, Node: dec.Node.ID, IssuedAt: now, Expires: now.Add(s.cfg.TokenTTL)}
+	tok, err := token.SignJoin(s.cfg.Key, claims)
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("participant placed", "meeting", m.ID, "participant", pid, "node", dec.Node.ID, "node_country", dec.Node.Country, "from", loc.Location.Country)
+	resp := &JoinResponse{
+		ParticipantID: pid,
+		Node:          JoinNode{ID: dec.Node.ID, Country: dec.Node.Country, Region: dec.Node.Region, URL: info.Info.URL},
+		Token:         tok,
+		Expires:       claims.Expires,
+	}
+	resp.Location.Country = loc.Location.Country
+	resp.Location.Source = string(loc.Source)
+	return resp, nil
+}
+
+func locationText(loc locate.Result) string {
+	if !loc.Location.Known {
+		return "unknown"
+	}
+	return loc.Location.Country + " via " + string(loc.Source)
+}
+
+// RoutingView says where a meeting's participants are placed.
+type RoutingView struct {
+	Meeting         string             `json:"meeting"`
+	PolicyHash      string             `json:"policy_hash"`
+	EffectivePolicy policy.Policy      `json:"effective_policy"`
+	Participants    []RoutingEntry     `json:"participants"`
+	Nodes           []RoutingNodeEntry `json:"nodes"`
+}
+
+// RoutingEntry is one participant's placement.
+type RoutingEntry struct {
+	ID     string     `json:"id"`
+	Name   string     `json:"name"`
+	Node   placedNode `json:"node"`
+	Joined time.Time  `json:"joined"`
+}
+
+// RoutingNodeEntry is one node the meeting uses.
+type RoutingNodeEntry struct {
+	placedNode
+	Participants int  `json:"participants"`
+	Healthy      bool `json:"healthy"`
+}
+
+func (s *Server) handleRouting(w http.ResponseWriter, r *http.Request) {
+	m, _, err := s.meetings.get(r.Context(), r.PathValue("id"))
+	if err != nil {
+		writeError(w, toAPIError(err))
+		return
+	}
+	eff, err := policy.Combine(s.floor, m.Policy)
+	if err != nil {
+		s.fail(w, "routing", err)
+		return
+	}
+	v := RoutingView{Meeting: m.ID, PolicyHash: eff.Hash(), EffectivePolicy: eff.Policy(), Participants: []RoutingEntry{}, Nodes: []RoutingNodeEntry{}}
+	perNode := map[string]int{}
+	for _, p := range m.active() {
+		v.Participants = append(v.Participants, RoutingEntry{ID: p.ID, Name: p.Name, Node: p.Node, Joined: p.Joined})
+		if perNode[p.Node.ID] == 0 {
+			ns, _ := s.nodes.get(p.Node.ID)
+			v.Nodes = append(v.Nodes, RoutingNodeEntry{placedNode: p.Node, Healthy: ns.Healthy})
+		}
+		perNode[p.Node.ID]++
+	}
+	for i := range v.Nodes {
+		v.Nodes[i].Participants = perNode[v.Nodes[i].ID]
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) auditScope(r *http.Request) (meeting string, all bool, e *APIError) {
+	meeting = r.URL.Query().Get("meeting")
+	if meeting == "" {
+		return "", true, nil
+	}
+	if _, _, err := s.meetings.get(r.Context(), meeting); err != nil {
+		return "", false, toAPIError(err)
+	}
+	return meeting, false, nil
+}
+
+func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
+	meeting, all, e := s.auditScope(r)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	entries, err := s.audit.entries(r.Context(), meeting, all)
+	if err != nil {
+		s.fail(w, "read audit log", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"public_key": s.PublicKey(), "entries": entries})
+}
+
+func (s *Server) handleAuditExport(w http.ResponseWriter, r *http.Request) {
+	meeting, all, e := s.auditScope(r)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	entries, heads, err := s.audit.export(r.Context(), meeting, all)
+	if err != nil {
+		s.fail(w, "read audit log", err)
+		return
+	}
+	h := audit.Header{Format: audit.Format, PublicKey: base64.StdEncoding.EncodeToString(s.PublicKey()), Meeting: meeting, Exported: s.now().UTC()}
+	t := audit.SignHeads(s.cfg.Key, heads)
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	if err := audit.WriteExport(w, h, entries, t); err != nil {
+		s.log.Warn("audit export interrupted", "err", err)
+	}
+}
+
+// fail answers an unexpected error, logging the detail the client must
+// not see.
+func (s *Server) fail(w http.ResponseWriter, what string, err error) {
+	ae := toAPIError(err)
+	if ae.Status >= 500 && ae.Code == CodeInternal {
+		s.log.Error(what, "err", err)
+	}
+	writeError(w, ae)
+}
+
+func describe(p policy.Policy) string {
+	parts := []string{}
+	if len(p.BlockedCountries) > 0 {
+		parts = append(parts, "blocked countries "+strings.Join(p.BlockedCountries, ","))
+	}
+	if len(p.BlockedRegions) > 0 {
+		parts = append(parts, "blocked regions "+strings.Join(p.BlockedRegions, ","))
+	}
+	if len(p.AllowedCountries) > 0 {
+		parts = append(parts, "only "+strings.Join(p.AllowedCountries, ","))
+	}
+	if len(parts) == 0 {
+		return "no restrictions"
+	}
+	return strings.Join(parts, "; ")
+}

@@ -1,0 +1,193 @@
+package control
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/oakmeet/oakmeet/geo"
+	"github.com/oakmeet/oakmeet/policy"
+	"github.com/oakmeet/oakmeet/store"
+)
+
+// meeting is the stored state of one meeting.
+type meeting struct {
+	ID            string         `json:"id"`
+	Title         string         `json:"title"`
+	Policy        policy.Policy  `json:"policy"` // the meeting's own rules, normalized
+	HostTokenHash string         `json:"host_token_hash"`
+	Created       time.Time      `json:"created"`
+	Participants  []participant  `json:"participants"`
+	PolicyHistory []policyChange `json:"policy_history"`
+}
+
+type participant struct {
+	ID             string       `json:"id"`
+	Name           string       `json:"name"`
+	Location       geo.Location `json:"location"`
+	LocationSource string       `json:"location_source"`
+	Node           placedNode   `json:"node"`
+	Joined         time.Time    `json:"joined"`
+	Left           *time.Time   `json:"left,omitempty"`
+	LeftReason     string       `json:"left_reason,omitempty"`
+}
+
+type placedNode struct {
+	ID      string `json:"id"`
+	Country string `json:"country"`
+	Region  string `json:"region,omitempty"`
+}
+
+type policyChange struct {
+	At        time.Time     `json:"at"`
+	Policy    policy.Policy `json:"policy"`    // the meeting's own rules
+	Effective policy.Policy `json:"effective"` // with the deployment floor
+	Hash      string        `json:"hash"`
+}
+
+func (m *meeting) active() []participant {
+	var out []participant
+	for _, p := range m.Participants {
+		if p.Left == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (m *meeting) nodeIDs() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, p := range m.active() {
+		if !seen[p.Node.ID] {
+			seen[p.Node.ID] = true
+			out = append(out, p.Node.ID)
+		}
+	}
+	return out
+}
+
+// meetings reads and writes meetings in the store. Updates to one meeting
+// are serialised in this process and compare-and-set in the store.
+type meetings struct {
+	store *store.Store
+
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex
+}
+
+func newMeetings(st *store.Store) *meetings {
+	return &meetings{store: st, locks: map[string]*sync.Mutex{}}
+}
+
+func (ms *meetings) lock(id string) func() {
+	ms.mu.Lock()
+	l, ok := ms.locks[id]
+	if !ok {
+		l = &sync.Mutex{}
+		ms.locks[id] = l
+	}
+	ms.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+func (ms *meetings) get(ctx context.Context, id string) (*meeting, uint64, error) {
+	if !validMeetingID(id) {
+		return nil, 0, apiErr(http.StatusNotFound, CodeNotFound, "no meeting %q", id)
+	}
+	rec, err := ms.store.Meeting(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, 0, apiErr(http.StatusNotFound, CodeNotFound, "no meeting %q", id)
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	var m meeting
+	if err := json.Unmarshal(rec.Value, &m); err != nil {
+		return nil, 0, fmt.Errorf("meeting %s unreadable: %w", id, err)
+	}
+	return &m, rec.Revision, nil
+}
+
+func (ms *meetings) create(ctx context.Context, m *meeting) error {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = ms.store.CreateMeeting(ctx, m.ID, data)
+	return err
+}
+
+// update applies fn to the meeting under its lock and stores the result.
+// fn may return an error to abort without writing.
+func (ms *meetings) update(ctx context.Context, id string, fn func(*meeting) error) (*meeting, error) {
+	unlock := ms.lock(id)
+	defer unlock()
+	for attempt := 0; ; attempt++ {
+		m, rev, err := ms.get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if err := fn(m); err != nil {
+			return nil, err
+		}
+		data, err := json.Marshal(m)
+		if err != nil {
+			return nil, err
+		}
+		_, err = ms.store.UpdateMeeting(ctx, id, data, rev)
+		if err == nil {
+			return m, nil
+		}
+		if !errors.Is(err, store.ErrConflict) || attempt >= 4 {
+			return nil, err
+		}
+	}
+}
+
+func (ms *meetings) all(ctx context.Context) ([]*meeting, error) {
+	ids, err := ms.store.MeetingIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*meeting, 0, len(ids))
+	for _, id := range ids {
+		m, _, err := ms.get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// IDs are lower-case letters and digits without look-alikes, safe in URLs,
+// NATS subjects and KV keys.
+const idAlphabet = "abcdefghijkmnpqrstuvwxyz23456789"
+
+func newID(prefix string, n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	for i := range b {
+		b[i] = idAlphabet[int(b[i])%len(idAlphabet)]
+	}
+	return prefix + string(b)
+}
+
+func validMeetingID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}

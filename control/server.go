@@ -1,0 +1,254 @@
+// Package control is oakmeet's control plane: the HTTP API for meetings and
+// their routing policies, placement of participants on media nodes, join
+// tokens, node health from heartbeats, and the audit log of every routing
+// decision.
+package control
+
+import (
+	"context"
+	"crypto/ed25519"
+	crand "crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/oakmeet/oakmeet/audit"
+	"github.com/oakmeet/oakmeet/cluster"
+	"github.com/oakmeet/oakmeet/locate"
+	"github.com/oakmeet/oakmeet/policy"
+	"github.com/oakmeet/oakmeet/store"
+)
+
+// Locator finds where a joining client is.
+type Locator interface {
+	Locate(r *http.Request, hint locate.Hint) (locate.Result, error)
+}
+
+// Config wires the control plane to its parts.
+type Config struct {
+	Store   *store.Store
+	NATS    *nats.Conn
+	Locator Locator
+	// Floor is the deployment's policy; every meeting inherits it.
+	Floor policy.Policy
+	// Key signs join tokens and audit entries.
+	Key ed25519.PrivateKey
+	// TokenTTL is how long a join token is valid; default 2 minutes.
+	TokenTTL time.Duration
+	// TrustClientLocation tells clients (the web app) whether a location
+	// hint will be honoured; the Locator enforces it.
+	TrustClientLocation bool
+	Logger              *slog.Logger
+	Now                 func() time.Time
+	// Rand drives placement's tie-breaks; nil seeds one from crypto/rand.
+	Rand *rand.Rand
+}
+
+// Server is the control plane. Build it with New, serve Handler, and Run
+// its background work.
+type Server struct {
+	cfg      Config
+	floor    policy.Policy
+	log      *slog.Logger
+	now      func() time.Time
+	nodes    *registry
+	meetings *meetings
+	audit    *auditor
+	metrics  *metrics
+	ready    atomic.Bool
+
+	randMu sync.Mutex
+	rand   *rand.Rand
+}
+
+// New validates the configuration and publishes the token-verification key
+// for nodes.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Store == nil || cfg.NATS == nil || cfg.Locator == nil {
+		return nil, errors.New("control: store, NATS connection and locator are required")
+	}
+	if len(cfg.Key) != ed25519.PrivateKeySize {
+		return nil, errors.New("control: an Ed25519 signing key is required")
+	}
+	floor, err := cfg.Floor.Normalize()
+	if err != nil {
+		return nil, fmt.Errorf("control: deployment floor: %w", err)
+	}
+	if _, err := policy.Combine(floor, policy.Policy{}); err != nil {
+		return nil, fmt.Errorf("control: deployment floor: %w", err)
+	}
+	if cfg.TokenTTL <= 0 {
+		cfg.TokenTTL = 2 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Rand == nil {
+		var seed [16]byte
+		_, _ = crand.Read(seed[:])
+		cfg.Rand = rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:])))
+	}
+	s := &Server{
+		cfg:      cfg,
+		floor:    floor,
+		log:      cfg.Logger,
+		now:      cfg.Now,
+		nodes:    newRegistry(),
+		meetings: newMeetings(cfg.Store),
+		audit:    newAuditor(cfg.Key, cfg.Store, cfg.Now),
+		rand:     cfg.Rand,
+	}
+	s.metrics = newMetrics(s.nodes.healthyCount)
+	pub := cfg.Key.Public().(ed25519.PublicKey)
+	if err := cfg.Store.PutControl(ctx, cluster.KeyTokenPublicKey, pub); err != nil {
+		return nil, fmt.Errorf("control: publish token key: %w", err)
+	}
+	return s, nil
+}
+
+// PublicKey verifies join tokens and audit entries.
+func (s *Server) PublicKey() ed25519.PublicKey { return s.cfg.Key.Public().(ed25519.PublicKey) }
+
+// Run follows node heartbeats and health until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	hbSub, err := s.cfg.NATS.Subscribe(cluster.SubjectHeartbeat, func(m *nats.Msg) {
+		hb, err := cluster.Decode[cluster.Heartbeat]("heartbeat", m.Data)
+		if err != nil || cluster.ValidNodeID(hb.Node.ID) != nil {
+			s.log.Warn("ignoring malformed heartbeat", "err", err)
+			return
+		}
+		if s.nodes.heartbeat(hb, s.now()) {
+			s.log.Info("node healthy", "node", hb.Node.ID, "country", hb.Node.Country)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("control: subscribe to heartbeats: %w", err)
+	}
+	defer hbSub.Unsubscribe()
+
+	if err := s.loadState(ctx); err != nil {
+		return err
+	}
+	s.ready.Store(true)
+	defer s.ready.Store(false)
+
+	tick := time.NewTicker(cluster.HeartbeatInterval / 2)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			for _, n := range s.nodes.expire(s.now()) {
+				s.nodeDown(ctx, n)
+			}
+		}
+	}
+}
+
+// loadState reads registrations and meetings left by a previous run.
+func (s *Server) loadState(ctx context.Context) error {
+	regs, err := s.cfg.Store.Nodes(ctx)
+	if err != nil {
+		return fmt.Errorf("control: %w", err)
+	}
+	for _, r := range regs {
+		info, err := cluster.Decode[cluster.NodeInfo]("node registration", r)
+		if err != nil {
+			s.log.Warn("skipping unreadable node registration", "err", err)
+			continue
+		}
+		s.nodes.known(info)
+	}
+	all, err := s.meetings.all(ctx)
+	if err != nil {
+		return fmt.Errorf("control: load meetings: %w", err)
+	}
+	counts := map[string]int{}
+	for _, m := range all {
+		for _, p := range m.active() {
+			counts[p.Node.ID]++
+		}
+	}
+	s.nodes.resetAssigned(counts)
+	s.log.Info("control plane state loaded", "nodes", len(regs), "meetings", len(all))
+	return nil
+}
+
+func (s *Server) nodeDown(ctx context.Context, n cluster.NodeInfo) {
+	s.log.Warn("node unhealthy: no heartbeat", "node", n.ID, "country", n.Country, "timeout", cluster.HeartbeatTimeout)
+	_, err := s.audit.append(ctx, audit.Entry{
+		Kind: audit.KindNodeDown, Node: n.ID, NodeCountry: n.Country,
+		Reason: fmt.Sprintf("no heartbeat for %s", cluster.HeartbeatTimeout),
+	})
+	if err != nil {
+		s.log.Error("audit node down", "node", n.ID, "err", err)
+	}
+}
+
+// Handler is the HTTP API.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.handleHealth)
+	mux.HandleFunc("GET /api/config", s.handleConfig)
+	mux.HandleFunc("GET /api/geo", s.handleGeo)
+	mux.HandleFunc("GET /api/nodes", s.handleNodes)
+	mux.HandleFunc("POST /api/meetings", s.handleCreate)
+	mux.HandleFunc("GET /api/meetings/{id}", s.handleGetMeeting)
+	mux.HandleFunc("PUT /api/meetings/{id}/policy", s.handlePutPolicy)
+	mux.HandleFunc("POST /api/meetings/{id}/join", s.handleJoin)
+	mux.HandleFunc("GET /api/meetings/{id}/routing", s.handleRouting)
+	mux.HandleFunc("GET /api/audit", s.handleAudit)
+	mux.HandleFunc("GET /api/audit/export", s.handleAuditExport)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, apiErr(http.StatusNotFound, CodeNotFound, "no API endpoint %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
+	if !s.ready.Load() {
+		writeError(w, apiErr(http.StatusServiceUnavailable, CodeUnavailable, "starting"))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "healthy_nodes": s.nodes.healthyCount()})
+}
+
+func (s *Server) pick(fn func(*rand.Rand)) {
+	s.randMu.Lock()
+	defer s.randMu.Unlock()
+	fn(s.rand)
+}
+
+// decodeBody reads a JSON request body strictly: unknown fields and
+// trailing data are errors, so typos do not silently weaken a policy.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) *APIError {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return apiErr(http.StatusRequestEntityTooLarge, CodeBadRequest, "request body larger than %d bytes", mbe.Limit)
+		}
+		return apiErr(http.StatusBadRequest, CodeBadJSON, "request body: %v", err)
+	}
+	if dec.More() {
+		return apiErr(http.StatusBadRequest, CodeBadJSON, "request body: unexpected data after the JSON value")
+	}
+	return nil
+}

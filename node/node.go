@@ -1,0 +1,247 @@
+// Package node is a media node's process: it registers with the cluster,
+// reports its health and load every second, takes commands from the control
+// plane, and serves participants' signaling connections, verifying each join
+// token before handing the connection to the media engine. It never holds a
+// media key.
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/oakmeet/oakmeet/cluster"
+	"github.com/oakmeet/oakmeet/geo"
+	"github.com/oakmeet/oakmeet/store"
+)
+
+// Config describes one node.
+type Config struct {
+	ID      string
+	Country string
+	// Region is optional; without it the node stands at its country's
+	// representative point.
+	Region string
+	// Listen is the HTTP address for signaling (host:port; port 0 = any).
+	Listen string
+	// PublicURL is the signaling URL clients are given; default
+	// ws://<listen address>/ws.
+	PublicURL       string
+	MaxParticipants int
+	MaxBitrateBps   int64
+	NATS            *nats.Conn
+	Logger          *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Node is a running media node.
+type Node struct {
+	cfg   Config
+	info  cluster.NodeInfo
+	log   *slog.Logger
+	now   func() time.Time
+	store *store.Store
+	ln    net.Listener
+	srv   *http.Server
+
+	draining atomic.Bool
+	pub      atomic.Pointer[ed25519.PublicKey]
+
+	cpuMu   sync.Mutex
+	lastCPU time.Duration
+	lastAt  time.Time
+}
+
+// New validates the configuration and binds the listener, so the node's URL
+// is known before it starts.
+func New(ctx context.Context, cfg Config) (*Node, error) {
+	if err := cluster.ValidNodeID(cfg.ID); err != nil {
+		return nil, err
+	}
+	if cfg.NATS == nil {
+		return nil, errors.New("node: a NATS connection is required")
+	}
+	if cfg.MaxParticipants < 0 || cfg.MaxBitrateBps < 0 {
+		return nil, errors.New("node: capacity limits cannot be negative")
+	}
+	c, err := geo.ParseCountry(cfg.Country)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", cfg.ID, err)
+	}
+	loc, _ := geo.CountryLocation(c.Code)
+	if cfg.Region != "" {
+		r, err := geo.ParseRegion(cfg.Region)
+		if err != nil {
+			return nil, fmt.Errorf("node %s: %w", cfg.ID, err)
+		}
+		if r.Country != c.Code {
+			return nil, fmt.Errorf("node %s: region %s is in %s, not %s", cfg.ID, r.ID, r.Country, c.Code)
+		}
+		loc, _ = geo.RegionLocation(r.ID)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:0"
+	}
+	st, err := store.Open(ctx, cfg.NATS)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", cfg.ID, err)
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: listen: %w", cfg.ID, err)
+	}
+	url := cfg.PublicURL
+	if url == "" {
+		url = "ws://" + ln.Addr().String() + "/ws"
+	}
+	n := &Node{
+		cfg:   cfg,
+		log:   cfg.Logger.With("node", cfg.ID),
+		now:   cfg.Now,
+		store: st,
+		ln:    ln,
+		info: cluster.NodeInfo{
+			ID: cfg.ID, Country: c.Code, Region: loc.Region, Lat: loc.Lat, Lon: loc.Lon,
+			URL: url, MaxParticipants: cfg.MaxParticipants, MaxBitrateBps: cfg.MaxBitrateBps,
+			Started: cfg.Now().UTC(),
+		},
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", n.handleHealth)
+	n.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return n, nil
+}
+
+// Info is the node's registration.
+func (n *Node) Info() cluster.NodeInfo { return n.info }
+
+// Drain makes the node refuse new participants; the control plane moves the
+// ones it has.
+func (n *Node) Drain() { n.draining.Store(true) }
+
+// Run serves until ctx ends, then deregisters and shuts down.
+func (n *Node) Run(ctx context.Context) error {
+	reg, err := json.Marshal(n.info)
+	if err != nil {
+		return err
+	}
+	if err := n.store.PutNode(ctx, n.info.ID, reg); err != nil {
+		return err
+	}
+	cmdSub, err := n.cfg.NATS.Subscribe(cluster.SubjectCommand(n.info.ID), n.handleCommand)
+	if err != nil {
+		return fmt.Errorf("node %s: subscribe to commands: %w", n.info.ID, err)
+	}
+	defer cmdSub.Unsubscribe()
+
+	var wg sync.WaitGroup
+	serveErr := make(chan error, 1)
+	wg.Go(func() {
+		if err := n.srv.Serve(n.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serveErr <- err
+		}
+	})
+	n.log.Info("node up", "country", n.info.Country, "region", n.info.Region, "url", n.info.URL)
+
+	tick := time.NewTicker(cluster.HeartbeatInterval)
+	defer tick.Stop()
+	n.heartbeat()
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-serveErr:
+			runErr = fmt.Errorf("node %s: serve: %w", n.info.ID, err)
+			break loop
+		case <-tick.C:
+			n.heartbeat()
+		}
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = n.srv.Shutdown(shutCtx)
+	wg.Wait()
+	if err := n.store.DeleteNode(shutCtx, n.info.ID); err != nil {
+		n.log.Warn("deregister", "err", err)
+	}
+	n.log.Info("node down")
+	return runErr
+}
+
+func (n *Node) heartbeat() {
+	hb := cluster.Heartbeat{
+		Node:     n.info,
+		Load:     cluster.Load{CPU: n.cpuShare()},
+		Draining: n.draining.Load(),
+		Sent:     n.now().UTC(),
+	}
+	data, err := json.Marshal(hb)
+	if err != nil {
+		n.log.Error("encode heartbeat", "err", err)
+		return
+	}
+	if err := n.cfg.NATS.Publish(cluster.SubjectHeartbeat, data); err != nil {
+		n.log.Warn("publish heartbeat", "err", err)
+	}
+}
+
+func (n *Node) handleCommand(m *nats.Msg) {
+	cmd, err := cluster.Decode[cluster.Command]("command", m.Data)
+	if err != nil {
+		n.log.Warn("bad command", "err", err)
+		return
+	}
+	switch cmd.Kind {
+	case cluster.CommandDrain:
+		n.Drain()
+		n.heartbeat()
+	default:
+		n.log.Warn("unknown command", "kind", cmd.Kind)
+	}
+}
+
+func (n *Node) handleHealth(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"id": n.info.ID, "draining": n.draining.Load()})
+}
+
+// cpuShare is the process's CPU time since the last call as a share of one
+// core. In-process demo nodes share one process, so each reports the whole.
+func (n *Node) cpuShare() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	used := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	now := n.now()
+	n.cpuMu.Lock()
+	defer n.cpuMu.Unlock()
+	var share float64
+	if !n.lastAt.IsZero() {
+		if wall := now.Sub(n.lastAt); wall > 0 {
+			share = float64(used-n.lastCPU) / float64(wall)
+		}
+	}
+	n.lastCPU, n.lastAt = used, now
+	return share
+}
