@@ -368,6 +368,7 @@ func (s *Server) join(r *http.Request, m *meeting, name string, loc locate.Resul
 		return nil, fmt.Errorf("audit placement: %w", err)
 	}
 	s.metrics.placements.WithLabelValues(dec.Node.Country).Inc()
+	s.holdSeat(pid, m.ID, dec.Node.ID, s.now())
 
 	info, ok := s.nodes.get(dec.Node.ID)
 	if !ok {

@@ -122,6 +122,7 @@ func (c *cluster) startNode(s nodeSpec) {
 	}
 	n, err := node.New(context.Background(), node.Config{
 		ID: s.id, Country: s.country, Region: s.region, MaxParticipants: s.max, NATS: nc, Logger: quietLogger(),
+		LoopbackOnly: true,
 	})
 	if err != nil {
 		t.Fatal(err)

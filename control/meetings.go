@@ -33,6 +33,7 @@ type participant struct {
 	LocationSource string       `json:"location_source"`
 	Node           placedNode   `json:"node"`
 	Joined         time.Time    `json:"joined"`
+	Connected      *time.Time   `json:"connected,omitempty"`
 	Left           *time.Time   `json:"left,omitempty"`
 	LeftReason     string       `json:"left_reason,omitempty"`
 }
@@ -59,6 +60,18 @@ func (m *meeting) active() []participant {
 	}
 	return out
 }
+
+func (m *meeting) participant(id string) *participant {
+	for i := range m.Participants {
+		if m.Participants[i].ID == id {
+			return &m.Participants[i]
+		}
+	}
+	return nil
+}
+
+// errNoChange aborts an update that has nothing to write.
+var errNoChange = errors.New("no change")
 
 func (m *meeting) nodeIDs() []string {
 	seen := map[string]bool{}

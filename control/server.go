@@ -69,6 +69,16 @@ type Server struct {
 
 	randMu sync.Mutex
 	rand   *rand.Rand
+
+	// pending are placed participants that have not connected to their
+	// node yet; their seat is released when the join token has expired.
+	pendingMu sync.Mutex
+	pending   map[string]pendingSeat
+}
+
+type pendingSeat struct {
+	meeting, node string
+	deadline      time.Time
 }
 
 // New validates the configuration and publishes the token-verification key
@@ -110,6 +120,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		meetings: newMeetings(cfg.Store),
 		audit:    newAuditor(cfg.Key, cfg.Store, cfg.Now),
 		rand:     cfg.Rand,
+		pending:  map[string]pendingSeat{},
 	}
 	s.metrics = newMetrics(s.nodes.healthyCount)
 	pub := cfg.Key.Public().(ed25519.PublicKey)
@@ -139,6 +150,19 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	defer hbSub.Unsubscribe()
 
+	evSub, err := s.cfg.NATS.Subscribe(cluster.SubjectEvents, func(m *nats.Msg) {
+		ev, err := cluster.Decode[cluster.Event]("node event", m.Data)
+		if err != nil {
+			s.log.Warn("ignoring malformed node event", "err", err)
+			return
+		}
+		s.nodeEvent(ctx, ev)
+	})
+	if err != nil {
+		return fmt.Errorf("control: subscribe to node events: %w", err)
+	}
+	defer evSub.Unsubscribe()
+
 	if err := s.loadState(ctx); err != nil {
 		return err
 	}
@@ -155,6 +179,7 @@ func (s *Server) Run(ctx context.Context) error {
 			for _, n := range s.nodes.expire(s.now()) {
 				s.nodeDown(ctx, n)
 			}
+			s.expireSeats(ctx)
 		}
 	}
 }
@@ -181,11 +206,97 @@ func (s *Server) loadState(ctx context.Context) error {
 	for _, m := range all {
 		for _, p := range m.active() {
 			counts[p.Node.ID]++
+			if p.Connected == nil {
+				s.holdSeat(p.ID, m.ID, p.Node.ID, p.Joined)
+			}
 		}
 	}
 	s.nodes.resetAssigned(counts)
 	s.log.Info("control plane state loaded", "nodes", len(regs), "meetings", len(all))
 	return nil
+}
+
+// seatGrace is how long after its token expires a placed participant that
+// never connected keeps its seat.
+const seatGrace = 10 * time.Second
+
+func (s *Server) holdSeat(pid, meeting, node string, joined time.Time) {
+	s.pendingMu.Lock()
+	defer s.pendingMu.Unlock()
+	s.pending[pid] = pendingSeat{meeting: meeting, node: node, deadline: joined.Add(s.cfg.TokenTTL + seatGrace)}
+}
+
+func (s *Server) seatTaken(pid string) {
+	s.pendingMu.Lock()
+	defer s.pendingMu.Unlock()
+	delete(s.pending, pid)
+}
+
+func (s *Server) expireSeats(ctx context.Context) {
+	now := s.now()
+	var expired map[string]pendingSeat
+	s.pendingMu.Lock()
+	for pid, p := range s.pending {
+		if now.After(p.deadline) {
+			if expired == nil {
+				expired = map[string]pendingSeat{}
+			}
+			expired[pid] = p
+			delete(s.pending, pid)
+		}
+	}
+	s.pendingMu.Unlock()
+	for pid, p := range expired {
+		s.participantLeft(ctx, p.meeting, pid, p.node, "never connected", now)
+	}
+}
+
+// nodeEvent follows participants connecting to and leaving their nodes.
+func (s *Server) nodeEvent(ctx context.Context, ev cluster.Event) {
+	if !validMeetingID(ev.Meeting) {
+		return
+	}
+	switch ev.Kind {
+	case cluster.EventConnected:
+		s.seatTaken(ev.Participant)
+		_, err := s.meetings.update(ctx, ev.Meeting, func(m *meeting) error {
+			p := m.participant(ev.Participant)
+			if p == nil || p.Node.ID != ev.Node || p.Connected != nil {
+				return errNoChange
+			}
+			t := ev.Time.UTC()
+			p.Connected = &t
+			return nil
+		})
+		if err != nil && !errors.Is(err, errNoChange) {
+			s.log.Warn("record connection", "meeting", ev.Meeting, "participant", ev.Participant, "err", err)
+		}
+	case cluster.EventDisconnected:
+		s.participantLeft(ctx, ev.Meeting, ev.Participant, ev.Node, ev.Reason, ev.Time)
+	}
+}
+
+// participantLeft ends a participant's presence on a node, unless it has
+// already moved elsewhere.
+func (s *Server) participantLeft(ctx context.Context, meetingID, pid, nodeID, reason string, at time.Time) {
+	_, err := s.meetings.update(ctx, meetingID, func(m *meeting) error {
+		p := m.participant(pid)
+		if p == nil || p.Left != nil || p.Node.ID != nodeID {
+			return errNoChange
+		}
+		t := at.UTC()
+		p.Left, p.LeftReason = &t, reason
+		return nil
+	})
+	if errors.Is(err, errNoChange) {
+		return
+	}
+	if err != nil {
+		s.log.Warn("record departure", "meeting", meetingID, "participant", pid, "err", err)
+		return
+	}
+	s.nodes.assign(nodeID, -1)
+	s.log.Info("participant left", "meeting", meetingID, "participant", pid, "node", nodeID, "reason", reason)
 }
 
 func (s *Server) nodeDown(ctx context.Context, n cluster.NodeInfo) {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/geo"
+	"github.com/oakmeet/oakmeet/sfu"
 	"github.com/oakmeet/oakmeet/store"
 )
 
@@ -40,7 +41,14 @@ type Config struct {
 	PublicURL       string
 	MaxParticipants int
 	MaxBitrateBps   int64
-	NATS            *nats.Conn
+	// Media networking: one UDP port for all ICE traffic (0 = any free
+	// port), optional ICE-TCP (0 = off, -1 = any free port), the address
+	// to advertise behind 1:1 NAT, and loopback-only ICE for local demos.
+	UDPPort      int
+	TCPPort      int
+	PublicIP     string
+	LoopbackOnly bool
+	NATS         *nats.Conn
 	Logger          *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -53,6 +61,7 @@ type Node struct {
 	log   *slog.Logger
 	now   func() time.Time
 	store *store.Store
+	sfu   *sfu.SFU
 	ln    net.Listener
 	srv   *http.Server
 
@@ -104,8 +113,16 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", cfg.ID, err)
 	}
+	media, err := sfu.New(sfu.Config{
+		Logger: cfg.Logger.With("node", cfg.ID), UDPPort: cfg.UDPPort, TCPPort: cfg.TCPPort,
+		PublicIP: cfg.PublicIP, LoopbackOnly: cfg.LoopbackOnly,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node %s: media: %w", cfg.ID, err)
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
+		_ = media.Close()
 		return nil, fmt.Errorf("node %s: listen: %w", cfg.ID, err)
 	}
 	url := cfg.PublicURL
@@ -117,6 +134,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		log:   cfg.Logger.With("node", cfg.ID),
 		now:   cfg.Now,
 		store: st,
+		sfu:   media,
 		ln:    ln,
 		info: cluster.NodeInfo{
 			ID: cfg.ID, Country: c.Code, Region: loc.Region, Lat: loc.Lat, Lon: loc.Lon,
@@ -126,6 +144,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", n.handleHealth)
+	mux.HandleFunc("GET /ws", n.handleSignaling)
 	n.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	return n, nil
 }
@@ -179,6 +198,9 @@ loop:
 	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	// Closing the SFU first ends every participant's Serve, which lets the
+	// HTTP server's hijacked WebSocket handlers return.
+	_ = n.sfu.Close()
 	_ = n.srv.Shutdown(shutCtx)
 	wg.Wait()
 	if err := n.store.DeleteNode(shutCtx, n.info.ID); err != nil {
@@ -189,11 +211,16 @@ loop:
 }
 
 func (n *Node) heartbeat() {
+	l := n.sfu.Load()
 	hb := cluster.Heartbeat{
-		Node:     n.info,
-		Load:     cluster.Load{CPU: n.cpuShare()},
-		Draining: n.draining.Load(),
-		Sent:     n.now().UTC(),
+		Node: n.info,
+		Load: cluster.Load{
+			Participants: l.Participants, Meetings: l.Meetings, TracksIn: l.TracksIn, TracksOut: l.TracksOut,
+			BitrateInBps: int64(l.BitrateInBps), BitrateOutBps: int64(l.BitrateOutBps), CPU: n.cpuShare(),
+		},
+		Draining:     n.draining.Load(),
+		MeetingBytes: n.sfu.MeetingBytes(),
+		Sent:         n.now().UTC(),
 	}
 	data, err := json.Marshal(hb)
 	if err != nil {
@@ -212,6 +239,8 @@ func (n *Node) handleCommand(m *nats.Msg) {
 		return
 	}
 	switch cmd.Kind {
+	case cluster.CommandKick:
+		n.sfu.Kick(cmd.Meeting, cmd.Participant, cmd.Reason)
 	case cluster.CommandDrain:
 		n.Drain()
 		n.heartbeat()

@@ -23,6 +23,10 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		publicURL = fs.String("public-url", "", "signaling URL given to clients (default ws://<listen>/ws)")
 		maxP      = fs.Int("max-participants", 100, "capacity in participants (0 = unlimited)")
 		maxBR     = fs.Int64("max-bitrate", 0, "capacity in bits per second, in plus out (0 = unlimited)")
+		udpPort   = fs.Int("udp-port", 0, "the one UDP port for all media (0 = any free port)")
+		tcpPort   = fs.Int("tcp-port", 0, "ICE-TCP fallback port (0 = off, -1 = any free port)")
+		publicIP  = fs.String("public-ip", "", "address to advertise for media behind 1:1 NAT")
+		loopback  = fs.Bool("loopback", false, "media on 127.0.0.1 only (local clusters and tests)")
 		logLevel  = fs.String("log-level", "info", "debug, info, warn or error")
 		_         = fs.String("config", "", "config file of 'flag = value' lines")
 	)
@@ -51,6 +55,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	n, err := node.New(ctx, node.Config{
 		ID: *id, Country: *country, Region: *region, Listen: *listen, PublicURL: *publicURL,
 		MaxParticipants: *maxP, MaxBitrateBps: *maxBR, NATS: nc, Logger: log,
+		UDPPort: *udpPort, TCPPort: *tcpPort, PublicIP: *publicIP, LoopbackOnly: *loopback,
 	})
 	if err != nil {
 		return err

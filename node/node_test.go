@@ -1,0 +1,195 @@
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go"
+
+	"github.com/oakmeet/oakmeet/bus"
+	"github.com/oakmeet/oakmeet/cluster"
+	"github.com/oakmeet/oakmeet/signal"
+	"github.com/oakmeet/oakmeet/store"
+	"github.com/oakmeet/oakmeet/token"
+)
+
+type fixture struct {
+	node *Node
+	key  ed25519.PrivateKey
+	nc   *nats.Conn
+}
+
+func start(t *testing.T, cfg Config) *fixture {
+	t.Helper()
+	emb, err := bus.Embed(bus.EmbedConfig{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emb.Shutdown)
+	nc, err := emb.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	ctx := context.Background()
+	st, err := store.Open(ctx, nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, key, _ := ed25519.GenerateKey(nil)
+	if err := st.PutControl(ctx, cluster.KeyTokenPublicKey, key.Public().(ed25519.PublicKey)); err != nil {
+		t.Fatal(err)
+	}
+	cfg.NATS = nc
+	cfg.LoopbackOnly = true
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	n, err := New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- n.Run(runCtx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	return &fixture{node: n, key: key, nc: nc}
+}
+
+func (f *fixture) token(t *testing.T, key ed25519.PrivateKey, node string, exp time.Time) string {
+	t.Helper()
+	tok, err := token.SignJoin(key, token.JoinClaims{
+		Meeting: "m1", Participant: "p1", Name: "Ada", Node: node,
+		IssuedAt: exp.Add(-time.Minute), Expires: exp,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// dial connects, sends msg, and returns the node's first answer.
+func (f *fixture) dial(t *testing.T, msg string) signal.Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, f.node.Info().URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	if err := ws.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	_, data, err := ws.Read(ctx)
+	if err != nil {
+		t.Fatalf("read answer: %v", err)
+	}
+	m, err := signal.Decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func joinMsg(tok string) string {
+	b, _ := json.Marshal(signal.Message{V: signal.Version, Type: signal.TypeJoin, Token: tok})
+	return string(b)
+}
+
+func TestSignalingRefusesBadTokens(t *testing.T) {
+	f := start(t, Config{ID: "de-fra", Country: "DE", Region: "eu-central-1"})
+	_, other, _ := ed25519.GenerateKey(nil)
+	future := time.Now().Add(time.Minute)
+	cases := []struct {
+		name, msg, code string
+	}{
+		{"expired", joinMsg(f.token(t, f.key, "de-fra", time.Now().Add(-time.Second))), CodeTokenExpired},
+		{"forged", joinMsg(f.token(t, other, "de-fra", future)), CodeBadToken},
+		{"wrong node", joinMsg(f.token(t, f.key, "us-iad", future)), CodeWrongNode},
+		{"garbage token", joinMsg("v1.abc.def"), CodeBadToken},
+		{"not json", "{", CodeBadJoin},
+		{"not a join", `{"v":1,"type":"chat","text":"hi"}`, CodeBadJoin},
+		{"unknown version", `{"v":9,"type":"join","token":"x"}`, CodeBadJoin},
+	}
+	for _, tc := range cases {
+		m := f.dial(t, tc.msg)
+		if m.Type != signal.TypeError || m.Code != tc.code || m.Message == "" {
+			t.Errorf("%s: got %+v, want error %s", tc.name, m, tc.code)
+		}
+	}
+	// A good token is welcomed.
+	m := f.dial(t, joinMsg(f.token(t, f.key, "de-fra", future)))
+	if m.Type != signal.TypeWelcome || m.ID != "p1" || m.Meeting != "m1" {
+		t.Fatalf("good token: %+v", m)
+	}
+}
+
+func TestDrainingNodeRefusesAndReports(t *testing.T) {
+	f := start(t, Config{ID: "de-fra", Country: "DE"})
+	sub, err := f.nc.SubscribeSync(cluster.SubjectHeartbeat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first heartbeat comes after the command subscription is up.
+	if _, err := sub.NextMsg(5 * time.Second); err != nil {
+		t.Fatalf("no heartbeat: %v", err)
+	}
+	cmd, _ := json.Marshal(cluster.Command{Kind: cluster.CommandDrain})
+	if err := f.nc.Publish(cluster.SubjectCommand("de-fra"), cmd); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		msg, err := sub.NextMsg(time.Until(deadline))
+		if err != nil {
+			t.Fatalf("no draining heartbeat: %v", err)
+		}
+		hb, err := cluster.Decode[cluster.Heartbeat]("heartbeat", msg.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hb.Draining {
+			if hb.Node.Country != "DE" || hb.Node.Lat == 0 {
+				t.Fatalf("heartbeat node %+v", hb.Node)
+			}
+			break
+		}
+	}
+	m := f.dial(t, joinMsg(f.token(t, f.key, "de-fra", time.Now().Add(time.Minute))))
+	if m.Type != signal.TypeError || m.Code != CodeDraining {
+		t.Fatalf("join while draining: %+v", m)
+	}
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	emb, err := bus.Embed(bus.EmbedConfig{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emb.Shutdown()
+	nc, _ := emb.Connect("t")
+	defer nc.Close()
+	for _, cfg := range []Config{
+		{ID: "x", Country: "XX"},
+		{ID: "x", Country: "DE", Region: "us-east-1"},
+		{ID: "x", Country: "DE", Region: "mars-1"},
+		{ID: "a.b", Country: "DE"},
+		{ID: "x", Country: "DE", MaxParticipants: -1},
+	} {
+		cfg.NATS = nc
+		if _, err := New(context.Background(), cfg); err == nil || strings.TrimSpace(err.Error()) == "" {
+			t.Errorf("%+v accepted", cfg)
+		}
+	}
+}

@@ -1,0 +1,154 @@
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/oakmeet/oakmeet/cluster"
+	"github.com/oakmeet/oakmeet/sfu"
+	"github.com/oakmeet/oakmeet/signal"
+	"github.com/oakmeet/oakmeet/token"
+)
+
+// Reasons a signaling connection is refused before it reaches the SFU.
+// They are sent as an error message and as the WebSocket close reason.
+const (
+	CodeBadJoin      = "bad_join"
+	CodeBadToken     = "bad_token"
+	CodeTokenExpired = "token_expired"
+	CodeWrongNode    = "wrong_node"
+	CodeDraining     = "node_draining"
+	CodeNodeFull     = "node_full"
+	CodeNotReady     = "node_not_ready"
+)
+
+// joinTimeout bounds how long a new connection may take to send its token.
+const joinTimeout = 10 * time.Second
+
+func (n *Node) handleSignaling(w http.ResponseWriter, r *http.Request) {
+	// Participants authenticate with the join token, not cookies, so any
+	// origin (the web app is served by the control plane) may connect.
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	if err != nil {
+		return // Accept has answered the HTTP request
+	}
+	conn := sfu.WebSocketConn(ws)
+	ctx := r.Context()
+
+	claims, code, msg := n.admit(ctx, conn)
+	if code != "" {
+		n.log.Info("signaling refused", "code", code, "reason", msg, "remote", r.RemoteAddr)
+		refuse(ctx, conn, code, msg)
+		return
+	}
+	log := n.log.With("meeting", claims.Meeting, "participant", claims.Participant)
+	n.publishEvent(cluster.Event{Kind: cluster.EventConnected, Meeting: claims.Meeting, Participant: claims.Participant})
+	log.Info("participant connected")
+	err = n.sfu.Serve(ctx, conn, sfu.Identity{Meeting: claims.Meeting, Participant: claims.Participant, Name: claims.Name})
+	reason := "left"
+	switch {
+	case errors.Is(err, sfu.ErrReplaced):
+		// The same participant connected again; the new connection owns
+		// the seat, so this is not a departure.
+		log.Info("participant replaced by a new connection")
+		return
+	case errors.Is(err, sfu.ErrKicked):
+		reason = "removed by the node"
+	case errors.Is(err, sfu.ErrClosed):
+		reason = "node shutting down"
+	case err != nil:
+		reason = "connection lost"
+	}
+	log.Info("participant disconnected", "reason", reason, "err", err)
+	n.publishEvent(cluster.Event{Kind: cluster.EventDisconnected, Meeting: claims.Meeting, Participant: claims.Participant, Reason: reason})
+}
+
+// admit reads the join message and checks its token. It returns a refusal
+// code and message, or the verified claims.
+func (n *Node) admit(ctx context.Context, conn sfu.Conn) (token.JoinClaims, string, string) {
+	rctx, cancel := context.WithTimeout(ctx, joinTimeout)
+	defer cancel()
+	data, err := conn.Read(rctx)
+	if err != nil {
+		return token.JoinClaims{}, CodeBadJoin, "no join message within " + joinTimeout.String()
+	}
+	m, err := signal.Decode(data)
+	if err != nil {
+		return token.JoinClaims{}, CodeBadJoin, err.Error()
+	}
+	if m.Type != signal.TypeJoin || m.Token == "" {
+		return token.JoinClaims{}, CodeBadJoin, fmt.Sprintf("the first message must be a join with a token, got %q", m.Type)
+	}
+	pub, err := n.tokenKey(ctx, false)
+	if err != nil {
+		return token.JoinClaims{}, CodeNotReady, "node cannot verify tokens yet: " + err.Error()
+	}
+	claims, err := token.VerifyJoin(pub, m.Token, n.now())
+	if errors.Is(err, token.ErrBadSignature) {
+		// The control plane may have a new key (restarted with new data);
+		// check once more against the current one.
+		if pub, kerr := n.tokenKey(ctx, true); kerr == nil {
+			claims, err = token.VerifyJoin(pub, m.Token, n.now())
+		}
+	}
+	switch {
+	case errors.Is(err, token.ErrExpired), errors.Is(err, token.ErrNotYetValid):
+		return claims, CodeTokenExpired, "join token expired: join through the control plane again"
+	case err != nil:
+		return claims, CodeBadToken, "join token rejected: " + err.Error()
+	}
+	if err := claims.CheckNode(n.info.ID); err != nil {
+		return claims, CodeWrongNode, fmt.Sprintf("this token is for node %s, not %s", claims.Node, n.info.ID)
+	}
+	if n.draining.Load() {
+		return claims, CodeDraining, "node is draining: join through the control plane again"
+	}
+	if max := n.cfg.MaxParticipants; max > 0 && n.sfu.Load().Participants >= max {
+		return claims, CodeNodeFull, "node is at capacity"
+	}
+	return claims, "", ""
+}
+
+func refuse(ctx context.Context, conn sfu.Conn, code, msg string) {
+	data, _ := json.Marshal(signal.Message{V: signal.Version, Type: signal.TypeError, Code: code, Message: msg})
+	wctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	_ = conn.Write(wctx, data)
+	_ = conn.Close(code + ": " + msg)
+}
+
+// tokenKey returns the control plane's token key, reading it from the
+// store on first use or when refresh is set.
+func (n *Node) tokenKey(ctx context.Context, refresh bool) (ed25519.PublicKey, error) {
+	if p := n.pub.Load(); p != nil && !refresh {
+		return *p, nil
+	}
+	raw, err := n.store.Control(ctx, cluster.KeyTokenPublicKey)
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("token key has %d bytes", len(raw))
+	}
+	key := ed25519.PublicKey(raw)
+	n.pub.Store(&key)
+	return key, nil
+}
+
+func (n *Node) publishEvent(e cluster.Event) {
+	e.Node, e.Time = n.info.ID, n.now().UTC()
+	data, err := json.Marshal(e)
+	if err != nil {
+		return
+	}
+	if err := n.cfg.NATS.Publish(cluster.SubjectEvents, data); err != nil {
+		n.log.Warn("publish event", "kind", e.Kind, "err", err)
+	}
+}
