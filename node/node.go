@@ -49,7 +49,7 @@ type Config struct {
 	PublicIP     string
 	LoopbackOnly bool
 	NATS         *nats.Conn
-	Logger          *slog.Logger
+	Logger       *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
