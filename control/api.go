@@ -357,9 +357,14 @@ func (s *Server) join(r *http.Request, m *meeting, name string, loc locate.Resul
 	if err != nil {
 		return nil, err
 	}
-	reason := fmt.Sprintf("nearest allowed node with headroom (%.0f km, participant location %s)", dec.DistanceKm, locationText(loc))
+	reason := "nearest allowed node with headroom"
 	if dec.Reused {
-		reason = fmt.Sprintf("node already used by the meeting (%.0f km, participant location %s)", dec.DistanceKm, locationText(loc))
+		reason = "allowed node the meeting already uses"
+	}
+	if dec.DistanceKm >= 0 {
+		reason += fmt.Sprintf(" (%.0f km; participant location %s)", dec.DistanceKm, locationText(loc))
+	} else {
+		reason += " (participant location unknown: least loaded)"
 	}
 	if _, err := s.audit.append(ctx, audit.Entry{
 		Kind: audit.KindPlacement, Meeting: m.ID, Participant: pid,
