@@ -105,6 +105,9 @@ func (m *Message) validate() error {
 		if m.Candidate == nil {
 			return missing("candidate")
 		}
+		if m.Target != TargetPublish && m.Target != TargetSubscribe {
+			return refuse(CodeBadMessage, "candidate target must be %q or %q", TargetPublish, TargetSubscribe)
+		}
 	case TypeParticipantJoined, TypeParticipantLeft:
 		if m.Participant == nil || m.Participant.ID == "" {
 			return missing("participant")

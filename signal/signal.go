@@ -60,6 +60,17 @@ const (
 	LayerLow    = "low"
 )
 
+// A participant has two PeerConnections with the node. On the publish
+// connection the client sends media and always makes the offers; on the
+// subscribe connection the node sends media and always makes the offers.
+// Offers therefore never cross, and offer/answer need no target: a client
+// offer and a node answer are for the publish connection, a node offer and
+// a client answer for the subscribe connection.
+const (
+	TargetPublish   = "publish"
+	TargetSubscribe = "subscribe"
+)
+
 // Track kinds.
 const (
 	KindAudio = "audio"
@@ -93,8 +104,10 @@ type Message struct {
 	// offer, answer
 	SDP string `json:"sdp,omitempty"`
 
-	// candidate
+	// candidate: Target says which of the participant's two
+	// PeerConnections it belongs to (TargetPublish or TargetSubscribe).
 	Candidate *Candidate `json:"candidate,omitempty"`
+	Target    string     `json:"target,omitempty"`
 
 	// subscribe
 	TrackID string `json:"track_id,omitempty"`

@@ -24,6 +24,7 @@ func TestDecodeRefusals(t *testing.T) {
 		{"subscribe without layer", `{"v":1,"type":"subscribe","track_id":"t1"}`, CodeBadMessage},
 		{"relay with null payload", `{"v":1,"type":"relay","payload":null}`, CodeBadMessage},
 		{"error without code", `{"v":1,"type":"error"}`, CodeBadMessage},
+		{"candidate without target", `{"v":1,"type":"candidate","candidate":{"candidate":"c"}}`, CodeBadMessage},
 		{"too large", `{"v":1,"type":"chat","text":"` + strings.Repeat("a", MaxMessageBytes) + `"}`, CodeTooLarge},
 	}
 	for _, tc := range tests {
@@ -62,7 +63,7 @@ func TestRoundTrip(t *testing.T) {
 			Tracks:       []Track{{ID: "t1", Participant: "p2", Stream: "p2", Kind: KindVideo, Layers: []string{"q", "h", "f"}}},
 			ICEServers:   []ICEServer{{URLs: []string{"turn:127.0.0.1:3478"}, Username: "u", Credential: "c"}}},
 		{Type: TypeOffer, SDP: "v=0\r\n"},
-		{Type: TypeCandidate, Candidate: &Candidate{Candidate: "candidate:1 1 udp 1 127.0.0.1 5000 typ host", SDPMid: &mid, SDPMLineIndex: &idx}},
+		{Type: TypeCandidate, Candidate: &Candidate{Candidate: "candidate:1 1 udp 1 127.0.0.1 5000 typ host", SDPMid: &mid, SDPMLineIndex: &idx}, Target: TargetSubscribe},
 		{Type: TypeParticipantLeft, Participant: &Participant{ID: "p2"}},
 		{Type: TypeTrackPublished, Track: &Track{ID: "t1", Participant: "p2", Kind: KindAudio}},
 		{Type: TypeSubscribe, TrackID: "t1", Layer: LayerLow},
@@ -108,7 +109,7 @@ func FuzzDecode(f *testing.F) {
 		`{"v":1,"type":"welcome","id":"p","participants":[],"tracks":[{"id":"t","participant":"p","kind":"video","layers":[]}]}`,
 		`{"v":1,"type":"relay","payload":"aGk="}`,
 		`{"v":1,"type":"relay","payload":[1, 2 ,{"a":"\u003c"}]}`,
-		`{"v":1,"type":"candidate","candidate":{"candidate":"c","sdpMid":"0","sdpMLineIndex":0}}`,
+		`{"v":1,"type":"candidate","candidate":{"candidate":"c","sdpMid":"0","sdpMLineIndex":0},"target":"publish"}`,
 		`{"v":1,"type":"chat","text":"\ud800","time":-1}`,
 		`{"v":1,"type":"subscribe","track_id":"t","layer":"low"}`,
 		`{"v":2}`,

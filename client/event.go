@@ -1,0 +1,122 @@
+package client
+
+import (
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/oakmeet/oakmeet/signal"
+)
+
+// EventType says what an Event reports.
+type EventType int
+
+// Event types.
+const (
+	EventParticipantJoined EventType = iota + 1
+	EventParticipantLeft
+	EventTrackPublished // announced; media arrives with EventTrackAdded
+	EventTrackAdded     // media of another participant's track is arriving
+	EventTrackRemoved   // the publisher stopped the track or left
+	EventChat
+	EventRelay
+	EventError  // the node refused something, or negotiation failed
+	EventClosed // the session ended; Err says why
+)
+
+func (t EventType) String() string {
+	switch t {
+	case EventParticipantJoined:
+		return "participant_joined"
+	case EventParticipantLeft:
+		return "participant_left"
+	case EventTrackPublished:
+		return "track_published"
+	case EventTrackAdded:
+		return "track_added"
+	case EventTrackRemoved:
+		return "track_removed"
+	case EventChat:
+		return "chat"
+	case EventRelay:
+		return "relay"
+	case EventError:
+		return "error"
+	case EventClosed:
+		return "closed"
+	}
+	return "unknown"
+}
+
+// Event is something that happened in the meeting. Only the fields of its
+// Type are set.
+type Event struct {
+	Type        EventType
+	Participant signal.Participant // who joined, left, chatted, relayed or publishes the track
+	Info        signal.Track       // track events
+	Track       *webrtc.TrackRemote
+	Receiver    *webrtc.RTPReceiver
+	Text        string
+	Time        time.Time
+	Payload     json.RawMessage // relay payload, exactly as sent
+	Err         error
+}
+
+// eventQueue decouples the session from a slow reader of Events: pushes
+// never block, and a goroutine hands events over in order.
+type eventQueue struct {
+	ch     chan Event
+	mu     sync.Mutex
+	queue  []Event
+	notify chan struct{}
+	done   chan struct{}
+	exited chan struct{}
+	once   sync.Once
+}
+
+func newEventQueue() *eventQueue {
+	q := &eventQueue{ch: make(chan Event), notify: make(chan struct{}, 1), done: make(chan struct{}), exited: make(chan struct{})}
+	go q.pump()
+	return q
+}
+
+func (q *eventQueue) push(e Event) {
+	q.mu.Lock()
+	q.queue = append(q.queue, e)
+	q.mu.Unlock()
+	select {
+	case q.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (q *eventQueue) pump() {
+	defer close(q.exited)
+	defer close(q.ch)
+	for {
+		q.mu.Lock()
+		batch := q.queue
+		q.queue = nil
+		q.mu.Unlock()
+		for _, e := range batch {
+			select {
+			case q.ch <- e:
+			case <-q.done:
+				return
+			}
+		}
+		select {
+		case <-q.notify:
+		case <-q.done:
+			return
+		}
+	}
+}
+
+// close stops delivery; events not yet taken are dropped.
+func (q *eventQueue) close() {
+	q.once.Do(func() { close(q.done) })
+	<-q.exited
+}

@@ -1,0 +1,288 @@
+package client
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/oakmeet/oakmeet/signal"
+)
+
+const (
+	closeTimeout    = 2 * time.Second
+	maxPendingCands = 128
+)
+
+// readLoop turns WebSocket messages into protocol messages for the loop.
+// It runs until the connection closes.
+func (s *Session) readLoop(in chan<- signal.Message) {
+	defer close(s.readerDone)
+	for {
+		_, data, err := s.ws.Read(context.Background())
+		if err != nil {
+			s.cancel(fmt.Errorf("signaling: %w", err))
+			return
+		}
+		m, err := signal.Decode(data)
+		if err != nil {
+			s.log.Warn("undecodable message from node", "err", err)
+			continue
+		}
+		select {
+		case in <- m:
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+func (s *Session) writeLoop() {
+	defer s.wg.Done()
+	write := func(b []byte) bool {
+		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+		defer cancel()
+		return s.ws.Write(ctx, websocket.MessageText, b) == nil
+	}
+	for {
+		select {
+		case b := <-s.out:
+			if !write(b) {
+				s.cancel(errors.New("signaling: write failed"))
+				return
+			}
+		case <-s.ctx.Done():
+			for {
+				select {
+				case b := <-s.out:
+					if !write(b) {
+						return
+					}
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// loop owns the negotiation state: every incoming message and every call
+// from the API runs here, one at a time.
+func (s *Session) loop(in <-chan signal.Message) {
+	defer s.wg.Done()
+	defer func() {
+		s.events.push(Event{Type: EventClosed, Err: context.Cause(s.ctx)})
+	}()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case m := <-in:
+			s.handle(m)
+		case f := <-s.cmds:
+			f()
+		}
+	}
+}
+
+// post runs f on the loop without waiting for it.
+func (s *Session) post(f func()) {
+	go func() {
+		select {
+		case s.cmds <- f:
+		case <-s.ctx.Done():
+		}
+	}()
+}
+
+// do runs f on the loop and returns its error.
+func (s *Session) do(f func() error) error {
+	done := make(chan error, 1)
+	select {
+	case s.cmds <- func() { done <- f() }:
+	case <-s.ctx.Done():
+		return ErrClosed
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-s.ctx.Done():
+		return ErrClosed
+	}
+}
+
+func (s *Session) send(m signal.Message) {
+	b, err := signal.Encode(m)
+	if err != nil {
+		s.log.Error("encode message", "type", m.Type, "err", err)
+		return
+	}
+	select {
+	case s.out <- b:
+	case <-s.ctx.Done():
+	}
+}
+
+func (s *Session) sendChecked(m signal.Message) error {
+	b, err := signal.Encode(m)
+	if err != nil {
+		return err
+	}
+	return s.SendRaw(b)
+}
+
+func relayPayload(p []byte) json.RawMessage {
+	if json.Valid(p) {
+		return json.RawMessage(p)
+	}
+	b, _ := json.Marshal(base64.StdEncoding.EncodeToString(p))
+	return b
+}
+
+func (s *Session) handle(m signal.Message) {
+	switch m.Type {
+	case signal.TypeOffer:
+		s.onOffer(m.SDP)
+	case signal.TypeAnswer:
+		s.onAnswer(m.SDP)
+	case signal.TypeCandidate:
+		s.onCandidate(m.Target, m.Candidate)
+	case signal.TypeParticipantJoined:
+		s.participants[m.Participant.ID] = *m.Participant
+		s.events.push(Event{Type: EventParticipantJoined, Participant: *m.Participant})
+	case signal.TypeParticipantLeft:
+		delete(s.participants, m.Participant.ID)
+		s.events.push(Event{Type: EventParticipantLeft, Participant: *m.Participant})
+	case signal.TypeTrackPublished:
+		s.tracks[m.Track.ID] = *m.Track
+		if m.Track.Participant != s.self.ID {
+			s.events.push(Event{Type: EventTrackPublished, Info: *m.Track})
+		}
+	case signal.TypeTrackUnpublished:
+		delete(s.tracks, m.Track.ID)
+		if m.Track.Participant != s.self.ID {
+			s.events.push(Event{Type: EventTrackRemoved, Info: *m.Track})
+		}
+	case signal.TypeChat:
+		s.events.push(Event{Type: EventChat, Participant: s.participant(m.From), Text: m.Text, Time: time.UnixMilli(m.Time)})
+	case signal.TypeRelay:
+		s.events.push(Event{Type: EventRelay, Participant: s.participant(m.From), Payload: m.Payload})
+	case signal.TypeError:
+		s.events.push(Event{Type: EventError, Err: &ServerError{Code: m.Code, Message: m.Message}})
+	case signal.TypeLeave:
+		s.cancel(fmt.Errorf("%w: %s", ErrRemoved, m.Reason))
+	case signal.TypePing:
+		s.send(signal.Message{Type: signal.TypePong})
+	}
+}
+
+// ErrRemoved is the cause of a session the node ended with a leave message.
+var ErrRemoved = errors.New("client: removed by the node")
+
+func (s *Session) participant(id string) signal.Participant {
+	if p, ok := s.participants[id]; ok {
+		return p
+	}
+	if id == s.self.ID {
+		return s.self
+	}
+	return signal.Participant{ID: id}
+}
+
+// Negotiation. The client offers on the publish connection, one offer at a
+// time; the node offers on the subscribe connection and the client answers.
+
+func (s *Session) negotiate() {
+	s.needOffer = true
+	s.maybeOffer()
+}
+
+func (s *Session) maybeOffer() {
+	if !s.needOffer || s.awaitingAnswer || s.pubPC.SignalingState() != webrtc.SignalingStateStable {
+		return
+	}
+	s.needOffer = false
+	offer, err := s.pubPC.CreateOffer(nil)
+	if err == nil {
+		err = s.pubPC.SetLocalDescription(offer)
+	}
+	if err != nil {
+		s.events.push(Event{Type: EventError, Err: fmt.Errorf("create offer: %w", err)})
+		return
+	}
+	s.awaitingAnswer = true
+	s.send(signal.Message{Type: signal.TypeOffer, SDP: offer.SDP})
+}
+
+func (s *Session) onOffer(sdp string) {
+	pc := s.subPC
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
+		s.events.push(Event{Type: EventError, Err: fmt.Errorf("apply node offer: %w", err)})
+		return
+	}
+	answer, err := pc.CreateAnswer(nil)
+	if err == nil {
+		err = pc.SetLocalDescription(answer)
+	}
+	if err != nil {
+		s.events.push(Event{Type: EventError, Err: fmt.Errorf("answer node offer: %w", err)})
+		return
+	}
+	s.send(signal.Message{Type: signal.TypeAnswer, SDP: answer.SDP})
+	s.pendingSub = s.addCandidates(pc, s.pendingSub)
+}
+
+func (s *Session) onAnswer(sdp string) {
+	if !s.awaitingAnswer {
+		return
+	}
+	if err := s.pubPC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
+		s.events.push(Event{Type: EventError, Err: fmt.Errorf("apply node answer: %w", err)})
+		return
+	}
+	s.awaitingAnswer = false
+	s.pendingPub = s.addCandidates(s.pubPC, s.pendingPub)
+	s.maybeOffer()
+}
+
+func (s *Session) onCandidate(target string, c *signal.Candidate) {
+	if c.Candidate == "" {
+		return
+	}
+	init := webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}
+	pc, pending := s.pubPC, &s.pendingPub
+	if target == signal.TargetSubscribe {
+		pc, pending = s.subPC, &s.pendingSub
+	}
+	if pc.RemoteDescription() == nil {
+		if len(*pending) < maxPendingCands {
+			*pending = append(*pending, init)
+		}
+		return
+	}
+	if err := pc.AddICECandidate(init); err != nil {
+		s.log.Debug("add candidate", "err", err)
+	}
+}
+
+func (s *Session) addCandidates(pc *webrtc.PeerConnection, cands []webrtc.ICECandidateInit) []webrtc.ICECandidateInit {
+	for _, c := range cands {
+		if err := pc.AddICECandidate(c); err != nil {
+			s.log.Debug("add candidate", "err", err)
+		}
+	}
+	return nil
+}
+
+func (s *Session) onTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
+	info, ok := s.tracks[t.ID()]
+	if !ok {
+		info = signal.Track{ID: t.ID(), Participant: t.StreamID(), Stream: t.StreamID(), Kind: t.Kind().String()}
+	}
+	s.events.push(Event{Type: EventTrackAdded, Info: info, Participant: s.participant(info.Participant), Track: t, Receiver: r})
+}

@@ -1,0 +1,273 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+
+	"github.com/coder/websocket"
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/oakmeet/oakmeet/signal"
+)
+
+// FrameTransform rewrites one encoded frame before it is packetized, the
+// seam where end-to-end encryption (SFrame) plugs in. It must not keep
+// frame after returning.
+type FrameTransform func(trackID string, kind webrtc.RTPCodecType, frame []byte) ([]byte, error)
+
+// Options configure a Session.
+type Options struct {
+	Logger *slog.Logger
+	// HTTPClient dials the node's WebSocket (default http.DefaultClient).
+	HTTPClient *http.Client
+	// LoopbackOnly keeps ICE on 127.0.0.1, for tests and demos.
+	LoopbackOnly bool
+	// Interceptors are added closest to the network, for fault injection.
+	Interceptors []interceptor.Factory
+	// Transform, if set, is applied to every outgoing frame.
+	Transform FrameTransform
+}
+
+// ServerError is an error message from the node.
+type ServerError struct {
+	Code    string
+	Message string
+}
+
+func (e *ServerError) Error() string { return "node: " + e.Code + ": " + e.Message }
+
+// ErrClosed is returned by calls on a session that has ended.
+var ErrClosed = errors.New("client: session closed")
+
+// Session is one participant's connection to its media node.
+type Session struct {
+	jr   JoinResult
+	opts Options
+	log  *slog.Logger
+	ws   *websocket.Conn
+	// pubPC sends this participant's media (the client offers); subPC
+	// receives everyone else's (the node offers).
+	pubPC, subPC *webrtc.PeerConnection
+
+	self    signal.Participant
+	meeting string
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	cmds   chan func()
+	out    chan []byte
+	wg     sync.WaitGroup // loop and writer
+	// mediaWG tracks RTCP readers, which end when the PeerConnection closes.
+	mediaWG    sync.WaitGroup
+	readerDone chan struct{}
+
+	events *eventQueue
+
+	closeOnce sync.Once
+
+	// owned by the loop goroutine
+	tracks         map[string]signal.Track // published tracks by id
+	participants   map[string]signal.Participant
+	awaitingAnswer bool // a publish offer is outstanding
+	needOffer      bool
+	pendingPub     []webrtc.ICECandidateInit
+	pendingSub     []webrtc.ICECandidateInit
+}
+
+// Connect opens the signaling connection to the node jr names, joins with
+// jr's token, and sets up the PeerConnection. It returns once the node has
+// welcomed the participant; media starts flowing shortly after.
+func Connect(ctx context.Context, jr JoinResult, opts Options) (*Session, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	ws, _, err := websocket.Dial(ctx, jr.Node.URL, &websocket.DialOptions{HTTPClient: opts.HTTPClient})
+	if err != nil {
+		return nil, fmt.Errorf("dial node %s: %w", jr.Node.URL, err)
+	}
+	ws.SetReadLimit(1 << 20)
+	welcome, err := handshake(ctx, ws, jr.Token)
+	if err != nil {
+		_ = ws.Close(websocket.StatusNormalClosure, "join failed")
+		return nil, err
+	}
+	s := &Session{
+		jr: jr, opts: opts, log: opts.Logger, ws: ws,
+		self:         signal.Participant{ID: welcome.ID, Name: welcome.Name},
+		meeting:      welcome.Meeting,
+		cmds:         make(chan func()),
+		out:          make(chan []byte, 256),
+		events:       newEventQueue(),
+		tracks:       map[string]signal.Track{},
+		participants: map[string]signal.Participant{},
+	}
+	s.ctx, s.cancel = context.WithCancelCause(context.Background())
+	for _, p := range welcome.Participants {
+		s.participants[p.ID] = p
+		s.events.push(Event{Type: EventParticipantJoined, Participant: p})
+	}
+	for _, t := range welcome.Tracks {
+		s.tracks[t.ID] = t
+	}
+	servers := append(append([]webrtc.ICEServer(nil), jr.ICEServers...), iceServers(welcome.ICEServers)...)
+	if s.pubPC, err = s.newPeerConnection(signal.TargetPublish, servers); err == nil {
+		if s.subPC, err = s.newPeerConnection(signal.TargetSubscribe, servers); err != nil {
+			_ = s.pubPC.Close()
+		}
+	}
+	if err != nil {
+		_ = ws.Close(websocket.StatusNormalClosure, "setup failed")
+		return nil, err
+	}
+	s.subPC.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
+		s.post(func() { s.onTrack(t, r) })
+	})
+	in := make(chan signal.Message)
+	s.readerDone = make(chan struct{})
+	s.wg.Add(2)
+	go s.readLoop(in)
+	go s.writeLoop()
+	go s.loop(in)
+	return s, nil
+}
+
+func handshake(ctx context.Context, ws *websocket.Conn, token string) (signal.Message, error) {
+	b, err := signal.Encode(signal.Message{Type: signal.TypeJoin, Token: token})
+	if err != nil {
+		return signal.Message{}, err
+	}
+	if err := ws.Write(ctx, websocket.MessageText, b); err != nil {
+		return signal.Message{}, fmt.Errorf("send join: %w", err)
+	}
+	_, data, err := ws.Read(ctx)
+	if err != nil {
+		return signal.Message{}, fmt.Errorf("await welcome: %w", err)
+	}
+	m, err := signal.Decode(data)
+	if err != nil {
+		return signal.Message{}, fmt.Errorf("await welcome: %w", err)
+	}
+	switch m.Type {
+	case signal.TypeWelcome:
+		return m, nil
+	case signal.TypeError:
+		return signal.Message{}, &ServerError{Code: m.Code, Message: m.Message}
+	}
+	return signal.Message{}, fmt.Errorf("await welcome: got %q", m.Type)
+}
+
+func (s *Session) newPeerConnection(target string, servers []webrtc.ICEServer) (*webrtc.PeerConnection, error) {
+	me := &webrtc.MediaEngine{}
+	if err := registerCodecs(me); err != nil {
+		return nil, err
+	}
+	ir := &interceptor.Registry{}
+	for _, f := range s.opts.Interceptors {
+		ir.Add(f)
+	}
+	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+		return nil, fmt.Errorf("interceptors: %w", err)
+	}
+	var se webrtc.SettingEngine
+	se.LoggerFactory = pionLogs{log: s.log}
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	if s.opts.LoopbackOnly {
+		se.SetIncludeLoopbackCandidate(true)
+		se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	}
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+	pc, err := api.NewPeerConnection(webrtc.Configuration{ICEServers: servers})
+	if err != nil {
+		return nil, fmt.Errorf("new %s peer connection: %w", target, err)
+	}
+	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
+		if c == nil {
+			return
+		}
+		init := c.ToJSON()
+		s.send(signal.Message{Type: signal.TypeCandidate, Target: target, Candidate: &signal.Candidate{
+			Candidate: init.Candidate, SDPMid: init.SDPMid, SDPMLineIndex: init.SDPMLineIndex, UsernameFragment: init.UsernameFragment,
+		}})
+	})
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		if st == webrtc.PeerConnectionStateFailed {
+			s.cancel(fmt.Errorf("%s peer connection failed", target))
+		}
+	})
+	return pc, nil
+}
+
+// ID is the participant id the node knows this session by.
+func (s *Session) ID() string { return s.self.ID }
+
+// Meeting is the meeting this session is in.
+func (s *Session) Meeting() string { return s.meeting }
+
+// PeerConnections exposes the publish and subscribe connections, e.g. for
+// statistics.
+func (s *Session) PeerConnections() (publish, subscribe *webrtc.PeerConnection) {
+	return s.pubPC, s.subPC
+}
+
+// Events delivers what happens in the meeting. It is closed after Close.
+func (s *Session) Events() <-chan Event { return s.events.ch }
+
+// Subscribe asks the node for one simulcast layer of a track: "high",
+// "medium", "low" or one of the publisher's rids.
+func (s *Session) Subscribe(trackID, layer string) error {
+	return s.sendChecked(signal.Message{Type: signal.TypeSubscribe, TrackID: trackID, Layer: layer})
+}
+
+// SendChat sends a chat line to everyone in the meeting.
+func (s *Session) SendChat(text string) error {
+	return s.sendChecked(signal.Message{Type: signal.TypeChat, Text: text})
+}
+
+// SendRelay sends an opaque payload to one participant, or to everyone
+// else when to is "". The node passes it on without reading it. A payload
+// that is not JSON is sent as a JSON string (callers base64 it first).
+func (s *Session) SendRelay(to string, payload []byte) error {
+	return s.sendChecked(signal.Message{Type: signal.TypeRelay, To: to, Payload: relayPayload(payload)})
+}
+
+// SendRaw sends an arbitrary message; for tests and tools that speak the
+// protocol directly.
+func (s *Session) SendRaw(data []byte) error {
+	select {
+	case s.out <- data:
+		return nil
+	case <-s.ctx.Done():
+		return ErrClosed
+	}
+}
+
+// Close leaves the meeting and releases everything the session holds. It
+// must be called even after the node ended the session.
+func (s *Session) Close() error {
+	s.closeOnce.Do(func() {
+		if s.ctx.Err() == nil {
+			if b, err := signal.Encode(signal.Message{Type: signal.TypeLeave}); err == nil {
+				select {
+				case s.out <- b:
+				default:
+				}
+			}
+		}
+		s.cancel(ErrClosed)
+		s.wg.Wait() // loop and writer; the writer flushes the leave first
+		_ = s.ws.Close(websocket.StatusNormalClosure, "bye")
+		<-s.readerDone
+		_ = s.pubPC.Close()
+		_ = s.subPC.Close()
+		s.mediaWG.Wait()
+		s.events.close()
+	})
+	return nil
+}

@@ -1,0 +1,157 @@
+package sfu
+
+import (
+	"fmt"
+	"net"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/cc"
+	"github.com/pion/interceptor/pkg/gcc"
+	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/webrtc/v4"
+)
+
+// Codecs the node accepts and forwards. Payload types match the browsers'
+// usual choices so SDP munging is never needed.
+const (
+	opusPT = 111
+	vp8PT  = 96
+)
+
+// Bandwidth estimation bounds for one subscriber, in bits per second.
+const (
+	bweInitial = 4_000_000
+	bweMin     = 100_000
+	bweMax     = 50_000_000
+)
+
+// settingEngine builds the ICE settings every PeerConnection of the node
+// shares: one UDP port (and optionally one TCP port) for all participants.
+func (s *SFU) settingEngine() (webrtc.SettingEngine, error) {
+	var se webrtc.SettingEngine
+	se.LoggerFactory = pionLogs{log: s.log}
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
+	host := ""
+	if s.cfg.LoopbackOnly {
+		host = "127.0.0.1"
+		se.SetIncludeLoopbackCandidate(true)
+		se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	}
+	udp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(host), Port: s.cfg.UDPPort})
+	if err != nil {
+		return se, fmt.Errorf("listen udp %d: %w", s.cfg.UDPPort, err)
+	}
+	s.udpMux = webrtc.NewICEUDPMux(pionLogs{log: s.log}.NewLogger("udpmux"), udp)
+	se.SetICEUDPMux(s.udpMux)
+	if s.cfg.TCPPort != 0 {
+		port := max(s.cfg.TCPPort, 0)
+		l, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.ParseIP(host), Port: port})
+		if err != nil {
+			_ = s.udpMux.Close()
+			return se, fmt.Errorf("listen tcp %d: %w", port, err)
+		}
+		s.tcpMux = webrtc.NewICETCPMux(pionLogs{log: s.log}.NewLogger("tcpmux"), l, 64)
+		se.SetICETCPMux(s.tcpMux)
+		networks = append(networks, webrtc.NetworkTypeTCP4)
+	}
+	se.SetNetworkTypes(networks)
+	if s.cfg.PublicIP != "" {
+		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External:        []string{s.cfg.PublicIP},
+			AsCandidateType: webrtc.ICECandidateTypeHost,
+		}); err != nil {
+			s.closeMuxes()
+			return se, fmt.Errorf("public ip %q: %w", s.cfg.PublicIP, err)
+		}
+	}
+	return se, nil
+}
+
+func (s *SFU) closeMuxes() {
+	if s.udpMux != nil {
+		_ = s.udpMux.Close()
+	}
+	if s.tcpMux != nil {
+		_ = s.tcpMux.Close()
+	}
+}
+
+// registerCodecs limits negotiation to Opus and VP8 with the feedback the
+// node acts on: NACK and PLI/FIR for video (transport-cc is added with its
+// interceptor).
+func registerCodecs(me *webrtc.MediaEngine) error {
+	videoFB := []webrtc.RTCPFeedback{
+		{Type: webrtc.TypeRTCPFBNACK},
+		{Type: webrtc.TypeRTCPFBNACK, Parameter: "pli"},
+		{Type: webrtc.TypeRTCPFBCCM, Parameter: "fir"},
+	}
+	if err := me.RegisterCodec(webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
+			SDPFmtpLine: "minptime=10;useinbandfec=1"},
+		PayloadType: opusPT,
+	}, webrtc.RTPCodecTypeAudio); err != nil {
+		return fmt.Errorf("register opus: %w", err)
+	}
+	if err := me.RegisterCodec(webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: videoFB},
+		PayloadType:        vp8PT,
+	}, webrtc.RTPCodecTypeVideo); err != nil {
+		return fmt.Errorf("register vp8: %w", err)
+	}
+	return nil
+}
+
+// newAPI builds the webrtc.API for one participant. Each participant gets
+// its own interceptor registry so that its bandwidth estimator can be
+// told apart from everyone else's; onBWE receives it during
+// NewPeerConnection.
+func (s *SFU) newAPI(onBWE func(cc.BandwidthEstimator)) (*webrtc.API, error) {
+	me := &webrtc.MediaEngine{}
+	if err := registerCodecs(me); err != nil {
+		return nil, err
+	}
+	ir := &interceptor.Registry{}
+	// Extra interceptors go first, i.e. closest to the network.
+	for _, f := range s.cfg.Interceptors {
+		ir.Add(f)
+	}
+	// Downlink: send-side bandwidth estimation from the subscriber's
+	// transport-cc feedback. No pacer: the node forwards as packets arrive.
+	bwe, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
+		return gcc.NewSendSideBWE(
+			gcc.SendSideBWEInitialBitrate(bweInitial),
+			gcc.SendSideBWEMinBitrate(bweMin),
+			gcc.SendSideBWEMaxBitrate(bweMax),
+			gcc.SendSideBWEPacer(gcc.NewNoOpPacer()),
+		)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bandwidth estimator: %w", err)
+	}
+	bwe.OnNewPeerConnection(func(_ string, e cc.BandwidthEstimator) { onBWE(e) })
+	ir.Add(bwe)
+	if err := webrtc.ConfigureTWCCHeaderExtensionSender(me, ir); err != nil {
+		return nil, fmt.Errorf("transport-cc sender: %w", err)
+	}
+	// Uplink: ask publishers to retransmit what the node missed, and give
+	// them transport-cc feedback for their own estimation. The node answers
+	// subscribers' NACKs itself from its packet caches, so pion's NACK
+	// responder is not registered.
+	gen, err := nack.NewGeneratorInterceptor()
+	if err != nil {
+		return nil, fmt.Errorf("nack generator: %w", err)
+	}
+	ir.Add(gen)
+	if err := webrtc.ConfigureTWCCSender(me, ir); err != nil {
+		return nil, fmt.Errorf("transport-cc feedback: %w", err)
+	}
+	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+		return nil, fmt.Errorf("rtcp reports: %w", err)
+	}
+	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
+		return nil, fmt.Errorf("simulcast header extensions: %w", err)
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(s.se)), nil
+}

@@ -1,0 +1,648 @@
+package sfu
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/pion/interceptor/pkg/cc"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/oakmeet/oakmeet/signal"
+)
+
+// Error codes the node sends besides those of package signal.
+const (
+	CodeBadSDP           = "bad_sdp"
+	CodeBadCandidate     = "bad_candidate"
+	CodeUnexpectedType   = "unexpected_type"
+	CodeUnexpectedAnswer = "unexpected_answer"
+	CodeUnknownTrack     = "unknown_track"
+	CodeBadLayer         = "bad_layer"
+	CodeUnknownTarget    = "unknown_participant"
+)
+
+const (
+	outQueue         = 1024 // signaling messages queued for one participant
+	writeTimeout     = 5 * time.Second
+	flushTimeout     = time.Second
+	tickInterval     = 500 * time.Millisecond
+	maxPendingCands  = 128
+	maxChatBytes     = 4096
+	layerIdleTimeout = 2 * time.Second
+)
+
+var errLeft = errors.New("participant left")
+
+// session is one participant on this node: its signaling connection, its
+// PeerConnection, what it publishes and what it receives. The fields below
+// "owned by run" are only touched by the session goroutine; everyone else
+// posts closures to mbox.
+type session struct {
+	sfu  *SFU
+	room *room
+	id   Identity
+	conn Conn
+	log  *slog.Logger
+	mbox *mailbox
+
+	ctx  context.Context
+	stop context.CancelCauseFunc
+
+	sendMu     sync.Mutex
+	sendClosed bool
+	out        chan []byte
+	writerDone chan struct{}
+
+	bwe cc.BandwidthEstimator // set during NewPeerConnection
+	wg  sync.WaitGroup        // media goroutines of this session
+
+	// pubPC carries the participant's media to the node (the client
+	// offers); subPC carries everyone else's media to it (the node offers).
+	pubPC, subPC *webrtc.PeerConnection
+
+	// owned by run
+	pubs           map[*webrtc.RTPReceiver]*publishedTrack
+	downs          map[string]*downSlot
+	awaitingAnswer bool // a node offer on subPC is outstanding
+	needOffer      bool
+	pendingPub     []webrtc.ICECandidateInit // candidates before a remote description
+	pendingSub     []webrtc.ICECandidateInit
+	lastTick       time.Time
+}
+
+type downSlot struct {
+	dt     *downTrack
+	sender *webrtc.RTPSender
+}
+
+func newSession(ctx context.Context, s *SFU, c Conn, id Identity) (*session, error) {
+	sess := &session{
+		sfu: s, id: id, conn: c, mbox: newMailbox(),
+		log:        s.log.With("meeting", id.Meeting, "participant", id.Participant),
+		out:        make(chan []byte, outQueue),
+		writerDone: make(chan struct{}),
+		pubs:       map[*webrtc.RTPReceiver]*publishedTrack{},
+		downs:      map[string]*downSlot{},
+		lastTick:   time.Now(),
+	}
+	sess.ctx, sess.stop = context.WithCancelCause(ctx)
+	var err error
+	if sess.pubPC, err = sess.newPC(signal.TargetPublish, nil); err != nil {
+		sess.stop(err)
+		return nil, err
+	}
+	if sess.subPC, err = sess.newPC(signal.TargetSubscribe, func(e cc.BandwidthEstimator) { sess.bwe = e }); err != nil {
+		_ = sess.pubPC.Close()
+		sess.stop(err)
+		return nil, err
+	}
+	sess.pubPC.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
+		sess.mbox.post(func() { sess.onTrack(t, r) })
+	})
+	return sess, nil
+}
+
+func (s *session) newPC(target string, onBWE func(cc.BandwidthEstimator)) (*webrtc.PeerConnection, error) {
+	if onBWE == nil {
+		onBWE = func(cc.BandwidthEstimator) {}
+	}
+	api, err := s.sfu.newAPI(onBWE)
+	if err != nil {
+		return nil, err
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, fmt.Errorf("new %s peer connection: %w", target, err)
+	}
+	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
+		if c == nil {
+			return
+		}
+		init := c.ToJSON()
+		s.send(signal.Message{Type: signal.TypeCandidate, Target: target, Candidate: &signal.Candidate{
+			Candidate: init.Candidate, SDPMid: init.SDPMid, SDPMLineIndex: init.SDPMLineIndex, UsernameFragment: init.UsernameFragment,
+		}})
+	})
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		if st == webrtc.PeerConnectionStateFailed {
+			s.finish(fmt.Errorf("%s peer connection failed", target))
+		}
+	})
+	return pc, nil
+}
+
+// finish ends the session with a cause; the first cause wins.
+func (s *session) finish(cause error) { s.stop(cause) }
+
+// goMedia starts a goroutine that the session waits for on teardown.
+func (s *session) goMedia(f func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+}
+
+// serve runs the participant until it leaves, is kicked, or its connection
+// or the node goes away.
+func (s *session) serve() error {
+	go s.writeLoop()
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		s.readLoop()
+	}()
+
+	r := s.sfu.attach(s.id.Meeting)
+	s.room = r
+	r.mbox.post(func() { r.join(s) })
+	s.sfu.stats.participants.Add(1)
+
+	cause := s.run()
+
+	r.mbox.post(func() { r.leave(s) })
+	for _, d := range s.downs {
+		d.dt.pub.removeDown(d.dt)
+	}
+	for _, p := range s.pubs {
+		s.endPublication(p)
+	}
+	for _, pc := range []*webrtc.PeerConnection{s.subPC, s.pubPC} {
+		if err := pc.Close(); err != nil {
+			s.log.Debug("close peer connection", "err", err)
+		}
+	}
+	s.closeOut()
+	select {
+	case <-s.writerDone:
+	case <-time.After(flushTimeout):
+	}
+	reason := "bye"
+	if !errors.Is(cause, errLeft) {
+		reason = cause.Error()
+	}
+	_ = s.conn.Close(reason)
+	<-s.writerDone
+	<-readerDone
+	s.wg.Wait()
+	s.sfu.detach(r)
+	s.sfu.stats.participants.Add(-1)
+	if errors.Is(cause, errLeft) {
+		return nil
+	}
+	return cause
+}
+
+func (s *session) run() error {
+	tick := time.NewTicker(tickInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return context.Cause(s.ctx)
+		case <-s.mbox.notify:
+			s.mbox.drain()
+		case now := <-tick.C:
+			s.tick(now)
+		}
+	}
+}
+
+func (s *session) readLoop() {
+	for {
+		data, err := s.conn.Read(s.ctx)
+		if err != nil {
+			s.finish(fmt.Errorf("signaling: %w", err))
+			return
+		}
+		m, err := signal.DecodeLimit(data, s.sfu.cfg.MaxMessageBytes)
+		if err != nil {
+			var se *signal.Error
+			if errors.As(err, &se) {
+				s.sendError(se.Code, se.Message)
+			} else {
+				s.sendError(signal.CodeBadMessage, err.Error())
+			}
+			continue
+		}
+		if m.Type == signal.TypeLeave {
+			// Decided here rather than on the session goroutine so that the
+			// close that follows a leave cannot overtake it.
+			s.finish(errLeft)
+			return
+		}
+		s.mbox.post(func() { s.handle(m) })
+	}
+}
+
+func (s *session) writeLoop() {
+	defer close(s.writerDone)
+	for b := range s.out {
+		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+		err := s.conn.Write(ctx, b)
+		cancel()
+		if err != nil {
+			s.finish(fmt.Errorf("signaling: %w", err))
+			for range s.out {
+			}
+			return
+		}
+	}
+}
+
+// send queues a message for the participant without blocking; a participant
+// that cannot keep up with its own signaling is disconnected.
+func (s *session) send(m signal.Message) {
+	b, err := signal.Encode(m)
+	if err != nil {
+		s.log.Error("encode signaling message", "type", m.Type, "err", err)
+		return
+	}
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	if s.sendClosed {
+		return
+	}
+	select {
+	case s.out <- b:
+	default:
+		s.finish(errors.New("signaling queue full"))
+	}
+}
+
+func (s *session) sendError(code, msg string) {
+	s.send(signal.Message{Type: signal.TypeError, Code: code, Message: msg})
+}
+
+func (s *session) closeOut() {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	if !s.sendClosed {
+		s.sendClosed = true
+		close(s.out)
+	}
+}
+
+func (s *session) handle(m signal.Message) {
+	switch m.Type {
+	case signal.TypeOffer:
+		s.onOffer(m.SDP)
+	case signal.TypeAnswer:
+		s.onAnswer(m.SDP)
+	case signal.TypeCandidate:
+		s.onCandidate(m.Target, m.Candidate)
+	case signal.TypeSubscribe:
+		s.onSubscribe(m.TrackID, m.Layer)
+	case signal.TypeChat:
+		if len(m.Text) > maxChatBytes {
+			s.sendError(signal.CodeBadMessage, fmt.Sprintf("chat text over %d bytes", maxChatBytes))
+			return
+		}
+		from, text := s.id.Participant, m.Text
+		s.room.mbox.post(func() { s.room.chat(from, text) })
+	case signal.TypeRelay:
+		to, payload := m.To, m.Payload
+		s.room.mbox.post(func() { s.room.relay(s, to, payload) })
+	case signal.TypeLeave:
+		s.finish(errLeft)
+	case signal.TypePing:
+		s.send(signal.Message{Type: signal.TypePong})
+	case signal.TypePong:
+	case signal.TypeError:
+		s.log.Debug("client reported an error", "code", m.Code, "message", m.Message)
+	default:
+		s.sendError(CodeUnexpectedType, fmt.Sprintf("%q is not sent by clients", m.Type))
+	}
+}
+
+// Negotiation. The client offers on the publish connection and the node
+// answers; the node offers on the subscribe connection, one offer at a
+// time, and the client answers. Offers never cross, so there is no glare.
+
+func (s *session) onOffer(sdp string) {
+	pc := s.pubPC
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
+		s.sendError(CodeBadSDP, err.Error())
+		return
+	}
+	answer, err := pc.CreateAnswer(nil)
+	if err == nil {
+		err = pc.SetLocalDescription(answer)
+	}
+	if err != nil {
+		// pion cannot roll a remote offer back; a publish connection stuck
+		// in have-remote-offer cannot go on.
+		s.sendError(CodeBadSDP, err.Error())
+		s.finish(fmt.Errorf("answer publish offer: %w", err))
+		return
+	}
+	s.send(signal.Message{Type: signal.TypeAnswer, SDP: answer.SDP})
+	s.pendingPub = s.addCandidates(pc, s.pendingPub)
+}
+
+func (s *session) onAnswer(sdp string) {
+	if !s.awaitingAnswer {
+		s.sendError(CodeUnexpectedAnswer, "no subscribe offer is outstanding")
+		return
+	}
+	if err := s.subPC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
+		// The offer stays outstanding: the client may still send a
+		// proper answer.
+		s.sendError(CodeBadSDP, err.Error())
+		return
+	}
+	s.awaitingAnswer = false
+	s.pendingSub = s.addCandidates(s.subPC, s.pendingSub)
+	s.maybeOffer()
+}
+
+// maybeOffer sends the node's next subscribe offer if one is needed and
+// the previous one has been answered.
+func (s *session) maybeOffer() {
+	if !s.needOffer || s.awaitingAnswer || s.subPC.SignalingState() != webrtc.SignalingStateStable {
+		return
+	}
+	s.needOffer = false
+	offer, err := s.subPC.CreateOffer(nil)
+	if err == nil {
+		err = s.subPC.SetLocalDescription(offer)
+	}
+	if err != nil {
+		s.finish(fmt.Errorf("create subscribe offer: %w", err))
+		return
+	}
+	s.awaitingAnswer = true
+	s.send(signal.Message{Type: signal.TypeOffer, SDP: offer.SDP})
+}
+
+func (s *session) onCandidate(target string, c *signal.Candidate) {
+	if c.Candidate == "" {
+		return // end of candidates
+	}
+	init := webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}
+	pc, pending := s.pubPC, &s.pendingPub
+	if target == signal.TargetSubscribe {
+		pc, pending = s.subPC, &s.pendingSub
+	}
+	if pc.RemoteDescription() == nil {
+		if len(*pending) >= maxPendingCands {
+			s.sendError(CodeBadCandidate, "too many candidates before a description")
+			return
+		}
+		*pending = append(*pending, init)
+		return
+	}
+	if err := pc.AddICECandidate(init); err != nil {
+		s.sendError(CodeBadCandidate, err.Error())
+	}
+}
+
+func (s *session) addCandidates(pc *webrtc.PeerConnection, cands []webrtc.ICECandidateInit) []webrtc.ICECandidateInit {
+	for _, c := range cands {
+		if err := pc.AddICECandidate(c); err != nil {
+			s.sendError(CodeBadCandidate, err.Error())
+		}
+	}
+	return nil
+}
+
+// Publishing.
+
+func newTrackID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return "t" + hex.EncodeToString(b[:])
+}
+
+func (s *session) onTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
+	if s.ctx.Err() != nil {
+		return
+	}
+	pub := s.pubs[r]
+	fresh := pub == nil
+	if fresh {
+		info := signal.Track{ID: newTrackID(), Participant: s.id.Participant, Stream: s.id.Participant, Kind: t.Kind().String()}
+		for _, tr := range r.Tracks() {
+			if tr.RID() != "" {
+				info.Layers = append(info.Layers, tr.RID())
+			}
+		}
+		pub = newPublishedTrack(info, t.Codec().RTPCodecCapability, t.Kind(), s.pubPC.WriteRTCP, &s.sfu.stats, s.sfu.epoch)
+		s.pubs[r] = pub
+	}
+	q := 0
+	if rid := t.RID(); rid != "" {
+		var ok bool
+		if q, ok = ridQuality(rid); !ok || pub.layers[q].Load() != nil {
+			q = -1
+			for i := range pub.layers {
+				if pub.layers[i].Load() == nil {
+					q = i
+					break
+				}
+			}
+		}
+	}
+	if q < 0 || pub.layers[q].Load() != nil {
+		s.log.Warn("ignoring extra incoming stream", "rid", t.RID(), "ssrc", t.SSRC())
+		return
+	}
+	l := &upLayer{quality: q, rid: t.RID(), ssrc: uint32(t.SSRC())}
+	if pub.isVideo() {
+		l.cache = newPacketCache(videoCacheSize)
+	}
+	pub.layers[q].Store(l)
+	s.goMedia(func() { s.readLayer(pub, l, t) })
+	s.goMedia(func() { readReceiverRTCP(r, t.RID()) })
+	if fresh {
+		s.sfu.stats.tracksIn.Add(1)
+		s.room.mbox.post(func() { s.room.publish(s, pub) })
+	}
+}
+
+// readLayer is the packet path of one incoming stream: it reads into one
+// buffer and one parsed packet that it reuses for its whole life.
+func (s *session) readLayer(pub *publishedTrack, l *upLayer, t *webrtc.TrackRemote) {
+	f := newForwarder()
+	buf := make([]byte, maxPacket)
+	for {
+		n, _, err := t.Read(buf)
+		if err != nil {
+			break
+		}
+		if f.pkt.Unmarshal(buf[:n]) != nil {
+			continue
+		}
+		pub.forward(l, buf[:n], f)
+	}
+	s.mbox.post(func() { s.layerEnded(pub, l) })
+}
+
+// readReceiverRTCP drains the publisher's RTCP (sender reports) so the
+// receiver's interceptors see it.
+func readReceiverRTCP(r *webrtc.RTPReceiver, rid string) {
+	buf := make([]byte, maxPacket)
+	for {
+		var err error
+		if rid != "" {
+			_, _, err = r.ReadSimulcast(buf, rid)
+		} else {
+			_, _, err = r.Read(buf)
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (s *session) layerEnded(pub *publishedTrack, l *upLayer) {
+	pub.layers[l.quality].CompareAndSwap(l, nil)
+	for i := range pub.layers {
+		if pub.layers[i].Load() != nil {
+			return
+		}
+	}
+	for r, p := range s.pubs {
+		if p == pub {
+			delete(s.pubs, r)
+			s.endPublication(pub)
+		}
+	}
+}
+
+func (s *session) endPublication(pub *publishedTrack) {
+	if pub.closed.Swap(true) {
+		return
+	}
+	s.sfu.stats.tracksIn.Add(-1)
+	s.room.mbox.post(func() { s.room.unpublish(pub) })
+}
+
+// Subscribing.
+
+func (s *session) subscribe(pub *publishedTrack) {
+	if s.ctx.Err() != nil || pub.closed.Load() {
+		return
+	}
+	if _, ok := s.downs[pub.info.ID]; ok {
+		return
+	}
+	dt := newDownTrack(pub, &s.sfu.stats, s.room.bytes)
+	s.retarget(dt, pub.now())
+	sender, err := s.subPC.AddTrack(dt)
+	if err != nil {
+		s.log.Warn("add subscription", "track", pub.info.ID, "err", err)
+		return
+	}
+	s.downs[pub.info.ID] = &downSlot{dt: dt, sender: sender}
+	s.goMedia(func() { dt.readRTCP(sender) })
+	pub.addDown(dt)
+	s.needOffer = true
+	s.maybeOffer()
+}
+
+func (s *session) unsubscribe(pub *publishedTrack) {
+	slot := s.downs[pub.info.ID]
+	if slot == nil || slot.dt.pub != pub {
+		return
+	}
+	delete(s.downs, pub.info.ID)
+	pub.removeDown(slot.dt)
+	if err := s.subPC.RemoveTrack(slot.sender); err != nil {
+		s.log.Debug("remove subscription", "track", pub.info.ID, "err", err)
+	}
+	s.needOffer = true
+	s.maybeOffer()
+}
+
+func (s *session) onSubscribe(trackID, layer string) {
+	slot := s.downs[trackID]
+	if slot == nil {
+		s.sendError(CodeUnknownTrack, fmt.Sprintf("no subscription to track %q", trackID))
+		return
+	}
+	q, ok := layerName(layer)
+	if !ok {
+		for i := range slot.dt.pub.layers {
+			if l := slot.dt.pub.layers[i].Load(); l != nil && l.rid == layer {
+				q, ok = i, true
+			}
+		}
+	}
+	if !ok {
+		s.sendError(CodeBadLayer, fmt.Sprintf("track %q has no layer %q", trackID, layer))
+		return
+	}
+	slot.dt.want = q
+	s.retarget(slot.dt, slot.dt.pub.now())
+}
+
+// retarget recomputes which layer a subscription should receive and asks
+// for a key frame on it when that changes.
+func (s *session) retarget(dt *downTrack, now int64) {
+	t := pickLayer(dt.pub.available(now), min(dt.want, dt.cap))
+	if old := dt.target.Swap(int32(t)); int(old) != t {
+		dt.pub.requestKeyFrame(t)
+	}
+}
+
+// tick measures this participant's incoming layer rates, spends its
+// estimated downlink bandwidth over its video subscriptions, and retries a
+// deferred offer.
+func (s *session) tick(now time.Time) {
+	elapsed := now.Sub(s.lastTick).Seconds()
+	s.lastTick = now
+	for _, p := range s.pubs {
+		for i := range p.layers {
+			if l := p.layers[i].Load(); l != nil && elapsed > 0 {
+				b := l.bytes.Load()
+				l.rateBits.Store(uint64(float64(b-l.prev) * 8 / elapsed))
+				l.prev = b
+			}
+		}
+	}
+	s.allocate()
+	s.maybeOffer()
+}
+
+func (s *session) allocate() {
+	var video []*downTrack
+	var allocs []allocation
+	var audio uint64
+	at := s.sfu.now()
+	for _, d := range s.downs {
+		pub := d.dt.pub
+		if !pub.isVideo() {
+			if l := pub.layers[0].Load(); l != nil {
+				audio += l.rateBits.Load()
+			}
+			continue
+		}
+		a := allocation{want: d.dt.want, avail: pub.available(at)}
+		for q := range pub.layers {
+			if l := pub.layers[q].Load(); l != nil {
+				a.rate[q] = l.rateBits.Load()
+			}
+		}
+		video = append(video, d.dt)
+		allocs = append(allocs, a)
+	}
+	budget := uint64(bweMax)
+	if s.bwe != nil {
+		budget = uint64(max(s.bwe.GetTargetBitrate(), 0))
+	}
+	budget -= min(budget, audio)
+	caps := allocate(budget, allocs)
+	for i, dt := range video {
+		if caps[i] >= 0 {
+			dt.cap = caps[i]
+		}
+		s.retarget(dt, at)
+	}
+}

@@ -1,0 +1,268 @@
+// Package sfu is the media engine of an oakmeet node: a selective
+// forwarding unit built on pion/webrtc. Each participant publishes Opus
+// and VP8 (optionally as up to three simulcast layers) and receives every
+// other participant's tracks. The engine forwards RTP payloads without
+// looking inside them beyond the VP8 payload header, so media stays
+// end-to-end encrypted (SFrame) and the node never holds a media key.
+//
+// Concurrency: every meeting (room) and every participant (session) has a
+// goroutine that owns its state and takes work from a mailbox. Locks are
+// narrow leaves taken on the packet path (a subscription's rewriter, a
+// packet cache, a track's subscriber list) and never held across I/O or
+// while taking another lock; the only other lock, SFU.mu, guards the
+// meeting table and is never held while posting work that could block.
+package sfu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/oakmeet/oakmeet/signal"
+)
+
+// Errors Serve returns when a participant was disconnected by the node.
+var (
+	ErrClosed   = errors.New("sfu: closed")
+	ErrKicked   = errors.New("sfu: participant removed")
+	ErrReplaced = errors.New("sfu: participant connected again")
+)
+
+// Config configures an SFU.
+type Config struct {
+	Logger *slog.Logger
+	// UDPPort is the one UDP port all ICE traffic uses (0 picks one).
+	UDPPort int
+	// TCPPort is the ICE-TCP fallback port: 0 disables ICE-TCP, a negative
+	// value picks a free port.
+	TCPPort int
+	// PublicIP is advertised instead of the local address (1:1 NAT).
+	PublicIP string
+	// LoopbackOnly keeps ICE on 127.0.0.1, for tests and demos.
+	LoopbackOnly bool
+	// MaxMessageBytes bounds one signaling message (default signal.MaxMessageBytes).
+	MaxMessageBytes int
+	// ICEServers are handed to clients in the welcome message; the place
+	// where a node's own TURN service will be announced.
+	ICEServers []signal.ICEServer
+	// Interceptors are added to every PeerConnection closest to the
+	// network, for instrumentation and fault injection.
+	Interceptors []interceptor.Factory
+}
+
+// Identity is a participant verified by the node shell.
+type Identity struct {
+	Meeting, Participant, Name string
+}
+
+// SFU forwards media between the participants of the meetings on one node.
+type SFU struct {
+	cfg   Config
+	log   *slog.Logger
+	se    webrtc.SettingEngine
+	epoch time.Time
+	stats counters
+
+	udpMux ice.UDPMux
+	tcpMux ice.TCPMux
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // Serve calls, rooms and the meter
+
+	mu           sync.Mutex
+	closed       bool
+	rooms        map[string]*room
+	meetingBytes map[string]*atomic.Uint64
+}
+
+// New starts an SFU listening for ICE on the configured ports.
+func New(cfg Config) (*SFU, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxMessageBytes <= 0 {
+		cfg.MaxMessageBytes = signal.MaxMessageBytes
+	}
+	s := &SFU{
+		cfg: cfg, log: cfg.Logger, epoch: time.Now(),
+		rooms: map[string]*room{}, meetingBytes: map[string]*atomic.Uint64{},
+	}
+	se, err := s.settingEngine()
+	if err != nil {
+		return nil, err
+	}
+	s.se = se
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.wg.Add(1)
+	go s.meter()
+	return s, nil
+}
+
+func (s *SFU) now() int64 { return int64(time.Since(s.epoch)) }
+
+func (s *SFU) meter() {
+	defer s.wg.Done()
+	t := time.NewTicker(rateInterval)
+	defer t.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case now := <-t.C:
+			s.stats.sample(now.Sub(last))
+			last = now
+		}
+	}
+}
+
+// Serve runs one verified participant over c until it leaves (nil), is
+// disconnected by the node (ErrKicked, ErrReplaced, ErrClosed), or c or
+// ctx ends. It closes c before returning.
+func (s *SFU) Serve(ctx context.Context, c Conn, id Identity) error {
+	if id.Meeting == "" || id.Participant == "" {
+		_ = c.Close("missing identity")
+		return errors.New("sfu: identity needs a meeting and a participant")
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = c.Close("node shutting down")
+		return ErrClosed
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(s.ctx, func() { cancel(ErrClosed) })
+	defer stop()
+
+	sess, err := newSession(ctx, s, c, id)
+	if err != nil {
+		_ = c.Close("internal error")
+		return fmt.Errorf("sfu: start participant %s: %w", id.Participant, err)
+	}
+	return sess.serve()
+}
+
+// attach returns the meeting's room, starting it if needed, and counts the
+// caller as attached.
+func (s *SFU) attach(meeting string) *room {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.rooms[meeting]
+	if r == nil {
+		ctx, cancel := context.WithCancel(s.ctx)
+		bytes := s.meetingBytes[meeting]
+		if bytes == nil {
+			bytes = new(atomic.Uint64)
+			s.meetingBytes[meeting] = bytes
+		}
+		r = &room{meeting: meeting, mbox: newMailbox(), bytes: bytes, cancel: cancel}
+		r.publishRoster()
+		s.rooms[meeting] = r
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			r.run(ctx)
+		}()
+	}
+	r.refs++
+	return r
+}
+
+// detach undoes attach; the last session out stops the room.
+func (s *SFU) detach(r *room) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r.refs--
+	if r.refs == 0 {
+		delete(s.rooms, r.meeting)
+		r.cancel()
+	}
+}
+
+// Load reports the node's current load.
+func (s *SFU) Load() Load {
+	s.mu.Lock()
+	meetings := len(s.rooms)
+	s.mu.Unlock()
+	return Load{
+		Participants:  int(s.stats.participants.Load()),
+		Meetings:      meetings,
+		TracksIn:      int(s.stats.tracksIn.Load()),
+		TracksOut:     int(s.stats.tracksOut.Load()),
+		BitrateInBps:  s.stats.rateIn.Load(),
+		BitrateOutBps: s.stats.rateOut.Load(),
+	}
+}
+
+// Stats reports cumulative forwarding and RTCP totals.
+func (s *SFU) Stats() Stats {
+	return Stats{
+		BytesIn: s.stats.bytesIn.Load(), BytesOut: s.stats.bytesOut.Load(),
+		PLISent: s.stats.pliSent.Load(), NACKsIn: s.stats.nacksIn.Load(),
+		Retransmits: s.stats.retransmits.Load(),
+	}
+}
+
+// MeetingBytes reports the bytes forwarded to subscribers per meeting since
+// the node started. A meeting stays listed after it empties so that its
+// last bytes can still be reported.
+func (s *SFU) MeetingBytes() map[string]uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]uint64, len(s.meetingBytes))
+	for m, b := range s.meetingBytes {
+		out[m] = b.Load()
+	}
+	return out
+}
+
+// Participants lists the participants of a meeting on this node.
+func (s *SFU) Participants(meeting string) []string {
+	s.mu.Lock()
+	r := s.rooms[meeting]
+	s.mu.Unlock()
+	if r == nil {
+		return nil
+	}
+	return append([]string(nil), *r.roster.Load()...)
+}
+
+// Kick disconnects a participant, telling it why with a leave message.
+func (s *SFU) Kick(meeting, participant, reason string) {
+	s.mu.Lock()
+	r := s.rooms[meeting]
+	s.mu.Unlock()
+	if r != nil {
+		r.mbox.post(func() { r.kick(participant, reason) })
+	}
+}
+
+// Close disconnects everyone, waits for every goroutine of the SFU to end
+// and releases its ports.
+func (s *SFU) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	s.closeMuxes()
+	return nil
+}

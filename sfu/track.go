@@ -1,0 +1,170 @@
+package sfu
+
+import (
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/oakmeet/oakmeet/signal"
+)
+
+const (
+	// keyFrameInterval rate-limits key frame requests to a publisher, per layer.
+	keyFrameInterval = 500 * time.Millisecond
+	// videoCacheSize is the number of recent packets kept per video layer
+	// for NACK; about a second of 2.5 Mbit/s video.
+	videoCacheSize = 256
+)
+
+// publishedTrack is one track a participant sends, with up to numLayers
+// simulcast layers, and the subscribers it is forwarded to.
+type publishedTrack struct {
+	info      signal.Track
+	kind      webrtc.RTPCodecType
+	codec     webrtc.RTPCodecCapability
+	publisher string
+	// writeRTCP sends feedback to the publisher's PeerConnection.
+	writeRTCP func([]rtcp.Packet) error
+	stats     *counters
+	epoch     time.Time
+
+	layers [numLayers]atomic.Pointer[upLayer]
+
+	// downs is the subscriber list, replaced whole (copy on write) under
+	// downsMu so the packet path reads it without a lock.
+	downsMu sync.Mutex
+	downs   atomic.Pointer[[]*downTrack]
+	closed  atomic.Bool
+}
+
+// upLayer is one incoming RTP stream (one simulcast layer) of a track.
+type upLayer struct {
+	quality  int
+	rid      string
+	ssrc     uint32
+	cache    *packetCache // nil for audio: audio is not retransmitted
+	bytes    atomic.Uint64
+	lastPkt  atomic.Int64 // nanoseconds since epoch
+	lastPLI  atomic.Int64
+	rateBits atomic.Uint64 // measured bits per second, updated by the owner session
+	prev     uint64        // bytes at the previous rate sample; owner session only
+}
+
+func newPublishedTrack(info signal.Track, codec webrtc.RTPCodecCapability, kind webrtc.RTPCodecType, writeRTCP func([]rtcp.Packet) error, stats *counters, epoch time.Time) *publishedTrack {
+	return &publishedTrack{
+		info: info, kind: kind, codec: codec, publisher: info.Participant,
+		writeRTCP: writeRTCP, stats: stats, epoch: epoch,
+	}
+}
+
+func (p *publishedTrack) isVideo() bool { return p.kind == webrtc.RTPCodecTypeVideo }
+
+func (p *publishedTrack) needKeyFrames() bool {
+	return p.isVideo() && strings.EqualFold(p.codec.MimeType, webrtc.MimeTypeVP8)
+}
+
+func (p *publishedTrack) now() int64 { return int64(time.Since(p.epoch)) }
+
+func (p *publishedTrack) addDown(d *downTrack) {
+	p.downsMu.Lock()
+	defer p.downsMu.Unlock()
+	var cur []*downTrack
+	if old := p.downs.Load(); old != nil {
+		cur = *old
+	}
+	next := make([]*downTrack, 0, len(cur)+1)
+	next = append(append(next, cur...), d)
+	p.downs.Store(&next)
+}
+
+func (p *publishedTrack) removeDown(d *downTrack) {
+	p.downsMu.Lock()
+	defer p.downsMu.Unlock()
+	old := p.downs.Load()
+	if old == nil {
+		return
+	}
+	next := make([]*downTrack, 0, len(*old))
+	for _, x := range *old {
+		if x != d {
+			next = append(next, x)
+		}
+	}
+	p.downs.Store(&next)
+}
+
+// available reports which layers have carried media recently.
+func (p *publishedTrack) available(now int64) [numLayers]bool {
+	var a [numLayers]bool
+	for q := range p.layers {
+		l := p.layers[q].Load()
+		if l == nil {
+			continue
+		}
+		last := l.lastPkt.Load()
+		// A layer that has not sent yet is still offered: it was announced
+		// and its first packets are usually on the way.
+		a[q] = last == 0 || now-last < int64(2*time.Second)
+	}
+	return a
+}
+
+// requestKeyFrame asks the publisher for a key frame on one layer, at most
+// once per keyFrameInterval; concurrent callers race on a CAS so only one
+// sends.
+func (p *publishedTrack) requestKeyFrame(quality int) {
+	if !p.isVideo() || quality < 0 || quality >= numLayers {
+		return
+	}
+	l := p.layers[quality].Load()
+	if l == nil || p.closed.Load() {
+		return
+	}
+	now := p.now()
+	last := l.lastPLI.Load()
+	if last != 0 && now-last < int64(keyFrameInterval) {
+		return
+	}
+	if !l.lastPLI.CompareAndSwap(last, now) {
+		return
+	}
+	p.stats.pliSent.Add(1)
+	_ = p.writeRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: l.ssrc}})
+}
+
+// forwarder is the per-goroutine scratch of one layer's reader, so that the
+// packet path allocates nothing.
+type forwarder struct {
+	pkt rtp.Packet
+	hdr rtp.Header
+}
+
+func newForwarder() *forwarder {
+	return &forwarder{hdr: rtp.Header{Extensions: make([]rtp.Extension, 0, 4)}}
+}
+
+// forward is the steady-state packet path: cache the packet for NACK, count
+// it, and hand it to every subscriber. raw is the packet as received; f.pkt
+// must already hold it parsed.
+func (p *publishedTrack) forward(l *upLayer, raw []byte, f *forwarder) {
+	now := p.now()
+	l.lastPkt.Store(now)
+	l.bytes.Add(uint64(len(raw)))
+	p.stats.bytesIn.Add(uint64(len(raw)))
+	if l.cache != nil {
+		l.cache.store(f.pkt.SequenceNumber, raw)
+	}
+	key := p.needKeyFrames() && vp8KeyFrameStart(f.pkt.Payload)
+	downs := p.downs.Load()
+	if downs == nil {
+		return
+	}
+	for _, d := range *downs {
+		d.write(l.quality, &f.pkt, key, now, &f.hdr)
+	}
+}
