@@ -1,0 +1,228 @@
+// Package bot is a headless meeting participant: it joins through the
+// control plane, publishes the committed test clips in real time, receives
+// everyone else's media, and reports what arrived — packets, frames, loss
+// and end-to-end frame latency. `oakmeet bot`, the load generator and the
+// system tests are built on it.
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/pion/webrtc/v4/pkg/media"
+
+	"github.com/oakmeet/oakmeet/client"
+	"github.com/oakmeet/oakmeet/clip"
+	"github.com/oakmeet/oakmeet/stamp"
+)
+
+// Config describes one bot.
+type Config struct {
+	Server  string // control plane URL
+	Meeting string
+	Name    string
+	Country string // location hint, where the deployment trusts hints
+	// Duration is how long the bot stays; zero means until ctx ends.
+	Duration time.Duration
+	// NoPublish makes a receive-only bot (load generator subscribers).
+	NoPublish bool
+	// LoopbackOnly keeps media on 127.0.0.1 (local demos and tests).
+	LoopbackOnly bool
+	HTTPClient   *http.Client
+	Logger       *slog.Logger
+	// Ready, if set, is called once the bot is connected and publishing.
+	Ready func(participantID string)
+}
+
+// Report is what a bot saw. Field names are part of `oakmeet bot --json`.
+type Report struct {
+	ParticipantID string        `json:"participant_id"`
+	Node          NodeRef       `json:"node"`
+	Sent          SentCounts    `json:"sent"`
+	Tracks        []TrackReport `json:"tracks"`
+}
+
+// NodeRef names the node the bot was placed on.
+type NodeRef struct {
+	ID      string `json:"id"`
+	Country string `json:"country"`
+	Region  string `json:"region,omitempty"`
+}
+
+// SentCounts is what the bot published.
+type SentCounts struct {
+	VideoFrames int64 `json:"video_frames"`
+	AudioFrames int64 `json:"audio_frames"`
+}
+
+// TrackReport is one remote track the bot received.
+type TrackReport struct {
+	ParticipantID string  `json:"participant_id"`
+	TrackID       string  `json:"track_id"`
+	Kind          string  `json:"kind"` // "audio" or "video"
+	Packets       int64   `json:"packets"`
+	Frames        int64   `json:"frames"`
+	Lost          int64   `json:"lost"` // packets never received, after retransmission
+	LatencyMs     Latency `json:"latency_ms"`
+	latencies     []float64
+}
+
+// Latency summarises end-to-end frame latency in milliseconds.
+type Latency struct {
+	P50 float64 `json:"p50"`
+	P95 float64 `json:"p95"`
+	P99 float64 `json:"p99"`
+}
+
+// Run joins, publishes and receives until the duration passes or ctx ends,
+// then leaves and reports. A refused join is returned as *client.APIError.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = http.DefaultClient
+	}
+	if cfg.Name == "" {
+		cfg.Name = "bot"
+	}
+	if cfg.Duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
+		defer cancel()
+	}
+	jr, err := client.Join(ctx, cfg.HTTPClient, cfg.Server, cfg.Meeting, client.JoinRequest{Name: cfg.Name, Country: cfg.Country})
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{ParticipantID: jr.ParticipantID, Node: NodeRef{ID: jr.Node.ID, Country: jr.Node.Country, Region: jr.Node.Region}}
+	sess, err := client.Connect(ctx, jr, client.Options{Logger: cfg.Logger, HTTPClient: cfg.HTTPClient, LoopbackOnly: cfg.LoopbackOnly})
+	if err != nil {
+		return rep, fmt.Errorf("connect to node %s: %w", jr.Node.ID, err)
+	}
+
+	var wg sync.WaitGroup
+	rx := newReceiver()
+	if !cfg.NoPublish {
+		if err := publish(ctx, sess, &wg, &rep.Sent); err != nil {
+			_ = sess.Close()
+			return rep, err
+		}
+	}
+	if cfg.Ready != nil {
+		cfg.Ready(jr.ParticipantID)
+	}
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case ev, ok := <-sess.Events():
+			if !ok {
+				break loop
+			}
+			switch ev.Type {
+			case client.EventTrackAdded:
+				wg.Go(func() { rx.read(ev) })
+			case client.EventClosed:
+				if ev.Err != nil && !errors.Is(ev.Err, client.ErrClosed) {
+					runErr = fmt.Errorf("session ended: %w", ev.Err)
+				}
+				break loop
+			case client.EventError:
+				cfg.Logger.Warn("node reported an error", "err", ev.Err)
+			}
+		}
+	}
+	_ = sess.Close() // ends the readers and publishers
+	wg.Wait()
+	rep.Tracks = rx.report()
+	return rep, runErr
+}
+
+// publish starts real-time senders for the audio and video clips.
+func publish(ctx context.Context, sess *client.Session, wg *sync.WaitGroup, sent *SentCounts) error {
+	video, err := clip.Video()
+	if err != nil {
+		return err
+	}
+	audio, err := clip.Audio()
+	if err != nil {
+		return err
+	}
+	vt, err := sess.PublishVideo(client.TrackOptions{})
+	if err != nil {
+		return fmt.Errorf("publish video: %w", err)
+	}
+	at, err := sess.PublishAudio(client.TrackOptions{})
+	if err != nil {
+		return fmt.Errorf("publish audio: %w", err)
+	}
+	wg.Go(func() {
+		sent.VideoFrames = play(ctx, video, func(buf []byte, f clip.Frame, now time.Time) ([]byte, error) {
+			return stamp.AppendVP8(buf, f.Data, now), nil
+		}, vt)
+	})
+	wg.Go(func() {
+		sent.AudioFrames = play(ctx, audio, func(buf []byte, f clip.Frame, now time.Time) ([]byte, error) {
+			return stamp.AppendOpus(buf, f.Data, now)
+		}, at)
+	})
+	return nil
+}
+
+// play sends a clip's frames at their real pace until ctx ends, answering
+// key-frame requests by skipping ahead to the next key frame.
+func play(ctx context.Context, c *clip.Clip, frame func([]byte, clip.Frame, time.Time) ([]byte, error), t *client.LocalTrack) int64 {
+	p := clip.NewPlayer(c)
+	buf := make([]byte, 0, 64<<10)
+	var sent int64
+	next := time.Now()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return sent
+		case <-timer.C:
+		}
+		if t.TakeKeyFrameRequest("") {
+			p.SkipToKey()
+		}
+		f := p.Next()
+		data, err := frame(buf[:0], f, time.Now())
+		if err != nil {
+			data = f.Data
+		}
+		if err := t.WriteSample(media.Sample{Data: data, Duration: f.Duration}); err != nil {
+			if errors.Is(err, client.ErrClosed) {
+				return sent
+			}
+		} else {
+			sent++
+		}
+		next = next.Add(f.Duration)
+		timer.Reset(time.Until(next))
+	}
+}
+
+func percentile(sorted []float64, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(p * float64(len(sorted)-1))
+	return sorted[i]
+}
+
+func summarize(lat []float64) Latency {
+	s := append([]float64(nil), lat...)
+	sort.Float64s(s)
+	return Latency{P50: percentile(s, 0.50), P95: percentile(s, 0.95), P99: percentile(s, 0.99)}
+}
