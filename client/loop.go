@@ -34,6 +34,11 @@ func (s *Session) readLoop(in chan<- signal.Message) {
 			s.log.Warn("undecodable message from node", "err", err)
 			continue
 		}
+		if m.Type == signal.TypeLeave {
+			// Decided here so the close that follows cannot overtake it.
+			s.cancel(fmt.Errorf("%w: %s", ErrRemoved, m.Reason))
+			return
+		}
 		select {
 		case in <- m:
 		case <-s.ctx.Done():
@@ -174,8 +179,6 @@ func (s *Session) handle(m signal.Message) {
 		s.events.push(Event{Type: EventRelay, Participant: s.participant(m.From), Payload: m.Payload})
 	case signal.TypeError:
 		s.events.push(Event{Type: EventError, Err: &ServerError{Code: m.Code, Message: m.Message}})
-	case signal.TypeLeave:
-		s.cancel(fmt.Errorf("%w: %s", ErrRemoved, m.Reason))
 	case signal.TypePing:
 		s.send(signal.Message{Type: signal.TypePong})
 	}

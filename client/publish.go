@@ -273,6 +273,9 @@ func (l *localLayer) Kind() webrtc.RTPCodecType { return l.t.kind }
 // packetize, stamp, send. Frames written before negotiation completes are
 // dropped, as a camera's would be.
 func (l *localLayer) writeSample(s media.Sample) error {
+	if l.t.s.ctx.Err() != nil || l.t.stopped.Load() {
+		return ErrClosed
+	}
 	data := s.Data
 	if tf := l.t.s.opts.Transform; tf != nil {
 		var err error
@@ -306,7 +309,7 @@ func (l *localLayer) writeSample(s media.Sample) error {
 		}
 		if _, err := l.w.WriteRTP(&p.Header, p.Payload); err != nil {
 			if errors.Is(err, io.ErrClosedPipe) {
-				return nil
+				return ErrClosed
 			}
 			return fmt.Errorf("write rtp: %w", err)
 		}

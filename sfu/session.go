@@ -214,9 +214,13 @@ func (s *session) run() error {
 	}
 }
 
+// readLoop runs until the connection is closed by serve's teardown. It
+// does not read with the session's context: coder/websocket closes the
+// connection when a read is cancelled, which would cut off the last
+// messages (a leave with its reason) still being flushed.
 func (s *session) readLoop() {
 	for {
-		data, err := s.conn.Read(s.ctx)
+		data, err := s.conn.Read(context.Background())
 		if err != nil {
 			s.finish(fmt.Errorf("signaling: %w", err))
 			return

@@ -1,0 +1,159 @@
+package sfu_test
+
+import (
+	"errors"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/oakmeet/oakmeet/client"
+	"github.com/oakmeet/oakmeet/sfu"
+	"github.com/oakmeet/oakmeet/sfu/sfutest"
+	"github.com/oakmeet/oakmeet/signal"
+)
+
+func hasError(p *participant, code string) func() bool {
+	return func() bool {
+		return p.recv.has(func(e client.Event) bool {
+			var se *client.ServerError
+			return e.Type == client.EventError && errors.As(e.Err, &se) && se.Code == code
+		})
+	}
+}
+
+func TestBadInputGetsErrorAndMeetingStaysIntact(t *testing.T) {
+	srv := sfutest.Start(t, sfu.Config{})
+	alice := join(t, srv, "m", "alice", client.Options{})
+	alice.publish(mediaOpts{keyEvery: 30})
+	mallory := join(t, srv, "m", "mallory", client.Options{})
+	mallory.publish(mediaOpts{keyEvery: 30})
+	eventually(t, 10*time.Second, "media both ways", func() bool {
+		return alice.recv.packets("mallory", video) > 10 && mallory.recv.packets("alice", video) > 10
+	})
+
+	bad := []struct {
+		msg  string
+		code string
+	}{
+		{`{"v":1,"type":"offer","sdp":"this is not sdp"}`, sfu.CodeBadSDP},
+		{`{"v":1,"type":"offer","sdp":"v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"}`, sfu.CodeBadSDP},
+		{`{"v":1,"type":"answer","sdp":"garbage"}`, sfu.CodeBadSDP},
+		{`{"v":1,"type":"teleport"}`, signal.CodeUnknownType},
+		{`{"v":1,"type":"welcome","id":"x"}`, sfu.CodeUnexpectedType},
+		{`{"v":7,"type":"chat","text":"hi"}`, signal.CodeUnsupportedVersion},
+		{`{"v":1,"type":"chat","text":`, signal.CodeBadJSON},
+		{`{"v":1,"type":"chat","text":"` + strings.Repeat("x", 100<<10) + `"}`, signal.CodeTooLarge},
+		{`{"v":1,"type":"candidate","target":"publish","candidate":{"candidate":"candidate:nonsense"}}`, sfu.CodeBadCandidate},
+		{`{"v":1,"type":"relay","to":"nobody","payload":{}}`, sfu.CodeUnknownTarget},
+		{`{"v":1,"type":"subscribe","track_id":"nope","layer":"low"}`, sfu.CodeUnknownTrack},
+	}
+	for _, b := range bad {
+		if err := mallory.s.SendRaw([]byte(b.msg)); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 5*time.Second, "error "+b.code+" for "+b.msg[:min(len(b.msg), 60)], hasError(mallory, b.code))
+	}
+
+	// Nobody was disconnected and media still flows both ways.
+	if got := srv.SFU.Participants("m"); len(got) != 2 {
+		t.Fatalf("participants after bad input: %v", got)
+	}
+	a, m := alice.recv.packets("mallory", video), mallory.recv.packets("alice", video)
+	eventually(t, 5*time.Second, "media keeps flowing", func() bool {
+		return alice.recv.packets("mallory", video) > a+10 && mallory.recv.packets("alice", video) > m+10
+	})
+	// Signaling still works too.
+	if err := mallory.s.SendChat("still here"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "alice gets the chat", func() bool {
+		return alice.recv.has(func(e client.Event) bool {
+			return e.Type == client.EventChat && e.Text == "still here" && e.Participant.ID == "mallory" && !e.Time.IsZero()
+		})
+	})
+}
+
+func TestRelayIsOpaqueAndStampedWithSender(t *testing.T) {
+	srv := sfutest.Start(t, sfu.Config{})
+	a := join(t, srv, "m", "a", client.Options{})
+	b := join(t, srv, "m", "b", client.Options{})
+	c := join(t, srv, "m", "c", client.Options{})
+	eventually(t, 5*time.Second, "everyone joined", func() bool { return len(srv.SFU.Participants("m")) == 3 })
+
+	// A forged "from" is replaced by the node.
+	if err := a.s.SendRaw([]byte(`{"v":1,"type":"relay","to":"b","from":"c","payload":{"epoch":1,"sealed":"AAEC"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.s.SendRelay("", []byte{0, 1, 2, 0xff}); err != nil {
+		t.Fatal(err)
+	}
+	relay := func(p *participant, payload string) func() bool {
+		return func() bool {
+			return p.recv.has(func(e client.Event) bool {
+				return e.Type == client.EventRelay && e.Participant.ID == "a" && string(e.Payload) == payload
+			})
+		}
+	}
+	eventually(t, 5*time.Second, "b gets the directed relay", relay(b, `{"epoch":1,"sealed":"AAEC"}`))
+	eventually(t, 5*time.Second, "b gets the broadcast relay", relay(b, `"AAEC/w=="`))
+	eventually(t, 5*time.Second, "c gets the broadcast relay", relay(c, `"AAEC/w=="`))
+	if c.recv.has(func(e client.Event) bool { return e.Type == client.EventRelay && strings.Contains(string(e.Payload), "epoch") }) {
+		t.Fatal("a relay addressed to b reached c")
+	}
+	if a.recv.has(func(e client.Event) bool { return e.Type == client.EventRelay }) {
+		t.Fatal("a broadcast relay came back to its sender")
+	}
+}
+
+func TestKickAndReconnect(t *testing.T) {
+	srv := sfutest.Start(t, sfu.Config{})
+	a := join(t, srv, "m", "a", client.Options{})
+	b := join(t, srv, "m", "b", client.Options{})
+	eventually(t, 5*time.Second, "both joined", func() bool { return len(srv.SFU.Participants("m")) == 2 })
+
+	srv.SFU.Kick("m", "b", "policy moved the meeting")
+	eventually(t, 5*time.Second, "b is told why it was removed", func() bool {
+		return b.recv.has(func(e client.Event) bool {
+			return e.Type == client.EventClosed && errors.Is(e.Err, client.ErrRemoved) && strings.Contains(e.Err.Error(), "policy moved")
+		})
+	})
+	eventually(t, 5*time.Second, "Serve returns ErrKicked", func() bool {
+		err, ok := srv.Result("b")
+		return ok && errors.Is(err, sfu.ErrKicked)
+	})
+	eventually(t, 5*time.Second, "a sees b leave", func() bool {
+		return a.recv.has(func(e client.Event) bool { return e.Type == client.EventParticipantLeft && e.Participant.ID == "b" })
+	})
+
+	// The same participant connecting twice: the newer connection wins.
+	a2 := join(t, srv, "m", "a", client.Options{})
+	eventually(t, 5*time.Second, "the older connection is replaced", func() bool {
+		return a.recv.has(func(e client.Event) bool { return e.Type == client.EventClosed && errors.Is(e.Err, client.ErrRemoved) })
+	})
+	if got := srv.SFU.Participants("m"); len(got) != 1 || got[0] != "a" {
+		t.Fatalf("participants = %v", got)
+	}
+	_ = a2
+}
+
+func TestNoGoroutinesLeft(t *testing.T) {
+	before := runtime.NumGoroutine()
+	func() {
+		srv := sfutest.Start(t, sfu.Config{})
+		ps := []*participant{join(t, srv, "m", "a", client.Options{}), join(t, srv, "m", "b", client.Options{})}
+		for _, p := range ps {
+			p.publish(mediaOpts{simulcast: []string{"q", "f"}})
+		}
+		eventually(t, 10*time.Second, "media flows", func() bool {
+			return ps[0].recv.packets("b", video) > 10 && ps[1].recv.packets("a", video) > 10
+		})
+		for _, p := range ps {
+			p.close()
+		}
+		srv.Close()
+	}()
+	eventually(t, 10*time.Second, "goroutines back to the baseline", func() bool {
+		return runtime.NumGoroutine() <= before
+	})
+}

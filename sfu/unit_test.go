@@ -1,0 +1,319 @@
+package sfu
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/oakmeet/oakmeet/signal"
+)
+
+func TestVP8KeyFrameStart(t *testing.T) {
+	tests := []struct {
+		name string
+		p    []byte
+		want bool
+	}{
+		{"empty", nil, false},
+		{"key frame start", []byte{0x10, 0x10, 0x02, 0x00}, true},
+		{"delta frame start", []byte{0x10, 0x11, 0x02, 0x00}, false},
+		{"continuation", []byte{0x00, 0x10}, false},
+		{"start of partition 1", []byte{0x11, 0x10}, false},
+		{"picture id 7 bit", []byte{0x90, 0x80, 0x05, 0x10}, true},
+		{"picture id 15 bit", []byte{0x90, 0x80, 0x85, 0x05, 0x10}, true},
+		{"picture id, tl0picidx, tid", []byte{0x90, 0xe0, 0x05, 0x01, 0x20, 0x10}, true},
+		{"extension truncated", []byte{0x90, 0x80}, false},
+		{"descriptor only", []byte{0x10}, false},
+	}
+	for _, tc := range tests {
+		if got := vp8KeyFrameStart(tc.p); got != tc.want {
+			t.Errorf("%s: vp8KeyFrameStart(% x) = %v, want %v", tc.name, tc.p, got, tc.want)
+		}
+	}
+}
+
+func TestPacketCache(t *testing.T) {
+	c := newPacketCache(8)
+	buf := make([]byte, maxPacket)
+	c.store(100, []byte{1, 2, 3})
+	if n := c.load(100, buf); n != 3 || buf[2] != 3 {
+		t.Fatalf("load(100) = %d % x", n, buf[:n])
+	}
+	if n := c.load(101, buf); n != 0 {
+		t.Fatalf("load of a packet never stored = %d", n)
+	}
+	c.store(108, []byte{9}) // same slot as 100
+	if n := c.load(100, buf); n != 0 {
+		t.Fatal("an overwritten packet was still returned")
+	}
+	c.store(65535, []byte{7})
+	c.store(0, []byte{8})
+	if c.load(65535, buf) != 1 || buf[0] != 7 || c.load(0, buf) != 1 || buf[0] != 8 {
+		t.Fatal("wrap-around lost a packet")
+	}
+	c.store(5, make([]byte, maxPacket+1))
+	if c.load(5, buf) != 0 {
+		t.Fatal("an oversized packet was cached")
+	}
+}
+
+func TestPickLayer(t *testing.T) {
+	tests := []struct {
+		avail [numLayers]bool
+		want  int
+		got   int
+	}{
+		{[numLayers]bool{true, true, true}, 2, 2},
+		{[numLayers]bool{true, true, true}, 0, 0},
+		{[numLayers]bool{true, false, true}, 1, 0},
+		{[numLayers]bool{false, false, true}, 0, 2},
+		{[numLayers]bool{true, false, false}, 2, 0},
+		{[numLayers]bool{}, 2, -1},
+	}
+	for _, tc := range tests {
+		if got := pickLayer(tc.avail, tc.want); got != tc.got {
+			t.Errorf("pickLayer(%v, %d) = %d, want %d", tc.avail, tc.want, got, tc.got)
+		}
+	}
+}
+
+func TestAllocate(t *testing.T) {
+	all := [numLayers]bool{true, true, true}
+	rates := [numLayers]uint64{150_000, 500_000, 1_500_000}
+	tests := []struct {
+		name   string
+		budget uint64
+		subs   []allocation
+		want   []int
+	}{
+		{"plenty", 10_000_000, []allocation{{want: 2, avail: all, rate: rates}, {want: 2, avail: all, rate: rates}}, []int{2, 2}},
+		{"respects the request", 10_000_000, []allocation{{want: 0, avail: all, rate: rates}, {want: 1, avail: all, rate: rates}}, []int{0, 1}},
+		{"shares fairly", 1_400_000, []allocation{{want: 2, avail: all, rate: rates}, {want: 2, avail: all, rate: rates}}, []int{1, 1}},
+		{"starved still gets lowest", 10_000, []allocation{{want: 2, avail: all, rate: rates}}, []int{0}},
+		{"skips a missing layer", 2_000_000, []allocation{{want: 2, avail: [numLayers]bool{true, false, true}, rate: rates}}, []int{2}},
+		{"nothing available", 2_000_000, []allocation{{want: 2}}, []int{-1}},
+	}
+	for _, tc := range tests {
+		got := allocate(tc.budget, tc.subs)
+		for i := range got {
+			if got[i] != tc.want[i] {
+				t.Errorf("%s: allocate = %v, want %v", tc.name, got, tc.want)
+				break
+			}
+		}
+	}
+}
+
+func TestRewriterSwitchesSeamlessly(t *testing.T) {
+	const clock = 90000
+	ms := int64(time.Millisecond)
+	r := newRewriter()
+	// Target low (0): packets of the high layer are ignored, a low delta
+	// frame waits for a key frame.
+	if res := r.rewrite(2, 0, 500, 9000, true, true, 0, clock); res.forward {
+		t.Fatal("forwarded a layer that is not the target")
+	}
+	if res := r.rewrite(0, 0, 100, 1000, false, true, 0, clock); res.forward || !res.wantKey {
+		t.Fatalf("delta frame before the first key frame: %+v", res)
+	}
+	res := r.rewrite(0, 0, 101, 1000, true, true, 0, clock)
+	if !res.forward || res.seq != 101 || res.ts != 1000 {
+		t.Fatalf("first key frame: %+v", res)
+	}
+	res = r.rewrite(0, 0, 102, 4000, false, true, 33*ms, clock)
+	if !res.forward || res.seq != 102 || res.ts != 4000 {
+		t.Fatalf("next packet: %+v", res)
+	}
+	// Switch to high (2): low keeps flowing until high has a key frame.
+	res = r.rewrite(2, 2, 900, 77000, false, true, 40*ms, clock)
+	if res.forward || !res.wantKey {
+		t.Fatalf("delta of the new layer: %+v", res)
+	}
+	if res = r.rewrite(0, 2, 103, 7000, false, true, 66*ms, clock); !res.forward || res.seq != 103 {
+		t.Fatalf("old layer while waiting: %+v", res)
+	}
+	res = r.rewrite(2, 2, 901, 80000, true, true, 99*ms, clock)
+	if !res.forward || res.seq != 104 {
+		t.Fatalf("key frame of the new layer: %+v, want seq 104", res)
+	}
+	if want := uint32(7000 + 33*clock/1000); res.ts != want {
+		t.Fatalf("timestamp across the switch = %d, want %d (last + 33 ms)", res.ts, want)
+	}
+	if res = r.rewrite(0, 2, 104, 10000, false, true, 100*ms, clock); res.forward {
+		t.Fatal("old layer forwarded after the switch")
+	}
+	if res = r.rewrite(2, 2, 900, 77000, false, true, 100*ms, clock); res.forward {
+		t.Fatal("a packet from before the switch point was forwarded")
+	}
+	if res = r.rewrite(2, 2, 902, 80000, false, true, 100*ms, clock); res.seq != 105 || res.ts != 7000+33*clock/1000 {
+		t.Fatalf("packet after the switch: %+v", res)
+	}
+	// NACK lookups map back to the layer and source packet.
+	for _, tc := range []struct {
+		out   uint16
+		layer int
+		src   uint16
+		ok    bool
+	}{{102, 0, 102, true}, {103, 0, 103, true}, {104, 2, 901, true}, {105, 2, 902, true}, {106, 0, 0, false}} {
+		layer, src, _, ok := r.lookup(tc.out)
+		if ok != tc.ok || (ok && (layer != tc.layer || src != tc.src)) {
+			t.Errorf("lookup(%d) = %d, %d, %v; want %d, %d, %v", tc.out, layer, src, ok, tc.layer, tc.src, tc.ok)
+		}
+	}
+}
+
+func TestRewriterAudioAndWrap(t *testing.T) {
+	r := newRewriter()
+	for i, seq := range []uint16{65534, 65535, 1} {
+		res := r.rewrite(0, 0, seq, uint32(i*960), false, false, 0, 48000)
+		if !res.forward || res.seq != seq {
+			t.Fatalf("audio packet %d: %+v", seq, res)
+		}
+	}
+	// A late packet is still forwarded, but not one from before the start.
+	if res := r.rewrite(0, 0, 0, 0, false, false, 0, 48000); !res.forward || res.seq != 0 {
+		t.Fatalf("reordered packet: %+v", res)
+	}
+	if res := r.rewrite(0, 0, 65533, 0, false, false, 0, 48000); res.forward {
+		t.Fatal("a packet from before the first one was forwarded")
+	}
+	// A long run keeps forwarding across many wraps.
+	for i := 0; i < 200000; i++ {
+		if res := r.rewrite(0, 0, uint16(2+i), 0, false, false, 0, 48000); !res.forward {
+			t.Fatalf("packet %d dropped", i)
+		}
+	}
+}
+
+// fakeWriter stands in for a subscriber's PeerConnection.
+type fakeWriter struct {
+	packets int
+	last    rtp.Header
+}
+
+func (w *fakeWriter) WriteRTP(h *rtp.Header, p []byte) (int, error) {
+	w.packets++
+	w.last = *h
+	return h.MarshalSize() + len(p), nil
+}
+
+func (w *fakeWriter) Write(b []byte) (int, error) { return len(b), nil }
+
+type fakeBindCtx struct {
+	w    webrtc.TrackLocalWriter
+	ssrc webrtc.SSRC
+}
+
+func (f fakeBindCtx) CodecParameters() []webrtc.RTPCodecParameters {
+	return []webrtc.RTPCodecParameters{{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, PayloadType: 96}}
+}
+func (f fakeBindCtx) HeaderExtensions() []webrtc.RTPHeaderExtensionParameter { return nil }
+func (f fakeBindCtx) SSRC() webrtc.SSRC                                      { return f.ssrc }
+func (f fakeBindCtx) SSRCRetransmission() webrtc.SSRC                        { return 0 }
+func (f fakeBindCtx) SSRCForwardErrorCorrection() webrtc.SSRC                { return 0 }
+func (f fakeBindCtx) WriteStream() webrtc.TrackLocalWriter                   { return f.w }
+func (f fakeBindCtx) ID() string                                             { return "bind" }
+func (f fakeBindCtx) RTCPReader() interceptor.RTCPReader                     { return nil }
+
+// forwardFixture is one video track with n subscribers on fake writers.
+func forwardFixture(tb testing.TB, n int) (*publishedTrack, *upLayer, []*fakeWriter, *counters) {
+	tb.Helper()
+	stats := &counters{}
+	pub := newPublishedTrack(signal.Track{ID: "t", Participant: "p", Stream: "p", Kind: "video"},
+		webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, webrtc.RTPCodecTypeVideo,
+		func([]rtcp.Packet) error { return nil }, stats, time.Now())
+	l := &upLayer{quality: 0, ssrc: 1234, cache: newPacketCache(videoCacheSize)}
+	pub.layers[0].Store(l)
+	meter := new(atomic.Uint64)
+	var ws []*fakeWriter
+	for i := 0; i < n; i++ {
+		w := &fakeWriter{}
+		d := newDownTrack(pub, stats, meter)
+		d.target.Store(0)
+		if _, err := d.Bind(fakeBindCtx{w: w, ssrc: webrtc.SSRC(5000 + i)}); err != nil {
+			tb.Fatal(err)
+		}
+		pub.addDown(d)
+		ws = append(ws, w)
+	}
+	return pub, l, ws, stats
+}
+
+func packet(seq uint16, key bool) []byte {
+	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, Timestamp: uint32(seq) * 3000, SSRC: 1234}, Payload: make([]byte, 1100)}
+	p.Payload[0] = 0x10
+	p.Payload[1] = 0x11
+	if key {
+		p.Payload[1] = 0x10
+	}
+	b, _ := p.Marshal()
+	return b
+}
+
+func TestForwardReachesEverySubscriberAndAnswersNACK(t *testing.T) {
+	pub, l, ws, stats := forwardFixture(t, 3)
+	f := newForwarder()
+	for seq := uint16(10); seq < 20; seq++ {
+		raw := packet(seq, seq == 10)
+		if err := f.pkt.Unmarshal(raw); err != nil {
+			t.Fatal(err)
+		}
+		pub.forward(l, raw, f)
+	}
+	for i, w := range ws {
+		if w.packets != 10 || w.last.SSRC != uint32(5000+i) || w.last.SequenceNumber != 19 || w.last.PayloadType != 96 {
+			t.Fatalf("subscriber %d: %d packets, last %+v", i, w.packets, w.last)
+		}
+	}
+	d := (*pub.downs.Load())[1]
+	d.handleRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{Nacks: []rtcp.NackPair{{PacketID: 12, LostPackets: 0b101}}}}, newNackScratch())
+	if ws[1].packets != 13 || stats.retransmits.Load() != 3 {
+		t.Fatalf("after a NACK for 12, 13 and 15: %d packets, %d retransmits", ws[1].packets, stats.retransmits.Load())
+	}
+	if ws[1].last.SequenceNumber != 15 || ws[1].last.Timestamp != 15*3000 {
+		t.Fatalf("retransmission header %+v", ws[1].last)
+	}
+}
+
+func TestForwardStepAllocatesNothing(t *testing.T) {
+	pub, l, _, _ := forwardFixture(t, 8)
+	f := newForwarder()
+	raw := packet(1, true)
+	seq := uint16(1)
+	allocs := testing.AllocsPerRun(1000, func() {
+		seq++
+		raw[2], raw[3] = byte(seq>>8), byte(seq)
+		if err := f.pkt.Unmarshal(raw); err != nil {
+			t.Fatal(err)
+		}
+		pub.forward(l, raw, f)
+	})
+	if allocs != 0 {
+		t.Fatalf("forwarding one packet to 8 subscribers allocates %v times", allocs)
+	}
+}
+
+func BenchmarkForward(b *testing.B) {
+	for _, n := range []int{1, 10, 50} {
+		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
+			pub, l, _, _ := forwardFixture(b, n)
+			f := newForwarder()
+			raw := packet(1, true)
+			b.SetBytes(int64(len(raw)))
+			b.ReportAllocs()
+			seq := uint16(1)
+			for b.Loop() {
+				seq++
+				raw[2], raw[3] = byte(seq>>8), byte(seq)
+				_ = f.pkt.Unmarshal(raw)
+				pub.forward(l, raw, f)
+			}
+		})
+	}
+}
