@@ -309,7 +309,11 @@ func (l *localLayer) writeSample(s media.Sample) error {
 		}
 		if _, err := l.w.WriteRTP(&p.Header, p.Payload); err != nil {
 			if errors.Is(err, io.ErrClosedPipe) {
-				return ErrClosed
+				// The transport is not up yet, or already down.
+				if l.t.s.ctx.Err() != nil {
+					return ErrClosed
+				}
+				return nil
 			}
 			return fmt.Errorf("write rtp: %w", err)
 		}

@@ -216,6 +216,14 @@ func (s *Session) PeerConnections() (publish, subscribe *webrtc.PeerConnection) 
 	return s.pubPC, s.subPC
 }
 
+// Err reports why the session ended, or nil while it runs.
+func (s *Session) Err() error {
+	if s.ctx.Err() == nil {
+		return nil
+	}
+	return context.Cause(s.ctx)
+}
+
 // Events delivers what happens in the meeting. It is closed after Close.
 func (s *Session) Events() <-chan Event { return s.events.ch }
 
@@ -240,6 +248,9 @@ func (s *Session) SendRelay(to string, payload []byte) error {
 // SendRaw sends an arbitrary message; for tests and tools that speak the
 // protocol directly.
 func (s *Session) SendRaw(data []byte) error {
+	if s.ctx.Err() != nil {
+		return ErrClosed
+	}
 	select {
 	case s.out <- data:
 		return nil

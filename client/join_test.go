@@ -1,0 +1,66 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
+
+func TestJoin(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Name     string `json:"name"`
+			Location struct {
+				Country string `json:"country"`
+			} `json:"location"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil || r.Method != http.MethodPost {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		switch r.URL.Path {
+		case "/api/meetings/m%2F1/join", "/api/meetings/m/1/join":
+			t.Errorf("meeting id not escaped: %s", r.URL.RawPath)
+		case "/api/meetings/ok/join":
+			if body.Name != "Ann" || body.Location.Country != "DE" {
+				t.Errorf("request body %+v", body)
+			}
+			_, _ = w.Write([]byte(`{"participant_id":"p1","node":{"id":"n1","country":"DE","region":"eu-central","url":"ws://127.0.0.1:1/ws"},"token":"tok","ice_servers":[{"urls":["stun:127.0.0.1:3478"]}]}`))
+		case "/api/meetings/full/join":
+			w.WriteHeader(http.StatusConflict)
+			_, _ = w.Write([]byte(`{"error":"no node in the allowed regions has room","code":"no_capacity_in_allowed_regions"}`))
+		default:
+			http.Error(w, "upstream broke", http.StatusBadGateway)
+		}
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+
+	jr, err := Join(ctx, srv.Client(), srv.URL+"/", "ok", JoinRequest{Name: "Ann", Country: "DE"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if jr.ParticipantID != "p1" || jr.Token != "tok" || jr.Node != (NodeInfo{ID: "n1", Country: "DE", Region: "eu-central", URL: "ws://127.0.0.1:1/ws"}) ||
+		len(jr.ICEServers) != 1 || jr.ICEServers[0].URLs[0] != "stun:127.0.0.1:3478" {
+		t.Fatalf("JoinResult = %+v", jr)
+	}
+
+	tests := []struct {
+		meeting string
+		status  int
+		code    string
+	}{
+		{"full", http.StatusConflict, "no_capacity_in_allowed_regions"},
+		{"other", http.StatusBadGateway, ""},
+	}
+	for _, tc := range tests {
+		_, err := Join(ctx, srv.Client(), srv.URL, tc.meeting, JoinRequest{Name: "Ann"})
+		var ae *APIError
+		if !errors.As(err, &ae) || ae.Status != tc.status || ae.Code != tc.code || ae.Message == "" {
+			t.Fatalf("Join(%s) error = %#v", tc.meeting, err)
+		}
+	}
+}
