@@ -98,7 +98,9 @@ func TestRelayIsOpaqueAndStampedWithSender(t *testing.T) {
 	eventually(t, 5*time.Second, "b gets the directed relay", relay(b, `{"epoch":1,"sealed":"AAEC"}`))
 	eventually(t, 5*time.Second, "b gets the broadcast relay", relay(b, `"AAEC/w=="`))
 	eventually(t, 5*time.Second, "c gets the broadcast relay", relay(c, `"AAEC/w=="`))
-	if c.recv.has(func(e client.Event) bool { return e.Type == client.EventRelay && strings.Contains(string(e.Payload), "epoch") }) {
+	if c.recv.has(func(e client.Event) bool {
+		return e.Type == client.EventRelay && strings.Contains(string(e.Payload), "epoch")
+	}) {
 		t.Fatal("a relay addressed to b reached c")
 	}
 	if a.recv.has(func(e client.Event) bool { return e.Type == client.EventRelay }) {
