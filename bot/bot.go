@@ -32,11 +32,15 @@ type Config struct {
 	Duration time.Duration
 	// NoPublish makes a receive-only bot (load generator subscribers).
 	NoPublish bool
+	// Linger is how long the bot keeps receiving after it stops
+	// publishing at the end, so frames in flight are counted.
+	Linger time.Duration
 	// LoopbackOnly keeps media on 127.0.0.1 (local demos and tests).
 	LoopbackOnly bool
 	HTTPClient   *http.Client
 	Logger       *slog.Logger
-	// Ready, if set, is called once the bot is connected and publishing.
+	// Ready, if set, is called once the bot is connected, before it
+	// publishes; it may block to hold the bot back.
 	Ready func(participantID string)
 }
 
@@ -67,6 +71,7 @@ type TrackReport struct {
 	TrackID       string  `json:"track_id"`
 	Kind          string  `json:"kind"` // "audio" or "video"
 	Packets       int64   `json:"packets"`
+	Bytes         int64   `json:"bytes"`
 	Frames        int64   `json:"frames"`
 	Lost          int64   `json:"lost"` // packets never received, after retransmission
 	LatencyMs     Latency `json:"latency_ms"`
@@ -97,26 +102,36 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
 		defer cancel()
 	}
-	jr, err := client.Join(ctx, cfg.HTTPClient, cfg.Server, cfg.Meeting, client.JoinRequest{Name: cfg.Name, Country: cfg.Country})
+	// Publishing stops when ctx ends; receiving goes on for Linger more.
+	pubCtx := ctx
+	ctx, cancelRecv := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRecv()
+	stopRecv := context.AfterFunc(pubCtx, func() {
+		time.AfterFunc(cfg.Linger, cancelRecv)
+	})
+	defer stopRecv()
+	jr, err := client.Join(pubCtx, cfg.HTTPClient, cfg.Server, cfg.Meeting, client.JoinRequest{Name: cfg.Name, Country: cfg.Country})
 	if err != nil {
 		return nil, err
 	}
 	rep := &Report{ParticipantID: jr.ParticipantID, Node: NodeRef{ID: jr.Node.ID, Country: jr.Node.Country, Region: jr.Node.Region}}
-	sess, err := client.Connect(ctx, jr, client.Options{Logger: cfg.Logger, HTTPClient: cfg.HTTPClient, LoopbackOnly: cfg.LoopbackOnly})
+	sess, err := client.Connect(pubCtx, jr, client.Options{Logger: cfg.Logger, HTTPClient: cfg.HTTPClient, LoopbackOnly: cfg.LoopbackOnly})
 	if err != nil {
 		return rep, fmt.Errorf("connect to node %s: %w", jr.Node.ID, err)
 	}
 
 	var wg sync.WaitGroup
 	rx := newReceiver()
+	// Ready comes before publishing, so a load generator can start every
+	// publisher's clock at once.
+	if cfg.Ready != nil {
+		cfg.Ready(jr.ParticipantID)
+	}
 	if !cfg.NoPublish {
-		if err := publish(ctx, sess, &wg, &rep.Sent); err != nil {
+		if err := publish(pubCtx, sess, &wg, &rep.Sent); err != nil {
 			_ = sess.Close()
 			return rep, err
 		}
-	}
-	if cfg.Ready != nil {
-		cfg.Ready(jr.ParticipantID)
 	}
 	var runErr error
 loop:
@@ -226,3 +241,10 @@ func summarize(lat []float64) Latency {
 	sort.Float64s(s)
 	return Latency{P50: percentile(s, 0.50), P95: percentile(s, 0.95), P99: percentile(s, 0.99)}
 }
+
+// Latencies are the track's latency samples in milliseconds, for callers
+// that aggregate percentiles over many tracks.
+func (t TrackReport) Latencies() []float64 { return t.latencies }
+
+// Summarize computes latency percentiles over samples in milliseconds.
+func Summarize(samples []float64) Latency { return summarize(samples) }

@@ -8,7 +8,6 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
-	"github.com/pion/webrtc/v4/pkg/media/samplebuilder"
 
 	"github.com/oakmeet/oakmeet/client"
 	"github.com/oakmeet/oakmeet/stamp"
@@ -29,17 +28,10 @@ func newReceiver() *receiver { return &receiver{tracks: map[string]*TrackReport{
 // their send stamps.
 func (r *receiver) read(ev client.Event) {
 	t := ev.Track
-	kind := t.Kind().String()
-	var sb *samplebuilder.SampleBuilder
-	readStamp := stamp.ReadOpus
-	if t.Kind() == webrtc.RTPCodecTypeVideo {
-		sb = samplebuilder.New(256, &codecs.VP8Packet{}, t.Codec().ClockRate)
-		readStamp = stamp.ReadVP8
-	} else {
-		sb = samplebuilder.New(64, &codecs.OpusPacket{}, t.Codec().ClockRate)
-	}
-	st := &TrackReport{ParticipantID: ev.Participant.ID, TrackID: ev.Info.ID, Kind: kind}
+	st := &TrackReport{ParticipantID: ev.Participant.ID, TrackID: ev.Info.ID, Kind: t.Kind().String()}
 	var seen seqTracker
+	var asm frameAssembler
+	video := t.Kind() == webrtc.RTPCodecTypeVideo
 	buf := make([]byte, 1500)
 	for {
 		// Read ends when the session closes; the report says what arrived.
@@ -47,29 +39,45 @@ func (r *receiver) read(ev client.Event) {
 		if err != nil {
 			break
 		}
-		// A fresh packet per read: the sample builder keeps packets until
-		// their frame is complete.
-		pkt := &rtp.Packet{}
+		var pkt rtp.Packet
 		if err := pkt.Unmarshal(buf[:n]); err != nil {
 			continue
 		}
 		st.Packets++
+		st.Bytes += int64(n)
 		seen.add(pkt.SequenceNumber)
-		sb.Push(pkt)
-		for s := sb.Pop(); s != nil; s = sb.Pop() {
-			st.Frames++
-			if sent, ok := readStamp(s.Data); ok && len(st.latencies) < maxLatencies {
-				st.latencies = append(st.latencies, float64(time.Since(sent).Microseconds())/1000)
+		var frame []byte
+		var sent time.Time
+		var ok bool
+		if video {
+			frame, ok = asm.push(&pkt)
+			if ok {
+				sent, ok = stamp.ReadVP8(frame)
 			}
+		} else {
+			frame, ok = pkt.Payload, true
+			sent, ok = stamp.ReadOpus(frame)
+		}
+		if frame == nil {
+			continue
+		}
+		st.Frames++
+		if ok && len(st.latencies) < maxLatencies {
+			st.latencies = append(st.latencies, float64(time.Since(sent).Microseconds())/1000)
 		}
 	}
 	st.Lost = seen.lost()
 	st.LatencyMs = summarize(st.latencies)
+	r.add(st)
+}
+
+func (r *receiver) add(st *TrackReport) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	key := st.ParticipantID + "/" + st.TrackID
 	if old, ok := r.tracks[key]; ok { // the same track delivered again after renegotiation
 		old.Packets += st.Packets
+		old.Bytes += st.Bytes
 		old.Frames += st.Frames
 		old.Lost += st.Lost
 		old.latencies = append(old.latencies, st.latencies...)
@@ -77,6 +85,52 @@ func (r *receiver) read(ev client.Event) {
 		return
 	}
 	r.tracks[key] = st
+}
+
+// frameAssembler rebuilds VP8 frames from RTP packets: a frame is complete
+// when the packets from the one that starts it to the one with the marker
+// bit are all present. A frame the next one overtakes is dropped.
+type frameAssembler struct {
+	ts      uint32
+	parts   []vp8Part
+	started bool
+	out     []byte
+}
+
+type vp8Part struct {
+	seq     uint16
+	start   bool
+	payload []byte
+}
+
+func (a *frameAssembler) push(pkt *rtp.Packet) ([]byte, bool) {
+	var d codecs.VP8Packet
+	payload, err := d.Unmarshal(pkt.Payload)
+	if err != nil {
+		return nil, false
+	}
+	if !a.started || pkt.Timestamp != a.ts {
+		a.ts, a.started, a.parts = pkt.Timestamp, true, a.parts[:0]
+	}
+	a.parts = append(a.parts, vp8Part{seq: pkt.SequenceNumber, start: d.S == 1 && d.PID == 0, payload: append([]byte(nil), payload...)})
+	if !pkt.Marker {
+		return nil, false
+	}
+	sort.Slice(a.parts, func(i, j int) bool { return int16(a.parts[i].seq-a.parts[j].seq) < 0 })
+	if !a.parts[0].start {
+		return nil, false
+	}
+	for i := 1; i < len(a.parts); i++ {
+		if a.parts[i].seq != a.parts[i-1].seq+1 {
+			return nil, false
+		}
+	}
+	a.out = a.out[:0]
+	for _, p := range a.parts {
+		a.out = append(a.out, p.payload...)
+	}
+	a.parts = a.parts[:0]
+	return a.out, true
 }
 
 func (r *receiver) report() []TrackReport {

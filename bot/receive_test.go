@@ -1,6 +1,10 @@
 package bot
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/pion/rtp"
+)
 
 func TestSeqTracker(t *testing.T) {
 	cases := []struct {
@@ -51,5 +55,42 @@ func TestSummarize(t *testing.T) {
 	}
 	if (summarize(nil) != Latency{}) {
 		t.Fatal("empty latency not zero")
+	}
+}
+
+func vp8pkt(seq uint16, ts uint32, start, marker bool, data byte) *rtp.Packet {
+	desc := byte(0x00)
+	if start {
+		desc = 0x10 // S bit, partition 0
+	}
+	return &rtp.Packet{Header: rtp.Header{SequenceNumber: seq, Timestamp: ts, Marker: marker}, Payload: []byte{desc, data}}
+}
+
+func TestFrameAssembler(t *testing.T) {
+	var a frameAssembler
+	if _, ok := a.push(vp8pkt(10, 1, true, false, 'a')); ok {
+		t.Fatal("frame before marker")
+	}
+	if _, ok := a.push(vp8pkt(12, 1, false, true, 'c')); ok {
+		t.Fatal("frame with a missing packet")
+	}
+	// Reordered: the middle packet arrives last, with the marker already in.
+	a = frameAssembler{}
+	a.push(vp8pkt(20, 2, true, false, 'a'))
+	if f, ok := a.push(vp8pkt(21, 2, false, true, 'b')); !ok || string(f) != "ab" {
+		t.Fatalf("two-packet frame: %q %v", f, ok)
+	}
+	// A frame overtaken by the next one is dropped, the next one completes.
+	a.push(vp8pkt(30, 3, true, false, 'x'))
+	if f, ok := a.push(vp8pkt(32, 4, true, true, 'y')); !ok || string(f) != "y" {
+		t.Fatalf("next frame: %q %v", f, ok)
+	}
+	// Wrap-around inside a frame.
+	a.push(vp8pkt(65535, 5, true, false, '1'))
+	if f, ok := a.push(vp8pkt(0, 5, false, true, '2')); !ok || string(f) != "12" {
+		t.Fatalf("wrapped frame: %q %v", f, ok)
+	}
+	if _, ok := a.push(&rtp.Packet{Payload: nil}); ok {
+		t.Fatal("empty payload made a frame")
 	}
 }

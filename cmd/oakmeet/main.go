@@ -29,6 +29,8 @@ func commands() map[string]command {
 		"serve":   {"run the control plane (with embedded NATS; --demo adds local media nodes)", runServe},
 		"node":    {"run a media node in a given country", runNode},
 		"audit":   {"export or verify the audit log", runAudit},
+		"bot":     {"join a meeting as a headless participant publishing test media", runBot},
+		"bench":   {"load a deployment with publishers and subscribers and measure delivery", runBench},
 		"version": {"print the version", runVersion},
 	}
 }

@@ -1,0 +1,49 @@
+package bench_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/oakmeet/oakmeet/bench"
+	"github.com/oakmeet/oakmeet/policy"
+	"github.com/oakmeet/oakmeet/testcluster"
+)
+
+func TestBenchDeliversAndMeasures(t *testing.T) {
+	c := testcluster.Start(t, policy.Policy{}, testcluster.World()[:1])
+	res, err := bench.Run(context.Background(), bench.Config{
+		Server: c.URL, Publishers: 2, Subscribers: 2, Duration: 3 * time.Second, Country: "DE", LoopbackOnly: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Joined != 4 || len(res.Errors) != 0 {
+		t.Fatalf("joined %d, errors %v", res.Joined, res.Errors)
+	}
+	// Two publishers send ~90 video and ~150 audio frames each; every
+	// frame goes to the three other participants.
+	if res.FramesSent < 400 || res.FramesExpected != 3*res.FramesSent {
+		t.Fatalf("sent %d, expected %d", res.FramesSent, res.FramesExpected)
+	}
+	if res.DeliveryRatio < 0.97 || res.DeliveryRatio > 1.0 {
+		t.Errorf("delivery ratio %.3f", res.DeliveryRatio)
+	}
+	if res.VideoLatencyMs.P50 <= 0 || res.AudioLatencyMs.P50 <= 0 || res.EgressMbps <= 0 {
+		t.Errorf("result %+v", res)
+	}
+	// The test's control plane runs in this process, which listens on
+	// the server port, so its CPU time is measurable.
+	if res.ServerCPUS == nil || *res.ServerCPUS <= 0 {
+		t.Errorf("server CPU not measured")
+	}
+}
+
+func TestBenchRejectsBadConfig(t *testing.T) {
+	if _, err := bench.Run(context.Background(), bench.Config{Server: "http://127.0.0.1:1", Publishers: 0, Duration: time.Second}); err == nil {
+		t.Fatal("no publishers accepted")
+	}
+	if _, err := bench.Run(context.Background(), bench.Config{Server: "http://127.0.0.1:1", Publishers: 1, Duration: time.Second}); err == nil {
+		t.Fatal("unreachable server accepted")
+	}
+}

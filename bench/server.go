@@ -1,0 +1,124 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func createMeeting(ctx context.Context, hc *http.Client, server string) (string, error) {
+	body := strings.NewReader(`{"title":"bench"}`)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(server, "/")+"/api/meetings", body)
+	if err != nil {
+		return "", err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("bench: create meeting: %w", err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	var m struct{ ID, Error string }
+	if err := json.Unmarshal(data, &m); err != nil || resp.StatusCode != http.StatusCreated {
+		return "", fmt.Errorf("bench: create meeting: HTTP %d %s", resp.StatusCode, bytes.TrimSpace(data))
+	}
+	return m.ID, nil
+}
+
+// serverCPU returns a reader of the CPU time used so far by the process
+// listening on the server URL's port, when that process is on this
+// machine and readable; ok is false otherwise.
+func serverCPU(server string) func() (time.Duration, bool) {
+	none := func() (time.Duration, bool) { return 0, false }
+	u, err := url.Parse(server)
+	if err != nil {
+		return none
+	}
+	host, portStr, err := net.SplitHostPort(u.Host)
+	if err != nil {
+		return none
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return none
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return none
+	}
+	pid, ok := listenerPID(port)
+	if !ok {
+		return none
+	}
+	return func() (time.Duration, bool) { return processCPU(pid) }
+}
+
+// listenerPID finds the process with a listening TCP socket on port, from
+// /proc/net/tcp{,6} and the processes' file descriptors.
+func listenerPID(port int) (int, bool) {
+	inodes := map[string]bool{}
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		file, err := os.Open(f)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(file)
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) < 10 || fields[3] != "0A" { // 0A = LISTEN
+				continue
+			}
+			_, p, ok := strings.Cut(fields[1], ":")
+			if n, err := strconv.ParseInt(p, 16, 32); ok && err == nil && int(n) == port {
+				inodes["socket:["+fields[9]+"]"] = true
+			}
+		}
+		file.Close()
+	}
+	if len(inodes) == 0 {
+		return 0, false
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	for _, fd := range procs {
+		if target, err := os.Readlink(fd); err == nil && inodes[target] {
+			pid, err := strconv.Atoi(strings.Split(fd, "/")[2])
+			return pid, err == nil
+		}
+	}
+	return 0, false
+}
+
+// processCPU reads user+system CPU time of pid from /proc/PID/stat.
+func processCPU(pid int) (time.Duration, bool) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// Fields after the parenthesised command name; utime and stime are
+	// fields 14 and 15 of the whole line.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 13 {
+		return 0, false
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	const ticks = 100 // USER_HZ on Linux
+	return time.Duration(ut+st) * time.Second / ticks, true
+}
