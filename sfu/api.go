@@ -29,8 +29,9 @@ const (
 // settingEngine builds the ICE settings every PeerConnection of the node
 // shares: one UDP port (and optionally one TCP port) for all participants.
 func (s *SFU) settingEngine() (webrtc.SettingEngine, error) {
+	logs := pionLogs{log: s.log}
 	var se webrtc.SettingEngine
-	se.LoggerFactory = pionLogs{log: s.log}
+	se.LoggerFactory = logs
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
 	host := ""
@@ -39,11 +40,23 @@ func (s *SFU) settingEngine() (webrtc.SettingEngine, error) {
 		se.SetIncludeLoopbackCandidate(true)
 		se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
 	}
-	udp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(host), Port: s.cfg.UDPPort})
-	if err != nil {
-		return se, fmt.Errorf("listen udp %d: %w", s.cfg.UDPPort, err)
+	if s.cfg.LoopbackOnly {
+		udp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: s.cfg.UDPPort})
+		if err != nil {
+			return se, fmt.Errorf("listen udp %d: %w", s.cfg.UDPPort, err)
+		}
+		s.udpMux = webrtc.NewICEUDPMux(logs.NewLogger("udpmux"), udp)
+	} else {
+		// One socket per local address: replies leave from the address the
+		// client reached, which a wildcard socket does not guarantee.
+		mux, err := ice.NewMultiUDPMuxFromPort(s.cfg.UDPPort,
+			ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4),
+			ice.UDPMuxFromPortWithLogger(logs.NewLogger("udpmux")))
+		if err != nil {
+			return se, fmt.Errorf("listen udp %d: %w", s.cfg.UDPPort, err)
+		}
+		s.udpMux = mux
 	}
-	s.udpMux = webrtc.NewICEUDPMux(pionLogs{log: s.log}.NewLogger("udpmux"), udp)
 	se.SetICEUDPMux(s.udpMux)
 	if s.cfg.TCPPort != 0 {
 		port := max(s.cfg.TCPPort, 0)
@@ -52,7 +65,7 @@ func (s *SFU) settingEngine() (webrtc.SettingEngine, error) {
 			_ = s.udpMux.Close()
 			return se, fmt.Errorf("listen tcp %d: %w", port, err)
 		}
-		s.tcpMux = webrtc.NewICETCPMux(pionLogs{log: s.log}.NewLogger("tcpmux"), l, 64)
+		s.tcpMux = webrtc.NewICETCPMux(logs.NewLogger("tcpmux"), l, 64)
 		se.SetICETCPMux(s.tcpMux)
 		networks = append(networks, webrtc.NetworkTypeTCP4)
 	}

@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"fmt"
+	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -315,5 +316,36 @@ func BenchmarkForward(b *testing.B) {
 				pub.forward(l, raw, f)
 			}
 		})
+	}
+}
+
+func TestNewListensAndCloses(t *testing.T) {
+	for _, cfg := range []Config{
+		{LoopbackOnly: true, TCPPort: -1},
+		{TCPPort: -1, PublicIP: "203.0.113.7"},
+	} {
+		s, err := New(cfg)
+		if err != nil {
+			t.Fatalf("New(%+v): %v", cfg, err)
+		}
+		if s.tcpMux == nil {
+			t.Fatal("ICE-TCP not enabled for a negative TCPPort")
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal("second Close:", err)
+		}
+	}
+	// A taken UDP port is reported, not ignored.
+	s, err := New(Config{LoopbackOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	port := s.udpMux.GetListenAddresses()[0].(*net.UDPAddr).Port
+	if _, err := New(Config{LoopbackOnly: true, UDPPort: port}); err == nil {
+		t.Fatal("New on a taken port succeeded")
 	}
 }
