@@ -1,0 +1,97 @@
+package keymsg
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"os"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/example.json")
+
+// example is testdata/example.json: real messages with the private keys
+// needed to check them, for other implementations (the browser's) to test
+// against. HPKE sealing is randomised, so the file is made once (-update)
+// and then only checked.
+type example struct {
+	Comment      string          `json:"comment"`
+	Meeting      string          `json:"meeting"`
+	Secret       string          `json:"epoch_secret"`
+	Members      []exampleMember `json:"members"`
+	Announcement json.RawMessage `json:"announcement"`
+	Epoch        json.RawMessage `json:"epoch"`
+}
+
+type exampleMember struct {
+	Participant  string `json:"participant"`
+	IdentitySeed string `json:"identity_seed"`
+	HPKEPrivate  string `json:"hpke_private"`
+}
+
+func TestExampleFile(t *testing.T) {
+	const path = "testdata/example.json"
+	if *update {
+		m, ms, secret := newTestEpoch(t)
+		ex := example{
+			Comment: "Epoch 7 of meeting m1 made by alice. identity_seed is the Ed25519 seed (RFC 8032), " +
+				"hpke_private the X25519 private key; sealed[i] opens with members[i]'s key to epoch_secret.",
+			Meeting: "m1",
+			Secret:  hex.EncodeToString(secret),
+		}
+		for _, tm := range ms {
+			priv, _ := tm.priv.Bytes()
+			ex.Members = append(ex.Members, exampleMember{tm.ann.Participant, hex.EncodeToString(tm.id.Seed()), hex.EncodeToString(priv)})
+		}
+		var err error
+		if ex.Announcement, err = Encode(ms[0].ann); err != nil {
+			t.Fatal(err)
+		}
+		if ex.Epoch, err = Encode(m); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.MarshalIndent(ex, "", "  ")
+		if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ex example
+	if err := json.Unmarshal(b, &ex); err != nil {
+		t.Fatal(err)
+	}
+	a, err := Decode(ex.Announcement)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.(*Announcement).Verify(); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := Decode(ex.Epoch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := msg.(*Epoch)
+	if err := e.Verify(); err != nil {
+		t.Fatal(err)
+	}
+	secret, _ := hex.DecodeString(ex.Secret)
+	for i, mem := range ex.Members {
+		raw, _ := hex.DecodeString(mem.HPKEPrivate)
+		priv, err := KEM().NewPrivateKey(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(priv.PublicKey().Bytes(), e.Roster[i].HPKE) {
+			t.Fatalf("member %d's key is not roster entry %d's", i, i)
+		}
+		got, err := e.Open(i, priv)
+		if err != nil || !bytes.Equal(got, secret) {
+			t.Fatalf("member %d opens %x, %v", i, got, err)
+		}
+	}
+}

@@ -1,0 +1,319 @@
+package keymsg
+
+import (
+	"bytes"
+	"crypto/hpke"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/oakmeet/oakmeet/e2ee/identity"
+)
+
+type testMember struct {
+	id   *identity.Identity
+	priv hpke.PrivateKey
+	ann  *Announcement
+}
+
+func newTestMember(t testing.TB, meeting, name string, n byte) testMember {
+	t.Helper()
+	id, err := identity.FromSeed(bytes.Repeat([]byte{n}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := KEM().NewPrivateKey(bytes.Repeat([]byte{n + 100}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ann, err := NewAnnouncement(meeting, name, id, priv.PublicKey().Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testMember{id, priv, ann}
+}
+
+func newTestEpoch(t testing.TB) (*Epoch, []testMember, []byte) {
+	t.Helper()
+	ms := []testMember{newTestMember(t, "m1", "alice", 1), newTestMember(t, "m1", "bob", 2), newTestMember(t, "m1", "carol", 3)}
+	secret := bytes.Repeat([]byte{0xee}, SecretSize)
+	roster := []Entry{ms[0].ann.Entry, ms[1].ann.Entry, ms[2].ann.Entry}
+	m, err := NewEpoch("m1", 7, roster, secret, ms[0].id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, ms, secret
+}
+
+func TestAnnouncementRoundTrip(t *testing.T) {
+	a := newTestMember(t, "m1", "alice", 1).ann
+	b, err := Encode(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fields map[string]any
+	if err := json.Unmarshal(b, &fields); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"v", "type", "meeting", "participant", "identity", "hpke", "sig"} {
+		if _, ok := fields[k]; !ok {
+			t.Errorf("wire form lacks %q: %s", k, b)
+		}
+	}
+	if len(fields) != 7 || fields["type"] != "announce" || fields["v"] != float64(1) {
+		t.Errorf("wire form %s", b)
+	}
+	got, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := got.(*Announcement)
+	if back.Meeting != "m1" || !back.SameKeys(a.Entry) || !bytes.Equal(back.Signature, a.Signature) {
+		t.Fatalf("decoded %+v, want %+v", back, a)
+	}
+	if err := back.Verify(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAnnouncementVerifyRejects(t *testing.T) {
+	a := newTestMember(t, "m1", "alice", 1).ann
+	other := newTestMember(t, "m1", "mallory", 9).ann
+	tests := map[string]func(*Announcement){
+		"other meeting":     func(a *Announcement) { a.Meeting = "m2" },
+		"other participant": func(a *Announcement) { a.Participant = "bob" },
+		"swapped hpke key":  func(a *Announcement) { a.HPKE = other.HPKE },
+		"swapped identity":  func(a *Announcement) { a.Identity = other.Identity },
+	}
+	for name, mutate := range tests {
+		c := *a
+		mutate(&c)
+		if err := c.Verify(); !errors.Is(err, ErrBadSignature) {
+			t.Errorf("%s: Verify = %v, want ErrBadSignature", name, err)
+		}
+	}
+	// A low-order X25519 point (here zero) can be signed but nothing can be
+	// sealed to it: it must not get into a roster.
+	id, _ := identity.FromSeed(bytes.Repeat([]byte{4}, 32))
+	bad, err := NewAnnouncement("m1", "eve", id, make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bad.Verify(); !errors.Is(err, ErrBadKey) {
+		t.Errorf("low-order HPKE key: Verify = %v, want ErrBadKey", err)
+	}
+	if _, err := NewEpoch("m1", 1, []Entry{newTestMember(t, "m1", "a", 1).ann.Entry, bad.Entry}, make([]byte, 32), newTestMember(t, "m1", "a", 1).id); !errors.Is(err, ErrSeal) {
+		t.Errorf("NewEpoch with a low-order key = %v, want ErrSeal", err)
+	}
+}
+
+func TestEpochRoundTripAndOpen(t *testing.T) {
+	m, ms, secret := newTestEpoch(t)
+	b, err := Encode(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := got.(*Epoch)
+	if err := back.Verify(); err != nil {
+		t.Fatal(err)
+	}
+	if back.Epoch != 7 || back.Leader().Participant != "alice" || back.Index("carol") != 2 || back.Index("dave") != -1 {
+		t.Fatalf("decoded %+v", back)
+	}
+	for i, tm := range ms {
+		s, err := back.Open(i, tm.priv)
+		if err != nil || !bytes.Equal(s, secret) {
+			t.Fatalf("member %d Open = %x, %v", i, s, err)
+		}
+	}
+	if _, err := back.Open(0, ms[1].priv); !errors.Is(err, ErrSeal) {
+		t.Errorf("opening another member's copy: %v", err)
+	}
+	if _, err := back.Open(3, ms[0].priv); !errors.Is(err, ErrSeal) {
+		t.Errorf("opening a copy that does not exist: %v", err)
+	}
+}
+
+func TestEpochVerifyRejects(t *testing.T) {
+	mallory := newTestMember(t, "m1", "mallory", 9)
+	tests := map[string]func(*Epoch){
+		"epoch changed":       func(m *Epoch) { m.Epoch++ },
+		"meeting changed":     func(m *Epoch) { m.Meeting = "m2" },
+		"sealed copy changed": func(m *Epoch) { m.Sealed[1][40] ^= 1 },
+		"copies reordered":    func(m *Epoch) { m.Sealed[1], m.Sealed[2] = m.Sealed[2], m.Sealed[1] },
+		"entry dropped":       func(m *Epoch) { m.Roster, m.Sealed = m.Roster[:2], m.Sealed[:2] },
+		"hpke key swapped": func(m *Epoch) {
+			m.Roster[2].HPKE = mallory.ann.HPKE
+		},
+		"entry re-signed by another identity": func(m *Epoch) {
+			a, _ := NewAnnouncement("m1", "carol", mallory.id, mallory.ann.HPKE)
+			m.Roster[2] = a.Entry
+		},
+		"signed by another key": func(m *Epoch) {
+			m.Signature = mallory.id.Sign(epochTBS(m.Meeting, m.Epoch, m.Roster, m.Sealed))
+		},
+	}
+	for name, mutate := range tests {
+		m, _, _ := newTestEpoch(t)
+		mutate(m)
+		if err := m.Verify(); !errors.Is(err, ErrBadSignature) {
+			t.Errorf("%s: Verify = %v, want ErrBadSignature", name, err)
+		}
+	}
+}
+
+func TestSealBoundToEpoch(t *testing.T) {
+	m, ms, _ := newTestEpoch(t)
+	next, err := NewEpoch("m1", 8, m.Roster, bytes.Repeat([]byte{1}, 32), ms[0].id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next.Sealed[1] = m.Sealed[1] // a copy from epoch 7 in epoch 8
+	if _, err := next.Open(1, ms[1].priv); !errors.Is(err, ErrSeal) {
+		t.Fatalf("copy sealed for epoch 7 opened as epoch 8: %v", err)
+	}
+}
+
+func TestNewEpochRequiresLeaderFirst(t *testing.T) {
+	m, ms, secret := newTestEpoch(t)
+	if _, err := NewEpoch("m1", 8, m.Roster, secret, ms[1].id); !errors.Is(err, ErrMalformed) {
+		t.Errorf("leader not first: %v", err)
+	}
+	if _, err := NewEpoch("m1", 8, m.Roster, secret[:16], ms[0].id); !errors.Is(err, ErrMalformed) {
+		t.Errorf("short secret: %v", err)
+	}
+	if _, err := NewEpoch("m1", 0, m.Roster, secret, ms[0].id); !errors.Is(err, ErrMalformed) {
+		t.Errorf("epoch 0: %v", err)
+	}
+}
+
+func TestSyncRoundTrip(t *testing.T) {
+	b, err := Encode(&Sync{Meeting: "m1", Epoch: 12, Leader: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(b)
+	if err != nil || *got.(*Sync) != (Sync{Meeting: "m1", Epoch: 12, Leader: "alice"}) {
+		t.Fatalf("Decode = %+v, %v", got, err)
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	m, _, _ := newTestEpoch(t)
+	epoch, err := Encode(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ann, err := Encode(&Announcement{Meeting: "m1", Entry: m.Roster[1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// edit rewrites one top-level field of a valid message.
+	edit := func(msg []byte, key string, value any) []byte {
+		var f map[string]any
+		if err := json.Unmarshal(msg, &f); err != nil {
+			t.Fatal(err)
+		}
+		if value == nil {
+			delete(f, key)
+		} else {
+			f[key] = value
+		}
+		b, _ := json.Marshal(f)
+		return b
+	}
+	short := enc(make([]byte, 31))
+	tests := []struct {
+		name string
+		msg  []byte
+		want error
+	}{
+		{"not JSON", []byte("hello"), ErrMalformed},
+		{"empty", nil, ErrMalformed},
+		{"JSON array", []byte("[1,2]"), ErrMalformed},
+		{"version 2", edit(ann, "v", 2), ErrVersion},
+		{"no version", edit(ann, "v", nil), ErrVersion},
+		{"unknown type", edit(ann, "type", "hello"), ErrMalformed},
+		{"unknown field", edit(ann, "extra", 1), ErrMalformed},
+		{"field of another type", edit(ann, "epoch", 3), ErrMalformed},
+		{"trailing data", append(bytes.Clone(ann), []byte(" {}")...), ErrMalformed},
+		{"no meeting", edit(ann, "meeting", nil), ErrMalformed},
+		{"long meeting", edit(ann, "meeting", strings.Repeat("m", MaxIDLen+1)), ErrMalformed},
+		{"no participant", edit(ann, "participant", ""), ErrMalformed},
+		{"bad base64", edit(ann, "identity", "!!!"), ErrMalformed},
+		{"short identity", edit(ann, "identity", short), ErrMalformed},
+		{"short hpke", edit(ann, "hpke", short), ErrMalformed},
+		{"no sig", edit(ann, "sig", nil), ErrMalformed},
+		{"epoch 0", edit(epoch, "epoch", 0), ErrMalformed},
+		{"epoch too large", edit(epoch, "epoch", uint64(MaxEpoch+1)), ErrMalformed},
+		{"epoch negative", edit(epoch, "epoch", -1), ErrMalformed},
+		{"epoch fractional", edit(epoch, "epoch", 1.5), ErrMalformed},
+		{"empty roster", edit(edit(epoch, "roster", []any{}), "sealed", []any{}), ErrMalformed},
+		{"copy missing", edit(epoch, "sealed", []any{enc(m.Sealed[0])}), ErrMalformed},
+		{"short copy", edit(epoch, "sealed", []any{enc(m.Sealed[0]), enc(m.Sealed[1]), short}), ErrMalformed},
+		{"duplicate participant", edit(edit(epoch, "roster", []any{toWireEntry(m.Roster[0]), toWireEntry(m.Roster[0])}), "sealed", []any{enc(m.Sealed[0]), enc(m.Sealed[0])}), ErrMalformed},
+		{"sync without leader", []byte(`{"v":1,"type":"sync","meeting":"m1","epoch":3}`), ErrMalformed},
+		{"too large", append([]byte(`{"v":1,"type":"sync","meeting":"`), bytes.Repeat([]byte("a"), MaxMessageSize)...), ErrMalformed},
+	}
+	for _, tc := range tests {
+		if got, err := Decode(tc.msg); !errors.Is(err, tc.want) || got != nil {
+			t.Errorf("%s: Decode = %v, %v; want %v", tc.name, got, err, tc.want)
+		}
+	}
+}
+
+func TestEncodeRefusesInvalid(t *testing.T) {
+	for _, m := range []Message{
+		&Sync{Meeting: "m1", Epoch: 0, Leader: "a"},
+		&Announcement{Meeting: "m1"},
+		&Epoch{Meeting: "m1", Epoch: 1},
+		nil,
+	} {
+		if _, err := Encode(m); !errors.Is(err, ErrMalformed) {
+			t.Errorf("Encode(%v) = %v, want ErrMalformed", m, err)
+		}
+	}
+}
+
+// FuzzDecode checks that Decode never panics and that whatever it accepts
+// encodes back to a message that decodes identically.
+func FuzzDecode(f *testing.F) {
+	m, _, _ := newTestEpoch(f)
+	for _, msg := range []Message{m, &Announcement{Meeting: "m1", Entry: m.Roster[0]}, &Sync{Meeting: "m1", Epoch: 4, Leader: "alice"}} {
+		b, err := Encode(msg)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"v":1,"type":"epoch","roster":null}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		msg, err := Decode(b)
+		if err != nil {
+			if msg != nil {
+				t.Fatalf("error %v with message %v", err, msg)
+			}
+			return
+		}
+		again, err := Encode(msg)
+		if err != nil {
+			t.Fatalf("decoded message does not encode: %v", err)
+		}
+		msg2, err := Decode(again)
+		if err != nil || fmt.Sprint(msg2) != fmt.Sprint(msg) {
+			t.Fatalf("round trip changed the message: %v / %v, %v", msg, msg2, err)
+		}
+		if e, ok := msg.(*Epoch); ok {
+			_ = e.Verify() // must not panic whatever the contents
+		}
+		if a, ok := msg.(*Announcement); ok {
+			_ = a.Verify()
+		}
+	})
+}
