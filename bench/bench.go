@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/oakmeet/oakmeet/bot"
@@ -52,6 +54,9 @@ type Result struct {
 	Errors          []string    `json:"errors,omitempty"`
 }
 
+// warmup is the time between publishers starting and the measured window.
+const warmup = 2 * time.Second
+
 // Run performs the load and returns its summary.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Publishers < 1 || cfg.Subscribers < 0 || cfg.Duration <= 0 {
@@ -75,7 +80,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		cfg.Meeting = id
 	}
 	cpu := serverCPU(cfg.Server)
-	cpuStart, cpuOK := cpu()
+	var cpuStart time.Duration
+	var cpuOK bool
 
 	total := cfg.Publishers + cfg.Subscribers
 	reports := make([]*bot.Report, total)
@@ -84,6 +90,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	var joined sync.WaitGroup
 	joined.Add(total)
 	start := make(chan struct{})
+	measureFrom := new(atomic.Int64)
+	measureFrom.Store(math.MaxInt64) // nothing counts until everyone is in
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -95,7 +103,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			reports[i], errs[i] = bot.Run(runCtx, bot.Config{
 				Server: cfg.Server, Meeting: cfg.Meeting, Name: fmt.Sprintf("bench-%d", i),
 				Country: cfg.Country, NoPublish: i >= cfg.Publishers, LoopbackOnly: cfg.LoopbackOnly,
-				Linger: time.Second,
+				Linger: time.Second, MeasureFrom: measureFrom,
 				HTTPClient: cfg.HTTPClient, Logger: cfg.Logger,
 				Ready: func(string) {
 					done()
@@ -105,9 +113,17 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		})
 	}
 	joined.Wait()
-	progress(fmt.Sprintf("%d clients joined meeting %s; measuring for %s", total, cfg.Meeting, cfg.Duration))
-	began := time.Now()
+	progress(fmt.Sprintf("%d clients joined meeting %s; warming up for %s, then measuring for %s", total, cfg.Meeting, warmup, cfg.Duration))
+	// Publishing starts now; negotiation of the new tracks with every
+	// subscriber takes a moment, which the warm-up keeps out of the result.
+	began := time.Now().Add(warmup)
+	measureFrom.Store(began.UnixNano())
 	close(start)
+	select {
+	case <-time.After(warmup):
+	case <-ctx.Done():
+	}
+	cpuStart, cpuOK = cpu()
 	select {
 	case <-time.After(cfg.Duration):
 	case <-ctx.Done():

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/webrtc/v4/pkg/media"
@@ -39,6 +40,11 @@ type Config struct {
 	LoopbackOnly bool
 	HTTPClient   *http.Client
 	Logger       *slog.Logger
+	// MeasureFrom, if set, holds a time (Unix nanoseconds, 0 = from the
+	// start): frames sent before it, and frames stamped and packets
+	// arriving before it, are not counted. A load generator sets it once
+	// every client is in, plus a warm-up.
+	MeasureFrom *atomic.Int64
 	// Ready, if set, is called once the bot is connected, before it
 	// publishes; it may block to hold the bot back.
 	Ready func(participantID string)
@@ -121,14 +127,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 
 	var wg sync.WaitGroup
-	rx := newReceiver()
+	if cfg.MeasureFrom == nil {
+		cfg.MeasureFrom = new(atomic.Int64)
+	}
+	rx := newReceiver(cfg.MeasureFrom)
 	// Ready comes before publishing, so a load generator can start every
 	// publisher's clock at once.
 	if cfg.Ready != nil {
 		cfg.Ready(jr.ParticipantID)
 	}
 	if !cfg.NoPublish {
-		if err := publish(pubCtx, sess, &wg, &rep.Sent); err != nil {
+		if err := publish(pubCtx, sess, &wg, &rep.Sent, cfg.MeasureFrom); err != nil {
 			_ = sess.Close()
 			return rep, err
 		}
@@ -163,7 +172,7 @@ loop:
 }
 
 // publish starts real-time senders for the audio and video clips.
-func publish(ctx context.Context, sess *client.Session, wg *sync.WaitGroup, sent *SentCounts) error {
+func publish(ctx context.Context, sess *client.Session, wg *sync.WaitGroup, sent *SentCounts, from *atomic.Int64) error {
 	video, err := clip.Video()
 	if err != nil {
 		return err
@@ -183,19 +192,19 @@ func publish(ctx context.Context, sess *client.Session, wg *sync.WaitGroup, sent
 	wg.Go(func() {
 		sent.VideoFrames = play(ctx, video, func(buf []byte, f clip.Frame, now time.Time) ([]byte, error) {
 			return stamp.AppendVP8(buf, f.Data, now), nil
-		}, vt)
+		}, vt, from)
 	})
 	wg.Go(func() {
 		sent.AudioFrames = play(ctx, audio, func(buf []byte, f clip.Frame, now time.Time) ([]byte, error) {
 			return stamp.AppendOpus(buf, f.Data, now)
-		}, at)
+		}, at, from)
 	})
 	return nil
 }
 
 // play sends a clip's frames at their real pace until ctx ends, answering
 // key-frame requests by skipping ahead to the next key frame.
-func play(ctx context.Context, c *clip.Clip, frame func([]byte, clip.Frame, time.Time) ([]byte, error), t *client.LocalTrack) int64 {
+func play(ctx context.Context, c *clip.Clip, frame func([]byte, clip.Frame, time.Time) ([]byte, error), t *client.LocalTrack, from *atomic.Int64) int64 {
 	p := clip.NewPlayer(c)
 	buf := make([]byte, 0, 64<<10)
 	var sent int64
@@ -212,7 +221,8 @@ func play(ctx context.Context, c *clip.Clip, frame func([]byte, clip.Frame, time
 			p.SkipToKey()
 		}
 		f := p.Next()
-		data, err := frame(buf[:0], f, time.Now())
+		now := time.Now()
+		data, err := frame(buf[:0], f, now)
 		if err != nil {
 			data = f.Data
 		}
@@ -220,7 +230,7 @@ func play(ctx context.Context, c *clip.Clip, frame func([]byte, clip.Frame, time
 			if errors.Is(err, client.ErrClosed) {
 				return sent
 			}
-		} else {
+		} else if now.UnixNano() >= from.Load() {
 			sent++
 		}
 		next = next.Add(f.Duration)

@@ -3,6 +3,7 @@ package bot
 import (
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtp"
@@ -18,11 +19,14 @@ const maxLatencies = 100_000
 
 // receiver collects per-track statistics from reader goroutines.
 type receiver struct {
+	from   *atomic.Int64 // counting starts at this time (Unix ns)
 	mu     sync.Mutex
 	tracks map[string]*TrackReport
 }
 
-func newReceiver() *receiver { return &receiver{tracks: map[string]*TrackReport{}} }
+func newReceiver(from *atomic.Int64) *receiver {
+	return &receiver{from: from, tracks: map[string]*TrackReport{}}
+}
 
 // read consumes one remote track until it ends, assembling frames to read
 // their send stamps.
@@ -43,9 +47,12 @@ func (r *receiver) read(ev client.Event) {
 		if err := pkt.Unmarshal(buf[:n]); err != nil {
 			continue
 		}
-		st.Packets++
-		st.Bytes += int64(n)
 		seen.add(pkt.SequenceNumber)
+		from := r.from.Load()
+		if time.Now().UnixNano() >= from {
+			st.Packets++
+			st.Bytes += int64(n)
+		}
 		var frame []byte
 		var sent time.Time
 		var ok bool
@@ -58,7 +65,7 @@ func (r *receiver) read(ev client.Event) {
 			frame, ok = pkt.Payload, true
 			sent, ok = stamp.ReadOpus(frame)
 		}
-		if frame == nil {
+		if frame == nil || (ok && sent.UnixNano() < from) {
 			continue
 		}
 		st.Frames++
