@@ -331,8 +331,18 @@ func (s *session) handle(m signal.Message) {
 
 func (s *session) onOffer(sdp string) {
 	pc := s.pubPC
+	if err := checkOffer(sdp); err != nil {
+		s.sendError(CodeBadSDP, err.Error())
+		return
+	}
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
 		s.sendError(CodeBadSDP, err.Error())
+		if pc.SignalingState() != webrtc.SignalingStateStable {
+			// pion rejects malformed SDP before changing state; an offer
+			// that failed later left the connection half-applied, and
+			// pion cannot roll it back.
+			s.finish(fmt.Errorf("publish offer half applied: %w", err))
+		}
 		return
 	}
 	answer, err := pc.CreateAnswer(nil)

@@ -349,3 +349,42 @@ func TestNewListensAndCloses(t *testing.T) {
 		t.Fatal("New on a taken port succeeded")
 	}
 }
+
+func TestCheckOffer(t *testing.T) {
+	const head = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
+	const media = "m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:96 VP8/90000\r\n"
+	const ice = "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdefghijkl\r\n"
+	const fp = "a=fingerprint:sha-256 AA:BB\r\n"
+	tests := []struct {
+		name string
+		sdp  string
+		ok   bool
+	}{
+		{"not sdp", "hello", false},
+		{"no media", head + ice + fp, false},
+		{"no mid", head + ice + fp + media, false},
+		{"no ice", head + fp + media + "a=mid:0\r\n", false},
+		{"no fingerprint", head + ice + media + "a=mid:0\r\n", false},
+		{"session level ice and fingerprint", head + ice + fp + media + "a=mid:0\r\n", true},
+		{"media level ice and fingerprint", head + media + "a=mid:0\r\n" + ice + fp, true},
+	}
+	for _, tc := range tests {
+		if err := checkOffer(tc.sdp); (err == nil) != tc.ok {
+			t.Errorf("%s: checkOffer = %v, want ok=%v", tc.name, err, tc.ok)
+		}
+	}
+}
+
+func FuzzCheckOffer(f *testing.F) {
+	f.Add("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		_ = checkOffer(s) // must not panic
+	})
+}
+
+func FuzzVP8KeyFrameStart(f *testing.F) {
+	f.Add([]byte{0x90, 0xe0, 0x85, 0x05, 0x01, 0x20, 0x10})
+	f.Fuzz(func(t *testing.T, p []byte) {
+		_ = vp8KeyFrameStart(p) // must not panic
+	})
+}
