@@ -366,10 +366,14 @@ func (s *session) onAnswer(sdp string) {
 		return
 	}
 	if err := s.subPC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
-		// The offer stays outstanding: the client may still send a
-		// proper answer.
 		s.sendError(CodeBadSDP, err.Error())
-		return
+		if s.subPC.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
+			// The offer stays outstanding: the client may still send a
+			// proper answer.
+			return
+		}
+		// pion took the answer before it failed; carry on from there
+		// rather than wait for an answer that cannot be applied.
 	}
 	s.awaitingAnswer = false
 	s.pendingSub = s.addCandidates(s.subPC, s.pendingSub)
