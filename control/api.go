@@ -42,6 +42,35 @@ func (s *Server) handleNodes(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, s.nodes.list())
 }
 
+// handlePreview answers what a policy would mean here, before a meeting
+// is created with it: the effective rules and the live nodes they leave.
+func (s *Server) handlePreview(w http.ResponseWriter, r *http.Request) {
+	var req policy.Policy
+	if e := decodeBody(w, r, &req); e != nil {
+		writeError(w, e)
+		return
+	}
+	pol, err := req.Normalize()
+	if err != nil {
+		writeError(w, toAPIError(err))
+		return
+	}
+	eff, err := policy.Combine(s.floor, pol)
+	if err != nil {
+		writeError(w, toAPIError(err))
+		return
+	}
+	v, err := s.view(&meeting{Policy: pol})
+	if err != nil {
+		s.fail(w, "preview", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"policy": pol, "floor": s.floor, "effective_policy": eff.Policy(), "policy_hash": eff.Hash(),
+		"allowed_nodes": v.AllowedNodes, "warnings": v.Warnings,
+	})
+}
+
 type createRequest struct {
 	Title  string        `json:"title"`
 	Policy policy.Policy `json:"policy"`

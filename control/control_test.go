@@ -322,3 +322,40 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+func TestPolicyPreview(t *testing.T) {
+	c := testcluster.Start(t, policy.Policy{BlockedCountries: []string{"RU"}}, testcluster.World()[:3])
+	var out struct {
+		EffectivePolicy policy.Policy `json:"effective_policy"`
+		AllowedNodes    []string      `json:"allowed_nodes"`
+		Warnings        []string
+	}
+	if code := c.Do("POST", "/api/policy/preview", "", policy.Policy{AllowedCountries: []string{"EU"}}, &out); code != 200 {
+		t.Fatalf("preview: %d", code)
+	}
+	if len(out.AllowedNodes) != 1 || out.AllowedNodes[0] != "de-fra" || !contains(out.EffectivePolicy.BlockedCountries, "RU") {
+		t.Fatalf("preview %+v", out)
+	}
+	if code := c.Do("POST", "/api/policy/preview", "", policy.Policy{BlockedCountries: []string{"DE", "US", "JP"}}, &out); code != 200 || len(out.Warnings) == 0 || len(out.AllowedNodes) != 0 {
+		t.Fatalf("preview of a policy that leaves nothing: %d %+v", code, out)
+	}
+	var ae testcluster.APIError
+	if code := c.Do("POST", "/api/policy/preview", "", `{"blocked_countries":["ZZ"]}`, &ae); code != 400 || ae.Code != "unknown_country" {
+		t.Fatalf("bad preview: %d %+v", code, ae)
+	}
+}
+
+func TestWebAppServed(t *testing.T) {
+	c := testcluster.Start(t, policy.Policy{}, nil)
+	for _, path := range []string{"/", "/m/abc123"} {
+		resp, err := http.Get(c.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), "<html") {
+			t.Fatalf("%s: %d", path, resp.StatusCode)
+		}
+	}
+}

@@ -318,6 +318,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/config", s.handleConfig)
 	mux.HandleFunc("GET /api/geo", s.handleGeo)
 	mux.HandleFunc("GET /api/nodes", s.handleNodes)
+	mux.HandleFunc("POST /api/policy/preview", s.handlePreview)
 	mux.HandleFunc("POST /api/meetings", s.handleCreate)
 	mux.HandleFunc("GET /api/meetings/{id}", s.handleGetMeeting)
 	mux.HandleFunc("PUT /api/meetings/{id}/policy", s.handlePutPolicy)
