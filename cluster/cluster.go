@@ -101,10 +101,21 @@ type Event struct {
 
 // Command kinds the control plane sends to a node.
 const (
-	// CommandKick disconnects a participant with a reason.
+	// CommandKick disconnects a participant, telling it Reason (a leave
+	// message), e.g. "policy_no_allowed_node".
 	CommandKick = "kick"
+	// CommandMove asks a participant to join again through the control
+	// plane and move to the node it is given (a move message); the old
+	// connection stays until the participant closes it.
+	CommandMove = "move"
 	// CommandDrain makes a node stop taking participants.
 	CommandDrain = "drain"
+	// CommandRelay asks a node to open a relay link for Meeting to the
+	// node Peer, authenticated by Token (signed by the control plane).
+	CommandRelay = "relay"
+	// CommandUnrelay asks a node to close its relay link for Meeting to
+	// Peer.
+	CommandUnrelay = "unrelay"
 )
 
 // Command is an instruction from the control plane to one node.
@@ -113,6 +124,10 @@ type Command struct {
 	Meeting     string `json:"meeting,omitempty"`
 	Participant string `json:"participant,omitempty"`
 	Reason      string `json:"reason,omitempty"`
+	// Relay links: the other node and how to reach it.
+	Peer    string `json:"peer,omitempty"`
+	PeerURL string `json:"peer_url,omitempty"`
+	Token   string `json:"token,omitempty"`
 }
 
 // ValidNodeID reports whether id can be used as a node id: 1–64 characters
