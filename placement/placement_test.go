@@ -16,7 +16,6 @@ var (
 	frankfurt = [2]float64{50.11, 8.68}
 	munich    = [2]float64{48.14, 11.58}
 	moscow    = [2]float64{55.75, 37.62}
-	beijing   = [2]float64{39.90, 116.40}
 	virginia  = [2]float64{38.95, -77.45}
 	tokyo     = [2]float64{35.68, 139.69}
 	unknown   = geo.Location{}
