@@ -71,6 +71,9 @@ type NodeInfo struct {
 	MaxParticipants int       `json:"max_participants"`
 	MaxBitrateBps   int64     `json:"max_bitrate_bps"`
 	Started         time.Time `json:"started"`
+	// IdentityKey is the node's Ed25519 public key; relay links between
+	// nodes are authenticated with it, vouched for by the control plane.
+	IdentityKey []byte `json:"identity_key,omitempty"`
 }
 
 // Heartbeat is a node's periodic report.

@@ -57,7 +57,7 @@ func (r *registry) heartbeat(hb cluster.Heartbeat, now time.Time) (cameUp bool) 
 		r.nodes[hb.Node.ID] = n
 	}
 	changed := !ok || !n.Healthy || n.Draining != hb.Draining || n.Load.Participants != hb.Load.Participants ||
-		n.Load.BitrateInBps+n.Load.BitrateOutBps != hb.Load.BitrateInBps+hb.Load.BitrateOutBps || n.Info != hb.Node
+		n.Load.BitrateInBps+n.Load.BitrateOutBps != hb.Load.BitrateInBps+hb.Load.BitrateOutBps || !sameInfo(n.Info, hb.Node)
 	cameUp = !n.Healthy
 	n.Info, n.Load, n.Draining, n.LastSeen, n.Healthy = hb.Node, hb.Load, hb.Draining, now, true
 	if hb.MeetingBytes != nil {
@@ -198,4 +198,10 @@ func (r *registry) healthyCount() int {
 		}
 	}
 	return c
+}
+
+func sameInfo(a, b cluster.NodeInfo) bool {
+	return a.ID == b.ID && a.Country == b.Country && a.Region == b.Region && a.URL == b.URL &&
+		a.MaxParticipants == b.MaxParticipants && a.MaxBitrateBps == b.MaxBitrateBps &&
+		a.Lat == b.Lat && a.Lon == b.Lon && string(a.IdentityKey) == string(b.IdentityKey)
 }
