@@ -57,6 +57,9 @@ type Session struct {
 
 	self    signal.Participant
 	meeting string
+	// present is who was in the meeting when this session was welcomed,
+	// in the node's order.
+	present []signal.Participant
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -101,6 +104,7 @@ func Connect(ctx context.Context, jr JoinResult, opts Options) (*Session, error)
 		jr: jr, opts: opts, log: opts.Logger, ws: ws,
 		self:         signal.Participant{ID: welcome.ID, Name: welcome.Name},
 		meeting:      welcome.Meeting,
+		present:      append([]signal.Participant(nil), welcome.Participants...),
 		cmds:         make(chan func()),
 		out:          make(chan []byte, 256),
 		events:       newEventQueue(),
@@ -206,6 +210,13 @@ func (s *Session) newPeerConnection(target string, servers []webrtc.ICEServer) (
 
 // ID is the participant id the node knows this session by.
 func (s *Session) ID() string { return s.self.ID }
+
+// Present is who was already in the meeting when the node welcomed this
+// session, in the node's order; they also arrive as the first
+// EventParticipantJoined events.
+func (s *Session) Present() []signal.Participant {
+	return append([]signal.Participant(nil), s.present...)
+}
 
 // Meeting is the meeting this session is in.
 func (s *Session) Meeting() string { return s.meeting }
