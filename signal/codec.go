@@ -135,6 +135,24 @@ func (m *Message) validate() error {
 		if m.Code == "" {
 			return missing("code")
 		}
+	case TypeLink:
+		if m.Token == "" {
+			return missing("token")
+		}
+		if len(m.Nonce) != LinkNonceBytes {
+			return refuse(CodeBadMessage, "link nonce must be %d bytes", LinkNonceBytes)
+		}
+	case TypeLinkChallenge:
+		if len(m.Nonce) != LinkNonceBytes {
+			return refuse(CodeBadMessage, "link_challenge nonce must be %d bytes", LinkNonceBytes)
+		}
+		if len(m.Sig) == 0 {
+			return missing("sig")
+		}
+	case TypeLinkProof:
+		if len(m.Sig) == 0 {
+			return missing("sig")
+		}
 	}
 	return nil
 }
@@ -159,6 +177,12 @@ func (m *Message) normalise() error {
 	}
 	if len(m.ICEServers) == 0 {
 		m.ICEServers = nil
+	}
+	if len(m.Nonce) == 0 {
+		m.Nonce = nil
+	}
+	if len(m.Sig) == 0 {
+		m.Sig = nil
 	}
 	for i := range m.ICEServers {
 		if len(m.ICEServers[i].URLs) == 0 {

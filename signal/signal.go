@@ -1,9 +1,11 @@
 // Package signal defines oakmeet's signaling protocol between a participant
-// and a media node: one JSON object per WebSocket message, versioned by an
-// envelope field. It only describes and validates messages; it knows nothing
-// of WebRTC, media or keys, so both the node and every client can share it.
+// and a media node, and between two media nodes joined by a relay link: one
+// JSON object per WebSocket message, versioned by an envelope field. It only
+// describes and validates messages; it knows nothing of WebRTC, media or
+// keys, so both the node and every client can share it.
 //
-// The wire format is documented in docs/PROTOCOL.md.
+// The wire format is documented in docs/PROTOCOL.md and, for relay links,
+// docs/RELAYS.md.
 package signal
 
 import "encoding/json"
@@ -38,6 +40,15 @@ const (
 	TypeError             Type = "error"              // both
 	TypePing              Type = "ping"               // both
 	TypePong              Type = "pong"               // both
+	TypeMove              Type = "move"               // node → client
+
+	// Relay links between nodes (docs/RELAYS.md). A node refuses them
+	// from participants; they open a node-to-node connection instead of
+	// a join.
+	TypeLink          Type = "link"           // dialling node → accepting node, first message
+	TypeLinkChallenge Type = "link_challenge" // accepting → dialling
+	TypeLinkProof     Type = "link_proof"     // dialling → accepting
+	TypeLinkReady     Type = "link_ready"     // accepting → dialling
 )
 
 // Known reports whether t is a message kind of this protocol version.
@@ -46,7 +57,8 @@ func Known(t Type) bool {
 	case TypeJoin, TypeWelcome, TypeOffer, TypeAnswer, TypeCandidate,
 		TypeParticipantJoined, TypeParticipantLeft, TypeTrackPublished,
 		TypeTrackUnpublished, TypeSubscribe, TypeChat, TypeLeave, TypeRelay,
-		TypeError, TypePing, TypePong:
+		TypeError, TypePing, TypePong, TypeMove,
+		TypeLink, TypeLinkChallenge, TypeLinkProof, TypeLinkReady:
 		return true
 	}
 	return false
@@ -124,14 +136,29 @@ type Message struct {
 	Code    string `json:"code,omitempty"`
 	Message string `json:"message,omitempty"`
 
-	// leave
+	// leave, move
 	Reason string `json:"reason,omitempty"`
+
+	// link, link_challenge, link_proof; offer and answer on a relay link
+	// (base64 in JSON). Nonce is LinkNonceBytes of randomness, Sig an
+	// Ed25519 signature by a node's identity key.
+	Nonce []byte `json:"nonce,omitempty"`
+	Sig   []byte `json:"sig,omitempty"`
 }
 
+// LinkNonceBytes is the size of each node's random challenge in a relay
+// link handshake.
+const LinkNonceBytes = 32
+
 // Participant is one member of a meeting as other members see it.
+// Since orders the roster the same way on every node: it is the issue time
+// of the participant's join token (Unix milliseconds, the control plane's
+// clock), kept unchanged when the participant is announced across a relay
+// link. Clients sort members by (Since, ID).
 type Participant struct {
-	ID   string `json:"id"`
-	Name string `json:"name,omitempty"`
+	ID    string `json:"id"`
+	Name  string `json:"name,omitempty"`
+	Since int64  `json:"since"`
 }
 
 // Track describes one published media track. ID is assigned by the node and

@@ -24,6 +24,12 @@ func TestDecodeRefusals(t *testing.T) {
 		{"subscribe without layer", `{"v":1,"type":"subscribe","track_id":"t1"}`, CodeBadMessage},
 		{"relay with null payload", `{"v":1,"type":"relay","payload":null}`, CodeBadMessage},
 		{"error without code", `{"v":1,"type":"error"}`, CodeBadMessage},
+		{"link without nonce", `{"v":1,"type":"link","token":"t"}`, CodeBadMessage},
+		{"link with short nonce", `{"v":1,"type":"link","token":"t","nonce":"AAAA"}`, CodeBadMessage},
+		{"link without token", `{"v":1,"type":"link","nonce":"` + strings.Repeat("A", 43) + `="}`, CodeBadMessage},
+		{"link_challenge without sig", `{"v":1,"type":"link_challenge","nonce":"` + strings.Repeat("A", 43) + `="}`, CodeBadMessage},
+		{"link_proof without sig", `{"v":1,"type":"link_proof"}`, CodeBadMessage},
+		{"nonce not base64", `{"v":1,"type":"link_proof","sig":"!!"}`, CodeBadJSON},
 		{"candidate without target", `{"v":1,"type":"candidate","candidate":{"candidate":"c"}}`, CodeBadMessage},
 		{"too large", `{"v":1,"type":"chat","text":"` + strings.Repeat("a", MaxMessageBytes) + `"}`, CodeTooLarge},
 	}
@@ -71,6 +77,13 @@ func TestRoundTrip(t *testing.T) {
 		{Type: TypeRelay, To: "p2", From: "p1", Payload: []byte(`{"k":"<b64>"}`)},
 		{Type: TypeError, Code: CodeUnknownType, Message: "no"},
 		{Type: TypeLeave, Reason: "moved"},
+		{Type: TypeMove, Reason: "policy_changed"},
+		{Type: TypeParticipantJoined, Participant: &Participant{ID: "p3", Name: "Cy", Since: 1764220800123}},
+		{Type: TypeLink, Token: "r1.x.y", Nonce: make([]byte, LinkNonceBytes)},
+		{Type: TypeLinkChallenge, Nonce: make([]byte, LinkNonceBytes), Sig: []byte{1, 2, 3}},
+		{Type: TypeLinkProof, Sig: []byte{4}},
+		{Type: TypeLinkReady},
+		{Type: TypeAnswer, SDP: "v=0\r\n", Sig: []byte{5}},
 	}
 	for _, m := range msgs {
 		b, err := Encode(m)
@@ -113,6 +126,10 @@ func FuzzDecode(f *testing.F) {
 		`{"v":1,"type":"chat","text":"\ud800","time":-1}`,
 		`{"v":1,"type":"subscribe","track_id":"t","layer":"low"}`,
 		`{"v":2}`,
+		`{"v":1,"type":"move","reason":"policy"}`,
+		`{"v":1,"type":"link","token":"r1.a.b","nonce":"` + strings.Repeat("A", 43) + `="}`,
+		`{"v":1,"type":"link_proof","sig":"AQID","nonce":""}`,
+		`{"v":1,"type":"participant_joined","participant":{"id":"p","since":17}}`,
 		`[]`,
 	}
 	for _, s := range seeds {
