@@ -83,7 +83,20 @@ type Heartbeat struct {
 	Draining bool     `json:"draining"`
 	// MeetingBytes is bytes forwarded per meeting since the node started.
 	MeetingBytes map[string]uint64 `json:"meeting_bytes,omitempty"`
-	Sent         time.Time         `json:"sent"`
+	// Relays are the node's relay links that passed their handshake, so
+	// the control plane can show them and check them against policy.
+	Relays []RelayLink `json:"relays,omitempty"`
+	Sent   time.Time   `json:"sent"`
+}
+
+// RelayLink is one relay link of a node for a meeting to another node.
+type RelayLink struct {
+	Meeting string `json:"meeting"`
+	Peer    string `json:"peer"`
+	// Dialer is set on the node that opened the link.
+	Dialer bool `json:"dialer,omitempty"`
+	// Connected is set once media can flow both ways.
+	Connected bool `json:"connected,omitempty"`
 }
 
 // Event kinds a node reports.

@@ -1,12 +1,15 @@
-// Package token makes and checks oakmeet's two kinds of credential: host
-// tokens, random secrets that give a meeting's host authority over it (the
-// server stores only their hash), and join tokens, short-lived Ed25519-signed
-// claims with which the control plane admits a participant to one meeting on
-// one media node, so that nodes can check them without asking anyone.
+// Package token makes and checks oakmeet's credentials: host tokens, random
+// secrets that give a meeting's host authority over it (the server stores
+// only their hash); join tokens, short-lived Ed25519-signed claims with
+// which the control plane admits a participant to one meeting on one media
+// node; and relay tokens, with which it lets one node open a relay link for
+// a meeting to another, naming both nodes' identity keys and the meeting's
+// effective policy. Nodes check signed tokens without asking anyone.
 //
 // A join token is "v1." + base64url(payload) + "." + base64url(signature),
 // unpadded, where the payload is the JSON of [JoinClaims] and the signature
-// is Ed25519 over the ASCII text "v1." + base64url(payload).
+// is Ed25519 over the ASCII text "v1." + base64url(payload). A relay token
+// has the same shape with the prefix "r1." and [RelayClaims].
 package token
 
 import (

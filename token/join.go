@@ -63,20 +63,11 @@ func (c JoinClaims) CheckNode(nodeID string) error {
 // meeting, participant and node and expire after they are issued; times are
 // carried in UTC.
 func SignJoin(key ed25519.PrivateKey, c JoinClaims) (string, error) {
-	if len(key) != ed25519.PrivateKeySize {
-		return "", fmt.Errorf("token: private key has %d bytes, want %d", len(key), ed25519.PrivateKeySize)
-	}
 	if err := c.validate(); err != nil {
 		return "", fmt.Errorf("token: invalid claims: %w", err)
 	}
 	c.IssuedAt, c.Expires = c.IssuedAt.UTC(), c.Expires.UTC()
-	payload, err := json.Marshal(c)
-	if err != nil {
-		return "", fmt.Errorf("token: encode claims: %w", err)
-	}
-	signed := joinPrefix + base64.RawURLEncoding.EncodeToString(payload)
-	sig := ed25519.Sign(key, []byte(signed))
-	return signed + "." + base64.RawURLEncoding.EncodeToString(sig), nil
+	return signClaims(key, joinPrefix, c)
 }
 
 // VerifyJoin checks that tok was signed by pub and is valid at now, and
@@ -84,52 +75,84 @@ func SignJoin(key ed25519.PrivateKey, c JoinClaims) (string, error) {
 // and the meeting. Errors wrap ErrMalformed, ErrBadSignature, ErrExpired or
 // ErrNotYetValid.
 func VerifyJoin(pub ed25519.PublicKey, tok string, now time.Time) (JoinClaims, error) {
-	if len(pub) != ed25519.PublicKeySize {
-		return JoinClaims{}, fmt.Errorf("token: public key has %d bytes, want %d", len(pub), ed25519.PublicKeySize)
-	}
-	if len(tok) > maxTokenLen {
-		return JoinClaims{}, fmt.Errorf("%w: %d bytes, at most %d", ErrMalformed, len(tok), maxTokenLen)
-	}
-	rest, ok := strings.CutPrefix(tok, joinPrefix)
-	if !ok {
-		return JoinClaims{}, fmt.Errorf("%w: no %q prefix", ErrMalformed, joinPrefix)
-	}
-	payloadPart, sigPart, ok := strings.Cut(rest, ".")
-	if !ok {
-		return JoinClaims{}, fmt.Errorf("%w: no signature part", ErrMalformed)
-	}
-	payload, err := decodePart(payloadPart)
-	if err != nil {
-		return JoinClaims{}, fmt.Errorf("%w: payload: %w", ErrMalformed, err)
-	}
-	sig, err := decodePart(sigPart)
-	if err != nil || len(sig) != ed25519.SignatureSize {
-		return JoinClaims{}, fmt.Errorf("%w: signature is not %d base64url bytes", ErrMalformed, ed25519.SignatureSize)
-	}
-	// The signature is checked before the payload is parsed: nothing
-	// unsigned reaches the JSON decoder.
-	if !ed25519.Verify(pub, []byte(tok[:len(joinPrefix)+len(payloadPart)]), sig) {
-		return JoinClaims{}, ErrBadSignature
-	}
 	var c JoinClaims
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
-		return JoinClaims{}, fmt.Errorf("%w: claims: %w", ErrMalformed, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return JoinClaims{}, fmt.Errorf("%w: data after the claims", ErrMalformed)
+	if err := verifyClaims(pub, joinPrefix, tok, &c); err != nil {
+		return JoinClaims{}, err
 	}
 	if err := c.validate(); err != nil {
 		return JoinClaims{}, fmt.Errorf("%w: claims: %w", ErrMalformed, err)
 	}
-	if now.Before(c.IssuedAt.Add(-MaxClockSkew)) {
-		return JoinClaims{}, fmt.Errorf("%w: issued at %s, now %s", ErrNotYetValid, c.IssuedAt.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
-	}
-	if !now.Before(c.Expires) {
-		return JoinClaims{}, fmt.Errorf("%w: at %s, now %s", ErrExpired, c.Expires.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	if err := checkTimes(c.IssuedAt, c.Expires, now); err != nil {
+		return JoinClaims{}, err
 	}
 	return c, nil
+}
+
+// signClaims encodes claims as prefix + base64url(JSON) and appends the Ed25519
+// signature over that text.
+func signClaims(key ed25519.PrivateKey, prefix string, claims any) (string, error) {
+	if len(key) != ed25519.PrivateKeySize {
+		return "", fmt.Errorf("token: private key has %d bytes, want %d", len(key), ed25519.PrivateKeySize)
+	}
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", fmt.Errorf("token: encode claims: %w", err)
+	}
+	signed := prefix + base64.RawURLEncoding.EncodeToString(payload)
+	sig := ed25519.Sign(key, []byte(signed))
+	return signed + "." + base64.RawURLEncoding.EncodeToString(sig), nil
+}
+
+// verifyClaims checks the shape and signature of a token of the kind prefix and
+// decodes its claims into out, strictly. The signature is checked before
+// the payload is parsed: nothing unsigned reaches the JSON decoder.
+func verifyClaims(pub ed25519.PublicKey, prefix, tok string, out any) error {
+	if len(pub) != ed25519.PublicKeySize {
+		return fmt.Errorf("token: public key has %d bytes, want %d", len(pub), ed25519.PublicKeySize)
+	}
+	if len(tok) > maxTokenLen {
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrMalformed, len(tok), maxTokenLen)
+	}
+	rest, ok := strings.CutPrefix(tok, prefix)
+	if !ok {
+		return fmt.Errorf("%w: no %q prefix", ErrMalformed, prefix)
+	}
+	payloadPart, sigPart, ok := strings.Cut(rest, ".")
+	if !ok {
+		return fmt.Errorf("%w: no signature part", ErrMalformed)
+	}
+	payload, err := decodePart(payloadPart)
+	if err != nil {
+		return fmt.Errorf("%w: payload: %w", ErrMalformed, err)
+	}
+	sig, err := decodePart(sigPart)
+	if err != nil || len(sig) != ed25519.SignatureSize {
+		return fmt.Errorf("%w: signature is not %d base64url bytes", ErrMalformed, ed25519.SignatureSize)
+	}
+	if !ed25519.Verify(pub, []byte(tok[:len(prefix)+len(payloadPart)]), sig) {
+		return ErrBadSignature
+	}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(out); err != nil {
+		return fmt.Errorf("%w: claims: %w", ErrMalformed, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("%w: data after the claims", ErrMalformed)
+	}
+	return nil
+}
+
+// checkTimes refuses a token used before it was issued (beyond the clock
+// skew) or at or after its expiry.
+func checkTimes(issued, expires, now time.Time) error {
+	if now.Before(issued.Add(-MaxClockSkew)) {
+		return fmt.Errorf("%w: issued at %s, now %s", ErrNotYetValid, issued.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	if !now.Before(expires) {
+		return fmt.Errorf("%w: at %s, now %s", ErrExpired, expires.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // decodePart decodes one unpadded base64url part, accepting only the one
