@@ -1,0 +1,346 @@
+// Unit tests of the browser's end-to-end encryption, run inside Chromium by
+// TestJSUnit (web/jsunit_test.go). Vectors: RFC 9605 Appendix C (served at
+// /vectors/sframe.json), RFC 9180 Appendix A.1.1 (written out below),
+// e2ee/keymsg/testdata/example.json (/vectors/keymsg.json) and the worked
+// examples of docs/E2EE.md §7 and §9.
+
+import { b64, concat, fromB64, fromHex, hex, utf8 } from '/js/e2ee/bytes.js';
+import * as hpke from '/js/e2ee/hpke.js';
+import * as sframe from '/js/e2ee/sframe.js';
+import * as keymsg from '/js/e2ee/keymsg.js';
+import { Identity } from '/js/e2ee/identity.js';
+import { securityCode } from '/js/e2ee/securitycode.js';
+import { Member, kid, senderBaseKey } from '/js/e2ee/group.js';
+import { MoveTracker } from '/js/movetracker.js';
+
+const tests = [];
+const test = (name, fn) => tests.push({ name, fn });
+
+function eq(got, want, what) {
+  if (got !== want) throw new Error(`${what}: got ${got}, want ${want}`);
+}
+
+async function throwsAsync(fn, what) {
+  try {
+    await fn();
+  } catch {
+    return;
+  }
+  throw new Error(`${what}: no error`);
+}
+
+// JSON numbers above 2^53 lose precision in JSON.parse: read KIDs and CTRs
+// as strings.
+async function loadVectors() {
+  const text = await (await fetch('/vectors/sframe.json')).text();
+  return JSON.parse(text.replace(/"(kid|ctr)":\s*(\d+)/g, '"$1":"$2"'));
+}
+
+test('sframe header vectors encode and parse', async () => {
+  const v = await loadVectors();
+  eq(v.header.length > 100, true, 'header vector count');
+  for (const h of v.header) {
+    const kidv = BigInt(h.kid), ctr = BigInt(h.ctr);
+    eq(hex(sframe.encodeHeader(kidv, ctr)), h.encoded, `encode ${h.kid}/${h.ctr}`);
+    const p = sframe.parseHeader(fromHex(h.encoded + 'ff'));
+    eq(p.kid, kidv, 'kid');
+    eq(p.ctr, ctr, 'ctr');
+    eq(p.length, h.encoded.length / 2, 'length');
+  }
+});
+
+test('sframe header: non-minimal encodings are refused', async () => {
+  // KID 5 carried in one extra byte instead of the config byte.
+  await throwsAsync(() => sframe.parseHeader(fromHex('800500')), 'kid 5 in a byte');
+  // CTR 0x0100 with a leading zero byte.
+  await throwsAsync(() => sframe.parseHeader(fromHex('0a000100')), 'leading zero');
+  await throwsAsync(() => sframe.parseHeader(fromHex('88')), 'truncated');
+});
+
+test('sframe AES_128_GCM_SHA256_128 vectors (RFC 9605 Appendix C)', async () => {
+  const v = await loadVectors();
+  const gcm = v.sframe.filter((x) => x.cipher_suite === 4);
+  eq(gcm.length, 1, 'vectors of suite 4');
+  for (const x of gcm) {
+    const ks = await sframe.deriveKeySalt(fromHex(x.base_key), BigInt(x.kid));
+    eq(hex(ks.rawKey), x.sframe_key, 'sframe_key');
+    eq(hex(ks.salt), x.sframe_salt, 'sframe_salt');
+    eq(hex(sframe.nonce(ks.salt, BigInt(x.ctr))), x.nonce, 'nonce');
+    const s = await sframe.Sender.create(BigInt(x.kid), fromHex(x.base_key));
+    s.ctr = BigInt(x.ctr);
+    const ct = await s.encrypt(fromHex(x.metadata), fromHex(x.pt));
+    eq(hex(ct), x.ct, 'ciphertext');
+    const r = new sframe.Receiver();
+    await r.addKey(BigInt(x.kid), fromHex(x.base_key));
+    const { plaintext } = await r.decrypt(fromHex(x.metadata), ct);
+    eq(hex(plaintext), x.pt, 'plaintext');
+    await throwsAsync(() => r.decrypt(fromHex(x.metadata), ct), 'replay');
+    const bad = ct.slice();
+    bad[bad.length - 1] ^= 1;
+    const r2 = new sframe.Receiver();
+    await r2.addKey(BigInt(x.kid), fromHex(x.base_key));
+    await throwsAsync(() => r2.decrypt(fromHex(x.metadata), bad), 'tampered tag');
+    await throwsAsync(() => r2.decrypt(fromHex('00'), ct), 'other metadata');
+  }
+});
+
+// RFC 9180 Appendix A.1.1: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,
+// AES-128-GCM, base mode; values copied from the RFC's text (the same
+// ikmE/skRm/pkRm/enc appear in Go's crypto/hpke testdata/rfc9180.json).
+const A11 = {
+  info: '4f6465206f6e2061204772656369616e2055726e',
+  skEm: '52c4a758a802cd8b936eceea314432798d5baf2d7e9235dc084ab1b9cfa2f736',
+  pkEm: '37fda3567bdbd628e88668c3c8d7e97d1d1253b6d4ea6d44c150f741f1bf4431',
+  skRm: '4612c550263fc8ad58375df3f557aac531d26850903e55a9f23f21d8534e8ac8',
+  pkRm: '3948cfe0ad1ddb695d780e59077195da6c56506b027329794ab02bca80815c4d',
+  enc: '37fda3567bdbd628e88668c3c8d7e97d1d1253b6d4ea6d44c150f741f1bf4431',
+  sharedSecret: 'fe0e18c9f024ce43799ae393c7e8fe8fce9d218875e8227b0187c04e7d2ea1fc',
+  keyScheduleContext: '00725611c9d98c07c03f60095cd32d400d8347d45ed67097bbad50fc56da742d07cb6cffde367bb0565ba28bb02c90744a20f5ef37f30523526106f637abb05449',
+  secret: '12fff91991e93b48de37e7daddb52981084bd8aa64289c3788471d9a9712f397',
+  key: '4531685d41d65f03dc48f6b8302c05b0',
+  baseNonce: '56d890e5accaaf011cff4b7d',
+  pt: '4265617574792069732074727574682c20747275746820626561757479',
+  aad0: '436f756e742d30',
+  ct0: 'f938558b5d72f1a23810b4be2ab4f84331acc02fc97babc53a52ae8218a355a96d8770ac83d07bea87e13c512a',
+};
+
+test('hpke RFC 9180 A.1.1 key schedule, seal and open', async () => {
+  const eph = { privateKey: await hpke.importPrivateKey(fromHex(A11.skEm)), publicKey: fromHex(A11.pkEm) };
+  const { enc, sharedSecret } = await hpke.encap(fromHex(A11.pkRm), eph);
+  eq(hex(enc), A11.enc, 'enc');
+  eq(hex(sharedSecret), A11.sharedSecret, 'shared_secret');
+  const ks = await hpke.keySchedule(sharedSecret, fromHex(A11.info));
+  eq(hex(ks.context), A11.keyScheduleContext, 'key_schedule_context');
+  eq(hex(ks.secret), A11.secret, 'secret');
+  eq(hex(ks.key), A11.key, 'key');
+  eq(hex(ks.baseNonce), A11.baseNonce, 'base_nonce');
+  const sealed = await hpke.seal(fromHex(A11.pkRm), fromHex(A11.info), fromHex(A11.pt), fromHex(A11.aad0), eph);
+  eq(hex(sealed), A11.enc + A11.ct0, 'sealed');
+  const skR = await hpke.importPrivateKey(fromHex(A11.skRm));
+  const pt = await hpke.open(skR, fromHex(A11.pkRm), fromHex(A11.info), sealed, fromHex(A11.aad0));
+  eq(hex(pt), A11.pt, 'opened');
+  await throwsAsync(() => hpke.open(skR, fromHex(A11.pkRm), fromHex(A11.info), sealed), 'open with other aad');
+});
+
+test('hpke refuses a low-order public key', async () => {
+  const kp = await hpke.generateKeyPair();
+  await throwsAsync(() => hpke.dh(kp.privateKey, new Uint8Array(32)), 'zero point');
+  await throwsAsync(() => keymsg.checkHPKEKey(fromHex('0100000000000000000000000000000000000000000000000000000000000000')), 'point 1');
+});
+
+test('key messages: example.json decodes, verifies, opens and re-encodes', async () => {
+  const ex = await (await fetch('/vectors/keymsg.json')).json();
+  const ann = keymsg.decode(ex.announcement);
+  await keymsg.verifyAnnouncement(ann);
+  eq(JSON.stringify(keymsg.encode(ann)), JSON.stringify(ex.announcement), 'announcement re-encoded');
+  const ep = keymsg.decode(JSON.stringify(ex.epoch));
+  eq(ep.epoch, ex.epoch.epoch, 'epoch');
+  await keymsg.verifyEpoch(ep);
+  eq(JSON.stringify(keymsg.encode(ep)), JSON.stringify(ex.epoch), 'epoch re-encoded');
+  for (let i = 0; i < ex.members.length; i++) {
+    const m = ex.members[i];
+    const id = await Identity.fromSeed(fromHex(m.identity_seed));
+    eq(b64(id.publicKey), ex.epoch.roster[i].identity, `identity of ${m.participant}`);
+    const sk = await hpke.importPrivateKey(fromHex(m.hpke_private));
+    const secret = await keymsg.openEpoch(ep, i, sk);
+    eq(hex(secret), ex.epoch_secret, `secret opened by ${m.participant}`);
+  }
+  // A tampered sealed copy breaks the leader's signature.
+  const bad = structuredClone(ex.epoch);
+  const s = fromB64(bad.sealed[1]);
+  s[40] ^= 1;
+  bad.sealed[1] = b64(s);
+  await throwsAsync(() => keymsg.verifyEpoch(keymsg.decode(bad)), 'tampered sealed copy');
+  // Strictness, as in Go: unknown fields, bad lengths, non-canonical base64.
+  await throwsAsync(() => keymsg.decode({ ...ex.announcement, extra: 1 }), 'unknown field');
+  await throwsAsync(() => keymsg.decode({ ...ex.announcement, v: 2 }), 'version');
+  await throwsAsync(() => keymsg.decode({ ...ex.announcement, hpke: b64(new Uint8Array(31)) }), 'short key');
+  await throwsAsync(() => keymsg.decode({ ...ex.announcement, sig: ex.announcement.sig.replace('==', 'A=') }), 'non-canonical base64');
+  const forged = { ...ex.announcement, participant: 'mallory' };
+  await throwsAsync(() => keymsg.verifyAnnouncement(keymsg.decode(forged)), 'forged participant');
+});
+
+test('security code worked example (docs/E2EE.md §7)', async () => {
+  const rows = [
+    ['alice', '01', '8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c', 'fb41b1fcf75c1227fa08876056a5ed07ac44fe0c116ec2de80b8e523959d7824'],
+    ['bob', '02', '8139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394', '219e4d800da968d2a5fcb009c784f4746c7138edb9ee4844b739e830b05cf424'],
+    ['carol', '03', 'ed4928c628d1c2c6eae90338905995612959273a5c63f93636c14614ac8737d1', '6ca3bf39d976ab36a808531bd7ec2e4b4f8aae3a90134534d50f411d377a2c05'],
+  ];
+  const roster = [];
+  for (const [participant, seedByte, identity, hpkeKey] of rows) {
+    const id = await Identity.fromSeed(fromHex(seedByte.repeat(32)));
+    eq(hex(id.publicKey), identity, `identity of ${participant}`);
+    roster.push({ participant, identity: id.publicKey, hpke: fromHex(hpkeKey) });
+  }
+  const want = '40938 94865 27763 51862 91646 74917 33985 62867';
+  eq(await securityCode('demo', roster), want, 'code');
+  eq(await securityCode('demo', roster.slice().reverse()), want, 'code does not depend on roster order');
+  eq(await securityCode('demo2', roster) === want, false, 'another meeting has another code');
+});
+
+test('epoch secret to wire bytes worked example (docs/E2EE.md §9)', async () => {
+  const secret = new Uint8Array(32).map((_, i) => i);
+  const base = await senderBaseKey(secret, 1);
+  eq(hex(base), 'd7ccc9fdcd795a9410a673f5bac932dcc171488184580343d0cf7143dc97ca59', 'base_key_1');
+  const k = kid(3, 1);
+  eq(k, 0x30001n, 'KID');
+  const ks = await sframe.deriveKeySalt(base, k);
+  eq(hex(ks.rawKey), 'd5ca9560dda3b960464d1e682e64412f', 'sframe_key');
+  eq(hex(ks.salt), 'ed7b5801bef39e6b9a0615b9', 'sframe_salt');
+  const s = await sframe.Sender.create(k, base);
+  const out = await sframe.protect(s, sframe.OPUS, fromHex('78010203'));
+  eq(hex(out), '78' + 'a0030001' + 'e86fd8' + '9e140f40d323b42a6b7be5e892f1a8ee', 'protected');
+  const r = new sframe.Receiver();
+  await r.addKey(k, base);
+  const back = await sframe.unprotect(r, sframe.OPUS, out);
+  eq(hex(back.frame), '78010203', 'unprotected');
+});
+
+test('media frames: VP8 clear prefix lengths', async () => {
+  eq(sframe.prefixLen(sframe.VP8, fromHex('10')), 10, 'key frame');
+  eq(sframe.prefixLen(sframe.VP8, fromHex('11')), 3, 'inter frame');
+  eq(sframe.prefixLen(sframe.OPUS, fromHex('78')), 1, 'opus');
+  const s = await sframe.Sender.create(1n, new Uint8Array(16));
+  await throwsAsync(() => sframe.protect(s, sframe.VP8, fromHex('1000')), 'short key frame');
+});
+
+// relayNet delivers key messages between members in memory, in order.
+function relayNet(members, onSend = () => {}) {
+  const queue = [];
+  const send = (from, outs) => {
+    for (const o of outs) {
+      onSend(from, o);
+      for (const m of members) {
+        if (m.participant !== from && (o.to === '' || o.to === m.participant)) queue.push([m, from, JSON.parse(JSON.stringify(o.payload))]);
+      }
+    }
+  };
+  const drain = async () => {
+    for (let n = 0; queue.length && n < 1000; n++) {
+      const [m, from, payload] = queue.shift();
+      const r = await m.handleMessage(from, payload);
+      send(m.participant, r.out);
+    }
+  };
+  return { send, drain };
+}
+
+async function makeMember(meeting, participant, now) {
+  const sink = { keys: new Map(), sender: null };
+  const media = {
+    setSender(k, base) { sink.sender = { k, base }; },
+    addKey(k, base) { sink.keys.set(k, base); },
+    removeKey(k) { sink.keys.delete(k); },
+  };
+  const m = await Member.create({ meeting, participant, identity: await Identity.generate(), media, now });
+  m.sink = sink;
+  return m;
+}
+
+test('group: three members converge on one epoch and one code; a leaver is cut off', async () => {
+  let t = 0;
+  const now = () => t;
+  const names = ['ann', 'bob', 'cy'];
+  const ms = [];
+  for (const n of names) ms.push(await makeMember('m-1', n, now));
+  const net = relayNet(ms);
+  for (const m of ms) net.send(m.participant, [m.announce()]);
+  for (const m of ms) net.send(m.participant, await m.onRosterChange(names));
+  await net.drain();
+  t += 1000;
+  for (const m of ms) net.send(m.participant, await m.tick());
+  await net.drain();
+  const code = ms[0].securityCode;
+  eq(/^\d{5}( \d{5}){7}$/.test(code), true, 'code format');
+  for (const m of ms) {
+    eq(m.epoch, ms[0].epoch, `${m.participant} epoch`);
+    eq(m.securityCode, code, `${m.participant} code`);
+    eq(m.roster.length, 3, `${m.participant} roster`);
+  }
+  // Every member holds the other two senders' keys of this epoch, which are
+  // the keys the others send with.
+  for (const m of ms) {
+    for (const o of ms) {
+      if (o === m) continue;
+      eq(hex(m.sink.keys.get(o.sink.sender.k)), hex(o.sink.sender.base), `${m.participant} has ${o.participant}'s key`);
+    }
+  }
+  // cy leaves: the leader re-keys without it; cy gets nothing.
+  const before = ms[0].epoch;
+  const rest = ms.slice(0, 2);
+  const net2 = relayNet(rest);
+  for (const m of rest) net2.send(m.participant, await m.onRosterChange(['ann', 'bob']));
+  await net2.drain();
+  eq(ms[0].epoch > before, true, 'new epoch after a leave');
+  eq(ms[1].epoch, ms[0].epoch, 'bob follows');
+  eq(ms[2].epoch, before, 'cy stays behind');
+  eq(ms[0].securityCode === code, false, 'code changes on leave');
+  eq(ms[1].securityCode, ms[0].securityCode, 'codes agree');
+  // The old epoch's keys go after the grace window.
+  t += 11000;
+  await ms[1].tick();
+  eq(ms[1].sink.keys.size, 1, 'bob keeps only ann\'s current key');
+});
+
+test('group: a replayed epoch and a rogue epoch are refused', async () => {
+  let t = 0;
+  const now = () => t;
+  const a = await makeMember('m-2', 'a', now), b = await makeMember('m-2', 'b', now);
+  const epochs = [];
+  const net = relayNet([a, b], (from, o) => {
+    if (from === 'a' && o.payload.type === 'epoch') epochs.push(o.payload);
+  });
+  net.send('a', [a.announce()]);
+  net.send('b', [b.announce()]);
+  net.send('a', await a.onRosterChange(['a', 'b']));
+  net.send('b', await b.onRosterChange(['a', 'b']));
+  await net.drain();
+  t += 1000;
+  net.send('a', await a.tick());
+  await net.drain();
+  eq(b.epoch > 0, true, 'b keyed');
+  eq(a.epoch, b.epoch, 'converged');
+  eq(b.securityCode, a.securityCode, 'same code');
+  const last = epochs[epochs.length - 1];
+  eq(last.epoch, a.epoch, 'captured the current epoch');
+  const r = await b.handleMessage('a', last);
+  eq(r.error?.code, 'stale_epoch', 'replay refused');
+  // b signs an epoch of its own although a leads; a refuses it.
+  const rogue = await keymsg.newEpoch('m-2', b.epoch + 5, [b.self, a.self], new Uint8Array(32), b.identity);
+  const r2 = await a.handleMessage('b', keymsg.encode(rogue));
+  eq(r2.error?.code, 'unexpected_leader', 'a refuses an epoch b signed');
+  eq(a.epoch, b.epoch, 'a keeps its epoch');
+  const r3 = await a.handleMessage('b', { ...keymsg.encode(rogue), epoch: rogue.epoch + 1 });
+  eq(r3.error !== null, true, 'altered epoch number breaks the signature');
+});
+
+test('move tracker: a move keeps the old session until the new one carries media', async () => {
+  const log = [];
+  const t = new MoveTracker({
+    join: async (replaces) => { log.push(`join replaces=${replaces}`); return { id: 'p2' }; },
+    connect: async (j) => { log.push(`connect ${j.id}`); return { id: j.id, ready: Promise.resolve(), close: (r) => log.push(`close ${j.id} ${r}`) }; },
+  });
+  t.adopt({ id: 'p1', close: (r) => log.push(`close p1 ${r}`) });
+  const next = await t.move('policy_change');
+  eq(next.id, 'p2', 'new session');
+  eq(t.current.id, 'p2', 'current switched');
+  eq(log.join('; '), 'join replaces=p1; connect p2; close p1 moved', 'order: join, connect, ready, then close the old');
+});
+
+window.__unit = (async () => {
+  const results = [];
+  for (const { name, fn } of tests) {
+    const start = performance.now();
+    try {
+      await fn();
+      results.push({ name, ok: true, ms: Math.round(performance.now() - start) });
+    } catch (err) {
+      results.push({ name, ok: false, error: String(err?.stack ?? err) });
+    }
+  }
+  document.body.textContent = results.map((r) => `${r.ok ? 'ok  ' : 'FAIL'} ${r.name}`).join('\n');
+  return JSON.stringify(results);
+})();
+
+// Keep the import used even if tests are filtered.
+void concat; void utf8;
