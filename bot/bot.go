@@ -1,7 +1,8 @@
 // Package bot is a headless meeting participant: it joins through the
-// control plane, publishes the committed test clips in real time, receives
-// everyone else's media, and reports what arrived — packets, frames, loss
-// and end-to-end frame latency. `oakmeet bot`, the load generator and the
+// control plane, takes part in the end-to-end key schedule, publishes the
+// committed test clips in real time encrypted with SFrame, decrypts
+// everyone else's media, and reports what arrived — packets, frames, loss,
+// decryption failures and end-to-end frame latency. `oakmeet bot`, the load generator and the
 // system tests are built on it.
 package bot
 
@@ -20,6 +21,9 @@ import (
 
 	"github.com/oakmeet/oakmeet/client"
 	"github.com/oakmeet/oakmeet/clip"
+	"github.com/oakmeet/oakmeet/e2ee/group"
+	"github.com/oakmeet/oakmeet/e2ee/identity"
+	"github.com/oakmeet/oakmeet/e2ee/mediaframe"
 	"github.com/oakmeet/oakmeet/stamp"
 )
 
@@ -45,6 +49,8 @@ type Config struct {
 	// arriving before it, are not counted. A load generator sets it once
 	// every client is in, plus a warm-up.
 	MeasureFrom *atomic.Int64
+	// Identity is the bot's long-term identity key; nil makes a fresh one.
+	Identity *identity.Identity
 	// Ready, if set, is called once the bot is connected, before it
 	// publishes; it may block to hold the bot back.
 	Ready func(participantID string)
@@ -52,10 +58,15 @@ type Config struct {
 
 // Report is what a bot saw. Field names are part of `oakmeet bot --json`.
 type Report struct {
-	ParticipantID string        `json:"participant_id"`
-	Node          NodeRef       `json:"node"`
-	Sent          SentCounts    `json:"sent"`
-	Tracks        []TrackReport `json:"tracks"`
+	ParticipantID string  `json:"participant_id"`
+	Node          NodeRef `json:"node"`
+	// SecurityCode and Epoch are the end-to-end encryption state when the
+	// bot left: every member of the meeting shows the same code.
+	SecurityCode string        `json:"security_code"`
+	Epoch        uint64        `json:"epoch"`
+	KeyChanges   []KeyChange   `json:"key_changes"`
+	Sent         SentCounts    `json:"sent"`
+	Tracks       []TrackReport `json:"tracks"`
 }
 
 // NodeRef names the node the bot was placed on.
@@ -73,15 +84,20 @@ type SentCounts struct {
 
 // TrackReport is one remote track the bot received.
 type TrackReport struct {
-	ParticipantID string  `json:"participant_id"`
-	TrackID       string  `json:"track_id"`
-	Kind          string  `json:"kind"` // "audio" or "video"
-	Packets       int64   `json:"packets"`
-	Bytes         int64   `json:"bytes"`
-	Frames        int64   `json:"frames"`
-	Lost          int64   `json:"lost"` // packets never received, after retransmission
-	LatencyMs     Latency `json:"latency_ms"`
-	latencies     []float64
+	ParticipantID string `json:"participant_id"`
+	TrackID       string `json:"track_id"`
+	Kind          string `json:"kind"` // "audio" or "video"
+	Packets       int64  `json:"packets"`
+	Bytes         int64  `json:"bytes"`
+	Frames        int64  `json:"frames"`
+	Lost          int64  `json:"lost"` // packets never received, after retransmission
+	// DecryptFailures counts frames that failed authentication or were
+	// malformed or replayed; NoKey counts frames that arrived before
+	// their epoch's key (normal for a moment after a re-key or join).
+	DecryptFailures int64   `json:"decrypt_failures"`
+	NoKey           int64   `json:"no_key"`
+	LatencyMs       Latency `json:"latency_ms"`
+	latencies       []float64
 }
 
 // Latency summarises end-to-end frame latency in milliseconds.
@@ -126,18 +142,33 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return rep, fmt.Errorf("connect to node %s: %w", jr.Node.ID, err)
 	}
 
+	id := cfg.Identity
+	if id == nil {
+		if id, err = identity.Generate(); err != nil {
+			_ = sess.Close()
+			return rep, err
+		}
+	}
+	keys, err := newKeyring(sess, id, cfg.Logger)
+	if err != nil {
+		_ = sess.Close()
+		return rep, fmt.Errorf("end-to-end encryption: %w", err)
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+
 	var wg sync.WaitGroup
 	if cfg.MeasureFrom == nil {
 		cfg.MeasureFrom = new(atomic.Int64)
 	}
-	rx := newReceiver(cfg.MeasureFrom)
+	rx := newReceiver(cfg.MeasureFrom, keys.m)
 	// Ready comes before publishing, so a load generator can start every
 	// publisher's clock at once.
 	if cfg.Ready != nil {
 		cfg.Ready(jr.ParticipantID)
 	}
 	if !cfg.NoPublish {
-		if err := publish(pubCtx, sess, &wg, &rep.Sent, cfg.MeasureFrom); err != nil {
+		if err := publish(pubCtx, sess, keys.m, &wg, &rep.Sent, cfg.MeasureFrom); err != nil {
 			_ = sess.Close()
 			return rep, err
 		}
@@ -148,11 +179,19 @@ loop:
 		select {
 		case <-ctx.Done():
 			break loop
+		case <-tick.C:
+			keys.tick()
 		case ev, ok := <-sess.Events():
 			if !ok {
 				break loop
 			}
 			switch ev.Type {
+			case client.EventParticipantJoined:
+				keys.joined(ev.Participant)
+			case client.EventParticipantLeft:
+				keys.left(ev.Participant)
+			case client.EventRelay:
+				keys.relay(ev.Participant.ID, ev.Payload)
 			case client.EventTrackAdded:
 				wg.Go(func() { rx.read(ev) })
 			case client.EventClosed:
@@ -165,6 +204,8 @@ loop:
 			}
 		}
 	}
+	keys.send(nil) // record the final epoch
+	rep.SecurityCode, rep.Epoch, rep.KeyChanges = keys.code(), keys.m.Epoch(), keys.history
 	_ = sess.Close() // ends the readers and publishers
 	wg.Wait()
 	rep.Tracks = rx.report()
@@ -172,7 +213,7 @@ loop:
 }
 
 // publish starts real-time senders for the audio and video clips.
-func publish(ctx context.Context, sess *client.Session, wg *sync.WaitGroup, sent *SentCounts, from *atomic.Int64) error {
+func publish(ctx context.Context, sess *client.Session, m *group.Member, wg *sync.WaitGroup, sent *SentCounts, from *atomic.Int64) error {
 	video, err := clip.Video()
 	if err != nil {
 		return err
@@ -190,13 +231,20 @@ func publish(ctx context.Context, sess *client.Session, wg *sync.WaitGroup, sent
 		return fmt.Errorf("publish audio: %w", err)
 	}
 	wg.Go(func() {
+		var plain []byte
 		sent.VideoFrames = play(ctx, video, func(buf []byte, f clip.Frame, now time.Time) ([]byte, error) {
-			return stamp.AppendVP8(buf, f.Data, now), nil
+			plain = stamp.AppendVP8(plain[:0], f.Data, now)
+			return m.Protect(buf, mediaframe.VP8, plain)
 		}, vt, from)
 	})
 	wg.Go(func() {
+		var plain []byte
 		sent.AudioFrames = play(ctx, audio, func(buf []byte, f clip.Frame, now time.Time) ([]byte, error) {
-			return stamp.AppendOpus(buf, f.Data, now)
+			var err error
+			if plain, err = stamp.AppendOpus(plain[:0], f.Data, now); err != nil {
+				plain = append(plain[:0], f.Data...)
+			}
+			return m.Protect(buf, mediaframe.Opus, plain)
 		}, at, from)
 	})
 	return nil
@@ -224,8 +272,13 @@ func play(ctx context.Context, c *clip.Clip, frame func([]byte, clip.Frame, time
 		now := time.Now()
 		data, err := frame(buf[:0], f, now)
 		if err != nil {
-			data = f.Data
+			// No key yet (before the first epoch): a frame is dropped,
+			// never sent in the clear. The clock still advances.
+			next = next.Add(f.Duration)
+			timer.Reset(time.Until(next))
+			continue
 		}
+		buf = data
 		if err := t.WriteSample(media.Sample{Data: data, Duration: f.Duration}); err != nil {
 			if errors.Is(err, client.ErrClosed) {
 				return sent

@@ -70,6 +70,14 @@ func TestThreeBotsExchangeMedia(t *testing.T) {
 				}
 			}
 		}
+		if r.SecurityCode == "" || r.SecurityCode != reports[0].SecurityCode || r.Epoch == 0 {
+			t.Errorf("bot %d: security code %q epoch %d; bot 0 has %q", i, r.SecurityCode, r.Epoch, reports[0].SecurityCode)
+		}
+		for _, tr := range r.Tracks {
+			if tr.DecryptFailures != 0 {
+				t.Errorf("bot %d: %d decrypt failures on %s from %s", i, tr.DecryptFailures, tr.Kind, tr.ParticipantID)
+			}
+		}
 		if len(r.Tracks) != 4 {
 			t.Errorf("bot %d received %d tracks, want 4: %+v", i, len(r.Tracks), r.Tracks)
 		}
@@ -93,4 +101,58 @@ func TestRefusedJoinIsTyped(t *testing.T) {
 	if !errors.As(err, &ae) || ae.Status != 503 || ae.Code != "no_node_in_allowed_regions" {
 		t.Fatalf("got %v", err)
 	}
+}
+
+// When a participant leaves, the others re-key to a new epoch and a new
+// code that they share, and that differs from the code with it present.
+func TestLeaveRekeysToNewEqualCode(t *testing.T) {
+	c := testcluster.Start(t, policy.Policy{}, testcluster.World()[:1])
+	m := c.CreateMeeting(policy.Policy{})
+	var wg sync.WaitGroup
+	reports := make([]*bot.Report, 3)
+	errs := make([]error, 3)
+	var leftAt time.Time
+	for i, d := range []time.Duration{9 * time.Second, 9 * time.Second, 3 * time.Second} {
+		in := make(chan struct{})
+		wg.Go(func() {
+			reports[i], errs[i] = bot.Run(context.Background(), bot.Config{
+				Server: c.URL, Meeting: m.ID, Country: "DE", Duration: d, LoopbackOnly: true,
+				Ready: func(string) { close(in) },
+			})
+			if i == 2 {
+				leftAt = time.Now()
+			}
+		})
+		<-in // join one after another, so the order (and the leader) is fixed
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("bot %d: %v", i, err)
+		}
+	}
+	a, b, leaver := reports[0], reports[1], reports[2]
+	// The state two seconds after the leave, while both others remain.
+	at := leftAt.Add(2 * time.Second)
+	sa, sb := stateAt(a.KeyChanges, at), stateAt(b.KeyChanges, at)
+	if sa.SecurityCode == "" || sa.SecurityCode != sb.SecurityCode || sa.Epoch != sb.Epoch {
+		t.Fatalf("remaining bots disagree after the leave: %+v vs %+v", sa, sb)
+	}
+	if sa.SecurityCode == leaver.SecurityCode || sa.Epoch <= leaver.Epoch {
+		t.Fatalf("no re-key after leave: %+v, leaver had %q epoch %d", sa, leaver.SecurityCode, leaver.Epoch)
+	}
+	if leaver.SecurityCode != stateAt(a.KeyChanges, leftAt.Add(-500*time.Millisecond)).SecurityCode {
+		t.Fatalf("leaver's code %q was not the three-member code", leaver.SecurityCode)
+	}
+}
+
+func stateAt(h []bot.KeyChange, at time.Time) bot.KeyChange {
+	var s bot.KeyChange
+	for _, c := range h {
+		if c.At.After(at) {
+			break
+		}
+		s = c
+	}
+	return s
 }

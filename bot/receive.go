@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"errors"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,8 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/oakmeet/oakmeet/client"
+	"github.com/oakmeet/oakmeet/e2ee/group"
+	"github.com/oakmeet/oakmeet/e2ee/mediaframe"
 	"github.com/oakmeet/oakmeet/stamp"
 )
 
@@ -20,12 +23,13 @@ const maxLatencies = 100_000
 // receiver collects per-track statistics from reader goroutines.
 type receiver struct {
 	from   *atomic.Int64 // counting starts at this time (Unix ns)
+	keys   *group.Member
 	mu     sync.Mutex
 	tracks map[string]*TrackReport
 }
 
-func newReceiver(from *atomic.Int64) *receiver {
-	return &receiver{from: from, tracks: map[string]*TrackReport{}}
+func newReceiver(from *atomic.Int64, keys *group.Member) *receiver {
+	return &receiver{from: from, keys: keys, tracks: map[string]*TrackReport{}}
 }
 
 // read consumes one remote track until it ends, assembling frames to read
@@ -36,6 +40,8 @@ func (r *receiver) read(ev client.Event) {
 	var seen seqTracker
 	var asm frameAssembler
 	video := t.Kind() == webrtc.RTPCodecTypeVideo
+	codec := mediaframe.CodecFromMIME(t.Codec().MimeType)
+	var plain []byte
 	buf := make([]byte, 1500)
 	for {
 		// Read ends when the session closes; the report says what arrived.
@@ -54,18 +60,32 @@ func (r *receiver) read(ev client.Event) {
 			st.Bytes += int64(n)
 		}
 		var frame []byte
+		if video {
+			frame, _ = asm.push(&pkt)
+		} else {
+			frame = pkt.Payload
+		}
+		if frame == nil {
+			continue
+		}
+		plain, err = r.keys.Unprotect(plain[:0], codec, frame)
+		if err != nil {
+			// Dropped and counted, never used.
+			if errors.Is(err, mediaframe.ErrNoKey) {
+				st.NoKey++
+			} else {
+				st.DecryptFailures++
+			}
+			continue
+		}
 		var sent time.Time
 		var ok bool
 		if video {
-			frame, ok = asm.push(&pkt)
-			if ok {
-				sent, ok = stamp.ReadVP8(frame)
-			}
+			sent, ok = stamp.ReadVP8(plain)
 		} else {
-			frame, ok = pkt.Payload, true
-			sent, ok = stamp.ReadOpus(frame)
+			sent, ok = stamp.ReadOpus(plain)
 		}
-		if frame == nil || (ok && sent.UnixNano() < from) {
+		if ok && sent.UnixNano() < from {
 			continue
 		}
 		st.Frames++
@@ -87,6 +107,8 @@ func (r *receiver) add(st *TrackReport) {
 		old.Bytes += st.Bytes
 		old.Frames += st.Frames
 		old.Lost += st.Lost
+		old.DecryptFailures += st.DecryptFailures
+		old.NoKey += st.NoKey
 		old.latencies = append(old.latencies, st.latencies...)
 		old.LatencyMs = summarize(old.latencies)
 		return

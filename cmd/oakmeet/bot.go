@@ -60,9 +60,10 @@ func runBot(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	} else {
 		fmt.Fprintf(stdout, "participant %s on node %s (%s %s); sent %d video and %d audio frames\n",
 			rep.ParticipantID, rep.Node.ID, rep.Node.Country, rep.Node.Region, rep.Sent.VideoFrames, rep.Sent.AudioFrames)
+		fmt.Fprintf(stdout, "security code %s (epoch %d): compare it with everyone in the meeting\n", rep.SecurityCode, rep.Epoch)
 		for _, t := range rep.Tracks {
-			fmt.Fprintf(stdout, "  from %s %-5s %6d frames %7d packets %4d lost  latency p50 %.1f ms p95 %.1f ms\n",
-				t.ParticipantID, t.Kind, t.Frames, t.Packets, t.Lost, t.LatencyMs.P50, t.LatencyMs.P95)
+			fmt.Fprintf(stdout, "  from %s %-5s %6d frames %7d packets %4d lost %4d undecryptable  latency p50 %.1f ms p95 %.1f ms\n",
+				t.ParticipantID, t.Kind, t.Frames, t.Packets, t.Lost, t.DecryptFailures, t.LatencyMs.P50, t.LatencyMs.P95)
 		}
 	}
 	return err
