@@ -28,6 +28,12 @@ const (
 
 // settingEngine builds the ICE settings every PeerConnection of the node
 // shares: one UDP port (and optionally one TCP port) for all participants.
+// It also sets s.linkSE, the same settings without the shared ports, for
+// the connections on which a relay link sends. A port shared by many
+// connections tells them apart by the remote address once ICE is done, so
+// two connections between the same two node ports — a link's two
+// directions — would be mixed up; the sending side therefore takes a port
+// of its own and only the receiving side uses the node's port.
 func (s *SFU) settingEngine() (webrtc.SettingEngine, error) {
 	logs := pionLogs{log: s.log}
 	var se webrtc.SettingEngine
@@ -40,6 +46,16 @@ func (s *SFU) settingEngine() (webrtc.SettingEngine, error) {
 		se.SetIncludeLoopbackCandidate(true)
 		se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
 	}
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	if s.cfg.PublicIP != "" {
+		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External:        []string{s.cfg.PublicIP},
+			AsCandidateType: webrtc.ICECandidateTypeHost,
+		}); err != nil {
+			return se, fmt.Errorf("public ip %q: %w", s.cfg.PublicIP, err)
+		}
+	}
+	s.linkSE = se
 	if s.cfg.LoopbackOnly {
 		udp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: s.cfg.UDPPort})
 		if err != nil {
@@ -70,15 +86,6 @@ func (s *SFU) settingEngine() (webrtc.SettingEngine, error) {
 		networks = append(networks, webrtc.NetworkTypeTCP4)
 	}
 	se.SetNetworkTypes(networks)
-	if s.cfg.PublicIP != "" {
-		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
-			External:        []string{s.cfg.PublicIP},
-			AsCandidateType: webrtc.ICECandidateTypeHost,
-		}); err != nil {
-			s.closeMuxes()
-			return se, fmt.Errorf("public ip %q: %w", s.cfg.PublicIP, err)
-		}
-	}
 	return se, nil
 }
 
@@ -116,11 +123,11 @@ func registerCodecs(me *webrtc.MediaEngine) error {
 	return nil
 }
 
-// newAPI builds the webrtc.API for one participant. Each participant gets
-// its own interceptor registry so that its bandwidth estimator can be
-// told apart from everyone else's; onBWE receives it during
-// NewPeerConnection.
-func (s *SFU) newAPI(onBWE func(cc.BandwidthEstimator)) (*webrtc.API, error) {
+// newAPI builds the webrtc.API for one participant or relay link, with
+// the ICE settings se. Each gets its own interceptor registry so that its
+// bandwidth estimator can be told apart from everyone else's; onBWE
+// receives it during NewPeerConnection.
+func (s *SFU) newAPI(se webrtc.SettingEngine, onBWE func(cc.BandwidthEstimator)) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if err := registerCodecs(me); err != nil {
 		return nil, err
@@ -166,5 +173,5 @@ func (s *SFU) newAPI(onBWE func(cc.BandwidthEstimator)) (*webrtc.API, error) {
 	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
 		return nil, fmt.Errorf("simulcast header extensions: %w", err)
 	}
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(s.se)), nil
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }

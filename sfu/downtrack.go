@@ -18,6 +18,10 @@ type downTrack struct {
 	pub   *publishedTrack
 	stats *counters
 	meter *atomic.Uint64 // the meeting's forwarded bytes
+	// id overrides the track id in SDP, and link counts the bytes sent,
+	// for one layer of a track sent over a relay link.
+	id   string
+	link *atomic.Uint64
 
 	bound atomic.Pointer[binding]
 
@@ -68,7 +72,12 @@ func (d *downTrack) Unbind(webrtc.TrackLocalContext) error {
 }
 
 // ID implements webrtc.TrackLocal: the node-assigned track id.
-func (d *downTrack) ID() string { return d.pub.info.ID }
+func (d *downTrack) ID() string {
+	if d.id != "" {
+		return d.id
+	}
+	return d.pub.info.ID
+}
 
 // RID implements webrtc.TrackLocal; a subscriber gets one layer, no rid.
 func (d *downTrack) RID() string { return "" }
@@ -122,6 +131,9 @@ func (d *downTrack) send(b *binding, pkt *rtp.Packet, seq uint16, ts uint32, hdr
 	}
 	d.stats.bytesOut.Add(uint64(n))
 	d.meter.Add(uint64(n))
+	if d.link != nil {
+		d.link.Add(uint64(n))
+	}
 }
 
 // nackScratch is the NACK responder's reusable memory.

@@ -180,6 +180,7 @@ type trackStats struct {
 	removed    bool
 	seqOrder   []uint16
 	firstIsKey bool // the first video packet received started a key frame
+	ssrc       uint32
 }
 
 func newCollector(s *client.Session) *collector {
@@ -191,7 +192,7 @@ func newCollector(s *client.Session) *collector {
 			c.events = append(c.events, e)
 			switch e.Type {
 			case client.EventTrackAdded:
-				ts := &trackStats{publisher: e.Info.Participant, kind: e.Track.Kind(), added: time.Now(), seqs: map[uint16]bool{}, layers: map[byte]int{}}
+				ts := &trackStats{publisher: e.Info.Participant, kind: e.Track.Kind(), added: time.Now(), seqs: map[uint16]bool{}, layers: map[byte]int{}, ssrc: uint32(e.Track.SSRC())}
 				c.tracks[e.Info.ID] = ts
 				c.readers.Add(1)
 				go c.read(e.Track, ts)

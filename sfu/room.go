@@ -4,30 +4,37 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
 	"github.com/oakmeet/oakmeet/signal"
 )
 
-// room is one meeting on this node. Its goroutine owns the member list and
-// the published tracks; sessions and the SFU reach it only through mbox,
-// and it reaches sessions only through their mailboxes and send queues, so
-// it never blocks on a participant.
+// room is one meeting on this node. Its goroutine owns the member list, the
+// relay links, the roster and the published tracks; sessions, links and the
+// SFU reach it only through mbox, and it reaches them only through their
+// mailboxes and send queues, so it never blocks on a participant or a peer.
+//
+// Relays form a full mesh: what a local participant does goes to the other
+// local participants and to every link; what arrives over a link goes to
+// local participants only, never to another link.
 type room struct {
 	meeting string
 	mbox    *mailbox
-	bytes   *atomic.Uint64 // forwarded bytes of the meeting
+	bytes   *atomic.Uint64 // forwarded bytes of the meeting, relays included
 	cancel  context.CancelFunc
-	refs    int // sessions attached; guarded by SFU.mu
+	refs    int // sessions and links attached; guarded by SFU.mu
 
-	// roster is a snapshot of member ids for SFU.Participants, replaced
-	// whole by the room goroutine.
-	roster atomic.Pointer[[]string]
+	// local is a snapshot of local member ids for SFU.Participants,
+	// replaced whole by the room goroutine.
+	local atomic.Pointer[[]string]
 
 	// owned by the room goroutine
 	members []*session
-	tracks  []*publishedTrack
+	links   []*link
+	tracks  []*publishedTrack // local and relayed
+	present roster
 }
 
 func (r *room) run(ctx context.Context) {
@@ -50,19 +57,47 @@ func (r *room) member(id string) *session {
 	return nil
 }
 
-func (r *room) publishRoster() {
+func (r *room) publishLocal() {
 	ids := make([]string, len(r.members))
 	for i, m := range r.members {
 		ids[i] = m.id.Participant
 	}
-	r.roster.Store(&ids)
+	r.local.Store(&ids)
 }
 
-func (r *room) broadcast(m signal.Message, except *session) {
+// broadcast sends m to every local member except the one with id except
+// (a participant never hears about itself).
+func (r *room) broadcast(m signal.Message, except string) {
 	for _, x := range r.members {
-		if x != except {
+		if x.id.Participant != except {
 			x.send(m)
 		}
+	}
+}
+
+// toLinks sends m to every relay link's peer.
+func (r *room) toLinks(m signal.Message) {
+	for _, l := range r.links {
+		l.post(func() { l.send(m) })
+	}
+}
+
+func (r *room) hasLink(l *link) bool { return slices.Contains(r.links, l) }
+
+// announce tells local members how p is now shown (joined or updated).
+func (r *room) announce(p signal.Participant) {
+	r.broadcast(signal.Message{Type: signal.TypeParticipantJoined, Participant: &p}, p.ID)
+}
+
+// dropPresence removes one presence of id and tells local members if the
+// participant is gone or is now shown differently.
+func (r *room) dropPresence(via *link, id string) {
+	after, gone, changed := r.present.drop(via, id)
+	switch {
+	case gone:
+		r.broadcast(signal.Message{Type: signal.TypeParticipantLeft, Participant: &after}, id)
+	case changed:
+		r.announce(after)
 	}
 }
 
@@ -76,49 +111,51 @@ func (r *room) join(s *session) {
 			old.finish(ErrReplaced)
 		})
 	}
+	me := s.participant()
 	w := signal.Message{
-		Type: signal.TypeWelcome, ID: s.id.Participant, Name: s.id.Name, Meeting: r.meeting,
+		Type: signal.TypeWelcome, ID: me.ID, Name: me.Name, Meeting: r.meeting,
 		ICEServers: s.sfu.cfg.ICEServers,
 	}
-	for _, m := range r.members {
-		w.Participants = append(w.Participants, signal.Participant{ID: m.id.Participant, Name: m.id.Name})
+	for _, p := range r.present.list() {
+		if p.ID != me.ID {
+			w.Participants = append(w.Participants, p)
+		}
 	}
 	for _, t := range r.tracks {
 		w.Tracks = append(w.Tracks, t.info)
 	}
 	s.send(w)
-	r.broadcast(signal.Message{Type: signal.TypeParticipantJoined, Participant: &signal.Participant{ID: s.id.Participant, Name: s.id.Name}}, nil)
+	if view, changed := r.present.set(nil, me); changed {
+		r.announce(view)
+	}
+	r.toLinks(signal.Message{Type: signal.TypeParticipantJoined, Participant: &me})
 	r.members = append(r.members, s)
-	r.publishRoster()
+	r.publishLocal()
 	for _, t := range r.tracks {
-		s.mbox.post(func() { s.subscribe(t) })
+		if t.publisher != me.ID {
+			s.mbox.post(func() { s.subscribe(t) })
+		}
 	}
 }
 
 func (r *room) leave(s *session) {
-	for _, m := range r.members {
-		if m == s {
-			r.remove(s)
-			return
-		}
+	if slices.Contains(r.members, s) {
+		r.remove(s)
 	}
 }
 
-// remove takes a member out and withdraws everything it published.
+// remove takes a local member out and withdraws everything it published.
 func (r *room) remove(s *session) {
-	for i, m := range r.members {
-		if m == s {
-			r.members = append(r.members[:i:i], r.members[i+1:]...)
-			break
-		}
-	}
-	r.publishRoster()
-	for _, t := range append([]*publishedTrack(nil), r.tracks...) {
-		if t.publisher == s.id.Participant {
+	r.members = slices.DeleteFunc(r.members, func(m *session) bool { return m == s })
+	r.publishLocal()
+	for _, t := range slices.Clone(r.tracks) {
+		if t.origin == nil && t.publisher == s.id.Participant {
 			r.unpublish(t)
 		}
 	}
-	r.broadcast(signal.Message{Type: signal.TypeParticipantLeft, Participant: &signal.Participant{ID: s.id.Participant, Name: s.id.Name}}, nil)
+	me := s.participant()
+	r.toLinks(signal.Message{Type: signal.TypeParticipantLeft, Participant: &me})
+	r.dropPresence(nil, me.ID)
 }
 
 func (r *room) publish(from *session, t *publishedTrack) {
@@ -126,46 +163,67 @@ func (r *room) publish(from *session, t *publishedTrack) {
 		return
 	}
 	r.tracks = append(r.tracks, t)
-	r.broadcast(signal.Message{Type: signal.TypeTrackPublished, Track: &t.info}, nil)
+	r.broadcast(signal.Message{Type: signal.TypeTrackPublished, Track: &t.info}, "")
+	r.subscribeMembers(t)
+	for _, l := range r.links {
+		l.post(func() { l.subscribe(t) })
+	}
+}
+
+func (r *room) subscribeMembers(t *publishedTrack) {
 	for _, m := range r.members {
-		if m != from {
+		if m.id.Participant != t.publisher {
 			m.mbox.post(func() { m.subscribe(t) })
 		}
 	}
 }
 
 func (r *room) unpublish(t *publishedTrack) {
-	for i, x := range r.tracks {
-		if x != t {
-			continue
-		}
-		r.tracks = append(r.tracks[:i:i], r.tracks[i+1:]...)
-		r.broadcast(signal.Message{Type: signal.TypeTrackUnpublished, Track: &t.info}, nil)
-		for _, m := range r.members {
-			m.mbox.post(func() { m.unsubscribe(t) })
-		}
+	i := slices.Index(r.tracks, t)
+	if i < 0 {
 		return
+	}
+	r.tracks = slices.Delete(r.tracks, i, i+1)
+	r.broadcast(signal.Message{Type: signal.TypeTrackUnpublished, Track: &t.info}, "")
+	for _, m := range r.members {
+		m.mbox.post(func() { m.unsubscribe(t) })
+	}
+	if t.origin == nil {
+		for _, l := range r.links {
+			l.post(func() { l.unsubscribe(t) })
+		}
 	}
 }
 
 func (r *room) chat(from, text string) {
-	r.broadcast(signal.Message{Type: signal.TypeChat, From: from, Text: text, Time: time.Now().UnixMilli()}, nil)
+	m := signal.Message{Type: signal.TypeChat, From: from, Text: text, Time: time.Now().UnixMilli()}
+	r.broadcast(m, "")
+	r.toLinks(m)
 }
 
 // relay passes an opaque end-to-end payload on, stamping the sender so that
-// a member cannot pose as another.
+// a member cannot pose as another. A payload for everyone also goes to
+// every link; one for a participant on another node goes to the link(s)
+// it is present through.
 func (r *room) relay(from *session, to string, payload json.RawMessage) {
 	m := signal.Message{Type: signal.TypeRelay, From: from.id.Participant, To: to, Payload: payload}
 	if to == "" {
-		r.broadcast(m, from)
+		r.broadcast(m, from.id.Participant)
+		r.toLinks(m)
 		return
 	}
-	target := r.member(to)
-	if target == nil {
+	delivered := false
+	if target := r.member(to); target != nil {
+		target.send(m)
+		delivered = true
+	}
+	for _, l := range r.present.links(to) {
+		l.post(func() { l.send(m) })
+		delivered = true
+	}
+	if !delivered {
 		from.sendError(CodeUnknownTarget, fmt.Sprintf("no participant %q in the meeting", to))
-		return
 	}
-	target.send(m)
 }
 
 func (r *room) kick(participant, reason string) {
@@ -177,4 +235,93 @@ func (r *room) kick(participant, reason string) {
 		m.send(signal.Message{Type: signal.TypeLeave, Reason: reason})
 		m.finish(fmt.Errorf("%w: %s", ErrKicked, reason))
 	})
+}
+
+// move asks a local participant to join again through the control plane;
+// its connection stays until it closes it.
+func (r *room) move(participant, reason string) {
+	if m := r.member(participant); m != nil {
+		m.send(signal.Message{Type: signal.TypeMove, Reason: reason})
+	}
+}
+
+// Relay links.
+
+// addLink starts a link: its peer learns who is here and gets every local
+// track.
+func (r *room) addLink(l *link) {
+	r.links = append(r.links, l)
+	for _, m := range r.members {
+		p := m.participant()
+		l.post(func() { l.send(signal.Message{Type: signal.TypeParticipantJoined, Participant: &p}) })
+	}
+	for _, t := range r.tracks {
+		if t.origin == nil {
+			l.post(func() { l.subscribe(t) })
+		}
+	}
+}
+
+// removeLink withdraws everything that came over a link.
+func (r *room) removeLink(l *link) {
+	if !r.hasLink(l) {
+		return
+	}
+	r.links = slices.DeleteFunc(r.links, func(x *link) bool { return x == l })
+	for _, t := range slices.Clone(r.tracks) {
+		if t.origin == l {
+			r.unpublish(t)
+		}
+	}
+	for _, p := range r.present.via(l) {
+		r.dropPresence(l, p.ID)
+	}
+}
+
+func (r *room) remoteJoined(l *link, p signal.Participant) {
+	if !r.hasLink(l) {
+		return
+	}
+	if view, changed := r.present.set(l, p); changed {
+		r.announce(view)
+	}
+}
+
+func (r *room) remoteLeft(l *link, id string) {
+	if !r.hasLink(l) {
+		return
+	}
+	for _, t := range slices.Clone(r.tracks) {
+		if t.origin == l && t.publisher == id {
+			r.unpublish(t)
+		}
+	}
+	r.dropPresence(l, id)
+}
+
+func (r *room) remotePublish(l *link, t *publishedTrack) {
+	if !r.hasLink(l) || t.closed.Load() {
+		return
+	}
+	r.tracks = append(r.tracks, t)
+	r.broadcast(signal.Message{Type: signal.TypeTrackPublished, Track: &t.info}, "")
+	r.subscribeMembers(t)
+}
+
+// remoteMessage delivers a chat or relay message from a participant on
+// the link's node to the local members it is for.
+func (r *room) remoteMessage(l *link, m signal.Message) {
+	if !r.hasLink(l) {
+		return
+	}
+	switch {
+	case m.Type == signal.TypeChat:
+		r.broadcast(m, "")
+	case m.To == "":
+		r.broadcast(m, m.From)
+	default:
+		if target := r.member(m.To); target != nil {
+			target.send(m)
+		}
+	}
 }

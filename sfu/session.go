@@ -54,10 +54,7 @@ type session struct {
 	ctx  context.Context
 	stop context.CancelCauseFunc
 
-	sendMu     sync.Mutex
-	sendClosed bool
-	out        chan []byte
-	writerDone chan struct{}
+	out *outbox
 
 	bwe cc.BandwidthEstimator // set during NewPeerConnection
 	wg  sync.WaitGroup        // media goroutines of this session
@@ -84,12 +81,11 @@ type downSlot struct {
 func newSession(ctx context.Context, s *SFU, c Conn, id Identity) (*session, error) {
 	sess := &session{
 		sfu: s, id: id, conn: c, mbox: newMailbox(),
-		log:        s.log.With("meeting", id.Meeting, "participant", id.Participant),
-		out:        make(chan []byte, outQueue),
-		writerDone: make(chan struct{}),
-		pubs:       map[*webrtc.RTPReceiver]*publishedTrack{},
-		downs:      map[string]*downSlot{},
-		lastTick:   time.Now(),
+		log:      s.log.With("meeting", id.Meeting, "participant", id.Participant),
+		out:      newOutbox(outQueue),
+		pubs:     map[*webrtc.RTPReceiver]*publishedTrack{},
+		downs:    map[string]*downSlot{},
+		lastTick: time.Now(),
 	}
 	sess.ctx, sess.stop = context.WithCancelCause(ctx)
 	var err error
@@ -112,7 +108,7 @@ func (s *session) newPC(target string, onBWE func(cc.BandwidthEstimator)) (*webr
 	if onBWE == nil {
 		onBWE = func(cc.BandwidthEstimator) {}
 	}
-	api, err := s.sfu.newAPI(onBWE)
+	api, err := s.sfu.newAPI(s.sfu.se, onBWE)
 	if err != nil {
 		return nil, err
 	}
@@ -137,6 +133,11 @@ func (s *session) newPC(target string, onBWE func(cc.BandwidthEstimator)) (*webr
 	return pc, nil
 }
 
+// participant is how others see this participant.
+func (s *session) participant() signal.Participant {
+	return signal.Participant{ID: s.id.Participant, Name: s.id.Name, Since: s.id.Joined.UnixMilli()}
+}
+
 // finish ends the session with a cause; the first cause wins.
 func (s *session) finish(cause error) { s.stop(cause) }
 
@@ -152,7 +153,7 @@ func (s *session) goMedia(f func()) {
 // serve runs the participant until it leaves, is kicked, or its connection
 // or the node goes away.
 func (s *session) serve() error {
-	go s.writeLoop()
+	go s.out.run(s.conn, s.finish)
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
@@ -178,9 +179,9 @@ func (s *session) serve() error {
 			s.log.Debug("close peer connection", "err", err)
 		}
 	}
-	s.closeOut()
+	s.out.close()
 	select {
-	case <-s.writerDone:
+	case <-s.out.done:
 	case <-time.After(flushTimeout):
 	}
 	reason := "bye"
@@ -188,7 +189,7 @@ func (s *session) serve() error {
 		reason = cause.Error()
 	}
 	_ = s.conn.Close(reason)
-	<-s.writerDone
+	<-s.out.done
 	<-readerDone
 	s.wg.Wait()
 	s.sfu.detach(r)
@@ -245,21 +246,6 @@ func (s *session) readLoop() {
 	}
 }
 
-func (s *session) writeLoop() {
-	defer close(s.writerDone)
-	for b := range s.out {
-		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
-		err := s.conn.Write(ctx, b)
-		cancel()
-		if err != nil {
-			s.finish(fmt.Errorf("signaling: %w", err))
-			for range s.out {
-			}
-			return
-		}
-	}
-}
-
 // send queues a message for the participant without blocking; a participant
 // that cannot keep up with its own signaling is disconnected.
 func (s *session) send(m signal.Message) {
@@ -268,29 +254,13 @@ func (s *session) send(m signal.Message) {
 		s.log.Error("encode signaling message", "type", m.Type, "err", err)
 		return
 	}
-	s.sendMu.Lock()
-	defer s.sendMu.Unlock()
-	if s.sendClosed {
-		return
-	}
-	select {
-	case s.out <- b:
-	default:
+	if !s.out.put(b) {
 		s.finish(errors.New("signaling queue full"))
 	}
 }
 
 func (s *session) sendError(code, msg string) {
 	s.send(signal.Message{Type: signal.TypeError, Code: code, Message: msg})
-}
-
-func (s *session) closeOut() {
-	s.sendMu.Lock()
-	defer s.sendMu.Unlock()
-	if !s.sendClosed {
-		s.sendClosed = true
-		close(s.out)
-	}
 }
 
 func (s *session) handle(m signal.Message) {
@@ -454,19 +424,7 @@ func (s *session) onTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 		pub = newPublishedTrack(info, t.Codec().RTPCodecCapability, t.Kind(), s.pubPC.WriteRTCP, &s.sfu.stats, s.sfu.epoch)
 		s.pubs[r] = pub
 	}
-	q := 0
-	if rid := t.RID(); rid != "" {
-		var ok bool
-		if q, ok = ridQuality(rid); !ok || pub.layers[q].Load() != nil {
-			q = -1
-			for i := range pub.layers {
-				if pub.layers[i].Load() == nil {
-					q = i
-					break
-				}
-			}
-		}
-	}
+	q := pub.quality(t.RID())
 	if q < 0 || pub.layers[q].Load() != nil {
 		s.log.Warn("ignoring extra incoming stream", "rid", t.RID(), "ssrc", t.SSRC())
 		return

@@ -5,8 +5,15 @@
 // looking inside them beyond the VP8 payload header, so media stays
 // end-to-end encrypted (SFrame) and the node never holds a media key.
 //
-// Concurrency: every meeting (room) and every participant (session) has a
-// goroutine that owns its state and takes work from a mailbox. Locks are
+// A meeting may span several nodes: the control plane has each pair of its
+// nodes joined by a relay link (ServeLink, docs/RELAYS.md), over which each
+// node sends its own participants' tracks and signaling to the other. What
+// arrives over a link goes to this node's participants only, never to
+// another link, so the links form a full mesh without loops.
+//
+// Concurrency: every meeting (room), every participant (session) and every
+// relay link (link) has a goroutine that owns its state and takes work from
+// a mailbox. Locks are
 // narrow leaves taken on the packet path (a subscription's rewriter, a
 // packet cache, a track's subscriber list) and never held across I/O or
 // while taking another lock; the only other lock, SFU.mu, guards the
@@ -14,10 +21,12 @@
 package sfu
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,15 +70,22 @@ type Config struct {
 // Identity is a participant verified by the node shell.
 type Identity struct {
 	Meeting, Participant, Name string
+	// Joined orders the roster the same way on every node: the issue time
+	// of the participant's join token, from the control plane's clock. It
+	// is sent as signal.Participant.Since; zero means now.
+	Joined time.Time
 }
 
 // SFU forwards media between the participants of the meetings on one node.
 type SFU struct {
-	cfg   Config
-	log   *slog.Logger
-	se    webrtc.SettingEngine
-	epoch time.Time
-	stats counters
+	cfg Config
+	log *slog.Logger
+	se  webrtc.SettingEngine
+	// linkSE is se without the shared ports, for relay links' sending
+	// connections (see settingEngine).
+	linkSE webrtc.SettingEngine
+	epoch  time.Time
+	stats  counters
 
 	udpMux ice.UDPMux
 	tcpMux ice.TCPMux
@@ -82,6 +98,7 @@ type SFU struct {
 	closed       bool
 	rooms        map[string]*room
 	meetingBytes map[string]*atomic.Uint64
+	links        map[linkKey]*link
 }
 
 // New starts an SFU listening for ICE on the configured ports.
@@ -95,6 +112,7 @@ func New(cfg Config) (*SFU, error) {
 	s := &SFU{
 		cfg: cfg, log: cfg.Logger, epoch: time.Now(),
 		rooms: map[string]*room{}, meetingBytes: map[string]*atomic.Uint64{},
+		links: map[linkKey]*link{},
 	}
 	se, err := s.settingEngine()
 	if err != nil {
@@ -133,6 +151,9 @@ func (s *SFU) Serve(ctx context.Context, c Conn, id Identity) error {
 		_ = c.Close("missing identity")
 		return errors.New("sfu: identity needs a meeting and a participant")
 	}
+	if id.Joined.IsZero() {
+		id.Joined = time.Now()
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -170,7 +191,7 @@ func (s *SFU) attach(meeting string) *room {
 			s.meetingBytes[meeting] = bytes
 		}
 		r = &room{meeting: meeting, mbox: newMailbox(), bytes: bytes, cancel: cancel}
-		r.publishRoster()
+		r.publishLocal()
 		s.rooms[meeting] = r
 		s.wg.Add(1)
 		go func() {
@@ -217,8 +238,8 @@ func (s *SFU) Stats() Stats {
 	}
 }
 
-// MeetingBytes reports the bytes forwarded to subscribers per meeting since
-// the node started. A meeting stays listed after it empties so that its
+// MeetingBytes reports the bytes forwarded per meeting since the node
+// started, to this node's subscribers and over relay links. A meeting stays listed after it empties so that its
 // last bytes can still be reported.
 func (s *SFU) MeetingBytes() map[string]uint64 {
 	s.mu.Lock()
@@ -238,7 +259,7 @@ func (s *SFU) Participants(meeting string) []string {
 	if r == nil {
 		return nil
 	}
-	return append([]string(nil), *r.roster.Load()...)
+	return append([]string(nil), *r.local.Load()...)
 }
 
 // Kick disconnects a participant, telling it why with a leave message.
@@ -249,6 +270,55 @@ func (s *SFU) Kick(meeting, participant, reason string) {
 	if r != nil {
 		r.mbox.post(func() { r.kick(participant, reason) })
 	}
+}
+
+// Move asks a participant to join again through the control plane, which
+// places it on another node, with a move message; unlike Kick it leaves the
+// connection open until the participant closes it.
+func (s *SFU) Move(meeting, participant, reason string) {
+	s.mu.Lock()
+	r := s.rooms[meeting]
+	s.mu.Unlock()
+	if r != nil {
+		r.mbox.post(func() { r.move(participant, reason) })
+	}
+}
+
+// HasLink reports whether a relay link for meeting to peer is running.
+func (s *SFU) HasLink(meeting, peer string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.links[linkKey{meeting, peer}] != nil
+}
+
+// CloseLink ends the relay link for meeting to peer, telling the peer; it
+// reports whether there was one. Its ServeLink returns ErrLinkClosed.
+func (s *SFU) CloseLink(meeting, peer string) bool {
+	s.mu.Lock()
+	l := s.links[linkKey{meeting, peer}]
+	s.mu.Unlock()
+	if l != nil {
+		l.finish(ErrLinkClosed)
+	}
+	return l != nil
+}
+
+// Relays lists the running relay links, by meeting and peer.
+func (s *SFU) Relays() []RelayInfo {
+	s.mu.Lock()
+	links := make([]*link, 0, len(s.links))
+	for _, l := range s.links {
+		links = append(links, l)
+	}
+	s.mu.Unlock()
+	out := make([]RelayInfo, len(links))
+	for i, l := range links {
+		out[i] = l.info()
+	}
+	slices.SortFunc(out, func(a, b RelayInfo) int {
+		return cmp.Or(cmp.Compare(a.Meeting, b.Meeting), cmp.Compare(a.Peer, b.Peer))
+	})
+	return out
 }
 
 // Close disconnects everyone, waits for every goroutine of the SFU to end

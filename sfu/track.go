@@ -34,6 +34,14 @@ type publishedTrack struct {
 	epoch     time.Time
 
 	layers [numLayers]atomic.Pointer[upLayer]
+	// rids and declared say which quality slot each declared simulcast
+	// layer takes (planLayers); fixed when the track is created.
+	rids     [numLayers]string
+	declared [numLayers]bool
+	// origin is the relay link the track arrived over, nil for a track of
+	// a participant on this node. Tracks from a link are forwarded to
+	// this node's participants only, never to another link.
+	origin *link
 
 	// downs is the subscriber list, replaced whole (copy on write) under
 	// downsMu so the packet path reads it without a lock.
@@ -56,10 +64,51 @@ type upLayer struct {
 }
 
 func newPublishedTrack(info signal.Track, codec webrtc.RTPCodecCapability, kind webrtc.RTPCodecType, writeRTCP func([]rtcp.Packet) error, stats *counters, epoch time.Time) *publishedTrack {
-	return &publishedTrack{
+	p := &publishedTrack{
 		info: info, kind: kind, codec: codec, publisher: info.Participant,
 		writeRTCP: writeRTCP, stats: stats, epoch: epoch,
 	}
+	p.rids, p.declared = planLayers(info.Layers)
+	return p
+}
+
+// planLayers gives each declared simulcast rid a quality slot: rids with a
+// known meaning take theirs, the others fill the free slots from low to
+// high in declaration order, and rids beyond numLayers are ignored. A track
+// without rids has one layer, slot 0. The plan depends only on the list, so
+// a node receiving the track over a relay link computes the same one.
+func planLayers(rids []string) (plan [numLayers]string, declared [numLayers]bool) {
+	if len(rids) == 0 {
+		declared[0] = true
+		return plan, declared
+	}
+	var rest []string
+	for _, rid := range rids {
+		if q, ok := ridQuality(rid); ok && !declared[q] {
+			plan[q], declared[q] = rid, true
+		} else {
+			rest = append(rest, rid)
+		}
+	}
+	for _, rid := range rest {
+		for q := range declared {
+			if !declared[q] {
+				plan[q], declared[q] = rid, true
+				break
+			}
+		}
+	}
+	return plan, declared
+}
+
+// quality is the slot of the layer with rid, or -1 if it was not declared.
+func (p *publishedTrack) quality(rid string) int {
+	for q := range p.rids {
+		if p.declared[q] && p.rids[q] == rid {
+			return q
+		}
+	}
+	return -1
 }
 
 func (p *publishedTrack) isVideo() bool { return p.kind == webrtc.RTPCodecTypeVideo }

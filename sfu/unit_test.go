@@ -388,3 +388,89 @@ func FuzzVP8KeyFrameStart(f *testing.F) {
 		_ = vp8KeyFrameStart(p) // must not panic
 	})
 }
+
+func TestPlanLayers(t *testing.T) {
+	tests := []struct {
+		rids     []string
+		plan     [numLayers]string
+		declared [numLayers]bool
+	}{
+		{nil, [3]string{}, [3]bool{true, false, false}},
+		{[]string{"q", "h", "f"}, [3]string{"q", "h", "f"}, [3]bool{true, true, true}},
+		{[]string{"f", "q"}, [3]string{"q", "", "f"}, [3]bool{true, false, true}},
+		{[]string{"a", "b"}, [3]string{"a", "b", ""}, [3]bool{true, true, false}},
+		{[]string{"x", "f", "y"}, [3]string{"x", "y", "f"}, [3]bool{true, true, true}},
+		{[]string{"q", "low"}, [3]string{"q", "low", ""}, [3]bool{true, true, false}},
+		{[]string{"a", "b", "c", "d"}, [3]string{"a", "b", "c"}, [3]bool{true, true, true}},
+	}
+	for _, tt := range tests {
+		plan, declared := planLayers(tt.rids)
+		if plan != tt.plan || declared != tt.declared {
+			t.Errorf("planLayers(%q) = %q %v, want %q %v", tt.rids, plan, declared, tt.plan, tt.declared)
+		}
+	}
+}
+
+func TestLinkTrackID(t *testing.T) {
+	for q := range numLayers {
+		id, got, ok := parseLinkTrackID(linkTrackID("t0123456789ab", q))
+		if !ok || id != "t0123456789ab" || got != q {
+			t.Fatalf("round trip of layer %d: %q %d %v", q, id, got, ok)
+		}
+	}
+	for _, bad := range []string{"", "t1", "t1.", ".1", "t1.3", "t1.x", "t1.10", "t1.-1"} {
+		if _, _, ok := parseLinkTrackID(bad); ok {
+			t.Errorf("parseLinkTrackID(%q) accepted", bad)
+		}
+	}
+}
+
+func TestRosterMergesPresences(t *testing.T) {
+	var r roster
+	l1, l2 := new(link), new(link)
+	p := func(id string, since int64) signal.Participant {
+		return signal.Participant{ID: id, Name: "n-" + id, Since: since}
+	}
+	steps := []struct {
+		name    string
+		do      func() (signal.Participant, bool, bool) // view, gone, changed
+		view    signal.Participant
+		gone    bool
+		changed bool
+	}{
+		{"local joins", func() (signal.Participant, bool, bool) { v, c := r.set(nil, p("a", 10)); return v, false, c }, p("a", 10), false, true},
+		{"same again", func() (signal.Participant, bool, bool) { v, c := r.set(nil, p("a", 10)); return v, false, c }, p("a", 10), false, false},
+		{"moved: newer elsewhere", func() (signal.Participant, bool, bool) { v, c := r.set(l1, p("a", 20)); return v, false, c }, p("a", 20), false, true},
+		{"older elsewhere", func() (signal.Participant, bool, bool) { v, c := r.set(l2, p("a", 5)); return v, false, c }, p("a", 20), false, false},
+		{"old connection leaves", func() (signal.Participant, bool, bool) { return r.drop(nil, "a") }, p("a", 20), false, false},
+		{"newest leaves", func() (signal.Participant, bool, bool) { return r.drop(l1, "a") }, p("a", 5), false, true},
+		{"unknown presence", func() (signal.Participant, bool, bool) { return r.drop(l1, "a") }, signal.Participant{}, false, false},
+		{"last leaves", func() (signal.Participant, bool, bool) { return r.drop(l2, "a") }, p("a", 5), true, false},
+	}
+	for _, s := range steps {
+		v, gone, changed := s.do()
+		if v != s.view || gone != s.gone || changed != s.changed {
+			t.Fatalf("%s: got %+v gone=%v changed=%v, want %+v gone=%v changed=%v", s.name, v, gone, changed, s.view, s.gone, s.changed)
+		}
+	}
+	if _, ok := r.present("a"); ok {
+		t.Fatal("a still present")
+	}
+	r.set(nil, p("c", 30))
+	r.set(l1, p("b", 30))
+	r.set(l2, p("a", 40))
+	r.set(l1, p("z", 1))
+	var ids []string
+	for _, x := range r.list() {
+		ids = append(ids, x.ID)
+	}
+	if got := fmt.Sprint(ids); got != "[z b c a]" {
+		t.Fatalf("roster order %s, want by since then id", got)
+	}
+	if got := r.links("b"); len(got) != 1 || got[0] != l1 {
+		t.Fatalf("links(b) = %v", got)
+	}
+	if got := r.via(l1); len(got) != 2 {
+		t.Fatalf("via(l1) = %v", got)
+	}
+}

@@ -1,0 +1,704 @@
+package sfu
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/interceptor/pkg/cc"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/oakmeet/oakmeet/signal"
+)
+
+// Link is a relay link to another node for one meeting, as the node shell
+// hands it to ServeLink after the handshake (token, policy and identity
+// checks, docs/RELAYS.md).
+type Link struct {
+	Meeting string
+	Self    string // this node's id
+	Peer    string // the other node's id
+	Dialer  bool   // this node opened the link
+	// Key is this node's identity key and PeerKey the peer's. Every SDP on
+	// the link is signed with them, which binds the DTLS fingerprints, and
+	// so the encrypted media path, to the two nodes' identities even if the
+	// WebSocket between them is not itself authenticated.
+	Key     ed25519.PrivateKey
+	PeerKey ed25519.PublicKey
+	// Binding is the handshake transcript both nodes computed; it is signed
+	// with every SDP so that a signature from one link cannot be replayed on
+	// another.
+	Binding []byte
+}
+
+// RelayInfo describes one relay link of the node.
+type RelayInfo struct {
+	Meeting, Peer string
+	Dialer        bool
+	// Connected: every PeerConnection of the link that carries media has
+	// connected.
+	Connected      bool
+	Since          time.Time
+	BytesSent      uint64 // media forwarded to the peer
+	BytesReceived  uint64 // media received from the peer
+	TracksSent     int
+	TracksReceived int
+	// Participants is how many of the peer's participants it announced.
+	Participants int
+}
+
+// ErrBadSignature ends a link whose peer sent an SDP that its identity key
+// did not sign.
+var ErrBadSignature = errors.New("sfu: relay SDP signature does not verify")
+
+// Link timing: a link pings its peer when quiet, and a peer silent for
+// linkIdleTimeout is gone.
+const (
+	linkPingInterval = 5 * time.Second
+	linkIdleTimeout  = 20 * time.Second
+	linkOutQueue     = 4096
+)
+
+type linkKey struct{ meeting, peer string }
+
+// link is one relay link. Like a session it has a goroutine that owns its
+// state and a mailbox; the room reaches it only through the mailbox.
+type link struct {
+	sfu     *SFU
+	room    *room
+	cfg     Link
+	conn    Conn
+	log     *slog.Logger
+	mbox    *mailbox
+	out     *outbox
+	started time.Time
+
+	ctx  context.Context
+	stop context.CancelCauseFunc
+	wg   sync.WaitGroup // media goroutines
+
+	// sendPC carries this node's participants' media to the peer (this
+	// node offers); recvPC carries the peer's participants' media here
+	// (the peer offers). One offerer per connection: no glare.
+	sendPC, recvPC *webrtc.PeerConnection
+
+	bytesSent, bytesRecv   atomic.Uint64
+	tracksSent, tracksRecv atomic.Int64
+	remoteMembers          atomic.Int64
+
+	// owned by run
+	downs          map[string]*linkDown       // local tracks sent, by track id
+	announced      map[string]signal.Track    // the peer's tracks, by id
+	ups            map[string]*publishedTrack // the peer's tracks with media, by id
+	members        map[string]signal.Participant
+	awaitingAnswer bool
+	needOffer      bool
+	pendingSend    []webrtc.ICECandidateInit
+	pendingRecv    []webrtc.ICECandidateInit
+	lastTick       time.Time
+	lastPing       time.Time
+}
+
+// linkDown is one local track sent over the link: one RTP stream per
+// simulcast layer, so the peer's subscribers can still choose layers.
+type linkDown struct {
+	pub   *publishedTrack
+	slots []*downSlot
+}
+
+// linkTrackID names layer q of a track on a link's SDP (the msid track id).
+func linkTrackID(id string, q int) string { return id + "." + strconv.Itoa(q) }
+
+func parseLinkTrackID(s string) (string, int, bool) {
+	i := strings.LastIndexByte(s, '.')
+	if i <= 0 || i != len(s)-2 || s[i+1] < '0' || s[i+1] >= '0'+numLayers {
+		return "", 0, false
+	}
+	return s[:i], int(s[i+1] - '0'), true
+}
+
+func (c Link) validate() error {
+	switch {
+	case c.Meeting == "" || c.Self == "" || c.Peer == "":
+		return errors.New("sfu: a relay link needs a meeting and both node ids")
+	case c.Self == c.Peer:
+		return errors.New("sfu: a node cannot relay to itself")
+	case len(c.Key) != ed25519.PrivateKeySize || len(c.PeerKey) != ed25519.PublicKeySize:
+		return errors.New("sfu: a relay link needs both identity keys")
+	case len(c.Binding) == 0:
+		return errors.New("sfu: a relay link needs its handshake binding")
+	}
+	return nil
+}
+
+// ServeLink runs a relay link over c until the peer ends it, it is closed
+// (CloseLink, or a newer link for the same meeting and peer replaces it:
+// ErrReplaced), the node closes (ErrClosed), or c or ctx ends. Over the link
+// each node sends its own participants' tracks and signaling (who joined
+// and left, tracks, chat, end-to-end relay messages); what arrives is
+// forwarded to this node's participants only. ServeLink closes c.
+func (s *SFU) ServeLink(ctx context.Context, c Conn, cfg Link) error {
+	if err := cfg.validate(); err != nil {
+		_ = c.Close("bad relay link")
+		return err
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = c.Close("node shutting down")
+		return ErrClosed
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(s.ctx, func() { cancel(ErrClosed) })
+	defer stop()
+
+	l, err := newLink(ctx, s, c, cfg)
+	if err != nil {
+		_ = c.Close("internal error")
+		return fmt.Errorf("sfu: start relay link %s/%s: %w", cfg.Meeting, cfg.Peer, err)
+	}
+	return l.serve()
+}
+
+func newLink(ctx context.Context, s *SFU, c Conn, cfg Link) (*link, error) {
+	l := &link{
+		sfu: s, cfg: cfg, conn: c, mbox: newMailbox(), out: newOutbox(linkOutQueue),
+		log:       s.log.With("meeting", cfg.Meeting, "relay_peer", cfg.Peer),
+		started:   time.Now(),
+		downs:     map[string]*linkDown{},
+		announced: map[string]signal.Track{},
+		ups:       map[string]*publishedTrack{},
+		members:   map[string]signal.Participant{},
+		lastTick:  time.Now(),
+		lastPing:  time.Now(),
+	}
+	l.ctx, l.stop = context.WithCancelCause(ctx)
+	var err error
+	if l.sendPC, err = l.newPC(signal.TargetPublish); err != nil {
+		l.stop(err)
+		return nil, err
+	}
+	if l.recvPC, err = l.newPC(signal.TargetSubscribe); err != nil {
+		_ = l.sendPC.Close()
+		l.stop(err)
+		return nil, err
+	}
+	l.recvPC.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
+		l.mbox.post(func() { l.onTrack(t, r) })
+	})
+	return l, nil
+}
+
+// newPC makes one of the link's PeerConnections. Candidates are sent with
+// the target naming the connection from this node's side: "publish" for
+// the one it sends on, "subscribe" for the one it receives on.
+func (l *link) newPC(target string) (*webrtc.PeerConnection, error) {
+	se := l.sfu.se
+	if target == signal.TargetPublish {
+		se = l.sfu.linkSE
+	}
+	api, err := l.sfu.newAPI(se, func(cc.BandwidthEstimator) {})
+	if err != nil {
+		return nil, err
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, fmt.Errorf("new relay %s peer connection: %w", target, err)
+	}
+	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
+		if c == nil {
+			return
+		}
+		init := c.ToJSON()
+		l.send(signal.Message{Type: signal.TypeCandidate, Target: target, Candidate: &signal.Candidate{
+			Candidate: init.Candidate, SDPMid: init.SDPMid, SDPMLineIndex: init.SDPMLineIndex, UsernameFragment: init.UsernameFragment,
+		}})
+	})
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		if st == webrtc.PeerConnectionStateFailed {
+			l.finish(fmt.Errorf("relay %s peer connection failed", target))
+		}
+	})
+	return pc, nil
+}
+
+func (l *link) finish(cause error) { l.stop(cause) }
+
+func (l *link) post(f func()) { l.mbox.post(f) }
+
+func (l *link) goMedia(f func()) {
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		f()
+	}()
+}
+
+func (l *link) serve() error {
+	go l.out.run(l.conn, l.finish)
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		l.readLoop()
+	}()
+
+	key := linkKey{l.cfg.Meeting, l.cfg.Peer}
+	l.sfu.mu.Lock()
+	old := l.sfu.links[key]
+	l.sfu.links[key] = l
+	l.sfu.mu.Unlock()
+	if old != nil {
+		old.finish(ErrReplaced)
+	}
+	r := l.sfu.attach(l.cfg.Meeting)
+	l.room = r
+	r.mbox.post(func() { r.addLink(l) })
+
+	cause := l.run()
+
+	r.mbox.post(func() { r.removeLink(l) })
+	for _, d := range l.downs {
+		for _, slot := range d.slots {
+			d.pub.removeDown(slot.dt)
+		}
+	}
+	for _, p := range l.ups {
+		l.endPublication(p)
+	}
+	for _, pc := range []*webrtc.PeerConnection{l.sendPC, l.recvPC} {
+		if err := pc.Close(); err != nil {
+			l.log.Debug("close relay peer connection", "err", err)
+		}
+	}
+	// Tell the peer why, so that it ends its side at once rather than
+	// after the idle timeout.
+	reason := cause.Error()
+	l.send(signal.Message{Type: signal.TypeLeave, Reason: reason})
+	l.out.close()
+	select {
+	case <-l.out.done:
+	case <-time.After(flushTimeout):
+	}
+	_ = l.conn.Close(reason)
+	<-l.out.done
+	<-readerDone
+	l.wg.Wait()
+	l.sfu.mu.Lock()
+	if l.sfu.links[key] == l {
+		delete(l.sfu.links, key)
+	}
+	l.sfu.mu.Unlock()
+	l.sfu.detach(r)
+	return cause
+}
+
+// ErrLinkClosed is the cause of a link this node closed (CloseLink).
+var ErrLinkClosed = errors.New("sfu: relay link closed")
+
+func (l *link) run() error {
+	tick := time.NewTicker(tickInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-l.ctx.Done():
+			return context.Cause(l.ctx)
+		case <-l.mbox.notify:
+			l.mbox.drain()
+		case now := <-tick.C:
+			l.tick(now)
+		}
+	}
+}
+
+// readLoop reads the peer's messages until the connection closes or the
+// peer has been silent for linkIdleTimeout (it pings when quiet).
+func (l *link) readLoop() {
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), linkIdleTimeout)
+		data, err := l.conn.Read(ctx)
+		cancel()
+		if err != nil {
+			l.finish(fmt.Errorf("relay signaling: %w", err))
+			return
+		}
+		m, err := signal.DecodeLimit(data, wsReadLimit)
+		if err != nil {
+			l.log.Debug("undecodable relay message", "err", err)
+			continue
+		}
+		if m.Type == signal.TypeLeave {
+			l.finish(fmt.Errorf("relay link ended by %s: %s", l.cfg.Peer, m.Reason))
+			return
+		}
+		l.mbox.post(func() { l.handle(m) })
+	}
+}
+
+func (l *link) send(m signal.Message) {
+	b, err := signal.Encode(m)
+	if err != nil {
+		l.log.Error("encode relay message", "type", m.Type, "err", err)
+		return
+	}
+	if !l.out.put(b) {
+		l.finish(errors.New("relay signaling queue full"))
+	}
+}
+
+func (l *link) handle(m signal.Message) {
+	switch m.Type {
+	case signal.TypeParticipantJoined:
+		l.onJoined(*m.Participant)
+	case signal.TypeParticipantLeft:
+		l.onLeft(m.Participant.ID)
+	case signal.TypeTrackPublished:
+		if _, ok := l.members[m.Track.Participant]; ok {
+			l.announced[m.Track.ID] = *m.Track
+		}
+	case signal.TypeTrackUnpublished:
+		l.withdraw(m.Track.ID)
+	case signal.TypeChat, signal.TypeRelay:
+		// The peer speaks for its own participants only.
+		if _, ok := l.members[m.From]; !ok || len(m.Text) > maxChatBytes {
+			l.log.Debug("dropping relayed message", "type", m.Type, "from", m.From)
+			return
+		}
+		r := l.room
+		r.mbox.post(func() { r.remoteMessage(l, m) })
+	case signal.TypeOffer:
+		l.onOffer(m.SDP, m.Sig)
+	case signal.TypeAnswer:
+		l.onAnswer(m.SDP, m.Sig)
+	case signal.TypeCandidate:
+		l.onCandidate(m.Target, m.Candidate)
+	case signal.TypePing:
+		l.send(signal.Message{Type: signal.TypePong})
+	case signal.TypePong:
+	case signal.TypeError:
+		l.log.Info("relay peer reported an error", "code", m.Code, "message", m.Message)
+	default:
+		l.log.Debug("ignoring relay message", "type", m.Type)
+	}
+}
+
+func (l *link) onJoined(p signal.Participant) {
+	l.members[p.ID] = p
+	l.remoteMembers.Store(int64(len(l.members)))
+	r := l.room
+	r.mbox.post(func() { r.remoteJoined(l, p) })
+}
+
+func (l *link) onLeft(id string) {
+	if _, ok := l.members[id]; !ok {
+		return
+	}
+	for tid, t := range l.announced {
+		if t.Participant == id {
+			l.withdraw(tid)
+		}
+	}
+	delete(l.members, id)
+	l.remoteMembers.Store(int64(len(l.members)))
+	r := l.room
+	r.mbox.post(func() { r.remoteLeft(l, id) })
+}
+
+func (l *link) withdraw(id string) {
+	delete(l.announced, id)
+	if pub := l.ups[id]; pub != nil {
+		delete(l.ups, id)
+		l.endPublication(pub)
+	}
+}
+
+// Receiving the peer's media.
+
+func (l *link) onTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
+	if l.ctx.Err() != nil {
+		return
+	}
+	id, q, ok := parseLinkTrackID(t.ID())
+	info, announced := l.announced[id]
+	if !ok || !announced {
+		l.log.Warn("relay track was not announced", "track", t.ID())
+		return
+	}
+	pub := l.ups[id]
+	fresh := pub == nil
+	if fresh {
+		pub = newPublishedTrack(info, t.Codec().RTPCodecCapability, t.Kind(), l.recvPC.WriteRTCP, &l.sfu.stats, l.sfu.epoch)
+		pub.origin = l
+		l.ups[id] = pub
+	}
+	if !pub.declared[q] || pub.layers[q].Load() != nil {
+		l.log.Warn("ignoring extra relay stream", "track", t.ID())
+		return
+	}
+	up := &upLayer{quality: q, rid: pub.rids[q], ssrc: uint32(t.SSRC())}
+	if pub.isVideo() {
+		up.cache = newPacketCache(videoCacheSize)
+	}
+	pub.layers[q].Store(up)
+	l.goMedia(func() { l.readLayer(pub, up, t) })
+	l.goMedia(func() { readReceiverRTCP(r, "") })
+	if fresh {
+		l.sfu.stats.tracksIn.Add(1)
+		l.tracksRecv.Add(1)
+		room := l.room
+		room.mbox.post(func() { room.remotePublish(l, pub) })
+	}
+}
+
+func (l *link) readLayer(pub *publishedTrack, up *upLayer, t *webrtc.TrackRemote) {
+	f := newForwarder()
+	buf := make([]byte, maxPacket)
+	for {
+		n, _, err := t.Read(buf)
+		if err != nil {
+			break
+		}
+		if f.pkt.Unmarshal(buf[:n]) != nil {
+			continue
+		}
+		l.bytesRecv.Add(uint64(n))
+		pub.forward(up, buf[:n], f)
+	}
+	l.mbox.post(func() { l.layerEnded(pub, up) })
+}
+
+func (l *link) layerEnded(pub *publishedTrack, up *upLayer) {
+	pub.layers[up.quality].CompareAndSwap(up, nil)
+	for i := range pub.layers {
+		if pub.layers[i].Load() != nil {
+			return
+		}
+	}
+	if l.ups[pub.info.ID] == pub {
+		delete(l.ups, pub.info.ID)
+	}
+	l.endPublication(pub)
+}
+
+func (l *link) endPublication(pub *publishedTrack) {
+	if pub.closed.Swap(true) {
+		return
+	}
+	l.sfu.stats.tracksIn.Add(-1)
+	l.tracksRecv.Add(-1)
+	r := l.room
+	r.mbox.post(func() { r.unpublish(pub) })
+}
+
+// Sending this node's media.
+
+// subscribe starts sending a local track to the peer: it announces the
+// track, then adds one stream per declared layer and renegotiates.
+func (l *link) subscribe(pub *publishedTrack) {
+	if l.ctx.Err() != nil || pub.closed.Load() || pub.origin != nil {
+		return
+	}
+	if _, ok := l.downs[pub.info.ID]; ok {
+		return
+	}
+	l.send(signal.Message{Type: signal.TypeTrackPublished, Track: &pub.info})
+	d := &linkDown{pub: pub}
+	for q := range numLayers {
+		if !pub.declared[q] {
+			continue
+		}
+		dt := newDownTrack(pub, &l.sfu.stats, l.room.bytes)
+		dt.id = linkTrackID(pub.info.ID, q)
+		dt.want, dt.cap = q, q
+		dt.target.Store(int32(q))
+		dt.link = &l.bytesSent
+		sender, err := l.sendPC.AddTrack(dt)
+		if err != nil {
+			l.log.Warn("add relay stream", "track", dt.id, "err", err)
+			continue
+		}
+		d.slots = append(d.slots, &downSlot{dt: dt, sender: sender})
+		l.goMedia(func() { dt.readRTCP(sender) })
+		pub.addDown(dt)
+	}
+	l.downs[pub.info.ID] = d
+	l.tracksSent.Add(1)
+	l.needOffer = true
+	l.maybeOffer()
+}
+
+func (l *link) unsubscribe(pub *publishedTrack) {
+	d := l.downs[pub.info.ID]
+	if d == nil || d.pub != pub {
+		return
+	}
+	delete(l.downs, pub.info.ID)
+	for _, slot := range d.slots {
+		pub.removeDown(slot.dt)
+		if err := l.sendPC.RemoveTrack(slot.sender); err != nil {
+			l.log.Debug("remove relay stream", "track", slot.dt.id, "err", err)
+		}
+	}
+	l.tracksSent.Add(-1)
+	l.send(signal.Message{Type: signal.TypeTrackUnpublished, Track: &pub.info})
+	l.needOffer = true
+	l.maybeOffer()
+}
+
+// Negotiation. Every SDP is signed by its node's identity key.
+
+func sdpSigned(binding []byte, signer, kind, sdp string) []byte {
+	b := make([]byte, 0, 64+len(binding)+len(signer)+len(sdp))
+	b = append(b, "oakmeet relay sdp v1\x00"...)
+	b = append(b, binding...)
+	b = append(b, 0)
+	b = append(b, signer...)
+	b = append(b, 0)
+	b = append(b, kind...)
+	b = append(b, 0)
+	return append(b, sdp...)
+}
+
+func (l *link) sign(kind, sdp string) []byte {
+	return ed25519.Sign(l.cfg.Key, sdpSigned(l.cfg.Binding, l.cfg.Self, kind, sdp))
+}
+
+func (l *link) verify(kind, sdp string, sig []byte) bool {
+	return ed25519.Verify(l.cfg.PeerKey, sdpSigned(l.cfg.Binding, l.cfg.Peer, kind, sdp), sig)
+}
+
+func (l *link) maybeOffer() {
+	if !l.needOffer || l.awaitingAnswer || l.sendPC.SignalingState() != webrtc.SignalingStateStable {
+		return
+	}
+	l.needOffer = false
+	offer, err := l.sendPC.CreateOffer(nil)
+	if err == nil {
+		err = l.sendPC.SetLocalDescription(offer)
+	}
+	if err != nil {
+		l.finish(fmt.Errorf("create relay offer: %w", err))
+		return
+	}
+	l.awaitingAnswer = true
+	l.send(signal.Message{Type: signal.TypeOffer, SDP: offer.SDP, Sig: l.sign("offer", offer.SDP)})
+}
+
+func (l *link) onAnswer(sdp string, sig []byte) {
+	if !l.awaitingAnswer {
+		l.log.Debug("relay answer without an offer")
+		return
+	}
+	if !l.verify("answer", sdp, sig) {
+		l.finish(ErrBadSignature)
+		return
+	}
+	if err := l.sendPC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
+		l.finish(fmt.Errorf("apply relay answer: %w", err))
+		return
+	}
+	l.awaitingAnswer = false
+	l.pendingSend = l.addCandidates(l.sendPC, l.pendingSend)
+	l.maybeOffer()
+}
+
+func (l *link) onOffer(sdp string, sig []byte) {
+	if !l.verify("offer", sdp, sig) {
+		l.finish(ErrBadSignature)
+		return
+	}
+	pc := l.recvPC
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
+		l.finish(fmt.Errorf("apply relay offer: %w", err))
+		return
+	}
+	answer, err := pc.CreateAnswer(nil)
+	if err == nil {
+		err = pc.SetLocalDescription(answer)
+	}
+	if err != nil {
+		l.finish(fmt.Errorf("answer relay offer: %w", err))
+		return
+	}
+	l.send(signal.Message{Type: signal.TypeAnswer, SDP: answer.SDP, Sig: l.sign("answer", answer.SDP)})
+	l.pendingRecv = l.addCandidates(pc, l.pendingRecv)
+}
+
+// onCandidate takes a candidate the peer named from its side: its
+// "publish" connection is the one this node receives on.
+func (l *link) onCandidate(target string, c *signal.Candidate) {
+	if c.Candidate == "" {
+		return
+	}
+	init := webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}
+	pc, pending := l.recvPC, &l.pendingRecv
+	if target == signal.TargetSubscribe {
+		pc, pending = l.sendPC, &l.pendingSend
+	}
+	if pc.RemoteDescription() == nil {
+		if len(*pending) < maxPendingCands {
+			*pending = append(*pending, init)
+		}
+		return
+	}
+	if err := pc.AddICECandidate(init); err != nil {
+		l.log.Debug("relay candidate", "err", err)
+	}
+}
+
+func (l *link) addCandidates(pc *webrtc.PeerConnection, cands []webrtc.ICECandidateInit) []webrtc.ICECandidateInit {
+	for _, c := range cands {
+		if err := pc.AddICECandidate(c); err != nil {
+			l.log.Debug("relay candidate", "err", err)
+		}
+	}
+	return nil
+}
+
+// tick measures the rates of the peer's layers (for this node's
+// subscribers' bandwidth allocation), keeps the link alive and retries a
+// deferred offer.
+func (l *link) tick(now time.Time) {
+	elapsed := now.Sub(l.lastTick).Seconds()
+	l.lastTick = now
+	for _, p := range l.ups {
+		for i := range p.layers {
+			if up := p.layers[i].Load(); up != nil && elapsed > 0 {
+				b := up.bytes.Load()
+				up.rateBits.Store(uint64(float64(b-up.prev) * 8 / elapsed))
+				up.prev = b
+			}
+		}
+	}
+	if now.Sub(l.lastPing) >= linkPingInterval {
+		l.lastPing = now
+		l.send(signal.Message{Type: signal.TypePing})
+	}
+	l.maybeOffer()
+}
+
+func pcReady(pc *webrtc.PeerConnection) bool {
+	return pc.RemoteDescription() == nil || pc.ConnectionState() == webrtc.PeerConnectionStateConnected
+}
+
+func (l *link) info() RelayInfo {
+	return RelayInfo{
+		Meeting: l.cfg.Meeting, Peer: l.cfg.Peer, Dialer: l.cfg.Dialer,
+		Connected: pcReady(l.sendPC) && pcReady(l.recvPC),
+		Since:     l.started,
+		BytesSent: l.bytesSent.Load(), BytesReceived: l.bytesRecv.Load(),
+		TracksSent: int(l.tracksSent.Load()), TracksReceived: int(l.tracksRecv.Load()),
+		Participants: int(l.remoteMembers.Load()),
+	}
+}
