@@ -24,6 +24,10 @@ const (
 	EventRelay
 	EventError  // the node refused something, or negotiation failed
 	EventClosed // the session ended; Err says why
+	// EventMove: the node asks this participant to join again through the
+	// control plane and move (Text is why, e.g. "policy_change"); this
+	// session keeps working until it is closed.
+	EventMove
 )
 
 func (t EventType) String() string {
@@ -46,6 +50,8 @@ func (t EventType) String() string {
 		return "error"
 	case EventClosed:
 		return "closed"
+	case EventMove:
+		return "move"
 	}
 	return "unknown"
 }

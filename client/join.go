@@ -24,6 +24,9 @@ import (
 type JoinRequest struct {
 	Name    string
 	Country string // ISO 3166-1 alpha-2 hint, where the deployment accepts hints
+	// Replaces is this client's previous participant id when it moves to
+	// another node (after a move message or the loss of its node).
+	Replaces string
 }
 
 // NodeInfo is the media node a participant was placed on.
@@ -66,7 +69,8 @@ func Join(ctx context.Context, hc *http.Client, serverURL, meetingID string, req
 		Location struct {
 			Country string `json:"country,omitempty"`
 		} `json:"location"`
-	}{Name: req.Name}
+		Replaces string `json:"replaces,omitempty"`
+	}{Name: req.Name, Replaces: req.Replaces}
 	body.Location.Country = req.Country
 	b, err := json.Marshal(body)
 	if err != nil {

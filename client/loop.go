@@ -181,6 +181,8 @@ func (s *Session) handle(m signal.Message) {
 		s.events.push(Event{Type: EventError, Err: &ServerError{Code: m.Code, Message: m.Message}})
 	case signal.TypePing:
 		s.send(signal.Message{Type: signal.TypePong})
+	case signal.TypeMove:
+		s.events.push(Event{Type: EventMove, Text: m.Reason})
 	}
 }
 

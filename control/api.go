@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -258,6 +259,9 @@ func (s *Server) handlePutPolicy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("policy changed", "meeting", id, "policy_hash", eff.Hash())
+	// Relays to now-blocked nodes close and moves start before the host
+	// gets the answer.
+	s.enforce(r.Context(), id)
 	v, err := s.view(m)
 	if err != nil {
 		s.fail(w, "view meeting", err)
@@ -269,6 +273,9 @@ func (s *Server) handlePutPolicy(w http.ResponseWriter, r *http.Request) {
 type joinRequest struct {
 	Name     string      `json:"name"`
 	Location locate.Hint `json:"location"`
+	// Replaces names this client's previous participant when it moves
+	// (asked by a move message, or after its node was lost).
+	Replaces string `json:"replaces,omitempty"`
 }
 
 // JoinNode is the node a participant was placed on, as the join answer
@@ -317,7 +324,7 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, toAPIError(err))
 		return
 	}
-	resp, err := s.join(r, m, name, loc)
+	resp, err := s.join(r, m, name, loc, req.Replaces)
 	if err != nil {
 		var ref *placement.Refusal
 		if errors.As(err, &ref) {
@@ -332,13 +339,14 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 
 // join places a participant, records it in the meeting and the audit log,
 // and issues the token for the chosen node. A refusal is audited too.
-func (s *Server) join(r *http.Request, m *meeting, name string, loc locate.Result) (*JoinResponse, error) {
+func (s *Server) join(r *http.Request, m *meeting, name string, loc locate.Result, replaces string) (*JoinResponse, error) {
 	ctx := r.Context()
 	pid := newID("p", 10)
 	var dec placement.Decision
 	var placeErr error
 	var eff policy.Effective
 	reserved := ""
+	var from *participant // the participant this join replaces, if any
 	_, err := s.meetings.update(ctx, m.ID, func(m *meeting) error {
 		var err error
 		if eff, err = policy.Combine(s.floor, m.Policy); err != nil {
@@ -349,6 +357,16 @@ func (s *Server) join(r *http.Request, m *meeting, name string, loc locate.Resul
 			reserved = ""
 		}
 		req := placement.Request{Policy: eff, From: loc.Location, MeetingNodes: m.nodeIDs()}
+		if replaces != "" {
+			old := m.participant(replaces)
+			if old == nil {
+				return apiErr(http.StatusBadRequest, CodeBadRequest, "replaces: no participant %q in this meeting", replaces)
+			}
+			from = old
+			// Moving off a node means not landing on it again.
+			req.Exclude = []string{old.Node.ID}
+			req.MeetingNodes = slices.DeleteFunc(req.MeetingNodes, func(id string) bool { return id == old.Node.ID })
+		}
 		// Placing and reserving the seat happen under one lock, so two
 		// joins cannot both take a node's last seat.
 		s.pick(func(rnd *rand.Rand) {
@@ -363,8 +381,9 @@ func (s *Server) join(r *http.Request, m *meeting, name string, loc locate.Resul
 		}
 		m.Participants = append(m.Participants, participant{
 			ID: pid, Name: name, Location: loc.Location, LocationSource: string(loc.Source),
-			Node:   placedNode{ID: dec.Node.ID, Country: dec.Node.Country, Region: dec.Node.Region},
-			Joined: s.now().UTC(),
+			Node:     placedNode{ID: dec.Node.ID, Country: dec.Node.Country, Region: dec.Node.Region},
+			Joined:   s.now().UTC(),
+			Replaces: replaces,
 		})
 		return nil
 	})
@@ -395,14 +414,20 @@ func (s *Server) join(r *http.Request, m *meeting, name string, loc locate.Resul
 	} else {
 		reason += " (participant location unknown: least loaded)"
 	}
+	kind := audit.KindPlacement
+	if from != nil {
+		kind = audit.KindMigration
+		reason = fmt.Sprintf("moved from %s (%s) as %s: %s", from.Node.ID, from.Node.Country, from.ID, reason)
+	}
 	if _, err := s.audit.append(ctx, audit.Entry{
-		Kind: audit.KindPlacement, Meeting: m.ID, Participant: pid,
+		Kind: kind, Meeting: m.ID, Participant: pid,
 		Node: dec.Node.ID, NodeCountry: dec.Node.Country, PolicyHash: eff.Hash(), Reason: reason,
 	}); err != nil {
 		return nil, fmt.Errorf("audit placement: %w", err)
 	}
 	s.metrics.placements.WithLabelValues(dec.Node.Country).Inc()
 	s.holdSeat(pid, m.ID, dec.Node.ID, s.now())
+	s.enforcer.touch(m.ID)
 
 	info, ok := s.nodes.get(dec.Node.ID)
 	if !ok {
@@ -440,6 +465,15 @@ type RoutingView struct {
 	EffectivePolicy policy.Policy      `json:"effective_policy"`
 	Participants    []RoutingEntry     `json:"participants"`
 	Nodes           []RoutingNodeEntry `json:"nodes"`
+	// Relays are the relay links the meeting's nodes report.
+	Relays []RoutingRelay `json:"relays"`
+}
+
+// RoutingRelay is one relay link between two of the meeting's nodes.
+type RoutingRelay struct {
+	From      placedNode `json:"from"`
+	To        placedNode `json:"to"`
+	Connected bool       `json:"connected"`
 }
 
 // RoutingEntry is one participant's placement.
@@ -448,6 +482,10 @@ type RoutingEntry struct {
 	Name   string     `json:"name"`
 	Node   placedNode `json:"node"`
 	Joined time.Time  `json:"joined"`
+	// Moving is set while the participant has been asked to leave its
+	// node (why, e.g. policy_change); it is gone within seconds.
+	Moving   string `json:"moving,omitempty"`
+	Replaces string `json:"replaces,omitempty"`
 }
 
 // RoutingNodeEntry is one node the meeting uses.
@@ -468,10 +506,11 @@ func (s *Server) handleRouting(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, "routing", err)
 		return
 	}
-	v := RoutingView{Meeting: m.ID, PolicyHash: eff.Hash(), EffectivePolicy: eff.Policy(), Participants: []RoutingEntry{}, Nodes: []RoutingNodeEntry{}}
+	v := RoutingView{Meeting: m.ID, PolicyHash: eff.Hash(), EffectivePolicy: eff.Policy(), Participants: []RoutingEntry{}, Nodes: []RoutingNodeEntry{}, Relays: []RoutingRelay{}}
 	perNode := map[string]int{}
 	for _, p := range m.active() {
-		v.Participants = append(v.Participants, RoutingEntry{ID: p.ID, Name: p.Name, Node: p.Node, Joined: p.Joined})
+		moving, _ := s.enforcer.moving(p.ID)
+		v.Participants = append(v.Participants, RoutingEntry{ID: p.ID, Name: p.Name, Node: p.Node, Joined: p.Joined, Moving: moving, Replaces: p.Replaces})
 		if perNode[p.Node.ID] == 0 {
 			ns, _ := s.nodes.get(p.Node.ID)
 			v.Nodes = append(v.Nodes, RoutingNodeEntry{placedNode: p.Node, Healthy: ns.Healthy})
@@ -481,6 +520,7 @@ func (s *Server) handleRouting(w http.ResponseWriter, r *http.Request) {
 	for i := range v.Nodes {
 		v.Nodes[i].Participants = perNode[v.Nodes[i].ID]
 	}
+	v.Relays = s.meetingRelays(m.ID)
 	writeJSON(w, http.StatusOK, v)
 }
 
@@ -553,4 +593,25 @@ func describe(p policy.Policy) string {
 		return "no restrictions"
 	}
 	return strings.Join(parts, "; ")
+}
+
+// meetingRelays lists the relay links of a meeting that nodes report, each
+// once, from the dialling side.
+func (s *Server) meetingRelays(meetingID string) []RoutingRelay {
+	out := []RoutingRelay{}
+	for _, n := range s.nodes.list() {
+		ns, _ := s.nodes.get(n.ID)
+		for _, l := range ns.Relays {
+			if l.Meeting != meetingID || !l.Dialer {
+				continue
+			}
+			peer, _ := s.nodes.get(l.Peer)
+			out = append(out, RoutingRelay{
+				From:      placedNode{ID: ns.Info.ID, Country: ns.Info.Country, Region: ns.Info.Region},
+				To:        placedNode{ID: l.Peer, Country: peer.Info.Country, Region: peer.Info.Region},
+				Connected: l.Connected,
+			})
+		}
+	}
+	return out
 }

@@ -35,7 +35,9 @@ type participant struct {
 	Joined         time.Time    `json:"joined"`
 	Connected      *time.Time   `json:"connected,omitempty"`
 	Left           *time.Time   `json:"left,omitempty"`
-	LeftReason     string       `json:"left_reason,omitempty"`
+	// Replaces is the participant this one took over from when it moved.
+	Replaces   string `json:"replaces,omitempty"`
+	LeftReason string `json:"left_reason,omitempty"`
 }
 
 type placedNode struct {

@@ -18,6 +18,8 @@ type nodeState struct {
 	Healthy  bool
 	// Bytes forwarded per meeting, as last reported.
 	MeetingBytes map[string]uint64
+	// Relays are the node's relay links, as last reported.
+	Relays []cluster.RelayLink
 }
 
 // registry tracks nodes from their heartbeats. Health changes are returned
@@ -63,6 +65,7 @@ func (r *registry) heartbeat(hb cluster.Heartbeat, now time.Time) (cameUp bool) 
 	if hb.MeetingBytes != nil {
 		n.MeetingBytes = hb.MeetingBytes
 	}
+	n.Relays = hb.Relays
 	if changed {
 		r.version++
 	}

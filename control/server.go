@@ -75,6 +75,9 @@ type Server struct {
 	// node yet; their seat is released when the join token has expired.
 	pendingMu sync.Mutex
 	pending   map[string]pendingSeat
+
+	enforcer *enforcer
+	started  atomic.Int64 // Unix ns when Run began
 }
 
 type pendingSeat struct {
@@ -122,6 +125,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		audit:    newAuditor(cfg.Key, cfg.Store, cfg.Now),
 		rand:     cfg.Rand,
 		pending:  map[string]pendingSeat{},
+		enforcer: newEnforcer(),
 	}
 	s.metrics = newMetrics(s.nodes.healthyCount)
 	pub := cfg.Key.Public().(ed25519.PublicKey)
@@ -167,6 +171,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.loadState(ctx); err != nil {
 		return err
 	}
+	s.started.Store(s.now().UnixNano())
 	s.ready.Store(true)
 	defer s.ready.Store(false)
 
@@ -181,6 +186,7 @@ func (s *Server) Run(ctx context.Context) error {
 				s.nodeDown(ctx, n)
 			}
 			s.expireSeats(ctx)
+			s.enforceAll(ctx)
 		}
 	}
 }
@@ -205,6 +211,9 @@ func (s *Server) loadState(ctx context.Context) error {
 	}
 	counts := map[string]int{}
 	for _, m := range all {
+		if len(m.active()) > 0 {
+			s.enforcer.touch(m.ID)
+		}
 		for _, p := range m.active() {
 			counts[p.Node.ID]++
 			if p.Connected == nil {
@@ -216,6 +225,8 @@ func (s *Server) loadState(ctx context.Context) error {
 	s.log.Info("control plane state loaded", "nodes", len(regs), "meetings", len(all))
 	return nil
 }
+
+func (s *Server) startedAt() time.Time { return time.Unix(0, s.started.Load()) }
 
 // seatGrace is how long after its token expires a placed participant that
 // never connected keeps its seat.
@@ -260,6 +271,7 @@ func (s *Server) nodeEvent(ctx context.Context, ev cluster.Event) {
 	switch ev.Kind {
 	case cluster.EventConnected:
 		s.seatTaken(ev.Participant)
+		var old *participant
 		_, err := s.meetings.update(ctx, ev.Meeting, func(m *meeting) error {
 			p := m.participant(ev.Participant)
 			if p == nil || p.Node.ID != ev.Node || p.Connected != nil {
@@ -267,8 +279,17 @@ func (s *Server) nodeEvent(ctx context.Context, ev cluster.Event) {
 			}
 			t := ev.Time.UTC()
 			p.Connected = &t
+			if p.Replaces != "" {
+				if o := m.participant(p.Replaces); o != nil && o.Left == nil {
+					c := *o
+					old = &c
+				}
+			}
 			return nil
 		})
+		if err == nil && old != nil {
+			s.replaced(ev.Meeting, old.ID, old.Node.ID)
+		}
 		if err != nil && !errors.Is(err, errNoChange) {
 			s.log.Warn("record connection", "meeting", ev.Meeting, "participant", ev.Participant, "err", err)
 		}
