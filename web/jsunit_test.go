@@ -1,4 +1,4 @@
-package web
+package web_test
 
 import (
 	"encoding/json"
@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/oakmeet/oakmeet/web"
 )
 
 // TestJSUnit runs the browser's end-to-end encryption unit tests
@@ -15,7 +17,7 @@ import (
 func TestJSUnit(t *testing.T) {
 	b := newBrowser(t, "unit", browserOpts{})
 	mux := http.NewServeMux()
-	mux.Handle("/", Handler())
+	mux.Handle("/", web.Handler())
 	mux.Handle("/test/", http.StripPrefix("/test/", http.FileServer(http.Dir("testdata/jsunit"))))
 	mux.HandleFunc("/vectors/sframe.json", func(w http.ResponseWriter, r *http.Request) {
 		http.ServeFile(w, r, "../e2ee/sframe/testdata/sframe-rfc9605-vectors.json")

@@ -1,0 +1,138 @@
+package web_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/oakmeet/oakmeet/policy"
+	"github.com/oakmeet/oakmeet/testcluster"
+)
+
+// Expressions the meeting tests poll in the page.
+const (
+	// remoteFramesJS is the decoded frame count of every remote video, by
+	// participant id.
+	remoteFramesJS = `JSON.stringify(Object.fromEntries([...document.querySelectorAll('video[data-participant]')]
+		.filter((v) => v.dataset.participant !== 'self')
+		.map((v) => [v.dataset.participant, v.getVideoPlaybackQuality().totalVideoFrames])))`
+	codeJS   = `(document.querySelector('[data-testid=security-code]')?.textContent ?? '')`
+	epochJS  = `(window.oakmeet?.call?.member?.epoch ?? 0)`
+	rosterJS = `(window.oakmeet?.call?.member?.roster?.length ?? 0)`
+	// decryptStatsJS sums the Worker's decode counters: frames passed and
+	// frames dropped for anything but a missing key.
+	decryptStatsJS = `window.oakmeet.stats().then((s) => JSON.stringify(s.filter((x) => x.operation === 'decode')
+		.reduce((a, x) => ({frames: a.frames + x.frames, failures: a.failures + x.auth + x.malformed + x.replay + x.short + x.other,
+			video: a.video + (x.kind === 'video' ? x.frames : 0)}), {frames: 0, failures: 0, video: 0})))`
+)
+
+var codeFormat = regexp.MustCompile(`^\d{5}( \d{5}){7}$`)
+
+type decryptStats struct {
+	Frames   int `json:"frames"`
+	Failures int `json:"failures"`
+	Video    int `json:"video"`
+}
+
+func (b *browser) decryptStats() decryptStats {
+	var s decryptStats
+	if err := json.Unmarshal([]byte(evalJS[string](b, decryptStatsJS)), &s); err != nil {
+		b.t.Fatalf("%s: decrypt stats: %v", b.name, err)
+	}
+	return s
+}
+
+func (b *browser) remoteFrames() map[string]int {
+	var m map[string]int
+	if err := json.Unmarshal([]byte(evalJS[string](b, remoteFramesJS)), &m); err != nil {
+		b.t.Fatalf("%s: frames: %v", b.name, err)
+	}
+	return m
+}
+
+// waitVideoAdvancing waits until the page plays n remote videos whose
+// decoded frame counts keep going up: media arrives, decrypts and decodes.
+func (b *browser) waitVideoAdvancing(n int, d time.Duration) {
+	b.t.Helper()
+	cond := fmt.Sprintf(`Object.values(JSON.parse(%s)).filter((f) => f >= 5).length >= %d`, remoteFramesJS, n)
+	b.waitJS(d, fmt.Sprintf("%d remote videos playing", n), cond, remoteFramesJS+` + ' ' + document.querySelector('[data-testid=status]')?.textContent`)
+	first := b.remoteFrames()
+	cond = fmt.Sprintf(`((f) => %s.every(([id, n]) => (f[id] ?? 0) >= n + 10))(JSON.parse(%s))`, mustJSONEntries(first), remoteFramesJS)
+	b.waitJS(d, "remote video frames advancing", cond, remoteFramesJS)
+}
+
+func mustJSONEntries(m map[string]int) string {
+	type kv = [2]any
+	var out []kv
+	for k, v := range m {
+		out = append(out, kv{k, v})
+	}
+	b, _ := json.Marshal(out)
+	return string(b)
+}
+
+func (b *browser) securityCode() string { return evalJS[string](b, codeJS) }
+
+// waitCode waits until the page shows a security code for a roster of n.
+func (b *browser) waitCode(n int, d time.Duration) string {
+	b.t.Helper()
+	b.waitJS(d, fmt.Sprintf("a security code for %d participants", n),
+		fmt.Sprintf(`/^\d{5}( \d{5}){7}$/.test(%s) && %s === %d`, codeJS, rosterJS, n), codeJS+` + ' roster ' + `+rosterJS)
+	return b.securityCode()
+}
+
+func joinURL(c *testcluster.Cluster, id, name, country string) string {
+	return fmt.Sprintf("%s/m/%s?name=%s&autojoin=1&country=%s", c.URL, id, name, country)
+}
+
+// TestTwoPagesSeeEachOther: two browsers in one meeting each play the
+// other's video, decrypted end to end, and show the same security code.
+func TestTwoPagesSeeEachOther(t *testing.T) {
+	needBrowser(t)
+	c := testcluster.Start(t, policy.Policy{}, testcluster.World())
+	m := c.CreateMeeting(policy.Policy{})
+	ann := newBrowser(t, "ann", browserOpts{})
+	bob := newBrowser(t, "bob", browserOpts{})
+	ann.navigate(joinURL(c, m.ID, "Ann", "DE"))
+	bob.navigate(joinURL(c, m.ID, "Bob", "DE"))
+
+	ann.waitVideoAdvancing(1, 30*time.Second)
+	bob.waitVideoAdvancing(1, 30*time.Second)
+	codeA, codeB := ann.waitCode(2, 20*time.Second), bob.waitCode(2, 20*time.Second)
+	if !codeFormat.MatchString(codeA) || codeA != codeB {
+		t.Errorf("security codes differ or are malformed: ann %q, bob %q", codeA, codeB)
+	}
+	for _, b := range []*browser{ann, bob} {
+		s := b.decryptStats()
+		if s.Video == 0 || s.Failures != 0 {
+			t.Errorf("%s: decrypted %d video frames with %d failures", b.name, s.Video, s.Failures)
+		}
+		if got := b.text("[data-testid=node-country]"); got != "DE" {
+			t.Errorf("%s: node-country %q, want DE", b.name, got)
+		}
+	}
+	ann.checkConsole()
+	bob.checkConsole()
+}
+
+// TestRefusedJoinShowsReason: a join the policy cannot place is refused
+// with a clear message, not sent anywhere else.
+func TestRefusedJoinShowsReason(t *testing.T) {
+	needBrowser(t)
+	c := testcluster.Start(t, policy.Policy{}, testcluster.World()[:2])
+	// Only France allowed: no node there.
+	m := c.CreateMeeting(policy.Policy{AllowedCountries: []string{"FR"}})
+	b := newBrowser(t, "refused", browserOpts{})
+	b.navigate(joinURL(c, m.ID, "Eve", "FR"))
+	b.waitJS(20*time.Second, "the refusal", `document.querySelector('[data-testid=join-error]:not([hidden])')`, `document.body.innerText`)
+	if code := evalJS[string](b, `document.querySelector('[data-testid=join-error]').dataset.code`); code != "no_node_in_allowed_regions" {
+		t.Errorf("refusal code %q", code)
+	}
+	text := b.text("[data-testid=refusal]")
+	if !regexp.MustCompile(`No media server is available in the countries this meeting’s routing policy allows`).MatchString(text) {
+		t.Errorf("refusal text %q", text)
+	}
+	b.checkConsole(503)
+}

@@ -1,0 +1,62 @@
+// The control plane's HTTP API (docs/API.md), as the app uses it. Every
+// failure is an APIError with the API's stable code and its sentence.
+
+export class APIError extends Error {
+  constructor(status, code, message) {
+    super(message || code || `HTTP ${status}`);
+    this.status = status;
+    this.code = code || '';
+  }
+}
+
+async function call(method, path, body, token) {
+  const headers = {};
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let resp;
+  try {
+    resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch {
+    throw new APIError(0, 'network', 'The server cannot be reached. Check your connection and try again.');
+  }
+  let data = null;
+  try {
+    data = await resp.json();
+  } catch {
+    // An empty or non-JSON answer.
+  }
+  if (!resp.ok) throw new APIError(resp.status, data?.code, data?.error);
+  return data;
+}
+
+const cache = new Map();
+function once(path) {
+  if (!cache.has(path)) cache.set(path, call('GET', path).catch((err) => { cache.delete(path); throw err; }));
+  return cache.get(path);
+}
+
+export const api = {
+  config: () => once('/api/config'),
+  geo: () => once('/api/geo'),
+  nodes: () => call('GET', '/api/nodes'),
+  preview: (policy) => call('POST', '/api/policy/preview', policy),
+  create: (title, policy) => call('POST', '/api/meetings', { title, policy }),
+  meeting: (id) => call('GET', `/api/meetings/${encodeURIComponent(id)}`),
+  join: (id, body) => call('POST', `/api/meetings/${encodeURIComponent(id)}/join`, body),
+  routing: (id) => call('GET', `/api/meetings/${encodeURIComponent(id)}/routing`),
+  setPolicy: (id, policy, hostToken) => call('PUT', `/api/meetings/${encodeURIComponent(id)}/policy`, policy, hostToken),
+};
+
+// refusalMessage turns a join refusal into a sentence for people.
+export function refusalMessage(err) {
+  switch (err.code) {
+    case 'no_capacity_in_allowed_regions':
+      return 'Every media server this meeting’s routing policy allows is full right now. The meeting is never moved to a server its policy rules out, so please try again in a few minutes, or ask the host to widen the policy.';
+    case 'no_node_in_allowed_regions':
+      return 'No media server is available in the countries this meeting’s routing policy allows. The meeting is never moved to a server its policy rules out; ask the host to widen the policy.';
+    case 'not_found':
+      return 'This meeting does not exist. Check the link.';
+    default:
+      return err.message || 'The meeting could not be joined.';
+  }
+}

@@ -1,0 +1,72 @@
+// MediaCrypto attaches the SFrame Worker to a PeerConnection's senders and
+// receivers — RTCRtpScriptTransform where the browser has it, else the
+// older encoded streams — and is the key sink of a group Member: it hands
+// the Worker each epoch's sender key and receiver keys.
+
+let nextID = 1;
+
+export class MediaCrypto {
+  constructor() {
+    this.useScript = typeof RTCRtpScriptTransform !== 'undefined';
+    this.needsEncodedStreams = !this.useScript && typeof RTCRtpSender !== 'undefined' && 'createEncodedStreams' in RTCRtpSender.prototype;
+    this.supported = this.useScript || this.needsEncodedStreams;
+    this.worker = this.supported ? new Worker('/js/e2ee/worker.js', { type: 'module', name: 'oakmeet-sframe' }) : null;
+    this.requests = new Map();
+    this.worker?.addEventListener('message', (e) => {
+      const m = e.data;
+      const done = this.requests.get(m.req);
+      if (done) {
+        this.requests.delete(m.req);
+        done(m.stats);
+      }
+    });
+  }
+
+  attach(endpoint, operation, kind, participant) {
+    const id = nextID++;
+    const options = { operation, kind, participant, id };
+    if (this.useScript) {
+      endpoint.transform = new RTCRtpScriptTransform(this.worker, options);
+    } else {
+      const { readable, writable } = endpoint.createEncodedStreams();
+      this.worker.postMessage({ type: 'stream', options, readable, writable }, [readable, writable]);
+    }
+    return id;
+  }
+
+  protectSender(sender, kind) {
+    return this.attach(sender, 'encode', kind, '');
+  }
+
+  unprotectReceiver(receiver, kind, participant) {
+    return this.attach(receiver, 'decode', kind, participant);
+  }
+
+  // The Member's key sink.
+  setSender(kid, baseKey) {
+    this.worker?.postMessage({ type: 'sender', kid, baseKey });
+  }
+
+  addKey(kid, baseKey, participant) {
+    this.worker?.postMessage({ type: 'add', kid, baseKey, participant });
+  }
+
+  removeKey(kid) {
+    this.worker?.postMessage({ type: 'remove', kid });
+  }
+
+  // stats resolves to the Worker's counters per transform: operation, kind,
+  // participant, frames passed and frames dropped by reason.
+  stats() {
+    if (!this.worker) return Promise.resolve([]);
+    const req = nextID++;
+    return new Promise((resolve) => {
+      this.requests.set(req, resolve);
+      this.worker.postMessage({ type: 'stats', req });
+    });
+  }
+
+  close() {
+    this.worker?.terminate();
+  }
+}

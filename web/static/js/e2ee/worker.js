@@ -1,0 +1,98 @@
+// The media Worker: every outgoing encoded frame is protected and every
+// incoming one unprotected here (docs/E2EE.md §3–4), off the page's main
+// thread. One Worker serves all of a participant's transforms, so its audio
+// and video share one sender key and one counter, as the spec requires.
+// A frame that cannot be protected or unprotected is dropped, never passed
+// on in the clear.
+
+import { OPUS, protect, Receiver, Sender, unprotect, VP8 } from './sframe.js';
+
+let sender = null;
+const receiver = new Receiver();
+const transforms = new Map(); // id -> {options, stats, transformer}
+let keyQueue = Promise.resolve();
+
+// Key changes are applied in order, and each waits for the derivation
+// before the next, so a frame never sees half an epoch.
+function keyOp(fn) {
+  keyQueue = keyQueue.then(fn).catch(() => {});
+}
+
+self.onmessage = (e) => {
+  const m = e.data;
+  switch (m.type) {
+    case 'sender':
+      keyOp(async () => {
+        sender = await Sender.create(m.kid, m.baseKey);
+      });
+      break;
+    case 'add':
+      keyOp(async () => {
+        await receiver.addKey(m.kid, m.baseKey);
+        // Receivers that dropped frames for want of this key ask the
+        // sender for a key frame, so the picture starts at once.
+        for (const t of transforms.values()) {
+          if (t.options.operation === 'decode' && t.needKey && t.options.participant === m.participant) {
+            t.needKey = false;
+            t.transformer?.sendKeyFrameRequest?.().catch(() => {});
+          }
+        }
+      });
+      break;
+    case 'remove':
+      keyOp(() => receiver.removeKey(m.kid));
+      break;
+    case 'stream':
+      run(m.readable, m.writable, m.options, null);
+      break;
+    case 'stats':
+      self.postMessage({ req: m.req, stats: [...transforms.values()].map((t) => ({ ...t.options, ...t.stats })) });
+      break;
+    default:
+      break;
+  }
+};
+
+self.onrtctransform = (e) => {
+  const t = e.transformer;
+  run(t.readable, t.writable, t.options, t);
+};
+
+function run(readable, writable, options, transformer) {
+  const codec = options.kind === 'video' ? VP8 : OPUS;
+  const stats = { frames: 0, bytes: 0, noKey: 0, auth: 0, malformed: 0, replay: 0, short: 0, other: 0 };
+  const entry = { options, stats, transformer, needKey: false };
+  transforms.set(options.id, entry);
+  const encode = options.operation === 'encode';
+  readable
+    .pipeThrough(new TransformStream({
+      async transform(frame, controller) {
+        const data = new Uint8Array(frame.data);
+        try {
+          let out;
+          if (encode) {
+            if (!sender) {
+              stats.noKey++;
+              return;
+            }
+            out = await protect(sender, codec, data);
+          } else {
+            out = (await unprotect(receiver, codec, data)).frame;
+          }
+          frame.data = out.buffer;
+          stats.frames++;
+          stats.bytes += out.length;
+          controller.enqueue(frame);
+        } catch (err) {
+          const reason = err?.reason in stats ? err.reason : 'other';
+          stats[reason]++;
+          if (reason === 'noKey' && !encode) entry.needKey = true;
+        }
+      },
+    }))
+    .pipeTo(writable)
+    .catch(() => {})
+    .finally(() => {
+      stats.ended = true;
+    });
+}

@@ -1,0 +1,310 @@
+// The meeting view: a grid of video tiles with names and a speaking ring,
+// the control bar (microphone, camera, panels, leave), the end-to-end
+// encryption badge, and the side panels (chat, security code, routing).
+
+import { clear, h, icon, initials } from './dom.js';
+import { LevelMeter, openLocal } from './localmedia.js';
+import { ChatPanel, RoutingPanel, SecurityPanel } from './panels.js';
+
+const LEAVE_REASONS = {
+  policy_no_allowed_node: 'The host changed the routing policy, and no media server it allows can take you. You were disconnected rather than moved somewhere the policy rules out.',
+  node_shutdown: 'The media server you were on shut down.',
+  replaced: 'You joined this meeting again from another window.',
+};
+
+export function leaveReasonText(reason) {
+  return LEAVE_REASONS[reason] ?? reason;
+}
+
+class Tile {
+  constructor(id, name, self) {
+    this.id = id;
+    this.video = h('video', { autoplay: true, playsinline: true, muted: true, dataset: { participant: id }, class: self ? 'mirror' : '' });
+    this.avatar = h('div', { class: 'avatar' }, initials(name));
+    this.label = h('span', { class: 'tile-name' }, self ? `${name} (you)` : name);
+    this.micOff = icon('micOff', 'tile-muted');
+    this.el = h('div', { class: 'tile', dataset: { participant: id }, role: 'group', 'aria-label': name },
+      this.video, this.avatar, h('div', { class: 'tile-label' }, this.micOff, this.label));
+    this.setVideo(null);
+    this.setMuted(false);
+  }
+
+  setName(name, self) {
+    this.label.textContent = self ? `${name} (you)` : name;
+    this.avatar.textContent = initials(name);
+    this.el.setAttribute('aria-label', name);
+  }
+
+  setVideo(track) {
+    if (this.track === track) return;
+    this.track = track;
+    this.video.srcObject = track ? new MediaStream([track]) : null;
+    const show = () => this.el.classList.toggle('no-video', !track || track.muted || track.readyState === 'ended');
+    if (track) {
+      track.addEventListener('mute', show);
+      track.addEventListener('unmute', show);
+      track.addEventListener('ended', show);
+      this.video.play().catch(() => {});
+    }
+    show();
+  }
+
+  setMuted(m) {
+    this.micOff.hidden = !m;
+  }
+
+  setLevel(v) {
+    const speaking = v > 0.06;
+    if (speaking) this.lastLoud = performance.now();
+    this.el.classList.toggle('speaking', speaking || performance.now() - (this.lastLoud ?? 0) < 350);
+  }
+}
+
+export function meetingPage(root, { call, meeting, hostToken, geo, config }) {
+  const tiles = new Map();
+  const meters = new Map();
+  const audios = new Map();
+  const grid = h('div', { class: 'grid', 'data-testid': 'grid' });
+  const status = h('div', { class: 'status-banner', role: 'status', 'aria-live': 'polite', 'data-testid': 'status', hidden: true });
+  const soundBtn = h('button', { class: 'btn btn-primary sound-btn', hidden: true, onclick: () => playAll() }, 'Turn on sound');
+  const stage = h('main', { class: 'stage' }, grid, status, soundBtn);
+
+  const security = new SecurityPanel(call);
+  const chat = new ChatPanel(call);
+  const routing = new RoutingPanel(call, { meeting, hostToken, geo, config });
+  const panels = { chat, people: security, routing };
+  const panelBox = h('aside', { class: 'side', hidden: true, 'aria-label': 'Side panel' });
+  const tabs = {};
+  const showPanel = (name) => {
+    const open = name && panelBox.dataset.panel !== name;
+    panelBox.hidden = !open;
+    panelBox.dataset.panel = open ? name : '';
+    for (const [k, b] of Object.entries(tabs)) b.setAttribute('aria-pressed', String(open && k === name));
+    if (open) {
+      clear(panelBox, h('div', { class: 'side-head' }, h('h2', {}, panels[name].title),
+        h('button', { class: 'icon-btn', 'aria-label': 'Close panel', onclick: () => showPanel(null) }, icon('close'))), panels[name].el);
+      panels[name].shown?.();
+    }
+    layout();
+  };
+  // The panels stay in the document while closed, so their state (and the
+  // security code) is always there to read.
+  const parked = h('div', { hidden: true }, security.el, chat.el, routing.el);
+
+  const badge = h('button', { class: 'e2ee-badge', 'data-testid': 'e2ee-badge', onclick: () => showPanel('people') },
+    icon('lock'), h('span', { class: 'badge-text' }, 'Encrypted'), h('span', { class: 'badge-code', 'data-testid': 'badge-code' }, '…'));
+  const countEl = h('span', { class: 'count' });
+  const nodeChip = h('button', { class: 'node-chip', onclick: () => showPanel('routing'), 'aria-label': 'Where this meeting runs' }, icon('globe'), h('span', {}, '…'));
+
+  const micBtn = h('button', { class: 'ctl', 'data-testid': 'mic' });
+  const camBtn = h('button', { class: 'ctl', 'data-testid': 'camera' });
+  const mkTab = (name, ic, label) => {
+    tabs[name] = h('button', { class: 'ctl ctl-quiet', 'aria-pressed': 'false', 'aria-label': label, title: label, 'data-testid': `tab-${name}`, onclick: () => showPanel(name) }, icon(ic));
+    return tabs[name];
+  };
+  const leaveBtn = h('button', { class: 'ctl ctl-leave', 'aria-label': 'Leave meeting', title: 'Leave meeting', 'data-testid': 'leave', onclick: () => call.leave() }, icon('leave'), h('span', { class: 'ctl-text' }, 'Leave'));
+  const controls = h('footer', { class: 'controls', role: 'toolbar', 'aria-label': 'Meeting controls' },
+    h('div', { class: 'ctl-group' }, micBtn, camBtn),
+    h('div', { class: 'ctl-group' }, mkTab('chat', 'chat', 'Chat'), mkTab('people', 'people', 'People and security code'), mkTab('routing', 'globe', 'Where this meeting runs')),
+    h('div', { class: 'ctl-group' }, leaveBtn));
+
+  const view = h('div', { class: 'meeting', 'data-testid': 'meeting' },
+    h('header', { class: 'meeting-bar' },
+      h('div', { class: 'meeting-title' }, h('span', { class: 'title-text' }, meeting.title || 'Meeting'), countEl),
+      h('div', { class: 'meeting-meta' }, nodeChip, badge)),
+    h('div', { class: 'body' }, stage, panelBox),
+    controls, parked);
+  clear(root, view);
+  document.title = `${meeting.title || 'Meeting'} · oakmeet`;
+
+  // Local state of the controls.
+  const mine = { mic: !!call.local.audio, cam: !!call.local.video, micTrack: call.local.audio };
+  const renderControls = () => {
+    clear(micBtn, icon(mine.mic ? 'mic' : 'micOff'));
+    micBtn.setAttribute('aria-label', mine.mic ? 'Mute microphone' : 'Unmute microphone');
+    micBtn.title = `${mine.mic ? 'Mute' : 'Unmute'} (M)`;
+    micBtn.classList.toggle('off', !mine.mic);
+    micBtn.disabled = !mine.micTrack;
+    clear(camBtn, icon(mine.cam ? 'cam' : 'camOff'));
+    camBtn.setAttribute('aria-label', mine.cam ? 'Turn camera off' : 'Turn camera on');
+    camBtn.title = `${mine.cam ? 'Camera off' : 'Camera on'} (V)`;
+    camBtn.classList.toggle('off', !mine.cam);
+  };
+  micBtn.addEventListener('click', async () => {
+    mine.mic = !mine.mic;
+    renderControls();
+    await call.setLocalTrack('audio', mine.mic ? mine.micTrack : null);
+    tiles.get('self')?.setMuted(!mine.mic);
+  });
+  camBtn.addEventListener('click', async () => {
+    mine.cam = !mine.cam;
+    renderControls();
+    if (mine.cam) {
+      const got = await openLocal({ audio: false, video: true });
+      if (!got.video) {
+        mine.cam = false;
+        renderControls();
+        flash('The camera could not be opened.');
+        return;
+      }
+      await call.setLocalTrack('video', got.video);
+    } else {
+      call.local.video?.stop();
+      await call.setLocalTrack('video', null);
+    }
+    tiles.get('self')?.setVideo(call.local.video);
+  });
+  document.addEventListener('keydown', (e) => {
+    if (e.target.closest?.('input, textarea, select') || e.metaKey || e.ctrlKey || e.altKey) return;
+    if (e.key === 'm' || e.key === 'M') micBtn.click();
+    if (e.key === 'v' || e.key === 'V') camBtn.click();
+  });
+
+  const layout = () => {
+    const n = Math.max(1, tiles.size);
+    const narrow = stage.clientWidth < 640;
+    const cols = narrow ? (n <= 2 ? 1 : 2) : n <= 1 ? 1 : n <= 4 ? 2 : n <= 9 ? 3 : 4;
+    grid.style.setProperty('--cols', cols);
+    grid.style.setProperty('--rows', Math.ceil(n / cols));
+    countEl.textContent = `${n} ${n === 1 ? 'person' : 'people'}`;
+  };
+  new ResizeObserver(layout).observe(stage);
+
+  const meter = (key, track, tile) => {
+    meters.get(key)?.stop();
+    meters.delete(key);
+    if (track) meters.set(key, new LevelMeter(track, (v) => tile.setLevel(v)));
+  };
+
+  const playAll = () => {
+    soundBtn.hidden = true;
+    for (const a of audios.values()) a.play().catch(() => {});
+  };
+
+  const syncTiles = () => {
+    const want = new Map([['self', { name: call.name, self: true }]]);
+    for (const p of call.participants.values()) want.set(p.id, { name: p.name, self: false });
+    for (const [id, t] of tiles) {
+      if (!want.has(id)) {
+        t.el.remove();
+        tiles.delete(id);
+        meters.get(id)?.stop();
+        meters.delete(id);
+        audios.get(id)?.remove();
+        audios.delete(id);
+      }
+    }
+    for (const [id, w] of want) {
+      let t = tiles.get(id);
+      if (!t) {
+        t = new Tile(id, w.name, w.self);
+        tiles.set(id, t);
+        grid.append(t.el);
+      } else {
+        t.setName(w.name, w.self);
+      }
+      if (w.self) {
+        t.setVideo(call.local.video);
+        t.setMuted(!mine.mic);
+        if (!meters.has('self') && mine.micTrack) meter('self', mine.micTrack, t);
+      } else {
+        attachRemote(id);
+      }
+    }
+    layout();
+  };
+
+  const attachRemote = (id) => {
+    const t = tiles.get(id);
+    const tr = call.tracks.get(id) ?? {};
+    if (!t) return;
+    t.setVideo(tr.video ?? null);
+    const a = audios.get(id);
+    if (tr.audio && a?.track !== tr.audio) {
+      a?.remove();
+      const el = h('audio', { autoplay: true, dataset: { participant: id } });
+      el.track = tr.audio;
+      el.srcObject = new MediaStream([tr.audio]);
+      parked.append(el);
+      audios.set(id, el);
+      el.play().catch(() => { soundBtn.hidden = false; });
+      meter(id, tr.audio, t);
+      const muted = () => t.setMuted(tr.audio.muted);
+      tr.audio.addEventListener('mute', muted);
+      tr.audio.addEventListener('unmute', muted);
+    }
+  };
+
+  let flashTimer;
+  const flash = (text) => {
+    status.hidden = false;
+    status.className = 'status-banner info';
+    status.textContent = text;
+    clearTimeout(flashTimer);
+    flashTimer = setTimeout(() => { status.hidden = true; }, 4000);
+  };
+
+  const showState = ({ state, reason }) => {
+    view.dataset.state = state;
+    const node = call.self.node;
+    const where = node ? ` in ${node.country}` : '';
+    if (state === 'connecting') {
+      status.hidden = false;
+      status.className = 'status-banner';
+      status.textContent = `Connecting to the media server${where}…`;
+    } else if (state === 'reconnecting') {
+      status.hidden = false;
+      status.className = 'status-banner warn';
+      status.textContent = 'Connection lost. Reconnecting…';
+    } else if (state === 'moving') {
+      status.hidden = false;
+      status.className = 'status-banner';
+      status.textContent = 'The routing policy changed. Moving you to an allowed server…';
+    } else if (state === 'connected') {
+      status.hidden = true;
+    } else if (state === 'ended') {
+      for (const m of meters.values()) m.stop();
+      for (const t of call.local.stream?.getTracks() ?? []) t.stop();
+      call.local.video?.stop();
+      mine.micTrack?.stop();
+      clearInterval(routing.timer);
+      clear(root, h('div', { class: 'page narrow' },
+        h('section', { class: 'card notice ended', 'data-testid': 'ended' },
+          h('h1', {}, reason ? 'You were disconnected' : 'You left the meeting'),
+          reason ? h('p', { 'data-testid': 'ended-reason' }, leaveReasonText(reason)) : h('p', {}, 'Thanks for joining.'),
+          h('div', { class: 'actions' },
+            h('a', { class: 'btn btn-primary', href: location.pathname }, 'Rejoin'),
+            h('a', { class: 'btn btn-quiet', href: '/' }, 'Create a meeting')))));
+      document.title = 'oakmeet';
+    }
+  };
+
+  const showSecurity = () => {
+    const code = call.member?.securityCode ?? '';
+    badge.classList.toggle('ready', !!code);
+    badge.querySelector('.badge-code').textContent = code ? code.split(' ').slice(0, 2).join(' ') + ' …' : 'keys…';
+    badge.title = code ? `End-to-end encrypted. Security code ${code}` : 'Exchanging keys…';
+  };
+  const showNode = () => {
+    const n = call.self.node;
+    nodeChip.lastChild.textContent = n ? n.country : '…';
+  };
+
+  call.addEventListener('state', (e) => showState(e.detail));
+  call.addEventListener('participants', syncTiles);
+  call.addEventListener('track', (e) => attachRemote(e.detail.participant));
+  call.addEventListener('security', showSecurity);
+  call.addEventListener('node', showNode);
+  call.addEventListener('chat', (e) => {
+    if (!e.detail.self && panelBox.dataset.panel !== 'chat') tabs.chat.classList.add('unread');
+  });
+  tabs.chat.addEventListener('click', () => tabs.chat.classList.remove('unread'));
+  window.addEventListener('pagehide', () => call.leave());
+
+  renderControls();
+  syncTiles();
+  showSecurity();
+  showNode();
+  showState({ state: call.state, reason: call.reason });
+  window.oakmeet = { call, stats: () => call.crypto.stats() };
+}
