@@ -8,11 +8,14 @@ package bot
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,7 +24,6 @@ import (
 
 	"github.com/oakmeet/oakmeet/client"
 	"github.com/oakmeet/oakmeet/clip"
-	"github.com/oakmeet/oakmeet/e2ee/group"
 	"github.com/oakmeet/oakmeet/e2ee/identity"
 	"github.com/oakmeet/oakmeet/e2ee/mediaframe"
 	"github.com/oakmeet/oakmeet/stamp"
@@ -62,6 +64,7 @@ type Report struct {
 	Node          NodeRef `json:"node"`
 	// SecurityCode and Epoch are the end-to-end encryption state when the
 	// bot left: every member of the meeting shows the same code.
+	Moves        []Move        `json:"moves,omitempty"`
 	SecurityCode string        `json:"security_code"`
 	Epoch        uint64        `json:"epoch"`
 	KeyChanges   []KeyChange   `json:"key_changes"`
@@ -108,7 +111,10 @@ type Latency struct {
 }
 
 // Run joins, publishes and receives until the duration passes or ctx ends,
-// then leaves and reports. A refused join is returned as *client.APIError.
+// then leaves and reports. When the node asks the bot to move, or its node
+// is lost, the bot joins again through the control plane and carries on
+// from the new node: the new connection carries media before the old one
+// closes. A refused join is returned as *client.APIError.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -119,101 +125,302 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Name == "" {
 		cfg.Name = "bot"
 	}
+	if cfg.MeasureFrom == nil {
+		cfg.MeasureFrom = new(atomic.Int64)
+	}
 	if cfg.Duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
 		defer cancel()
 	}
+	id := cfg.Identity
+	if id == nil {
+		var err error
+		if id, err = identity.Generate(); err != nil {
+			return nil, err
+		}
+	}
 	// Publishing stops when ctx ends; receiving goes on for Linger more.
 	pubCtx := ctx
-	ctx, cancelRecv := context.WithCancel(context.WithoutCancel(ctx))
+	recvCtx, cancelRecv := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRecv()
 	stopRecv := context.AfterFunc(pubCtx, func() {
 		time.AfterFunc(cfg.Linger, cancelRecv)
 	})
 	defer stopRecv()
-	jr, err := client.Join(pubCtx, cfg.HTTPClient, cfg.Server, cfg.Meeting, client.JoinRequest{Name: cfg.Name, Country: cfg.Country})
+
+	r := &runner{cfg: cfg, id: id, pubCtx: pubCtx, rx: newReceiver(cfg.MeasureFrom), notes: make(chan note, 16)}
+	cur, err := r.startLeg("")
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{ParticipantID: jr.ParticipantID, Node: NodeRef{ID: jr.Node.ID, Country: jr.Node.Country, Region: jr.Node.Region}}
-	sess, err := client.Connect(pubCtx, jr, client.Options{Logger: cfg.Logger, HTTPClient: cfg.HTTPClient, LoopbackOnly: cfg.LoopbackOnly})
-	if err != nil {
-		return rep, fmt.Errorf("connect to node %s: %w", jr.Node.ID, err)
-	}
-
-	id := cfg.Identity
-	if id == nil {
-		if id, err = identity.Generate(); err != nil {
-			_ = sess.Close()
-			return rep, err
-		}
-	}
-	keys, err := newKeyring(sess, id, cfg.Logger)
-	if err != nil {
-		_ = sess.Close()
-		return rep, fmt.Errorf("end-to-end encryption: %w", err)
-	}
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-
-	var wg sync.WaitGroup
-	if cfg.MeasureFrom == nil {
-		cfg.MeasureFrom = new(atomic.Int64)
-	}
-	rx := newReceiver(cfg.MeasureFrom, keys.m)
+	rep := &Report{}
 	// Ready comes before publishing, so a load generator can start every
 	// publisher's clock at once.
 	if cfg.Ready != nil {
-		cfg.Ready(jr.ParticipantID)
+		cfg.Ready(cur.jr.ParticipantID)
 	}
-	if !cfg.NoPublish {
-		if err := publish(pubCtx, sess, keys.m, &wg, &rep.Sent, cfg.MeasureFrom); err != nil {
-			_ = sess.Close()
-			return rep, err
-		}
+	if err := r.publishOn(cur); err != nil {
+		r.closeLeg(cur)
+		return rep, err
 	}
+
+	legs := make(chan legResult, 1)
+	pending := false
 	var runErr error
 loop:
 	for {
 		select {
-		case <-ctx.Done():
+		case <-recvCtx.Done():
 			break loop
-		case <-tick.C:
-			keys.tick()
-		case ev, ok := <-sess.Events():
-			if !ok {
+		case n := <-r.notes:
+			if n.leg != cur || pending {
+				continue // an old leg closing, or a move already under way
+			}
+			var reason string
+			switch {
+			case n.move != "":
+				reason = n.move
+			case errors.Is(n.closed, client.ErrRemoved):
+				runErr = fmt.Errorf("session ended: %w", n.closed)
+				break loop
+			case n.closed != nil:
+				reason = "connection lost: " + n.closed.Error()
+			default:
+				continue
+			}
+			if pubCtx.Err() != nil {
+				continue // leaving anyway
+			}
+			pending = true
+			from := cur
+			go func() {
+				l, err := r.rejoin(from)
+				legs <- legResult{leg: l, err: err, reason: reason, from: from}
+			}()
+		case res := <-legs:
+			pending = false
+			if res.err != nil {
+				runErr = fmt.Errorf("move after %s: %w", res.reason, res.err)
 				break loop
 			}
-			switch ev.Type {
-			case client.EventParticipantJoined:
-				keys.joined(ev.Participant)
-			case client.EventParticipantLeft:
-				keys.left(ev.Participant)
-			case client.EventRelay:
-				keys.relay(ev.Participant.ID, ev.Payload)
-			case client.EventTrackAdded:
-				wg.Go(func() { rx.read(ev) })
-			case client.EventClosed:
-				if ev.Err != nil && !errors.Is(ev.Err, client.ErrClosed) {
-					runErr = fmt.Errorf("session ended: %w", ev.Err)
-				}
+			old := cur
+			cur = res.leg
+			rep.Moves = append(rep.Moves, Move{
+				At: time.Now().UTC(), Reason: res.reason,
+				From: NodeRef{ID: old.jr.Node.ID, Country: old.jr.Node.Country, Region: old.jr.Node.Region},
+				To:   NodeRef{ID: cur.jr.Node.ID, Country: cur.jr.Node.Country, Region: cur.jr.Node.Region},
+			})
+			if err := r.publishOn(cur); err != nil {
+				runErr = err
 				break loop
-			case client.EventError:
-				cfg.Logger.Warn("node reported an error", "err", ev.Err)
 			}
+			// Make before break: the old connection closes once the new
+			// one has carried media, or after a few seconds at most.
+			go func() {
+				cur.waitSent(pubCtx, 10, 3*time.Second)
+				r.closeLeg(old)
+			}()
 		}
 	}
-	keys.send(nil) // record the final epoch
-	rep.SecurityCode, rep.Epoch, rep.KeyChanges = keys.code(), keys.m.Epoch(), keys.history
-	_ = sess.Close() // ends the readers and publishers
-	wg.Wait()
-	rep.Tracks = rx.report()
+	rep.ParticipantID = cur.jr.ParticipantID
+	rep.Node = NodeRef{ID: cur.jr.Node.ID, Country: cur.jr.Node.Country, Region: cur.jr.Node.Region}
+	rep.SecurityCode, rep.Epoch, _ = cur.keys.final()
+	r.closeAll()
+	rep.KeyChanges = r.history()
+	rep.Sent = SentCounts{VideoFrames: r.sentVideo.Load(), AudioFrames: r.sentAudio.Load()}
+	rep.Tracks = r.rx.report()
 	return rep, runErr
 }
 
-// publish starts real-time senders for the audio and video clips.
-func publish(ctx context.Context, sess *client.Session, m *group.Member, wg *sync.WaitGroup, sent *SentCounts, from *atomic.Int64) error {
+// Move is one time the bot moved to another node.
+type Move struct {
+	At     time.Time `json:"at"`
+	From   NodeRef   `json:"from"`
+	To     NodeRef   `json:"to"`
+	Reason string    `json:"reason"`
+}
+
+// runner is one bot's state across its legs.
+type runner struct {
+	cfg    Config
+	id     *identity.Identity
+	pubCtx context.Context
+	rx     *receiver
+	notes  chan note
+
+	sentVideo, sentAudio atomic.Int64
+
+	mu      sync.Mutex
+	legs    []*leg
+	keyHist []KeyChange
+}
+
+// leg is one connection of the bot: a placement, its session, its key
+// schedule member and the goroutines that publish and read its media.
+type leg struct {
+	jr        client.JoinResult
+	sess      *client.Session
+	keys      *keyring
+	stopPub   context.CancelFunc
+	sent      atomic.Int64
+	wg        sync.WaitGroup
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+type note struct {
+	leg    *leg
+	move   string
+	closed error
+}
+
+type legResult struct {
+	leg    *leg
+	err    error
+	reason string
+	from   *leg
+}
+
+func (r *runner) startLeg(replaces string) (*leg, error) {
+	cfg := r.cfg
+	jr, err := client.Join(r.pubCtx, cfg.HTTPClient, cfg.Server, cfg.Meeting, client.JoinRequest{Name: cfg.Name, Country: cfg.Country, Replaces: replaces})
+	if err != nil {
+		return nil, err
+	}
+	sess, err := client.Connect(r.pubCtx, jr, client.Options{Logger: cfg.Logger, HTTPClient: cfg.HTTPClient, LoopbackOnly: cfg.LoopbackOnly})
+	if err != nil {
+		return nil, fmt.Errorf("connect to node %s: %w", jr.Node.ID, err)
+	}
+	keys, err := newKeyring(sess, tokenIssued(jr.Token), r.id, cfg.Logger)
+	if err != nil {
+		_ = sess.Close()
+		return nil, fmt.Errorf("end-to-end encryption: %w", err)
+	}
+	l := &leg{jr: jr, sess: sess, keys: keys, stopPub: func() {}, done: make(chan struct{})}
+	r.mu.Lock()
+	r.legs = append(r.legs, l)
+	r.mu.Unlock()
+	l.wg.Go(func() { r.follow(l) })
+	return l, nil
+}
+
+// rejoin places the bot again, replacing the participant of leg from,
+// retrying for a while: after a node is lost, the control plane needs a
+// few seconds to notice.
+func (r *runner) rejoin(from *leg) (*leg, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		l, err := r.startLeg(from.jr.ParticipantID)
+		if err == nil {
+			return l, nil
+		}
+		var ae *client.APIError
+		if errors.As(err, &ae) && ae.Status < 500 || time.Now().After(deadline) || r.pubCtx.Err() != nil {
+			return nil, err
+		}
+		r.cfg.Logger.Info("rejoin failed; retrying", "err", err)
+		select {
+		case <-time.After(time.Second):
+		case <-r.pubCtx.Done():
+			return nil, r.pubCtx.Err()
+		}
+	}
+}
+
+// follow handles one leg's events: the key schedule, new tracks, and the
+// node's requests, which it passes to Run as notes.
+func (r *runner) follow(l *leg) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	tell := func(n note) {
+		select {
+		case r.notes <- n:
+		case <-l.done:
+		}
+	}
+	for {
+		select {
+		case <-l.done:
+			return
+		case <-tick.C:
+			l.keys.tick()
+		case ev, ok := <-l.sess.Events():
+			if !ok {
+				return
+			}
+			switch ev.Type {
+			case client.EventParticipantJoined:
+				l.keys.joined(ev.Participant)
+			case client.EventParticipantLeft:
+				l.keys.left(ev.Participant)
+			case client.EventRelay:
+				l.keys.relay(ev.Participant.ID, ev.Payload)
+			case client.EventTrackAdded:
+				l.wg.Go(func() { r.rx.read(ev, l.keys.m) })
+			case client.EventMove:
+				r.cfg.Logger.Info("node asks to move", "reason", ev.Text)
+				tell(note{leg: l, move: ev.Text})
+			case client.EventClosed:
+				tell(note{leg: l, closed: ev.Err})
+				return
+			case client.EventError:
+				r.cfg.Logger.Warn("node reported an error", "err", ev.Err)
+			}
+		}
+	}
+}
+
+func (r *runner) publishOn(l *leg) error {
+	if r.cfg.NoPublish {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(r.pubCtx)
+	l.stopPub = cancel
+	return publish(ctx, l, &l.wg, &r.sentVideo, &r.sentAudio, r.cfg.MeasureFrom)
+}
+
+// waitSent returns once the leg has sent n frames, or after d.
+func (l *leg) waitSent(ctx context.Context, n int64, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for l.sent.Load() < n && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond) // polling a counter the publisher owns
+	}
+}
+
+func (r *runner) closeLeg(l *leg) {
+	l.closeOnce.Do(func() {
+		l.stopPub()
+		_, _, h := l.keys.final()
+		r.mu.Lock()
+		r.keyHist = append(r.keyHist, h...)
+		r.mu.Unlock()
+		close(l.done)
+		_ = l.sess.Close() // ends its readers and publishers
+		l.wg.Wait()
+	})
+}
+
+func (r *runner) closeAll() {
+	r.mu.Lock()
+	legs := append([]*leg(nil), r.legs...)
+	r.mu.Unlock()
+	for _, l := range legs {
+		r.closeLeg(l)
+	}
+}
+
+func (r *runner) history() []KeyChange {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h := append([]KeyChange(nil), r.keyHist...)
+	sort.SliceStable(h, func(i, j int) bool { return h[i].At.Before(h[j].At) })
+	return h
+}
+
+// publish starts real-time senders for the audio and video clips on a
+// leg, each frame stamped and encrypted.
+func publish(ctx context.Context, l *leg, wg *sync.WaitGroup, sentVideo, sentAudio *atomic.Int64, from *atomic.Int64) error {
 	video, err := clip.Video()
 	if err != nil {
 		return err
@@ -222,37 +429,40 @@ func publish(ctx context.Context, sess *client.Session, m *group.Member, wg *syn
 	if err != nil {
 		return err
 	}
-	vt, err := sess.PublishVideo(client.TrackOptions{})
+	vt, err := l.sess.PublishVideo(client.TrackOptions{})
 	if err != nil {
 		return fmt.Errorf("publish video: %w", err)
 	}
-	at, err := sess.PublishAudio(client.TrackOptions{})
+	at, err := l.sess.PublishAudio(client.TrackOptions{})
 	if err != nil {
 		return fmt.Errorf("publish audio: %w", err)
 	}
+	m := l.keys.m
 	wg.Go(func() {
 		var plain []byte
-		sent.VideoFrames = play(ctx, video, func(buf []byte, f clip.Frame, now time.Time) ([]byte, error) {
+		n := play(ctx, video, func(buf []byte, f clip.Frame, now time.Time) ([]byte, error) {
 			plain = stamp.AppendVP8(plain[:0], f.Data, now)
 			return m.Protect(buf, mediaframe.VP8, plain)
-		}, vt, from)
+		}, vt, from, &l.sent)
+		sentVideo.Add(n)
 	})
 	wg.Go(func() {
 		var plain []byte
-		sent.AudioFrames = play(ctx, audio, func(buf []byte, f clip.Frame, now time.Time) ([]byte, error) {
+		n := play(ctx, audio, func(buf []byte, f clip.Frame, now time.Time) ([]byte, error) {
 			var err error
 			if plain, err = stamp.AppendOpus(plain[:0], f.Data, now); err != nil {
 				plain = append(plain[:0], f.Data...)
 			}
 			return m.Protect(buf, mediaframe.Opus, plain)
-		}, at, from)
+		}, at, from, &l.sent)
+		sentAudio.Add(n)
 	})
 	return nil
 }
 
 // play sends a clip's frames at their real pace until ctx ends, answering
 // key-frame requests by skipping ahead to the next key frame.
-func play(ctx context.Context, c *clip.Clip, frame func([]byte, clip.Frame, time.Time) ([]byte, error), t *client.LocalTrack, from *atomic.Int64) int64 {
+func play(ctx context.Context, c *clip.Clip, frame func([]byte, clip.Frame, time.Time) ([]byte, error), t *client.LocalTrack, from *atomic.Int64, legSent *atomic.Int64) int64 {
 	p := clip.NewPlayer(c)
 	buf := make([]byte, 0, 64<<10)
 	var sent int64
@@ -283,8 +493,11 @@ func play(ctx context.Context, c *clip.Clip, frame func([]byte, clip.Frame, time
 			if errors.Is(err, client.ErrClosed) {
 				return sent
 			}
-		} else if now.UnixNano() >= from.Load() {
-			sent++
+		} else {
+			legSent.Add(1)
+			if now.UnixNano() >= from.Load() {
+				sent++
+			}
 		}
 		next = next.Add(f.Duration)
 		timer.Reset(time.Until(next))
@@ -311,3 +524,24 @@ func (t TrackReport) Latencies() []float64 { return t.latencies }
 
 // Summarize computes latency percentiles over samples in milliseconds.
 func Summarize(samples []float64) Latency { return summarize(samples) }
+
+// tokenIssued reads the issue time (Unix ms) from a join token's payload,
+// which the node also announces as this participant's since. The
+// signature is the node's business; this only orders the roster.
+func tokenIssued(tok string) int64 {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return 0
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return 0
+	}
+	var claims struct {
+		IssuedAt time.Time `json:"iat"`
+	}
+	if json.Unmarshal(payload, &claims) != nil {
+		return 0
+	}
+	return claims.IssuedAt.UnixMilli()
+}

@@ -1,8 +1,10 @@
 package bot
 
 import (
+	"cmp"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/oakmeet/oakmeet/client"
@@ -13,14 +15,20 @@ import (
 
 // keyring connects a session to its end-to-end encryption state: it keeps
 // the roster in join order, passes key messages between the member and the
-// node's relay, and ticks the member's clock. It is used from the bot's
-// event loop only; the member itself is safe for the media goroutines.
+// node's relay, and ticks the member's clock. The member itself is safe
+// for the media goroutines.
 type keyring struct {
+	mu      sync.Mutex // the leg's event goroutine and Run both use it
 	m       *group.Member
 	sess    *client.Session
 	log     *slog.Logger
-	roster  []string
+	roster  []member // in roster order: by since, then id
 	history []KeyChange
+}
+
+type member struct {
+	id    string
+	since int64
 }
 
 // KeyChange is the moment a bot's end-to-end state moved to a new epoch.
@@ -30,21 +38,33 @@ type KeyChange struct {
 	SecurityCode string    `json:"security_code"`
 }
 
-func newKeyring(sess *client.Session, id *identity.Identity, log *slog.Logger) (*keyring, error) {
+func newKeyring(sess *client.Session, since int64, id *identity.Identity, log *slog.Logger) (*keyring, error) {
 	m, err := group.NewMember(group.Config{Meeting: sess.Meeting(), Participant: sess.ID(), Identity: id})
 	if err != nil {
 		return nil, err
 	}
 	k := &keyring{m: m, sess: sess, log: log}
-	// Roster order is join order: those present at welcome, then this
-	// participant, then later joiners.
+	// Every member orders the roster by (since, id): since is when the
+	// control plane issued each participant's join token, one clock for
+	// all nodes, so all members agree on the order and on the leader.
 	for _, p := range sess.Present() {
-		k.roster = append(k.roster, p.ID)
+		k.add(p.ID, p.Since)
 	}
-	k.roster = append(k.roster, sess.ID())
+	k.add(sess.ID(), since)
 	k.send([]group.Outgoing{m.Announce()})
 	k.changed()
 	return k, nil
+}
+
+func (k *keyring) add(id string, since int64) bool {
+	if slices.ContainsFunc(k.roster, func(m member) bool { return m.id == id }) {
+		return false
+	}
+	k.roster = append(k.roster, member{id: id, since: since})
+	slices.SortStableFunc(k.roster, func(a, b member) int {
+		return cmp.Or(cmp.Compare(a.since, b.since), cmp.Compare(a.id, b.id))
+	})
+	return true
 }
 
 func (k *keyring) send(outs []group.Outgoing) {
@@ -59,7 +79,11 @@ func (k *keyring) send(outs []group.Outgoing) {
 }
 
 func (k *keyring) changed() {
-	outs, err := k.m.OnRosterChange(slices.Clone(k.roster))
+	ids := make([]string, len(k.roster))
+	for i, m := range k.roster {
+		ids[i] = m.id
+	}
+	outs, err := k.m.OnRosterChange(ids)
 	if err != nil {
 		k.log.Warn("key schedule: roster change", "err", err)
 	}
@@ -67,15 +91,17 @@ func (k *keyring) changed() {
 }
 
 func (k *keyring) joined(p signal.Participant) {
-	if slices.Contains(k.roster, p.ID) {
-		return // announced at welcome
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.add(p.ID, p.Since) { // else already known from the welcome
+		k.changed()
 	}
-	k.roster = append(k.roster, p.ID)
-	k.changed()
 }
 
 func (k *keyring) left(p signal.Participant) {
-	i := slices.Index(k.roster, p.ID)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	i := slices.IndexFunc(k.roster, func(m member) bool { return m.id == p.ID })
 	if i < 0 {
 		return
 	}
@@ -84,6 +110,8 @@ func (k *keyring) left(p signal.Participant) {
 }
 
 func (k *keyring) relay(from string, payload []byte) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	outs, err := k.m.HandleMessage(from, payload)
 	if err != nil {
 		// Forged, replayed or stale messages are refused; the meeting
@@ -94,6 +122,8 @@ func (k *keyring) relay(from string, payload []byte) {
 }
 
 func (k *keyring) tick() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	outs, err := k.m.Tick()
 	if err != nil {
 		k.log.Warn("key schedule: tick", "err", err)
@@ -107,4 +137,12 @@ func (k *keyring) code() string {
 		return ""
 	}
 	return c.String()
+}
+
+// final records the current epoch and returns the state to report.
+func (k *keyring) final() (code string, epoch uint64, history []KeyChange) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.send(nil)
+	return k.code(), k.m.Epoch(), append([]KeyChange(nil), k.history...)
 }

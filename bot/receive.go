@@ -23,18 +23,17 @@ const maxLatencies = 100_000
 // receiver collects per-track statistics from reader goroutines.
 type receiver struct {
 	from   *atomic.Int64 // counting starts at this time (Unix ns)
-	keys   *group.Member
 	mu     sync.Mutex
 	tracks map[string]*TrackReport
 }
 
-func newReceiver(from *atomic.Int64, keys *group.Member) *receiver {
-	return &receiver{from: from, keys: keys, tracks: map[string]*TrackReport{}}
+func newReceiver(from *atomic.Int64) *receiver {
+	return &receiver{from: from, tracks: map[string]*TrackReport{}}
 }
 
 // read consumes one remote track until it ends, assembling frames to read
 // their send stamps.
-func (r *receiver) read(ev client.Event) {
+func (r *receiver) read(ev client.Event, keys *group.Member) {
 	t := ev.Track
 	st := &TrackReport{ParticipantID: ev.Participant.ID, TrackID: ev.Info.ID, Kind: t.Kind().String()}
 	var seen seqTracker
@@ -68,7 +67,7 @@ func (r *receiver) read(ev client.Event) {
 		if frame == nil {
 			continue
 		}
-		plain, err = r.keys.Unprotect(plain[:0], codec, frame)
+		plain, err = keys.Unprotect(plain[:0], codec, frame)
 		if err != nil {
 			// Dropped and counted, never used.
 			if errors.Is(err, mediaframe.ErrNoKey) {

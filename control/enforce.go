@@ -46,6 +46,8 @@ type enforcer struct {
 	active map[string]bool                 // meetings with participants
 	moves  map[string]*move                // by participant id
 	relays map[string]map[[2]string]*relay // by meeting, then node pair (sorted)
+	// trafficAt is when each meeting's byte counts were last stored.
+	trafficAt map[string]time.Time
 }
 
 type move struct {
@@ -59,7 +61,7 @@ type relay struct {
 }
 
 func newEnforcer() *enforcer {
-	return &enforcer{active: map[string]bool{}, moves: map[string]*move{}, relays: map[string]map[[2]string]*relay{}}
+	return &enforcer{active: map[string]bool{}, moves: map[string]*move{}, relays: map[string]map[[2]string]*relay{}, trafficAt: map[string]time.Time{}}
 }
 
 func (e *enforcer) touch(meeting string) {
@@ -123,8 +125,10 @@ func (s *Server) enforce(ctx context.Context, meetingID string) {
 	active := m.active()
 	e := s.enforcer
 	if len(active) == 0 {
+		// One last count of the bytes, then the meeting rests.
 		e.mu.Lock()
 		delete(e.active, meetingID)
+		delete(e.trafficAt, meetingID)
 		e.mu.Unlock()
 	}
 	used := map[string]nodeState{}
@@ -150,6 +154,7 @@ func (s *Server) enforce(ctx context.Context, meetingID string) {
 	}
 	s.expireMoves(ctx, meetingID, now)
 	s.reconcileRelays(ctx, meetingID, eff, used, now)
+	s.recordTraffic(ctx, meetingID, now)
 }
 
 // moveOff asks a participant to move, or disconnects it when no allowed

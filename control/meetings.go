@@ -24,6 +24,8 @@ type meeting struct {
 	Created       time.Time      `json:"created"`
 	Participants  []participant  `json:"participants"`
 	PolicyHistory []policyChange `json:"policy_history"`
+	// Traffic is what each node forwarded for the meeting, by node id.
+	Traffic map[string]*traffic `json:"traffic,omitempty"`
 }
 
 type participant struct {

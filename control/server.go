@@ -345,6 +345,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("PUT /api/meetings/{id}/policy", s.handlePutPolicy)
 	mux.HandleFunc("POST /api/meetings/{id}/join", s.handleJoin)
 	mux.HandleFunc("GET /api/meetings/{id}/routing", s.handleRouting)
+	mux.HandleFunc("GET /api/meetings/{id}/report", s.handleMeetingReport)
+	mux.HandleFunc("GET /api/report", s.handleReport)
 	mux.HandleFunc("GET /api/audit", s.handleAudit)
 	mux.HandleFunc("GET /api/audit/export", s.handleAuditExport)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))

@@ -31,6 +31,7 @@ func commands() map[string]command {
 		"audit":   {"export or verify the audit log", runAudit},
 		"bot":     {"join a meeting as a headless participant publishing test media", runBot},
 		"bench":   {"load a deployment with publishers and subscribers and measure delivery", runBench},
+		"report":  {"show which countries carried a meeting's (or all meetings') traffic", runReport},
 		"version": {"print the version", runVersion},
 	}
 }

@@ -1,0 +1,262 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/oakmeet/oakmeet/audit"
+)
+
+// traffic is what one node forwarded for a meeting, accumulated across
+// node restarts (a node's counters start again at zero).
+type traffic struct {
+	Bytes        uint64     `json:"bytes"`
+	LastReported uint64     `json:"last_reported"`
+	FirstTraffic *time.Time `json:"first_traffic,omitempty"`
+	LastTraffic  *time.Time `json:"last_traffic,omitempty"`
+	Country      string     `json:"country"`
+	Region       string     `json:"region,omitempty"`
+}
+
+// trafficEvery is how often forwarded bytes are written to a meeting.
+const trafficEvery = 2 * time.Second
+
+// recordTraffic folds the nodes' byte counters for a meeting into its
+// stored state, so the report survives node loss and restarts.
+func (s *Server) recordTraffic(ctx context.Context, meetingID string, now time.Time) {
+	e := s.enforcer
+	e.mu.Lock()
+	if now.Sub(e.trafficAt[meetingID]) < trafficEvery {
+		e.mu.Unlock()
+		return
+	}
+	e.trafficAt[meetingID] = now
+	e.mu.Unlock()
+
+	reported := map[string]uint64{}
+	where := map[string][2]string{}
+	for _, n := range s.nodes.list() {
+		ns, _ := s.nodes.get(n.ID)
+		if b, ok := ns.MeetingBytes[meetingID]; ok {
+			reported[n.ID] = b
+			where[n.ID] = [2]string{ns.Info.Country, ns.Info.Region}
+		}
+	}
+	if len(reported) == 0 {
+		return
+	}
+	_, err := s.meetings.update(ctx, meetingID, func(m *meeting) error {
+		changed := false
+		if m.Traffic == nil {
+			m.Traffic = map[string]*traffic{}
+		}
+		for node, b := range reported {
+			t := m.Traffic[node]
+			if t == nil {
+				t = &traffic{Country: where[node][0], Region: where[node][1]}
+				m.Traffic[node] = t
+			}
+			delta := b - t.LastReported
+			if b < t.LastReported { // the node restarted
+				delta = b
+			}
+			if b != t.LastReported {
+				changed = true
+				t.LastReported = b
+			}
+			if delta > 0 {
+				at := now.UTC()
+				t.Bytes += delta
+				t.LastTraffic = &at
+				if t.FirstTraffic == nil {
+					t.FirstTraffic = &at
+				}
+			}
+		}
+		if !changed {
+			return errNoChange
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errNoChange) {
+		s.log.Warn("record traffic", "meeting", meetingID, "err", err)
+	}
+}
+
+// NodeUsage is what one node did for a meeting.
+type NodeUsage struct {
+	Node               string     `json:"node"`
+	Country            string     `json:"country"`
+	Region             string     `json:"region,omitempty"`
+	Participants       int        `json:"participants"`
+	ParticipantMinutes float64    `json:"participant_minutes"`
+	Bytes              uint64     `json:"bytes"`
+	From               *time.Time `json:"from,omitempty"`
+	Until              *time.Time `json:"until,omitempty"` // nil while in use
+	LastTraffic        *time.Time `json:"last_traffic,omitempty"`
+}
+
+// CountryUsage sums NodeUsage per country.
+type CountryUsage struct {
+	Country            string     `json:"country"`
+	Nodes              []string   `json:"nodes"`
+	ParticipantMinutes float64    `json:"participant_minutes"`
+	Bytes              uint64     `json:"bytes"`
+	Share              float64    `json:"share"` // of all bytes in the report
+	LastTraffic        *time.Time `json:"last_traffic,omitempty"`
+}
+
+// MeetingReport is the evidence of where one meeting's traffic went.
+type MeetingReport struct {
+	Meeting      string         `json:"meeting"`
+	Title        string         `json:"title"`
+	Created      time.Time      `json:"created"`
+	Policies     []policyChange `json:"policies"`
+	Nodes        []NodeUsage    `json:"nodes"`
+	Countries    []CountryUsage `json:"countries"`
+	Refusals     []audit.Entry  `json:"refusals"`
+	Migrations   []audit.Entry  `json:"migrations"`
+	Participants int            `json:"participants"`
+}
+
+func (s *Server) meetingReport(ctx context.Context, m *meeting) (*MeetingReport, error) {
+	now := s.now().UTC()
+	r := &MeetingReport{Meeting: m.ID, Title: m.Title, Created: m.Created, Policies: m.PolicyHistory,
+		Refusals: []audit.Entry{}, Migrations: []audit.Entry{}, Participants: len(m.Participants)}
+	nodes := map[string]*NodeUsage{}
+	use := func(id, country, region string) *NodeUsage {
+		u := nodes[id]
+		if u == nil {
+			u = &NodeUsage{Node: id, Country: country, Region: region}
+			nodes[id] = u
+		}
+		return u
+	}
+	for _, p := range m.Participants {
+		if p.Connected == nil {
+			continue // placed but never there
+		}
+		u := use(p.Node.ID, p.Node.Country, p.Node.Region)
+		u.Participants++
+		end := now
+		if p.Left != nil {
+			end = *p.Left
+		}
+		u.ParticipantMinutes += end.Sub(*p.Connected).Minutes()
+		if u.From == nil || p.Connected.Before(*u.From) {
+			t := *p.Connected
+			u.From = &t
+		}
+		if p.Left == nil {
+			u.Until = nil
+		} else if u.Participants == 1 || (u.Until != nil && p.Left.After(*u.Until)) {
+			t := *p.Left
+			u.Until = &t
+		}
+	}
+	// A node with someone still on it is in use.
+	for _, p := range m.active() {
+		if u := nodes[p.Node.ID]; u != nil {
+			u.Until = nil
+		}
+	}
+	for id, t := range m.Traffic {
+		u := use(id, t.Country, t.Region)
+		u.Bytes, u.LastTraffic = t.Bytes, t.LastTraffic
+	}
+	for _, u := range nodes {
+		r.Nodes = append(r.Nodes, *u)
+	}
+	sort.Slice(r.Nodes, func(i, j int) bool { return r.Nodes[i].Node < r.Nodes[j].Node })
+	r.Countries = byCountry(r.Nodes)
+
+	entries, err := s.audit.entries(ctx, m.ID, false)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		switch e.Kind {
+		case audit.KindRefusal:
+			r.Refusals = append(r.Refusals, e)
+		case audit.KindMigration, audit.KindDisconnect:
+			r.Migrations = append(r.Migrations, e)
+		}
+	}
+	return r, nil
+}
+
+func byCountry(nodes []NodeUsage) []CountryUsage {
+	by := map[string]*CountryUsage{}
+	var total uint64
+	for _, u := range nodes {
+		c := by[u.Country]
+		if c == nil {
+			c = &CountryUsage{Country: u.Country}
+			by[u.Country] = c
+		}
+		c.Nodes = append(c.Nodes, u.Node)
+		c.ParticipantMinutes += u.ParticipantMinutes
+		c.Bytes += u.Bytes
+		total += u.Bytes
+		if u.LastTraffic != nil && (c.LastTraffic == nil || u.LastTraffic.After(*c.LastTraffic)) {
+			c.LastTraffic = u.LastTraffic
+		}
+	}
+	out := make([]CountryUsage, 0, len(by))
+	for _, c := range by {
+		if total > 0 {
+			c.Share = float64(c.Bytes) / float64(total)
+		}
+		sort.Strings(c.Nodes)
+		out = append(out, *c)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Bytes != out[j].Bytes {
+			return out[i].Bytes > out[j].Bytes
+		}
+		return out[i].Country < out[j].Country
+	})
+	return out
+}
+
+func (s *Server) handleMeetingReport(w http.ResponseWriter, r *http.Request) {
+	m, _, err := s.meetings.get(r.Context(), r.PathValue("id"))
+	if err != nil {
+		writeError(w, toAPIError(err))
+		return
+	}
+	rep, err := s.meetingReport(r.Context(), m)
+	if err != nil {
+		s.fail(w, "report", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+// DeploymentReport is the share of all meetings' traffic each country
+// carried.
+type DeploymentReport struct {
+	Meetings  int            `json:"meetings"`
+	Countries []CountryUsage `json:"countries"`
+}
+
+func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
+	all, err := s.meetings.all(r.Context())
+	if err != nil {
+		s.fail(w, "report", err)
+		return
+	}
+	var nodes []NodeUsage
+	for _, m := range all {
+		rep, err := s.meetingReport(r.Context(), m)
+		if err != nil {
+			s.fail(w, "report", err)
+			return
+		}
+		nodes = append(nodes, rep.Nodes...)
+	}
+	writeJSON(w, http.StatusOK, DeploymentReport{Meetings: len(all), Countries: byCountry(nodes)})
+}
