@@ -1,8 +1,11 @@
 // Package node is a media node's process: it registers with the cluster,
 // reports its health and load every second, takes commands from the control
 // plane, and serves participants' signaling connections, verifying each join
-// token before handing the connection to the media engine. It never holds a
-// media key.
+// token before handing the connection to the media engine. On the control
+// plane's command it opens relay links to the meeting's other nodes, and it
+// accepts theirs, each authenticated by a relay token and the two nodes'
+// identity keys and checked against the meeting's policy by the node itself
+// (docs/RELAYS.md). It never holds a media key.
 package node
 
 import (
@@ -50,6 +53,10 @@ type Config struct {
 	LoopbackOnly bool
 	NATS         *nats.Conn
 	Logger       *slog.Logger
+	// IdentityKey authenticates the node's relay links to other nodes;
+	// nil generates one at start. Its public half is in the node's
+	// registration (cluster.NodeInfo.IdentityKey).
+	IdentityKey ed25519.PrivateKey
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -67,6 +74,14 @@ type Node struct {
 
 	draining atomic.Bool
 	pub      atomic.Pointer[ed25519.PublicKey]
+	identity ed25519.PrivateKey
+
+	// Relay links being dialled or served by this node as the dialler;
+	// linkCtx is set by Run and ends with it.
+	linkMu  sync.Mutex
+	linkCtx context.Context
+	dialing map[linkKey]context.CancelFunc
+	linkWG  sync.WaitGroup
 
 	cpuMu   sync.Mutex
 	lastCPU time.Duration
@@ -109,6 +124,16 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:0"
 	}
+	if cfg.IdentityKey == nil {
+		_, key, err := ed25519.GenerateKey(nil)
+		if err != nil {
+			return nil, fmt.Errorf("node %s: identity key: %w", cfg.ID, err)
+		}
+		cfg.IdentityKey = key
+	}
+	if len(cfg.IdentityKey) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("node %s: identity key has %d bytes, want %d", cfg.ID, len(cfg.IdentityKey), ed25519.PrivateKeySize)
+	}
 	st, err := store.Open(ctx, cfg.NATS)
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", cfg.ID, err)
@@ -130,16 +155,19 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		url = "ws://" + ln.Addr().String() + "/ws"
 	}
 	n := &Node{
-		cfg:   cfg,
-		log:   cfg.Logger.With("node", cfg.ID),
-		now:   cfg.Now,
-		store: st,
-		sfu:   media,
-		ln:    ln,
+		cfg:      cfg,
+		log:      cfg.Logger.With("node", cfg.ID),
+		now:      cfg.Now,
+		store:    st,
+		sfu:      media,
+		ln:       ln,
+		identity: cfg.IdentityKey,
+		dialing:  map[linkKey]context.CancelFunc{},
 		info: cluster.NodeInfo{
 			ID: cfg.ID, Country: c.Code, Region: loc.Region, Lat: loc.Lat, Lon: loc.Lon,
 			URL: url, MaxParticipants: cfg.MaxParticipants, MaxBitrateBps: cfg.MaxBitrateBps,
-			Started: cfg.Now().UTC(),
+			Started:     cfg.Now().UTC(),
+			IdentityKey: cfg.IdentityKey.Public().(ed25519.PublicKey),
 		},
 	}
 	mux := http.NewServeMux()
@@ -165,6 +193,11 @@ func (n *Node) Run(ctx context.Context) error {
 	if err := n.store.PutNode(ctx, n.info.ID, reg); err != nil {
 		return err
 	}
+	linkCtx, stopLinks := context.WithCancel(context.Background())
+	defer stopLinks()
+	n.linkMu.Lock()
+	n.linkCtx = linkCtx
+	n.linkMu.Unlock()
 	cmdSub, err := n.cfg.NATS.Subscribe(cluster.SubjectCommand(n.info.ID), n.handleCommand)
 	if err != nil {
 		return fmt.Errorf("node %s: subscribe to commands: %w", n.info.ID, err)
@@ -200,9 +233,15 @@ loop:
 	defer cancel()
 	// Closing the SFU first ends every participant's Serve, which lets the
 	// HTTP server's hijacked WebSocket handlers return.
+	// Closing the SFU also ends every relay link; the dialling goroutines
+	// are waited for after it.
+	n.linkMu.Lock()
+	stopLinks()
+	n.linkMu.Unlock()
 	_ = n.sfu.Close()
 	_ = n.srv.Shutdown(shutCtx)
 	wg.Wait()
+	n.linkWG.Wait()
 	if err := n.store.DeleteNode(shutCtx, n.info.ID); err != nil {
 		n.log.Warn("deregister", "err", err)
 	}
@@ -220,6 +259,7 @@ func (n *Node) heartbeat() {
 		},
 		Draining:     n.draining.Load(),
 		MeetingBytes: n.sfu.MeetingBytes(),
+		Relays:       n.relays(),
 		Sent:         n.now().UTC(),
 	}
 	data, err := json.Marshal(hb)
@@ -241,13 +281,35 @@ func (n *Node) handleCommand(m *nats.Msg) {
 	switch cmd.Kind {
 	case cluster.CommandKick:
 		n.sfu.Kick(cmd.Meeting, cmd.Participant, cmd.Reason)
+	case cluster.CommandMove:
+		n.sfu.Move(cmd.Meeting, cmd.Participant, cmd.Reason)
 	case cluster.CommandDrain:
 		n.Drain()
 		n.heartbeat()
+	case cluster.CommandRelay:
+		n.relay(cmd)
+	case cluster.CommandUnrelay:
+		n.unrelay(cmd)
 	default:
 		n.log.Warn("unknown command", "kind", cmd.Kind)
 	}
 }
+
+// relays lists the node's relay links for the heartbeat.
+func (n *Node) relays() []cluster.RelayLink {
+	rs := n.sfu.Relays()
+	if len(rs) == 0 {
+		return nil
+	}
+	out := make([]cluster.RelayLink, len(rs))
+	for i, r := range rs {
+		out[i] = cluster.RelayLink{Meeting: r.Meeting, Peer: r.Peer, Dialer: r.Dialer, Connected: r.Connected}
+	}
+	return out
+}
+
+// Relays reports the node's relay links.
+func (n *Node) Relays() []sfu.RelayInfo { return n.sfu.Relays() }
 
 func (n *Node) handleHealth(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")

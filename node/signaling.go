@@ -42,7 +42,15 @@ func (n *Node) handleSignaling(w http.ResponseWriter, r *http.Request) {
 	conn := sfu.WebSocketConn(ws)
 	ctx := r.Context()
 
-	claims, code, msg := n.admit(ctx, conn)
+	first, code, msg := readFirst(ctx, conn)
+	if code == "" && first.Type == signal.TypeLink {
+		n.acceptLink(ctx, conn, first)
+		return
+	}
+	var claims token.JoinClaims
+	if code == "" {
+		claims, code, msg = n.admit(ctx, first)
+	}
 	if code != "" {
 		n.log.Info("signaling refused", "code", code, "reason", msg, "remote", r.RemoteAddr)
 		refuse(ctx, conn, code, msg)
@@ -51,7 +59,7 @@ func (n *Node) handleSignaling(w http.ResponseWriter, r *http.Request) {
 	log := n.log.With("meeting", claims.Meeting, "participant", claims.Participant)
 	n.publishEvent(cluster.Event{Kind: cluster.EventConnected, Meeting: claims.Meeting, Participant: claims.Participant})
 	log.Info("participant connected")
-	err = n.sfu.Serve(ctx, conn, sfu.Identity{Meeting: claims.Meeting, Participant: claims.Participant, Name: claims.Name})
+	err = n.sfu.Serve(ctx, conn, sfu.Identity{Meeting: claims.Meeting, Participant: claims.Participant, Name: claims.Name, Joined: claims.IssuedAt})
 	reason := "left"
 	switch {
 	case errors.Is(err, sfu.ErrReplaced):
@@ -70,19 +78,25 @@ func (n *Node) handleSignaling(w http.ResponseWriter, r *http.Request) {
 	n.publishEvent(cluster.Event{Kind: cluster.EventDisconnected, Meeting: claims.Meeting, Participant: claims.Participant, Reason: reason})
 }
 
-// admit reads the join message and checks its token. It returns a refusal
-// code and message, or the verified claims.
-func (n *Node) admit(ctx context.Context, conn sfu.Conn) (token.JoinClaims, string, string) {
+// readFirst reads a connection's first message: a participant's join, or
+// another node's link.
+func readFirst(ctx context.Context, conn sfu.Conn) (signal.Message, string, string) {
 	rctx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
 	data, err := conn.Read(rctx)
 	if err != nil {
-		return token.JoinClaims{}, CodeBadJoin, "no join message within " + joinTimeout.String()
+		return signal.Message{}, CodeBadJoin, "no join message within " + joinTimeout.String()
 	}
 	m, err := signal.Decode(data)
 	if err != nil {
-		return token.JoinClaims{}, CodeBadJoin, err.Error()
+		return signal.Message{}, CodeBadJoin, err.Error()
 	}
+	return m, "", ""
+}
+
+// admit checks a participant's join message and its token. It returns a
+// refusal code and message, or the verified claims.
+func (n *Node) admit(ctx context.Context, m signal.Message) (token.JoinClaims, string, string) {
 	if m.Type != signal.TypeJoin || m.Token == "" {
 		return token.JoinClaims{}, CodeBadJoin, fmt.Sprintf("the first message must be a join with a token, got %q", m.Type)
 	}

@@ -1,0 +1,330 @@
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+
+	"github.com/oakmeet/oakmeet/bus"
+	"github.com/oakmeet/oakmeet/client"
+	"github.com/oakmeet/oakmeet/cluster"
+	"github.com/oakmeet/oakmeet/policy"
+	"github.com/oakmeet/oakmeet/store"
+	"github.com/oakmeet/oakmeet/token"
+)
+
+// mesh is several nodes on one embedded NATS, with the test standing in
+// for the control plane: it holds the token key and sends commands.
+type mesh struct {
+	t     *testing.T
+	emb   *bus.Embedded
+	nc    *nats.Conn
+	key   ed25519.PrivateKey
+	nodes map[string]*Node
+	logs  map[string]*records
+	stops []func()
+}
+
+func startMesh(t *testing.T, cfgs ...Config) *mesh {
+	t.Helper()
+	emb, err := bus.Embed(bus.EmbedConfig{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := emb.Connect("control")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &mesh{t: t, emb: emb, nc: nc, nodes: map[string]*Node{}, logs: map[string]*records{}}
+	ctx := context.Background()
+	st, err := store.Open(ctx, nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, m.key, _ = ed25519.GenerateKey(nil)
+	if err := st.PutControl(ctx, cluster.KeyTokenPublicKey, m.key.Public().(ed25519.PublicKey)); err != nil {
+		t.Fatal(err)
+	}
+	for _, cfg := range cfgs {
+		m.start(cfg)
+	}
+	t.Cleanup(m.close)
+	return m
+}
+
+func (m *mesh) start(cfg Config) {
+	t := m.t
+	nc, err := m.emb.Connect("node-" + cfg.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &records{}
+	cfg.NATS, cfg.LoopbackOnly, cfg.Logger = nc, true, slog.New(rec)
+	n, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	m.nodes[cfg.ID], m.logs[cfg.ID] = n, rec
+	m.stops = append(m.stops, func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("node %s: %v", cfg.ID, err)
+		}
+		nc.Close()
+	})
+	// Commands are taken once the first heartbeat is out.
+	sub, err := m.nc.SubscribeSync(cluster.SubjectHeartbeat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	for {
+		msg, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("node %s sends no heartbeat: %v", cfg.ID, err)
+		}
+		if hb, _ := cluster.Decode[cluster.Heartbeat]("heartbeat", msg.Data); hb.Node.ID == cfg.ID {
+			return
+		}
+	}
+}
+
+// close stops every node, then NATS; safe to call twice.
+func (m *mesh) close() {
+	for _, stop := range m.stops {
+		stop()
+	}
+	m.stops = nil
+	if m.emb != nil {
+		m.nc.Close()
+		m.emb.Shutdown()
+		m.emb = nil
+	}
+}
+
+func relayNode(n *Node) token.RelayNode {
+	i := n.Info()
+	return token.RelayNode{ID: i.ID, Country: i.Country, Region: i.Region, IdentityKey: i.IdentityKey}
+}
+
+// relayClaims are valid claims for a link from node from to node to.
+func (m *mesh) relayClaims(meeting, from, to string, p policy.Policy) token.RelayClaims {
+	now := time.Now()
+	return token.RelayClaims{
+		Meeting: meeting, From: relayNode(m.nodes[from]), To: relayNode(m.nodes[to]), Policy: p,
+		IssuedAt: now, Expires: now.Add(time.Minute),
+	}
+}
+
+func (m *mesh) sign(c token.RelayClaims) string {
+	m.t.Helper()
+	tok, err := token.SignRelay(m.key, c)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	return tok
+}
+
+func (m *mesh) command(node string, cmd cluster.Command) {
+	m.t.Helper()
+	data, _ := json.Marshal(cmd)
+	if err := m.nc.Publish(cluster.SubjectCommand(node), data); err != nil {
+		m.t.Fatal(err)
+	}
+}
+
+// relay tells node from to open a link for meeting to node to.
+func (m *mesh) relay(meeting, from, to string, p policy.Policy) {
+	m.t.Helper()
+	m.command(from, cluster.Command{
+		Kind: cluster.CommandRelay, Meeting: meeting, Peer: to, PeerURL: m.nodes[to].Info().URL,
+		Token: m.sign(m.relayClaims(meeting, from, to, p)),
+	})
+}
+
+func (m *mesh) joinToken(node, meeting, id string, issued time.Time) string {
+	m.t.Helper()
+	tok, err := token.SignJoin(m.key, token.JoinClaims{
+		Meeting: meeting, Participant: id, Name: "name-" + id, Node: node,
+		IssuedAt: issued, Expires: issued.Add(time.Minute),
+	})
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	return tok
+}
+
+// records is a slog.Handler that keeps what a node logs, so tests can see
+// why it refused something.
+type records struct {
+	mu   sync.Mutex
+	recs []map[string]string
+}
+
+func (r *records) Enabled(context.Context, slog.Level) bool { return true }
+func (r *records) WithAttrs([]slog.Attr) slog.Handler        { return r }
+func (r *records) WithGroup(string) slog.Handler             { return r }
+func (r *records) Handle(_ context.Context, rec slog.Record) error {
+	m := map[string]string{"msg": rec.Message}
+	rec.Attrs(func(a slog.Attr) bool {
+		m[a.Key] = a.Value.String()
+		return true
+	})
+	r.mu.Lock()
+	r.recs = append(r.recs, m)
+	r.mu.Unlock()
+	return nil
+}
+
+// find returns the first record with msg and the given code.
+func (r *records) find(msg, code string) (map[string]string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, x := range r.recs {
+		if x["msg"] == msg && (code == "" || x["code"] == code) {
+			return x, true
+		}
+	}
+	return nil, false
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+// peer is a Go client on a node that records what it receives.
+type peer struct {
+	s  *client.Session
+	mu sync.Mutex
+	// packets per publisher and kind; events as received
+	packets map[string]int
+	events  []client.Event
+	done    chan struct{}
+	readers sync.WaitGroup
+	stop    context.CancelFunc
+	pubDone chan struct{}
+}
+
+func (m *mesh) connect(node, meeting, id string, issued time.Time) *peer {
+	m.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	info := m.nodes[node].Info()
+	s, err := client.Connect(ctx, client.JoinResult{
+		ParticipantID: id, Node: client.NodeInfo{ID: info.ID, URL: info.URL}, Token: m.joinToken(node, meeting, id, issued),
+	}, client.Options{LoopbackOnly: true})
+	if err != nil {
+		m.t.Fatalf("connect %s to %s: %v", id, node, err)
+	}
+	p := &peer{s: s, packets: map[string]int{}, done: make(chan struct{})}
+	go p.collect()
+	m.t.Cleanup(p.close)
+	return p
+}
+
+func (p *peer) collect() {
+	defer close(p.done)
+	for e := range p.s.Events() {
+		p.mu.Lock()
+		p.events = append(p.events, e)
+		p.mu.Unlock()
+		if e.Type == client.EventTrackAdded {
+			key := e.Info.Participant + "/" + e.Track.Kind().String()
+			p.readers.Add(1)
+			go func(tr *webrtc.TrackRemote) {
+				defer p.readers.Done()
+				for {
+					if _, _, err := tr.ReadRTP(); err != nil {
+						return
+					}
+					p.mu.Lock()
+					p.packets[key]++
+					p.mu.Unlock()
+				}
+			}(e.Track)
+		}
+	}
+}
+
+func (p *peer) count(publisher, kind string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.packets[publisher+"/"+kind]
+}
+
+func (p *peer) has(pred func(client.Event) bool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, e := range p.events {
+		if pred(e) {
+			return true
+		}
+	}
+	return false
+}
+
+// publish sends synthetic Opus and VP8 (a key frame every second and on
+// request) until the peer closes.
+func (p *peer) publish(t *testing.T) {
+	t.Helper()
+	a, err := p.s.PublishAudio(client.TrackOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := p.s.PublishVideo(client.TrackOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.stop, p.pubDone = cancel, make(chan struct{})
+	go func() {
+		defer close(p.pubDone)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for n := 0; ; n++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			_ = a.WriteSample(media.Sample{Data: make([]byte, 60), Duration: 20 * time.Millisecond})
+			if n%2 == 0 {
+				frame := make([]byte, 500)
+				copy(frame, []byte{0x11, 0x02, 0x00})
+				if v.TakeKeyFrameRequest("") || n%50 == 0 {
+					copy(frame, []byte{0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00})
+				}
+				_ = v.WriteSample(media.Sample{Data: frame, Duration: 40 * time.Millisecond})
+			}
+		}
+	}()
+}
+
+func (p *peer) close() {
+	if p.stop != nil {
+		p.stop()
+		<-p.pubDone
+		p.stop = nil
+	}
+	_ = p.s.Close()
+	<-p.done
+	p.readers.Wait()
+}
