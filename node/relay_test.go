@@ -219,7 +219,9 @@ func TestAcceptingNodeRefusesBadRelays(t *testing.T) {
 		return c
 	}
 	good := m.sign(claims(func(*token.RelayClaims) {}))
-	expired := claims(func(c *token.RelayClaims) { c.IssuedAt, c.Expires = c.IssuedAt.Add(-time.Hour), c.IssuedAt.Add(-time.Hour+time.Minute) })
+	expired := claims(func(c *token.RelayClaims) {
+		c.IssuedAt, c.Expires = c.IssuedAt.Add(-time.Hour), c.IssuedAt.Add(-time.Hour+time.Minute)
+	})
 	forged, err := token.SignRelay(forger, claims(func(*token.RelayClaims) {}))
 	if err != nil {
 		t.Fatal(err)
