@@ -95,8 +95,8 @@ type TrackReport struct {
 	Frames        int64  `json:"frames"`
 	Lost          int64  `json:"lost"` // packets never received, after retransmission
 	// DecryptFailures counts frames that failed authentication or were
-	// malformed or replayed; NoKey counts frames that arrived before
-	// their epoch's key (normal for a moment after a re-key or join).
+	// malformed or replayed; NoKey counts frames under a key this member
+	// did not hold (normal for a moment after a re-key or join).
 	DecryptFailures int64   `json:"decrypt_failures"`
 	NoKey           int64   `json:"no_key"`
 	LatencyMs       Latency `json:"latency_ms"`

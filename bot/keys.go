@@ -93,6 +93,7 @@ func (k *keyring) changed() {
 func (k *keyring) joined(p signal.Participant) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.log.Debug("participant joined", "id", p.ID, "since", p.Since)
 	if k.add(p.ID, p.Since) { // else already known from the welcome
 		k.changed()
 	}
@@ -117,6 +118,8 @@ func (k *keyring) relay(from string, payload []byte) {
 		// Forged, replayed or stale messages are refused; the meeting
 		// goes on with the keys it has.
 		k.log.Info("key message refused", "from", from, "err", err)
+	} else {
+		k.log.Debug("key message", "from", from, "epoch", k.m.Epoch())
 	}
 	k.send(outs)
 }

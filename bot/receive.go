@@ -14,6 +14,7 @@ import (
 	"github.com/oakmeet/oakmeet/client"
 	"github.com/oakmeet/oakmeet/e2ee/group"
 	"github.com/oakmeet/oakmeet/e2ee/mediaframe"
+	"github.com/oakmeet/oakmeet/e2ee/sframe"
 	"github.com/oakmeet/oakmeet/stamp"
 )
 
@@ -70,7 +71,9 @@ func (r *receiver) read(ev client.Event, keys *group.Member) {
 		plain, err = keys.Unprotect(plain[:0], codec, frame)
 		if err != nil {
 			// Dropped and counted, never used.
-			if errors.Is(err, mediaframe.ErrNoKey) {
+			// A frame under a key this member does not hold (yet) is not
+			// a failure of integrity; only those are counted as failures.
+			if errors.Is(err, mediaframe.ErrNoKey) || errors.Is(err, sframe.ErrUnknownKID) {
 				st.NoKey++
 			} else {
 				st.DecryptFailures++

@@ -474,6 +474,9 @@ type RoutingRelay struct {
 	From      placedNode `json:"from"`
 	To        placedNode `json:"to"`
 	Connected bool       `json:"connected"`
+	// Closing is set when the control plane has ordered the link closed
+	// and the nodes have not reported it gone yet (at most ~2 s).
+	Closing bool `json:"closing,omitempty"`
 }
 
 // RoutingEntry is one participant's placement.
@@ -610,6 +613,7 @@ func (s *Server) meetingRelays(meetingID string) []RoutingRelay {
 				From:      placedNode{ID: ns.Info.ID, Country: ns.Info.Country, Region: ns.Info.Region},
 				To:        placedNode{ID: l.Peer, Country: peer.Info.Country, Region: peer.Info.Region},
 				Connected: l.Connected,
+				Closing:   s.enforcer.closing(meetingID, ns.Info.ID, l.Peer),
 			})
 		}
 	}

@@ -48,6 +48,9 @@ type enforcer struct {
 	relays map[string]map[[2]string]*relay // by meeting, then node pair (sorted)
 	// trafficAt is when each meeting's byte counts were last stored.
 	trafficAt map[string]time.Time
+	// closed are relay links ordered closed, by meeting and pair, until
+	// the nodes' heartbeats stop listing them.
+	closed map[string]map[[2]string]time.Time
 }
 
 type move struct {
@@ -61,7 +64,7 @@ type relay struct {
 }
 
 func newEnforcer() *enforcer {
-	return &enforcer{active: map[string]bool{}, moves: map[string]*move{}, relays: map[string]map[[2]string]*relay{}, trafficAt: map[string]time.Time{}}
+	return &enforcer{active: map[string]bool{}, moves: map[string]*move{}, relays: map[string]map[[2]string]*relay{}, trafficAt: map[string]time.Time{}, closed: map[string]map[[2]string]time.Time{}}
 }
 
 func (e *enforcer) touch(meeting string) {
@@ -272,6 +275,15 @@ func (s *Server) reconcileRelays(ctx context.Context, meetingID string, eff poli
 		if !want[pair] {
 			delete(have, pair)
 			closeLinks = append(closeLinks, pair)
+			if e.closed[meetingID] == nil {
+				e.closed[meetingID] = map[[2]string]time.Time{}
+			}
+			e.closed[meetingID][pair] = now
+		}
+	}
+	for pair, at := range e.closed[meetingID] {
+		if want[pair] || now.Sub(at) > 2*cluster.HeartbeatInterval+time.Second {
+			delete(e.closed[meetingID], pair)
 		}
 	}
 	if len(have) == 0 {
@@ -323,4 +335,16 @@ func (s *Server) auditEvent(ctx context.Context, e audit.Entry) {
 	if _, err := s.audit.append(ctx, e); err != nil {
 		s.log.Error("audit", "kind", e.Kind, "meeting", e.Meeting, "err", err)
 	}
+}
+
+// closing reports whether the relay link between a and b was ordered
+// closed a moment ago (heartbeats may still list it).
+func (e *enforcer) closing(meeting, a, b string) bool {
+	if b < a {
+		a, b = b, a
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	_, ok := e.closed[meeting][[2]string{a, b}]
+	return ok
 }
