@@ -268,6 +268,13 @@ func (l *link) serve() error {
 
 	cause := l.run()
 
+	// Unlisted at once: the link is gone for the control plane even while
+	// its connections close.
+	l.sfu.mu.Lock()
+	if l.sfu.links[key] == l {
+		delete(l.sfu.links, key)
+	}
+	l.sfu.mu.Unlock()
 	r.mbox.post(func() { r.removeLink(l) })
 	for _, d := range l.downs {
 		for _, slot := range d.slots {
@@ -295,11 +302,6 @@ func (l *link) serve() error {
 	<-l.out.done
 	<-readerDone
 	l.wg.Wait()
-	l.sfu.mu.Lock()
-	if l.sfu.links[key] == l {
-		delete(l.sfu.links, key)
-	}
-	l.sfu.mu.Unlock()
 	l.sfu.detach(r)
 	return cause
 }
