@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/oakmeet/oakmeet/bus"
 	"github.com/oakmeet/oakmeet/node"
@@ -27,6 +28,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		tcpPort   = fs.Int("tcp-port", 0, "ICE-TCP fallback port (0 = off, -1 = any free port)")
 		publicIP  = fs.String("public-ip", "", "address to advertise for media behind 1:1 NAT")
 		loopback  = fs.Bool("loopback", false, "media on 127.0.0.1 only (local clusters and tests)")
+		drainFor  = fs.Duration("drain-timeout", 30*time.Second, "on SIGTERM or Ctrl-C, how long to wait for participants to move away before exiting")
 		logLevel  = fs.String("log-level", "info", "debug, info, warn or error")
 		_         = fs.String("config", "", "config file of 'flag = value' lines")
 	)
@@ -62,7 +64,24 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	info := n.Info()
 	fmt.Fprintf(stdout, "node %s (%s %s) serving %s\n", info.ID, info.Country, info.Region, info.URL)
-	return n.Run(ctx)
+	// A signal drains the node: it takes no one new, the control plane
+	// moves its participants away, and then it exits.
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		if runCtx.Err() != nil {
+			return
+		}
+		fmt.Fprintf(stderr, "draining: waiting up to %s for %d participants to move\n", *drainFor, n.Participants())
+		dctx, cancel := context.WithTimeout(runCtx, *drainFor)
+		defer cancel()
+		if err := n.DrainAndWait(dctx); err != nil {
+			fmt.Fprintf(stderr, "drain: %d participants still here after %s; stopping anyway\n", n.Participants(), *drainFor)
+		}
+		stop()
+	}()
+	return n.Run(runCtx)
 }
 
 func randomSuffix() string {

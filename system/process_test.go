@@ -1,0 +1,324 @@
+package system
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/oakmeet/oakmeet/audit"
+	"github.com/oakmeet/oakmeet/bot"
+	"github.com/oakmeet/oakmeet/control"
+	"github.com/oakmeet/oakmeet/testcluster"
+)
+
+// deployment is oakmeet as separate processes: `oakmeet serve --nodes 0`
+// with NATS for other processes, and one `oakmeet node` process per node.
+type deployment struct {
+	t       *testing.T
+	bin     string
+	dir     string
+	url     string
+	natsURL string
+	port    int
+	natsPt  int
+	control *exec.Cmd
+	nodes   map[string]*exec.Cmd
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "oakmeet")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/oakmeet/oakmeet/cmd/oakmeet")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build oakmeet: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func startDeployment(t *testing.T) *deployment {
+	d := &deployment{t: t, bin: buildBinary(t), dir: t.TempDir(), nodes: map[string]*exec.Cmd{}}
+	d.port, d.natsPt = freePort(t), freePort(t)
+	d.url = fmt.Sprintf("http://127.0.0.1:%d", d.port)
+	d.natsURL = fmt.Sprintf("nats://127.0.0.1:%d", d.natsPt)
+	d.startControl()
+	t.Cleanup(d.stopAll)
+	return d
+}
+
+func (d *deployment) logFile(name string) *os.File {
+	f, err := os.Create(filepath.Join(d.dir, name+".log"))
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return f
+}
+
+func (d *deployment) startControl() {
+	cmd := exec.Command(d.bin, "serve", "--nodes", "0", "--listen", fmt.Sprintf("127.0.0.1:%d", d.port),
+		"--nats-listen", fmt.Sprintf("127.0.0.1:%d", d.natsPt), "--trust-client-location", "--data", filepath.Join(d.dir, "control"))
+	log := d.logFile("control")
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	d.control = cmd
+	testcluster.WaitFor(d.t, 15*time.Second, "control plane ready", func() bool {
+		resp, err := http.Get(d.url + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+}
+
+func (d *deployment) startNode(id, country, region string, extra ...string) {
+	args := append([]string{"node", "--id", id, "--country", country, "--region", region, "--nats", d.natsURL,
+		"--listen", "127.0.0.1:0", "--loopback", "--drain-timeout", "10s"}, extra...)
+	cmd := exec.Command(d.bin, args...)
+	log := d.logFile("node-" + id)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	d.nodes[id] = cmd
+}
+
+func (d *deployment) signalNode(id string, sig syscall.Signal) {
+	if cmd := d.nodes[id]; cmd != nil {
+		_ = cmd.Process.Signal(sig)
+	}
+}
+
+func (d *deployment) stopAll() {
+	for _, cmd := range d.nodes {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}
+	if d.control != nil {
+		_ = d.control.Process.Kill()
+		_ = d.control.Wait()
+	}
+}
+
+func (d *deployment) do(method, path, auth string, body any, out any) int {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, d.url+path, rd)
+	if auth != "" {
+		req.Header.Set("Authorization", "Bearer "+auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if out != nil {
+		_ = json.Unmarshal(data, out)
+	}
+	return resp.StatusCode
+}
+
+func (d *deployment) get(path string, out any) int { return d.do("GET", path, "", nil, out) }
+
+func (d *deployment) healthy() map[string]bool {
+	var nodes []control.NodeView
+	d.get("/api/nodes", &nodes)
+	out := map[string]bool{}
+	for _, n := range nodes {
+		if n.Healthy {
+			out[n.ID] = true
+		}
+	}
+	return out
+}
+
+func (d *deployment) waitHealthy(ids ...string) {
+	testcluster.WaitFor(d.t, 15*time.Second, "nodes healthy: "+strings.Join(ids, ","), func() bool {
+		h := d.healthy()
+		for _, id := range ids {
+			if !h[id] {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func (d *deployment) participantsOn(meeting string) map[string]string {
+	var rv control.RoutingView
+	d.get("/api/meetings/"+meeting+"/routing", &rv)
+	out := map[string]string{}
+	for _, p := range rv.Participants {
+		out[p.Name] = p.Node.ID
+	}
+	return out
+}
+
+func (d *deployment) verifyAudit() {
+	d.t.Helper()
+	resp, err := http.Get(d.url + "/api/audit/export")
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := audit.VerifyExport(resp.Body); err != nil {
+		d.t.Fatalf("audit log does not verify: %v", err)
+	}
+}
+
+// Real processes: five nodes in five countries. A node killed with
+// SIGKILL loses its participant to an allowed node; a node sent SIGTERM
+// drains its participant away and exits; a join beyond all allowed
+// capacity is refused; the control plane restarts without losing the
+// meeting or the log. The policy holds throughout and the log verifies.
+func TestProcessesNodeLossDrainOverloadRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	d := startDeployment(t)
+	d.startNode("de-1", "DE", "eu-central-1")
+	d.startNode("fr-1", "FR", "eu-west-3")
+	d.startNode("jp-1", "JP", "ap-northeast-1")
+	d.startNode("us-1", "US", "us-east-1", "--max-participants", "1")
+	d.startNode("cn-1", "CN", "cn-north-1")
+	d.waitHealthy("de-1", "fr-1", "jp-1", "us-1", "cn-1")
+
+	var m struct{ ID, HostToken string }
+	if code := d.do("POST", "/api/meetings", "", map[string]any{"title": "procs", "policy": map[string]any{"blocked_countries": []string{"CN"}}}, &m); code != 201 {
+		t.Fatalf("create: %d", code)
+	}
+	w := watch(t, d.get, m.ID)
+
+	// Three bots: from JP, DE and FR.
+	var wg sync.WaitGroup
+	reports := map[string]*bot.Report{}
+	var mu sync.Mutex
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var ready sync.WaitGroup
+	for _, cc := range []string{"JP", "DE", "FR"} {
+		ready.Add(1)
+		wg.Go(func() {
+			rep, err := bot.Run(ctx, bot.Config{Server: d.url, Meeting: m.ID, Name: "bot-" + cc, Country: cc, LoopbackOnly: true,
+				Ready: func(string) { ready.Done() }})
+			if err != nil {
+				t.Errorf("bot %s: %v", cc, err)
+			}
+			mu.Lock()
+			reports[cc] = rep
+			mu.Unlock()
+		})
+	}
+	ready.Wait()
+	on := d.participantsOn(m.ID)
+	// JP is far from the others: its own node. DE and FR are near each
+	// other, so they share one node (fewer relays).
+	if on["bot-JP"] != "jp-1" || on["bot-DE"] != on["bot-FR"] || (on["bot-DE"] != "de-1" && on["bot-DE"] != "fr-1") {
+		t.Fatalf("placements %v", on)
+	}
+	europe := on["bot-FR"]
+
+	// SIGKILL the JP node: its bot is back on an allowed node within 5 s
+	// of the control plane noticing (3 s).
+	killed := time.Now()
+	d.signalNode("jp-1", syscall.SIGKILL)
+	testcluster.WaitFor(t, 12*time.Second, "bot-JP off the killed node", func() bool {
+		n := d.participantsOn(m.ID)["bot-JP"]
+		return n != "" && n != "jp-1"
+	})
+	t.Logf("bot-JP moved %s after SIGKILL", time.Since(killed).Round(100*time.Millisecond))
+	if n := d.participantsOn(m.ID)["bot-JP"]; n == "cn-1" {
+		t.Fatal("bot-JP landed in CN")
+	}
+
+	// SIGTERM the European node: it drains — both bots move away — and
+	// exits.
+	d.signalNode(europe, syscall.SIGTERM)
+	testcluster.WaitFor(t, 12*time.Second, "bots drained off "+europe, func() bool {
+		on := d.participantsOn(m.ID)
+		return on["bot-FR"] != "" && on["bot-FR"] != europe && on["bot-DE"] != "" && on["bot-DE"] != europe
+	})
+	done := make(chan error, 1)
+	go func() { done <- d.nodes[europe].Wait() }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal(europe + " did not exit after draining")
+	}
+	delete(d.nodes, europe)
+
+	// Overload: a meeting allowed only in the US, whose node takes one.
+	var only struct{ ID string }
+	d.do("POST", "/api/meetings", "", map[string]any{"policy": map[string]any{"allowed_countries": []string{"US"}}}, &only)
+	if code := d.do("POST", "/api/meetings/"+only.ID+"/join", "", map[string]any{"name": "a", "location": map[string]string{"country": "US"}}, nil); code != 200 {
+		t.Fatalf("first US join: %d", code)
+	}
+	var refusal struct{ Code string }
+	if code := d.do("POST", "/api/meetings/"+only.ID+"/join", "", map[string]any{"name": "b", "location": map[string]string{"country": "US"}}, &refusal); code != 503 || refusal.Code != "no_capacity_in_allowed_regions" {
+		t.Fatalf("over capacity: %d %+v", code, refusal)
+	}
+
+	cancel()
+	wg.Wait()
+	w.finish()
+
+	// Restart the control plane: the meeting and the log are kept, nodes
+	// come back by their heartbeats.
+	_ = d.control.Process.Signal(syscall.SIGTERM)
+	_ = d.control.Wait()
+	d.startControl()
+	var alive []string
+	for id := range d.nodes {
+		if id != "jp-1" {
+			alive = append(alive, id)
+		}
+	}
+	d.waitHealthy(alive...)
+	var got struct{ ID string }
+	if code := d.get("/api/meetings/"+m.ID, &got); code != 200 || got.ID != m.ID {
+		t.Fatalf("meeting after restart: %d", code)
+	}
+	d.verifyAudit()
+	var a struct{ Entries []audit.Entry }
+	d.get("/api/audit?meeting="+m.ID, &a)
+	kinds := map[string]int{}
+	for _, e := range a.Entries {
+		kinds[e.Kind]++
+	}
+	if kinds[audit.KindPlacement] < 3 || kinds[audit.KindMigration] < 2 {
+		t.Fatalf("audit kinds %v", kinds)
+	}
+	for cc, r := range reports {
+		if r == nil {
+			continue
+		}
+		t.Logf("bot %s: moves %+v", cc, r.Moves)
+	}
+}
