@@ -95,6 +95,12 @@ func (k *keyring) joined(p signal.Participant) {
 	defer k.mu.Unlock()
 	k.log.Debug("participant joined", "id", p.ID, "since", p.Since)
 	if k.add(p.ID, p.Since) { // else already known from the welcome
+		// A participant on another node may appear only when the relay
+		// link to it comes up, after our first announcement went out:
+		// announce again, to it.
+		a := k.m.Announce()
+		a.To = p.ID
+		k.send([]group.Outgoing{a})
 		k.changed()
 	}
 }
