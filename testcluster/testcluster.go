@@ -100,7 +100,7 @@ func (c *Cluster) startControl() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := control.New(ctx, control.Config{Store: st, NATS: nc, Locator: loc, Floor: c.floor, Key: c.key, Logger: quietLogger()})
+	srv, err := control.New(ctx, control.Config{Store: st, NATS: nc, Locator: loc, Floor: c.floor, Key: c.key, TrustClientLocation: true, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
