@@ -11,7 +11,7 @@
 //   security      the epoch, security code or roster changed
 //   node          the node this participant is on changed
 
-import { api } from './api.js';
+import { api, refusalMessage } from './api.js';
 import { Member } from './e2ee/group.js';
 import { MediaCrypto } from './e2ee/media.js';
 import { MoveTracker } from './movetracker.js';
@@ -108,8 +108,11 @@ export class Call extends EventTarget {
     s.addEventListener('chat', (e) => current() && this.onChat(e.detail));
     s.addEventListener('relay', (e) => this.onRelay(e.detail));
     s.addEventListener('move', (e) => current() && this.move(e.detail.reason));
-    s.addEventListener('removed', (e) => current() && this.onRemoved(e.detail.reason));
-    s.addEventListener('closed', () => current() && this.onLost());
+    // While a move is under way the old node may end the old connection
+    // as soon as the new one is up: that is the move, not the end.
+    const moving = () => this.tracker.moving && this.session === s;
+    s.addEventListener('removed', (e) => !moving() && current() && this.onRemoved(e.detail.reason));
+    s.addEventListener('closed', () => !moving() && current() && this.onLost());
     this.pendingSession = s;
     await s.connect();
     return s;
@@ -199,15 +202,19 @@ export class Call extends EventTarget {
 
   async move(reason) {
     if (this.state === 'ended') return;
+    this.movesAsked = (this.movesAsked ?? 0) + 1;
     this.setState('moving', reason);
     try {
       const s = await this.tracker.move(reason);
       await this.activate(s);
       this.setState('connected');
     } catch (err) {
-      // The old connection stays; the node will end it if it must.
-      this.setState('connected');
-      console.warn(`oakmeet: move failed: ${err.message}`);
+      // The old connection stays if it still can; the node ends it if it
+      // must, with its reason.
+      console.info(`oakmeet: move failed: ${err.message}`);
+      if (err.code) this.end(refusalMessage(err));
+      else if (this.session?.closed) this.onLost();
+      else this.setState('connected');
     }
   }
 

@@ -10,6 +10,8 @@ const LEAVE_REASONS = {
   policy_no_allowed_node: 'The host changed the routing policy, and no media server it allows can take you. You were disconnected rather than moved somewhere the policy rules out.',
   node_shutdown: 'The media server you were on shut down.',
   replaced: 'You joined this meeting again from another window.',
+  policy_change: 'The host changed the routing policy, and this connection could not be moved to an allowed server in time.',
+  node_draining: 'The media server you were on is being taken down, and this connection could not be moved in time.',
 };
 
 export function leaveReasonText(reason) {
