@@ -44,8 +44,10 @@ type Config struct {
 	Linger time.Duration
 	// LoopbackOnly keeps media on 127.0.0.1 (local demos and tests).
 	LoopbackOnly bool
-	HTTPClient   *http.Client
-	Logger       *slog.Logger
+	// RelayOnly sends media only through the node's TURN server.
+	RelayOnly  bool
+	HTTPClient *http.Client
+	Logger     *slog.Logger
 	// MeasureFrom, if set, holds a time (Unix nanoseconds, 0 = from the
 	// start): frames sent before it, and frames stamped and packets
 	// arriving before it, are not counted. A load generator sets it once
@@ -288,7 +290,7 @@ func (r *runner) startLeg(replaces string) (*leg, error) {
 	if err != nil {
 		return nil, err
 	}
-	sess, err := client.Connect(r.pubCtx, jr, client.Options{Logger: cfg.Logger, HTTPClient: cfg.HTTPClient, LoopbackOnly: cfg.LoopbackOnly})
+	sess, err := client.Connect(r.pubCtx, jr, client.Options{Logger: cfg.Logger, HTTPClient: cfg.HTTPClient, LoopbackOnly: cfg.LoopbackOnly, RelayOnly: cfg.RelayOnly})
 	if err != nil {
 		return nil, fmt.Errorf("connect to node %s: %w", jr.Node.ID, err)
 	}

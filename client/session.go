@@ -30,6 +30,9 @@ type Options struct {
 	LoopbackOnly bool
 	// Interceptors are added closest to the network, for fault injection.
 	Interceptors []interceptor.Factory
+	// RelayOnly makes the session use only TURN relays (the node's own),
+	// as a client behind a strict firewall would.
+	RelayOnly bool
 	// Transform, if set, is applied to every outgoing frame.
 	Transform FrameTransform
 }
@@ -187,7 +190,11 @@ func (s *Session) newPeerConnection(target string, servers []webrtc.ICEServer) (
 		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	}
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
-	pc, err := api.NewPeerConnection(webrtc.Configuration{ICEServers: servers})
+	conf := webrtc.Configuration{ICEServers: servers}
+	if s.opts.RelayOnly {
+		conf.ICETransportPolicy = webrtc.ICETransportPolicyRelay
+	}
+	pc, err := api.NewPeerConnection(conf)
 	if err != nil {
 		return nil, fmt.Errorf("new %s peer connection: %w", target, err)
 	}

@@ -74,6 +74,16 @@ type NodeInfo struct {
 	// IdentityKey is the node's Ed25519 public key; relay links between
 	// nodes are authenticated with it, vouched for by the control plane.
 	IdentityKey []byte `json:"identity_key,omitempty"`
+	// TURN is the node's built-in TURN server, if it runs one.
+	TURN *TURNService `json:"turn,omitempty"`
+}
+
+// TURNService is a node's TURN server: its URLs and the secret the
+// control plane issues credentials with (package turncred). The secret
+// travels only inside the cluster, never to clients.
+type TURNService struct {
+	URLs   []string `json:"urls"`
+	Secret []byte   `json:"secret"`
 }
 
 // Heartbeat is a node's periodic report.

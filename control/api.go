@@ -17,6 +17,7 @@ import (
 	"github.com/oakmeet/oakmeet/placement"
 	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/token"
+	"github.com/oakmeet/oakmeet/turncred"
 )
 
 func (s *Server) handleConfig(w http.ResponseWriter, _ *http.Request) {
@@ -293,7 +294,10 @@ type JoinResponse struct {
 	Node          JoinNode  `json:"node"`
 	Token         string    `json:"token"`
 	Expires       time.Time `json:"expires"`
-	Location      struct {
+	// ICEServers are the placed node's own TURN server and nothing else,
+	// so a relayed participant is relayed in the node's country.
+	ICEServers []ICEServer `json:"ice_servers"`
+	Location   struct {
 		Country string `json:"country,omitempty"`
 		Source  string `json:"source"`
 	} `json:"location"`
@@ -446,6 +450,11 @@ func (s *Server) join(r *http.Request, m *meeting, name string, loc locate.Resul
 		Token:         tok,
 		Expires:       claims.Expires,
 	}
+	resp.ICEServers = []ICEServer{}
+	if t := info.Info.TURN; t != nil {
+		user, pass := turncred.Issue(t.Secret, pid, now.Add(turnLifetime))
+		resp.ICEServers = append(resp.ICEServers, ICEServer{URLs: t.URLs, Username: user, Credential: pass})
+	}
 	resp.Location.Country = loc.Location.Country
 	resp.Location.Source = string(loc.Source)
 	return resp, nil
@@ -457,6 +466,18 @@ func locationText(loc locate.Result) string {
 	}
 	return loc.Location.Country + " via " + string(loc.Source)
 }
+
+// ICEServer is a STUN or TURN server, shaped like the browser's
+// RTCIceServer.
+type ICEServer struct {
+	URLs       []string `json:"urls"`
+	Username   string   `json:"username,omitempty"`
+	Credential string   `json:"credential,omitempty"`
+}
+
+// turnLifetime bounds a TURN credential: long enough for a meeting's
+// allocation refreshes, short enough to be useless soon after.
+const turnLifetime = 12 * time.Hour
 
 // RoutingView says where a meeting's participants are placed.
 type RoutingView struct {

@@ -206,5 +206,6 @@ func (r *registry) healthyCount() int {
 func sameInfo(a, b cluster.NodeInfo) bool {
 	return a.ID == b.ID && a.Country == b.Country && a.Region == b.Region && a.URL == b.URL &&
 		a.MaxParticipants == b.MaxParticipants && a.MaxBitrateBps == b.MaxBitrateBps &&
-		a.Lat == b.Lat && a.Lon == b.Lon && string(a.IdentityKey) == string(b.IdentityKey)
+		a.Lat == b.Lat && a.Lon == b.Lon && string(a.IdentityKey) == string(b.IdentityKey) &&
+		(a.TURN == nil) == (b.TURN == nil)
 }

@@ -51,8 +51,11 @@ type Config struct {
 	TCPPort      int
 	PublicIP     string
 	LoopbackOnly bool
-	NATS         *nats.Conn
-	Logger       *slog.Logger
+	// TURNPort is the built-in TURN server's UDP port: 0 = no TURN
+	// server, -1 = any free port.
+	TURNPort int
+	NATS     *nats.Conn
+	Logger   *slog.Logger
 	// IdentityKey authenticates the node's relay links to other nodes;
 	// nil generates one at start. Its public half is in the node's
 	// registration (cluster.NodeInfo.IdentityKey).
@@ -69,6 +72,7 @@ type Node struct {
 	now   func() time.Time
 	store *store.Store
 	sfu   *sfu.SFU
+	turn  *turnServer // nil without a TURN server
 	ln    net.Listener
 	srv   *http.Server
 
@@ -145,9 +149,27 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node %s: media: %w", cfg.ID, err)
 	}
+	var relay *turnServer
+	if cfg.TURNPort != 0 {
+		host := "0.0.0.0"
+		if cfg.LoopbackOnly {
+			host = "127.0.0.1"
+		}
+		ip, err := relayAddress(cfg.PublicIP, cfg.LoopbackOnly)
+		if err == nil {
+			relay, err = startTURN(host, cfg.TURNPort, ip, cfg.Logger.With("node", cfg.ID))
+		}
+		if err != nil {
+			_ = media.Close()
+			return nil, fmt.Errorf("node %s: %w", cfg.ID, err)
+		}
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		_ = media.Close()
+		if relay != nil {
+			_ = relay.close()
+		}
 		return nil, fmt.Errorf("node %s: listen: %w", cfg.ID, err)
 	}
 	url := cfg.PublicURL
@@ -160,6 +182,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		now:      cfg.Now,
 		store:    st,
 		sfu:      media,
+		turn:     relay,
 		ln:       ln,
 		identity: cfg.IdentityKey,
 		dialing:  map[linkKey]context.CancelFunc{},
@@ -169,6 +192,10 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 			Started:     cfg.Now().UTC(),
 			IdentityKey: cfg.IdentityKey.Public().(ed25519.PublicKey),
 		},
+	}
+	if relay != nil {
+		info := relay.info
+		n.info.TURN = &info
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", n.handleHealth)
@@ -239,6 +266,9 @@ loop:
 	stopLinks()
 	n.linkMu.Unlock()
 	_ = n.sfu.Close()
+	if n.turn != nil {
+		_ = n.turn.close()
+	}
 	_ = n.srv.Shutdown(shutCtx)
 	wg.Wait()
 	n.linkWG.Wait()

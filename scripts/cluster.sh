@@ -39,7 +39,7 @@ for spec in DE:eu-central-1 FR:eu-west-3 JP:ap-northeast-1 US:us-east-1 BR:sa-ea
   cc=${spec%%:*}; region=${spec#*:}; i=$((i + 1))
   "$BIN" node --country "$cc" --region "$region" --id "$(echo "$cc" | tr A-Z a-z)-$i" \
     --nats "nats://127.0.0.1:$NATS_PORT" --listen "127.0.0.1:$((PORT + 100 + i))" --loopback \
-    --drain-timeout 10s >"$DATA/node-$cc.log" 2>&1 &
+    --turn-port "$((PORT + 200 + i))" --drain-timeout 10s >"$DATA/node-$cc.log" 2>&1 &
   pids+=($!)
 done
 

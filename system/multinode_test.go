@@ -2,6 +2,7 @@ package system
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -225,4 +226,42 @@ func stateAt(h []bot.KeyChange, at time.Time) bot.KeyChange {
 		s = c
 	}
 	return s
+}
+
+// A participant that can only use TURN is relayed by its own node's TURN
+// server — the one the join answer names — and media flows both ways.
+func TestRelayOnlyThroughTheNodesTURN(t *testing.T) {
+	c := testcluster.Start(t, policy.Policy{}, nodes()[:1])
+	m := c.CreateMeeting(policy.Policy{})
+	jr, ae, code := c.Join(m.ID, "DE")
+	if code != 200 || len(jr.ICEServers) != 1 || !strings.HasPrefix(jr.ICEServers[0].URLs[0], "turn:127.0.0.1:") || jr.ICEServers[0].Credential == "" {
+		t.Fatalf("join answer ICE servers: %d %+v %+v", code, jr.ICEServers, ae)
+	}
+	var wg sync.WaitGroup
+	reports := make([]*bot.Report, 2)
+	for i, relayOnly := range []bool{true, false} {
+		wg.Go(func() {
+			rep, err := bot.Run(context.Background(), bot.Config{Server: c.URL, Meeting: m.ID, Country: "DE",
+				Duration: 5 * time.Second, LoopbackOnly: true, RelayOnly: relayOnly})
+			if err != nil {
+				t.Errorf("bot %d: %v", i, err)
+			}
+			reports[i] = rep
+		})
+	}
+	wg.Wait()
+	for i, r := range reports {
+		if r == nil {
+			t.Fatal("no report")
+		}
+		var video int64
+		for _, tr := range r.Tracks {
+			if tr.Kind == "video" {
+				video += tr.Frames
+			}
+		}
+		if video < 60 {
+			t.Errorf("bot %d (relay only: %v) received %d video frames", i, i == 0, video)
+		}
+	}
 }

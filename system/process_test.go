@@ -96,7 +96,7 @@ func (d *deployment) startControl() {
 
 func (d *deployment) startNode(id, country, region string, extra ...string) {
 	args := append([]string{"node", "--id", id, "--country", country, "--region", region, "--nats", d.natsURL,
-		"--listen", "127.0.0.1:0", "--loopback", "--drain-timeout", "10s"}, extra...)
+		"--listen", "127.0.0.1:0", "--loopback", "--turn-port", "-1", "--drain-timeout", "10s"}, extra...)
 	cmd := exec.Command(d.bin, args...)
 	log := d.logFile("node-" + id)
 	cmd.Stdout, cmd.Stderr = log, log

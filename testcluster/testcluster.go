@@ -133,7 +133,7 @@ func (c *Cluster) StartNode(s NodeSpec) {
 	}
 	n, err := node.New(context.Background(), node.Config{
 		ID: s.ID, Country: s.Country, Region: s.Region, MaxParticipants: s.Max, NATS: nc, Logger: quietLogger(),
-		LoopbackOnly: true,
+		LoopbackOnly: true, TURNPort: -1,
 	})
 	if err != nil {
 		t.Fatal(err)

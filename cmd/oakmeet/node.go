@@ -28,6 +28,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		tcpPort   = fs.Int("tcp-port", 0, "ICE-TCP fallback port (0 = off, -1 = any free port)")
 		publicIP  = fs.String("public-ip", "", "address to advertise for media behind 1:1 NAT")
 		loopback  = fs.Bool("loopback", false, "media on 127.0.0.1 only (local clusters and tests)")
+		turnPort  = fs.Int("turn-port", 3478, "UDP port of the built-in TURN server (0 = none, -1 = any free port)")
 		drainFor  = fs.Duration("drain-timeout", 30*time.Second, "on SIGTERM or Ctrl-C, how long to wait for participants to move away before exiting")
 		logLevel  = fs.String("log-level", "info", "debug, info, warn or error")
 		_         = fs.String("config", "", "config file of 'flag = value' lines")
@@ -57,7 +58,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	n, err := node.New(ctx, node.Config{
 		ID: *id, Country: *country, Region: *region, Listen: *listen, PublicURL: *publicURL,
 		MaxParticipants: *maxP, MaxBitrateBps: *maxBR, NATS: nc, Logger: log,
-		UDPPort: *udpPort, TCPPort: *tcpPort, PublicIP: *publicIP, LoopbackOnly: *loopback,
+		UDPPort: *udpPort, TCPPort: *tcpPort, PublicIP: *publicIP, LoopbackOnly: *loopback, TURNPort: *turnPort,
 	})
 	if err != nil {
 		return err

@@ -219,7 +219,7 @@ func startDemoNode(ctx context.Context, natsURL, id, country, region string, max
 	}
 	n, err := node.New(ctx, node.Config{
 		ID: id, Country: country, Region: region, Listen: "127.0.0.1:0",
-		MaxParticipants: maxP, NATS: nc, Logger: log, LoopbackOnly: true,
+		MaxParticipants: maxP, NATS: nc, Logger: log, LoopbackOnly: true, TURNPort: -1,
 	})
 	if err != nil {
 		nc.Close()
