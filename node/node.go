@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/pion/interceptor"
 
 	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/geo"
@@ -54,8 +55,11 @@ type Config struct {
 	// TURNPort is the built-in TURN server's UDP port: 0 = no TURN
 	// server, -1 = any free port.
 	TURNPort int
-	NATS     *nats.Conn
-	Logger   *slog.Logger
+	// Interceptors see every packet the node's media engine sends and
+	// receives, closest to the network (instrumentation and tests).
+	Interceptors []interceptor.Factory
+	NATS         *nats.Conn
+	Logger       *slog.Logger
 	// IdentityKey authenticates the node's relay links to other nodes;
 	// nil generates one at start. Its public half is in the node's
 	// registration (cluster.NodeInfo.IdentityKey).
@@ -144,7 +148,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	media, err := sfu.New(sfu.Config{
 		Logger: cfg.Logger.With("node", cfg.ID), UDPPort: cfg.UDPPort, TCPPort: cfg.TCPPort,
-		PublicIP: cfg.PublicIP, LoopbackOnly: cfg.LoopbackOnly,
+		PublicIP: cfg.PublicIP, LoopbackOnly: cfg.LoopbackOnly, Interceptors: cfg.Interceptors,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node %s: media: %w", cfg.ID, err)

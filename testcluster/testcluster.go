@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/interceptor"
+
 	"github.com/oakmeet/oakmeet/bus"
 	"github.com/oakmeet/oakmeet/control"
 	"github.com/oakmeet/oakmeet/locate"
@@ -31,19 +33,21 @@ import (
 type NodeSpec struct {
 	ID, Country, Region string
 	Max                 int // participants; 0 = unlimited
+	// Interceptors see every packet the node's media engine handles.
+	Interceptors []interceptor.Factory
 }
 
 // World is eight nodes on five continents, including CN and RU.
 func World() []NodeSpec {
 	return []NodeSpec{
-		{"de-fra", "DE", "eu-central-1", 0},
-		{"us-iad", "US", "us-east-1", 0},
-		{"jp-tyo", "JP", "ap-northeast-1", 0},
-		{"sg-sin", "SG", "ap-southeast-1", 0},
-		{"br-gru", "BR", "sa-east-1", 0},
-		{"in-bom", "IN", "ap-south-1", 0},
-		{"cn-pek", "CN", "cn-north-1", 0},
-		{"ru-mow", "RU", "ru-central1", 0},
+		{ID: "de-fra", Country: "DE", Region: "eu-central-1", Max: 0},
+		{ID: "us-iad", Country: "US", Region: "us-east-1", Max: 0},
+		{ID: "jp-tyo", Country: "JP", Region: "ap-northeast-1", Max: 0},
+		{ID: "sg-sin", Country: "SG", Region: "ap-southeast-1", Max: 0},
+		{ID: "br-gru", Country: "BR", Region: "sa-east-1", Max: 0},
+		{ID: "in-bom", Country: "IN", Region: "ap-south-1", Max: 0},
+		{ID: "cn-pek", Country: "CN", Region: "cn-north-1", Max: 0},
+		{ID: "ru-mow", Country: "RU", Region: "ru-central1", Max: 0},
 	}
 }
 
@@ -133,7 +137,7 @@ func (c *Cluster) StartNode(s NodeSpec) {
 	}
 	n, err := node.New(context.Background(), node.Config{
 		ID: s.ID, Country: s.Country, Region: s.Region, MaxParticipants: s.Max, NATS: nc, Logger: quietLogger(),
-		LoopbackOnly: true, TURNPort: -1,
+		LoopbackOnly: true, TURNPort: -1, Interceptors: s.Interceptors,
 	})
 	if err != nil {
 		t.Fatal(err)
