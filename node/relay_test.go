@@ -363,8 +363,11 @@ func TestMoveAndKickReachTheParticipant(t *testing.T) {
 			}
 		}
 	}
-	write(signal.Message{Type: signal.TypeJoin, Token: m.joinToken("de-fra", "m1", "p1", time.Now())})
-	next(signal.TypeWelcome)
+	issued := time.Now().Add(-time.Second)
+	write(signal.Message{Type: signal.TypeJoin, Token: m.joinToken("de-fra", "m1", "p1", issued)})
+	if w := next(signal.TypeWelcome); w.Since != issued.UnixMilli() {
+		t.Fatalf("welcome since %d, want the token's issue time %d", w.Since, issued.UnixMilli())
+	}
 
 	m.command("de-fra", cluster.Command{Kind: cluster.CommandMove, Meeting: "m1", Participant: "p1", Reason: "policy_changed"})
 	if got := next(signal.TypeMove); got.Reason != "policy_changed" {

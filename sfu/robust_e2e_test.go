@@ -120,7 +120,10 @@ func TestKickAndReconnect(t *testing.T) {
 			return e.Type == client.EventClosed && errors.Is(e.Err, client.ErrRemoved) && strings.Contains(e.Err.Error(), "policy moved")
 		})
 	})
-	eventually(t, 5*time.Second, "Serve returns ErrKicked", func() bool {
+	// Serve returns once the WebSocket close handshake is done; the Go
+	// client answers it only when closed, so the node waits out the
+	// WebSocket library's 5 s close timeout.
+	eventually(t, 10*time.Second, "Serve returns ErrKicked", func() bool {
 		err, ok := srv.Result("b")
 		return ok && errors.Is(err, sfu.ErrKicked)
 	})

@@ -113,7 +113,7 @@ func (r *room) join(s *session) {
 	}
 	me := s.participant()
 	w := signal.Message{
-		Type: signal.TypeWelcome, ID: me.ID, Name: me.Name, Meeting: r.meeting,
+		Type: signal.TypeWelcome, ID: me.ID, Name: me.Name, Since: me.Since, Meeting: r.meeting,
 		ICEServers: s.sfu.cfg.ICEServers,
 	}
 	for _, p := range r.present.list() {

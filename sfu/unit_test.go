@@ -474,3 +474,18 @@ func TestRosterMergesPresences(t *testing.T) {
 		t.Fatalf("via(l1) = %v", got)
 	}
 }
+
+func FuzzParseLinkTrackID(f *testing.F) {
+	for _, s := range []string{"t0123.0", "t.2", "a.b.1", "t1.3", ".", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		id, q, ok := parseLinkTrackID(s)
+		if !ok {
+			return
+		}
+		if q < 0 || q >= numLayers || id == "" || linkTrackID(id, q) != s {
+			t.Fatalf("parseLinkTrackID(%q) = %q %d, which does not name it", s, id, q)
+		}
+	})
+}

@@ -102,6 +102,7 @@ type Message struct {
 	// welcome: who the receiver is and what the meeting looks like now.
 	ID           string        `json:"id,omitempty"`
 	Name         string        `json:"name,omitempty"`
+	Since        int64         `json:"since,omitempty"` // the receiver's own Participant.Since
 	Meeting      string        `json:"meeting,omitempty"`
 	Participants []Participant `json:"participants,omitempty"`
 	Tracks       []Track       `json:"tracks,omitempty"`

@@ -64,7 +64,7 @@ func TestRoundTrip(t *testing.T) {
 	mid, idx := "0", uint16(0)
 	msgs := []Message{
 		{Type: TypeJoin, Token: "tok"},
-		{Type: TypeWelcome, ID: "p1", Name: "Ann", Meeting: "m1",
+		{Type: TypeWelcome, ID: "p1", Name: "Ann", Meeting: "m1", Since: 1764220800000,
 			Participants: []Participant{{ID: "p2", Name: "Bo"}},
 			Tracks:       []Track{{ID: "t1", Participant: "p2", Stream: "p2", Kind: KindVideo, Layers: []string{"q", "h", "f"}}},
 			ICEServers:   []ICEServer{{URLs: []string{"turn:127.0.0.1:3478"}, Username: "u", Credential: "c"}}},
