@@ -13,6 +13,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/oakmeet/oakmeet/pionlog"
 	"github.com/oakmeet/oakmeet/signal"
 )
 
@@ -182,7 +183,7 @@ func (s *Session) newPeerConnection(target string, servers []webrtc.ICEServer) (
 		return nil, fmt.Errorf("interceptors: %w", err)
 	}
 	var se webrtc.SettingEngine
-	se.LoggerFactory = pionLogs{log: s.log}
+	se.LoggerFactory = pionlog.Factory{Log: s.log}
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	if s.opts.LoopbackOnly {
 		se.SetIncludeLoopbackCandidate(true)

@@ -44,22 +44,32 @@ func (s *Server) handleNodes(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, s.nodes.list())
 }
 
-// handlePreview answers what a policy would mean here, before a meeting
-// is created with it: the effective rules and the live nodes they leave.
-func (s *Server) handlePreview(w http.ResponseWriter, r *http.Request) {
+// readPolicy reads a policy from the request body and combines it with the
+// floor, answering the error itself when it cannot.
+func (s *Server) readPolicy(w http.ResponseWriter, r *http.Request) (policy.Policy, policy.Effective, bool) {
 	var req policy.Policy
 	if e := decodeBody(w, r, &req); e != nil {
 		writeError(w, e)
-		return
+		return policy.Policy{}, policy.Effective{}, false
 	}
 	pol, err := req.Normalize()
 	if err != nil {
 		writeError(w, toAPIError(err))
-		return
+		return policy.Policy{}, policy.Effective{}, false
 	}
 	eff, err := policy.Combine(s.floor, pol)
 	if err != nil {
 		writeError(w, toAPIError(err))
+		return policy.Policy{}, policy.Effective{}, false
+	}
+	return pol, eff, true
+}
+
+// handlePreview answers what a policy would mean here, before a meeting
+// is created with it: the effective rules and the live nodes they leave.
+func (s *Server) handlePreview(w http.ResponseWriter, r *http.Request) {
+	pol, eff, ok := s.readPolicy(w, r)
+	if !ok {
 		return
 	}
 	v, err := s.view(&meeting{Policy: pol})
@@ -225,19 +235,8 @@ func (s *Server) handlePutPolicy(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	var req policy.Policy
-	if e := decodeBody(w, r, &req); e != nil {
-		writeError(w, e)
-		return
-	}
-	pol, err := req.Normalize()
-	if err != nil {
-		writeError(w, toAPIError(err))
-		return
-	}
-	eff, err := policy.Combine(s.floor, pol)
-	if err != nil {
-		writeError(w, toAPIError(err))
+	pol, eff, ok := s.readPolicy(w, r)
+	if !ok {
 		return
 	}
 	m, err = s.meetings.update(r.Context(), id, func(m *meeting) error {

@@ -10,6 +10,8 @@ import (
 	"github.com/pion/interceptor/pkg/gcc"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/oakmeet/oakmeet/pionlog"
 )
 
 // Codecs the node accepts and forwards. Payload types match the browsers'
@@ -35,7 +37,7 @@ const (
 // directions — would be mixed up; the sending side therefore takes a port
 // of its own and only the receiving side uses the node's port.
 func (s *SFU) settingEngine() (webrtc.SettingEngine, error) {
-	logs := pionLogs{log: s.log}
+	logs := pionlog.Factory{Log: s.log}
 	var se webrtc.SettingEngine
 	se.LoggerFactory = logs
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
