@@ -10,6 +10,11 @@
 //   chat          {from, name, text, time, self}
 //   security      the epoch, security code or roster changed
 //   node          the node this participant is on changed
+//
+// Each session is a participant of its own (a move joins again under a new
+// participant id), so each has its own key schedule member and its own
+// SFrame Worker: the epochs of the meeting the new participant joins start
+// over, and their key ids must never meet the old participant's keys.
 
 import { api, refusalMessage } from './api.js';
 import { Member } from './e2ee/group.js';
@@ -31,6 +36,16 @@ export function tokenSince(token) {
   }
 }
 
+// rosterOf is everyone's participant id in join order as session s sees
+// it: by the Since the node reports (the join token's issue time), then
+// id; in arrival order where a node does not report Since.
+export function rosterOf(s) {
+  const all = [...s.participants.values(), { id: s.id, since: s.since, seq: s.selfSeq ?? -1 }];
+  const bySince = all.every((p) => p.since > 0);
+  all.sort((a, b) => (bySince ? a.since - b.since || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0) : a.seq - b.seq));
+  return all.map((p) => p.id);
+}
+
 export class Call extends EventTarget {
   constructor({ meeting, name, country, identity, local }) {
     super();
@@ -39,12 +54,12 @@ export class Call extends EventTarget {
     this.country = country || '';
     this.identity = identity;
     this.local = local; // {audio, video, stream}
-    this.crypto = new MediaCrypto();
     this.tracks = new Map(); // participant -> {audio, video}
     this.chat = [];
-    this.member = null;
     this.state = 'connecting';
     this.self = { id: '', since: 0, node: null };
+    this.sessions = new Set();
+    this.pastStats = [];
     this.tracker = new MoveTracker({
       join: (replaces) => this.joinAPI(replaces),
       connect: (answer) => this.connect(answer),
@@ -65,9 +80,14 @@ export class Call extends EventTarget {
     return this.tracker.current;
   }
 
+  // member is the key schedule of the current session's participant.
+  get member() {
+    return this.session?.member ?? null;
+  }
+
   // participants are the others, as the current session's node reports them.
   get participants() {
-    return this.session?.participants ?? this.pendingSession?.participants ?? new Map();
+    return this.session?.participants ?? new Map();
   }
 
   joinAPI(replaces) {
@@ -79,101 +99,125 @@ export class Call extends EventTarget {
 
   // start joins; a refusal rejects with the APIError.
   async start() {
-    if (!this.crypto.supported) {
+    if (!MediaCrypto.available()) {
       throw new Error('This browser cannot encrypt media end to end (it lacks RTCRtpScriptTransform and encoded streams). Use a current Chrome, Edge, Firefox or Safari.');
     }
     this.setState('connecting');
-    const answer = await this.joinAPI('');
-    const s = await this.connect(answer);
+    const s = await this.connect(await this.joinAPI(''));
+    this.adopt(s);
+    this.ticker = setInterval(() => this.tick(), 1000);
+  }
+
+  adopt(s) {
     this.tracker.adopt(s);
     this.activate(s);
-    this.ticker = setInterval(() => this.tick(), 1000);
     s.ready.then(() => {
-      if (this.session === s && this.state !== 'ended') this.setState('connected');
+      if (this.session === s && this.state !== 'ended' && this.state !== 'moving') this.setState('connected');
     });
   }
 
-  // connect opens a session to the node of a join answer and wires its
-  // events; participant events count only from the current session.
+  // connect opens a session to the node of a join answer, with its own
+  // key schedule member and Worker, and wires its events. Participant
+  // lists, chat and the UI follow only the current session; keys follow
+  // every live one.
   async connect(answer) {
-    const s = new NodeSession({ answer, local: { audio: this.local.audio, video: this.local.video }, e2ee: this.crypto, stream: this.local.stream });
+    const media = new MediaCrypto();
+    const member = await Member.create({ meeting: this.meeting, participant: answer.participant_id, identity: this.identity, media });
+    const s = new NodeSession({ answer, local: { audio: this.local.audio, video: this.local.video }, e2ee: media, stream: this.local.stream });
     s.since = tokenSince(answer.token);
-    const current = () => this.session === s || (!this.session && this.pendingSession === s);
-    s.addEventListener('participant', () => current() && this.participantsChanged());
+    s.member = member;
+    s.crypto = media;
+    member.onChange(() => this.session === s && this.emit('security'));
+    const current = () => this.session === s;
+    s.addEventListener('participant', () => this.participantsChanged(s));
     s.addEventListener('participant-left', (e) => {
-      this.tracks.delete(e.detail.id);
-      if (current()) this.participantsChanged();
+      if (current()) this.tracks.delete(e.detail.id);
+      this.participantsChanged(s);
     });
     s.addEventListener('track', (e) => this.onTrack(s, e.detail));
     s.addEventListener('chat', (e) => current() && this.onChat(e.detail));
-    s.addEventListener('relay', (e) => this.onRelay(e.detail));
+    s.addEventListener('relay', (e) => this.onRelay(s, e.detail));
     s.addEventListener('move', (e) => current() && this.move(e.detail.reason));
     // While a move is under way the old node may end the old connection
     // as soon as the new one is up: that is the move, not the end.
-    const moving = () => this.tracker.moving && this.session === s;
+    const moving = () => this.tracker.moving && current();
     s.addEventListener('removed', (e) => !moving() && current() && this.onRemoved(e.detail.reason));
-    s.addEventListener('closed', () => !moving() && current() && this.onLost());
-    this.pendingSession = s;
-    await s.connect();
+    s.addEventListener('closed', () => {
+      this.retire(s);
+      if (!moving() && current()) this.onLost();
+    });
+    const close = s.close.bind(s);
+    s.close = (reason) => {
+      close(reason);
+      this.retire(s);
+    };
+    this.sessions.add(s);
+    try {
+      await s.connect();
+    } catch (err) {
+      s.close('failed');
+      throw err;
+    }
+    this.send(s, [member.announce()]);
+    await this.rosterChanged(s);
     return s;
   }
 
-  // activate makes s the session everything goes through, with a key
-  // schedule member for its participant id (kept when a move keeps the id).
-  async activate(s) {
+  // retire stops a session's key schedule and Worker, keeping its counters.
+  retire(s) {
+    if (!this.sessions.delete(s)) return;
+    s.crypto.stats().then((st) => this.pastStats.push(...st)).finally(() => s.crypto.close());
+  }
+
+  // activate makes s the session the page shows.
+  activate(s) {
     this.self = { id: s.id, since: s.since, node: s.node };
-    if (!this.member || this.member.participant !== s.id) {
-      this.member = await Member.create({ meeting: this.meeting, participant: s.id, identity: this.identity, media: this.crypto });
-      this.member.onChange(() => this.emit('security'));
-      this.send([this.member.announce()]);
-    }
     this.emit('node', s.node);
     this.emit('participants');
-    await this.rosterChanged();
-  }
-
-  // roster is everyone's participant id in join order: by the Since the
-  // node reports (the join token's issue time), then id; arrival order
-  // where a node does not report Since.
-  roster() {
-    const all = [...this.participants.values(), { id: this.self.id, since: this.self.since, seq: this.session?.selfSeq ?? -1 }];
-    const bySince = all.every((p) => p.since > 0);
-    all.sort((a, b) => (bySince ? a.since - b.since || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0) : a.seq - b.seq));
-    return all.map((p) => p.id);
-  }
-
-  participantsChanged() {
-    this.emit('participants');
-    this.rosterChanged();
-  }
-
-  async rosterChanged() {
-    if (!this.member) return;
-    this.send(await this.member.onRosterChange(this.roster()));
     this.emit('security');
   }
 
+  participantsChanged(s) {
+    if (this.session === s) this.emit('participants');
+    this.rosterChanged(s);
+  }
+
+  async rosterChanged(s) {
+    if (!this.sessions.has(s)) return;
+    this.send(s, await s.member.onRosterChange(rosterOf(s)));
+    if (this.session === s) this.emit('security');
+  }
+
   async tick() {
-    if (!this.member || this.state === 'ended') return;
-    this.send(await this.member.tick());
+    if (this.state === 'ended') return;
+    for (const s of this.sessions) this.send(s, await s.member.tick());
   }
 
-  send(outs) {
-    for (const o of outs) this.session?.sendRelay(o.to, o.payload);
+  send(s, outs) {
+    for (const o of outs) s.sendRelay(o.to, o.payload);
   }
 
-  async onRelay({ from, payload }) {
-    if (!this.member) return;
-    const r = await this.member.handleMessage(from, payload);
-    this.send(r.out);
+  async onRelay(s, { from, payload }) {
+    if (!this.sessions.has(s)) return;
+    const r = await s.member.handleMessage(from, payload);
+    this.send(s, r.out);
     if (r.error && !r.error.deferred) console.info(`oakmeet: key message from ${from} refused: ${r.error.message}`);
   }
 
   onTrack(s, { participant, kind, track }) {
+    if (this.session !== s && this.session) {
+      // A session still being moved to: its tracks show once it is current.
+      s.earlyTracks = [...(s.earlyTracks ?? []), { participant, kind, track }];
+      return;
+    }
+    this.setTrack(participant, kind, track);
+  }
+
+  setTrack(participant, kind, track) {
     const t = this.tracks.get(participant) ?? {};
     t[kind] = track;
     this.tracks.set(participant, t);
-    if (this.session === s || !this.session) this.emit('track', { participant, kind, track });
+    this.emit('track', { participant, kind, track });
     track.addEventListener('ended', () => {
       const cur = this.tracks.get(participant);
       if (cur?.[kind] === track) {
@@ -197,7 +241,13 @@ export class Call extends EventTarget {
 
   async setLocalTrack(kind, track) {
     this.local[kind] = track;
-    await this.session?.setTrack(kind, track);
+    for (const s of this.sessions) await s.setTrack(kind, track);
+  }
+
+  // stats are the SFrame counters of every transform this call ran.
+  async stats() {
+    const live = await Promise.all([...this.sessions].map((s) => s.crypto.stats()));
+    return [...this.pastStats, ...live.flat()];
   }
 
   async move(reason) {
@@ -206,7 +256,10 @@ export class Call extends EventTarget {
     this.setState('moving', reason);
     try {
       const s = await this.tracker.move(reason);
-      await this.activate(s);
+      this.tracks.clear();
+      for (const t of s.earlyTracks ?? []) this.setTrack(t.participant, t.kind, t.track);
+      s.earlyTracks = [];
+      this.activate(s);
       this.setState('connected');
     } catch (err) {
       // The old connection stays if it still can; the node ends it if it
@@ -231,15 +284,14 @@ export class Call extends EventTarget {
       await new Promise((r) => setTimeout(r, Math.min(8000, 500 * 2 ** i)));
       try {
         const s = await this.connect(await this.joinAPI(''));
-        this.tracker.adopt(s);
-        await this.activate(s);
+        this.tracks.clear();
+        this.adopt(s);
         this.reconnecting = false;
-        s.ready.then(() => this.session === s && this.setState('connected'));
         return;
       } catch (err) {
         if (err.code) {
           this.reconnecting = false;
-          this.end(err.message);
+          this.end(refusalMessage(err));
           return;
         }
       }
@@ -252,8 +304,7 @@ export class Call extends EventTarget {
     if (this.state === 'ended') return;
     clearInterval(this.ticker);
     this.setState('ended', reason);
-    this.session?.close();
-    this.crypto.close();
+    for (const s of [...this.sessions]) s.close();
   }
 
   leave() {

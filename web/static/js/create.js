@@ -3,7 +3,7 @@
 // link (the host token travels in the URL fragment, never to a server).
 
 import { api } from './api.js';
-import { clear, copyButton, h, icon } from './dom.js';
+import { clear, copyButton, h, icon, logo } from './dom.js';
 import { PolicyPicker } from './policypicker.js';
 import { WorldMap } from './worldmap.js';
 
@@ -90,6 +90,7 @@ export async function createPage(root) {
   });
 
   clear(root, h('div', { class: 'page create-page' },
+    h('header', { class: 'site-head' }, logo(), h('p', { class: 'tagline' }, 'Encrypted end to end. Routed only where you allow.')),
     form,
     h('aside', { class: 'card preview', 'aria-label': 'Where this policy lets the meeting run' },
       h('h2', {}, 'Servers this policy leaves'),
@@ -112,6 +113,7 @@ function showResult(root, m) {
     h('div', { class: 'link-value' }, h('input', { type: 'text', readonly: true, value, 'data-testid': testid, onfocus: (e) => e.target.select() }), copyButton(value)),
     note ? h('p', { class: 'field-hint' }, note) : null);
   clear(root, h('div', { class: 'page narrow' },
+    h('header', { class: 'topbar-light' }, logo()),
     h('section', { class: 'card result', 'data-testid': 'result' },
       h('div', { class: 'result-icon' }, icon('shield')),
       h('h1', {}, m.title || 'Your meeting is ready'),

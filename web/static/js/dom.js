@@ -61,7 +61,7 @@ export function logo() {
 }
 
 export function initials(name) {
-  const parts = (name || '?').trim().split(/\s+/).filter(Boolean);
+  const parts = (name || '?').trim().split(/\s+/).filter((w) => /^[\p{L}\p{N}]/u.test(w));
   return ((parts[0]?.[0] ?? '?') + (parts.length > 1 ? parts[parts.length - 1][0] : '')).toUpperCase();
 }
 

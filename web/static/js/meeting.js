@@ -308,5 +308,5 @@ export function meetingPage(root, { call, meeting, hostToken, geo, config }) {
   showSecurity();
   showNode();
   showState({ state: call.state, reason: call.reason });
-  window.oakmeet = { call, stats: () => call.crypto.stats() };
+  window.oakmeet = { call, stats: () => call.stats() };
 }

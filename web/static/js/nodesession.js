@@ -109,6 +109,7 @@ export class NodeSession extends EventTarget {
   async onWelcome(m) {
     this.welcome = m;
     this.id = m.id || this.id;
+    if (m.since > 0) this.since = m.since;
     for (const t of m.tracks ?? []) this.tracks.set(t.id, t);
     for (const p of m.participants ?? []) this.setParticipant(p);
     // Without Since, join order is: those present at welcome, then this

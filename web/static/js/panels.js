@@ -63,14 +63,16 @@ export class SecurityPanel {
   render() {
     const m = this.call.member;
     const code = m?.securityCode ?? '';
-    this.code.textContent = code;
+    // Groups as separate boxes, two rows of four; the text stays the
+    // code exactly ("40938 94865 …") for copying and for screen readers.
+    clear(this.code, code.split(' ').filter(Boolean).flatMap((g, i) => (i ? [' ', h('span', {}, g)] : [h('span', {}, g)])));
     this.code.hidden = !code;
     this.codeNote.textContent = code ? `Key epoch ${m.epoch} · ${m.roster.length} ${m.roster.length === 1 ? 'key holder' : 'key holders'}` : 'Exchanging keys… (nobody’s media is sent until it is encrypted)';
     const keyed = new Set((m?.roster ?? []).map((e) => e.participant));
-    const people = [{ id: this.call.self.id, name: `${this.call.name} (you)` }, ...this.call.participants.values()];
+    const people = [{ id: this.call.self.id, name: this.call.name, you: true }, ...this.call.participants.values()];
     clear(this.roster, people.map((p) => h('li', {},
       h('span', { class: 'avatar-sm' }, initials(p.name)),
-      h('span', { class: 'person-name' }, p.name),
+      h('span', { class: 'person-name' }, p.you ? `${p.name} (you)` : p.name),
       keyed.has(p.id) ? h('span', { class: 'keyed', title: 'Holds the current media key' }, icon('lock'), 'in code') : h('span', { class: 'pending' }, 'joining keys…'))));
   }
 }

@@ -20,6 +20,7 @@ class CountryField {
     this.values = [];
     this.locked = locked;
     this.onChange = onChange;
+    this.placeholder = placeholder;
     const id = `cf-${++pickerID}`;
     this.chips = h('div', { class: 'chips', 'aria-live': 'polite' });
     this.input = h('input', {
@@ -63,6 +64,7 @@ class CountryField {
   }
 
   render() {
+    this.input.placeholder = this.values.length || this.locked.length ? 'Add another…' : this.placeholder;
     clear(this.chips,
       this.locked.map((c) => h('span', { class: 'chip chip-locked', title: 'Set by this deployment for every meeting; it cannot be removed' }, icon('lock'), label(this.geo, c))),
       this.values.map((c) => h('span', { class: 'chip', 'data-code': c }, label(this.geo, c),

@@ -61,8 +61,8 @@ export class WorldMap {
       if (typeof n.lat !== 'number') continue;
       const [x, y] = project(n.lon, n.lat);
       const g = svg('g', { class: `map-node ${n.state}`, transform: `translate(${x.toFixed(1)} ${y.toFixed(1)})` });
-      if (n.state === 'active') g.append(svg('circle', { r: 14, class: 'pulse' }));
-      g.append(svg('circle', { r: n.state === 'active' ? 7 : 5.5 }));
+      if (n.state === 'active') g.append(svg('circle', { r: 20, class: 'pulse' }));
+      g.append(svg('circle', { r: n.state === 'active' ? 10 : 8 }));
       const title = svg('title', {});
       title.textContent = n.label ?? '';
       g.append(title);

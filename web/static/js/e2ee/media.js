@@ -6,6 +6,11 @@
 let nextID = 1;
 
 export class MediaCrypto {
+  static available() {
+    return typeof RTCRtpScriptTransform !== 'undefined' ||
+      (typeof RTCRtpSender !== 'undefined' && 'createEncodedStreams' in RTCRtpSender.prototype);
+  }
+
   constructor() {
     this.useScript = typeof RTCRtpScriptTransform !== 'undefined';
     this.needsEncodedStreams = !this.useScript && typeof RTCRtpSender !== 'undefined' && 'createEncodedStreams' in RTCRtpSender.prototype;
