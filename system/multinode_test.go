@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oakmeet/oakmeet/audit"
 	"github.com/oakmeet/oakmeet/bot"
 	"github.com/oakmeet/oakmeet/control"
 	"github.com/oakmeet/oakmeet/policy"
@@ -184,6 +185,25 @@ func TestCrossNodeMediaAndPolicyMove(t *testing.T) {
 	wg.Wait()
 	w.finish()
 
+	// The report shows JP's traffic stopped at the change.
+	var rep control.MeetingReport
+	c.Get("/api/meetings/"+m.ID+"/report", &rep)
+	byCountry := map[string]control.CountryUsage{}
+	for _, cu := range rep.Countries {
+		byCountry[cu.Country] = cu
+	}
+	jpUse, deUse := byCountry["JP"], byCountry["DE"]
+	if jpUse.Bytes == 0 || jpUse.LastTraffic == nil || deUse.Bytes == 0 {
+		t.Fatalf("report countries %+v", rep.Countries)
+	}
+	// Counters are folded in every 2 s from 1 s heartbeats.
+	if jpUse.LastTraffic.After(changed.Add(4 * time.Second)) {
+		t.Errorf("JP traffic until %s, policy changed at %s", jpUse.LastTraffic.Format(time.TimeOnly), changed.Format(time.TimeOnly))
+	}
+	if _, ok := byCountry["CN"]; ok {
+		t.Errorf("CN in the report: %+v", byCountry["CN"])
+	}
+
 	de, jp := results[0], results[1]
 	if de.err != nil || jp.err != nil {
 		t.Fatalf("bots: %v / %v", de.err, jp.err)
@@ -263,5 +283,50 @@ func TestRelayOnlyThroughTheNodesTURN(t *testing.T) {
 		if video < 60 {
 			t.Errorf("bot %d (relay only: %v) received %d video frames", i, i == 0, video)
 		}
+	}
+}
+
+// When a policy change leaves no allowed node, the participants on now
+// blocked nodes are disconnected with policy_no_allowed_node — never left
+// where they are — and the disconnection is audited.
+func TestPolicyLeavingNoNodeDisconnects(t *testing.T) {
+	c := testcluster.Start(t, policy.Policy{}, nodes()[:2])
+	m := c.CreateMeeting(policy.Policy{})
+	in := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		_, err := bot.Run(context.Background(), bot.Config{Server: c.URL, Meeting: m.ID, Country: "DE",
+			Duration: 20 * time.Second, LoopbackOnly: true, Ready: func(string) { close(in) }})
+		errc <- err
+	}()
+	<-in
+	changed := time.Now()
+	if code := c.Do("PUT", "/api/meetings/"+m.ID+"/policy", m.HostToken, policy.Policy{BlockedCountries: []string{"DE", "FR"}}, nil); code != 200 {
+		t.Fatalf("policy change: %d", code)
+	}
+	select {
+	case err := <-errc:
+		if err == nil || !strings.Contains(err.Error(), "policy_no_allowed_node") {
+			t.Fatalf("bot ended with %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the bot was not disconnected")
+	}
+	if d := time.Since(changed); d > 5*time.Second {
+		t.Errorf("disconnection took %s", d)
+	}
+	var rv control.RoutingView
+	c.Get("/api/meetings/"+m.ID+"/routing", &rv)
+	if len(rv.Participants) != 0 {
+		t.Fatalf("still placed: %+v", rv.Participants)
+	}
+	var a struct{ Entries []audit.Entry }
+	c.Get("/api/audit?meeting="+m.ID, &a)
+	found := false
+	for _, e := range a.Entries {
+		found = found || (e.Kind == audit.KindDisconnect && e.Reason == "policy_no_allowed_node")
+	}
+	if !found {
+		t.Fatal("disconnection not audited")
 	}
 }

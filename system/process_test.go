@@ -322,3 +322,20 @@ func TestProcessesNodeLossDrainOverloadRestart(t *testing.T) {
 		t.Logf("bot %s: moves %+v", cc, r.Moves)
 	}
 }
+
+// httpGet returns a response body, or the error that kept it away.
+func httpGet(url string) (io.Reader, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: HTTP %d", url, resp.StatusCode)
+	}
+	return bytes.NewReader(data), nil
+}

@@ -1,0 +1,131 @@
+package system
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/oakmeet/oakmeet/audit"
+	"github.com/oakmeet/oakmeet/control"
+	"github.com/oakmeet/oakmeet/policy"
+	"github.com/oakmeet/oakmeet/testcluster"
+)
+
+// Many meetings with random policies, nodes with small capacities that
+// fail and come back, hosts changing policies at random: at every poll, no
+// participant is on a node its meeting's policy blocks (except while being
+// moved, within the deadline), every join is either placed on an allowed
+// node or refused with a precise code, and the audit log verifies.
+func TestRandomizedPolicyInvariant(t *testing.T) {
+	specs := []testcluster.NodeSpec{
+		{ID: "de-fra", Country: "DE", Region: "eu-central-1", Max: 3},
+		{ID: "fr-par", Country: "FR", Region: "eu-west-3", Max: 3},
+		{ID: "gb-lon", Country: "GB", Region: "eu-west-2", Max: 3},
+		{ID: "us-iad", Country: "US", Region: "us-east-1", Max: 3},
+		{ID: "jp-tyo", Country: "JP", Region: "ap-northeast-1", Max: 3},
+		{ID: "sg-sin", Country: "SG", Region: "ap-southeast-1", Max: 3},
+		{ID: "br-gru", Country: "BR", Region: "sa-east-1", Max: 3},
+		{ID: "cn-pek", Country: "CN", Region: "cn-north-1", Max: 3},
+	}
+	c := testcluster.Start(t, policy.Policy{}, specs)
+	rnd := rand.New(rand.NewPCG(7, 11))
+	countries := []string{"DE", "FR", "GB", "US", "JP", "SG", "BR", "CN"}
+	randomPolicy := func() policy.Policy {
+		var p policy.Policy
+		for _, cc := range countries {
+			if rnd.IntN(4) == 0 {
+				p.BlockedCountries = append(p.BlockedCountries, cc)
+			}
+		}
+		if rnd.IntN(5) == 0 {
+			p.AllowedCountries = []string{countries[rnd.IntN(len(countries))], countries[rnd.IntN(len(countries))]}
+		}
+		return p
+	}
+
+	type mtg struct{ id, host string }
+	var meetings []mtg
+	var watchers []*watcher
+	for range 6 {
+		m := c.CreateMeeting(randomPolicy())
+		meetings = append(meetings, mtg{m.ID, m.HostToken})
+		watchers = append(watchers, watch(t, c.Get, m.ID))
+	}
+	down := map[string]bool{}
+	placed, refused := 0, 0
+	deadline := time.Now().Add(20 * time.Second)
+	for step := 0; time.Now().Before(deadline); step++ {
+		m := meetings[rnd.IntN(len(meetings))]
+		switch r := rnd.IntN(10); {
+		case r < 6: // a join from a random country
+			jr, ae, code := c.Join(m.id, countries[rnd.IntN(len(countries))])
+			switch code {
+			case 200:
+				placed++
+				var rv control.RoutingView
+				c.Get("/api/meetings/"+m.id+"/routing", &rv)
+				eff, _ := policy.Combine(policy.Policy{}, rv.EffectivePolicy)
+				if !eff.Allows(jr.Node.Country, jr.Node.Region) {
+					t.Errorf("step %d: placed on %s, which the policy blocks", step, jr.Node.ID)
+				}
+			case 503:
+				refused++
+				if ae.Code != "no_node_in_allowed_regions" && ae.Code != "no_capacity_in_allowed_regions" {
+					t.Errorf("step %d: refusal code %q", step, ae.Code)
+				}
+			default:
+				t.Errorf("step %d: join answered %d %+v", step, code, ae)
+			}
+		case r < 8: // the host changes the policy
+			if code := c.Do("PUT", "/api/meetings/"+m.id+"/policy", m.host, randomPolicy(), nil); code != 200 {
+				t.Errorf("step %d: policy change %d", step, code)
+			}
+		default: // a node fails or comes back
+			s := specs[rnd.IntN(len(specs))]
+			if down[s.ID] {
+				c.StartNode(s)
+				delete(down, s.ID)
+			} else if len(down) < 3 {
+				c.StopNode(s.ID)
+				down[s.ID] = true
+			}
+		}
+		time.Sleep(time.Duration(50+rnd.IntN(150)) * time.Millisecond) // pacing of the random load, not synchronisation
+	}
+	// Let pending moves finish, then stop watching.
+	time.Sleep(6 * time.Second) // one move deadline, so late violations would show
+	for _, w := range watchers {
+		w.finish()
+	}
+	if placed < 10 || refused < 1 {
+		t.Errorf("the load did not exercise both outcomes: %d placed, %d refused", placed, refused)
+	}
+	resp := c.Get("/api/audit", nil)
+	if resp != 200 {
+		t.Fatalf("audit: %d", resp)
+	}
+	verifyClusterAudit(t, c)
+	t.Logf("%d placed, %d refused, nodes down at the end: %v", placed, refused, slices.Sorted(mapsKeys(down)))
+}
+
+func mapsKeys(m map[string]bool) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func verifyClusterAudit(t *testing.T, c *testcluster.Cluster) {
+	t.Helper()
+	resp, err := httpGet(c.URL + "/api/audit/export")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := audit.VerifyExport(resp); err != nil {
+		t.Fatalf("audit log does not verify: %v", err)
+	}
+}
