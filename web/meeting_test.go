@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+
 	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/testcluster"
 )
@@ -113,6 +116,17 @@ func TestTwoPagesSeeEachOther(t *testing.T) {
 			t.Errorf("%s: node-country %q, want DE", b.name, got)
 		}
 	}
+
+	// Chat reaches the other page; the camera button stops the picture.
+	if err := chromedp.Do(ann.ctx,
+		chromedp.Click(chromedp.CSS(`[data-testid=tab-chat]`)),
+		chromedp.SendKeys(chromedp.CSS(`[data-testid=chat-input]`), "Does your code match?"+kb.Enter),
+		chromedp.Click(chromedp.CSS(`[data-testid=camera]`)),
+	); err != nil {
+		t.Fatal(err)
+	}
+	bob.waitJS(10*time.Second, "ann's chat message", `document.querySelector('[data-testid=chat-list]')?.textContent.includes('Does your code match?')`, `document.querySelector('[data-testid=chat-list]')?.textContent`)
+	ann.waitJS(10*time.Second, "ann's own tile without video", `document.querySelector('.tile[data-participant=self]').classList.contains('no-video')`, `document.querySelector('.tile[data-participant=self]').className`)
 	ann.checkConsole()
 	bob.checkConsole()
 }

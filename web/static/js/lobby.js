@@ -35,8 +35,8 @@ export async function lobbyPage(root, id, hostToken) {
   const level = h('div', { class: 'level' }, h('div', { class: 'level-fill' }));
   const micBtn = h('button', { type: 'button', class: 'round-btn', 'aria-pressed': 'true', 'aria-label': 'Microphone on' });
   const camBtn = h('button', { type: 'button', class: 'round-btn', 'aria-pressed': 'true', 'aria-label': 'Camera on' });
-  const camSel = h('select', { id: 'cam-select', 'aria-label': 'Camera' });
-  const micSel = h('select', { id: 'mic-select', 'aria-label': 'Microphone' });
+  const camSel = h('select', { id: 'cam-select', 'aria-label': 'Camera' }, h('option', { value: '' }, 'Default camera'));
+  const micSel = h('select', { id: 'mic-select', 'aria-label': 'Microphone' }, h('option', { value: '' }, 'Default microphone'));
   const deviceNote = h('p', { class: 'device-note', role: 'status', 'data-testid': 'device-note' });
   const name = h('input', { id: 'name', type: 'text', maxlength: 64, autocomplete: 'name', placeholder: 'Your name', value: params.get('name') ?? localStorage.getItem('oakmeet.name') ?? '', 'data-testid': 'name' });
   const joinBtn = h('button', { type: 'submit', class: 'btn btn-primary btn-large', 'data-testid': 'join' }, 'Join meeting');
@@ -148,6 +148,7 @@ export async function lobbyPage(root, id, hostToken) {
     join();
   });
 
+  refresh();
   await open();
   if (params.get('autojoin') === '1' && name.value.trim()) join();
   else name.focus();

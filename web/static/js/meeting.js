@@ -2,7 +2,7 @@
 // the control bar (microphone, camera, panels, leave), the end-to-end
 // encryption badge, and the side panels (chat, security code, routing).
 
-import { clear, h, icon, initials } from './dom.js';
+import { clear, h, icon, initials, logo } from './dom.js';
 import { LevelMeter, openLocal } from './localmedia.js';
 import { ChatPanel, RoutingPanel, SecurityPanel } from './panels.js';
 
@@ -271,6 +271,7 @@ export function meetingPage(root, { call, meeting, hostToken, geo, config }) {
       mine.micTrack?.stop();
       clearInterval(routing.timer);
       clear(root, h('div', { class: 'page narrow' },
+        h('header', { class: 'topbar-light' }, logo()),
         h('section', { class: 'card notice ended', 'data-testid': 'ended' },
           h('h1', {}, reason ? 'You were disconnected' : 'You left the meeting'),
           reason ? h('p', { 'data-testid': 'ended-reason' }, leaveReasonText(reason)) : h('p', {}, 'Thanks for joining.'),

@@ -327,6 +327,54 @@ test('move tracker: a move keeps the old session until the new one carries media
   eq(log.join('; '), 'join replaces=p1; connect p2; close p1 moved', 'order: join, connect, ready, then close the old');
 });
 
+// A small deterministic fuzzer for the two parsers that read what other
+// participants and servers send: random bytes and mutated real messages
+// either parse into values that re-encode the same way, or are refused
+// with the parsers' own error types — never anything else.
+function prng(seed) {
+  let x = seed >>> 0;
+  return () => {
+    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+    return x / 2 ** 32;
+  };
+}
+
+test('fuzz: sframe.parseHeader and keymsg.decode refuse garbage cleanly', async () => {
+  const rnd = prng(20261127);
+  for (let i = 0; i < 3000; i++) {
+    const b = new Uint8Array(Math.floor(rnd() * 20)).map(() => Math.floor(rnd() * 256));
+    try {
+      const h = sframe.parseHeader(b);
+      eq(hex(sframe.encodeHeader(h.kid, h.ctr)), hex(b.subarray(0, h.length)), 'header round trip');
+    } catch (err) {
+      if (!(err instanceof sframe.SFrameError)) throw err;
+    }
+  }
+  const ex = await (await fetch('/vectors/keymsg.json')).json();
+  const seeds = [JSON.stringify(ex.announcement), JSON.stringify(ex.epoch), '{"v":1,"type":"sync","meeting":"m1","epoch":3,"leader":"alice"}'];
+  let accepted = 0;
+  for (let i = 0; i < 1500; i++) {
+    const text = seeds[i % seeds.length].split('');
+    for (let k = 0, n = 1 + Math.floor(rnd() * 4); k < n; k++) {
+      const at = Math.floor(rnd() * text.length);
+      const op = rnd();
+      if (op < 0.4) text[at] = String.fromCharCode(32 + Math.floor(rnd() * 95));
+      else if (op < 0.7) text.splice(at, 1);
+      else text.splice(at, 0, '"{}[],:0A='[Math.floor(rnd() * 10)]);
+    }
+    let m;
+    try {
+      m = keymsg.decode(text.join(''));
+    } catch (err) {
+      if (!(err instanceof keymsg.KeyMsgError)) throw err;
+      continue;
+    }
+    accepted++;
+    eq(JSON.stringify(keymsg.decode(keymsg.encode(m))), JSON.stringify(m, (k, v) => v), 'decode(encode(m)) is m');
+  }
+  eq(accepted < 1500, true, 'mutations are mostly refused');
+});
+
 window.__unit = (async () => {
   const results = [];
   for (const { name, fn } of tests) {
