@@ -543,7 +543,7 @@ func (s *Server) handleRouting(w http.ResponseWriter, r *http.Request) {
 	for i := range v.Nodes {
 		v.Nodes[i].Participants = perNode[v.Nodes[i].ID]
 	}
-	v.Relays = s.meetingRelays(m.ID)
+	v.Relays = s.meetingRelays(m.ID, eff)
 	writeJSON(w, http.StatusOK, v)
 }
 
@@ -619,8 +619,10 @@ func describe(p policy.Policy) string {
 }
 
 // meetingRelays lists the relay links of a meeting that nodes report, each
-// once, from the dialling side.
-func (s *Server) meetingRelays(meetingID string) []RoutingRelay {
+// once, from the dialling side. A link the policy does not allow is marked
+// closing: enforcement closes it at once (and a test that polls can tell
+// whether it really goes).
+func (s *Server) meetingRelays(meetingID string, eff policy.Effective) []RoutingRelay {
 	out := []RoutingRelay{}
 	for _, n := range s.nodes.list() {
 		ns, _ := s.nodes.get(n.ID)
@@ -633,7 +635,8 @@ func (s *Server) meetingRelays(meetingID string) []RoutingRelay {
 				From:      placedNode{ID: ns.Info.ID, Country: ns.Info.Country, Region: ns.Info.Region},
 				To:        placedNode{ID: l.Peer, Country: peer.Info.Country, Region: peer.Info.Region},
 				Connected: l.Connected,
-				Closing:   s.enforcer.closing(meetingID, ns.Info.ID, l.Peer),
+				Closing: s.enforcer.closing(meetingID, ns.Info.ID, l.Peer) ||
+					!eff.Allows(ns.Info.Country, ns.Info.Region) || !eff.Allows(peer.Info.Country, peer.Info.Region),
 			})
 		}
 	}

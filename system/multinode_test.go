@@ -2,6 +2,7 @@ package system
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -93,7 +94,7 @@ func (w *watcher) run() {
 				first = now
 			}
 			if !r.Closing || now.Sub(first) > 2500*time.Millisecond {
-				w.violations = append(w.violations, key+" touches a blocked node")
+				w.violations = append(w.violations, fmt.Sprintf("%s touches a blocked node (closing %v, listed for %s)", key, r.Closing, now.Sub(first).Round(time.Millisecond)))
 			}
 		}
 		w.mu.Unlock()
