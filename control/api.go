@@ -533,6 +533,9 @@ func (s *Server) handleRouting(w http.ResponseWriter, r *http.Request) {
 	perNode := map[string]int{}
 	for _, p := range m.active() {
 		moving, _ := s.enforcer.moving(p.ID)
+		if moving == "" && !eff.Allows(p.Node.Country, p.Node.Region) {
+			moving = ReasonPolicyChange // enforcement is about to ask
+		}
 		v.Participants = append(v.Participants, RoutingEntry{ID: p.ID, Name: p.Name, Node: p.Node, Joined: p.Joined, Moving: moving, Replaces: p.Replaces})
 		if perNode[p.Node.ID] == 0 {
 			ns, _ := s.nodes.get(p.Node.ID)
