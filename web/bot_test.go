@@ -16,13 +16,21 @@ func runBot(t *testing.T, c *testcluster.Cluster, meeting, name, country string,
 	t.Helper()
 	out := make(chan *bot.Report, 1)
 	in := make(chan string, 1)
+	// The bot leaves before the cluster stops (cleanups run last first).
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
 	go func() {
-		rep, err := bot.Run(context.Background(), bot.Config{
+		defer close(done)
+		rep, err := bot.Run(ctx, bot.Config{
 			Server: c.URL, Meeting: meeting, Name: name, Country: country,
 			Duration: d, Linger: time.Second, LoopbackOnly: true,
 			Ready: func(id string) { in <- id },
 		})
-		if err != nil {
+		if err != nil && ctx.Err() == nil {
 			t.Errorf("bot %s: %v", name, err)
 		}
 		out <- rep

@@ -28,15 +28,18 @@ const (
 	// frames dropped for anything but a missing key.
 	decryptStatsJS = `window.oakmeet.stats().then((s) => JSON.stringify(s.filter((x) => x.operation === 'decode')
 		.reduce((a, x) => ({frames: a.frames + x.frames, failures: a.failures + x.auth + x.malformed + x.replay + x.short + x.other,
-			video: a.video + (x.kind === 'video' ? x.frames : 0)}), {frames: 0, failures: 0, video: 0})))`
+			video: a.video + (x.kind === 'video' ? x.frames : 0),
+			detail: a.detail + (x.auth + x.malformed + x.replay + x.short + x.other ? ' ' + JSON.stringify(x) : '')}),
+			{frames: 0, failures: 0, video: 0, detail: ''})))`
 )
 
 var codeFormat = regexp.MustCompile(`^\d{5}( \d{5}){7}$`)
 
 type decryptStats struct {
-	Frames   int `json:"frames"`
-	Failures int `json:"failures"`
-	Video    int `json:"video"`
+	Frames   int    `json:"frames"`
+	Failures int    `json:"failures"`
+	Video    int    `json:"video"`
+	Detail   string `json:"detail"`
 }
 
 func (b *browser) decryptStats() decryptStats {
@@ -110,7 +113,7 @@ func TestTwoPagesSeeEachOther(t *testing.T) {
 	for _, b := range []*browser{ann, bob} {
 		s := b.decryptStats()
 		if s.Video == 0 || s.Failures != 0 {
-			t.Errorf("%s: decrypted %d video frames with %d failures", b.name, s.Video, s.Failures)
+			t.Errorf("%s: decrypted %d video frames with %d failures:%s", b.name, s.Video, s.Failures, s.Detail)
 		}
 		if got := b.text("[data-testid=node-country]"); got != "DE" {
 			t.Errorf("%s: node-country %q, want DE", b.name, got)
@@ -129,6 +132,41 @@ func TestTwoPagesSeeEachOther(t *testing.T) {
 	ann.waitJS(10*time.Second, "ann's own tile without video", `document.querySelector('.tile[data-participant=self]').classList.contains('no-video')`, `document.querySelector('.tile[data-participant=self]').className`)
 	ann.checkConsole()
 	bob.checkConsole()
+}
+
+// TestPagesOnTwoNodes: pages placed in Germany and the United States meet
+// through a relay between the two nodes, decrypt each other, and each
+// routing panel shows both nodes and the relay.
+func TestPagesOnTwoNodes(t *testing.T) {
+	needBrowser(t)
+	c := testcluster.Start(t, policy.Policy{}, testcluster.World())
+	m := c.CreateMeeting(policy.Policy{})
+	ann := newBrowser(t, "ann", browserOpts{})
+	bob := newBrowser(t, "bob", browserOpts{})
+	ann.navigate(joinURL(c, m.ID, "Ann", "DE"))
+	bob.navigate(joinURL(c, m.ID, "Bob", "US"))
+	ann.waitVideoAdvancing(1, 30*time.Second)
+	bob.waitVideoAdvancing(1, 30*time.Second)
+	if a, b := ann.waitCode(2, 20*time.Second), bob.waitCode(2, 20*time.Second); a != b {
+		t.Errorf("codes differ: %q and %q", a, b)
+	}
+	for _, tc := range []struct {
+		b          *browser
+		mine, peer string
+	}{{ann, "DE", "US"}, {bob, "US", "DE"}} {
+		b := tc.b
+		if got := b.text("[data-testid=node-country]"); got != tc.mine {
+			t.Errorf("%s: node-country %q, want %s", b.name, got, tc.mine)
+		}
+		b.waitJS(10*time.Second, "both nodes and the relay in the routing panel",
+			`((p) => [...p.querySelectorAll('[data-testid=participant-node-country]')].map((e) => e.textContent).sort().join() === 'DE,US' &&
+				/DE ⇄ US|US ⇄ DE/.test(p.querySelector('[data-testid=relays]').textContent))(document.querySelector('[data-testid=routing-panel]'))`,
+			`document.querySelector('[data-testid=routing-panel]').innerText`)
+		if s := b.decryptStats(); s.Video == 0 || s.Failures != 0 {
+			t.Errorf("%s: decrypted %d video frames with %d failures:%s", b.name, s.Video, s.Failures, s.Detail)
+		}
+		b.checkConsole()
+	}
 }
 
 // TestRefusedJoinShowsReason: a join the policy cannot place is refused

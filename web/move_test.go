@@ -91,7 +91,7 @@ func TestHostPolicyChangeMovesPage(t *testing.T) {
 	}
 	for _, b := range []*browser{host, guest} {
 		if s := b.decryptStats(); s.Failures != 0 {
-			t.Errorf("%s: %d decryption failures", b.name, s.Failures)
+			t.Errorf("%s: %d decryption failures:%s", b.name, s.Failures, s.Detail)
 		}
 		if st := evalJS[string](b, `window.oakmeet.call.state`); st != "connected" {
 			t.Errorf("%s: state %q after the move", b.name, st)

@@ -14,8 +14,8 @@ import (
 
 // TestScreenshots writes the README's screenshots when OAKMEET_SCREENSHOTS
 // names a directory (e.g. ../docs/screenshots): the create page with a
-// policy, and a meeting of three (two pages and a bot) from a wide and a
-// phone-sized window.
+// policy, and a meeting of three (two pages and a bot, on nodes in Germany
+// and the United States) from a wide and a phone-sized window.
 func TestScreenshots(t *testing.T) {
 	dir := os.Getenv("OAKMEET_SCREENSHOTS")
 	if dir == "" {
@@ -58,7 +58,7 @@ func TestScreenshots(t *testing.T) {
 		t.Fatal(err)
 	}
 	ada.navigate(joinURL(c, m.ID, "Ada%20Lovelace", "DE") + "#host=" + m.HostToken)
-	grace.navigate(joinURL(c, m.ID, "Grace%20Hopper", "DE"))
+	grace.navigate(joinURL(c, m.ID, "Grace%20Hopper", "US"))
 	for _, b := range []*browser{ada, grace} {
 		b.waitVideoAdvancing(2, 40*time.Second)
 		b.waitCode(3, 20*time.Second)

@@ -159,6 +159,7 @@ export class Call extends EventTarget {
       throw err;
     }
     this.send(s, [member.announce()]);
+    s.announcedTo = new Set(rosterOf(s));
     await this.rosterChanged(s);
     return s;
   }
@@ -184,7 +185,18 @@ export class Call extends EventTarget {
 
   async rosterChanged(s) {
     if (!this.sessions.has(s)) return;
-    this.send(s, await s.member.onRosterChange(rosterOf(s)));
+    const roster = rosterOf(s);
+    // Relay messages reach only those present when they are sent, and a
+    // participant on another node becomes present only once the nodes
+    // link up: an announcement sent at join may never have reached it.
+    // Everyone who appears gets this member's announcement directly, so a
+    // leader never waits on one that was lost (the periodic re-announce
+    // stops as soon as a member holds an epoch, even its own).
+    const known = s.announcedTo ?? new Set([s.id]);
+    const announce = s.member.announce().payload;
+    for (const id of roster) if (!known.has(id)) s.sendRelay(id, announce);
+    s.announcedTo = new Set(roster);
+    this.send(s, await s.member.onRosterChange(roster));
     if (this.session === s) this.emit('security');
   }
 

@@ -92,6 +92,7 @@ export class RoutingPanel {
     this.map = new WorldMap(this.mapBox, { label: 'Map of this meeting’s media servers and the countries its policy rules out' });
     this.others = h('ul', { class: 'routes', 'data-testid': 'routes' });
     this.policyText = h('p', { class: 'small', 'data-testid': 'policy-text' });
+    this.relays = h('p', { class: 'small', 'data-testid': 'relays' });
     this.hostBox = h('div', { class: 'host-box' });
     this.el = h('div', { class: 'panel routing', 'data-testid': 'routing-panel' },
       h('div', { class: 'my-node' }, h('p', { class: 'eyebrow' }, 'Your media goes through'), h('p', { class: 'node-line' }, this.nodeCountry, this.nodeDetail)),
@@ -100,6 +101,7 @@ export class RoutingPanel {
         h('span', {}, h('i', { class: 'lg lg-active' }), 'server in use'),
         h('span', {}, h('i', { class: 'lg lg-country' }), 'ruled out by policy')),
       this.policyText,
+      this.relays,
       h('h3', {}, 'Everyone’s server'),
       this.others,
       this.hostBox);
@@ -142,10 +144,15 @@ export class RoutingPanel {
       h('span', { class: 'cc', 'data-testid': 'participant-node-country' }, p.node?.country ?? '?'),
       h('small', {}, this.regions.get(p.node?.region)?.name ?? p.node?.region ?? ''))));
     const mineID = this.call.self.node?.id;
+    const where = (n) => this.regions.get(n?.region) ?? this.countries.get(n?.country);
+    const relays = r.relays ?? [];
+    this.relays.textContent = relays.length
+      ? `Relays between servers: ${relays.map((l) => `${l.from.country} ⇄ ${l.to.country}${l.connected ? '' : ' (connecting)'}`).join(', ')}.`
+      : '';
     this.map.update(ep, (r.nodes ?? []).map((n) => {
-      const at = this.regions.get(n.region) ?? this.countries.get(n.country);
+      const at = where(n);
       return { lat: at?.lat, lon: at?.lon, state: 'active', label: `${n.id} (${n.country}) · ${n.participants} here${n.id === mineID ? ' · you' : ''}` };
-    }));
+    }), relays.map((l) => ({ from: where(l.from), to: where(l.to), connected: l.connected })));
   }
 
   renderHost(meeting) {

@@ -50,12 +50,21 @@ export class WorldMap {
     });
   }
 
-  // update shades what policy excludes and marks nodes: [{lat, lon,
-  // state: 'active'|'allowed'|'excluded', label}].
-  async update(policy, nodes = []) {
+  // update shades what policy excludes, draws relay links between nodes
+  // ([{from: {lat, lon}, to: {lat, lon}, connected}]) and marks nodes:
+  // [{lat, lon, state: 'active'|'allowed'|'excluded', label}].
+  async update(policy, nodes = [], links = []) {
     await this.loaded;
     for (const [code, el] of this.countries) el.classList.toggle('excluded', excluded(policy, code));
     this.nodes.replaceChildren();
+    for (const l of links) {
+      if (typeof l.from?.lat !== 'number' || typeof l.to?.lat !== 'number') continue;
+      const [x1, y1] = project(l.from.lon, l.from.lat);
+      const [x2, y2] = project(l.to.lon, l.to.lat);
+      // A gentle arc, bowed towards the pole, reads as a route.
+      const mx = (x1 + x2) / 2, my = (y1 + y2) / 2 - Math.hypot(x2 - x1, y2 - y1) * 0.18;
+      this.nodes.append(svg('path', { d: `M${x1.toFixed(1)} ${y1.toFixed(1)}Q${mx.toFixed(1)} ${my.toFixed(1)} ${x2.toFixed(1)} ${y2.toFixed(1)}`, class: `map-link${l.connected ? '' : ' pending'}` }));
+    }
     const order = { excluded: 0, allowed: 1, active: 2 };
     for (const n of [...nodes].sort((a, b) => order[a.state] - order[b.state])) {
       if (typeof n.lat !== 'number') continue;

@@ -60,7 +60,7 @@ self.onrtctransform = (e) => {
 
 function run(readable, writable, options, transformer) {
   const codec = options.kind === 'video' ? VP8 : OPUS;
-  const stats = { frames: 0, bytes: 0, noKey: 0, auth: 0, malformed: 0, replay: 0, short: 0, other: 0 };
+  const stats = { frames: 0, bytes: 0, noKey: 0, empty: 0, auth: 0, malformed: 0, replay: 0, short: 0, other: 0 };
   const entry = { options, stats, transformer, needKey: false };
   transforms.set(options.id, entry);
   const encode = options.operation === 'encode';
@@ -68,6 +68,12 @@ function run(readable, writable, options, transformer) {
     .pipeThrough(new TransformStream({
       async transform(frame, controller) {
         const data = new Uint8Array(frame.data);
+        if (data.length === 0) {
+          // Not a frame anyone sent: an RTP packet that carried only
+          // padding. Nothing to decrypt, and nothing to pass on.
+          stats.empty++;
+          return;
+        }
         try {
           let out;
           if (encode) {
