@@ -4,7 +4,7 @@
 // e2ee/keymsg/testdata/example.json (/vectors/keymsg.json) and the worked
 // examples of docs/E2EE.md §7 and §9.
 
-import { b64, concat, fromB64, fromHex, hex, utf8 } from '/js/e2ee/bytes.js';
+import { b64, fromB64, fromHex, hex } from '/js/e2ee/bytes.js';
 import * as hpke from '/js/e2ee/hpke.js';
 import * as sframe from '/js/e2ee/sframe.js';
 import * as keymsg from '/js/e2ee/keymsg.js';
@@ -12,6 +12,7 @@ import { Identity } from '/js/e2ee/identity.js';
 import { securityCode } from '/js/e2ee/securitycode.js';
 import { Member, kid, senderBaseKey } from '/js/e2ee/group.js';
 import { MoveTracker } from '/js/movetracker.js';
+import { rosterOf, tokenSince } from '/js/call.js';
 
 const tests = [];
 const test = (name, fn) => tests.push({ name, fn });
@@ -327,6 +328,20 @@ test('move tracker: a move keeps the old session until the new one carries media
   eq(log.join('; '), 'join replaces=p1; connect p2; close p1 moved', 'order: join, connect, ready, then close the old');
 });
 
+test('roster order: by since then id; arrival order without since', async () => {
+  const b64url = (o) => btoa(JSON.stringify(o)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  const tok = `v1.${b64url({ mtg: 'm', pid: 'p1', iat: '2026-11-27T06:12:41.123456789Z' })}.sig`;
+  eq(tokenSince(tok), Date.UTC(2026, 10, 27, 6, 12, 41, 123), 'since from the token');
+  eq(tokenSince('garbage'), 0, 'unreadable token');
+  const s = {
+    id: 'me', since: 2000, selfSeq: 0.5,
+    participants: new Map([['zed', { id: 'zed', since: 1000, seq: 0 }], ['amy', { id: 'amy', since: 2000, seq: 1 }], ['bo', { id: 'bo', since: 3000, seq: 2 }]]),
+  };
+  eq(rosterOf(s).join(), 'zed,amy,me,bo', 'by since, ties by id');
+  s.participants.get('bo').since = 0;
+  eq(rosterOf(s).join(), 'zed,me,amy,bo', 'arrival order when a since is missing');
+});
+
 // A small deterministic fuzzer for the two parsers that read what other
 // participants and servers send: random bytes and mutated real messages
 // either parse into values that re-encode the same way, or are refused
@@ -389,6 +404,3 @@ window.__unit = (async () => {
   document.body.textContent = results.map((r) => `${r.ok ? 'ok  ' : 'FAIL'} ${r.name}`).join('\n');
   return JSON.stringify(results);
 })();
-
-// Keep the import used even if tests are filtered.
-void concat; void utf8;
