@@ -256,15 +256,17 @@ func TestNodeLossIsNoticedAndAudited(t *testing.T) {
 		}
 		return false
 	})
-	var a struct{ Entries []audit.Entry }
-	c.Get("/api/audit", &a)
-	found := false
-	for _, e := range a.Entries {
-		found = found || (e.Kind == audit.KindNodeDown && e.Node == "de-fra" && e.NodeCountry == "DE")
-	}
-	if !found {
-		t.Fatalf("no node_down entry in %+v", a.Entries)
-	}
+	// The node_down entry is appended right after the health change.
+	testcluster.WaitFor(t, 5*time.Second, "a node_down entry for de-fra", func() bool {
+		var a struct{ Entries []audit.Entry }
+		c.Get("/api/audit", &a)
+		for _, e := range a.Entries {
+			if e.Kind == audit.KindNodeDown && e.Node == "de-fra" && e.NodeCountry == "DE" {
+				return true
+			}
+		}
+		return false
+	})
 	m := c.CreateMeeting(policy.Policy{})
 	jr, ae, code := c.Join(m.ID, "DE")
 	if code != 200 || jr.Node.ID == "de-fra" {

@@ -75,9 +75,9 @@ func (w *watcher) run() {
 				w.firstSeen[p.ID] = now
 				first = now
 			}
-			// Allowed only while being moved, within the deadline (and one
-			// poll of slack).
-			if p.Moving == "" || now.Sub(first) > 5*time.Second+500*time.Millisecond {
+			// Allowed only while being moved, within the 5 s deadline plus
+			// slack for enforcement's half-second tick and a loaded machine.
+			if p.Moving == "" || now.Sub(first) > 6500*time.Millisecond {
 				w.violations = append(w.violations, "participant "+p.ID+" on blocked node "+p.Node.ID+" (moving: "+p.Moving+")")
 			}
 		}
@@ -86,14 +86,15 @@ func (w *watcher) run() {
 				continue
 			}
 			// A link ordered closed may be listed until the nodes' next
-			// heartbeat; past that it is a violation.
+			// heartbeats (1 s apart) and enforcement tick; past that it is a
+			// violation.
 			key := "relay " + r.From.ID + "-" + r.To.ID
 			first, ok := w.firstSeen[key]
 			if !ok {
 				w.firstSeen[key] = now
 				first = now
 			}
-			if !r.Closing || now.Sub(first) > 2500*time.Millisecond {
+			if !r.Closing || now.Sub(first) > 3500*time.Millisecond {
 				w.violations = append(w.violations, fmt.Sprintf("%s touches a blocked node (closing %v, listed for %s)", key, r.Closing, now.Sub(first).Round(time.Millisecond)))
 			}
 		}
