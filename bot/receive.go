@@ -60,6 +60,9 @@ func (r *receiver) read(ev client.Event, keys *group.Member) {
 			st.Bytes += int64(n)
 		}
 		var frame []byte
+		if len(pkt.Payload) == 0 {
+			continue // padding only (bandwidth probing): no frame
+		}
 		if video {
 			frame, _ = asm.push(&pkt)
 		} else {

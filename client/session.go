@@ -179,7 +179,8 @@ func (s *Session) newPeerConnection(target string, servers []webrtc.ICEServer) (
 	for _, f := range s.opts.Interceptors {
 		ir.Add(f)
 	}
-	if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+	// pion's interceptors log through our logger too, not to stderr.
+	if err := webrtc.RegisterDefaultInterceptorsWithOptions(me, ir, webrtc.WithInterceptorLoggerFactory(pionlog.Factory{Log: s.log})); err != nil {
 		return nil, fmt.Errorf("interceptors: %w", err)
 	}
 	var se webrtc.SettingEngine

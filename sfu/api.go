@@ -9,6 +9,7 @@ import (
 	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/interceptor/pkg/gcc"
 	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/oakmeet/oakmeet/pionlog"
@@ -161,12 +162,12 @@ func (s *SFU) newAPI(se webrtc.SettingEngine, onBWE func(cc.BandwidthEstimator))
 	// them transport-cc feedback for their own estimation. The node answers
 	// subscribers' NACKs itself from its packet caches, so pion's NACK
 	// responder is not registered.
-	gen, err := nack.NewGeneratorInterceptor()
+	gen, err := nack.NewGeneratorInterceptor(nack.WithGeneratorLoggerFactory(pionlog.Factory{Log: s.log}))
 	if err != nil {
 		return nil, fmt.Errorf("nack generator: %w", err)
 	}
 	ir.Add(gen)
-	if err := webrtc.ConfigureTWCCSender(me, ir); err != nil {
+	if err := webrtc.ConfigureTWCCSenderWithOptions(me, ir, twcc.WithLoggerFactory(pionlog.Factory{Log: s.log})); err != nil {
 		return nil, fmt.Errorf("transport-cc feedback: %w", err)
 	}
 	if err := webrtc.ConfigureRTCPReports(ir); err != nil {

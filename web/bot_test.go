@@ -87,21 +87,11 @@ func TestPageAndBotDecryptEachOther(t *testing.T) {
 	}
 	for _, kind := range []string{"audio", "video"} {
 		tr, ok := kinds[kind]
-		// Chromium sometimes sends a padding-only RTP packet on the audio
-		// stream (bandwidth probing); the bot takes its empty payload for a
-		// frame and counts it as a failed decryption (web/NEEDS.md, item 1).
-		// Allow those few on audio only, until the bot skips empty payloads.
-		allowed := int64(0)
-		if kind == "audio" {
-			allowed = 3
-		}
 		switch {
 		case !ok:
 			t.Errorf("bot received no %s track from the page (tracks: %+v)", kind, rep.Tracks)
-		case tr.Frames < 20 || tr.DecryptFailures > allowed:
+		case tr.Frames < 20 || tr.DecryptFailures > 0:
 			t.Errorf("bot decrypted %d %s frames from the page with %d failures (%d without a key yet)", tr.Frames, kind, tr.DecryptFailures, tr.NoKey)
-		case tr.DecryptFailures > 0:
-			t.Logf("bot: %d %s packets with an empty payload counted as failures (web/NEEDS.md)", tr.DecryptFailures, kind)
 		}
 	}
 	page.checkConsole()
