@@ -203,7 +203,9 @@ loop:
 		case res := <-legs:
 			pending = false
 			if res.err != nil {
-				runErr = fmt.Errorf("move after %s: %w", res.reason, res.err)
+				if pubCtx.Err() == nil { // not just the bot leaving mid-move
+					runErr = fmt.Errorf("move after %s: %w", res.reason, res.err)
+				}
 				break loop
 			}
 			old := cur

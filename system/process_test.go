@@ -206,11 +206,14 @@ func TestProcessesNodeLossDrainOverloadRestart(t *testing.T) {
 	d.startNode("de-1", "DE", "eu-central-1")
 	d.startNode("fr-1", "FR", "eu-west-3")
 	d.startNode("jp-1", "JP", "ap-northeast-1")
-	d.startNode("us-1", "US", "us-east-1", "--max-participants", "1")
-	d.startNode("cn-1", "CN", "cn-north-1")
+	d.startNode("us-1", "US", "us-east-1")
+	d.startNode("cn-1", "CN", "cn-north-1", "--max-participants", "1")
 	d.waitHealthy("de-1", "fr-1", "jp-1", "us-1", "cn-1")
 
-	var m struct{ ID, HostToken string }
+	var m struct {
+		ID        string
+		HostToken string `json:"host_token"`
+	}
 	if code := d.do("POST", "/api/meetings", "", map[string]any{"title": "procs", "policy": map[string]any{"blocked_countries": []string{"CN"}}}, &m); code != 201 {
 		t.Fatalf("create: %d", code)
 	}
@@ -274,14 +277,41 @@ func TestProcessesNodeLossDrainOverloadRestart(t *testing.T) {
 	}
 	delete(d.nodes, europe)
 
-	// Overload: a meeting allowed only in the US, whose node takes one.
+	// A policy change forces a migration: block the country of the node
+	// bot-JP is on now; it moves within the deadline.
+	var where control.RoutingView
+	d.get("/api/meetings/"+m.ID+"/routing", &where)
+	blocked := []string{"CN"}
+	for _, p := range where.Participants {
+		if p.Name == "bot-JP" {
+			blocked = append(blocked, p.Node.Country)
+		}
+	}
+	changed := time.Now()
+	if code := d.do("PUT", "/api/meetings/"+m.ID+"/policy", m.HostToken, map[string]any{"blocked_countries": blocked}, nil); code != 200 {
+		t.Fatalf("policy change: %d", code)
+	}
+	testcluster.WaitFor(t, 8*time.Second, "bot-JP moved off "+blocked[1], func() bool {
+		var rv control.RoutingView
+		d.get("/api/meetings/"+m.ID+"/routing", &rv)
+		for _, p := range rv.Participants {
+			if p.Name == "bot-JP" && (p.Node.Country == blocked[1] || p.Node.Country == "CN") {
+				return false // still (also) on a blocked node
+			}
+		}
+		return true
+	})
+	t.Logf("bot-JP moved %s after the policy change", time.Since(changed).Round(100*time.Millisecond))
+
+	// Overload: a meeting allowed only in CN, whose node takes one (and
+	// which the bots' meeting blocks, so they never fill it).
 	var only struct{ ID string }
-	d.do("POST", "/api/meetings", "", map[string]any{"policy": map[string]any{"allowed_countries": []string{"US"}}}, &only)
-	if code := d.do("POST", "/api/meetings/"+only.ID+"/join", "", map[string]any{"name": "a", "location": map[string]string{"country": "US"}}, nil); code != 200 {
-		t.Fatalf("first US join: %d", code)
+	d.do("POST", "/api/meetings", "", map[string]any{"policy": map[string]any{"allowed_countries": []string{"CN"}}}, &only)
+	if code := d.do("POST", "/api/meetings/"+only.ID+"/join", "", map[string]any{"name": "a", "location": map[string]string{"country": "CN"}}, nil); code != 200 {
+		t.Fatalf("first CN join: %d", code)
 	}
 	var refusal struct{ Code string }
-	if code := d.do("POST", "/api/meetings/"+only.ID+"/join", "", map[string]any{"name": "b", "location": map[string]string{"country": "US"}}, &refusal); code != 503 || refusal.Code != "no_capacity_in_allowed_regions" {
+	if code := d.do("POST", "/api/meetings/"+only.ID+"/join", "", map[string]any{"name": "b", "location": map[string]string{"country": "CN"}}, &refusal); code != 503 || refusal.Code != "no_capacity_in_allowed_regions" {
 		t.Fatalf("over capacity: %d %+v", code, refusal)
 	}
 
@@ -315,11 +345,24 @@ func TestProcessesNodeLossDrainOverloadRestart(t *testing.T) {
 	if kinds[audit.KindPlacement] < 3 || kinds[audit.KindMigration] < 2 {
 		t.Fatalf("audit kinds %v", kinds)
 	}
+	// Media crossed between nodes all along: every bot received video
+	// from the others, across kills, drains and moves.
 	for cc, r := range reports {
 		if r == nil {
-			continue
+			t.Fatalf("bot %s: no report", cc)
 		}
-		t.Logf("bot %s: moves %+v", cc, r.Moves)
+		var video int64
+		from := map[string]bool{}
+		for _, tr := range r.Tracks {
+			if tr.Kind == "video" && tr.Frames > 0 {
+				video += tr.Frames
+				from[tr.ParticipantID] = true
+			}
+		}
+		t.Logf("bot %s: %d video frames from %d participants, moves %+v", cc, video, len(from), r.Moves)
+		if video < 100 || len(from) < 2 {
+			t.Errorf("bot %s received %d video frames from %d participants", cc, video, len(from))
+		}
 	}
 }
 
