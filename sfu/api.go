@@ -13,6 +13,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/oakmeet/oakmeet/pionlog"
+	"github.com/oakmeet/oakmeet/signal"
 )
 
 // Codecs the node accepts and forwards. Payload types match the browsers'
@@ -177,4 +178,38 @@ func (s *SFU) newAPI(se webrtc.SettingEngine, onBWE func(cc.BandwidthEstimator))
 		return nil, fmt.Errorf("simulcast header extensions: %w", err)
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+}
+
+// newPeerConnection makes a PeerConnection for a participant or a relay
+// link: its ICE candidates go out as signaling messages for target, and a
+// failed connection ends its owner. what names it in errors.
+func (s *SFU) newPeerConnection(se webrtc.SettingEngine, onBWE func(cc.BandwidthEstimator), target, what string,
+	send func(signal.Message), fail func(error),
+) (*webrtc.PeerConnection, error) {
+	if onBWE == nil {
+		onBWE = func(cc.BandwidthEstimator) {}
+	}
+	api, err := s.newAPI(se, onBWE)
+	if err != nil {
+		return nil, err
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, fmt.Errorf("new %s peer connection: %w", what, err)
+	}
+	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
+		if c == nil {
+			return
+		}
+		init := c.ToJSON()
+		send(signal.Message{Type: signal.TypeCandidate, Target: target, Candidate: &signal.Candidate{
+			Candidate: init.Candidate, SDPMid: init.SDPMid, SDPMLineIndex: init.SDPMLineIndex, UsernameFragment: init.UsernameFragment,
+		}})
+	})
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		if st == webrtc.PeerConnectionStateFailed {
+			fail(fmt.Errorf("%s peer connection failed", what))
+		}
+	})
+	return pc, nil
 }

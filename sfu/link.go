@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/oakmeet/oakmeet/signal"
@@ -209,29 +208,7 @@ func (l *link) newPC(target string) (*webrtc.PeerConnection, error) {
 	if target == signal.TargetPublish {
 		se = l.sfu.linkSE
 	}
-	api, err := l.sfu.newAPI(se, func(cc.BandwidthEstimator) {})
-	if err != nil {
-		return nil, err
-	}
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		return nil, fmt.Errorf("new relay %s peer connection: %w", target, err)
-	}
-	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
-		if c == nil {
-			return
-		}
-		init := c.ToJSON()
-		l.send(signal.Message{Type: signal.TypeCandidate, Target: target, Candidate: &signal.Candidate{
-			Candidate: init.Candidate, SDPMid: init.SDPMid, SDPMLineIndex: init.SDPMLineIndex, UsernameFragment: init.UsernameFragment,
-		}})
-	})
-	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
-		if st == webrtc.PeerConnectionStateFailed {
-			l.finish(fmt.Errorf("relay %s peer connection failed", target))
-		}
-	})
-	return pc, nil
+	return l.sfu.newPeerConnection(se, nil, target, "relay "+target, l.send, l.finish)
 }
 
 func (l *link) finish(cause error) { l.stop(cause) }

@@ -105,32 +105,7 @@ func newSession(ctx context.Context, s *SFU, c Conn, id Identity) (*session, err
 }
 
 func (s *session) newPC(target string, onBWE func(cc.BandwidthEstimator)) (*webrtc.PeerConnection, error) {
-	if onBWE == nil {
-		onBWE = func(cc.BandwidthEstimator) {}
-	}
-	api, err := s.sfu.newAPI(s.sfu.se, onBWE)
-	if err != nil {
-		return nil, err
-	}
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		return nil, fmt.Errorf("new %s peer connection: %w", target, err)
-	}
-	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
-		if c == nil {
-			return
-		}
-		init := c.ToJSON()
-		s.send(signal.Message{Type: signal.TypeCandidate, Target: target, Candidate: &signal.Candidate{
-			Candidate: init.Candidate, SDPMid: init.SDPMid, SDPMLineIndex: init.SDPMLineIndex, UsernameFragment: init.UsernameFragment,
-		}})
-	})
-	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
-		if st == webrtc.PeerConnectionStateFailed {
-			s.finish(fmt.Errorf("%s peer connection failed", target))
-		}
-	})
-	return pc, nil
+	return s.sfu.newPeerConnection(s.sfu.se, onBWE, target, target, s.send, s.finish)
 }
 
 // participant is how others see this participant.
