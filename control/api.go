@@ -629,6 +629,9 @@ func (s *Server) meetingRelays(meetingID string, eff policy.Effective) []Routing
 	out := []RoutingRelay{}
 	for _, n := range s.nodes.list() {
 		ns, _ := s.nodes.get(n.ID)
+		if !ns.Healthy {
+			continue
+		}
 		for _, l := range ns.Relays {
 			if l.Meeting != meetingID || !l.Dialer {
 				continue

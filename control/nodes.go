@@ -81,6 +81,7 @@ func (r *registry) expire(now time.Time) []cluster.NodeInfo {
 	for _, n := range r.nodes {
 		if n.Healthy && now.Sub(n.LastSeen) > cluster.HeartbeatTimeout {
 			n.Healthy = false
+			n.Relays = nil // a silent node's links are gone with it
 			down = append(down, n.Info)
 		}
 	}

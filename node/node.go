@@ -273,6 +273,10 @@ loop:
 	if n.turn != nil {
 		_ = n.turn.close()
 	}
+	// A last report, so the control plane sees the links and participants
+	// gone now rather than when the heartbeats stop being missed.
+	n.Drain()
+	n.heartbeat()
 	_ = n.srv.Shutdown(shutCtx)
 	wg.Wait()
 	n.linkWG.Wait()
