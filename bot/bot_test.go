@@ -35,6 +35,7 @@ func TestThreeBotsExchangeMedia(t *testing.T) {
 		})
 	}
 	ready.Wait()
+	allIn := time.Now()
 	var rv control.RoutingView
 	c.Get("/api/meetings/"+m.ID+"/routing", &rv)
 	if len(rv.Participants) != 3 {
@@ -70,8 +71,11 @@ func TestThreeBotsExchangeMedia(t *testing.T) {
 				}
 			}
 		}
-		if r.SecurityCode == "" || r.SecurityCode != reports[0].SecurityCode || r.Epoch == 0 {
-			t.Errorf("bot %d: security code %q epoch %d; bot 0 has %q", i, r.SecurityCode, r.Epoch, reports[0].SecurityCode)
+		// Compare the codes while all three were in (at the end, the first
+		// to leave makes the others re-key before they leave too).
+		mine, first := stateAt(r.KeyChanges, allIn.Add(3*time.Second)), stateAt(reports[0].KeyChanges, allIn.Add(3*time.Second))
+		if mine.SecurityCode == "" || mine.SecurityCode != first.SecurityCode || mine.Epoch == 0 {
+			t.Errorf("bot %d: security code %+v; bot 0 had %+v", i, mine, first)
 		}
 		for _, tr := range r.Tracks {
 			if tr.DecryptFailures != 0 {
