@@ -85,16 +85,16 @@ func (w *watcher) run() {
 			if eff.Allows(r.From.Country, r.From.Region) && eff.Allows(r.To.Country, r.To.Region) {
 				continue
 			}
-			// A link ordered closed may be listed until the nodes' next
-			// heartbeats (1 s apart) and enforcement tick; past that it is a
-			// violation.
+			// Relays to blocked nodes must be torn down within the same 5 s
+			// as moves (plus the same slack); until the nodes' heartbeats
+			// stop listing a link it shows as closing.
 			key := "relay " + r.From.ID + "-" + r.To.ID
 			first, ok := w.firstSeen[key]
 			if !ok {
 				w.firstSeen[key] = now
 				first = now
 			}
-			if !r.Closing || now.Sub(first) > 3500*time.Millisecond {
+			if !r.Closing || now.Sub(first) > 6500*time.Millisecond {
 				w.violations = append(w.violations, fmt.Sprintf("%s touches a blocked node (closing %v, listed for %s)", key, r.Closing, now.Sub(first).Round(time.Millisecond)))
 			}
 		}

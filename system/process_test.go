@@ -302,6 +302,7 @@ func TestProcessesNodeLossDrainOverloadRestart(t *testing.T) {
 		return true
 	})
 	t.Logf("bot-JP moved %s after the policy change", time.Since(changed).Round(100*time.Millisecond))
+	time.Sleep(3 * time.Second) // media flows on the new nodes for a while before the bots leave
 
 	// Overload: a meeting allowed only in CN, whose node takes one (and
 	// which the bots' meeting blocks, so they never fill it).
