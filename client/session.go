@@ -136,7 +136,9 @@ func Connect(ctx context.Context, jr JoinResult, opts Options) (*Session, error)
 	s.subPC.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 		s.post(func() { s.onTrack(t, r) })
 	})
-	in := make(chan signal.Message)
+	// Buffered, so the reader keeps reading (and sees a dead node at once)
+	// while the loop is busy with a negotiation.
+	in := make(chan signal.Message, 256)
 	s.readerDone = make(chan struct{})
 	s.wg.Add(2)
 	go s.readLoop(in)
