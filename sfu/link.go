@@ -148,20 +148,11 @@ func (s *SFU) ServeLink(ctx context.Context, c Conn, cfg Link) error {
 		_ = c.Close("bad relay link")
 		return err
 	}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		_ = c.Close("node shutting down")
-		return ErrClosed
+	ctx, leave, err := s.enter(ctx, c)
+	if err != nil {
+		return err
 	}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	defer s.wg.Done()
-
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stop := context.AfterFunc(s.ctx, func() { cancel(ErrClosed) })
-	defer stop()
+	defer leave()
 
 	l, err := newLink(ctx, s, c, cfg)
 	if err != nil {
@@ -286,20 +277,7 @@ func (l *link) serve() error {
 // ErrLinkClosed is the cause of a link this node closed (CloseLink).
 var ErrLinkClosed = errors.New("sfu: relay link closed")
 
-func (l *link) run() error {
-	tick := time.NewTicker(tickInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-l.ctx.Done():
-			return context.Cause(l.ctx)
-		case <-l.mbox.notify:
-			l.mbox.drain()
-		case now := <-tick.C:
-			l.tick(now)
-		}
-	}
-}
+func (l *link) run() error { return runOwner(l.ctx, l.mbox, l.tick) }
 
 // readLoop reads the peer's messages until the connection closes or the
 // peer has been silent for linkIdleTimeout (it pings when quiet).

@@ -175,20 +175,7 @@ func (s *session) serve() error {
 	return cause
 }
 
-func (s *session) run() error {
-	tick := time.NewTicker(tickInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return context.Cause(s.ctx)
-		case <-s.mbox.notify:
-			s.mbox.drain()
-		case now := <-tick.C:
-			s.tick(now)
-		}
-	}
-}
+func (s *session) run() error { return runOwner(s.ctx, s.mbox, s.tick) }
 
 // readLoop runs until the connection is closed by serve's teardown. It
 // does not read with the session's context: coder/websocket closes the

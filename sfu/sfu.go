@@ -154,20 +154,11 @@ func (s *SFU) Serve(ctx context.Context, c Conn, id Identity) error {
 	if id.Joined.IsZero() {
 		id.Joined = time.Now()
 	}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		_ = c.Close("node shutting down")
-		return ErrClosed
+	ctx, leave, err := s.enter(ctx, c)
+	if err != nil {
+		return err
 	}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	defer s.wg.Done()
-
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stop := context.AfterFunc(s.ctx, func() { cancel(ErrClosed) })
-	defer stop()
+	defer leave()
 
 	sess, err := newSession(ctx, s, c, id)
 	if err != nil {
@@ -335,4 +326,42 @@ func (s *SFU) Close() error {
 	s.wg.Wait()
 	s.closeMuxes()
 	return nil
+}
+
+// enter admits one connection (a participant or a relay link) while the SFU
+// is open: it is counted for Close to wait on, and its context ends when
+// the SFU closes. leave undoes it.
+func (s *SFU) enter(ctx context.Context, c Conn) (context.Context, func(), error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = c.Close("node shutting down")
+		return nil, nil, ErrClosed
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(s.ctx, func() { cancel(ErrClosed) })
+	return ctx, func() {
+		stop()
+		cancel(nil)
+		s.wg.Done()
+	}, nil
+}
+
+// runOwner is the loop of a goroutine that owns some state: it runs the
+// mailbox's work and a periodic tick until ctx ends.
+func runOwner(ctx context.Context, mbox *mailbox, tick func(time.Time)) error {
+	t := time.NewTicker(tickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-mbox.notify:
+			mbox.drain()
+		case now := <-t.C:
+			tick(now)
+		}
+	}
 }
