@@ -129,6 +129,19 @@ func (d *downTrack) send(b *binding, pkt *rtp.Packet, seq uint16, ts uint32, hdr
 	if err != nil {
 		return
 	}
+	if n == 0 {
+		// pion drops packets without an error until the subscriber's DTLS
+		// handshake is done. If the key frame a new subscription waited
+		// for is among them, the subscriber would get only deltas it
+		// cannot decode; wait for the next key frame instead.
+		if d.pub.needKeyFrames() {
+			d.mu.Lock()
+			d.rw.restart()
+			d.mu.Unlock()
+			d.pub.requestKeyFrame(int(d.target.Load()))
+		}
+		return
+	}
 	d.stats.bytesOut.Add(uint64(n))
 	d.meter.Add(uint64(n))
 	if d.link != nil {

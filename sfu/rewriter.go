@@ -38,6 +38,11 @@ type rewriter struct {
 
 func newRewriter() rewriter { return rewriter{current: -1} }
 
+// restart makes the next packet forwarded start a layer afresh, as before
+// the first packet: for video, that means waiting for a key frame. The
+// outgoing sequence numbers stay continuous.
+func (r *rewriter) restart() { r.current = -1 }
+
 // rewriteResult says what to do with one source packet.
 type rewriteResult struct {
 	seq     uint16

@@ -192,13 +192,20 @@ func TestRewriterAudioAndWrap(t *testing.T) {
 	}
 }
 
-// fakeWriter stands in for a subscriber's PeerConnection.
+// fakeWriter stands in for a subscriber's PeerConnection. The first
+// notReady writes are dropped without an error, as pion does before the
+// subscriber's DTLS handshake is done.
 type fakeWriter struct {
-	packets int
-	last    rtp.Header
+	packets  int
+	last     rtp.Header
+	notReady int
 }
 
 func (w *fakeWriter) WriteRTP(h *rtp.Header, p []byte) (int, error) {
+	if w.notReady > 0 {
+		w.notReady--
+		return 0, nil
+	}
 	w.packets++
 	w.last = *h
 	return h.MarshalSize() + len(p), nil
@@ -279,6 +286,38 @@ func TestForwardReachesEverySubscriberAndAnswersNACK(t *testing.T) {
 	}
 	if ws[1].last.SequenceNumber != 15 || ws[1].last.Timestamp != 15*3000 {
 		t.Fatalf("retransmission header %+v", ws[1].last)
+	}
+}
+
+// A key frame written before the subscriber's connection could carry it is
+// lost without an error; the subscription then waits for the next key
+// frame instead of sending deltas the subscriber cannot decode.
+func TestKeyFrameLostBeforeConnectionIsWaitedForAgain(t *testing.T) {
+	pub, l, ws, _ := forwardFixture(t, 1)
+	ws[0].notReady = 1
+	f := newForwarder()
+	send := func(seq uint16, key bool) {
+		raw := packet(seq, key)
+		if err := f.pkt.Unmarshal(raw); err != nil {
+			t.Fatal(err)
+		}
+		pub.forward(l, raw, f)
+	}
+	send(10, true) // dropped: the connection is not up yet
+	for seq := uint16(11); seq < 15; seq++ {
+		send(seq, false)
+	}
+	if ws[0].packets != 0 {
+		t.Fatalf("%d delta packets forwarded after the key frame was lost", ws[0].packets)
+	}
+	send(15, true)
+	send(16, false)
+	if ws[0].packets != 2 {
+		t.Fatalf("%d packets after the next key frame, want 2", ws[0].packets)
+	}
+	// Outgoing sequence numbers stay continuous with what was written.
+	if ws[0].last.SequenceNumber != 12 {
+		t.Fatalf("sequence number %d after the restart, want 12", ws[0].last.SequenceNumber)
 	}
 }
 
