@@ -107,6 +107,9 @@ type RelayLink struct {
 	Dialer bool `json:"dialer,omitempty"`
 	// Connected is set once media can flow both ways.
 	Connected bool `json:"connected,omitempty"`
+	// Since is when this node started the link; a link closed and opened
+	// again between the same nodes has a new Since.
+	Since time.Time `json:"since,omitzero"`
 }
 
 // Event kinds a node reports.

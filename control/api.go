@@ -494,6 +494,8 @@ type RoutingRelay struct {
 	From      placedNode `json:"from"`
 	To        placedNode `json:"to"`
 	Connected bool       `json:"connected"`
+	// Since is when the dialling node started the link.
+	Since time.Time `json:"since"`
 	// Closing is set when the control plane has ordered the link closed
 	// and the nodes have not reported it gone yet (at most ~2 s).
 	Closing bool `json:"closing,omitempty"`
@@ -641,6 +643,7 @@ func (s *Server) meetingRelays(meetingID string, eff policy.Effective) []Routing
 				From:      placedNode{ID: ns.Info.ID, Country: ns.Info.Country, Region: ns.Info.Region},
 				To:        placedNode{ID: l.Peer, Country: peer.Info.Country, Region: peer.Info.Region},
 				Connected: l.Connected,
+				Since:     l.Since,
 				Closing: s.enforcer.closing(meetingID, ns.Info.ID, l.Peer) ||
 					!eff.Allows(ns.Info.Country, ns.Info.Region) || !eff.Allows(peer.Info.Country, peer.Info.Region),
 			})

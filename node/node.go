@@ -341,7 +341,7 @@ func (n *Node) relays() []cluster.RelayLink {
 	}
 	out := make([]cluster.RelayLink, len(rs))
 	for i, r := range rs {
-		out[i] = cluster.RelayLink{Meeting: r.Meeting, Peer: r.Peer, Dialer: r.Dialer, Connected: r.Connected}
+		out[i] = cluster.RelayLink{Meeting: r.Meeting, Peer: r.Peer, Dialer: r.Dialer, Connected: r.Connected, Since: r.Since.UTC()}
 	}
 	return out
 }

@@ -38,11 +38,30 @@ type watcher struct {
 	polls      int
 	stop       chan struct{}
 	done       chan struct{}
-	firstSeen  map[string]time.Time
+	// since holds, for each participant or relay link seen where the
+	// policy forbids, when this stretch of being seen there began.
+	since map[string]stretch
+}
+
+// stretch is one run of polls that saw the same thing.
+type stretch struct{ first, last time.Time }
+
+// seen records that key was seen now and returns for how long it has been
+// seen. With gapEnds set, a key unseen for longer than that starts afresh:
+// a participant's id stays the same when the policy blocks its node, lets
+// it be, and blocks it again.
+func (w *watcher) seen(key string, now time.Time, gapEnds time.Duration) time.Duration {
+	s, ok := w.since[key]
+	if !ok || (gapEnds > 0 && now.Sub(s.last) > gapEnds) {
+		s.first = now
+	}
+	s.last = now
+	w.since[key] = s
+	return now.Sub(s.first)
 }
 
 func watch(t *testing.T, get func(path string, out any) int, meeting string) *watcher {
-	w := &watcher{t: t, get: get, meeting: meeting, stop: make(chan struct{}), done: make(chan struct{}), firstSeen: map[string]time.Time{}}
+	w := &watcher{t: t, get: get, meeting: meeting, stop: make(chan struct{}), done: make(chan struct{}), since: map[string]stretch{}}
 	go w.run()
 	return w
 }
@@ -70,14 +89,9 @@ func (w *watcher) run() {
 			if eff.Allows(p.Node.Country, p.Node.Region) {
 				continue
 			}
-			first, ok := w.firstSeen[p.ID]
-			if !ok {
-				w.firstSeen[p.ID] = now
-				first = now
-			}
 			// Allowed only while being moved, within the 5 s deadline plus
 			// slack for enforcement's half-second tick and a loaded machine.
-			if p.Moving == "" || now.Sub(first) > 6500*time.Millisecond {
+			if listed := w.seen(p.ID, now, time.Second); p.Moving == "" || listed > 6500*time.Millisecond {
 				w.violations = append(w.violations, "participant "+p.ID+" on blocked node "+p.Node.ID+" (moving: "+p.Moving+")")
 			}
 		}
@@ -88,14 +102,12 @@ func (w *watcher) run() {
 			// Relays to blocked nodes must be torn down within the same 5 s
 			// as moves (plus the same slack); until the nodes' heartbeats
 			// stop listing a link it shows as closing.
+			// A pair of nodes can be linked, closed and linked again as
+			// policies change back and forth: each link, told apart by
+			// when it started, gets its own 5 s.
 			key := "relay " + r.From.ID + "-" + r.To.ID
-			first, ok := w.firstSeen[key]
-			if !ok {
-				w.firstSeen[key] = now
-				first = now
-			}
-			if !r.Closing || now.Sub(first) > 6500*time.Millisecond {
-				w.violations = append(w.violations, fmt.Sprintf("%s touches a blocked node (closing %v, listed for %s)", key, r.Closing, now.Sub(first).Round(time.Millisecond)))
+			if listed := w.seen(key+" since "+r.Since.Format(time.RFC3339Nano), now, 0); !r.Closing || listed > 6500*time.Millisecond {
+				w.violations = append(w.violations, fmt.Sprintf("%s touches a blocked node (closing %v, listed for %s)", key, r.Closing, listed.Round(time.Millisecond)))
 			}
 		}
 		w.mu.Unlock()
