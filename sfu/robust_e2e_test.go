@@ -13,13 +13,18 @@ import (
 	"github.com/oakmeet/oakmeet/signal"
 )
 
-func hasError(p *participant, code string) func() bool {
-	return func() bool {
-		return p.recv.has(func(e client.Event) bool {
-			var se *client.ServerError
-			return e.Type == client.EventError && errors.As(e.Err, &se) && se.Code == code
-		})
+// errorCount is how many error messages with code p has received.
+func errorCount(p *participant, code string) int {
+	p.recv.mu.Lock()
+	defer p.recv.mu.Unlock()
+	n := 0
+	for _, e := range p.recv.events {
+		var se *client.ServerError
+		if e.Type == client.EventError && errors.As(e.Err, &se) && se.Code == code {
+			n++
+		}
 	}
+	return n
 }
 
 func TestBadInputGetsErrorAndMeetingStaysIntact(t *testing.T) {
@@ -38,7 +43,9 @@ func TestBadInputGetsErrorAndMeetingStaysIntact(t *testing.T) {
 	}{
 		{`{"v":1,"type":"offer","sdp":"this is not sdp"}`, sfu.CodeBadSDP},
 		{`{"v":1,"type":"offer","sdp":"v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"}`, sfu.CodeBadSDP},
-		{`{"v":1,"type":"answer","sdp":"garbage"}`, sfu.CodeBadSDP},
+		// No subscribe offer is outstanding (the client answered it), so
+		// any answer is unexpected before its SDP is looked at.
+		{`{"v":1,"type":"answer","sdp":"garbage"}`, sfu.CodeUnexpectedAnswer},
 		{`{"v":1,"type":"teleport"}`, signal.CodeUnknownType},
 		{`{"v":1,"type":"welcome","id":"x"}`, sfu.CodeUnexpectedType},
 		{`{"v":7,"type":"chat","text":"hi"}`, signal.CodeUnsupportedVersion},
@@ -49,10 +56,15 @@ func TestBadInputGetsErrorAndMeetingStaysIntact(t *testing.T) {
 		{`{"v":1,"type":"subscribe","track_id":"nope","layer":"low"}`, sfu.CodeUnknownTrack},
 	}
 	for _, b := range bad {
+		// Counted, not merely seen: several messages share a code, and each
+		// must get its own answer.
+		before := errorCount(mallory, b.code)
 		if err := mallory.s.SendRaw([]byte(b.msg)); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 5*time.Second, "error "+b.code+" for "+b.msg[:min(len(b.msg), 60)], hasError(mallory, b.code))
+		eventually(t, 5*time.Second, "error "+b.code+" for "+b.msg[:min(len(b.msg), 60)], func() bool {
+			return errorCount(mallory, b.code) > before
+		})
 	}
 
 	// Nobody was disconnected and media still flows both ways.
