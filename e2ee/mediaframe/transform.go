@@ -52,6 +52,25 @@ func (c *counters) drop(err error) {
 	}
 }
 
+// apply copies frame's clear prefix to dst and has op (Encrypt or Decrypt)
+// append the rest, with the prefix as SFrame metadata, counting the outcome.
+// Both directions go through here so that they always agree on where the
+// prefix ends.
+func (c *counters) apply(dst []byte, codec Codec, frame []byte, op func(dst, metadata, in []byte) ([]byte, error)) ([]byte, error) {
+	n := PrefixLen(codec, frame)
+	if len(frame) < n {
+		c.drop(ErrShortFrame)
+		return nil, ErrShortFrame
+	}
+	out, err := op(append(dst, frame[:n]...), frame[:n], frame[n:])
+	if err != nil {
+		c.drop(err)
+		return nil, err
+	}
+	c.passed.Add(1)
+	return out, nil
+}
+
 func (c *counters) stats() Stats {
 	return Stats{
 		Passed:    c.passed.Load(),
@@ -79,18 +98,7 @@ func NewProtector(enc Encrypter) *Protector { return &Protector{enc: enc} }
 // dropped; the caller must not send the frame. dst's spare capacity must not
 // overlap frame.
 func (p *Protector) Protect(dst []byte, codec Codec, frame []byte) ([]byte, error) {
-	n := PrefixLen(codec, frame)
-	if len(frame) < n {
-		p.c.drop(ErrShortFrame)
-		return nil, ErrShortFrame
-	}
-	out, err := p.enc.Encrypt(append(dst, frame[:n]...), frame[:n], frame[n:])
-	if err != nil {
-		p.c.drop(err)
-		return nil, err
-	}
-	p.c.passed.Add(1)
-	return out, nil
+	return p.c.apply(dst, codec, frame, p.enc.Encrypt)
 }
 
 // Stats returns the counts so far.
@@ -111,18 +119,7 @@ func NewUnprotector(dec Decrypter) *Unprotector { return &Unprotector{dec: dec} 
 // frame that failed may reach a decoder. dst's spare capacity must not
 // overlap frame.
 func (u *Unprotector) Unprotect(dst []byte, codec Codec, frame []byte) ([]byte, error) {
-	n := PrefixLen(codec, frame)
-	if len(frame) < n {
-		u.c.drop(ErrShortFrame)
-		return nil, ErrShortFrame
-	}
-	out, err := u.dec.Decrypt(append(dst, frame[:n]...), frame[:n], frame[n:])
-	if err != nil {
-		u.c.drop(err)
-		return nil, err
-	}
-	u.c.passed.Add(1)
-	return out, nil
+	return u.c.apply(dst, codec, frame, u.dec.Decrypt)
 }
 
 // Stats returns the counts so far.
