@@ -88,6 +88,9 @@ func (m *Message) validate() error {
 	missing := func(field string) error {
 		return refuse(CodeBadMessage, "%s message needs %q", m.Type, field)
 	}
+	badNonce := func() error {
+		return refuse(CodeBadMessage, "%s nonce must be %d bytes", m.Type, LinkNonceBytes)
+	}
 	switch m.Type {
 	case TypeJoin:
 		if m.Token == "" {
@@ -140,11 +143,11 @@ func (m *Message) validate() error {
 			return missing("token")
 		}
 		if len(m.Nonce) != LinkNonceBytes {
-			return refuse(CodeBadMessage, "link nonce must be %d bytes", LinkNonceBytes)
+			return badNonce()
 		}
 	case TypeLinkChallenge:
 		if len(m.Nonce) != LinkNonceBytes {
-			return refuse(CodeBadMessage, "link_challenge nonce must be %d bytes", LinkNonceBytes)
+			return badNonce()
 		}
 		if len(m.Sig) == 0 {
 			return missing("sig")
