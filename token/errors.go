@@ -4,7 +4,8 @@ import "errors"
 
 // Errors callers branch on; returned wrapped with the detail.
 var (
-	// ErrMalformed: the string is not a join token of a known version.
+	// ErrMalformed: the string is not a well-formed token of the kind
+	// (join or relay) and version asked for.
 	ErrMalformed = errors.New("token: malformed")
 	// ErrBadSignature: the token was not signed by the expected key, or was
 	// altered after signing.
