@@ -336,8 +336,19 @@ func TestServeLinkRejectsIncompleteLinks(t *testing.T) {
 		l := good
 		mutate(&l)
 		c, _ := sfutest.Pipe()
-		if err := a.SFU.ServeLink(context.Background(), c, l); err == nil {
-			t.Errorf("%s: ServeLink accepted %+v", name, l)
+		// With the context already over, a link that got past the checks
+		// ends at once with context.Canceled (rather than after the idle
+		// timeout), which tells it apart from a refusal.
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if err := a.SFU.ServeLink(ctx, c, l); err == nil || errors.Is(err, context.Canceled) {
+			t.Errorf("%s: ServeLink accepted %+v (%v)", name, l, err)
 		}
+	}
+	c, _ := sfutest.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := a.SFU.ServeLink(ctx, c, good); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a complete link with its context over: ServeLink = %v, want context.Canceled", err)
 	}
 }
