@@ -6,7 +6,6 @@
 package securitycode
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -32,19 +31,20 @@ type Code [Groups]uint32
 func Input(meeting string, roster []keymsg.Entry) []byte {
 	sorted := slices.Clone(roster)
 	slices.SortFunc(sorted, func(a, b keymsg.Entry) int { return strings.Compare(a.Participant, b.Participant) })
-	var b bytes.Buffer
-	b.WriteString(label)
-	b.WriteByte(0)
-	b.Write(binary.BigEndian.AppendUint16(nil, uint16(len(meeting))))
-	b.WriteString(meeting)
-	b.Write(binary.BigEndian.AppendUint16(nil, uint16(len(sorted))))
+	b := append([]byte(label), 0)
+	b = appendLP16(b, meeting)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(sorted)))
 	for _, e := range sorted {
-		b.Write(binary.BigEndian.AppendUint16(nil, uint16(len(e.Participant))))
-		b.WriteString(e.Participant)
-		b.Write(e.Identity)
-		b.Write(e.HPKE)
+		b = appendLP16(b, e.Participant)
+		b = append(b, e.Identity...)
+		b = append(b, e.HPKE...)
 	}
-	return b.Bytes()
+	return b
+}
+
+func appendLP16(b []byte, s string) []byte {
+	b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
+	return append(b, s...)
 }
 
 // Compute returns the code of a roster: group i is the big-endian uint32 in
