@@ -294,6 +294,35 @@ func TestPeriodicRekeyKeepsCodeAndGrace(t *testing.T) {
 	}
 }
 
+// TestRetiredEpochsBounded: however fast epochs follow each other, only the
+// keys of the last maxRetired replaced epochs are kept, even within the
+// grace window.
+func TestRetiredEpochsBounded(t *testing.T) {
+	n := newSimNet(t)
+	for _, name := range []string{"alice", "bob"} {
+		m, err := NewMember(Config{Meeting: "meeting-1", Participant: name, Identity: testIdentity(t, name),
+			Now: n.clock.Now, RekeyInterval: time.Second, Grace: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.joinMember(m)
+	}
+	alice, bob := n.members["alice"], n.members["bob"]
+	frames := map[uint64][]byte{} // by the epoch they were sent in
+	for range maxRetired + 2 {
+		frames[alice.Epoch()] = protect(t, alice)
+		n.clock.Advance(time.Second)
+		n.tick()
+	}
+	current := n.converged()
+	for epoch, f := range frames {
+		_, err := bob.Unprotect(nil, mediaframe.VP8, f)
+		if kept := current-epoch <= maxRetired; kept && err != nil || !kept && !errors.Is(err, sframe.ErrUnknownKID) {
+			t.Errorf("frame of epoch %d at epoch %d: %v (kept: %v)", epoch, current, err, kept)
+		}
+	}
+}
+
 func TestHandoverRaceConverges(t *testing.T) {
 	n := threeMembers(t)
 	epoch := n.members["alice"].Epoch()
