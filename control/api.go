@@ -52,17 +52,26 @@ func (s *Server) readPolicy(w http.ResponseWriter, r *http.Request) (policy.Poli
 		writeError(w, e)
 		return policy.Policy{}, policy.Effective{}, false
 	}
-	pol, err := req.Normalize()
-	if err != nil {
-		writeError(w, toAPIError(err))
-		return policy.Policy{}, policy.Effective{}, false
-	}
-	eff, err := policy.Combine(s.floor, pol)
+	pol, eff, err := s.effective(req)
 	if err != nil {
 		writeError(w, toAPIError(err))
 		return policy.Policy{}, policy.Effective{}, false
 	}
 	return pol, eff, true
+}
+
+// effective normalizes a meeting's own policy and combines it with the
+// floor.
+func (s *Server) effective(p policy.Policy) (policy.Policy, policy.Effective, error) {
+	pol, err := p.Normalize()
+	if err != nil {
+		return policy.Policy{}, policy.Effective{}, err
+	}
+	eff, err := policy.Combine(s.floor, pol)
+	if err != nil {
+		return policy.Policy{}, policy.Effective{}, err
+	}
+	return pol, eff, nil
 }
 
 // handlePreview answers what a policy would mean here, before a meeting
@@ -156,7 +165,7 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 	if title == "" {
 		title = "Meeting"
 	}
-	pol, err := req.Policy.Normalize()
+	pol, eff, err := s.effective(req.Policy)
 	if err != nil {
 		writeError(w, toAPIError(err))
 		return
@@ -168,11 +177,6 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now().UTC()
 	m := &meeting{ID: newID("", 10), Title: title, Policy: pol, HostTokenHash: hostHash, Created: now}
-	eff, err := policy.Combine(s.floor, pol)
-	if err != nil {
-		writeError(w, toAPIError(err))
-		return
-	}
 	m.PolicyHistory = []policyChange{{At: now, Policy: pol, Effective: eff.Policy(), Hash: eff.Hash()}}
 	if err := s.meetings.create(r.Context(), m); err != nil {
 		s.fail(w, "create meeting", err)
@@ -329,12 +333,7 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 	}
 	resp, err := s.join(r, m, name, loc, req.Replaces)
 	if err != nil {
-		var ref *placement.Refusal
-		if errors.As(err, &ref) {
-			writeError(w, toAPIError(err))
-			return
-		}
-		s.fail(w, "join", err)
+		s.fail(w, "join", err) // a refusal is answered with its code, unlogged
 		return
 	}
 	writeJSON(w, http.StatusOK, resp)
