@@ -13,7 +13,6 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"sort"
-	"strings"
 	"syscall"
 
 	"github.com/oakmeet/oakmeet/config"
@@ -98,17 +97,32 @@ func usage(w io.Writer, cmds map[string]command) {
 
 // parseFlags parses a command's flags with the environment and config file.
 func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
-	fs.SetOutput(stderr)
+	// The flag package prints every command-line error with the usage
+	// before returning it; errors from the environment or config file it
+	// does not print. Whether it wrote tells the two apart.
+	out := &writeTracker{w: stderr}
+	fs.SetOutput(out)
 	if err := config.Parse(fs, args, os.LookupEnv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		if strings.HasPrefix(err.Error(), "flag provided but not defined") || strings.Contains(err.Error(), "invalid value") {
-			return errUsage // the flag package has already printed why
+		if out.wrote {
+			return errUsage // already printed
 		}
 		return err
 	}
 	return nil
+}
+
+// writeTracker remembers whether anything was written through it.
+type writeTracker struct {
+	w     io.Writer
+	wrote bool
+}
+
+func (t *writeTracker) Write(p []byte) (int, error) {
+	t.wrote = true
+	return t.w.Write(p)
 }
 
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {

@@ -35,6 +35,19 @@ func TestUsageAndUnknownCommand(t *testing.T) {
 	if code, _, _ := runCmd("serve", "--no-such-flag"); code != 1 {
 		t.Fatalf("bad flag: %d", code)
 	}
+	// The flag package explains a command-line error once, with the usage.
+	for _, tc := range []struct {
+		args []string
+		why  string
+	}{
+		{[]string{"bot", "-meeting"}, "flag needs an argument"},
+		{[]string{"bot", "---x"}, "bad flag syntax"},
+		{[]string{"bot", "--duration", "soon"}, "invalid value"},
+	} {
+		if code, _, errOut := runCmd(tc.args...); code != 1 || strings.Count(errOut, tc.why) != 1 || !strings.Contains(errOut, "Usage of bot") {
+			t.Errorf("%v: %d %q", tc.args, code, errOut)
+		}
+	}
 }
 
 func TestServeRejectsBadSettings(t *testing.T) {
