@@ -628,8 +628,7 @@ func describe(p policy.Policy) string {
 // whether it really goes).
 func (s *Server) meetingRelays(meetingID string, eff policy.Effective) []RoutingRelay {
 	out := []RoutingRelay{}
-	for _, n := range s.nodes.list() {
-		ns, _ := s.nodes.get(n.ID)
+	for _, ns := range s.nodes.states() {
 		if !ns.Healthy {
 			continue
 		}

@@ -182,6 +182,18 @@ func (r *registry) list() []NodeView {
 	return out
 }
 
+// states returns a copy of every node's state, sorted by id.
+func (r *registry) states() []nodeState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]nodeState, 0, len(r.nodes))
+	for _, n := range r.nodes {
+		out = append(out, *n)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Info.ID < out[j].Info.ID })
+	return out
+}
+
 func (r *registry) get(id string) (nodeState, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -38,11 +38,10 @@ func (s *Server) recordTraffic(ctx context.Context, meetingID string, now time.T
 
 	reported := map[string]uint64{}
 	where := map[string][2]string{}
-	for _, n := range s.nodes.list() {
-		ns, _ := s.nodes.get(n.ID)
+	for _, ns := range s.nodes.states() {
 		if b, ok := ns.MeetingBytes[meetingID]; ok {
-			reported[n.ID] = b
-			where[n.ID] = [2]string{ns.Info.Country, ns.Info.Region}
+			reported[ns.Info.ID] = b
+			where[ns.Info.ID] = [2]string{ns.Info.Country, ns.Info.Region}
 		}
 	}
 	if len(reported) == 0 {
