@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"errors"
 	"fmt"
 	"net"
 
@@ -212,4 +213,35 @@ func (s *SFU) newPeerConnection(se webrtc.SettingEngine, onBWE func(cc.Bandwidth
 		}
 	})
 	return pc, nil
+}
+
+var errTooManyCandidates = errors.New("too many candidates before a description")
+
+// addCandidate adds a signaled ICE candidate to pc, or queues it in pending
+// while pc has no remote description yet (flushCandidates adds it then).
+// An empty candidate, the end of candidates, is ignored.
+func addCandidate(pc *webrtc.PeerConnection, pending *[]webrtc.ICECandidateInit, c *signal.Candidate) error {
+	if c.Candidate == "" {
+		return nil
+	}
+	init := webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}
+	if pc.RemoteDescription() == nil {
+		if len(*pending) >= maxPendingCands {
+			return errTooManyCandidates
+		}
+		*pending = append(*pending, init)
+		return nil
+	}
+	return pc.AddICECandidate(init)
+}
+
+// flushCandidates adds the candidates queued while pc had no remote
+// description, reporting each one pion refuses to refused.
+func flushCandidates(pc *webrtc.PeerConnection, pending *[]webrtc.ICECandidateInit, refused func(error)) {
+	for _, c := range *pending {
+		if err := pc.AddICECandidate(c); err != nil {
+			refused(err)
+		}
+	}
+	*pending = nil
 }

@@ -403,12 +403,11 @@ func (l *link) onTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 		l.log.Warn("ignoring extra relay stream", "track", t.ID())
 		return
 	}
-	up := &upLayer{quality: q, rid: pub.rids[q], ssrc: uint32(t.SSRC())}
-	if pub.isVideo() {
-		up.cache = newPacketCache(videoCacheSize)
-	}
-	pub.layers[q].Store(up)
-	l.goMedia(func() { l.readLayer(pub, up, t) })
+	up := pub.addLayer(q, pub.rids[q], uint32(t.SSRC()))
+	l.goMedia(func() {
+		pub.read(up, t, &l.bytesRecv)
+		l.mbox.post(func() { l.layerEnded(pub, up) })
+	})
 	l.goMedia(func() { readReceiverRTCP(r, "") })
 	if fresh {
 		l.sfu.stats.tracksIn.Add(1)
@@ -418,29 +417,9 @@ func (l *link) onTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 	}
 }
 
-func (l *link) readLayer(pub *publishedTrack, up *upLayer, t *webrtc.TrackRemote) {
-	f := newForwarder()
-	buf := make([]byte, maxPacket)
-	for {
-		n, _, err := t.Read(buf)
-		if err != nil {
-			break
-		}
-		if f.pkt.Unmarshal(buf[:n]) != nil {
-			continue
-		}
-		l.bytesRecv.Add(uint64(n))
-		pub.forward(up, buf[:n], f)
-	}
-	l.mbox.post(func() { l.layerEnded(pub, up) })
-}
-
 func (l *link) layerEnded(pub *publishedTrack, up *upLayer) {
-	pub.layers[up.quality].CompareAndSwap(up, nil)
-	for i := range pub.layers {
-		if pub.layers[i].Load() != nil {
-			return
-		}
+	if !pub.dropLayer(up) {
+		return
 	}
 	if l.ups[pub.info.ID] == pub {
 		delete(l.ups, pub.info.ID)
@@ -566,7 +545,7 @@ func (l *link) onAnswer(sdp string, sig []byte) {
 		return
 	}
 	l.awaitingAnswer = false
-	l.pendingSend = l.addCandidates(l.sendPC, l.pendingSend)
+	flushCandidates(l.sendPC, &l.pendingSend, l.badCandidate)
 	l.maybeOffer()
 }
 
@@ -589,39 +568,24 @@ func (l *link) onOffer(sdp string, sig []byte) {
 		return
 	}
 	l.send(signal.Message{Type: signal.TypeAnswer, SDP: answer.SDP, Sig: l.sign("answer", answer.SDP)})
-	l.pendingRecv = l.addCandidates(pc, l.pendingRecv)
+	flushCandidates(pc, &l.pendingRecv, l.badCandidate)
 }
 
 // onCandidate takes a candidate the peer named from its side: its
 // "publish" connection is the one this node receives on.
 func (l *link) onCandidate(target string, c *signal.Candidate) {
-	if c.Candidate == "" {
-		return
-	}
-	init := webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}
 	pc, pending := l.recvPC, &l.pendingRecv
 	if target == signal.TargetSubscribe {
 		pc, pending = l.sendPC, &l.pendingSend
 	}
-	if pc.RemoteDescription() == nil {
-		if len(*pending) < maxPendingCands {
-			*pending = append(*pending, init)
-		}
-		return
-	}
-	if err := pc.AddICECandidate(init); err != nil {
-		l.log.Debug("relay candidate", "err", err)
+	if err := addCandidate(pc, pending, c); err != nil {
+		l.badCandidate(err)
 	}
 }
 
-func (l *link) addCandidates(pc *webrtc.PeerConnection, cands []webrtc.ICECandidateInit) []webrtc.ICECandidateInit {
-	for _, c := range cands {
-		if err := pc.AddICECandidate(c); err != nil {
-			l.log.Debug("relay candidate", "err", err)
-		}
-	}
-	return nil
-}
+// badCandidate notes a candidate the peer sent that this node cannot use;
+// the link does not answer it, as the peer is not a client to correct.
+func (l *link) badCandidate(err error) { l.log.Debug("relay candidate", "err", err) }
 
 // tick measures the rates of the peer's layers (for this node's
 // subscribers' bandwidth allocation), keeps the link alive and retries a
@@ -630,13 +594,7 @@ func (l *link) tick(now time.Time) {
 	elapsed := now.Sub(l.lastTick).Seconds()
 	l.lastTick = now
 	for _, p := range l.ups {
-		for i := range p.layers {
-			if up := p.layers[i].Load(); up != nil && elapsed > 0 {
-				b := up.bytes.Load()
-				up.rateBits.Store(uint64(float64(b-up.prev) * 8 / elapsed))
-				up.prev = b
-			}
-		}
+		p.sampleRates(elapsed)
 	}
 	if now.Sub(l.lastPing) >= linkPingInterval {
 		l.lastPing = now

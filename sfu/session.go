@@ -289,7 +289,7 @@ func (s *session) onOffer(sdp string) {
 		return
 	}
 	s.send(signal.Message{Type: signal.TypeAnswer, SDP: answer.SDP})
-	s.pendingPub = s.addCandidates(pc, s.pendingPub)
+	flushCandidates(pc, &s.pendingPub, s.badCandidate)
 }
 
 func (s *session) onAnswer(sdp string) {
@@ -308,7 +308,7 @@ func (s *session) onAnswer(sdp string) {
 		// rather than wait for an answer that cannot be applied.
 	}
 	s.awaitingAnswer = false
-	s.pendingSub = s.addCandidates(s.subPC, s.pendingSub)
+	flushCandidates(s.subPC, &s.pendingSub, s.badCandidate)
 	s.maybeOffer()
 }
 
@@ -332,35 +332,16 @@ func (s *session) maybeOffer() {
 }
 
 func (s *session) onCandidate(target string, c *signal.Candidate) {
-	if c.Candidate == "" {
-		return // end of candidates
-	}
-	init := webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}
 	pc, pending := s.pubPC, &s.pendingPub
 	if target == signal.TargetSubscribe {
 		pc, pending = s.subPC, &s.pendingSub
 	}
-	if pc.RemoteDescription() == nil {
-		if len(*pending) >= maxPendingCands {
-			s.sendError(CodeBadCandidate, "too many candidates before a description")
-			return
-		}
-		*pending = append(*pending, init)
-		return
-	}
-	if err := pc.AddICECandidate(init); err != nil {
-		s.sendError(CodeBadCandidate, err.Error())
+	if err := addCandidate(pc, pending, c); err != nil {
+		s.badCandidate(err)
 	}
 }
 
-func (s *session) addCandidates(pc *webrtc.PeerConnection, cands []webrtc.ICECandidateInit) []webrtc.ICECandidateInit {
-	for _, c := range cands {
-		if err := pc.AddICECandidate(c); err != nil {
-			s.sendError(CodeBadCandidate, err.Error())
-		}
-	}
-	return nil
-}
+func (s *session) badCandidate(err error) { s.sendError(CodeBadCandidate, err.Error()) }
 
 // Publishing.
 
@@ -391,35 +372,16 @@ func (s *session) onTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 		s.log.Warn("ignoring extra incoming stream", "rid", t.RID(), "ssrc", t.SSRC())
 		return
 	}
-	l := &upLayer{quality: q, rid: t.RID(), ssrc: uint32(t.SSRC())}
-	if pub.isVideo() {
-		l.cache = newPacketCache(videoCacheSize)
-	}
-	pub.layers[q].Store(l)
-	s.goMedia(func() { s.readLayer(pub, l, t) })
+	l := pub.addLayer(q, t.RID(), uint32(t.SSRC()))
+	s.goMedia(func() {
+		pub.read(l, t, nil)
+		s.mbox.post(func() { s.layerEnded(pub, l) })
+	})
 	s.goMedia(func() { readReceiverRTCP(r, t.RID()) })
 	if fresh {
 		s.sfu.stats.tracksIn.Add(1)
 		s.room.mbox.post(func() { s.room.publish(s, pub) })
 	}
-}
-
-// readLayer is the packet path of one incoming stream: it reads into one
-// buffer and one parsed packet that it reuses for its whole life.
-func (s *session) readLayer(pub *publishedTrack, l *upLayer, t *webrtc.TrackRemote) {
-	f := newForwarder()
-	buf := make([]byte, maxPacket)
-	for {
-		n, _, err := t.Read(buf)
-		if err != nil {
-			break
-		}
-		if f.pkt.Unmarshal(buf[:n]) != nil {
-			continue
-		}
-		pub.forward(l, buf[:n], f)
-	}
-	s.mbox.post(func() { s.layerEnded(pub, l) })
 }
 
 // readReceiverRTCP drains the publisher's RTCP (sender reports) so the
@@ -440,11 +402,8 @@ func readReceiverRTCP(r *webrtc.RTPReceiver, rid string) {
 }
 
 func (s *session) layerEnded(pub *publishedTrack, l *upLayer) {
-	pub.layers[l.quality].CompareAndSwap(l, nil)
-	for i := range pub.layers {
-		if pub.layers[i].Load() != nil {
-			return
-		}
+	if !pub.dropLayer(l) {
+		return
 	}
 	for r, p := range s.pubs {
 		if p == pub {
@@ -537,13 +496,7 @@ func (s *session) tick(now time.Time) {
 	elapsed := now.Sub(s.lastTick).Seconds()
 	s.lastTick = now
 	for _, p := range s.pubs {
-		for i := range p.layers {
-			if l := p.layers[i].Load(); l != nil && elapsed > 0 {
-				b := l.bytes.Load()
-				l.rateBits.Store(uint64(float64(b-l.prev) * 8 / elapsed))
-				l.prev = b
-			}
-		}
+		p.sampleRates(elapsed)
 	}
 	s.allocate()
 	s.maybeOffer()

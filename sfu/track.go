@@ -59,8 +59,8 @@ type upLayer struct {
 	bytes    atomic.Uint64
 	lastPkt  atomic.Int64 // nanoseconds since epoch
 	lastPLI  atomic.Int64
-	rateBits atomic.Uint64 // measured bits per second, updated by the owner session
-	prev     uint64        // bytes at the previous rate sample; owner session only
+	rateBits atomic.Uint64 // measured bits per second (sampleRates)
+	prev     uint64        // bytes at the previous rate sample; owner only
 }
 
 func newPublishedTrack(info signal.Track, codec webrtc.RTPCodecCapability, kind webrtc.RTPCodecType, writeRTCP func([]rtcp.Packet) error, stats *counters, epoch time.Time) *publishedTrack {
@@ -145,6 +145,65 @@ func (p *publishedTrack) removeDown(d *downTrack) {
 		}
 	}
 	p.downs.Store(&next)
+}
+
+// addLayer starts incoming stream q of the track; the owner has checked
+// that slot q is declared and free.
+func (p *publishedTrack) addLayer(q int, rid string, ssrc uint32) *upLayer {
+	l := &upLayer{quality: q, rid: rid, ssrc: ssrc}
+	if p.isVideo() {
+		l.cache = newPacketCache(videoCacheSize)
+	}
+	p.layers[q].Store(l)
+	return l
+}
+
+// dropLayer ends incoming stream l and reports whether the track has no
+// stream left.
+func (p *publishedTrack) dropLayer(l *upLayer) bool {
+	p.layers[l.quality].CompareAndSwap(l, nil)
+	for i := range p.layers {
+		if p.layers[i].Load() != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// sampleRates measures each layer's rate over the elapsed seconds since
+// the previous sample; only the track's owner calls it.
+func (p *publishedTrack) sampleRates(elapsed float64) {
+	if elapsed <= 0 {
+		return
+	}
+	for i := range p.layers {
+		if l := p.layers[i].Load(); l != nil {
+			b := l.bytes.Load()
+			l.rateBits.Store(uint64(float64(b-l.prev) * 8 / elapsed))
+			l.prev = b
+		}
+	}
+}
+
+// read is the packet path of incoming stream l until t ends: it reads into
+// one buffer and one parsed packet that it reuses for its whole life. recv,
+// if not nil, counts the bytes read as well.
+func (p *publishedTrack) read(l *upLayer, t *webrtc.TrackRemote, recv *atomic.Uint64) {
+	f := newForwarder()
+	buf := make([]byte, maxPacket)
+	for {
+		n, _, err := t.Read(buf)
+		if err != nil {
+			return
+		}
+		if f.pkt.Unmarshal(buf[:n]) != nil {
+			continue
+		}
+		if recv != nil {
+			recv.Add(uint64(n))
+		}
+		p.forward(l, buf[:n], f)
+	}
 }
 
 // available reports which layers have carried media recently.
