@@ -142,6 +142,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		}, 3},
 		{"bad sig", func(es []Entry) []Entry { es[6].Sig = es[5].Sig; return es }, 7},
 		{"sig not base64", func(es []Entry) []Entry { es[6].Sig = "!!"; return es }, 7},
+		{"line break in sig", func(es []Entry) []Entry { es[6].Sig = es[6].Sig[:10] + "\n" + es[6].Sig[10:]; return es }, 7},
 		{"remove first", func(es []Entry) []Entry { return es[1:] }, 2},
 		{"remove middle", func(es []Entry) []Entry { return append(es[:2:2], es[3:]...) }, 5},
 		{"swap in chain", func(es []Entry) []Entry { es[2], es[5] = es[5], es[2]; return es }, 3},

@@ -198,13 +198,18 @@ func TestExportDetectsLineChanges(t *testing.T) {
 func TestExportTrailerHeadsMismatch(t *testing.T) {
 	key := testKey(1)
 	es := interleaved(key)
-	heads := Heads(es)
-	heads["m1"] = es[5].Head() // claims m1 ends earlier than it does
-	b := export(t, key, header(key, ""), es, SignHeads(key, heads))
-	_, err := VerifyExport(bytes.NewReader(b))
-	var ve *VerifyError
-	if !errors.As(err, &ve) || ve.Meeting != "m1" || ve.Line != 11 {
-		t.Fatalf("VerifyExport = %v, want trailer error for m1 at line 11", err)
+	for name, head := range map[string]Head{
+		"ends earlier":               es[5].Head(),                       // claims m1 ends earlier than it does
+		"other hash at the same seq": {Seq: es[8].Seq, Hash: es[5].Hash}, // the head of another m1 chain
+	} {
+		heads := Heads(es)
+		heads["m1"] = head
+		b := export(t, key, header(key, ""), es, SignHeads(key, heads))
+		_, err := VerifyExport(bytes.NewReader(b))
+		var ve *VerifyError
+		if !errors.As(err, &ve) || ve.Meeting != "m1" || ve.Line != 11 {
+			t.Fatalf("%s: VerifyExport = %v, want trailer error for m1 at line 11", name, err)
+		}
 	}
 }
 
