@@ -185,6 +185,33 @@ func TestPlaceRules(t *testing.T) {
 			wantID: "fra2",
 		},
 		{
+			name: "tie distance is an option",
+			nodes: []Node{
+				with(node("fra1", "DE", "eu-central-1", frankfurt), func(n *Node) { n.Participants = 20 }),
+				with(node("fra2", "DE", "eu-central-1", [2]float64{50.3, 8.9}), func(n *Node) { n.Participants = 80 }),
+			},
+			opts:   []Option{WithTieKm(10)},
+			req:    Request{Policy: open, From: berlin},
+			wantID: "fra2",
+		},
+		{
+			name: "equally near meeting nodes: the less loaded is reused",
+			nodes: []Node{
+				muc,
+				with(node("fra1", "DE", "eu-central-1", frankfurt), func(n *Node) { n.Participants = 80 }),
+				with(node("fra2", "DE", "eu-central-1", frankfurt), func(n *Node) { n.Participants = 20 }),
+			},
+			req:      Request{Policy: open, From: berlin, MeetingNodes: []string{"fra1", "fra2"}},
+			wantID:   "fra2",
+			wantReus: true,
+		},
+		{
+			name:   "equal load ratio: fewer participants",
+			nodes:  []Node{with(fra, func(n *Node) { n.Participants, n.MaxParticipants = 20, 200 }), with(iad, func(n *Node) { n.Participants = 10 })},
+			req:    Request{Policy: open, From: unknown},
+			wantID: "iad",
+		},
+		{
 			name:   "load ratio, not raw count",
 			nodes:  []Node{with(fra, func(n *Node) { n.Participants, n.MaxParticipants = 50, 1000 }), with(node("fra-small", "DE", "eu-central-1", frankfurt), func(n *Node) { n.Participants, n.MaxParticipants = 10, 20 })},
 			req:    Request{Policy: open, From: unknown},
@@ -195,6 +222,16 @@ func TestPlaceRules(t *testing.T) {
 			nodes:  []Node{fra, muc, iad},
 			req:    Request{Policy: open, From: berlin, Exclude: []string{"muc", "fra"}},
 			wantID: "iad",
+		},
+		{
+			name: "excluded node sharing a location with others is never chosen",
+			nodes: []Node{
+				with(node("fra1", "DE", "eu-central-1", frankfurt), func(n *Node) { n.Participants = 10 }),
+				with(node("fra2", "DE", "eu-central-1", frankfurt), func(n *Node) { n.Participants = 20 }),
+				with(node("fra3", "DE", "eu-central-1", frankfurt), func(n *Node) { n.Participants = 30 }),
+			},
+			req:    Request{Policy: open, From: berlin, Exclude: []string{"fra1"}},
+			wantID: "fra2",
 		},
 		{
 			name:     "excluding the only allowed node leaves none",
