@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/oakmeet/oakmeet/bot"
-	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/testcluster"
 )
 
@@ -46,19 +45,16 @@ func runBot(t *testing.T, c *testcluster.Cluster, meeting, name, country string,
 // The bot joins first and leads: its own epochs key everything the page
 // sends. (A joiner never holds the key of the epoch before its join, so
 // frames of that epoch still in flight are "no key" drops; the bot's report
-// counts them as failures — see web/NEEDS.md.)
+// counts them apart from failures.)
 func TestPageAndBotDecryptEachOther(t *testing.T) {
-	needBrowser(t)
-	c := testcluster.Start(t, policy.Policy{}, testcluster.World())
-	m := c.CreateMeeting(policy.Policy{})
+	c, m := startMeeting(t)
 	ready, reports := runBot(t, c, m.ID, "Bot", "DE", 15*time.Second)
 	select {
 	case <-ready:
 	case <-time.After(20 * time.Second):
 		t.Fatal("bot did not join")
 	}
-	page := newBrowser(t, "page", browserOpts{})
-	page.navigate(joinURL(c, m.ID, "Ada", "DE"))
+	page := openPage(t, "page", joinURL(c, m.ID, "Ada", "DE"))
 	page.waitJS(20*time.Second, "the page in the meeting", `window.oakmeet?.call?.self?.id`, `document.body.innerText`)
 	pageID := evalJS[string](page, `window.oakmeet.call.self.id`)
 	page.waitVideoAdvancing(1, 30*time.Second)

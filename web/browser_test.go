@@ -147,8 +147,13 @@ func (b *browser) waitJS(d time.Duration, what, cond, detail string) {
 }
 
 func (b *browser) text(selector string) string {
-	sel, _ := json.Marshal(selector)
-	return evalJS[string](b, fmt.Sprintf(`(document.querySelector(%s)?.textContent ?? '').trim()`, sel))
+	return evalJS[string](b, fmt.Sprintf(`(document.querySelector(%s)?.textContent ?? '').trim()`, jsString(selector)))
+}
+
+// jsString is s as a JavaScript string literal.
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
 }
 
 func (b *browser) consoleText() string {

@@ -93,22 +93,50 @@ func joinURL(c *testcluster.Cluster, id, name, country string) string {
 	return fmt.Sprintf("%s/m/%s?name=%s&autojoin=1&country=%s", c.URL, id, name, country)
 }
 
+// startMeeting starts a cluster of testcluster.World()'s nodes under no
+// deployment policy and creates a meeting with no policy of its own.
+// Without Chromium it skips (or fails, in CI) before starting anything.
+func startMeeting(t *testing.T) (*testcluster.Cluster, testcluster.Created) {
+	t.Helper()
+	needBrowser(t)
+	c := testcluster.Start(t, policy.Policy{}, testcluster.World())
+	return c, c.CreateMeeting(policy.Policy{})
+}
+
+// openPage starts a browser of the default size and opens url in it.
+func openPage(t *testing.T, name, url string) *browser {
+	t.Helper()
+	b := newBrowser(t, name, browserOpts{})
+	b.navigate(url)
+	return b
+}
+
+// waitTogether waits until each page plays every other page's video and
+// shows a security code for all of them, and returns the code; the test
+// fails if two pages show different codes.
+func waitTogether(t *testing.T, pages ...*browser) string {
+	t.Helper()
+	for _, b := range pages {
+		b.waitVideoAdvancing(len(pages)-1, 30*time.Second)
+	}
+	code := pages[0].waitCode(len(pages), 20*time.Second)
+	for _, b := range pages[1:] {
+		if got := b.waitCode(len(pages), 20*time.Second); got != code {
+			t.Errorf("security codes differ: %s %q, %s %q", pages[0].name, code, b.name, got)
+		}
+	}
+	return code
+}
+
 // TestTwoPagesSeeEachOther: two browsers in one meeting each play the
 // other's video, decrypted end to end, and show the same security code.
 func TestTwoPagesSeeEachOther(t *testing.T) {
-	needBrowser(t)
-	c := testcluster.Start(t, policy.Policy{}, testcluster.World())
-	m := c.CreateMeeting(policy.Policy{})
-	ann := newBrowser(t, "ann", browserOpts{})
-	bob := newBrowser(t, "bob", browserOpts{})
-	ann.navigate(joinURL(c, m.ID, "Ann", "DE"))
-	bob.navigate(joinURL(c, m.ID, "Bob", "DE"))
+	c, m := startMeeting(t)
+	ann := openPage(t, "ann", joinURL(c, m.ID, "Ann", "DE"))
+	bob := openPage(t, "bob", joinURL(c, m.ID, "Bob", "DE"))
 
-	ann.waitVideoAdvancing(1, 30*time.Second)
-	bob.waitVideoAdvancing(1, 30*time.Second)
-	codeA, codeB := ann.waitCode(2, 20*time.Second), bob.waitCode(2, 20*time.Second)
-	if !codeFormat.MatchString(codeA) || codeA != codeB {
-		t.Errorf("security codes differ or are malformed: ann %q, bob %q", codeA, codeB)
+	if code := waitTogether(t, ann, bob); !codeFormat.MatchString(code) {
+		t.Errorf("malformed security code %q", code)
 	}
 	for _, b := range []*browser{ann, bob} {
 		s := b.decryptStats()
@@ -138,18 +166,10 @@ func TestTwoPagesSeeEachOther(t *testing.T) {
 // through a relay between the two nodes, decrypt each other, and each
 // routing panel shows both nodes and the relay.
 func TestPagesOnTwoNodes(t *testing.T) {
-	needBrowser(t)
-	c := testcluster.Start(t, policy.Policy{}, testcluster.World())
-	m := c.CreateMeeting(policy.Policy{})
-	ann := newBrowser(t, "ann", browserOpts{})
-	bob := newBrowser(t, "bob", browserOpts{})
-	ann.navigate(joinURL(c, m.ID, "Ann", "DE"))
-	bob.navigate(joinURL(c, m.ID, "Bob", "US"))
-	ann.waitVideoAdvancing(1, 30*time.Second)
-	bob.waitVideoAdvancing(1, 30*time.Second)
-	if a, b := ann.waitCode(2, 20*time.Second), bob.waitCode(2, 20*time.Second); a != b {
-		t.Errorf("codes differ: %q and %q", a, b)
-	}
+	c, m := startMeeting(t)
+	ann := openPage(t, "ann", joinURL(c, m.ID, "Ann", "DE"))
+	bob := openPage(t, "bob", joinURL(c, m.ID, "Bob", "US"))
+	waitTogether(t, ann, bob)
 	for _, tc := range []struct {
 		b          *browser
 		mine, peer string
@@ -176,8 +196,7 @@ func TestRefusedJoinShowsReason(t *testing.T) {
 	c := testcluster.Start(t, policy.Policy{}, testcluster.World()[:2])
 	// Only France allowed: no node there.
 	m := c.CreateMeeting(policy.Policy{AllowedCountries: []string{"FR"}})
-	b := newBrowser(t, "refused", browserOpts{})
-	b.navigate(joinURL(c, m.ID, "Eve", "FR"))
+	b := openPage(t, "refused", joinURL(c, m.ID, "Eve", "FR"))
 	b.waitJS(20*time.Second, "the refusal", `document.querySelector('[data-testid=join-error]:not([hidden])')`, `document.body.innerText`)
 	if code := evalJS[string](b, `document.querySelector('[data-testid=join-error]').dataset.code`); code != "no_node_in_allowed_regions" {
 		t.Errorf("refusal code %q", code)

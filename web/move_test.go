@@ -1,14 +1,13 @@
 package web_test
 
 import (
-	"encoding/json"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
-	"github.com/oakmeet/oakmeet/policy"
+	"github.com/oakmeet/oakmeet/control"
 	"github.com/oakmeet/oakmeet/testcluster"
 )
 
@@ -19,13 +18,9 @@ import (
 // its routing panel shows the new country. A guest on the same node moves
 // too; afterwards the two play each other's video again under a new key.
 func TestHostPolicyChangeMovesPage(t *testing.T) {
-	needBrowser(t)
-	c := testcluster.Start(t, policy.Policy{}, testcluster.World())
-	m := c.CreateMeeting(policy.Policy{})
-	host := newBrowser(t, "host", browserOpts{})
-	guest := newBrowser(t, "guest", browserOpts{})
-	host.navigate(joinURL(c, m.ID, "Host", "DE") + "#host=" + m.HostToken)
-	guest.navigate(joinURL(c, m.ID, "Guest", "DE"))
+	c, m := startMeeting(t)
+	host := openPage(t, "host", joinURL(c, m.ID, "Host", "DE")+"#host="+m.HostToken)
+	guest := openPage(t, "guest", joinURL(c, m.ID, "Guest", "DE"))
 	for _, b := range []*browser{host, guest} {
 		b.waitJS(20*time.Second, "placed on the German node", `document.querySelector('[data-testid=node-country]')?.textContent === 'DE'`, `document.body.innerText`)
 		b.waitVideoAdvancing(1, 30*time.Second)
@@ -59,15 +54,7 @@ func TestHostPolicyChangeMovesPage(t *testing.T) {
 	}
 	country := host.text("[data-testid=node-country]")
 
-	var r struct {
-		EffectivePolicy policy.Policy `json:"effective_policy"`
-		Participants    []struct {
-			ID   string `json:"id"`
-			Node struct {
-				Country string `json:"country"`
-			} `json:"node"`
-		} `json:"participants"`
-	}
+	var r control.RoutingView
 	testcluster.WaitFor(t, 10*time.Second, "routing to show the moved page", func() bool {
 		c.Get("/api/meetings/"+m.ID+"/routing", &r)
 		for _, p := range r.Participants {
@@ -82,12 +69,8 @@ func TestHostPolicyChangeMovesPage(t *testing.T) {
 			t.Errorf("participant %s still on a German node", p.ID)
 		}
 	}
-	for _, b := range []*browser{host, guest} {
-		b.waitVideoAdvancing(1, 30*time.Second)
-	}
-	codeA, codeB := host.waitCode(2, 20*time.Second), guest.waitCode(2, 20*time.Second)
-	if codeA != codeB || codeA == codeBefore {
-		t.Errorf("codes after the move: host %q, guest %q (before %q)", codeA, codeB, codeBefore)
+	if code := waitTogether(t, host, guest); code == codeBefore {
+		t.Errorf("security code %q unchanged by the move", code)
 	}
 	for _, b := range []*browser{host, guest} {
 		if s := b.decryptStats(); s.Failures != 0 {
@@ -106,11 +89,8 @@ func TestHostPolicyChangeMovesPage(t *testing.T) {
 // plane places it off the old node), connects to the new node, switches
 // once the new connection carries media, and closes the old one.
 func TestMoveMessageMakeBeforeBreak(t *testing.T) {
-	needBrowser(t)
-	c := testcluster.Start(t, policy.Policy{}, testcluster.World())
-	m := c.CreateMeeting(policy.Policy{})
-	page := newBrowser(t, "page", browserOpts{})
-	page.navigate(joinURL(c, m.ID, "Mover", "DE"))
+	c, m := startMeeting(t)
+	page := openPage(t, "page", joinURL(c, m.ID, "Mover", "DE"))
 	page.waitJS(20*time.Second, "connected on the German node",
 		`window.oakmeet?.call?.state === 'connected' && document.querySelector('[data-testid=node-country]')?.textContent === 'DE'`, `document.body.innerText`)
 	page.waitCode(1, 20*time.Second)
@@ -120,20 +100,11 @@ func TestMoveMessageMakeBeforeBreak(t *testing.T) {
 		`window.oakmeet.call.state === 'connected' && window.oakmeet.call.self.id !== `+jsString(before)+` && document.querySelector('[data-testid=node-country]')?.textContent !== 'DE'`,
 		`window.oakmeet.call.state + ' ' + document.querySelector('[data-testid=node-country]')?.textContent`)
 	after := evalJS[string](page, `window.oakmeet.call.self.id`)
-	var r struct {
-		Participants []struct {
-			ID string `json:"id"`
-		} `json:"participants"`
-	}
+	var r control.RoutingView
 	testcluster.WaitFor(t, 15*time.Second, "only the new participant left in the meeting", func() bool {
 		c.Get("/api/meetings/"+m.ID+"/routing", &r)
 		return len(r.Participants) == 1 && r.Participants[0].ID == after
 	})
 	page.waitCode(1, 20*time.Second)
 	page.checkConsole()
-}
-
-func jsString(s string) string {
-	b, _ := json.Marshal(s)
-	return string(b)
 }
