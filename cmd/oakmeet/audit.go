@@ -3,17 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
+	"math"
 	"net/url"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/oakmeet/oakmeet/audit"
@@ -41,31 +38,14 @@ func auditExport(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
-	u := strings.TrimRight(*server, "/") + "/api/audit/export"
+	path := "/api/audit/export"
 	if *meeting != "" {
-		u += "?meeting=" + url.QueryEscape(*meeting)
+		path += "?meeting=" + url.QueryEscape(*meeting)
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
+	// The whole log, however long: a cut-off export would fail to verify.
+	body, err := apiGet(ctx, *server, path, time.Minute, math.MaxInt64)
 	if err != nil {
 		return fmt.Errorf("fetch audit log: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return fmt.Errorf("fetch audit log: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e struct{ Error, Code string }
-		if json.Unmarshal(body, &e) == nil && e.Code != "" {
-			return fmt.Errorf("%s: %s (%s)", u, e.Error, e.Code)
-		}
-		return fmt.Errorf("%s: HTTP %d", u, resp.StatusCode)
 	}
 	if *out == "" {
 		_, err = stdout.Write(body)
@@ -121,12 +101,6 @@ func writeFileAtomic(path string, data []byte) error {
 		return errors.Join(err, os.Remove(tmp))
 	}
 	return nil
-}
-
-func randByte() byte {
-	var b [1]byte
-	_, _ = rand.Read(b[:])
-	return b[0]
 }
 
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,5 +97,27 @@ func TestAuditVerifyCommand(t *testing.T) {
 	}
 	if code, _, _ := runCmd("audit", "export", "--server", "http://127.0.0.1:1"); code != 1 {
 		t.Fatalf("unreachable server: %d", code)
+	}
+}
+
+func TestAuditExportCommand(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/audit/export" || r.URL.Query().Get("meeting") != "m 1" {
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(`{"error":"no such meeting","code":"not_found"}`))
+			return
+		}
+		_, _ = w.Write([]byte("header\nentry\nentry\nheads\n"))
+	}))
+	defer srv.Close()
+	path := filepath.Join(t.TempDir(), "log.jsonl")
+	if code, _, errOut := runCmd("audit", "export", "--server", srv.URL, "--meeting", "m 1", "--out", path); code != 0 || !strings.Contains(errOut, "wrote 2 entries") {
+		t.Fatalf("export: %d %q", code, errOut)
+	}
+	if data, err := os.ReadFile(path); err != nil || string(data) != "header\nentry\nentry\nheads\n" {
+		t.Fatalf("exported %q, %v", data, err)
+	}
+	if code, _, errOut := runCmd("audit", "export", "--server", srv.URL, "--meeting", "m2"); code != 1 || !strings.Contains(errOut, "no such meeting (not_found)") {
+		t.Fatalf("refused export: %d %q", code, errOut)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -88,8 +89,9 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 func randomSuffix() string {
 	const alphabet = "abcdefghijkmnpqrstuvwxyz23456789"
 	var b [4]byte
+	_, _ = rand.Read(b[:])
 	for i := range b {
-		b[i] = alphabet[int(randByte())%len(alphabet)]
+		b[i] = alphabet[int(b[i])%len(alphabet)] // 32 letters: no bias
 	}
 	return string(b[:])
 }

@@ -28,7 +28,7 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *meeting != "" {
 		path = "/api/meetings/" + url.PathEscape(*meeting) + "/report"
 	}
-	body, err := apiGet(ctx, *server, path)
+	body, err := apiGet(ctx, *server, path, 30*time.Second, 64<<20)
 	if err != nil {
 		return err
 	}
@@ -95,10 +95,10 @@ func clock(t *time.Time, none string) string {
 	return t.Format(time.TimeOnly)
 }
 
-// apiGet fetches a control-plane path, turning API errors into their
-// message and code.
-func apiGet(ctx context.Context, server, path string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+// apiGet fetches a control-plane path within timeout, reading at most
+// limit bytes, and turns API errors into their message and code.
+func apiGet(ctx context.Context, server, path string, timeout time.Duration, limit int64) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	u := strings.TrimRight(server, "/") + path
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -110,9 +110,9 @@ func apiGet(ctx context.Context, server, path string) ([]byte, error) {
 		return nil, fmt.Errorf("reach the control plane: %w", err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read %s: %w", u, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e struct{ Error, Code string }
