@@ -122,9 +122,28 @@ type MeetingReport struct {
 }
 
 func (s *Server) meetingReport(ctx context.Context, m *meeting) (*MeetingReport, error) {
-	now := s.now().UTC()
 	r := &MeetingReport{Meeting: m.ID, Title: m.Title, Created: m.Created, Policies: m.PolicyHistory,
 		Refusals: []audit.Entry{}, Migrations: []audit.Entry{}, Participants: len(m.Participants)}
+	r.Nodes = nodeUsage(m, s.now().UTC())
+	r.Countries = byCountry(r.Nodes)
+
+	entries, err := s.audit.entries(ctx, m.ID, false)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		switch e.Kind {
+		case audit.KindRefusal:
+			r.Refusals = append(r.Refusals, e)
+		case audit.KindMigration, audit.KindDisconnect:
+			r.Migrations = append(r.Migrations, e)
+		}
+	}
+	return r, nil
+}
+
+// nodeUsage is what each node did for a meeting up to now, by node id.
+func nodeUsage(m *meeting, now time.Time) []NodeUsage {
 	nodes := map[string]*NodeUsage{}
 	use := func(id, country, region string) *NodeUsage {
 		u := nodes[id]
@@ -166,25 +185,12 @@ func (s *Server) meetingReport(ctx context.Context, m *meeting) (*MeetingReport,
 		u := use(id, t.Country, t.Region)
 		u.Bytes, u.LastTraffic = t.Bytes, t.LastTraffic
 	}
+	var out []NodeUsage
 	for _, u := range nodes {
-		r.Nodes = append(r.Nodes, *u)
+		out = append(out, *u)
 	}
-	sort.Slice(r.Nodes, func(i, j int) bool { return r.Nodes[i].Node < r.Nodes[j].Node })
-	r.Countries = byCountry(r.Nodes)
-
-	entries, err := s.audit.entries(ctx, m.ID, false)
-	if err != nil {
-		return nil, err
-	}
-	for _, e := range entries {
-		switch e.Kind {
-		case audit.KindRefusal:
-			r.Refusals = append(r.Refusals, e)
-		case audit.KindMigration, audit.KindDisconnect:
-			r.Migrations = append(r.Migrations, e)
-		}
-	}
-	return r, nil
+	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
+	return out
 }
 
 func byCountry(nodes []NodeUsage) []CountryUsage {
@@ -248,14 +254,11 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, "report", err)
 		return
 	}
+	// Only the nodes' usage counts here, not each meeting's audit chain.
+	now := s.now().UTC()
 	var nodes []NodeUsage
 	for _, m := range all {
-		rep, err := s.meetingReport(r.Context(), m)
-		if err != nil {
-			s.fail(w, "report", err)
-			return
-		}
-		nodes = append(nodes, rep.Nodes...)
+		nodes = append(nodes, nodeUsage(m, now)...)
 	}
 	writeJSON(w, http.StatusOK, DeploymentReport{Meetings: len(all), Countries: byCountry(nodes)})
 }
