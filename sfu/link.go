@@ -5,10 +5,8 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -70,18 +68,9 @@ type linkKey struct{ meeting, peer string }
 // link is one relay link. Like a session it has a goroutine that owns its
 // state and a mailbox; the room reaches it only through the mailbox.
 type link struct {
-	sfu     *SFU
-	room    *room
+	endpoint
 	cfg     Link
-	conn    Conn
-	log     *slog.Logger
-	mbox    *mailbox
-	out     *outbox
 	started time.Time
-
-	ctx  context.Context
-	stop context.CancelCauseFunc
-	wg   sync.WaitGroup // media goroutines
 
 	// sendPC carries this node's participants' media to the peer (this
 	// node offers); recvPC carries the peer's participants' media here
@@ -164,8 +153,7 @@ func (s *SFU) ServeLink(ctx context.Context, c Conn, cfg Link) error {
 
 func newLink(ctx context.Context, s *SFU, c Conn, cfg Link) (*link, error) {
 	l := &link{
-		sfu: s, cfg: cfg, conn: c, mbox: newMailbox(), out: newOutbox(linkOutQueue),
-		log:       s.log.With("meeting", cfg.Meeting, "relay_peer", cfg.Peer),
+		cfg:       cfg,
 		started:   time.Now(),
 		downs:     map[string]*linkDown{},
 		announced: map[string]signal.Track{},
@@ -174,7 +162,7 @@ func newLink(ctx context.Context, s *SFU, c Conn, cfg Link) (*link, error) {
 		lastTick:  time.Now(),
 		lastPing:  time.Now(),
 	}
-	l.ctx, l.stop = context.WithCancelCause(ctx)
+	l.open(ctx, s, c, s.log.With("meeting", cfg.Meeting, "relay_peer", cfg.Peer), linkOutQueue, "relay signaling")
 	var err error
 	if l.sendPC, err = l.newPC(signal.TargetPublish); err != nil {
 		l.stop(err)
@@ -202,25 +190,8 @@ func (l *link) newPC(target string) (*webrtc.PeerConnection, error) {
 	return l.sfu.newPeerConnection(se, nil, target, "relay "+target, l.send, l.finish)
 }
 
-func (l *link) finish(cause error) { l.stop(cause) }
-
-func (l *link) post(f func()) { l.mbox.post(f) }
-
-func (l *link) goMedia(f func()) {
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		f()
-	}()
-}
-
 func (l *link) serve() error {
-	go l.out.run(l.conn, l.finish)
-	readerDone := make(chan struct{})
-	go func() {
-		defer close(readerDone)
-		l.readLoop()
-	}()
+	l.startIO(l.readLoop)
 
 	key := linkKey{l.cfg.Meeting, l.cfg.Peer}
 	l.sfu.mu.Lock()
@@ -252,24 +223,12 @@ func (l *link) serve() error {
 	for _, p := range l.ups {
 		l.endPublication(p)
 	}
-	for _, pc := range []*webrtc.PeerConnection{l.sendPC, l.recvPC} {
-		if err := pc.Close(); err != nil {
-			l.log.Debug("close relay peer connection", "err", err)
-		}
-	}
+	l.closePCs(l.sendPC, l.recvPC)
 	// Tell the peer why, so that it ends its side at once rather than
 	// after the idle timeout.
 	reason := cause.Error()
 	l.send(signal.Message{Type: signal.TypeLeave, Reason: reason})
-	l.out.close()
-	select {
-	case <-l.out.done:
-	case <-time.After(flushTimeout):
-	}
-	_ = l.conn.Close(reason)
-	<-l.out.done
-	<-readerDone
-	l.wg.Wait()
+	l.hangUp(reason)
 	l.sfu.detach(r)
 	return cause
 }
@@ -300,17 +259,6 @@ func (l *link) readLoop() {
 			return
 		}
 		l.mbox.post(func() { l.handle(m) })
-	}
-}
-
-func (l *link) send(m signal.Message) {
-	b, err := signal.Encode(m)
-	if err != nil {
-		l.log.Error("encode relay message", "type", m.Type, "err", err)
-		return
-	}
-	if !l.out.put(b) {
-		l.finish(errors.New("relay signaling queue full"))
 	}
 }
 

@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/pion/interceptor/pkg/cc"
@@ -40,24 +38,14 @@ const (
 var errLeft = errors.New("participant left")
 
 // session is one participant on this node: its signaling connection, its
-// PeerConnection, what it publishes and what it receives. The fields below
+// PeerConnections, what it publishes and what it receives. The fields below
 // "owned by run" are only touched by the session goroutine; everyone else
 // posts closures to mbox.
 type session struct {
-	sfu  *SFU
-	room *room
-	id   Identity
-	conn Conn
-	log  *slog.Logger
-	mbox *mailbox
-
-	ctx  context.Context
-	stop context.CancelCauseFunc
-
-	out *outbox
+	endpoint
+	id Identity
 
 	bwe cc.BandwidthEstimator // set during NewPeerConnection
-	wg  sync.WaitGroup        // media goroutines of this session
 
 	// pubPC carries the participant's media to the node (the client
 	// offers); subPC carries everyone else's media to it (the node offers).
@@ -80,14 +68,12 @@ type downSlot struct {
 
 func newSession(ctx context.Context, s *SFU, c Conn, id Identity) (*session, error) {
 	sess := &session{
-		sfu: s, id: id, conn: c, mbox: newMailbox(),
-		log:      s.log.With("meeting", id.Meeting, "participant", id.Participant),
-		out:      newOutbox(outQueue),
+		id:       id,
 		pubs:     map[*webrtc.RTPReceiver]*publishedTrack{},
 		downs:    map[string]*downSlot{},
 		lastTick: time.Now(),
 	}
-	sess.ctx, sess.stop = context.WithCancelCause(ctx)
+	sess.open(ctx, s, c, s.log.With("meeting", id.Meeting, "participant", id.Participant), outQueue, "signaling")
 	var err error
 	if sess.pubPC, err = sess.newPC(signal.TargetPublish, nil); err != nil {
 		sess.stop(err)
@@ -113,27 +99,10 @@ func (s *session) participant() signal.Participant {
 	return signal.Participant{ID: s.id.Participant, Name: s.id.Name, Since: s.id.Joined.UnixMilli()}
 }
 
-// finish ends the session with a cause; the first cause wins.
-func (s *session) finish(cause error) { s.stop(cause) }
-
-// goMedia starts a goroutine that the session waits for on teardown.
-func (s *session) goMedia(f func()) {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		f()
-	}()
-}
-
 // serve runs the participant until it leaves, is kicked, or its connection
 // or the node goes away.
 func (s *session) serve() error {
-	go s.out.run(s.conn, s.finish)
-	readerDone := make(chan struct{})
-	go func() {
-		defer close(readerDone)
-		s.readLoop()
-	}()
+	s.startIO(s.readLoop)
 
 	r := s.sfu.attach(s.id.Meeting)
 	s.room = r
@@ -149,24 +118,12 @@ func (s *session) serve() error {
 	for _, p := range s.pubs {
 		s.endPublication(p)
 	}
-	for _, pc := range []*webrtc.PeerConnection{s.subPC, s.pubPC} {
-		if err := pc.Close(); err != nil {
-			s.log.Debug("close peer connection", "err", err)
-		}
-	}
-	s.out.close()
-	select {
-	case <-s.out.done:
-	case <-time.After(flushTimeout):
-	}
+	s.closePCs(s.subPC, s.pubPC)
 	reason := "bye"
 	if !errors.Is(cause, errLeft) {
 		reason = cause.Error()
 	}
-	_ = s.conn.Close(reason)
-	<-s.out.done
-	<-readerDone
-	s.wg.Wait()
+	s.hangUp(reason)
 	s.sfu.detach(r)
 	s.sfu.stats.participants.Add(-1)
 	if errors.Is(cause, errLeft) {
@@ -205,19 +162,6 @@ func (s *session) readLoop() {
 			return
 		}
 		s.mbox.post(func() { s.handle(m) })
-	}
-}
-
-// send queues a message for the participant without blocking; a participant
-// that cannot keep up with its own signaling is disconnected.
-func (s *session) send(m signal.Message) {
-	b, err := signal.Encode(m)
-	if err != nil {
-		s.log.Error("encode signaling message", "type", m.Type, "err", err)
-		return
-	}
-	if !s.out.put(b) {
-		s.finish(errors.New("signaling queue full"))
 	}
 }
 
