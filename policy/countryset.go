@@ -1,10 +1,6 @@
 package policy
 
-import (
-	"strings"
-
-	"github.com/oakmeet/oakmeet/geo"
-)
+import "github.com/oakmeet/oakmeet/geo"
 
 // countrySet is a set of ISO 3166-1 alpha-2 codes as one bit per possible
 // two-letter code. A fixed-size array keeps Effective cheap to copy and
@@ -68,7 +64,7 @@ func (s *countrySet) codes() []string {
 var catalogue = func() countrySet {
 	var s countrySet
 	for _, c := range geo.Countries() {
-		s.add(strings.ToUpper(c.Code))
+		s.add(c.Code)
 	}
 	return s
 }()
