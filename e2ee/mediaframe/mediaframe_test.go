@@ -137,6 +137,8 @@ func TestFailuresDroppedAndCounted(t *testing.T) {
 		{"ciphertext altered", VP8, flipped(inter, len(inter)-20), sframe.ErrAuth},
 		{"wrong codec", Opus, inter, nil}, // prefix length differs: fails somewhere
 		{"cut after prefix", VP8, inter[:3], sframe.ErrTruncated},
+		// KID 4 written in an extra byte instead of the config byte.
+		{"header not minimal", VP8, append(append(bytes.Clone(inter[:3]), 0x80|inter[3]&0x0f, inter[3]>>4), inter[4:]...), sframe.ErrMalformedHeader},
 	}
 	for _, tc := range tests {
 		dst := make([]byte, 0, 512)
@@ -150,7 +152,7 @@ func TestFailuresDroppedAndCounted(t *testing.T) {
 		t.Errorf("after RemoveKey: %v", err)
 	}
 	st := u.Stats()
-	if st.Passed != 1 || st.Dropped != uint64(len(tests)+1) || st.Replay != 1 || st.Auth < 3 || st.Short != 1 || st.NoKey != 1 {
+	if st.Passed != 1 || st.Dropped != uint64(len(tests)+1) || st.Replay != 1 || st.Auth < 3 || st.Short != 1 || st.NoKey != 1 || st.Malformed < 1 {
 		t.Errorf("stats %+v", st)
 	}
 }
