@@ -55,8 +55,8 @@ type RelayInfo struct {
 // did not sign.
 var ErrBadSignature = errors.New("sfu: relay SDP signature does not verify")
 
-// Link timing: a link pings its peer when quiet, and a peer silent for
-// linkIdleTimeout is gone.
+// Link timing: a link pings its peer every linkPingInterval, and a peer
+// silent for linkIdleTimeout is gone.
 const (
 	linkPingInterval = 5 * time.Second
 	linkIdleTimeout  = 20 * time.Second
@@ -239,7 +239,8 @@ var ErrLinkClosed = errors.New("sfu: relay link closed")
 func (l *link) run() error { return runOwner(l.ctx, l.mbox, l.tick) }
 
 // readLoop reads the peer's messages until the connection closes or the
-// peer has been silent for linkIdleTimeout (it pings when quiet).
+// peer has been silent for linkIdleTimeout (it pings every
+// linkPingInterval).
 func (l *link) readLoop() {
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), linkIdleTimeout)

@@ -13,11 +13,11 @@
 //
 // Concurrency: every meeting (room), every participant (session) and every
 // relay link (link) has a goroutine that owns its state and takes work from
-// a mailbox. Locks are
-// narrow leaves taken on the packet path (a subscription's rewriter, a
-// packet cache, a track's subscriber list) and never held across I/O or
-// while taking another lock; the only other lock, SFU.mu, guards the
-// meeting table and is never held while posting work that could block.
+// a mailbox. The other locks are narrow leaves, never held across I/O or
+// while taking another lock: on the packet path a subscription's
+// rewriter, a packet cache and a track's subscriber list, and the queues
+// of mailboxes and outboxes. SFU.mu guards the meeting and link tables and
+// is never held while posting work that could block.
 package sfu
 
 import (
@@ -230,8 +230,9 @@ func (s *SFU) Stats() Stats {
 }
 
 // MeetingBytes reports the bytes forwarded per meeting since the node
-// started, to this node's subscribers and over relay links. A meeting stays listed after it empties so that its
-// last bytes can still be reported.
+// started, to this node's subscribers and over relay links. A meeting
+// stays listed after it empties so that its last bytes can still be
+// reported.
 func (s *SFU) MeetingBytes() map[string]uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -242,11 +243,16 @@ func (s *SFU) MeetingBytes() map[string]uint64 {
 	return out
 }
 
+// running returns the meeting's room, nil when no one is in it.
+func (s *SFU) running(meeting string) *room {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rooms[meeting]
+}
+
 // Participants lists the participants of a meeting on this node.
 func (s *SFU) Participants(meeting string) []string {
-	s.mu.Lock()
-	r := s.rooms[meeting]
-	s.mu.Unlock()
+	r := s.running(meeting)
 	if r == nil {
 		return nil
 	}
@@ -255,10 +261,7 @@ func (s *SFU) Participants(meeting string) []string {
 
 // Kick disconnects a participant, telling it why with a leave message.
 func (s *SFU) Kick(meeting, participant, reason string) {
-	s.mu.Lock()
-	r := s.rooms[meeting]
-	s.mu.Unlock()
-	if r != nil {
+	if r := s.running(meeting); r != nil {
 		r.mbox.post(func() { r.kick(participant, reason) })
 	}
 }
@@ -267,10 +270,7 @@ func (s *SFU) Kick(meeting, participant, reason string) {
 // places it on another node, with a move message; unlike Kick it leaves the
 // connection open until the participant closes it.
 func (s *SFU) Move(meeting, participant, reason string) {
-	s.mu.Lock()
-	r := s.rooms[meeting]
-	s.mu.Unlock()
-	if r != nil {
+	if r := s.running(meeting); r != nil {
 		r.mbox.post(func() { r.move(participant, reason) })
 	}
 }
