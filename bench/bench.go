@@ -6,7 +6,6 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -59,8 +58,13 @@ const warmup = 2 * time.Second
 
 // Run performs the load and returns its summary.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
-	if cfg.Publishers < 1 || cfg.Subscribers < 0 || cfg.Duration <= 0 {
-		return nil, errors.New("bench: need at least one publisher, no negative subscribers, and a duration")
+	switch {
+	case cfg.Publishers < 1:
+		return nil, fmt.Errorf("%d publishers: need at least one", cfg.Publishers)
+	case cfg.Subscribers < 0:
+		return nil, fmt.Errorf("%d subscribers: cannot be negative", cfg.Subscribers)
+	case cfg.Duration <= 0:
+		return nil, fmt.Errorf("duration %s: must be positive", cfg.Duration)
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = http.DefaultClient

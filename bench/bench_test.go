@@ -2,6 +2,9 @@ package bench_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,8 +43,24 @@ func TestBenchDeliversAndMeasures(t *testing.T) {
 }
 
 func TestBenchRejectsBadConfig(t *testing.T) {
-	if _, err := bench.Run(context.Background(), bench.Config{Server: "http://127.0.0.1:1", Publishers: 0, Duration: time.Second}); err == nil {
-		t.Fatal("no publishers accepted")
+	// A bad configuration is refused before anything reaches the server.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("server contacted: %s %s", r.Method, r.URL)
+		http.Error(w, "no", http.StatusTeapot)
+	}))
+	defer srv.Close()
+	for _, tc := range []struct {
+		cfg  bench.Config
+		want string
+	}{
+		{bench.Config{Publishers: 0, Duration: time.Second}, "0 publishers"},
+		{bench.Config{Publishers: 1, Subscribers: -1, Duration: time.Second}, "-1 subscribers"},
+		{bench.Config{Publishers: 1}, "duration 0s"},
+	} {
+		tc.cfg.Server = srv.URL
+		if _, err := bench.Run(context.Background(), tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: error %v, want one about %q", tc.cfg, err, tc.want)
+		}
 	}
 	if _, err := bench.Run(context.Background(), bench.Config{Server: "http://127.0.0.1:1", Publishers: 1, Duration: time.Second}); err == nil {
 		t.Fatal("unreachable server accepted")

@@ -25,13 +25,13 @@ func createMeeting(ctx context.Context, hc *http.Client, server string) (string,
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("bench: create meeting: %w", err)
+		return "", fmt.Errorf("create meeting: %w", err)
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
 	var m struct{ ID, Error string }
 	if err := json.Unmarshal(data, &m); err != nil || resp.StatusCode != http.StatusCreated {
-		return "", fmt.Errorf("bench: create meeting: HTTP %d %s", resp.StatusCode, bytes.TrimSpace(data))
+		return "", fmt.Errorf("create meeting: HTTP %d %s", resp.StatusCode, bytes.TrimSpace(data))
 	}
 	return m.ID, nil
 }
