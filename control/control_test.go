@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -277,7 +278,7 @@ func TestNodeLossIsNoticedAndAudited(t *testing.T) {
 func TestFloorCannotBeLoosened(t *testing.T) {
 	c := testcluster.Start(t, policy.Policy{BlockedCountries: []string{"RU"}}, testcluster.World())
 	m := c.CreateMeeting(policy.Policy{AllowedCountries: []string{"RU", "DE"}})
-	if !contains(m.EffectivePolicy.BlockedCountries, "RU") {
+	if !slices.Contains(m.EffectivePolicy.BlockedCountries, "RU") {
 		t.Fatalf("effective policy lost the floor: %+v", m.EffectivePolicy)
 	}
 	for range 5 {
@@ -288,7 +289,7 @@ func TestFloorCannotBeLoosened(t *testing.T) {
 	}
 	var cfg struct{ Floor policy.Policy }
 	c.Get("/api/config", &cfg)
-	if !contains(cfg.Floor.BlockedCountries, "RU") {
+	if !slices.Contains(cfg.Floor.BlockedCountries, "RU") {
 		t.Fatalf("config floor %+v", cfg.Floor)
 	}
 }
@@ -316,15 +317,6 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 func TestPolicyPreview(t *testing.T) {
 	c := testcluster.Start(t, policy.Policy{BlockedCountries: []string{"RU"}}, testcluster.World()[:3])
 	var out struct {
@@ -335,7 +327,7 @@ func TestPolicyPreview(t *testing.T) {
 	if code := c.Do("POST", "/api/policy/preview", "", policy.Policy{AllowedCountries: []string{"EU"}}, &out); code != 200 {
 		t.Fatalf("preview: %d", code)
 	}
-	if len(out.AllowedNodes) != 1 || out.AllowedNodes[0] != "de-fra" || !contains(out.EffectivePolicy.BlockedCountries, "RU") {
+	if len(out.AllowedNodes) != 1 || out.AllowedNodes[0] != "de-fra" || !slices.Contains(out.EffectivePolicy.BlockedCountries, "RU") {
 		t.Fatalf("preview %+v", out)
 	}
 	if code := c.Do("POST", "/api/policy/preview", "", policy.Policy{BlockedCountries: []string{"DE", "US", "JP"}}, &out); code != 200 || len(out.Warnings) == 0 || len(out.AllowedNodes) != 0 {

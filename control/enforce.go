@@ -198,19 +198,21 @@ func (s *Server) moveOff(ctx context.Context, m *meeting, p participant, eff pol
 // expireMoves disconnects participants whose move deadline has passed.
 func (s *Server) expireMoves(ctx context.Context, meetingID string, now time.Time) {
 	e := s.enforcer
-	var due []string
-	var dueMoves []move
+	type expired struct {
+		pid string
+		mv  move
+	}
+	var due []expired
 	e.mu.Lock()
 	for pid, mv := range e.moves {
 		if mv.meeting == meetingID && now.After(mv.deadline) {
-			due = append(due, pid)
-			dueMoves = append(dueMoves, *mv)
+			due = append(due, expired{pid, *mv})
 			delete(e.moves, pid)
 		}
 	}
 	e.mu.Unlock()
-	for i, pid := range due {
-		mv := dueMoves[i]
+	for _, d := range due {
+		pid, mv := d.pid, d.mv
 		s.command(mv.node, cluster.Command{Kind: cluster.CommandKick, Meeting: meetingID, Participant: pid, Reason: mv.kickReason})
 		s.participantLeft(ctx, meetingID, pid, mv.node, mv.kickReason, now)
 		if mv.kickReason != ReasonMoved {
