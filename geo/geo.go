@@ -105,7 +105,9 @@ func RegionLocation(id string) (Location, bool) {
 	return Location{Country: r.Country, Region: r.ID, Lat: r.Lat, Lon: r.Lon, Known: true}, true
 }
 
-const earthRadiusKm = 6371.0
+// EarthRadiusKm is the mean Earth radius DistanceKm uses; code that compares
+// distances as angles converts with it so that both agree.
+const EarthRadiusKm = 6371.0
 
 // DistanceKm is the great-circle distance between two points.
 func DistanceKm(lat1, lon1, lat2, lon2 float64) float64 {
@@ -114,7 +116,7 @@ func DistanceKm(lat1, lon1, lat2, lon2 float64) float64 {
 	dLon := (lon2 - lon1) * rad
 	a := math.Sin(dLat/2)*math.Sin(dLat/2) +
 		math.Cos(lat1*rad)*math.Cos(lat2*rad)*math.Sin(dLon/2)*math.Sin(dLon/2)
-	return 2 * earthRadiusKm * math.Asin(math.Min(1, math.Sqrt(a)))
+	return 2 * EarthRadiusKm * math.Asin(math.Min(1, math.Sqrt(a)))
 }
 
 // UnknownCodeError reports a country code, region id or group name that is
@@ -125,10 +127,8 @@ type UnknownCodeError struct {
 }
 
 func (e *UnknownCodeError) Error() string {
-	return "unknown " + e.Kind + " " + quote(e.Code)
+	return "unknown " + e.Kind + " " + strconv.Quote(e.Code)
 }
-
-func quote(s string) string { return strconv.Quote(s) }
 
 // ParseCountry validates a country code and returns its catalogue entry.
 func ParseCountry(code string) (Country, error) {

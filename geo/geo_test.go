@@ -203,7 +203,7 @@ func TestDistanceKm(t *testing.T) {
 		{"London-New York", 51.5074, -0.1278, 40.7128, -74.0060, 5570},
 		{"Sydney-Santiago", -33.87, 151.21, -33.45, -70.67, 11350},
 		{"same point", 48.86, 2.35, 48.86, 2.35, 0},
-		{"antipodes", 0, 0, 0, 180, math.Pi * earthRadiusKm},
+		{"antipodes", 0, 0, 0, 180, math.Pi * EarthRadiusKm},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

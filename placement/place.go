@@ -249,7 +249,7 @@ func (l *location) dot(v vec) float64 {
 // than a point with dot product best: comparing dot products this way keeps
 // trigonometry out of the per-location loop.
 func dotWithin(best, km float64) float64 {
-	angle := math.Acos(max(-1, min(1, best))) + km/earthRadiusKm
+	angle := math.Acos(max(-1, min(1, best))) + km/geo.EarthRadiusKm
 	if angle >= math.Pi {
 		return math.Inf(-1)
 	}

@@ -7,8 +7,6 @@ import (
 	"sync"
 )
 
-const earthRadiusKm = 6371.0
-
 // noCoordDot stands in for the dot product of a node without usable
 // coordinates: farther than the antipode, so it is chosen only when nothing
 // with coordinates is left.
