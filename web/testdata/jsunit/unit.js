@@ -317,15 +317,25 @@ test('group: a replayed epoch and a rogue epoch are refused', async () => {
 
 test('move tracker: a move keeps the old session until the new one carries media', async () => {
   const log = [];
+  let carriesMedia;
+  const ready = new Promise((resolve) => {
+    carriesMedia = () => { log.push('ready p2'); resolve(); };
+  });
   const t = new MoveTracker({
     join: async (replaces) => { log.push(`join replaces=${replaces}`); return { id: 'p2' }; },
-    connect: async (j) => { log.push(`connect ${j.id}`); return { id: j.id, ready: Promise.resolve(), close: (r) => log.push(`close ${j.id} ${r}`) }; },
+    connect: async (j) => { log.push(`connect ${j.id}`); return { id: j.id, ready, close: (r) => log.push(`close ${j.id} ${r}`) }; },
   });
   t.adopt({ id: 'p1', close: (r) => log.push(`close p1 ${r}`) });
-  const next = await t.move('policy_change');
+  const moved = t.move('policy_change');
+  // A task later, every step that does not wait on ready has run (join and
+  // connect settle in microtasks).
+  await new Promise((r) => setTimeout(r, 0));
+  eq(t.current.id, 'p1', 'current before the new session carries media');
+  carriesMedia();
+  const next = await moved;
   eq(next.id, 'p2', 'new session');
   eq(t.current.id, 'p2', 'current switched');
-  eq(log.join('; '), 'join replaces=p1; connect p2; close p1 moved', 'order: join, connect, ready, then close the old');
+  eq(log.join('; '), 'join replaces=p1; connect p2; ready p2; close p1 moved', 'order: join, connect, ready, then close the old');
 });
 
 test('roster order: by since then id; arrival order without since', async () => {
