@@ -22,8 +22,12 @@ func TestJoin(t *testing.T) {
 			return
 		}
 		switch r.URL.Path {
-		case "/api/meetings/m%2F1/join", "/api/meetings/m/1/join":
-			t.Errorf("meeting id not escaped: %s", r.URL.RawPath)
+		case "/api/meetings/m/1/join": // the decoded path of an id with a slash
+			if r.URL.EscapedPath() != "/api/meetings/m%2F1/join" {
+				t.Errorf("meeting id not escaped: %s", r.URL.EscapedPath())
+			}
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(`{"error":"no such meeting","code":"meeting_not_found"}`))
 		case "/api/meetings/ok/join":
 			if body.Name != "Ann" || body.Location.Country != "DE" {
 				t.Errorf("request body %+v", body)
@@ -54,6 +58,7 @@ func TestJoin(t *testing.T) {
 		code    string
 	}{
 		{"full", http.StatusConflict, "no_capacity_in_allowed_regions"},
+		{"m/1", http.StatusNotFound, "meeting_not_found"},
 		{"other", http.StatusBadGateway, ""},
 	}
 	for _, tc := range tests {
