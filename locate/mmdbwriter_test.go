@@ -20,7 +20,8 @@ import (
 // where readers look for them), a data section of maps and strings, and the
 // metadata map.
 
-// mmdbRecord is the data stored for one network; nil values are omitted.
+// mmdbRecord is the data stored for one network. Values may be strings,
+// unsigned or non-negative ints, maps and []any; anything else is an error.
 type mmdbRecord map[string]any
 
 // writeMMDB writes a database mapping each network to its record and returns
@@ -81,12 +82,10 @@ func buildMMDB(networks map[string]mmdbRecord) ([]byte, error) {
 			return nil, err
 		}
 		p = p.Masked()
-		e := entry{length: p.Bits(), rec: rec}
+		e := entry{bits: p.Addr().As16(), length: p.Bits(), rec: rec}
 		if p.Addr().Is4() {
+			// IPv4 networks live under ::/96, not under ::ffff:0:0/96.
 			e.length += 96
-		}
-		e.bits = p.Addr().As16()
-		if p.Addr().Is4() {
 			e.bits = [16]byte{}
 			v4 := p.Addr().As4()
 			copy(e.bits[12:], v4[:])
