@@ -265,6 +265,21 @@ func (c *collector) stats(publisher string, kind webrtc.RTPCodecType) (trackStat
 	return trackStats{}, "", false
 }
 
+// completeRun reports whether ts holds span consecutive sequence numbers
+// from the first packet received on.
+func completeRun(ts trackStats, span uint16) bool {
+	if len(ts.seqOrder) == 0 {
+		return false
+	}
+	first := ts.seqOrder[0]
+	for i := range span {
+		if !ts.seqs[first+i] {
+			return false
+		}
+	}
+	return true
+}
+
 func (c *collector) packets(publisher string, kind webrtc.RTPCodecType) int {
 	ts, _, _ := c.stats(publisher, kind)
 	return ts.packets

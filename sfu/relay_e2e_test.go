@@ -32,6 +32,11 @@ func relayed(p *participant, from, payload string) func() bool {
 	}
 }
 
+// noRelays reports whether neither node lists a relay link.
+func noRelays(a, b *sfutest.Server) func() bool {
+	return func() bool { return len(a.SFU.Relays()) == 0 && len(b.SFU.Relays()) == 0 }
+}
+
 func receives(t *testing.T, rx *participant, rxID, tx string) {
 	t.Helper()
 	eventually(t, 20*time.Second, rxID+" receives "+tx, func() bool {
@@ -123,9 +128,7 @@ func TestRelayLinkJoinsTwoNodes(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("link did not end on both sides")
 	}
-	eventually(t, 5*time.Second, "both ends drop the link", func() bool {
-		return len(a.SFU.Relays()) == 0 && len(b.SFU.Relays()) == 0
-	})
+	eventually(t, 5*time.Second, "both ends drop the link", noRelays(a, b))
 }
 
 func TestRelayLinkCloseWithdrawsAndRelinkRestores(t *testing.T) {
@@ -143,9 +146,7 @@ func TestRelayLinkCloseWithdrawsAndRelinkRestores(t *testing.T) {
 			return e.Type == client.EventParticipantLeft && e.Participant.ID == "alice"
 		})
 	})
-	eventually(t, 5*time.Second, "both ends drop the link", func() bool {
-		return len(a.SFU.Relays()) == 0 && len(b.SFU.Relays()) == 0
-	})
+	eventually(t, 5*time.Second, "both ends drop the link", noRelays(a, b))
 
 	sfutest.Link(t, "m", a, "node-a", b, "node-b")
 	eventually(t, 20*time.Second, "bob receives alice again on a new track", func() bool {
@@ -177,16 +178,7 @@ func TestRelayKeyFramesAndNACKCrossTheLink(t *testing.T) {
 	const span = 200
 	eventually(t, 20*time.Second, "bob receives a complete run of packets", func() bool {
 		ts, _, ok := bob.recv.stats("alice", video)
-		if !ok || len(ts.seqOrder) == 0 || ts.keyFrames == 0 {
-			return false
-		}
-		first := ts.seqOrder[0]
-		for i := uint16(0); i < span; i++ {
-			if !ts.seqs[first+i] {
-				return false
-			}
-		}
-		return true
+		return ok && ts.keyFrames > 0 && completeRun(ts, span)
 	})
 	ts, _, _ := bob.recv.stats("alice", video)
 	if !ts.firstIsKey {
@@ -316,9 +308,7 @@ func TestRelayRefusesSDPNotSignedByThePeer(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("a link whose peer signs with another key stayed up")
 	}
-	eventually(t, 5*time.Second, "both ends drop the link", func() bool {
-		return len(a.SFU.Relays()) == 0 && len(b.SFU.Relays()) == 0
-	})
+	eventually(t, 5*time.Second, "both ends drop the link", noRelays(a, b))
 }
 
 func TestServeLinkRejectsIncompleteLinks(t *testing.T) {

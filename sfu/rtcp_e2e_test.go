@@ -84,16 +84,7 @@ func TestLossRecoveredByNACK(t *testing.T) {
 	const span = 300
 	eventually(t, 20*time.Second, "bob receives a complete run of packets", func() bool {
 		ts, _, ok := bob.recv.stats("alice", video)
-		if !ok || len(ts.seqOrder) == 0 {
-			return false
-		}
-		first := ts.seqOrder[0]
-		for i := uint16(0); i < span; i++ {
-			if !ts.seqs[first+i] {
-				return false
-			}
-		}
-		return true
+		return ok && completeRun(ts, span)
 	})
 	drop.mu.Lock()
 	dropped := drop.count
