@@ -79,17 +79,14 @@ func nonce() []byte {
 // lets this node be the given end of the link, and that the meeting's
 // effective policy in it allows both ends.
 func (n *Node) verifyRelayToken(ctx context.Context, tok string, dialer bool) (token.RelayClaims, *RelayError) {
-	pub, err := n.tokenKey(ctx, false)
-	if err != nil {
-		return token.RelayClaims{}, relayRefusal(CodeNotReady, "node cannot verify tokens yet: %v", err)
-	}
-	claims, err := token.VerifyRelay(pub, tok, n.now())
-	if errors.Is(err, token.ErrBadSignature) {
-		if pub, kerr := n.tokenKey(ctx, true); kerr == nil {
-			claims, err = token.VerifyRelay(pub, tok, n.now())
-		}
-	}
+	var claims token.RelayClaims
+	err := n.verifyToken(ctx, func(pub ed25519.PublicKey) (err error) {
+		claims, err = token.VerifyRelay(pub, tok, n.now())
+		return err
+	})
 	switch {
+	case errors.Is(err, errNoTokenKey):
+		return token.RelayClaims{}, relayRefusal(CodeNotReady, "%v", err)
 	case errors.Is(err, token.ErrExpired), errors.Is(err, token.ErrNotYetValid):
 		return claims, relayRefusal(CodeRelayTokenExpired, "relay token expired: %v", err)
 	case err != nil:

@@ -100,19 +100,14 @@ func (n *Node) admit(ctx context.Context, m signal.Message) (token.JoinClaims, s
 	if m.Type != signal.TypeJoin || m.Token == "" {
 		return token.JoinClaims{}, CodeBadJoin, fmt.Sprintf("the first message must be a join with a token, got %q", m.Type)
 	}
-	pub, err := n.tokenKey(ctx, false)
-	if err != nil {
-		return token.JoinClaims{}, CodeNotReady, "node cannot verify tokens yet: " + err.Error()
-	}
-	claims, err := token.VerifyJoin(pub, m.Token, n.now())
-	if errors.Is(err, token.ErrBadSignature) {
-		// The control plane may have a new key (restarted with new data);
-		// check once more against the current one.
-		if pub, kerr := n.tokenKey(ctx, true); kerr == nil {
-			claims, err = token.VerifyJoin(pub, m.Token, n.now())
-		}
-	}
+	var claims token.JoinClaims
+	err := n.verifyToken(ctx, func(pub ed25519.PublicKey) (err error) {
+		claims, err = token.VerifyJoin(pub, m.Token, n.now())
+		return err
+	})
 	switch {
+	case errors.Is(err, errNoTokenKey):
+		return token.JoinClaims{}, CodeNotReady, err.Error()
 	case errors.Is(err, token.ErrExpired), errors.Is(err, token.ErrNotYetValid):
 		return claims, CodeTokenExpired, "join token expired: join through the control plane again"
 	case err != nil:
@@ -131,11 +126,32 @@ func (n *Node) admit(ctx context.Context, m signal.Message) (token.JoinClaims, s
 }
 
 func refuse(ctx context.Context, conn sfu.Conn, code, msg string) {
-	data, _ := json.Marshal(signal.Message{V: signal.Version, Type: signal.TypeError, Code: code, Message: msg})
+	data, _ := signal.Encode(signal.Message{Type: signal.TypeError, Code: code, Message: msg})
 	wctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	_ = conn.Write(wctx, data)
 	_ = conn.Close(code + ": " + msg)
+}
+
+// errNoTokenKey means a token could not be checked: the control plane's
+// token key could not be read.
+var errNoTokenKey = errors.New("node cannot verify tokens yet")
+
+// verifyToken runs verify with the control plane's token key. On a bad
+// signature it reads the key again and verifies once more: the control
+// plane may have a new key (restarted with new data).
+func (n *Node) verifyToken(ctx context.Context, verify func(ed25519.PublicKey) error) error {
+	pub, err := n.tokenKey(ctx, false)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errNoTokenKey, err)
+	}
+	err = verify(pub)
+	if errors.Is(err, token.ErrBadSignature) {
+		if pub, kerr := n.tokenKey(ctx, true); kerr == nil {
+			err = verify(pub)
+		}
+	}
+	return err
 }
 
 // tokenKey returns the control plane's token key, reading it from the
