@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +14,6 @@ import (
 	"github.com/oakmeet/oakmeet/bus"
 	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/signal"
-	"github.com/oakmeet/oakmeet/store"
 	"github.com/oakmeet/oakmeet/token"
 )
 
@@ -26,44 +23,11 @@ type fixture struct {
 	nc   *nats.Conn
 }
 
+// start runs one node on its own NATS, the test holding the token key.
 func start(t *testing.T, cfg Config) *fixture {
 	t.Helper()
-	emb, err := bus.Embed(bus.EmbedConfig{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	nc, err := emb.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	ctx := context.Background()
-	st, err := store.Open(ctx, nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, key, _ := ed25519.GenerateKey(nil)
-	if err := st.PutControl(ctx, cluster.KeyTokenPublicKey, key.Public().(ed25519.PublicKey)); err != nil {
-		t.Fatal(err)
-	}
-	cfg.NATS = nc
-	cfg.LoopbackOnly = true
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	n, err := New(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- n.Run(runCtx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	})
-	return &fixture{node: n, key: key, nc: nc}
+	m := startMesh(t, cfg)
+	return &fixture{node: m.nodes[cfg.ID], key: m.key, nc: m.nc}
 }
 
 func (f *fixture) token(t *testing.T, key ed25519.PrivateKey, node string, exp time.Time) string {
