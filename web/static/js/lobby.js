@@ -128,11 +128,14 @@ export async function lobbyPage(root, id, hostToken) {
     // A country in the link is passed on as a hint even where this page
     // offers no choice: the server decides whether it trusts hints.
     const country = from ? from.value : (params.get('country') ?? '').toUpperCase();
-    const call = new Call({ meeting: id, name: n, country, identity: await identity, local: { ...tracks, stream: local.stream } });
+    let call;
     try {
+      // The identity key is made here the first time: a browser without
+      // Ed25519 fails now, and says so like any other failed join.
+      call = new Call({ meeting: id, name: n, country, identity: await identity, local: { ...tracks, stream: local.stream } });
       await call.start();
     } catch (err) {
-      call.end('');
+      call?.end('');
       error.hidden = false;
       clear(error, h('strong', {}, err.code?.startsWith('no_') ? 'This meeting cannot be joined right now' : 'Could not join'), h('p', { 'data-testid': 'refusal' }, refusalMessage(err)));
       error.dataset.code = err.code ?? '';
