@@ -130,7 +130,6 @@ export class RoutingPanel {
     } catch {
       return;
     }
-    this.routing = r;
     const names = (cs) => cs.map((c) => this.countries.get(c)?.name ?? c).join(', ');
     const ep = r.effective_policy ?? {};
     const parts = [];

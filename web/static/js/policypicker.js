@@ -7,7 +7,7 @@ import { clear, h, icon } from './dom.js';
 
 let pickerID = 0;
 
-// groupLabel names a group chip: "EU · 27 countries".
+// label names a chip: a group as "EU · 27 countries", a country by name.
 function label(geo, code) {
   if (geo.groups?.[code]) return `${code} · ${geo.groups[code].length} countries`;
   return geo.names.get(code) ?? code;

@@ -26,10 +26,6 @@ export function u16(n) {
   return new Uint8Array([(n >>> 8) & 0xff, n & 0xff]);
 }
 
-export function u32(n) {
-  return new Uint8Array([(n >>> 24) & 0xff, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff]);
-}
-
 // u64 takes a number (an exact integer) or a BigInt.
 export function u64(n) {
   const out = new Uint8Array(8);

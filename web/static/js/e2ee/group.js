@@ -37,10 +37,6 @@ export function kid(epoch, index) {
   return (BigInt(epoch) << 16n) | BigInt(index);
 }
 
-export function splitKID(k) {
-  return { epoch: Number(BigInt(k) >> 16n), index: Number(BigInt(k) & 0xffffn) };
-}
-
 // senderBaseKey is HKDF-SHA256(salt "", IKM epoch secret,
 // info "oakmeet-e2ee-v1 sender" ‖ u16(index), 32).
 export function senderBaseKey(epochSecret, index) {

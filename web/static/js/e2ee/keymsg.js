@@ -3,7 +3,7 @@
 // HPKE sealing of the epoch secret. Decoding is as strict as the Go side:
 // unknown or missing fields, wrong lengths and bad ids are refused.
 
-import { b64, concat, fromB64, isUTF8, lp16, u16, u64, utf8 } from './bytes.js';
+import { b64, concat, equal, fromB64, isUTF8, lp16, u16, u64, utf8 } from './bytes.js';
 import { sha256 } from './hkdf.js';
 import * as hpke from './hpke.js';
 import { verify } from './identity.js';
@@ -62,8 +62,7 @@ function entryToWire(e) {
 }
 
 export function sameKeys(a, b) {
-  const eq = (x, y) => x.length === y.length && x.every((v, i) => v === y[i]);
-  return a.participant === b.participant && eq(a.identity, b.identity) && eq(a.hpke, b.hpke);
+  return a.participant === b.participant && equal(a.identity, b.identity) && equal(a.hpke, b.hpke);
 }
 
 // decode takes a relay payload (a parsed JSON value, or its text) and

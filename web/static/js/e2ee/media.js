@@ -5,17 +5,18 @@
 
 let nextID = 1;
 
+const hasScriptTransform = () => typeof RTCRtpScriptTransform !== 'undefined';
+const hasEncodedStreams = () => typeof RTCRtpSender !== 'undefined' && 'createEncodedStreams' in RTCRtpSender.prototype;
+
 export class MediaCrypto {
   static available() {
-    return typeof RTCRtpScriptTransform !== 'undefined' ||
-      (typeof RTCRtpSender !== 'undefined' && 'createEncodedStreams' in RTCRtpSender.prototype);
+    return hasScriptTransform() || hasEncodedStreams();
   }
 
   constructor() {
-    this.useScript = typeof RTCRtpScriptTransform !== 'undefined';
-    this.needsEncodedStreams = !this.useScript && typeof RTCRtpSender !== 'undefined' && 'createEncodedStreams' in RTCRtpSender.prototype;
-    this.supported = this.useScript || this.needsEncodedStreams;
-    this.worker = this.supported ? new Worker('/js/e2ee/worker.js', { type: 'module', name: 'oakmeet-sframe' }) : null;
+    this.useScript = hasScriptTransform();
+    this.needsEncodedStreams = !this.useScript && hasEncodedStreams();
+    this.worker = this.useScript || this.needsEncodedStreams ? new Worker('/js/e2ee/worker.js', { type: 'module', name: 'oakmeet-sframe' }) : null;
     this.requests = new Map();
     this.worker?.addEventListener('message', (e) => {
       const m = e.data;

@@ -190,14 +190,6 @@ export class Receiver {
 // Codecs with a clear prefix (docs/E2EE.md §3.2).
 export const VP8 = 'vp8', OPUS = 'opus', OTHER = 'other';
 
-export function codecFromMime(mime) {
-  switch ((mime ?? '').toLowerCase()) {
-    case 'video/vp8': return VP8;
-    case 'audio/opus': return OPUS;
-    default: return OTHER;
-  }
-}
-
 // prefixLen is how many leading bytes of a frame stay clear: a VP8 key
 // frame's 10 header bytes, a VP8 inter frame's 3-byte tag, Opus's TOC byte.
 export function prefixLen(codec, frame) {
