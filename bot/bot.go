@@ -81,6 +81,10 @@ type NodeRef struct {
 	Region  string `json:"region,omitempty"`
 }
 
+func nodeRef(n client.NodeInfo) NodeRef {
+	return NodeRef{ID: n.ID, Country: n.Country, Region: n.Region}
+}
+
 // SentCounts is what the bot published.
 type SentCounts struct {
 	VideoFrames int64 `json:"video_frames"`
@@ -212,8 +216,7 @@ loop:
 			cur = res.leg
 			rep.Moves = append(rep.Moves, Move{
 				At: time.Now().UTC(), Reason: res.reason,
-				From: NodeRef{ID: old.jr.Node.ID, Country: old.jr.Node.Country, Region: old.jr.Node.Region},
-				To:   NodeRef{ID: cur.jr.Node.ID, Country: cur.jr.Node.Country, Region: cur.jr.Node.Region},
+				From: nodeRef(old.jr.Node), To: nodeRef(cur.jr.Node),
 			})
 			if err := r.publishOn(cur); err != nil {
 				runErr = err
@@ -228,7 +231,7 @@ loop:
 		}
 	}
 	rep.ParticipantID = cur.jr.ParticipantID
-	rep.Node = NodeRef{ID: cur.jr.Node.ID, Country: cur.jr.Node.Country, Region: cur.jr.Node.Region}
+	rep.Node = nodeRef(cur.jr.Node)
 	rep.SecurityCode, rep.Epoch, _ = cur.keys.final()
 	r.closeAll()
 	rep.KeyChanges = r.history()
@@ -381,7 +384,7 @@ func (r *runner) publishOn(l *leg) error {
 	}
 	ctx, cancel := context.WithCancel(r.pubCtx)
 	l.stopPub = cancel
-	return publish(ctx, l, &l.wg, &r.sentVideo, &r.sentAudio, r.cfg.MeasureFrom)
+	return r.publish(ctx, l)
 }
 
 // waitSent returns once the leg has sent n frames, or after d.
@@ -424,7 +427,7 @@ func (r *runner) history() []KeyChange {
 
 // publish starts real-time senders for the audio and video clips on a
 // leg, each frame stamped and encrypted.
-func publish(ctx context.Context, l *leg, wg *sync.WaitGroup, sentVideo, sentAudio *atomic.Int64, from *atomic.Int64) error {
+func (r *runner) publish(ctx context.Context, l *leg) error {
 	video, err := clip.Video()
 	if err != nil {
 		return err
@@ -441,16 +444,16 @@ func publish(ctx context.Context, l *leg, wg *sync.WaitGroup, sentVideo, sentAud
 	if err != nil {
 		return fmt.Errorf("publish audio: %w", err)
 	}
-	m := l.keys.m
-	wg.Go(func() {
+	m, from := l.keys.m, r.cfg.MeasureFrom
+	l.wg.Go(func() {
 		var plain []byte
 		n := play(ctx, video, func(buf []byte, f clip.Frame, now time.Time) ([]byte, error) {
 			plain = stamp.AppendVP8(plain[:0], f.Data, now)
 			return m.Protect(buf, mediaframe.VP8, plain)
 		}, vt, from, &l.sent)
-		sentVideo.Add(n)
+		r.sentVideo.Add(n)
 	})
-	wg.Go(func() {
+	l.wg.Go(func() {
 		var plain []byte
 		n := play(ctx, audio, func(buf []byte, f clip.Frame, now time.Time) ([]byte, error) {
 			var err error
@@ -459,7 +462,7 @@ func publish(ctx context.Context, l *leg, wg *sync.WaitGroup, sentVideo, sentAud
 			}
 			return m.Protect(buf, mediaframe.Opus, plain)
 		}, at, from, &l.sent)
-		sentAudio.Add(n)
+		r.sentAudio.Add(n)
 	})
 	return nil
 }
@@ -516,8 +519,9 @@ func percentile(sorted []float64, p float64) float64 {
 	return sorted[i]
 }
 
-func summarize(lat []float64) Latency {
-	s := append([]float64(nil), lat...)
+// Summarize computes latency percentiles over samples in milliseconds.
+func Summarize(samples []float64) Latency {
+	s := append([]float64(nil), samples...)
 	sort.Float64s(s)
 	return Latency{P50: percentile(s, 0.50), P95: percentile(s, 0.95), P99: percentile(s, 0.99)}
 }
@@ -525,9 +529,6 @@ func summarize(lat []float64) Latency {
 // Latencies are the track's latency samples in milliseconds, for callers
 // that aggregate percentiles over many tracks.
 func (t TrackReport) Latencies() []float64 { return t.latencies }
-
-// Summarize computes latency percentiles over samples in milliseconds.
-func Summarize(samples []float64) Latency { return summarize(samples) }
 
 // tokenIssued reads the issue time (Unix ms) from a join token's payload,
 // which the node also announces as this participant's since. The

@@ -99,7 +99,7 @@ func (r *receiver) read(ev client.Event, keys *group.Member) {
 		}
 	}
 	st.Lost = seen.lost()
-	st.LatencyMs = summarize(st.latencies)
+	st.LatencyMs = Summarize(st.latencies)
 	r.add(st)
 }
 
@@ -115,7 +115,7 @@ func (r *receiver) add(st *TrackReport) {
 		old.DecryptFailures += st.DecryptFailures
 		old.NoKey += st.NoKey
 		old.latencies = append(old.latencies, st.latencies...)
-		old.LatencyMs = summarize(old.latencies)
+		old.LatencyMs = Summarize(old.latencies)
 		return
 	}
 	r.tracks[key] = st
