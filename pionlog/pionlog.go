@@ -1,7 +1,7 @@
 // Package pionlog routes pion's logging (WebRTC, ICE, DTLS, TURN) into log/slog.
 // pion reports routine teardown (writes on closed transports) as errors,
-// so its errors become warnings and its warnings debug lines; its debug
-// and trace output is dropped.
+// so its errors become warnings and its warnings debug lines; its info,
+// debug and trace output is dropped.
 package pionlog
 
 import (
