@@ -164,16 +164,11 @@ func (c *Cluster) StopNode(id string) {
 // RestartControl stops the control plane and its NATS server and starts
 // them again on the same data directory.
 func (c *Cluster) RestartControl() {
-	for id := range c.nodes {
-		c.StopNode(id)
-	}
-	c.http.Close()
-	c.stop()
-	c.wg.Wait()
-	c.emb.Shutdown()
+	c.shutdown()
 	c.startControl()
 }
 
+// shutdown stops the nodes, then the control plane and NATS.
 func (c *Cluster) shutdown() {
 	for id := range c.nodes {
 		c.StopNode(id)
