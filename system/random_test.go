@@ -1,6 +1,7 @@
 package system
 
 import (
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -106,17 +107,7 @@ func TestRandomizedPolicyInvariant(t *testing.T) {
 		t.Fatalf("audit: %d", resp)
 	}
 	verifyClusterAudit(t, c)
-	t.Logf("%d placed, %d refused, nodes down at the end: %v", placed, refused, slices.Sorted(mapsKeys(down)))
-}
-
-func mapsKeys(m map[string]bool) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
+	t.Logf("%d placed, %d refused, nodes down at the end: %v", placed, refused, slices.Sorted(maps.Keys(down)))
 }
 
 func verifyClusterAudit(t *testing.T, c *testcluster.Cluster) {
