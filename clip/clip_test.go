@@ -89,3 +89,32 @@ func TestOpusDuration(t *testing.T) {
 		}
 	}
 }
+
+// The parsers answer any input with a clip or an error, never a panic, and
+// a clip they accept can be played.
+func FuzzParse(f *testing.F) {
+	f.Add(patternIVF[:min(len(patternIVF), 512)])
+	f.Add(toneOgg[:min(len(toneOgg), 512)])
+	f.Add([]byte("DKIF"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, parse := range []func([]byte) (*Clip, error){parseIVF, parseOgg} {
+			c, err := parse(data)
+			if err != nil {
+				continue
+			}
+			p := NewPlayer(c)
+			p.SkipToKey()
+			p.Next()
+		}
+	})
+}
+
+func FuzzOpusDuration(f *testing.F) {
+	f.Add([]byte{0xf8})
+	f.Add([]byte{0x1b, 0x03})
+	f.Fuzz(func(t *testing.T, p []byte) {
+		if d, err := OpusDuration(p); err == nil && (d < 0 || d > 63*60*time.Millisecond) {
+			t.Fatalf("%x: duration %s", p, d)
+		}
+	})
+}
