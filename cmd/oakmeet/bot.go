@@ -33,6 +33,9 @@ func runBot(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *meeting == "" {
 		return errors.New("--meeting is required")
 	}
+	if *duration < 0 {
+		return fmt.Errorf("--duration %s: must not be negative (0 stays until interrupted)", *duration)
+	}
 	log, err := newLogger(stderr, *logLevel)
 	if err != nil {
 		return err
@@ -52,11 +55,9 @@ func runBot(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	if *asJSON {
-		data, jerr := json.Marshal(rep)
-		if jerr != nil {
+		if jerr := printJSON(stdout, rep); jerr != nil {
 			return jerr
 		}
-		fmt.Fprintln(stdout, string(data))
 	} else {
 		fmt.Fprintf(stdout, "participant %s on node %s (%s %s); sent %d video and %d audio frames\n",
 			rep.ParticipantID, rep.Node.ID, rep.Node.Country, rep.Node.Region, rep.Sent.VideoFrames, rep.Sent.AudioFrames)
@@ -94,12 +95,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if *asJSON {
-		data, err := json.Marshal(res)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(stdout, string(data))
-		return nil
+		return printJSON(stdout, res)
 	}
 	cpu := "n/a (server not on this machine)"
 	if res.ServerCPUS != nil {
@@ -116,4 +112,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stdout, "  error:", e)
 	}
 	return nil
+}
+
+// printJSON writes v as one line of JSON.
+func printJSON(w io.Writer, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(w, string(data))
+	return err
 }

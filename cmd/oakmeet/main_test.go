@@ -34,6 +34,9 @@ func TestUsageAndUnknownCommand(t *testing.T) {
 	if code, _, errOut := runCmd("node"); code != 1 || !strings.Contains(errOut, "--country is required") {
 		t.Fatalf("node without country: %d %q", code, errOut)
 	}
+	if code, _, errOut := runCmd("bot", "--meeting", "m", "--duration", "-1s"); code != 1 || !strings.Contains(errOut, "--duration -1s") {
+		t.Fatalf("bot with a negative duration: %d %q", code, errOut)
+	}
 	if code, _, _ := runCmd("serve", "--no-such-flag"); code != 1 {
 		t.Fatalf("bad flag: %d", code)
 	}
