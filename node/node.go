@@ -161,7 +161,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		}
 		ip, err := relayAddress(cfg.PublicIP, cfg.LoopbackOnly)
 		if err == nil {
-			relay, err = startTURN(host, cfg.TURNPort, ip, cfg.Logger.With("node", cfg.ID))
+			relay, err = startTURN(host, cfg.TURNPort, ip, cfg.Now, cfg.Logger.With("node", cfg.ID))
 		}
 		if err != nil {
 			_ = media.Close()
@@ -263,9 +263,8 @@ loop:
 	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	// Closing the SFU first ends every participant's Serve, which lets the
-	// HTTP server's hijacked WebSocket handlers return.
-	// Closing the SFU also ends every relay link; the dialling goroutines
-	// are waited for after it.
+	// HTTP server's hijacked WebSocket handlers return, and every relay
+	// link; the dialling goroutines are waited for after it.
 	n.linkMu.Lock()
 	stopLinks()
 	n.linkMu.Unlock()

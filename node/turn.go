@@ -24,8 +24,9 @@ type turnServer struct {
 	info cluster.TURNService
 }
 
-// startTURN listens on port (-1: any free port) and relays from relayIP.
-func startTURN(host string, port int, relayIP net.IP, log *slog.Logger) (*turnServer, error) {
+// startTURN listens on port (-1: any free port) and relays from relayIP;
+// now is the clock credentials expire by.
+func startTURN(host string, port int, relayIP net.IP, now func() time.Time, log *slog.Logger) (*turnServer, error) {
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
 	if port < 0 {
@@ -38,7 +39,7 @@ func startTURN(host string, port int, relayIP net.IP, log *slog.Logger) (*turnSe
 	srv, err := turn.NewServer(turn.ServerConfig{
 		Realm: turnRealm,
 		AuthHandler: func(username, realm string, src net.Addr) ([]byte, bool) {
-			if _, err := turncred.Check(username, time.Now()); err != nil {
+			if _, err := turncred.Check(username, now()); err != nil {
 				log.Info("turn credential refused", "username", username, "from", src, "err", err)
 				return nil, false
 			}
