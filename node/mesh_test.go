@@ -281,6 +281,16 @@ func (p *peer) has(pred func(client.Event) bool) bool {
 	return false
 }
 
+// sawLeave reports whether the peer saw participant id leave and its
+// tracks go.
+func (p *peer) sawLeave(id string) bool {
+	return p.has(func(e client.Event) bool {
+		return e.Type == client.EventParticipantLeft && e.Participant.ID == id
+	}) && p.has(func(e client.Event) bool {
+		return e.Type == client.EventTrackRemoved && e.Info.Participant == id
+	})
+}
+
 // publish sends synthetic Opus and VP8 (a key frame every second and on
 // request) until the peer closes.
 func (p *peer) publish(t *testing.T) {

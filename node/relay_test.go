@@ -116,11 +116,7 @@ func TestRelayLinksJoinAMeetingAcrossThreeNodes(t *testing.T) {
 		peers["p-nl-ams"].close()
 		for _, rx := range []string{"p-de-fra", "p-fr-par"} {
 			waitFor(t, 10*time.Second, rx+" sees p-nl-ams leave", func() bool {
-				return peers[rx].has(func(e client.Event) bool {
-					return e.Type == client.EventParticipantLeft && e.Participant.ID == "p-nl-ams"
-				}) && peers[rx].has(func(e client.Event) bool {
-					return e.Type == client.EventTrackRemoved && e.Info.Participant == "p-nl-ams"
-				})
+				return peers[rx].sawLeave("p-nl-ams")
 			})
 		}
 
@@ -130,11 +126,7 @@ func TestRelayLinksJoinAMeetingAcrossThreeNodes(t *testing.T) {
 			return len(m.nodes["de-fra"].Relays()) == 1 && len(m.nodes["fr-par"].Relays()) == 1
 		})
 		waitFor(t, 10*time.Second, "p-fr-par loses p-de-fra's tracks", func() bool {
-			return peers["p-fr-par"].has(func(e client.Event) bool {
-				return e.Type == client.EventTrackRemoved && e.Info.Participant == "p-de-fra"
-			}) && peers["p-fr-par"].has(func(e client.Event) bool {
-				return e.Type == client.EventParticipantLeft && e.Participant.ID == "p-de-fra"
-			})
+			return peers["p-fr-par"].sawLeave("p-de-fra")
 		})
 		for _, p := range peers {
 			p.close()
