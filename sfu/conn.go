@@ -3,6 +3,7 @@ package sfu
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/coder/websocket"
 )
@@ -45,11 +46,17 @@ func (c wsConn) Write(ctx context.Context, p []byte) error {
 	return nil
 }
 
-// Close ends the connection with a normal closure; a WebSocket close reason
-// is limited to 123 bytes.
+// Close ends the connection with a normal closure.
 func (c wsConn) Close(reason string) error {
+	return c.ws.Close(websocket.StatusNormalClosure, closeReason(reason))
+}
+
+// closeReason fits reason into a WebSocket close frame: at most 123 bytes
+// of UTF-8 (RFC 6455 5.5), cut at a character boundary, since a peer fails
+// the connection on a reason that is not valid UTF-8.
+func closeReason(reason string) string {
 	if len(reason) > 123 {
 		reason = reason[:123]
 	}
-	return c.ws.Close(websocket.StatusNormalClosure, reason)
+	return strings.ToValidUTF8(reason, "")
 }

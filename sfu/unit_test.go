@@ -3,6 +3,7 @@ package sfu
 import (
 	"fmt"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -386,6 +387,24 @@ func TestNewListensAndCloses(t *testing.T) {
 	port := s.udpMux.GetListenAddresses()[0].(*net.UDPAddr).Port
 	if _, err := New(Config{LoopbackOnly: true, UDPPort: port}); err == nil {
 		t.Fatal("New on a taken port succeeded")
+	}
+}
+
+func TestCloseReason(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+	}{
+		{"short", "bye", "bye"},
+		{"exactly 123 bytes", strings.Repeat("a", 123), strings.Repeat("a", 123)},
+		{"too long", strings.Repeat("a", 200), strings.Repeat("a", 123)},
+		// 61 two-byte characters are 122 bytes; the 62nd would end at 124.
+		{"cut inside a character", strings.Repeat("é", 100), strings.Repeat("é", 61)},
+		{"invalid UTF-8", "bad \xff byte", "bad  byte"},
+	}
+	for _, tc := range tests {
+		if got := closeReason(tc.in); got != tc.want {
+			t.Errorf("%s: closeReason(%q) = %q, want %q", tc.name, tc.in, got, tc.want)
+		}
 	}
 }
 
