@@ -202,7 +202,7 @@ loop:
 			from := cur
 			go func() {
 				l, err := r.rejoin(from)
-				legs <- legResult{leg: l, err: err, reason: reason, from: from}
+				legs <- legResult{leg: l, err: err, reason: reason}
 			}()
 		case res := <-legs:
 			pending = false
@@ -229,6 +229,12 @@ loop:
 				r.closeLeg(old)
 			}()
 		}
+	}
+	if pending {
+		// The bot is leaving (receiving ends only after publishing has):
+		// the move under way fails soon, and a leg it made just before is
+		// then in r.legs for closeAll.
+		<-legs
 	}
 	rep.ParticipantID = cur.jr.ParticipantID
 	rep.Node = nodeRef(cur.jr.Node)
@@ -286,7 +292,6 @@ type legResult struct {
 	leg    *leg
 	err    error
 	reason string
-	from   *leg
 }
 
 func (r *runner) startLeg(replaces string) (*leg, error) {
