@@ -17,9 +17,9 @@ import (
 	"github.com/oakmeet/oakmeet/signal"
 )
 
-// FrameTransform rewrites one encoded frame before it is packetized, the
-// seam where end-to-end encryption (SFrame) plugs in. It must not keep
-// frame after returning.
+// FrameTransform rewrites one encoded frame before it is packetized, e.g.
+// to encrypt it with SFrame (the bot instead writes frames it has already
+// encrypted). It must not keep frame after returning.
 type FrameTransform func(trackID string, kind webrtc.RTPCodecType, frame []byte) ([]byte, error)
 
 // Options configure a Session.

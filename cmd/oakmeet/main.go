@@ -1,5 +1,6 @@
 // Command oakmeet runs the oakmeet video-meeting platform: the control plane
-// (serve), media nodes (node), and tools to read its evidence (audit).
+// (serve) and media nodes (node); tools to read its evidence (audit,
+// report); and a headless participant (bot) and load generator (bench).
 package main
 
 import (
