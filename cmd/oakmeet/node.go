@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/oakmeet/oakmeet/bus"
 	"github.com/oakmeet/oakmeet/node"
 )
 
@@ -51,19 +50,15 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		*id = strings.ToLower(*country) + "-" + suffix
 	}
-	nc, err := bus.Connect(*natsURL, "oakmeet-node-"+*id)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	n, err := node.New(ctx, node.Config{
+	n, nc, err := startNode(ctx, *natsURL, node.Config{
 		ID: *id, Country: *country, Region: *region, Listen: *listen, PublicURL: *publicURL,
-		MaxParticipants: *maxP, MaxBitrateBps: *maxBR, NATS: nc, Logger: log,
+		MaxParticipants: *maxP, MaxBitrateBps: *maxBR, Logger: log,
 		UDPPort: *udpPort, TCPPort: *tcpPort, PublicIP: *publicIP, LoopbackOnly: *loopback, TURNPort: *turnPort,
 	})
 	if err != nil {
 		return err
 	}
+	defer nc.Close()
 	info := n.Info()
 	fmt.Fprintf(stdout, "node %s (%s %s) serving %s\n", info.ID, info.Country, info.Region, info.URL)
 	// A signal drains the node: it takes no one new, the control plane

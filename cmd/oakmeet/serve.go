@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -176,7 +175,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	})
 	for _, d := range demoNodes[:nNodes] {
-		n, nodeNC, err := startDemoNode(startCtx, url, d.id, d.country, d.region, *nodeMax, log)
+		n, nodeNC, err := startNode(startCtx, url, node.Config{
+			ID: d.id, Country: d.country, Region: d.region, Listen: "127.0.0.1:0",
+			MaxParticipants: *nodeMax, Logger: log, LoopbackOnly: true, TURNPort: -1,
+		})
 		if err != nil {
 			stopAll()
 			wg.Wait()
@@ -212,15 +214,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return runErr
 }
 
-func startDemoNode(ctx context.Context, natsURL, id, country, region string, maxP int, log *slog.Logger) (*node.Node, *nats.Conn, error) {
-	nc, err := bus.Connect(natsURL, "oakmeet-node-"+id)
+// startNode connects a media node to NATS at natsURL and builds it from
+// cfg; the caller runs it and closes the connection after.
+func startNode(ctx context.Context, natsURL string, cfg node.Config) (*node.Node, *nats.Conn, error) {
+	nc, err := bus.Connect(natsURL, "oakmeet-node-"+cfg.ID)
 	if err != nil {
 		return nil, nil, err
 	}
-	n, err := node.New(ctx, node.Config{
-		ID: id, Country: country, Region: region, Listen: "127.0.0.1:0",
-		MaxParticipants: maxP, NATS: nc, Logger: log, LoopbackOnly: true, TURNPort: -1,
-	})
+	cfg.NATS = nc
+	n, err := node.New(ctx, cfg)
 	if err != nil {
 		nc.Close()
 		return nil, nil, err
