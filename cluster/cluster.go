@@ -42,12 +42,76 @@ func AuditSubject(chain string) string {
 	return "oakmeet.audit.m." + chain
 }
 
-// HeartbeatInterval is how often nodes report; a node silent for
-// HeartbeatTimeout is unhealthy.
-const (
-	HeartbeatInterval = time.Second
-	HeartbeatTimeout  = 3 * time.Second
-)
+// Timing is every clock setting that the control plane and media nodes
+// share. Production uses DefaultTiming; tests shrink it so that a node loss
+// or a move plays out in milliseconds instead of seconds.
+type Timing struct {
+	// HeartbeatInterval is how often nodes report; a node silent for
+	// HeartbeatTimeout is unhealthy.
+	HeartbeatInterval time.Duration
+	HeartbeatTimeout  time.Duration
+	// MoveDeadline is how long a participant asked to move has to connect
+	// elsewhere before it is disconnected.
+	MoveDeadline time.Duration
+	// ReplacedGrace is how long the old connection of a participant that
+	// has moved may linger (make before break) before its node closes it.
+	ReplacedGrace time.Duration
+	// SeatGrace is how long after its join token expires a placed
+	// participant that never connected keeps its seat.
+	SeatGrace time.Duration
+	// RelayResend is how often a wanted relay link is ordered again (with
+	// a fresh token), in case a command was lost.
+	RelayResend time.Duration
+	// TrafficEvery is how often forwarded bytes are written to a meeting.
+	TrafficEvery time.Duration
+}
+
+// DefaultTiming is the production setting.
+func DefaultTiming() Timing {
+	return Timing{
+		HeartbeatInterval: time.Second,
+		HeartbeatTimeout:  3 * time.Second,
+		MoveDeadline:      5 * time.Second,
+		ReplacedGrace:     10 * time.Second,
+		SeatGrace:         10 * time.Second,
+		RelayResend:       5 * time.Second,
+		TrafficEvery:      2 * time.Second,
+	}
+}
+
+// WithDefaults fills every zero field from DefaultTiming.
+func (t Timing) WithDefaults() Timing {
+	d := DefaultTiming()
+	fill := func(v *time.Duration, def time.Duration) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	fill(&t.HeartbeatInterval, d.HeartbeatInterval)
+	fill(&t.HeartbeatTimeout, d.HeartbeatTimeout)
+	fill(&t.MoveDeadline, d.MoveDeadline)
+	fill(&t.ReplacedGrace, d.ReplacedGrace)
+	fill(&t.SeatGrace, d.SeatGrace)
+	fill(&t.RelayResend, d.RelayResend)
+	fill(&t.TrafficEvery, d.TrafficEvery)
+	return t
+}
+
+// Scaled divides every setting by f (f > 1 makes everything faster), the
+// ratios between them kept. Tests use it with a factor of 10 to 20.
+func (t Timing) Scaled(f float64) Timing {
+	t = t.WithDefaults()
+	s := func(d time.Duration) time.Duration { return max(time.Duration(float64(d)/f), time.Millisecond) }
+	return Timing{
+		HeartbeatInterval: s(t.HeartbeatInterval),
+		HeartbeatTimeout:  s(t.HeartbeatTimeout),
+		MoveDeadline:      s(t.MoveDeadline),
+		ReplacedGrace:     s(t.ReplacedGrace),
+		SeatGrace:         s(t.SeatGrace),
+		RelayResend:       s(t.RelayResend),
+		TrafficEvery:      s(t.TrafficEvery),
+	}
+}
 
 // Load is what a node reports about its own work.
 type Load struct {

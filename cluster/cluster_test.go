@@ -30,3 +30,21 @@ func TestAuditSubject(t *testing.T) {
 		t.Fatal("deployment chain collides with a meeting chain")
 	}
 }
+
+func TestTimingDefaultsAndScale(t *testing.T) {
+	d := DefaultTiming()
+	if got := (Timing{}).WithDefaults(); got != d {
+		t.Fatalf("zero timing with defaults = %+v, want %+v", got, d)
+	}
+	custom := Timing{HeartbeatInterval: 7}
+	if got := custom.WithDefaults(); got.HeartbeatInterval != 7 || got.HeartbeatTimeout != d.HeartbeatTimeout {
+		t.Fatalf("WithDefaults replaced a set field or left a zero one: %+v", got)
+	}
+	f := d.Scaled(10)
+	if f.HeartbeatInterval != d.HeartbeatInterval/10 || f.MoveDeadline != d.MoveDeadline/10 || f.TrafficEvery != d.TrafficEvery/10 {
+		t.Fatalf("Scaled(10) = %+v", f)
+	}
+	if tiny := d.Scaled(1e12); tiny.HeartbeatInterval <= 0 {
+		t.Fatalf("Scaled to nothing: %+v", tiny)
+	}
+}

@@ -139,7 +139,7 @@ func (s *Server) enforce(ctx context.Context, meetingID string) {
 		ns, known := s.nodes.get(p.Node.ID)
 		allowed := eff.Allows(p.Node.Country, p.Node.Region)
 		switch {
-		case (!known || !ns.Healthy) && now.Sub(s.startedAt()) > 2*cluster.HeartbeatTimeout:
+		case (!known || !ns.Healthy) && now.Sub(s.startedAt()) > 2*cluster.DefaultTiming().HeartbeatTimeout:
 			// (Right after a start, nodes have not yet been heard from.)
 			// The node is gone: its participants' clients rejoin by
 			// themselves; their seats there are released now.
@@ -284,7 +284,7 @@ func (s *Server) reconcileRelays(ctx context.Context, meetingID string, eff poli
 		}
 	}
 	for pair, at := range e.closed[meetingID] {
-		if want[pair] || now.Sub(at) > 2*cluster.HeartbeatInterval+time.Second {
+		if want[pair] || now.Sub(at) > 2*cluster.DefaultTiming().HeartbeatInterval+time.Second {
 			delete(e.closed[meetingID], pair)
 		}
 	}

@@ -79,7 +79,7 @@ func (r *registry) expire(now time.Time) []cluster.NodeInfo {
 	defer r.mu.Unlock()
 	var down []cluster.NodeInfo
 	for _, n := range r.nodes {
-		if n.Healthy && now.Sub(n.LastSeen) > cluster.HeartbeatTimeout {
+		if n.Healthy && now.Sub(n.LastSeen) > cluster.DefaultTiming().HeartbeatTimeout {
 			n.Healthy = false
 			n.Relays = nil // a silent node's links are gone with it
 			down = append(down, n.Info)

@@ -175,7 +175,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.ready.Store(true)
 	defer s.ready.Store(false)
 
-	tick := time.NewTicker(cluster.HeartbeatInterval / 2)
+	tick := time.NewTicker(cluster.DefaultTiming().HeartbeatInterval / 2)
 	defer tick.Stop()
 	for {
 		select {
@@ -322,10 +322,10 @@ func (s *Server) participantLeft(ctx context.Context, meetingID, pid, nodeID, re
 }
 
 func (s *Server) nodeDown(ctx context.Context, n cluster.NodeInfo) {
-	s.log.Warn("node unhealthy: no heartbeat", "node", n.ID, "country", n.Country, "timeout", cluster.HeartbeatTimeout)
+	s.log.Warn("node unhealthy: no heartbeat", "node", n.ID, "country", n.Country, "timeout", cluster.DefaultTiming().HeartbeatTimeout)
 	_, err := s.audit.append(ctx, audit.Entry{
 		Kind: audit.KindNodeDown, Node: n.ID, NodeCountry: n.Country,
-		Reason: fmt.Sprintf("no heartbeat for %s", cluster.HeartbeatTimeout),
+		Reason: fmt.Sprintf("no heartbeat for %s", cluster.DefaultTiming().HeartbeatTimeout),
 	})
 	if err != nil {
 		s.log.Error("audit node down", "node", n.ID, "err", err)

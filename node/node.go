@@ -244,7 +244,7 @@ func (n *Node) Run(ctx context.Context) error {
 	})
 	n.log.Info("node up", "country", n.info.Country, "region", n.info.Region, "url", n.info.URL)
 
-	tick := time.NewTicker(cluster.HeartbeatInterval)
+	tick := time.NewTicker(cluster.DefaultTiming().HeartbeatInterval)
 	defer tick.Stop()
 	n.heartbeat()
 	var runErr error
