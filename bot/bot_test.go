@@ -3,13 +3,13 @@ package bot_test
 import (
 	"context"
 	"errors"
+	"github.com/oakmeet/oakmeet/api"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/oakmeet/oakmeet/bot"
 	"github.com/oakmeet/oakmeet/client"
-	"github.com/oakmeet/oakmeet/control"
 	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/testcluster"
 )
@@ -36,7 +36,7 @@ func TestThreeBotsExchangeMedia(t *testing.T) {
 	}
 	ready.Wait()
 	allIn := time.Now()
-	var rv control.RoutingView
+	var rv api.Routing
 	c.Get("/api/meetings/"+m.ID+"/routing", &rv)
 	if len(rv.Participants) != 3 {
 		t.Errorf("routing shows %d participants while three bots run", len(rv.Participants))
@@ -91,7 +91,7 @@ func TestThreeBotsExchangeMedia(t *testing.T) {
 	}
 	// After they leave, the routing view empties.
 	testcluster.WaitFor(t, 5*time.Second, "participants gone", func() bool {
-		var rv control.RoutingView
+		var rv api.Routing
 		c.Get("/api/meetings/"+m.ID+"/routing", &rv)
 		return len(rv.Participants) == 0
 	})

@@ -6,17 +6,13 @@
 package client
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
 	"net/http"
-	"net/url"
-	"strings"
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/oakmeet/oakmeet/api"
+	"github.com/oakmeet/oakmeet/apiclient"
 	"github.com/oakmeet/oakmeet/signal"
 )
 
@@ -30,12 +26,7 @@ type JoinRequest struct {
 }
 
 // NodeInfo is the media node a participant was placed on.
-type NodeInfo struct {
-	ID      string `json:"id"`
-	Country string `json:"country"`
-	Region  string `json:"region"`
-	URL     string `json:"url"`
-}
+type NodeInfo = api.JoinNode
 
 // JoinResult is the control plane's answer to a join.
 type JoinResult struct {
@@ -45,77 +36,17 @@ type JoinResult struct {
 	ICEServers    []webrtc.ICEServer
 }
 
-// APIError is a refusal from the control plane, e.g. Status 409 with Code
+// APIError is a refusal from the control plane, e.g. Status 503 with Code
 // "no_capacity_in_allowed_regions".
-type APIError struct {
-	Status  int
-	Code    string
-	Message string
-}
-
-func (e *APIError) Error() string {
-	return fmt.Sprintf("control plane: %d %s: %s", e.Status, e.Code, e.Message)
-}
-
-const maxAPIResponse = 1 << 20
+type APIError = api.Error
 
 // Join asks the control plane at serverURL for a place in meeting.
 func Join(ctx context.Context, hc *http.Client, serverURL, meetingID string, req JoinRequest) (JoinResult, error) {
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	body := struct {
-		Name     string `json:"name"`
-		Location struct {
-			Country string `json:"country,omitempty"`
-		} `json:"location"`
-		Replaces string `json:"replaces,omitempty"`
-	}{Name: req.Name, Replaces: req.Replaces}
-	body.Location.Country = req.Country
-	b, err := json.Marshal(body)
+	r, err := apiclient.New(serverURL, hc).Join(ctx, meetingID, api.JoinRequest{
+		Name: req.Name, Location: api.Hint{Country: req.Country}, Replaces: req.Replaces,
+	})
 	if err != nil {
-		return JoinResult{}, fmt.Errorf("encode join request: %w", err)
-	}
-	u := strings.TrimRight(serverURL, "/") + "/api/meetings/" + url.PathEscape(meetingID) + "/join"
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(b))
-	if err != nil {
-		return JoinResult{}, fmt.Errorf("join request: %w", err)
-	}
-	hr.Header.Set("Content-Type", "application/json")
-	resp, err := hc.Do(hr)
-	if err != nil {
-		return JoinResult{}, fmt.Errorf("join meeting %s: %w", meetingID, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAPIResponse))
-	if err != nil {
-		return JoinResult{}, fmt.Errorf("read join response: %w", err)
-	}
-	if resp.StatusCode/100 != 2 {
-		apiErr := &APIError{Status: resp.StatusCode}
-		var e struct {
-			Error string `json:"error"`
-			Code  string `json:"code"`
-		}
-		if json.Unmarshal(data, &e) == nil {
-			apiErr.Code, apiErr.Message = e.Code, e.Error
-		}
-		if apiErr.Message == "" {
-			apiErr.Message = strings.TrimSpace(string(data))
-		}
-		return JoinResult{}, apiErr
-	}
-	var r struct {
-		ParticipantID string             `json:"participant_id"`
-		Node          NodeInfo           `json:"node"`
-		Token         string             `json:"token"`
-		ICEServers    []signal.ICEServer `json:"ice_servers"`
-	}
-	if err := json.Unmarshal(data, &r); err != nil {
-		return JoinResult{}, fmt.Errorf("decode join response: %w", err)
-	}
-	if r.Token == "" || r.Node.URL == "" {
-		return JoinResult{}, fmt.Errorf("join response without token or node url")
+		return JoinResult{}, err
 	}
 	return JoinResult{ParticipantID: r.ParticipantID, Node: r.Node, Token: r.Token, ICEServers: iceServers(r.ICEServers)}, nil
 }

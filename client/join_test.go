@@ -34,7 +34,7 @@ func TestJoin(t *testing.T) {
 			}
 			_, _ = w.Write([]byte(`{"participant_id":"p1","node":{"id":"n1","country":"DE","region":"eu-central","url":"ws://127.0.0.1:1/ws"},"token":"tok","ice_servers":[{"urls":["stun:127.0.0.1:3478"]}]}`))
 		case "/api/meetings/full/join":
-			w.WriteHeader(http.StatusConflict)
+			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = w.Write([]byte(`{"error":"no node in the allowed regions has room","code":"no_capacity_in_allowed_regions"}`))
 		default:
 			http.Error(w, "upstream broke", http.StatusBadGateway)
@@ -57,7 +57,7 @@ func TestJoin(t *testing.T) {
 		status  int
 		code    string
 	}{
-		{"full", http.StatusConflict, "no_capacity_in_allowed_regions"},
+		{"full", http.StatusServiceUnavailable, "no_capacity_in_allowed_regions"},
 		{"m/1", http.StatusNotFound, "meeting_not_found"},
 		{"other", http.StatusBadGateway, ""},
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/oakmeet/oakmeet/api"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -21,11 +22,7 @@ import (
 )
 
 func (s *Server) handleConfig(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{
-		"floor":                 s.floor,
-		"trust_client_location": s.cfg.TrustClientLocation,
-		"public_key":            s.PublicKey(),
-	})
+	writeJSON(w, http.StatusOK, api.Config{Floor: s.floor, TrustClientLocation: s.cfg.TrustClientLocation, PublicKey: s.PublicKey()})
 }
 
 func (s *Server) handleGeo(w http.ResponseWriter, _ *http.Request) {
@@ -33,11 +30,7 @@ func (s *Server) handleGeo(w http.ResponseWriter, _ *http.Request) {
 	for _, g := range geo.GroupNames() {
 		groups[g], _ = geo.Group(g)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"countries": geo.Countries(),
-		"regions":   geo.Regions(),
-		"groups":    groups,
-	})
+	writeJSON(w, http.StatusOK, api.Geo{Countries: geo.Countries(), Regions: geo.Regions(), Groups: groups})
 }
 
 func (s *Server) handleNodes(w http.ResponseWriter, _ *http.Request) {
@@ -86,38 +79,19 @@ func (s *Server) handlePreview(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, "preview", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"policy": pol, "floor": s.floor, "effective_policy": eff.Policy(), "policy_hash": eff.Hash(),
-		"allowed_nodes": v.AllowedNodes, "warnings": v.Warnings,
+	writeJSON(w, http.StatusOK, api.Preview{
+		Policy: pol, Floor: s.floor, EffectivePolicy: eff.Policy(), PolicyHash: eff.Hash(),
+		AllowedNodes: v.AllowedNodes, Warnings: v.Warnings,
 	})
 }
 
-type createRequest struct {
-	Title  string        `json:"title"`
-	Policy policy.Policy `json:"policy"`
-}
-
-// meetingView is a meeting as anyone with its id may see it: no secrets.
-type meetingView struct {
-	ID              string        `json:"id"`
-	Title           string        `json:"title"`
-	Created         time.Time     `json:"created"`
-	Policy          policy.Policy `json:"policy"`
-	Floor           policy.Policy `json:"floor"`
-	EffectivePolicy policy.Policy `json:"effective_policy"`
-	PolicyHash      string        `json:"policy_hash"`
-	Participants    int           `json:"participants"`
-	AllowedNodes    []string      `json:"allowed_nodes"`
-	Warnings        []string      `json:"warnings"`
-}
-
-func (s *Server) view(m *meeting) (meetingView, error) {
+func (s *Server) view(m *meeting) (api.Meeting, error) {
 	eff, err := policy.Combine(s.floor, m.Policy)
 	if err != nil {
-		return meetingView{}, err
+		return api.Meeting{}, err
 	}
 	allowed := s.allowedHealthy(eff)
-	v := meetingView{
+	v := api.Meeting{
 		ID: m.ID, Title: m.Title, Created: m.Created,
 		Policy: m.Policy, Floor: s.floor, EffectivePolicy: eff.Policy(), PolicyHash: eff.Hash(),
 		Participants: len(m.active()), AllowedNodes: allowed, Warnings: []string{},
@@ -152,14 +126,14 @@ func cleanText(s string, max int) (string, bool) {
 }
 
 func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
-	var req createRequest
+	var req api.CreateRequest
 	if e := decodeBody(w, r, &req); e != nil {
 		writeError(w, e)
 		return
 	}
 	title, ok := cleanText(req.Title, 200)
 	if !ok {
-		writeError(w, apiErr(http.StatusBadRequest, CodeBadRequest, "title must be at most 200 printable characters"))
+		writeError(w, apiErr(http.StatusBadRequest, api.CodeBadRequest, "title must be at most 200 printable characters"))
 		return
 	}
 	if title == "" {
@@ -177,7 +151,7 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now().UTC()
 	m := &meeting{ID: newID("", 10), Title: title, Policy: pol, HostTokenHash: hostHash, Created: now}
-	m.PolicyHistory = []policyChange{{At: now, Policy: pol, Effective: eff.Policy(), Hash: eff.Hash()}}
+	m.PolicyHistory = []api.PolicyChange{{At: now, Policy: pol, Effective: eff.Policy(), Hash: eff.Hash()}}
 	if err := s.meetings.create(r.Context(), m); err != nil {
 		s.fail(w, "create meeting", err)
 		return
@@ -195,10 +169,7 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("meeting created", "meeting", m.ID, "policy_hash", v.PolicyHash)
-	writeJSON(w, http.StatusCreated, struct {
-		meetingView
-		HostToken string `json:"host_token"`
-	}{v, hostToken})
+	writeJSON(w, http.StatusCreated, api.CreatedMeeting{Meeting: v, HostToken: hostToken})
 }
 
 func (s *Server) handleGetMeeting(w http.ResponseWriter, r *http.Request) {
@@ -216,14 +187,14 @@ func (s *Server) handleGetMeeting(w http.ResponseWriter, r *http.Request) {
 }
 
 // hostCheck answers 401 without credentials and 403 with wrong ones.
-func hostCheck(r *http.Request, m *meeting) *APIError {
+func hostCheck(r *http.Request, m *meeting) *api.Error {
 	auth := r.Header.Get("Authorization")
 	tok, ok := strings.CutPrefix(auth, "Bearer ")
 	if auth == "" || !ok || strings.TrimSpace(tok) == "" {
-		return apiErr(http.StatusUnauthorized, CodeUnauthorized, "changing the policy needs the host token: Authorization: Bearer <host_token>")
+		return apiErr(http.StatusUnauthorized, api.CodeUnauthorized, "changing the policy needs the host token: Authorization: Bearer <host_token>")
 	}
 	if !token.CheckHostToken(strings.TrimSpace(tok), m.HostTokenHash) {
-		return apiErr(http.StatusForbidden, CodeForbidden, "only the meeting's host may change its policy")
+		return apiErr(http.StatusForbidden, api.CodeForbidden, "only the meeting's host may change its policy")
 	}
 	return nil
 }
@@ -248,7 +219,7 @@ func (s *Server) handlePutPolicy(w http.ResponseWriter, r *http.Request) {
 			return e
 		}
 		m.Policy = pol
-		m.PolicyHistory = append(m.PolicyHistory, policyChange{At: s.now().UTC(), Policy: pol, Effective: eff.Policy(), Hash: eff.Hash()})
+		m.PolicyHistory = append(m.PolicyHistory, api.PolicyChange{At: s.now().UTC(), Policy: pol, Effective: eff.Policy(), Hash: eff.Hash()})
 		return nil
 	})
 	if err != nil {
@@ -274,54 +245,22 @@ func (s *Server) handlePutPolicy(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, v)
 }
 
-type joinRequest struct {
-	Name     string      `json:"name"`
-	Location locate.Hint `json:"location"`
-	// Replaces names this client's previous participant when it moves
-	// (asked by a move message, or after its node was lost).
-	Replaces string `json:"replaces,omitempty"`
-}
-
-// JoinNode is the node a participant was placed on, as the join answer
-// names it.
-type JoinNode struct {
-	ID      string `json:"id"`
-	Country string `json:"country"`
-	Region  string `json:"region,omitempty"`
-	URL     string `json:"url"`
-}
-
-// JoinResponse is the answer to a successful join.
-type JoinResponse struct {
-	ParticipantID string    `json:"participant_id"`
-	Node          JoinNode  `json:"node"`
-	Token         string    `json:"token"`
-	Expires       time.Time `json:"expires"`
-	// ICEServers are the placed node's own TURN server and nothing else,
-	// so a relayed participant is relayed in the node's country.
-	ICEServers []ICEServer `json:"ice_servers"`
-	Location   struct {
-		Country string `json:"country,omitempty"`
-		Source  string `json:"source"`
-	} `json:"location"`
-}
-
 func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	var req joinRequest
+	var req api.JoinRequest
 	if e := decodeBody(w, r, &req); e != nil {
 		writeError(w, e)
 		return
 	}
 	name, ok := cleanText(req.Name, 64)
 	if !ok {
-		writeError(w, apiErr(http.StatusBadRequest, CodeBadRequest, "name must be at most 64 printable characters"))
+		writeError(w, apiErr(http.StatusBadRequest, api.CodeBadRequest, "name must be at most 64 printable characters"))
 		return
 	}
 	if name == "" {
 		name = "Guest"
 	}
-	loc, err := s.cfg.Locator.Locate(r, req.Location)
+	loc, err := s.cfg.Locator.Locate(r, locate.Hint(req.Location))
 	if err != nil {
 		writeError(w, toAPIError(err))
 		return
@@ -341,7 +280,7 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 
 // join places a participant, records it in the meeting and the audit log,
 // and issues the token for the chosen node. A refusal is audited too.
-func (s *Server) join(r *http.Request, m *meeting, name string, loc locate.Result, replaces string) (*JoinResponse, error) {
+func (s *Server) join(r *http.Request, m *meeting, name string, loc locate.Result, replaces string) (*api.JoinResponse, error) {
 	ctx := r.Context()
 	pid := newID("p", 10)
 	var dec placement.Decision
@@ -362,7 +301,7 @@ func (s *Server) join(r *http.Request, m *meeting, name string, loc locate.Resul
 		if replaces != "" {
 			old := m.participant(replaces)
 			if old == nil {
-				return apiErr(http.StatusBadRequest, CodeBadRequest, "replaces: no participant %q in this meeting", replaces)
+				return apiErr(http.StatusBadRequest, api.CodeBadRequest, "replaces: no participant %q in this meeting", replaces)
 			}
 			from = old
 			// Moving off a node means not landing on it again.
@@ -383,7 +322,7 @@ func (s *Server) join(r *http.Request, m *meeting, name string, loc locate.Resul
 		}
 		m.Participants = append(m.Participants, participant{
 			ID: pid, Name: name, Location: loc.Location, LocationSource: string(loc.Source),
-			Node:     placedNode{ID: dec.Node.ID, Country: dec.Node.Country, Region: dec.Node.Region},
+			Node:     api.PlacedNode{ID: dec.Node.ID, Country: dec.Node.Country, Region: dec.Node.Region},
 			Joined:   s.now().UTC(),
 			Replaces: replaces,
 		})
@@ -442,19 +381,18 @@ func (s *Server) join(r *http.Request, m *meeting, name string, loc locate.Resul
 		return nil, err
 	}
 	s.log.Info("participant placed", "meeting", m.ID, "participant", pid, "node", dec.Node.ID, "node_country", dec.Node.Country, "from", loc.Location.Country)
-	resp := &JoinResponse{
+	resp := &api.JoinResponse{
 		ParticipantID: pid,
-		Node:          JoinNode{ID: dec.Node.ID, Country: dec.Node.Country, Region: dec.Node.Region, URL: info.Info.URL},
+		Node:          api.JoinNode{ID: dec.Node.ID, Country: dec.Node.Country, Region: dec.Node.Region, URL: info.Info.URL},
 		Token:         tok,
 		Expires:       claims.Expires,
 	}
-	resp.ICEServers = []ICEServer{}
+	resp.ICEServers = []api.ICEServer{}
 	if t := info.Info.TURN; t != nil {
 		user, pass := turncred.Issue(t.Secret, pid, now.Add(turnLifetime))
-		resp.ICEServers = append(resp.ICEServers, ICEServer{URLs: t.URLs, Username: user, Credential: pass})
+		resp.ICEServers = append(resp.ICEServers, api.ICEServer{URLs: t.URLs, Username: user, Credential: pass})
 	}
-	resp.Location.Country = loc.Location.Country
-	resp.Location.Source = string(loc.Source)
+	resp.Location = api.JoinLocation{Country: loc.Location.Country, Source: string(loc.Source)}
 	return resp, nil
 }
 
@@ -465,59 +403,9 @@ func locationText(loc locate.Result) string {
 	return loc.Location.Country + " via " + string(loc.Source)
 }
 
-// ICEServer is a STUN or TURN server, shaped like the browser's
-// RTCIceServer.
-type ICEServer struct {
-	URLs       []string `json:"urls"`
-	Username   string   `json:"username,omitempty"`
-	Credential string   `json:"credential,omitempty"`
-}
-
 // turnLifetime bounds a TURN credential: long enough for a meeting's
 // allocation refreshes, short enough to be useless soon after.
 const turnLifetime = 12 * time.Hour
-
-// RoutingView says where a meeting's participants are placed.
-type RoutingView struct {
-	Meeting         string             `json:"meeting"`
-	PolicyHash      string             `json:"policy_hash"`
-	EffectivePolicy policy.Policy      `json:"effective_policy"`
-	Participants    []RoutingEntry     `json:"participants"`
-	Nodes           []RoutingNodeEntry `json:"nodes"`
-	// Relays are the relay links the meeting's nodes report.
-	Relays []RoutingRelay `json:"relays"`
-}
-
-// RoutingRelay is one relay link between two of the meeting's nodes.
-type RoutingRelay struct {
-	From      placedNode `json:"from"`
-	To        placedNode `json:"to"`
-	Connected bool       `json:"connected"`
-	// Since is when the dialling node started the link.
-	Since time.Time `json:"since"`
-	// Closing is set when the control plane has ordered the link closed
-	// and the nodes have not reported it gone yet (at most ~2 s).
-	Closing bool `json:"closing,omitempty"`
-}
-
-// RoutingEntry is one participant's placement.
-type RoutingEntry struct {
-	ID     string     `json:"id"`
-	Name   string     `json:"name"`
-	Node   placedNode `json:"node"`
-	Joined time.Time  `json:"joined"`
-	// Moving is set while the participant has been asked to leave its
-	// node (why, e.g. policy_change); it is gone within seconds.
-	Moving   string `json:"moving,omitempty"`
-	Replaces string `json:"replaces,omitempty"`
-}
-
-// RoutingNodeEntry is one node the meeting uses.
-type RoutingNodeEntry struct {
-	placedNode
-	Participants int  `json:"participants"`
-	Healthy      bool `json:"healthy"`
-}
 
 func (s *Server) handleRouting(w http.ResponseWriter, r *http.Request) {
 	m, _, err := s.meetings.get(r.Context(), r.PathValue("id"))
@@ -530,17 +418,17 @@ func (s *Server) handleRouting(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, "routing", err)
 		return
 	}
-	v := RoutingView{Meeting: m.ID, PolicyHash: eff.Hash(), EffectivePolicy: eff.Policy(), Participants: []RoutingEntry{}, Nodes: []RoutingNodeEntry{}, Relays: []RoutingRelay{}}
+	v := api.Routing{Meeting: m.ID, PolicyHash: eff.Hash(), EffectivePolicy: eff.Policy(), Participants: []api.RoutingEntry{}, Nodes: []api.RoutingNode{}, Relays: []api.RoutingRelay{}}
 	perNode := map[string]int{}
 	for _, p := range m.active() {
 		moving, _ := s.enforcer.moving(p.ID)
 		if moving == "" && !eff.Allows(p.Node.Country, p.Node.Region) {
-			moving = ReasonPolicyChange // enforcement is about to ask
+			moving = api.ReasonPolicyChange // enforcement is about to ask
 		}
-		v.Participants = append(v.Participants, RoutingEntry{ID: p.ID, Name: p.Name, Node: p.Node, Joined: p.Joined, Moving: moving, Replaces: p.Replaces})
+		v.Participants = append(v.Participants, api.RoutingEntry{ID: p.ID, Name: p.Name, Node: p.Node, Joined: p.Joined, Moving: moving, Replaces: p.Replaces})
 		if perNode[p.Node.ID] == 0 {
 			ns, _ := s.nodes.get(p.Node.ID)
-			v.Nodes = append(v.Nodes, RoutingNodeEntry{placedNode: p.Node, Healthy: ns.Healthy})
+			v.Nodes = append(v.Nodes, api.RoutingNode{PlacedNode: p.Node, Healthy: ns.Healthy})
 		}
 		perNode[p.Node.ID]++
 	}
@@ -551,7 +439,7 @@ func (s *Server) handleRouting(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, v)
 }
 
-func (s *Server) auditScope(r *http.Request) (meeting string, all bool, e *APIError) {
+func (s *Server) auditScope(r *http.Request) (meeting string, all bool, e *api.Error) {
 	meeting = r.URL.Query().Get("meeting")
 	if meeting == "" {
 		return "", true, nil
@@ -573,7 +461,7 @@ func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, "read audit log", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"public_key": s.PublicKey(), "entries": entries})
+	writeJSON(w, http.StatusOK, api.AuditEntries{PublicKey: s.PublicKey(), Entries: entries})
 }
 
 func (s *Server) handleAuditExport(w http.ResponseWriter, r *http.Request) {
@@ -599,7 +487,7 @@ func (s *Server) handleAuditExport(w http.ResponseWriter, r *http.Request) {
 // not see.
 func (s *Server) fail(w http.ResponseWriter, what string, err error) {
 	ae := toAPIError(err)
-	if ae.Status >= 500 && ae.Code == CodeInternal {
+	if ae.Status >= 500 && ae.Code == api.CodeInternal {
 		s.log.Error(what, "err", err)
 	}
 	writeError(w, ae)
@@ -626,8 +514,8 @@ func describe(p policy.Policy) string {
 // once, from the dialling side. A link the policy does not allow is marked
 // closing: enforcement closes it at once (and a test that polls can tell
 // whether it really goes).
-func (s *Server) meetingRelays(meetingID string, eff policy.Effective) []RoutingRelay {
-	out := []RoutingRelay{}
+func (s *Server) meetingRelays(meetingID string, eff policy.Effective) []api.RoutingRelay {
+	out := []api.RoutingRelay{}
 	for _, ns := range s.nodes.states() {
 		if !ns.Healthy {
 			continue
@@ -637,9 +525,9 @@ func (s *Server) meetingRelays(meetingID string, eff policy.Effective) []Routing
 				continue
 			}
 			peer, _ := s.nodes.get(l.Peer)
-			out = append(out, RoutingRelay{
-				From:      placedNode{ID: ns.Info.ID, Country: ns.Info.Country, Region: ns.Info.Region},
-				To:        placedNode{ID: l.Peer, Country: peer.Info.Country, Region: peer.Info.Region},
+			out = append(out, api.RoutingRelay{
+				From:      api.PlacedNode{ID: ns.Info.ID, Country: ns.Info.Country, Region: ns.Info.Region},
+				To:        api.PlacedNode{ID: l.Peer, Country: peer.Info.Country, Region: peer.Info.Region},
 				Connected: l.Connected,
 				Since:     l.Since,
 				Closing: s.enforcer.closing(meetingID, ns.Info.ID, l.Peer) ||

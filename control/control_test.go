@@ -2,6 +2,7 @@ package control_test
 
 import (
 	"bytes"
+	"github.com/oakmeet/oakmeet/api"
 	"io"
 	"net/http"
 	"slices"
@@ -10,7 +11,6 @@ import (
 	"time"
 
 	"github.com/oakmeet/oakmeet/audit"
-	"github.com/oakmeet/oakmeet/control"
 	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/testcluster"
 	"github.com/oakmeet/oakmeet/token"
@@ -42,7 +42,7 @@ func TestJoinsAvoidBlockedCountry(t *testing.T) {
 			t.Fatalf("node url %q", jr.Node.URL)
 		}
 	}
-	var rv control.RoutingView
+	var rv api.Routing
 	c.Get("/api/meetings/"+m.ID+"/routing", &rv)
 	if len(rv.Participants) != 6 {
 		t.Fatalf("routing has %d participants", len(rv.Participants))
@@ -223,7 +223,7 @@ func TestStateSurvivesControlRestart(t *testing.T) {
 	if _, ae, code := c.Join(m.ID, "JP"); code != 200 {
 		t.Fatalf("join after restart: %d %+v", code, ae)
 	}
-	var rv control.RoutingView
+	var rv api.Routing
 	c.Get("/api/meetings/"+m.ID+"/routing", &rv)
 	if len(rv.Participants) != 2 {
 		t.Fatalf("participants after restart: %+v", rv.Participants)
@@ -248,7 +248,7 @@ func TestNodeLossIsNoticedAndAudited(t *testing.T) {
 	// A deregistered node disappears from heartbeats; it must turn
 	// unhealthy within the heartbeat timeout plus one check.
 	testcluster.WaitFor(t, 6*time.Second, "de-fra unhealthy", func() bool {
-		var nodes []control.NodeView
+		var nodes []api.Node
 		c.Get("/api/nodes", &nodes)
 		for _, n := range nodes {
 			if n.ID == "de-fra" {

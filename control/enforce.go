@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/oakmeet/oakmeet/api"
 	"math/rand/v2"
 	"sort"
 	"sync"
@@ -25,16 +26,6 @@ const (
 	replacedGrace = 10 * time.Second
 	relayResend   = 5 * time.Second
 	relayTokenTTL = time.Minute
-)
-
-// Reasons sent to participants and written to the audit log.
-const (
-	ReasonPolicyChange       = "policy_change"
-	ReasonPolicyNoAllowed    = "policy_no_allowed_node"
-	ReasonNodeDraining       = "node_draining"
-	ReasonDrainNoAllowedNode = "node_draining_no_allowed_node"
-	ReasonNodeDown           = "node_down"
-	ReasonMoved              = "moved"
 )
 
 // enforcer keeps every meeting's live state within its policy: it moves
@@ -143,13 +134,13 @@ func (s *Server) enforce(ctx context.Context, meetingID string) {
 			// (Right after a start, nodes have not yet been heard from.)
 			// The node is gone: its participants' clients rejoin by
 			// themselves; their seats there are released now.
-			s.participantLeft(ctx, meetingID, p.ID, p.Node.ID, ReasonNodeDown, now)
+			s.participantLeft(ctx, meetingID, p.ID, p.Node.ID, api.ReasonNodeDown, now)
 			s.auditEvent(ctx, audit.Entry{Kind: audit.KindDisconnect, Meeting: meetingID, Participant: p.ID,
-				Node: p.Node.ID, NodeCountry: p.Node.Country, PolicyHash: eff.Hash(), Reason: ReasonNodeDown})
+				Node: p.Node.ID, NodeCountry: p.Node.Country, PolicyHash: eff.Hash(), Reason: api.ReasonNodeDown})
 		case !allowed:
-			s.moveOff(ctx, m, p, eff, ReasonPolicyChange, ReasonPolicyNoAllowed, now)
+			s.moveOff(ctx, m, p, eff, api.ReasonPolicyChange, api.ReasonPolicyNoAllowed, now)
 		case ns.Draining:
-			s.moveOff(ctx, m, p, eff, ReasonNodeDraining, ReasonDrainNoAllowedNode, now)
+			s.moveOff(ctx, m, p, eff, api.ReasonNodeDraining, api.ReasonDrainNoAllowedNode, now)
 			used[p.Node.ID] = ns
 		default:
 			used[p.Node.ID] = ns
@@ -215,7 +206,7 @@ func (s *Server) expireMoves(ctx context.Context, meetingID string, now time.Tim
 		pid, mv := d.pid, d.mv
 		s.command(mv.node, cluster.Command{Kind: cluster.CommandKick, Meeting: meetingID, Participant: pid, Reason: mv.kickReason})
 		s.participantLeft(ctx, meetingID, pid, mv.node, mv.kickReason, now)
-		if mv.kickReason != ReasonMoved {
+		if mv.kickReason != api.ReasonMoved {
 			ns, _ := s.nodes.get(mv.node)
 			s.auditEvent(ctx, audit.Entry{Kind: audit.KindDisconnect, Meeting: meetingID, Participant: pid,
 				Node: mv.node, NodeCountry: ns.Info.Country, Reason: mv.kickReason + ": did not move within " + moveDeadline.String()})
@@ -231,10 +222,10 @@ func (s *Server) replaced(meetingID, oldPID, oldNode string) {
 	defer e.mu.Unlock()
 	deadline := s.now().Add(replacedGrace)
 	if mv, ok := e.moves[oldPID]; ok && mv.deadline.Before(deadline) {
-		mv.kickReason = ReasonMoved
+		mv.kickReason = api.ReasonMoved
 		return
 	}
-	e.moves[oldPID] = &move{meeting: meetingID, node: oldNode, reason: ReasonMoved, deadline: deadline, kickReason: ReasonMoved}
+	e.moves[oldPID] = &move{meeting: meetingID, node: oldNode, reason: api.ReasonMoved, deadline: deadline, kickReason: api.ReasonMoved}
 }
 
 // reconcileRelays keeps a relay link between every two nodes the meeting

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/oakmeet/oakmeet/api"
 	"net/http"
 	"sync"
 	"time"
@@ -17,42 +18,29 @@ import (
 
 // meeting is the stored state of one meeting.
 type meeting struct {
-	ID            string         `json:"id"`
-	Title         string         `json:"title"`
-	Policy        policy.Policy  `json:"policy"` // the meeting's own rules, normalized
-	HostTokenHash string         `json:"host_token_hash"`
-	Created       time.Time      `json:"created"`
-	Participants  []participant  `json:"participants"`
-	PolicyHistory []policyChange `json:"policy_history"`
+	ID            string             `json:"id"`
+	Title         string             `json:"title"`
+	Policy        policy.Policy      `json:"policy"` // the meeting's own rules, normalized
+	HostTokenHash string             `json:"host_token_hash"`
+	Created       time.Time          `json:"created"`
+	Participants  []participant      `json:"participants"`
+	PolicyHistory []api.PolicyChange `json:"policy_history"`
 	// Traffic is what each node forwarded for the meeting, by node id.
 	Traffic map[string]*traffic `json:"traffic,omitempty"`
 }
 
 type participant struct {
-	ID             string       `json:"id"`
-	Name           string       `json:"name"`
-	Location       geo.Location `json:"location"`
-	LocationSource string       `json:"location_source"`
-	Node           placedNode   `json:"node"`
-	Joined         time.Time    `json:"joined"`
-	Connected      *time.Time   `json:"connected,omitempty"`
-	Left           *time.Time   `json:"left,omitempty"`
+	ID             string         `json:"id"`
+	Name           string         `json:"name"`
+	Location       geo.Location   `json:"location"`
+	LocationSource string         `json:"location_source"`
+	Node           api.PlacedNode `json:"node"`
+	Joined         time.Time      `json:"joined"`
+	Connected      *time.Time     `json:"connected,omitempty"`
+	Left           *time.Time     `json:"left,omitempty"`
 	// Replaces is the participant this one took over from when it moved.
 	Replaces   string `json:"replaces,omitempty"`
 	LeftReason string `json:"left_reason,omitempty"`
-}
-
-type placedNode struct {
-	ID      string `json:"id"`
-	Country string `json:"country"`
-	Region  string `json:"region,omitempty"`
-}
-
-type policyChange struct {
-	At        time.Time     `json:"at"`
-	Policy    policy.Policy `json:"policy"`    // the meeting's own rules
-	Effective policy.Policy `json:"effective"` // with the deployment floor
-	Hash      string        `json:"hash"`
 }
 
 func (m *meeting) active() []participant {
@@ -116,11 +104,11 @@ func (ms *meetings) lock(id string) func() {
 
 func (ms *meetings) get(ctx context.Context, id string) (*meeting, uint64, error) {
 	if !validMeetingID(id) {
-		return nil, 0, apiErr(http.StatusNotFound, CodeNotFound, "no meeting %q", id)
+		return nil, 0, apiErr(http.StatusNotFound, api.CodeNotFound, "no meeting %q", id)
 	}
 	rec, err := ms.store.Meeting(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, 0, apiErr(http.StatusNotFound, CodeNotFound, "no meeting %q", id)
+		return nil, 0, apiErr(http.StatusNotFound, api.CodeNotFound, "no meeting %q", id)
 	}
 	if err != nil {
 		return nil, 0, err

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"github.com/oakmeet/oakmeet/api"
 	"sort"
 	"sync"
 	"time"
@@ -136,41 +137,16 @@ func (r *registry) snapshot() *placement.Snapshot {
 	return r.snap
 }
 
-// NodeView is a node as the API shows it.
-type NodeView struct {
-	ID       string       `json:"id"`
-	Country  string       `json:"country"`
-	Region   string       `json:"region,omitempty"`
-	URL      string       `json:"url"`
-	Healthy  bool         `json:"healthy"`
-	Draining bool         `json:"draining"`
-	Load     LoadView     `json:"load"`
-	Capacity CapacityView `json:"capacity"`
-	LastSeen *time.Time   `json:"last_seen,omitempty"`
-}
-
-// LoadView is a node's current load.
-type LoadView struct {
-	cluster.Load
-	Assigned int `json:"assigned"`
-}
-
-// CapacityView is a node's configured limits (0 = unlimited).
-type CapacityView struct {
-	MaxParticipants int   `json:"max_participants"`
-	MaxBitrateBps   int64 `json:"max_bitrate_bps"`
-}
-
-func (r *registry) list() []NodeView {
+func (r *registry) list() []api.Node {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]NodeView, 0, len(r.nodes))
+	out := make([]api.Node, 0, len(r.nodes))
 	for _, n := range r.nodes {
-		v := NodeView{
+		v := api.Node{
 			ID: n.Info.ID, Country: n.Info.Country, Region: n.Info.Region, URL: n.Info.URL,
 			Healthy: n.Healthy, Draining: n.Draining,
-			Load:     LoadView{Load: n.Load, Assigned: r.assigned[n.Info.ID]},
-			Capacity: CapacityView{MaxParticipants: n.Info.MaxParticipants, MaxBitrateBps: n.Info.MaxBitrateBps},
+			Load:     api.Load{Load: n.Load, Assigned: r.assigned[n.Info.ID]},
+			Capacity: api.Capacity{MaxParticipants: n.Info.MaxParticipants, MaxBitrateBps: n.Info.MaxBitrateBps},
 		}
 		if !n.LastSeen.IsZero() {
 			t := n.LastSeen.UTC()

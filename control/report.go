@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"errors"
+	"github.com/oakmeet/oakmeet/api"
 	"net/http"
 	"sort"
 	"time"
@@ -85,44 +86,8 @@ func (s *Server) recordTraffic(ctx context.Context, meetingID string, now time.T
 	}
 }
 
-// NodeUsage is what one node did for a meeting.
-type NodeUsage struct {
-	Node               string     `json:"node"`
-	Country            string     `json:"country"`
-	Region             string     `json:"region,omitempty"`
-	Participants       int        `json:"participants"`
-	ParticipantMinutes float64    `json:"participant_minutes"`
-	Bytes              uint64     `json:"bytes"`
-	From               *time.Time `json:"from,omitempty"`
-	Until              *time.Time `json:"until,omitempty"` // nil while in use
-	LastTraffic        *time.Time `json:"last_traffic,omitempty"`
-}
-
-// CountryUsage sums NodeUsage per country.
-type CountryUsage struct {
-	Country            string     `json:"country"`
-	Nodes              []string   `json:"nodes"`
-	ParticipantMinutes float64    `json:"participant_minutes"`
-	Bytes              uint64     `json:"bytes"`
-	Share              float64    `json:"share"` // of all bytes in the report
-	LastTraffic        *time.Time `json:"last_traffic,omitempty"`
-}
-
-// MeetingReport is the evidence of where one meeting's traffic went.
-type MeetingReport struct {
-	Meeting      string         `json:"meeting"`
-	Title        string         `json:"title"`
-	Created      time.Time      `json:"created"`
-	Policies     []policyChange `json:"policies"`
-	Nodes        []NodeUsage    `json:"nodes"`
-	Countries    []CountryUsage `json:"countries"`
-	Refusals     []audit.Entry  `json:"refusals"`
-	Migrations   []audit.Entry  `json:"migrations"`
-	Participants int            `json:"participants"`
-}
-
-func (s *Server) meetingReport(ctx context.Context, m *meeting) (*MeetingReport, error) {
-	r := &MeetingReport{Meeting: m.ID, Title: m.Title, Created: m.Created, Policies: m.PolicyHistory,
+func (s *Server) meetingReport(ctx context.Context, m *meeting) (*api.MeetingReport, error) {
+	r := &api.MeetingReport{Meeting: m.ID, Title: m.Title, Created: m.Created, Policies: m.PolicyHistory,
 		Refusals: []audit.Entry{}, Migrations: []audit.Entry{}, Participants: len(m.Participants)}
 	r.Nodes = nodeUsage(m, s.now().UTC())
 	r.Countries = byCountry(r.Nodes)
@@ -143,12 +108,12 @@ func (s *Server) meetingReport(ctx context.Context, m *meeting) (*MeetingReport,
 }
 
 // nodeUsage is what each node did for a meeting up to now, by node id.
-func nodeUsage(m *meeting, now time.Time) []NodeUsage {
-	nodes := map[string]*NodeUsage{}
-	use := func(id, country, region string) *NodeUsage {
+func nodeUsage(m *meeting, now time.Time) []api.NodeUsage {
+	nodes := map[string]*api.NodeUsage{}
+	use := func(id, country, region string) *api.NodeUsage {
 		u := nodes[id]
 		if u == nil {
-			u = &NodeUsage{Node: id, Country: country, Region: region}
+			u = &api.NodeUsage{Node: id, Country: country, Region: region}
 			nodes[id] = u
 		}
 		return u
@@ -185,7 +150,7 @@ func nodeUsage(m *meeting, now time.Time) []NodeUsage {
 		u := use(id, t.Country, t.Region)
 		u.Bytes, u.LastTraffic = t.Bytes, t.LastTraffic
 	}
-	var out []NodeUsage
+	var out []api.NodeUsage
 	for _, u := range nodes {
 		out = append(out, *u)
 	}
@@ -193,13 +158,13 @@ func nodeUsage(m *meeting, now time.Time) []NodeUsage {
 	return out
 }
 
-func byCountry(nodes []NodeUsage) []CountryUsage {
-	by := map[string]*CountryUsage{}
+func byCountry(nodes []api.NodeUsage) []api.CountryUsage {
+	by := map[string]*api.CountryUsage{}
 	var total uint64
 	for _, u := range nodes {
 		c := by[u.Country]
 		if c == nil {
-			c = &CountryUsage{Country: u.Country}
+			c = &api.CountryUsage{Country: u.Country}
 			by[u.Country] = c
 		}
 		c.Nodes = append(c.Nodes, u.Node)
@@ -210,7 +175,7 @@ func byCountry(nodes []NodeUsage) []CountryUsage {
 			c.LastTraffic = u.LastTraffic
 		}
 	}
-	out := make([]CountryUsage, 0, len(by))
+	out := make([]api.CountryUsage, 0, len(by))
 	for _, c := range by {
 		if total > 0 {
 			c.Share = float64(c.Bytes) / float64(total)
@@ -241,13 +206,6 @@ func (s *Server) handleMeetingReport(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, rep)
 }
 
-// DeploymentReport is the share of all meetings' traffic each country
-// carried.
-type DeploymentReport struct {
-	Meetings  int            `json:"meetings"`
-	Countries []CountryUsage `json:"countries"`
-}
-
 func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
 	all, err := s.meetings.all(r.Context())
 	if err != nil {
@@ -256,9 +214,9 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
 	}
 	// Only the nodes' usage counts here, not each meeting's audit chain.
 	now := s.now().UTC()
-	var nodes []NodeUsage
+	var nodes []api.NodeUsage
 	for _, m := range all {
 		nodes = append(nodes, nodeUsage(m, now)...)
 	}
-	writeJSON(w, http.StatusOK, DeploymentReport{Meetings: len(all), Countries: byCountry(nodes)})
+	writeJSON(w, http.StatusOK, api.DeploymentReport{Meetings: len(all), Countries: byCountry(nodes)})
 }

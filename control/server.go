@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/oakmeet/oakmeet/api"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -352,17 +353,17 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	mux.Handle("/", web.Handler())
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, apiErr(http.StatusNotFound, CodeNotFound, "no API endpoint %s %s", r.Method, r.URL.Path))
+		writeError(w, apiErr(http.StatusNotFound, api.CodeNotFound, "no API endpoint %s %s", r.Method, r.URL.Path))
 	})
 	return mux
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
 	if !s.ready.Load() {
-		writeError(w, apiErr(http.StatusServiceUnavailable, CodeUnavailable, "starting"))
+		writeError(w, apiErr(http.StatusServiceUnavailable, api.CodeUnavailable, "starting"))
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "healthy_nodes": s.nodes.healthyCount()})
+	writeJSON(w, http.StatusOK, api.Health{Status: "ok", HealthyNodes: s.nodes.healthyCount()})
 }
 
 func (s *Server) pick(fn func(*rand.Rand)) {
@@ -373,19 +374,19 @@ func (s *Server) pick(fn func(*rand.Rand)) {
 
 // decodeBody reads a JSON request body strictly: unknown fields and
 // trailing data are errors, so typos do not silently weaken a policy.
-func decodeBody(w http.ResponseWriter, r *http.Request, v any) *APIError {
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) *api.Error {
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return apiErr(http.StatusRequestEntityTooLarge, CodeBadRequest, "request body larger than %d bytes", mbe.Limit)
+			return apiErr(http.StatusRequestEntityTooLarge, api.CodeBadRequest, "request body larger than %d bytes", mbe.Limit)
 		}
-		return apiErr(http.StatusBadRequest, CodeBadJSON, "request body: %v", err)
+		return apiErr(http.StatusBadRequest, api.CodeBadJSON, "request body: %v", err)
 	}
 	if dec.More() {
-		return apiErr(http.StatusBadRequest, CodeBadJSON, "request body: unexpected data after the JSON value")
+		return apiErr(http.StatusBadRequest, api.CodeBadJSON, "request body: unexpected data after the JSON value")
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package system
 import (
 	"context"
 	"fmt"
+	"github.com/oakmeet/oakmeet/api"
 	"strings"
 	"sync"
 	"testing"
@@ -10,7 +11,6 @@ import (
 
 	"github.com/oakmeet/oakmeet/audit"
 	"github.com/oakmeet/oakmeet/bot"
-	"github.com/oakmeet/oakmeet/control"
 	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/testcluster"
 )
@@ -74,7 +74,7 @@ func (w *watcher) run() {
 			return
 		case <-time.After(100 * time.Millisecond):
 		}
-		var rv control.RoutingView
+		var rv api.Routing
 		if w.get("/api/meetings/"+w.meeting+"/routing", &rv) != 200 {
 			continue
 		}
@@ -157,7 +157,7 @@ func TestCrossNodeMediaAndPolicyMove(t *testing.T) {
 	ready.Wait()
 	// Both are in, on their own nodes, with a relay between the nodes.
 	testcluster.WaitFor(t, 10*time.Second, "a connected relay between de-fra and jp-tyo", func() bool {
-		var rv control.RoutingView
+		var rv api.Routing
 		c.Get("/api/meetings/"+m.ID+"/routing", &rv)
 		for _, r := range rv.Relays {
 			if r.Connected {
@@ -166,7 +166,7 @@ func TestCrossNodeMediaAndPolicyMove(t *testing.T) {
 		}
 		return false
 	})
-	var rv control.RoutingView
+	var rv api.Routing
 	c.Get("/api/meetings/"+m.ID+"/routing", &rv)
 	on := map[string]string{}
 	for _, p := range rv.Participants {
@@ -184,7 +184,7 @@ func TestCrossNodeMediaAndPolicyMove(t *testing.T) {
 		t.Fatalf("policy change: %d", code)
 	}
 	testcluster.WaitFor(t, 6*time.Second, "bot-JP moved off jp-tyo", func() bool {
-		var rv control.RoutingView
+		var rv api.Routing
 		c.Get("/api/meetings/"+m.ID+"/routing", &rv)
 		for _, p := range rv.Participants {
 			if p.Node.Country == "JP" {
@@ -200,9 +200,9 @@ func TestCrossNodeMediaAndPolicyMove(t *testing.T) {
 	w.finish()
 
 	// The report shows JP's traffic stopped at the change.
-	var rep control.MeetingReport
+	var rep api.MeetingReport
 	c.Get("/api/meetings/"+m.ID+"/report", &rep)
-	byCountry := map[string]control.CountryUsage{}
+	byCountry := map[string]api.CountryUsage{}
 	for _, cu := range rep.Countries {
 		byCountry[cu.Country] = cu
 	}
@@ -329,7 +329,7 @@ func TestPolicyLeavingNoNodeDisconnects(t *testing.T) {
 	if d := time.Since(changed); d > 5*time.Second {
 		t.Errorf("disconnection took %s", d)
 	}
-	var rv control.RoutingView
+	var rv api.Routing
 	c.Get("/api/meetings/"+m.ID+"/routing", &rv)
 	if len(rv.Participants) != 0 {
 		t.Fatalf("still placed: %+v", rv.Participants)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/oakmeet/oakmeet/api"
 	"io"
 	"net"
 	"net/http"
@@ -19,7 +20,6 @@ import (
 
 	"github.com/oakmeet/oakmeet/audit"
 	"github.com/oakmeet/oakmeet/bot"
-	"github.com/oakmeet/oakmeet/control"
 	"github.com/oakmeet/oakmeet/testcluster"
 )
 
@@ -148,7 +148,7 @@ func (d *deployment) do(method, path, auth string, body any, out any) int {
 func (d *deployment) get(path string, out any) int { return d.do("GET", path, "", nil, out) }
 
 func (d *deployment) healthy() map[string]bool {
-	var nodes []control.NodeView
+	var nodes []api.Node
 	d.get("/api/nodes", &nodes)
 	out := map[string]bool{}
 	for _, n := range nodes {
@@ -172,7 +172,7 @@ func (d *deployment) waitHealthy(ids ...string) {
 }
 
 func (d *deployment) participantsOn(meeting string) map[string]string {
-	var rv control.RoutingView
+	var rv api.Routing
 	d.get("/api/meetings/"+meeting+"/routing", &rv)
 	out := map[string]string{}
 	for _, p := range rv.Participants {
@@ -279,7 +279,7 @@ func TestProcessesNodeLossDrainOverloadRestart(t *testing.T) {
 
 	// A policy change forces a migration: block the country of the node
 	// bot-JP is on now; it moves within the deadline.
-	var where control.RoutingView
+	var where api.Routing
 	d.get("/api/meetings/"+m.ID+"/routing", &where)
 	blocked := []string{"CN"}
 	for _, p := range where.Participants {
@@ -292,7 +292,7 @@ func TestProcessesNodeLossDrainOverloadRestart(t *testing.T) {
 		t.Fatalf("policy change: %d", code)
 	}
 	testcluster.WaitFor(t, 8*time.Second, "bot-JP moved off "+blocked[1], func() bool {
-		var rv control.RoutingView
+		var rv api.Routing
 		d.get("/api/meetings/"+m.ID+"/routing", &rv)
 		for _, p := range rv.Participants {
 			if p.Name == "bot-JP" && (p.Node.Country == blocked[1] || p.Node.Country == "CN") {

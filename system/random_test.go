@@ -1,6 +1,7 @@
 package system
 
 import (
+	"github.com/oakmeet/oakmeet/api"
 	"maps"
 	"math/rand/v2"
 	"slices"
@@ -8,7 +9,6 @@ import (
 	"time"
 
 	"github.com/oakmeet/oakmeet/audit"
-	"github.com/oakmeet/oakmeet/control"
 	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/testcluster"
 )
@@ -64,7 +64,7 @@ func TestRandomizedPolicyInvariant(t *testing.T) {
 			switch code {
 			case 200:
 				placed++
-				var rv control.RoutingView
+				var rv api.Routing
 				c.Get("/api/meetings/"+m.id+"/routing", &rv)
 				eff, _ := policy.Combine(policy.Policy{}, rv.EffectivePolicy)
 				if !eff.Allows(jr.Node.Country, jr.Node.Region) {

@@ -10,6 +10,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"github.com/oakmeet/oakmeet/api"
 	"io"
 	"log/slog"
 	"net/http"
@@ -182,7 +183,7 @@ func (c *Cluster) shutdown() {
 // WaitHealthy waits until exactly n nodes are healthy.
 func (c *Cluster) WaitHealthy(n int) {
 	WaitFor(c.t, 10*time.Second, fmt.Sprintf("%d healthy nodes", n), func() bool {
-		var nodes []control.NodeView
+		var nodes []api.Node
 		c.Get("/api/nodes", &nodes)
 		healthy := 0
 		for _, v := range nodes {
@@ -266,11 +267,11 @@ func (c *Cluster) CreateMeeting(p policy.Policy) Created {
 }
 
 // Join joins meeting id with a location hint.
-func (c *Cluster) Join(id, country string) (control.JoinResponse, APIError, int) {
+func (c *Cluster) Join(id, country string) (api.JoinResponse, APIError, int) {
 	c.t.Helper()
 	var raw json.RawMessage
 	code := c.Do("POST", "/api/meetings/"+id+"/join", "", map[string]any{"name": "n-" + country, "location": map[string]string{"country": country}}, &raw)
-	var jr control.JoinResponse
+	var jr api.JoinResponse
 	var ae APIError
 	if code == 200 {
 		json.Unmarshal(raw, &jr)

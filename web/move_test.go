@@ -1,13 +1,13 @@
 package web_test
 
 import (
+	"github.com/oakmeet/oakmeet/api"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
-	"github.com/oakmeet/oakmeet/control"
 	"github.com/oakmeet/oakmeet/testcluster"
 )
 
@@ -54,7 +54,7 @@ func TestHostPolicyChangeMovesPage(t *testing.T) {
 	}
 	country := host.text("[data-testid=node-country]")
 
-	var r control.RoutingView
+	var r api.Routing
 	testcluster.WaitFor(t, 10*time.Second, "routing to show the moved page", func() bool {
 		c.Get("/api/meetings/"+m.ID+"/routing", &r)
 		for _, p := range r.Participants {
@@ -100,7 +100,7 @@ func TestMoveMessageMakeBeforeBreak(t *testing.T) {
 		`window.oakmeet.call.state === 'connected' && window.oakmeet.call.self.id !== `+jsString(before)+` && document.querySelector('[data-testid=node-country]')?.textContent !== 'DE'`,
 		`window.oakmeet.call.state + ' ' + document.querySelector('[data-testid=node-country]')?.textContent`)
 	after := evalJS[string](page, `window.oakmeet.call.self.id`)
-	var r control.RoutingView
+	var r api.Routing
 	testcluster.WaitFor(t, 15*time.Second, "only the new participant left in the meeting", func() bool {
 		c.Get("/api/meetings/"+m.ID+"/routing", &r)
 		return len(r.Participants) == 1 && r.Participants[0].ID == after

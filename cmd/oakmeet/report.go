@@ -5,14 +5,13 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/oakmeet/oakmeet/api"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
-
-	"github.com/oakmeet/oakmeet/control"
 )
 
 func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -39,7 +38,7 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 	defer tw.Flush()
 	if *meeting == "" {
-		var rep control.DeploymentReport
+		var rep api.DeploymentReport
 		if err := json.Unmarshal(body, &rep); err != nil {
 			return fmt.Errorf("read report: %w", err)
 		}
@@ -47,7 +46,7 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		countryTable(tw, rep.Countries)
 		return nil
 	}
-	var rep control.MeetingReport
+	var rep api.MeetingReport
 	if err := json.Unmarshal(body, &rep); err != nil {
 		return fmt.Errorf("read report: %w", err)
 	}
@@ -74,7 +73,7 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
-func countryTable(w io.Writer, cs []control.CountryUsage) {
+func countryTable(w io.Writer, cs []api.CountryUsage) {
 	fmt.Fprintln(w, "  COUNTRY\tSHARE\tBYTES\tPARTICIPANT-MIN\tNODES\tLAST TRAFFIC")
 	for _, c := range cs {
 		fmt.Fprintf(w, "  %s\t%.1f%%\t%d\t%.1f\t%s\t%s\n", c.Country, 100*c.Share, c.Bytes, c.ParticipantMinutes, strings.Join(c.Nodes, ","), clock(c.LastTraffic, "-"))
