@@ -153,6 +153,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	media, err := sfu.New(sfu.Config{
 		Logger: cfg.Logger.With("node", cfg.ID), UDPPort: cfg.UDPPort, TCPPort: cfg.TCPPort,
 		PublicIP: cfg.PublicIP, LoopbackOnly: cfg.LoopbackOnly, Interceptors: cfg.Interceptors,
+		EndedMeetingReports: endedMeetingReports(cfg.Timing),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node %s: media: %w", cfg.ID, err)
@@ -288,6 +289,16 @@ loop:
 	}
 	n.log.Info("node down")
 	return runErr
+}
+
+// endedMeetingReports is in how many heartbeats a meeting that has left the
+// node is still listed with its final byte count. The control plane stores
+// a meeting's bytes at its first look after TrafficEvery has passed since
+// the last time, so the count has to stay that long, one heartbeat more for
+// the gap until that look and one more in case a heartbeat is lost.
+func endedMeetingReports(t cluster.Timing) int {
+	n := int((t.TrafficEvery + t.HeartbeatInterval - 1) / t.HeartbeatInterval)
+	return max(n+2, sfu.DefaultEndedMeetingReports)
 }
 
 func (n *Node) heartbeat() {
