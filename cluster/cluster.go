@@ -155,7 +155,11 @@ type Heartbeat struct {
 	Node     NodeInfo `json:"node"`
 	Load     Load     `json:"load"`
 	Draining bool     `json:"draining"`
-	// MeetingBytes is bytes forwarded per meeting since the node started.
+	// MeetingBytes is bytes forwarded per meeting, cumulative since the
+	// meeting came to the node: every meeting with participants or relay
+	// links there, and one that has left in the next few heartbeats with
+	// its final count. Then it is no longer listed; should it come back,
+	// it counts from zero again.
 	MeetingBytes map[string]uint64 `json:"meeting_bytes,omitempty"`
 	// Relays are the node's relay links that passed their handshake, so
 	// the control plane can show them and check them against policy.

@@ -14,7 +14,9 @@ func (n *Node) Participants() int { return n.sfu.Load().Participants }
 func (n *Node) DrainAndWait(ctx context.Context) error {
 	n.Drain()
 	n.heartbeat()
-	t := time.NewTicker(200 * time.Millisecond)
+	// Participants leave as the control plane moves them, which it does
+	// on heartbeats: looking a few times a heartbeat is soon enough.
+	t := time.NewTicker(max(n.cfg.Timing.HeartbeatInterval/5, time.Millisecond))
 	defer t.Stop()
 	for n.Participants() > 0 {
 		select {

@@ -1,5 +1,5 @@
 // Package node is a media node's process: it registers with the cluster,
-// reports its health and load every second, takes commands from the control
+// reports its health and load every heartbeat interval, takes commands from the control
 // plane, and serves participants' signaling connections, verifying each join
 // token before handing the connection to the media engine. On the control
 // plane's command it opens relay links to the meeting's other nodes, and it
@@ -66,6 +66,9 @@ type Config struct {
 	IdentityKey ed25519.PrivateKey
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Timing is the cluster's clock settings, the same as the control
+	// plane's; zero fields take cluster.DefaultTiming.
+	Timing cluster.Timing
 }
 
 // Node is a running media node.
@@ -129,6 +132,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	cfg.Timing = cfg.Timing.WithDefaults()
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:0"
 	}
@@ -149,6 +153,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	media, err := sfu.New(sfu.Config{
 		Logger: cfg.Logger.With("node", cfg.ID), UDPPort: cfg.UDPPort, TCPPort: cfg.TCPPort,
 		PublicIP: cfg.PublicIP, LoopbackOnly: cfg.LoopbackOnly, Interceptors: cfg.Interceptors,
+		EndedMeetingReports: endedMeetingReports(cfg.Timing),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node %s: media: %w", cfg.ID, err)
@@ -244,7 +249,7 @@ func (n *Node) Run(ctx context.Context) error {
 	})
 	n.log.Info("node up", "country", n.info.Country, "region", n.info.Region, "url", n.info.URL)
 
-	tick := time.NewTicker(cluster.DefaultTiming().HeartbeatInterval)
+	tick := time.NewTicker(n.cfg.Timing.HeartbeatInterval)
 	defer tick.Stop()
 	n.heartbeat()
 	var runErr error
@@ -284,6 +289,16 @@ loop:
 	}
 	n.log.Info("node down")
 	return runErr
+}
+
+// endedMeetingReports is in how many heartbeats a meeting that has left the
+// node is still listed with its final byte count. The control plane stores
+// a meeting's bytes at its first look after TrafficEvery has passed since
+// the last time, so the count has to stay that long, one heartbeat more for
+// the gap until that look and one more in case a heartbeat is lost.
+func endedMeetingReports(t cluster.Timing) int {
+	n := int((t.TrafficEvery + t.HeartbeatInterval - 1) / t.HeartbeatInterval)
+	return max(n+2, sfu.DefaultEndedMeetingReports)
 }
 
 func (n *Node) heartbeat() {

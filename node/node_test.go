@@ -157,3 +157,75 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestHeartbeatsStopListingAFinishedMeeting(t *testing.T) {
+	m := startMesh(t, Config{ID: "de-fra", Country: "DE"})
+	a := m.connect("de-fra", "m1", "a", time.Now())
+	b := m.connect("de-fra", "m1", "b", time.Now())
+	a.publish(t)
+	waitFor(t, 10*time.Second, "b receives a", func() bool { return b.count("a", "audio") > 10 })
+	live := m.heartbeat("de-fra", func(hb cluster.Heartbeat) bool { return hb.MeetingBytes["m1"] > 0 }).MeetingBytes["m1"]
+	a.close()
+	b.close()
+
+	// Once the room has closed, the final count is listed a few times,
+	// never below what was reported live, and then no more.
+	reports := endedMeetingReports(m.nodes["de-fra"].cfg.Timing)
+	sub, err := m.nc.SubscribeSync(cluster.SubjectHeartbeat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	deadline := time.Now().Add(10 * time.Second)
+	ended, absent := 0, 0
+	var last uint64
+	for absent < 3 {
+		msg, err := sub.NextMsg(time.Until(deadline))
+		if err != nil {
+			t.Fatalf("waiting for heartbeats without m1 (%d listed it after its room closed): %v", ended, err)
+		}
+		hb, err := cluster.Decode[cluster.Heartbeat]("heartbeat", msg.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bytes, listed := hb.MeetingBytes["m1"]
+		switch {
+		case listed && absent > 0:
+			t.Fatalf("m1 listed again after it was dropped: %v", hb.MeetingBytes)
+		case listed && bytes < max(live, last):
+			t.Fatalf("m1 reported %d bytes after %d", bytes, max(live, last))
+		case listed && hb.Load.Meetings == 0:
+			ended++
+		case !listed:
+			if hb.Load.Meetings != 0 {
+				t.Fatalf("m1 not listed while the node has %d meetings", hb.Load.Meetings)
+			}
+			absent++
+		}
+		last = max(last, bytes)
+	}
+	if ended < 1 || ended > reports {
+		t.Fatalf("m1 listed in %d heartbeats after its room closed, want 1 to %d", ended, reports)
+	}
+}
+
+func TestEndedMeetingReportsOutlastTheTrafficInterval(t *testing.T) {
+	long := cluster.DefaultTiming()
+	long.TrafficEvery = 10 * long.HeartbeatInterval
+	short := cluster.DefaultTiming()
+	short.TrafficEvery = short.HeartbeatInterval / 2
+	for _, tc := range []struct {
+		name string
+		t    cluster.Timing
+		want int
+	}{
+		{"defaults", cluster.DefaultTiming(), 4},
+		{"scaled", cluster.DefaultTiming().Scaled(10), 4},
+		{"rare traffic writes", long, 12},
+		{"traffic written every half heartbeat", short, 3},
+	} {
+		if got := endedMeetingReports(tc.t); got != tc.want {
+			t.Errorf("%s: %d reports, want %d", tc.name, got, tc.want)
+		}
+	}
+}

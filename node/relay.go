@@ -29,7 +29,9 @@ const (
 	CodeRelayBadProof     = "relay_bad_proof"
 )
 
-// handshakeTimeout bounds a relay link's handshake, dial included.
+// handshakeTimeout bounds a relay link's handshake, dial included. It is a
+// safety bound on a slow or silent peer, not a cluster clock, so it does not
+// scale with cluster.Timing.
 const handshakeTimeout = 10 * time.Second
 
 // RelayError is a relay link that was refused, by this node before

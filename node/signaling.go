@@ -29,7 +29,8 @@ const (
 	CodeNotReady     = "node_not_ready"
 )
 
-// joinTimeout bounds how long a new connection may take to send its token.
+// joinTimeout bounds how long a new connection may take to send its token;
+// like handshakeTimeout a safety bound, not a cluster clock.
 const joinTimeout = 10 * time.Second
 
 func (n *Node) handleSignaling(w http.ResponseWriter, r *http.Request) {

@@ -65,7 +65,15 @@ type Config struct {
 	// Interceptors are added to every PeerConnection closest to the
 	// network, for instrumentation and fault injection.
 	Interceptors []interceptor.Factory
+	// EndedMeetingReports is how many MeetingBytes reports still list a
+	// meeting after its room closes, so that its final count survives a
+	// lost report (default DefaultEndedMeetingReports). Until then the
+	// counter is kept, so an SFU that is never asked keeps them all.
+	EndedMeetingReports int
 }
+
+// DefaultEndedMeetingReports is the default of Config.EndedMeetingReports.
+const DefaultEndedMeetingReports = 3
 
 // Identity is a participant verified by the node shell.
 type Identity struct {
@@ -94,11 +102,21 @@ type SFU struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // Serve calls, rooms and the meter
 
-	mu           sync.Mutex
-	closed       bool
-	rooms        map[string]*room
-	meetingBytes map[string]*atomic.Uint64
-	links        map[linkKey]*link
+	mu     sync.Mutex
+	closed bool
+	rooms  map[string]*room
+	// ended are the byte counters of meetings whose room has closed, until
+	// MeetingBytes has reported them EndedMeetingReports times.
+	ended map[string]*endedMeeting
+	links map[linkKey]*link
+}
+
+// endedMeeting is the byte counter of a meeting without a room. It is still
+// read at each report, not copied at close: a packet already on its way may
+// yet be counted.
+type endedMeeting struct {
+	bytes   *atomic.Uint64
+	reports int // reports left before it is forgotten
 }
 
 // New starts an SFU listening for ICE on the configured ports.
@@ -109,9 +127,12 @@ func New(cfg Config) (*SFU, error) {
 	if cfg.MaxMessageBytes <= 0 {
 		cfg.MaxMessageBytes = signal.MaxMessageBytes
 	}
+	if cfg.EndedMeetingReports <= 0 {
+		cfg.EndedMeetingReports = DefaultEndedMeetingReports
+	}
 	s := &SFU{
 		cfg: cfg, log: cfg.Logger, epoch: time.Now(),
-		rooms: map[string]*room{}, meetingBytes: map[string]*atomic.Uint64{},
+		rooms: map[string]*room{}, ended: map[string]*endedMeeting{},
 		links: map[linkKey]*link{},
 	}
 	se, err := s.settingEngine()
@@ -176,10 +197,12 @@ func (s *SFU) attach(meeting string) *room {
 	r := s.rooms[meeting]
 	if r == nil {
 		ctx, cancel := context.WithCancel(s.ctx)
-		bytes := s.meetingBytes[meeting]
-		if bytes == nil {
-			bytes = new(atomic.Uint64)
-			s.meetingBytes[meeting] = bytes
+		// A meeting back before its final count was forgotten carries on
+		// counting, so that its reported count never goes down.
+		bytes := new(atomic.Uint64)
+		if e := s.ended[meeting]; e != nil {
+			bytes = e.bytes
+			delete(s.ended, meeting)
 		}
 		r = &room{meeting: meeting, mbox: newMailbox(), bytes: bytes, cancel: cancel}
 		r.publishLocal()
@@ -194,13 +217,15 @@ func (s *SFU) attach(meeting string) *room {
 	return r
 }
 
-// detach undoes attach; the last session out stops the room.
+// detach undoes attach; the last session out stops the room, whose byte
+// count is then reported a few more times.
 func (s *SFU) detach(r *room) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r.refs--
 	if r.refs == 0 {
 		delete(s.rooms, r.meeting)
+		s.ended[r.meeting] = &endedMeeting{bytes: r.bytes, reports: s.cfg.EndedMeetingReports}
 		r.cancel()
 	}
 }
@@ -229,16 +254,26 @@ func (s *SFU) Stats() Stats {
 	}
 }
 
-// MeetingBytes reports the bytes forwarded per meeting since the node
-// started, to this node's subscribers and over relay links. A meeting
-// stays listed after it empties so that its last bytes can still be
-// reported.
+// MeetingBytes reports the bytes forwarded per meeting, to this node's
+// subscribers and over relay links. Each call is one report: it lists every
+// meeting with a room on the node, and a meeting whose room has closed in
+// the next EndedMeetingReports calls with its final count. Then the meeting
+// is forgotten, so what is kept is bounded by the live meetings and those
+// that ended within the last few reports. A count starts at zero when a
+// meeting comes to the node and carries on if the meeting comes back before
+// it was forgotten.
 func (s *SFU) MeetingBytes() map[string]uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]uint64, len(s.meetingBytes))
-	for m, b := range s.meetingBytes {
-		out[m] = b.Load()
+	out := make(map[string]uint64, len(s.rooms)+len(s.ended))
+	for m, r := range s.rooms {
+		out[m] = r.bytes.Load()
+	}
+	for m, e := range s.ended {
+		out[m] = e.bytes.Load()
+		if e.reports--; e.reports <= 0 {
+			delete(s.ended, m)
+		}
 	}
 	return out
 }
