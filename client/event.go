@@ -7,6 +7,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/oakmeet/oakmeet/mailbox"
 	"github.com/oakmeet/oakmeet/signal"
 )
 
@@ -74,39 +75,25 @@ type Event struct {
 // never block, and a goroutine hands events over in order.
 type eventQueue struct {
 	ch     chan Event
-	mu     sync.Mutex
-	queue  []Event
-	notify chan struct{}
+	q      *mailbox.Queue[Event]
 	done   chan struct{}
 	exited chan struct{}
 	once   sync.Once
 }
 
 func newEventQueue() *eventQueue {
-	q := &eventQueue{ch: make(chan Event), notify: make(chan struct{}, 1), done: make(chan struct{}), exited: make(chan struct{})}
+	q := &eventQueue{ch: make(chan Event), q: mailbox.New[Event](), done: make(chan struct{}), exited: make(chan struct{})}
 	go q.pump()
 	return q
 }
 
-func (q *eventQueue) push(e Event) {
-	q.mu.Lock()
-	q.queue = append(q.queue, e)
-	q.mu.Unlock()
-	select {
-	case q.notify <- struct{}{}:
-	default:
-	}
-}
+func (q *eventQueue) push(e Event) { q.q.Put(e) }
 
 func (q *eventQueue) pump() {
 	defer close(q.exited)
 	defer close(q.ch)
 	for {
-		q.mu.Lock()
-		batch := q.queue
-		q.queue = nil
-		q.mu.Unlock()
-		for _, e := range batch {
+		for _, e := range q.q.Take() {
 			select {
 			case q.ch <- e:
 			case <-q.done:
@@ -114,7 +101,7 @@ func (q *eventQueue) pump() {
 			}
 		}
 		select {
-		case <-q.notify:
+		case <-q.q.Ready():
 		case <-q.done:
 			return
 		}

@@ -11,13 +11,11 @@ import (
 	"github.com/coder/websocket"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/oakmeet/oakmeet/negotiation"
 	"github.com/oakmeet/oakmeet/signal"
 )
 
-const (
-	closeTimeout    = 2 * time.Second
-	maxPendingCands = 128
-)
+const closeTimeout = 2 * time.Second
 
 // readLoop turns WebSocket messages into protocol messages for the loop.
 // It runs until the connection closes.
@@ -152,9 +150,9 @@ func relayPayload(p []byte) json.RawMessage {
 func (s *Session) handle(m signal.Message) {
 	switch m.Type {
 	case signal.TypeOffer:
-		s.onOffer(m.SDP)
+		s.sub.Offer(m.SDP, nil)
 	case signal.TypeAnswer:
-		s.onAnswer(m.SDP)
+		s.pub.Answer(m.SDP, nil)
 	case signal.TypeCandidate:
 		s.onCandidate(m.Target, m.Candidate)
 	case signal.TypeParticipantJoined:
@@ -201,87 +199,41 @@ func (s *Session) participant(id string) signal.Participant {
 
 // Negotiation. The client offers on the publish connection, one offer at a
 // time; the node offers on the subscribe connection and the client answers.
+// Failures are the caller's to see, as events; a refused candidate is only
+// logged, since ICE may well succeed with the others.
 
-func (s *Session) negotiate() {
-	s.needOffer = true
-	s.maybeOffer()
-}
+// negotiate offers the publish connection's changed tracks to the node.
+func (s *Session) negotiate() { s.pub.Renegotiate() }
 
-func (s *Session) maybeOffer() {
-	if !s.needOffer || s.awaitingAnswer || s.pubPC.SignalingState() != webrtc.SignalingStateStable {
-		return
-	}
-	s.needOffer = false
-	offer, err := s.pubPC.CreateOffer(nil)
-	if err == nil {
-		err = s.pubPC.SetLocalDescription(offer)
-	}
-	if err != nil {
-		s.events.push(Event{Type: EventError, Err: fmt.Errorf("create offer: %w", err)})
-		return
-	}
-	s.awaitingAnswer = true
-	s.send(signal.Message{Type: signal.TypeOffer, SDP: offer.SDP})
-}
-
-func (s *Session) onOffer(sdp string) {
-	pc := s.subPC
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
-		s.events.push(Event{Type: EventError, Err: fmt.Errorf("apply node offer: %w", err)})
-		return
-	}
-	answer, err := pc.CreateAnswer(nil)
-	if err == nil {
-		err = pc.SetLocalDescription(answer)
-	}
-	if err != nil {
-		s.events.push(Event{Type: EventError, Err: fmt.Errorf("answer node offer: %w", err)})
-		return
-	}
-	s.send(signal.Message{Type: signal.TypeAnswer, SDP: answer.SDP})
-	s.pendingSub = s.addCandidates(pc, s.pendingSub)
-}
-
-func (s *Session) onAnswer(sdp string) {
-	if !s.awaitingAnswer {
-		return
-	}
-	if err := s.pubPC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
-		s.events.push(Event{Type: EventError, Err: fmt.Errorf("apply node answer: %w", err)})
-		return
-	}
-	s.awaitingAnswer = false
-	s.pendingPub = s.addCandidates(s.pubPC, s.pendingPub)
-	s.maybeOffer()
+func (s *Session) negotiationHooks(target string) negotiation.Config {
+	return negotiation.Config{Send: s.send, Failed: func(step negotiation.Step, err error) {
+		var what string
+		switch step {
+		case negotiation.StepOffer:
+			what = "create offer"
+		case negotiation.StepApplyAnswer:
+			if errors.Is(err, negotiation.ErrNoOffer) {
+				return
+			}
+			what = "apply node answer"
+		case negotiation.StepApplyOffer:
+			what = "apply node offer"
+		case negotiation.StepAnswer:
+			what = "answer node offer"
+		default:
+			s.log.Debug("add candidate", "target", target, "err", err)
+			return
+		}
+		s.events.push(Event{Type: EventError, Err: fmt.Errorf("%s: %w", what, err)})
+	}}
 }
 
 func (s *Session) onCandidate(target string, c *signal.Candidate) {
-	if c.Candidate == "" {
-		return
-	}
-	init := webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}
-	pc, pending := s.pubPC, &s.pendingPub
 	if target == signal.TargetSubscribe {
-		pc, pending = s.subPC, &s.pendingSub
+		s.sub.Candidate(c)
+	} else {
+		s.pub.Candidate(c)
 	}
-	if pc.RemoteDescription() == nil {
-		if len(*pending) < maxPendingCands {
-			*pending = append(*pending, init)
-		}
-		return
-	}
-	if err := pc.AddICECandidate(init); err != nil {
-		s.log.Debug("add candidate", "err", err)
-	}
-}
-
-func (s *Session) addCandidates(pc *webrtc.PeerConnection, cands []webrtc.ICECandidateInit) []webrtc.ICECandidateInit {
-	for _, c := range cands {
-		if err := pc.AddICECandidate(c); err != nil {
-			s.log.Debug("add candidate", "err", err)
-		}
-	}
-	return nil
 }
 
 func (s *Session) onTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {

@@ -13,6 +13,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/oakmeet/oakmeet/negotiation"
 	"github.com/oakmeet/oakmeet/pionlog"
 	"github.com/oakmeet/oakmeet/signal"
 )
@@ -79,13 +80,17 @@ type Session struct {
 	closeOnce sync.Once
 
 	// owned by the loop goroutine
-	tracks         map[string]signal.Track // published tracks by id
-	participants   map[string]signal.Participant
-	awaitingAnswer bool // a publish offer is outstanding
-	needOffer      bool
-	pendingPub     []webrtc.ICECandidateInit
-	pendingSub     []webrtc.ICECandidateInit
+	tracks       map[string]signal.Track // published tracks by id
+	participants map[string]signal.Participant
+	pub          *negotiation.Offerer  // on pubPC
+	sub          *negotiation.Answerer // on subPC
 }
+
+// Local tracks declare the codecs the node negotiates.
+var (
+	opusCodec = negotiation.Opus()
+	vp8Codec  = negotiation.VP8()
+)
 
 // Connect opens the signaling connection to the node jr names, joins with
 // jr's token, and sets up the PeerConnection. It returns once the node has
@@ -133,6 +138,8 @@ func Connect(ctx context.Context, jr JoinResult, opts Options) (*Session, error)
 		_ = ws.Close(websocket.StatusNormalClosure, "setup failed")
 		return nil, err
 	}
+	s.pub = negotiation.NewOfferer(s.pubPC, s.negotiationHooks(signal.TargetPublish))
+	s.sub = negotiation.NewAnswerer(s.subPC, s.negotiationHooks(signal.TargetSubscribe))
 	s.subPC.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 		s.post(func() { s.onTrack(t, r) })
 	})
@@ -173,8 +180,8 @@ func handshake(ctx context.Context, ws *websocket.Conn, token string) (signal.Me
 }
 
 func (s *Session) newPeerConnection(target string, servers []webrtc.ICEServer) (*webrtc.PeerConnection, error) {
-	me := &webrtc.MediaEngine{}
-	if err := registerCodecs(me); err != nil {
+	me, err := negotiation.MediaEngine()
+	if err != nil {
 		return nil, err
 	}
 	ir := &interceptor.Registry{}
@@ -202,15 +209,7 @@ func (s *Session) newPeerConnection(target string, servers []webrtc.ICEServer) (
 	if err != nil {
 		return nil, fmt.Errorf("new %s peer connection: %w", target, err)
 	}
-	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
-		if c == nil {
-			return
-		}
-		init := c.ToJSON()
-		s.send(signal.Message{Type: signal.TypeCandidate, Target: target, Candidate: &signal.Candidate{
-			Candidate: init.Candidate, SDPMid: init.SDPMid, SDPMLineIndex: init.SDPMLineIndex, UsernameFragment: init.UsernameFragment,
-		}})
-	})
+	negotiation.Trickle(pc, target, s.send)
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		if st == webrtc.PeerConnectionStateFailed {
 			s.cancel(fmt.Errorf("%s peer connection failed", target))

@@ -1,7 +1,6 @@
 package sfu
 
 import (
-	"errors"
 	"fmt"
 	"net"
 
@@ -13,15 +12,9 @@ import (
 	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/oakmeet/oakmeet/negotiation"
 	"github.com/oakmeet/oakmeet/pionlog"
 	"github.com/oakmeet/oakmeet/signal"
-)
-
-// Codecs the node accepts and forwards. Payload types match the browsers'
-// usual choices so SDP munging is never needed.
-const (
-	opusPT = 111
-	vp8PT  = 96
 )
 
 // Bandwidth estimation bounds for one subscriber, in bits per second.
@@ -103,38 +96,13 @@ func (s *SFU) closeMuxes() {
 	}
 }
 
-// registerCodecs limits negotiation to Opus and VP8 with the feedback the
-// node acts on: NACK and PLI/FIR for video (transport-cc is added with its
-// interceptor).
-func registerCodecs(me *webrtc.MediaEngine) error {
-	videoFB := []webrtc.RTCPFeedback{
-		{Type: webrtc.TypeRTCPFBNACK},
-		{Type: webrtc.TypeRTCPFBNACK, Parameter: "pli"},
-		{Type: webrtc.TypeRTCPFBCCM, Parameter: "fir"},
-	}
-	if err := me.RegisterCodec(webrtc.RTPCodecParameters{
-		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
-			SDPFmtpLine: "minptime=10;useinbandfec=1"},
-		PayloadType: opusPT,
-	}, webrtc.RTPCodecTypeAudio); err != nil {
-		return fmt.Errorf("register opus: %w", err)
-	}
-	if err := me.RegisterCodec(webrtc.RTPCodecParameters{
-		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: videoFB},
-		PayloadType:        vp8PT,
-	}, webrtc.RTPCodecTypeVideo); err != nil {
-		return fmt.Errorf("register vp8: %w", err)
-	}
-	return nil
-}
-
 // newAPI builds the webrtc.API for one participant or relay link, with
 // the ICE settings se. Each gets its own interceptor registry so that its
 // bandwidth estimator can be told apart from everyone else's; onBWE
 // receives it during NewPeerConnection.
 func (s *SFU) newAPI(se webrtc.SettingEngine, onBWE func(cc.BandwidthEstimator)) (*webrtc.API, error) {
-	me := &webrtc.MediaEngine{}
-	if err := registerCodecs(me); err != nil {
+	me, err := negotiation.MediaEngine()
+	if err != nil {
 		return nil, err
 	}
 	ir := &interceptor.Registry{}
@@ -198,50 +166,11 @@ func (s *SFU) newPeerConnection(se webrtc.SettingEngine, onBWE func(cc.Bandwidth
 	if err != nil {
 		return nil, fmt.Errorf("new %s peer connection: %w", what, err)
 	}
-	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
-		if c == nil {
-			return
-		}
-		init := c.ToJSON()
-		send(signal.Message{Type: signal.TypeCandidate, Target: target, Candidate: &signal.Candidate{
-			Candidate: init.Candidate, SDPMid: init.SDPMid, SDPMLineIndex: init.SDPMLineIndex, UsernameFragment: init.UsernameFragment,
-		}})
-	})
+	negotiation.Trickle(pc, target, send)
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		if st == webrtc.PeerConnectionStateFailed {
 			fail(fmt.Errorf("%s peer connection failed", what))
 		}
 	})
 	return pc, nil
-}
-
-var errTooManyCandidates = errors.New("too many candidates before a description")
-
-// addCandidate adds a signaled ICE candidate to pc, or queues it in pending
-// while pc has no remote description yet (flushCandidates adds it then).
-// An empty candidate, the end of candidates, is ignored.
-func addCandidate(pc *webrtc.PeerConnection, pending *[]webrtc.ICECandidateInit, c *signal.Candidate) error {
-	if c.Candidate == "" {
-		return nil
-	}
-	init := webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}
-	if pc.RemoteDescription() == nil {
-		if len(*pending) >= maxPendingCands {
-			return errTooManyCandidates
-		}
-		*pending = append(*pending, init)
-		return nil
-	}
-	return pc.AddICECandidate(init)
-}
-
-// flushCandidates adds the candidates queued while pc had no remote
-// description, reporting each one pion refuses to refused.
-func flushCandidates(pc *webrtc.PeerConnection, pending *[]webrtc.ICECandidateInit, refused func(error)) {
-	for _, c := range *pending {
-		if err := pc.AddICECandidate(c); err != nil {
-			refused(err)
-		}
-	}
-	*pending = nil
 }

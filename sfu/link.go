@@ -12,6 +12,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/oakmeet/oakmeet/negotiation"
 	"github.com/oakmeet/oakmeet/signal"
 )
 
@@ -82,16 +83,14 @@ type link struct {
 	remoteMembers          atomic.Int64
 
 	// owned by run
-	downs          map[string]*linkDown       // local tracks sent, by track id
-	announced      map[string]signal.Track    // the peer's tracks, by id
-	ups            map[string]*publishedTrack // the peer's tracks with media, by id
-	members        map[string]signal.Participant
-	awaitingAnswer bool
-	needOffer      bool
-	pendingSend    []webrtc.ICECandidateInit
-	pendingRecv    []webrtc.ICECandidateInit
-	lastTick       time.Time
-	lastPing       time.Time
+	downs     map[string]*linkDown       // local tracks sent, by track id
+	announced map[string]signal.Track    // the peer's tracks, by id
+	ups       map[string]*publishedTrack // the peer's tracks with media, by id
+	members   map[string]signal.Participant
+	sendNeg   *negotiation.Offerer  // on sendPC
+	recvNeg   *negotiation.Answerer // on recvPC
+	lastTick  time.Time
+	lastPing  time.Time
 }
 
 // linkDown is one local track sent over the link: one RTP stream per
@@ -173,6 +172,9 @@ func newLink(ctx context.Context, s *SFU, c Conn, cfg Link) (*link, error) {
 		l.stop(err)
 		return nil, err
 	}
+	hooks := negotiation.Config{Send: l.send, Failed: l.negotiationFailed, Signer: linkSigner(cfg)}
+	l.sendNeg = negotiation.NewOfferer(l.sendPC, hooks)
+	l.recvNeg = negotiation.NewAnswerer(l.recvPC, hooks)
 	l.recvPC.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 		l.mbox.post(func() { l.onTrack(t, r) })
 	})
@@ -284,9 +286,9 @@ func (l *link) handle(m signal.Message) {
 		r := l.room
 		r.mbox.post(func() { r.remoteMessage(l, m) })
 	case signal.TypeOffer:
-		l.onOffer(m.SDP, m.Sig)
+		l.recvNeg.Offer(m.SDP, m.Sig)
 	case signal.TypeAnswer:
-		l.onAnswer(m.SDP, m.Sig)
+		l.sendNeg.Answer(m.SDP, m.Sig)
 	case signal.TypeCandidate:
 		l.onCandidate(m.Target, m.Candidate)
 	case signal.TypePing:
@@ -419,8 +421,7 @@ func (l *link) subscribe(pub *publishedTrack) {
 	}
 	l.downs[pub.info.ID] = d
 	l.tracksSent.Add(1)
-	l.needOffer = true
-	l.maybeOffer()
+	l.sendNeg.Renegotiate()
 }
 
 func (l *link) unsubscribe(pub *publishedTrack) {
@@ -437,8 +438,7 @@ func (l *link) unsubscribe(pub *publishedTrack) {
 	}
 	l.tracksSent.Add(-1)
 	l.send(signal.Message{Type: signal.TypeTrackUnpublished, Track: &pub.info})
-	l.needOffer = true
-	l.maybeOffer()
+	l.sendNeg.Renegotiate()
 }
 
 // Negotiation. Every SDP is signed by its node's identity key.
@@ -455,86 +455,53 @@ func sdpSigned(binding []byte, signer, kind, sdp string) []byte {
 	return append(b, sdp...)
 }
 
-func (l *link) sign(kind, sdp string) []byte {
-	return ed25519.Sign(l.cfg.Key, sdpSigned(l.cfg.Binding, l.cfg.Self, kind, sdp))
+// linkSigner signs the link's SDP with this node's identity key and checks
+// the peer's with its key.
+type linkSigner Link
+
+func (c linkSigner) Sign(d webrtc.SessionDescription) []byte {
+	return ed25519.Sign(c.Key, sdpSigned(c.Binding, c.Self, d.Type.String(), d.SDP))
 }
 
-func (l *link) verify(kind, sdp string, sig []byte) bool {
-	return ed25519.Verify(l.cfg.PeerKey, sdpSigned(l.cfg.Binding, l.cfg.Peer, kind, sdp), sig)
+func (c linkSigner) Verify(d webrtc.SessionDescription, sig []byte) error {
+	if !ed25519.Verify(c.PeerKey, sdpSigned(c.Binding, c.Peer, d.Type.String(), d.SDP), sig) {
+		return ErrBadSignature
+	}
+	return nil
 }
 
-func (l *link) maybeOffer() {
-	if !l.needOffer || l.awaitingAnswer || l.sendPC.SignalingState() != webrtc.SignalingStateStable {
-		return
-	}
-	l.needOffer = false
-	offer, err := l.sendPC.CreateOffer(nil)
-	if err == nil {
-		err = l.sendPC.SetLocalDescription(offer)
-	}
-	if err != nil {
+// negotiationFailed ends the link on any SDP it cannot use: the peer is a
+// node, not a client to correct. A candidate it cannot use is only noted.
+func (l *link) negotiationFailed(step negotiation.Step, err error) {
+	switch step {
+	case negotiation.StepOffer:
 		l.finish(fmt.Errorf("create relay offer: %w", err))
-		return
-	}
-	l.awaitingAnswer = true
-	l.send(signal.Message{Type: signal.TypeOffer, SDP: offer.SDP, Sig: l.sign("offer", offer.SDP)})
-}
-
-func (l *link) onAnswer(sdp string, sig []byte) {
-	if !l.awaitingAnswer {
-		l.log.Debug("relay answer without an offer")
-		return
-	}
-	if !l.verify("answer", sdp, sig) {
-		l.finish(ErrBadSignature)
-		return
-	}
-	if err := l.sendPC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
+	case negotiation.StepApplyAnswer:
+		if errors.Is(err, negotiation.ErrNoOffer) {
+			l.log.Debug("relay answer without an offer")
+			return
+		}
 		l.finish(fmt.Errorf("apply relay answer: %w", err))
-		return
-	}
-	l.awaitingAnswer = false
-	flushCandidates(l.sendPC, &l.pendingSend, l.badCandidate)
-	l.maybeOffer()
-}
-
-func (l *link) onOffer(sdp string, sig []byte) {
-	if !l.verify("offer", sdp, sig) {
-		l.finish(ErrBadSignature)
-		return
-	}
-	pc := l.recvPC
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
+	case negotiation.StepApplyOffer:
 		l.finish(fmt.Errorf("apply relay offer: %w", err))
-		return
-	}
-	answer, err := pc.CreateAnswer(nil)
-	if err == nil {
-		err = pc.SetLocalDescription(answer)
-	}
-	if err != nil {
+	case negotiation.StepAnswer:
 		l.finish(fmt.Errorf("answer relay offer: %w", err))
-		return
+	case negotiation.StepVerify:
+		l.finish(err)
+	case negotiation.StepCandidate:
+		l.log.Debug("relay candidate", "err", err)
 	}
-	l.send(signal.Message{Type: signal.TypeAnswer, SDP: answer.SDP, Sig: l.sign("answer", answer.SDP)})
-	flushCandidates(pc, &l.pendingRecv, l.badCandidate)
 }
 
 // onCandidate takes a candidate the peer named from its side: its
 // "publish" connection is the one this node receives on.
 func (l *link) onCandidate(target string, c *signal.Candidate) {
-	pc, pending := l.recvPC, &l.pendingRecv
 	if target == signal.TargetSubscribe {
-		pc, pending = l.sendPC, &l.pendingSend
-	}
-	if err := addCandidate(pc, pending, c); err != nil {
-		l.badCandidate(err)
+		l.sendNeg.Candidate(c)
+	} else {
+		l.recvNeg.Candidate(c)
 	}
 }
-
-// badCandidate notes a candidate the peer sent that this node cannot use;
-// the link does not answer it, as the peer is not a client to correct.
-func (l *link) badCandidate(err error) { l.log.Debug("relay candidate", "err", err) }
 
 // tick measures the rates of the peer's layers (for this node's
 // subscribers' bandwidth allocation), keeps the link alive and retries a
@@ -549,7 +516,7 @@ func (l *link) tick(now time.Time) {
 		l.lastPing = now
 		l.send(signal.Message{Type: signal.TypePing})
 	}
-	l.maybeOffer()
+	l.sendNeg.MaybeOffer()
 }
 
 func pcReady(pc *webrtc.PeerConnection) bool {

@@ -1,37 +1,25 @@
 package sfu
 
-import "sync"
+import mq "github.com/oakmeet/oakmeet/mailbox"
 
-// mailbox is an unbounded FIFO of closures for the goroutine that owns some
-// state. Posting never blocks, so two owners can post to each other without
-// deadlock; the owner drains the whole queue each time notify fires.
+// mailbox is the queue of closures for the goroutine that owns a room, a
+// session or a link: anyone posts, the owner runs them in order each time
+// notify fires (see package mailbox).
 type mailbox struct {
-	mu     sync.Mutex
-	queue  []func()
-	notify chan struct{}
+	q      *mq.Queue[func()]
+	notify <-chan struct{}
 }
 
 func newMailbox() *mailbox {
-	return &mailbox{notify: make(chan struct{}, 1)}
+	q := mq.New[func()]()
+	return &mailbox{q: q, notify: q.Ready()}
 }
 
-func (m *mailbox) post(f func()) {
-	m.mu.Lock()
-	m.queue = append(m.queue, f)
-	m.mu.Unlock()
-	select {
-	case m.notify <- struct{}{}:
-	default:
-	}
-}
+func (m *mailbox) post(f func()) { m.q.Put(f) }
 
 // drain runs everything queued so far, in order, on the calling goroutine.
 func (m *mailbox) drain() {
-	m.mu.Lock()
-	q := m.queue
-	m.queue = nil
-	m.mu.Unlock()
-	for _, f := range q {
+	for _, f := range m.q.Take() {
 		f()
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/oakmeet/oakmeet/negotiation"
 	"github.com/oakmeet/oakmeet/signal"
 )
 
@@ -30,7 +31,6 @@ const (
 	writeTimeout     = 5 * time.Second
 	flushTimeout     = time.Second
 	tickInterval     = 500 * time.Millisecond
-	maxPendingCands  = 128
 	maxChatBytes     = 4096
 	layerIdleTimeout = 2 * time.Second
 )
@@ -52,13 +52,11 @@ type session struct {
 	pubPC, subPC *webrtc.PeerConnection
 
 	// owned by run
-	pubs           map[*webrtc.RTPReceiver]*publishedTrack
-	downs          map[string]*downSlot
-	awaitingAnswer bool // a node offer on subPC is outstanding
-	needOffer      bool
-	pendingPub     []webrtc.ICECandidateInit // candidates before a remote description
-	pendingSub     []webrtc.ICECandidateInit
-	lastTick       time.Time
+	pubs     map[*webrtc.RTPReceiver]*publishedTrack
+	downs    map[string]*downSlot
+	pubNeg   *negotiation.Answerer // on pubPC
+	subNeg   *negotiation.Offerer  // on subPC
+	lastTick time.Time
 }
 
 type downSlot struct {
@@ -84,6 +82,9 @@ func newSession(ctx context.Context, s *SFU, c Conn, id Identity) (*session, err
 		sess.stop(err)
 		return nil, err
 	}
+	hooks := negotiation.Config{Send: sess.send, Failed: sess.negotiationFailed}
+	sess.pubNeg = negotiation.NewAnswerer(sess.pubPC, hooks)
+	sess.subNeg = negotiation.NewOfferer(sess.subPC, hooks)
 	sess.pubPC.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 		sess.mbox.post(func() { sess.onTrack(t, r) })
 	})
@@ -174,7 +175,7 @@ func (s *session) handle(m signal.Message) {
 	case signal.TypeOffer:
 		s.onOffer(m.SDP)
 	case signal.TypeAnswer:
-		s.onAnswer(m.SDP)
+		s.subNeg.Answer(m.SDP, nil)
 	case signal.TypeCandidate:
 		s.onCandidate(m.Target, m.Candidate)
 	case signal.TypeSubscribe:
@@ -206,86 +207,52 @@ func (s *session) handle(m signal.Message) {
 // time, and the client answers. Offers never cross, so there is no glare.
 
 func (s *session) onOffer(sdp string) {
-	pc := s.pubPC
 	if err := checkOffer(sdp); err != nil {
 		s.sendError(CodeBadSDP, err.Error())
 		return
 	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
+	s.pubNeg.Offer(sdp, nil)
+}
+
+// negotiationFailed tells the participant what was wrong with its SDP or
+// candidates, and ends the session where a connection cannot go on.
+func (s *session) negotiationFailed(step negotiation.Step, err error) {
+	switch step {
+	case negotiation.StepApplyOffer:
 		s.sendError(CodeBadSDP, err.Error())
-		if pc.SignalingState() != webrtc.SignalingStateStable {
+		if s.pubPC.SignalingState() != webrtc.SignalingStateStable {
 			// pion rejects malformed SDP before changing state; an offer
 			// that failed later left the connection half-applied, and
 			// pion cannot roll it back.
 			s.finish(fmt.Errorf("publish offer half applied: %w", err))
 		}
-		return
-	}
-	answer, err := pc.CreateAnswer(nil)
-	if err == nil {
-		err = pc.SetLocalDescription(answer)
-	}
-	if err != nil {
+	case negotiation.StepAnswer:
 		// pion cannot roll a remote offer back; a publish connection stuck
 		// in have-remote-offer cannot go on.
 		s.sendError(CodeBadSDP, err.Error())
 		s.finish(fmt.Errorf("answer publish offer: %w", err))
-		return
-	}
-	s.send(signal.Message{Type: signal.TypeAnswer, SDP: answer.SDP})
-	flushCandidates(pc, &s.pendingPub, s.badCandidate)
-}
-
-func (s *session) onAnswer(sdp string) {
-	if !s.awaitingAnswer {
-		s.sendError(CodeUnexpectedAnswer, "no subscribe offer is outstanding")
-		return
-	}
-	if err := s.subPC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
-		s.sendError(CodeBadSDP, err.Error())
-		if s.subPC.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
-			// The offer stays outstanding: the client may still send a
-			// proper answer.
+	case negotiation.StepOffer:
+		s.finish(fmt.Errorf("create subscribe offer: %w", err))
+	case negotiation.StepApplyAnswer:
+		if errors.Is(err, negotiation.ErrNoOffer) {
+			s.sendError(CodeUnexpectedAnswer, "no subscribe offer is outstanding")
 			return
 		}
-		// pion took the answer before it failed; carry on from there
-		// rather than wait for an answer that cannot be applied.
+		// The offer stays outstanding unless pion took the answer before
+		// it failed: the client may still send a proper answer.
+		s.sendError(CodeBadSDP, err.Error())
+	case negotiation.StepCandidate:
+		s.sendError(CodeBadCandidate, err.Error())
 	}
-	s.awaitingAnswer = false
-	flushCandidates(s.subPC, &s.pendingSub, s.badCandidate)
-	s.maybeOffer()
-}
-
-// maybeOffer sends the node's next subscribe offer if one is needed and
-// the previous one has been answered.
-func (s *session) maybeOffer() {
-	if !s.needOffer || s.awaitingAnswer || s.subPC.SignalingState() != webrtc.SignalingStateStable {
-		return
-	}
-	s.needOffer = false
-	offer, err := s.subPC.CreateOffer(nil)
-	if err == nil {
-		err = s.subPC.SetLocalDescription(offer)
-	}
-	if err != nil {
-		s.finish(fmt.Errorf("create subscribe offer: %w", err))
-		return
-	}
-	s.awaitingAnswer = true
-	s.send(signal.Message{Type: signal.TypeOffer, SDP: offer.SDP})
 }
 
 func (s *session) onCandidate(target string, c *signal.Candidate) {
-	pc, pending := s.pubPC, &s.pendingPub
 	if target == signal.TargetSubscribe {
-		pc, pending = s.subPC, &s.pendingSub
-	}
-	if err := addCandidate(pc, pending, c); err != nil {
-		s.badCandidate(err)
+		s.subNeg.Candidate(c)
+	} else {
+		s.pubNeg.Candidate(c)
 	}
 }
-
-func (s *session) badCandidate(err error) { s.sendError(CodeBadCandidate, err.Error()) }
 
 // Publishing.
 
@@ -384,8 +351,7 @@ func (s *session) subscribe(pub *publishedTrack) {
 	s.downs[pub.info.ID] = &downSlot{dt: dt, sender: sender}
 	s.goMedia(func() { dt.readRTCP(sender) })
 	pub.addDown(dt)
-	s.needOffer = true
-	s.maybeOffer()
+	s.subNeg.Renegotiate()
 }
 
 func (s *session) unsubscribe(pub *publishedTrack) {
@@ -398,8 +364,7 @@ func (s *session) unsubscribe(pub *publishedTrack) {
 	if err := s.subPC.RemoveTrack(slot.sender); err != nil {
 		s.log.Debug("remove subscription", "track", pub.info.ID, "err", err)
 	}
-	s.needOffer = true
-	s.maybeOffer()
+	s.subNeg.Renegotiate()
 }
 
 func (s *session) onSubscribe(trackID, layer string) {
@@ -443,7 +408,7 @@ func (s *session) tick(now time.Time) {
 		p.sampleRates(elapsed)
 	}
 	s.allocate()
-	s.maybeOffer()
+	s.subNeg.MaybeOffer()
 }
 
 func (s *session) allocate() {

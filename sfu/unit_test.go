@@ -1,6 +1,9 @@
 package sfu
 
 import (
+	"bytes"
+	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -546,4 +549,34 @@ func FuzzParseLinkTrackID(f *testing.F) {
 			t.Fatalf("parseLinkTrackID(%q) = %q %d, which does not name it", s, id, q)
 		}
 	})
+}
+
+// The signed form of a relay SDP is part of the relay protocol: nodes of
+// other versions sign and verify these very bytes.
+func TestRelaySDPSignature(t *testing.T) {
+	got := sdpSigned([]byte("binding"), "n1", "offer", "v=0\r\n")
+	if want := "oakmeet relay sdp v1\x00binding\x00n1\x00offer\x00v=0\r\n"; string(got) != want {
+		t.Fatalf("sdpSigned = %q, want %q", got, want)
+	}
+
+	_, selfKey, _ := ed25519.GenerateKey(nil)
+	peerPub, peerKey, _ := ed25519.GenerateKey(nil)
+	cfg := Link{Meeting: "m", Self: "n1", Peer: "n2", Key: selfKey, PeerKey: peerPub, Binding: []byte("binding")}
+	offer := webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: "v=0\r\n"}
+	if sig, want := linkSigner(cfg).Sign(offer), ed25519.Sign(selfKey, got); !bytes.Equal(sig, want) {
+		t.Fatal("an offer is not signed over its sdpSigned bytes")
+	}
+	answer := webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: "v=0\r\n"}
+	peerSig := ed25519.Sign(peerKey, sdpSigned(cfg.Binding, "n2", "answer", answer.SDP))
+	if err := linkSigner(cfg).Verify(answer, peerSig); err != nil {
+		t.Fatalf("the peer's signed answer: %v", err)
+	}
+	for name, d := range map[string]webrtc.SessionDescription{
+		"as an offer":    {Type: webrtc.SDPTypeOffer, SDP: answer.SDP},
+		"of another sdp": {Type: webrtc.SDPTypeAnswer, SDP: "v=1\r\n"},
+	} {
+		if err := linkSigner(cfg).Verify(d, peerSig); !errors.Is(err, ErrBadSignature) {
+			t.Errorf("the peer's answer signature %s: %v, want ErrBadSignature", name, err)
+		}
+	}
 }
