@@ -71,8 +71,9 @@ type Move struct {
 // when that node asks it to move, or the connection to it is lost, it joins
 // again as the participant's replacement and connects to the new node
 // (make before break: the old leg closes once the new one has carried
-// media, or after HandoverTimeout). A removal by the node, a refused join
-// or a move that cannot be made ends the call.
+// media, or after HandoverTimeout). A removal by the node, a join refused
+// with a 4xx, or a move not made within RejoinTimeout ends the call; its
+// legs stay open until Close.
 type Call struct {
 	cfg CallConfig
 	log *slog.Logger
