@@ -155,8 +155,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	})
 	defer stopRecv()
 
-	r := &runner{cfg: cfg, id: id, pubCtx: pubCtx, rx: newReceiver(cfg.MeasureFrom), notes: make(chan note, 16)}
-	cur, err := r.startLeg("")
+	r := &runner{cfg: cfg, id: id, pubCtx: pubCtx, rx: newReceiver(cfg.MeasureFrom), legs: map[*client.Leg]*leg{}}
+	// The call joins, and moves, with pubCtx: a bot that is leaving does
+	// not move any more.
+	call, err := client.StartCall(pubCtx, client.CallConfig{
+		Server: cfg.Server, Meeting: cfg.Meeting,
+		Join:       client.JoinRequest{Name: cfg.Name, Country: cfg.Country},
+		Options:    client.Options{Logger: cfg.Logger, HTTPClient: cfg.HTTPClient, LoopbackOnly: cfg.LoopbackOnly, RelayOnly: cfg.RelayOnly},
+		HTTPClient: cfg.HTTPClient,
+		OnLeg:      r.onLeg,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -164,82 +172,26 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// Ready comes before publishing, so a load generator can start every
 	// publisher's clock at once.
 	if cfg.Ready != nil {
-		cfg.Ready(cur.jr.ParticipantID)
+		cfg.Ready(call.Current().ID())
 	}
-	if err := r.publishOn(cur); err != nil {
-		r.closeLeg(cur)
+	if err := r.startPublishing(); err != nil {
+		_ = call.Close()
 		return rep, err
 	}
-
-	legs := make(chan legResult, 1)
-	pending := false
 	var runErr error
-loop:
-	for {
-		select {
-		case <-recvCtx.Done():
-			break loop
-		case n := <-r.notes:
-			if n.leg != cur || pending {
-				continue // an old leg closing, or a move already under way
-			}
-			var reason string
-			switch {
-			case n.move != "":
-				reason = n.move
-			case errors.Is(n.closed, client.ErrRemoved):
-				runErr = fmt.Errorf("session ended: %w", n.closed)
-				break loop
-			case n.closed != nil:
-				reason = "connection lost: " + n.closed.Error()
-			default:
-				continue
-			}
-			if pubCtx.Err() != nil {
-				continue // leaving anyway
-			}
-			pending = true
-			from := cur
-			go func() {
-				l, err := r.rejoin(from)
-				legs <- legResult{leg: l, err: err, reason: reason}
-			}()
-		case res := <-legs:
-			pending = false
-			if res.err != nil {
-				if pubCtx.Err() == nil { // not just the bot leaving mid-move
-					runErr = fmt.Errorf("move after %s: %w", res.reason, res.err)
-				}
-				break loop
-			}
-			old := cur
-			cur = res.leg
-			rep.Moves = append(rep.Moves, Move{
-				At: time.Now().UTC(), Reason: res.reason,
-				From: nodeRef(old.jr.Node), To: nodeRef(cur.jr.Node),
-			})
-			if err := r.publishOn(cur); err != nil {
-				runErr = err
-				break loop
-			}
-			// Make before break: the old connection closes once the new
-			// one has carried media, or after a few seconds at most.
-			go func() {
-				cur.waitSent(pubCtx, 10, 3*time.Second)
-				r.closeLeg(old)
-			}()
-		}
+	select {
+	case <-recvCtx.Done():
+	case <-call.Done():
+		runErr = call.Err()
 	}
-	if pending {
-		// The bot is leaving (receiving ends only after publishing has):
-		// the move under way fails soon, and a leg it made just before is
-		// then in r.legs for closeAll.
-		<-legs
+	cur := r.legOf(call.Current())
+	rep.ParticipantID = cur.call.ID()
+	rep.Node = nodeRef(cur.call.Node())
+	for _, m := range call.Moves() {
+		rep.Moves = append(rep.Moves, Move{At: m.At, Reason: m.Reason, From: nodeRef(m.From), To: nodeRef(m.To)})
 	}
-	rep.ParticipantID = cur.jr.ParticipantID
-	rep.Node = nodeRef(cur.jr.Node)
 	rep.SecurityCode, rep.Epoch, _ = cur.keys.final()
-	r.closeAll()
+	_ = call.Close()
 	rep.KeyChanges = r.history()
 	rep.Sent = SentCounts{VideoFrames: r.sentVideo.Load(), AudioFrames: r.sentAudio.Load()}
 	rep.Tracks = r.rx.report()
@@ -254,172 +206,146 @@ type Move struct {
 	Reason string    `json:"reason"`
 }
 
-// runner is one bot's state across its legs.
+// carriedFrames is how many frames a new leg sends before the leg it
+// replaces may close.
+const carriedFrames = 10
+
+// runner is one bot's state across the legs of its call.
 type runner struct {
 	cfg    Config
 	id     *identity.Identity
 	pubCtx context.Context
 	rx     *receiver
-	notes  chan note
 
 	sentVideo, sentAudio atomic.Int64
 
-	mu      sync.Mutex
-	legs    []*leg
-	keyHist []KeyChange
+	mu         sync.Mutex
+	legs       map[*client.Leg]*leg // every leg the call made
+	publishing bool                 // Ready has returned: every leg publishes
+	keyHist    []KeyChange
 }
 
-// leg is one connection of the bot: a placement, its session, its key
-// schedule member and the goroutines that publish and read its media.
+// leg is the bot's side of one leg of the call: its key schedule member
+// and the goroutines that publish and read its media and tick its keys.
 type leg struct {
-	jr        client.JoinResult
-	sess      *client.Session
-	keys      *keyring
-	stopPub   context.CancelFunc
-	sent      atomic.Int64
-	wg        sync.WaitGroup
-	done      chan struct{}
-	closeOnce sync.Once
+	call    *client.Leg
+	keys    *keyring
+	pubCtx  context.Context
+	stopPub context.CancelFunc
+	done    chan struct{} // closed when the leg closes
+	sent    atomic.Int64
+	wg      sync.WaitGroup
+
+	mu     sync.Mutex // orders publishing against closing
+	closed bool
 }
 
-type note struct {
-	leg    *leg
-	move   string
-	closed error
-}
-
-type legResult struct {
-	leg    *leg
-	err    error
-	reason string
-}
-
-func (r *runner) startLeg(replaces string) (*leg, error) {
-	cfg := r.cfg
-	jr, err := client.Join(r.pubCtx, cfg.HTTPClient, cfg.Server, cfg.Meeting, client.JoinRequest{Name: cfg.Name, Country: cfg.Country, Replaces: replaces})
+// onLeg prepares a new leg of the call: a key schedule member for its
+// participant, and publishers once the bot publishes at all.
+func (r *runner) onLeg(cl *client.Leg) (client.LegHooks, error) {
+	keys, err := newKeyring(cl.Session(), tokenIssued(cl.Join().Token), r.id, r.cfg.Logger)
 	if err != nil {
-		return nil, err
+		return client.LegHooks{}, fmt.Errorf("end-to-end encryption: %w", err)
 	}
-	sess, err := client.Connect(r.pubCtx, jr, client.Options{Logger: cfg.Logger, HTTPClient: cfg.HTTPClient, LoopbackOnly: cfg.LoopbackOnly, RelayOnly: cfg.RelayOnly})
-	if err != nil {
-		return nil, fmt.Errorf("connect to node %s: %w", jr.Node.ID, err)
-	}
-	keys, err := newKeyring(sess, tokenIssued(jr.Token), r.id, cfg.Logger)
-	if err != nil {
-		_ = sess.Close()
-		return nil, fmt.Errorf("end-to-end encryption: %w", err)
-	}
-	l := &leg{jr: jr, sess: sess, keys: keys, stopPub: func() {}, done: make(chan struct{})}
+	l := &leg{call: cl, keys: keys, done: make(chan struct{})}
+	l.pubCtx, l.stopPub = context.WithCancel(r.pubCtx)
+	l.wg.Go(func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-l.done:
+				return
+			case <-tick.C:
+				l.keys.tick()
+			}
+		}
+	})
 	r.mu.Lock()
-	r.legs = append(r.legs, l)
+	r.legs[cl] = l
+	publish := r.publishing
 	r.mu.Unlock()
-	l.wg.Go(func() { r.follow(l) })
-	return l, nil
+	if publish {
+		if err := r.publishOn(l); err != nil {
+			r.closeLeg(l)
+			return client.LegHooks{}, err
+		}
+	}
+	return client.LegHooks{
+		Event:  func(ev client.Event) { r.event(l, ev) },
+		Closed: func() { r.closeLeg(l) },
+	}, nil
 }
 
-// rejoin places the bot again, replacing the participant of leg from,
-// retrying for a while: after a node is lost, the control plane needs a
-// few seconds to notice.
-func (r *runner) rejoin(from *leg) (*leg, error) {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		l, err := r.startLeg(from.jr.ParticipantID)
-		if err == nil {
-			return l, nil
-		}
-		var ae *client.APIError
-		if errors.As(err, &ae) && ae.Status < 500 || time.Now().After(deadline) || r.pubCtx.Err() != nil {
-			return nil, err
-		}
-		r.cfg.Logger.Info("rejoin failed; retrying", "err", err)
-		select {
-		case <-time.After(time.Second):
-		case <-r.pubCtx.Done():
-			return nil, r.pubCtx.Err()
-		}
+// event handles one leg's events: the key schedule and new tracks.
+func (r *runner) event(l *leg, ev client.Event) {
+	switch ev.Type {
+	case client.EventParticipantJoined:
+		l.keys.joined(ev.Participant)
+	case client.EventParticipantLeft:
+		l.keys.left(ev.Participant)
+	case client.EventRelay:
+		l.keys.relay(ev.Participant.ID, ev.Payload)
+	case client.EventTrackAdded:
+		l.wg.Go(func() { r.rx.read(ev, l.keys.m) })
+	case client.EventError:
+		r.cfg.Logger.Warn("node reported an error", "err", ev.Err)
 	}
 }
 
-// follow handles one leg's events: the key schedule, new tracks, and the
-// node's requests, which it passes to Run as notes.
-func (r *runner) follow(l *leg) {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	tell := func(n note) {
-		select {
-		case r.notes <- n:
-		case <-l.done:
-		}
-	}
-	for {
-		select {
-		case <-l.done:
-			return
-		case <-tick.C:
-			l.keys.tick()
-		case ev, ok := <-l.sess.Events():
-			if !ok {
-				return
-			}
-			switch ev.Type {
-			case client.EventParticipantJoined:
-				l.keys.joined(ev.Participant)
-			case client.EventParticipantLeft:
-				l.keys.left(ev.Participant)
-			case client.EventRelay:
-				l.keys.relay(ev.Participant.ID, ev.Payload)
-			case client.EventTrackAdded:
-				l.wg.Go(func() { r.rx.read(ev, l.keys.m) })
-			case client.EventMove:
-				r.cfg.Logger.Info("node asks to move", "reason", ev.Text)
-				tell(note{leg: l, move: ev.Text})
-			case client.EventClosed:
-				tell(note{leg: l, closed: ev.Err})
-				return
-			case client.EventError:
-				r.cfg.Logger.Warn("node reported an error", "err", ev.Err)
-			}
-		}
-	}
-}
-
-func (r *runner) publishOn(l *leg) error {
+// startPublishing makes every leg publish, the ones there are now and
+// those to come.
+func (r *runner) startPublishing() error {
 	if r.cfg.NoPublish {
 		return nil
 	}
-	ctx, cancel := context.WithCancel(r.pubCtx)
-	l.stopPub = cancel
-	return r.publish(ctx, l)
-}
-
-// waitSent returns once the leg has sent n frames, or after d.
-func (l *leg) waitSent(ctx context.Context, n int64, d time.Duration) {
-	deadline := time.Now().Add(d)
-	for l.sent.Load() < n && time.Now().Before(deadline) && ctx.Err() == nil {
-		time.Sleep(20 * time.Millisecond) // polling a counter the publisher owns
-	}
-}
-
-func (r *runner) closeLeg(l *leg) {
-	l.closeOnce.Do(func() {
-		l.stopPub()
-		_, _, h := l.keys.final()
-		r.mu.Lock()
-		r.keyHist = append(r.keyHist, h...)
-		r.mu.Unlock()
-		close(l.done)
-		_ = l.sess.Close() // ends its readers and publishers
-		l.wg.Wait()
-	})
-}
-
-func (r *runner) closeAll() {
 	r.mu.Lock()
-	legs := append([]*leg(nil), r.legs...)
+	r.publishing = true
+	legs := make([]*leg, 0, len(r.legs))
+	for _, l := range r.legs {
+		legs = append(legs, l)
+	}
 	r.mu.Unlock()
 	for _, l := range legs {
-		r.closeLeg(l)
+		if err := r.publishOn(l); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// publishOn starts publishing on a leg unless it has closed meanwhile.
+func (r *runner) publishOn(l *leg) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	if err := r.publish(l); err != nil && !errors.Is(err, client.ErrClosed) {
+		return err
+	}
+	return nil
+}
+
+func (r *runner) legOf(cl *client.Leg) *leg {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.legs[cl]
+}
+
+// closeLeg stops a leg's goroutines and keeps its key history. The call
+// runs it once the leg's session has closed.
+func (r *runner) closeLeg(l *leg) {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	l.stopPub()
+	close(l.done)
+	l.wg.Wait()
+	_, _, h := l.keys.final()
+	r.mu.Lock()
+	r.keyHist = append(r.keyHist, h...)
+	r.mu.Unlock()
 }
 
 func (r *runner) history() []KeyChange {
@@ -431,8 +357,9 @@ func (r *runner) history() []KeyChange {
 }
 
 // publish starts real-time senders for the audio and video clips on a
-// leg, each frame stamped and encrypted.
-func (r *runner) publish(ctx context.Context, l *leg) error {
+// leg, each frame stamped and encrypted. The call learns the leg carries
+// media once it has sent carriedFrames frames.
+func (r *runner) publish(l *leg) error {
 	video, err := clip.Video()
 	if err != nil {
 		return err
@@ -441,21 +368,27 @@ func (r *runner) publish(ctx context.Context, l *leg) error {
 	if err != nil {
 		return err
 	}
-	vt, err := l.sess.PublishVideo(client.TrackOptions{})
+	sess := l.call.Session()
+	vt, err := sess.PublishVideo(client.TrackOptions{})
 	if err != nil {
 		return fmt.Errorf("publish video: %w", err)
 	}
-	at, err := l.sess.PublishAudio(client.TrackOptions{})
+	at, err := sess.PublishAudio(client.TrackOptions{})
 	if err != nil {
 		return fmt.Errorf("publish audio: %w", err)
 	}
-	m, from := l.keys.m, r.cfg.MeasureFrom
+	m, from, ctx := l.keys.m, r.cfg.MeasureFrom, l.pubCtx
+	sent := func() {
+		if l.sent.Add(1) == carriedFrames {
+			l.call.MarkCarried()
+		}
+	}
 	l.wg.Go(func() {
 		var plain []byte
 		n := play(ctx, video, func(buf []byte, f clip.Frame, now time.Time) ([]byte, error) {
 			plain = stamp.AppendVP8(plain[:0], f.Data, now)
 			return m.Protect(buf, mediaframe.VP8, plain)
-		}, vt, from, &l.sent)
+		}, vt, from, sent)
 		r.sentVideo.Add(n)
 	})
 	l.wg.Go(func() {
@@ -466,15 +399,16 @@ func (r *runner) publish(ctx context.Context, l *leg) error {
 				plain = append(plain[:0], f.Data...)
 			}
 			return m.Protect(buf, mediaframe.Opus, plain)
-		}, at, from, &l.sent)
+		}, at, from, sent)
 		r.sentAudio.Add(n)
 	})
 	return nil
 }
 
 // play sends a clip's frames at their real pace until ctx ends, answering
-// key-frame requests by skipping ahead to the next key frame.
-func play(ctx context.Context, c *clip.Clip, frame func([]byte, clip.Frame, time.Time) ([]byte, error), t *client.LocalTrack, from *atomic.Int64, legSent *atomic.Int64) int64 {
+// key-frame requests by skipping ahead to the next key frame. onSent is
+// called for every frame written.
+func play(ctx context.Context, c *clip.Clip, frame func([]byte, clip.Frame, time.Time) ([]byte, error), t *client.LocalTrack, from *atomic.Int64, onSent func()) int64 {
 	p := clip.NewPlayer(c)
 	buf := make([]byte, 0, 64<<10)
 	var sent int64
@@ -506,7 +440,7 @@ func play(ctx context.Context, c *clip.Clip, frame func([]byte, clip.Frame, time
 				return sent
 			}
 		} else {
-			legSent.Add(1)
+			onSent()
 			if now.UnixNano() >= from.Load() {
 				sent++
 			}
