@@ -237,7 +237,7 @@ func unknownKinds(t *testing.T, dirs ...string) []string {
 		for _, f := range files {
 			ast.Inspect(f, func(n ast.Node) bool {
 				cl, ok := n.(*ast.CompositeLit)
-				if !ok || typeName(cl.Type) != "UnknownCodeError" {
+				if !ok || (render(cl.Type) != "UnknownCodeError" && !strings.HasSuffix(render(cl.Type), ".UnknownCodeError")) {
 					return true
 				}
 				if v, ok := stringLit(field(cl, "Kind")); ok && !slices.Contains(kinds, v) {
@@ -248,16 +248,6 @@ func unknownKinds(t *testing.T, dirs ...string) []string {
 		}
 	}
 	return kinds
-}
-
-func typeName(e ast.Expr) string {
-	switch e := e.(type) {
-	case *ast.Ident:
-		return e.Name
-	case *ast.SelectorExpr:
-		return e.Sel.Name
-	}
-	return ""
 }
 
 func field(cl *ast.CompositeLit, name string) ast.Expr {

@@ -29,27 +29,32 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	cl := apiclient.New(*server, nil)
 	if *meeting == "" {
 		rep, err := cl.Report(ctx)
-		if err != nil {
-			return apiFailure(err)
-		}
-		if *asJSON {
-			return printIndented(stdout, rep)
-		}
-		tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-		defer tw.Flush()
-		fmt.Fprintf(tw, "Traffic of %d meetings by the country of the node that carried it\n\n", rep.Meetings)
-		countryTable(tw, rep.Countries)
-		return nil
+		return printReport(stdout, *asJSON, rep, err, deploymentTable)
 	}
 	rep, err := cl.MeetingReport(ctx, *meeting)
+	return printReport(stdout, *asJSON, rep, err, meetingTable)
+}
+
+// printReport prints a report the control plane answered, as JSON or as
+// table prints it.
+func printReport[R any](stdout io.Writer, asJSON bool, rep R, err error, table func(io.Writer, R)) error {
 	if err != nil {
 		return apiFailure(err)
 	}
-	if *asJSON {
+	if asJSON {
 		return printIndented(stdout, rep)
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	defer tw.Flush()
+	table(tw, rep)
+	return tw.Flush()
+}
+
+func deploymentTable(tw io.Writer, rep api.DeploymentReport) {
+	fmt.Fprintf(tw, "Traffic of %d meetings by the country of the node that carried it\n\n", rep.Meetings)
+	countryTable(tw, rep.Countries)
+}
+
+func meetingTable(tw io.Writer, rep api.MeetingReport) {
 	fmt.Fprintf(tw, "Meeting %s %q, created %s, %d participants over time\n\n", rep.Meeting, rep.Title, rep.Created.Format(time.RFC3339), rep.Participants)
 	fmt.Fprintln(tw, "Policy in force")
 	for _, p := range rep.Policies {
@@ -70,7 +75,6 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	for _, e := range rep.Migrations {
 		fmt.Fprintf(tw, "  %s\t%s\t%s (%s)\t%s\n", e.Time.Format(time.TimeOnly), e.Participant, e.Node, e.NodeCountry, e.Reason)
 	}
-	return nil
 }
 
 func countryTable(w io.Writer, cs []api.CountryUsage) {
