@@ -2,8 +2,8 @@
 // request and response body and every error code, in one place. The server
 // (package control), the Go API client (package apiclient), the command
 // line, the bot, the load generator and the tests all import it, so none of
-// them declares a wire type of its own. docs/API.md documents it, and a test
-// there keeps the two in step.
+// them declares a wire type of its own. docs/API.md documents it, and this
+// package's docs test keeps the two in step.
 package api
 
 import (

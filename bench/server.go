@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -15,23 +13,15 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/oakmeet/oakmeet/api"
+	"github.com/oakmeet/oakmeet/apiclient"
 )
 
 func createMeeting(ctx context.Context, hc *http.Client, server string) (string, error) {
-	body := strings.NewReader(`{"title":"bench"}`)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(server, "/")+"/api/meetings", body)
-	if err != nil {
-		return "", err
-	}
-	resp, err := hc.Do(req)
+	m, err := apiclient.New(server, hc).Create(ctx, api.CreateRequest{Title: "bench"})
 	if err != nil {
 		return "", fmt.Errorf("create meeting: %w", err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	var m struct{ ID, Error string }
-	if err := json.Unmarshal(data, &m); err != nil || resp.StatusCode != http.StatusCreated {
-		return "", fmt.Errorf("create meeting: HTTP %d %s", resp.StatusCode, bytes.TrimSpace(data))
 	}
 	return m.ID, nil
 }

@@ -3,12 +3,13 @@ package system
 import (
 	"context"
 	"fmt"
-	"github.com/oakmeet/oakmeet/api"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/oakmeet/oakmeet/api"
+	"github.com/oakmeet/oakmeet/apiclient"
 	"github.com/oakmeet/oakmeet/audit"
 	"github.com/oakmeet/oakmeet/bot"
 	"github.com/oakmeet/oakmeet/policy"
@@ -31,7 +32,7 @@ func nodes() []testcluster.NodeSpec {
 // past the move deadline), or a relay link touching a blocked node.
 type watcher struct {
 	t          *testing.T
-	get        func(path string, out any) int
+	api        *apiclient.Client
 	meeting    string
 	mu         sync.Mutex
 	violations []string
@@ -60,8 +61,8 @@ func (w *watcher) seen(key string, now time.Time, gapEnds time.Duration) time.Du
 	return now.Sub(s.first)
 }
 
-func watch(t *testing.T, get func(path string, out any) int, meeting string) *watcher {
-	w := &watcher{t: t, get: get, meeting: meeting, stop: make(chan struct{}), done: make(chan struct{}), since: map[string]stretch{}}
+func watch(t *testing.T, cl *apiclient.Client, meeting string) *watcher {
+	w := &watcher{t: t, api: cl, meeting: meeting, stop: make(chan struct{}), done: make(chan struct{}), since: map[string]stretch{}}
 	go w.run()
 	return w
 }
@@ -74,8 +75,8 @@ func (w *watcher) run() {
 			return
 		case <-time.After(100 * time.Millisecond):
 		}
-		var rv api.Routing
-		if w.get("/api/meetings/"+w.meeting+"/routing", &rv) != 200 {
+		rv, err := w.routing()
+		if err != nil {
 			continue
 		}
 		eff, err := policy.Combine(policy.Policy{}, rv.EffectivePolicy)
@@ -114,6 +115,14 @@ func (w *watcher) run() {
 	}
 }
 
+// routing asks for the meeting's routing, giving up after a second so a
+// slow answer costs one poll, not the watch.
+func (w *watcher) routing() (api.Routing, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	return w.api.Routing(ctx, w.meeting)
+}
+
 func (w *watcher) finish() {
 	close(w.stop)
 	<-w.done
@@ -132,9 +141,10 @@ func (w *watcher) finish() {
 // allowed node within 5 s, media keeps flowing, and no participant or relay
 // is ever left on the blocked node.
 func TestCrossNodeMediaAndPolicyMove(t *testing.T) {
+	ctx := context.Background()
 	c := testcluster.Start(t, policy.Policy{}, nodes())
 	m := c.CreateMeeting(policy.Policy{BlockedCountries: []string{"CN"}})
-	w := watch(t, c.Get, m.ID)
+	w := watch(t, c.API, m.ID)
 
 	type result struct {
 		rep *bot.Report
@@ -157,8 +167,7 @@ func TestCrossNodeMediaAndPolicyMove(t *testing.T) {
 	ready.Wait()
 	// Both are in, on their own nodes, with a relay between the nodes.
 	testcluster.WaitFor(t, 10*time.Second, "a connected relay between de-fra and jp-tyo", func() bool {
-		var rv api.Routing
-		c.Get("/api/meetings/"+m.ID+"/routing", &rv)
+		rv, _ := c.API.Routing(ctx, m.ID) // not yet, until it answers
 		for _, r := range rv.Relays {
 			if r.Connected {
 				return true
@@ -166,8 +175,10 @@ func TestCrossNodeMediaAndPolicyMove(t *testing.T) {
 		}
 		return false
 	})
-	var rv api.Routing
-	c.Get("/api/meetings/"+m.ID+"/routing", &rv)
+	rv, err := c.API.Routing(ctx, m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	on := map[string]string{}
 	for _, p := range rv.Participants {
 		on[p.Name] = p.Node.ID
@@ -180,12 +191,14 @@ func TestCrossNodeMediaAndPolicyMove(t *testing.T) {
 	time.Sleep(4 * time.Second) // media runs; the watcher polls meanwhile
 	changed := time.Now()
 	t.Logf("policy change at %s", changed.Format("15:04:05.000"))
-	if code := c.Do("PUT", "/api/meetings/"+m.ID+"/policy", m.HostToken, policy.Policy{BlockedCountries: []string{"CN", "JP"}}, nil); code != 200 {
-		t.Fatalf("policy change: %d", code)
+	if _, err := c.API.SetPolicy(ctx, m.ID, m.HostToken, policy.Policy{BlockedCountries: []string{"CN", "JP"}}); err != nil {
+		t.Fatalf("policy change: %v", err)
 	}
 	testcluster.WaitFor(t, 6*time.Second, "bot-JP moved off jp-tyo", func() bool {
-		var rv api.Routing
-		c.Get("/api/meetings/"+m.ID+"/routing", &rv)
+		rv, err := c.API.Routing(ctx, m.ID)
+		if err != nil {
+			return false
+		}
 		for _, p := range rv.Participants {
 			if p.Node.Country == "JP" {
 				return false
@@ -200,8 +213,10 @@ func TestCrossNodeMediaAndPolicyMove(t *testing.T) {
 	w.finish()
 
 	// The report shows JP's traffic stopped at the change.
-	var rep api.MeetingReport
-	c.Get("/api/meetings/"+m.ID+"/report", &rep)
+	rep, err := c.API.MeetingReport(ctx, m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	byCountry := map[string]api.CountryUsage{}
 	for _, cu := range rep.Countries {
 		byCountry[cu.Country] = cu
@@ -304,6 +319,7 @@ func TestRelayOnlyThroughTheNodesTURN(t *testing.T) {
 // blocked nodes are disconnected with policy_no_allowed_node — never left
 // where they are — and the disconnection is audited.
 func TestPolicyLeavingNoNodeDisconnects(t *testing.T) {
+	ctx := context.Background()
 	c := testcluster.Start(t, policy.Policy{}, nodes()[:2])
 	m := c.CreateMeeting(policy.Policy{})
 	in := make(chan struct{})
@@ -315,8 +331,8 @@ func TestPolicyLeavingNoNodeDisconnects(t *testing.T) {
 	}()
 	<-in
 	changed := time.Now()
-	if code := c.Do("PUT", "/api/meetings/"+m.ID+"/policy", m.HostToken, policy.Policy{BlockedCountries: []string{"DE", "FR"}}, nil); code != 200 {
-		t.Fatalf("policy change: %d", code)
+	if _, err := c.API.SetPolicy(ctx, m.ID, m.HostToken, policy.Policy{BlockedCountries: []string{"DE", "FR"}}); err != nil {
+		t.Fatalf("policy change: %v", err)
 	}
 	select {
 	case err := <-errc:
@@ -329,13 +345,14 @@ func TestPolicyLeavingNoNodeDisconnects(t *testing.T) {
 	if d := time.Since(changed); d > 5*time.Second {
 		t.Errorf("disconnection took %s", d)
 	}
-	var rv api.Routing
-	c.Get("/api/meetings/"+m.ID+"/routing", &rv)
-	if len(rv.Participants) != 0 {
-		t.Fatalf("still placed: %+v", rv.Participants)
+	rv, err := c.API.Routing(ctx, m.ID)
+	if err != nil || len(rv.Participants) != 0 {
+		t.Fatalf("still placed: %+v (%v)", rv.Participants, err)
 	}
-	var a struct{ Entries []audit.Entry }
-	c.Get("/api/audit?meeting="+m.ID, &a)
+	a, err := c.API.Audit(ctx, m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	found := false
 	for _, e := range a.Entries {
 		found = found || (e.Kind == audit.KindDisconnect && e.Reason == "policy_no_allowed_node")

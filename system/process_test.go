@@ -3,10 +3,8 @@ package system
 import (
 	"bytes"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
-	"github.com/oakmeet/oakmeet/api"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -18,8 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oakmeet/oakmeet/api"
+	"github.com/oakmeet/oakmeet/apiclient"
 	"github.com/oakmeet/oakmeet/audit"
 	"github.com/oakmeet/oakmeet/bot"
+	"github.com/oakmeet/oakmeet/placement"
+	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/testcluster"
 )
 
@@ -30,6 +32,7 @@ type deployment struct {
 	bin     string
 	dir     string
 	url     string
+	api     *apiclient.Client
 	natsURL string
 	port    int
 	natsPt  int
@@ -61,6 +64,7 @@ func startDeployment(t *testing.T) *deployment {
 	d := &deployment{t: t, bin: buildBinary(t), dir: t.TempDir(), nodes: map[string]*exec.Cmd{}}
 	d.port, d.natsPt = freePort(t), freePort(t)
 	d.url = fmt.Sprintf("http://127.0.0.1:%d", d.port)
+	d.api = apiclient.New(d.url, nil)
 	d.natsURL = fmt.Sprintf("nats://127.0.0.1:%d", d.natsPt)
 	d.startControl()
 	t.Cleanup(d.stopAll)
@@ -85,12 +89,8 @@ func (d *deployment) startControl() {
 	}
 	d.control = cmd
 	testcluster.WaitFor(d.t, 15*time.Second, "control plane ready", func() bool {
-		resp, err := http.Get(d.url + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
+		_, err := d.api.Health(context.Background())
+		return err == nil
 	})
 }
 
@@ -123,33 +123,8 @@ func (d *deployment) stopAll() {
 	}
 }
 
-func (d *deployment) do(method, path, auth string, body any, out any) int {
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, d.url+path, rd)
-	if auth != "" {
-		req.Header.Set("Authorization", "Bearer "+auth)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	if out != nil {
-		_ = json.Unmarshal(data, out)
-	}
-	return resp.StatusCode
-}
-
-func (d *deployment) get(path string, out any) int { return d.do("GET", path, "", nil, out) }
-
 func (d *deployment) healthy() map[string]bool {
-	var nodes []api.Node
-	d.get("/api/nodes", &nodes)
+	nodes, _ := d.api.Nodes(context.Background()) // none healthy until it answers
 	out := map[string]bool{}
 	for _, n := range nodes {
 		if n.Healthy {
@@ -172,8 +147,7 @@ func (d *deployment) waitHealthy(ids ...string) {
 }
 
 func (d *deployment) participantsOn(meeting string) map[string]string {
-	var rv api.Routing
-	d.get("/api/meetings/"+meeting+"/routing", &rv)
+	rv, _ := d.api.Routing(context.Background(), meeting) // no one placed until it answers
 	out := map[string]string{}
 	for _, p := range rv.Participants {
 		out[p.Name] = p.Node.ID
@@ -183,14 +157,7 @@ func (d *deployment) participantsOn(meeting string) map[string]string {
 
 func (d *deployment) verifyAudit() {
 	d.t.Helper()
-	resp, err := http.Get(d.url + "/api/audit/export")
-	if err != nil {
-		d.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if _, err := audit.VerifyExport(resp.Body); err != nil {
-		d.t.Fatalf("audit log does not verify: %v", err)
-	}
+	verifyAudit(d.t, d.api)
 }
 
 // Real processes: five nodes in five countries. A node killed with
@@ -210,21 +177,18 @@ func TestProcessesNodeLossDrainOverloadRestart(t *testing.T) {
 	d.startNode("cn-1", "CN", "cn-north-1", "--max-participants", "1")
 	d.waitHealthy("de-1", "fr-1", "jp-1", "us-1", "cn-1")
 
-	var m struct {
-		ID        string
-		HostToken string `json:"host_token"`
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m, err := d.api.Create(ctx, api.CreateRequest{Title: "procs", Policy: policy.Policy{BlockedCountries: []string{"CN"}}})
+	if err != nil {
+		t.Fatalf("create: %v", err)
 	}
-	if code := d.do("POST", "/api/meetings", "", map[string]any{"title": "procs", "policy": map[string]any{"blocked_countries": []string{"CN"}}}, &m); code != 201 {
-		t.Fatalf("create: %d", code)
-	}
-	w := watch(t, d.get, m.ID)
+	w := watch(t, d.api, m.ID)
 
 	// Three bots: from JP, DE and FR.
 	var wg sync.WaitGroup
 	reports := map[string]*bot.Report{}
 	var mu sync.Mutex
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	var ready sync.WaitGroup
 	for _, cc := range []string{"JP", "DE", "FR"} {
 		ready.Add(1)
@@ -279,8 +243,10 @@ func TestProcessesNodeLossDrainOverloadRestart(t *testing.T) {
 
 	// A policy change forces a migration: block the country of the node
 	// bot-JP is on now; it moves within the deadline.
-	var where api.Routing
-	d.get("/api/meetings/"+m.ID+"/routing", &where)
+	where, err := d.api.Routing(ctx, m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	blocked := []string{"CN"}
 	for _, p := range where.Participants {
 		if p.Name == "bot-JP" {
@@ -288,12 +254,14 @@ func TestProcessesNodeLossDrainOverloadRestart(t *testing.T) {
 		}
 	}
 	changed := time.Now()
-	if code := d.do("PUT", "/api/meetings/"+m.ID+"/policy", m.HostToken, map[string]any{"blocked_countries": blocked}, nil); code != 200 {
-		t.Fatalf("policy change: %d", code)
+	if _, err := d.api.SetPolicy(ctx, m.ID, m.HostToken, policy.Policy{BlockedCountries: blocked}); err != nil {
+		t.Fatalf("policy change: %v", err)
 	}
 	testcluster.WaitFor(t, 8*time.Second, "bot-JP moved off "+blocked[1], func() bool {
-		var rv api.Routing
-		d.get("/api/meetings/"+m.ID+"/routing", &rv)
+		rv, err := d.api.Routing(ctx, m.ID)
+		if err != nil {
+			return false
+		}
 		for _, p := range rv.Participants {
 			if p.Name == "bot-JP" && (p.Node.Country == blocked[1] || p.Node.Country == "CN") {
 				return false // still (also) on a blocked node
@@ -306,14 +274,17 @@ func TestProcessesNodeLossDrainOverloadRestart(t *testing.T) {
 
 	// Overload: a meeting allowed only in CN, whose node takes one (and
 	// which the bots' meeting blocks, so they never fill it).
-	var only struct{ ID string }
-	d.do("POST", "/api/meetings", "", map[string]any{"policy": map[string]any{"allowed_countries": []string{"CN"}}}, &only)
-	if code := d.do("POST", "/api/meetings/"+only.ID+"/join", "", map[string]any{"name": "a", "location": map[string]string{"country": "CN"}}, nil); code != 200 {
-		t.Fatalf("first CN join: %d", code)
+	only, err := d.api.Create(ctx, api.CreateRequest{Policy: policy.Policy{AllowedCountries: []string{"CN"}}})
+	if err != nil {
+		t.Fatalf("create: %v", err)
 	}
-	var refusal struct{ Code string }
-	if code := d.do("POST", "/api/meetings/"+only.ID+"/join", "", map[string]any{"name": "b", "location": map[string]string{"country": "CN"}}, &refusal); code != 503 || refusal.Code != "no_capacity_in_allowed_regions" {
-		t.Fatalf("over capacity: %d %+v", code, refusal)
+	if _, err := d.api.Join(ctx, only.ID, api.JoinRequest{Name: "a", Location: api.Hint{Country: "CN"}}); err != nil {
+		t.Fatalf("first CN join: %v", err)
+	}
+	_, err = d.api.Join(ctx, only.ID, api.JoinRequest{Name: "b", Location: api.Hint{Country: "CN"}})
+	var refusal *api.Error
+	if !errors.As(err, &refusal) || refusal.Status != http.StatusServiceUnavailable || refusal.Code != placement.CodeNoCapacity {
+		t.Fatalf("over capacity: %v", err)
 	}
 
 	cancel()
@@ -332,13 +303,14 @@ func TestProcessesNodeLossDrainOverloadRestart(t *testing.T) {
 		}
 	}
 	d.waitHealthy(alive...)
-	var got struct{ ID string }
-	if code := d.get("/api/meetings/"+m.ID, &got); code != 200 || got.ID != m.ID {
-		t.Fatalf("meeting after restart: %d", code)
+	if got, err := d.api.Meeting(context.Background(), m.ID); err != nil || got.ID != m.ID {
+		t.Fatalf("meeting after restart: %+v %v", got, err)
 	}
 	d.verifyAudit()
-	var a struct{ Entries []audit.Entry }
-	d.get("/api/audit?meeting="+m.ID, &a)
+	a, err := d.api.Audit(context.Background(), m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	kinds := map[string]int{}
 	for _, e := range a.Entries {
 		kinds[e.Kind]++
@@ -367,19 +339,14 @@ func TestProcessesNodeLossDrainOverloadRestart(t *testing.T) {
 	}
 }
 
-// httpGet returns a response body, or the error that kept it away.
-func httpGet(url string) (io.Reader, error) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return nil, err
+// verifyAudit checks the whole audit log as the control plane exports it.
+func verifyAudit(t *testing.T, cl *apiclient.Client) {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := cl.AuditExport(context.Background(), "", &buf); err != nil {
+		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
+	if _, err := audit.VerifyExport(&buf); err != nil {
+		t.Fatalf("audit log does not verify: %v", err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: HTTP %d", url, resp.StatusCode)
-	}
-	return bytes.NewReader(data), nil
 }

@@ -1,14 +1,14 @@
 package system
 
 import (
-	"github.com/oakmeet/oakmeet/api"
+	"context"
 	"maps"
 	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/oakmeet/oakmeet/audit"
+	"github.com/oakmeet/oakmeet/placement"
 	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/testcluster"
 )
@@ -51,8 +51,9 @@ func TestRandomizedPolicyInvariant(t *testing.T) {
 	for range 6 {
 		m := c.CreateMeeting(randomPolicy())
 		meetings = append(meetings, mtg{m.ID, m.HostToken})
-		watchers = append(watchers, watch(t, c.Get, m.ID))
+		watchers = append(watchers, watch(t, c.API, m.ID))
 	}
+	ctx := context.Background()
 	down := map[string]bool{}
 	placed, refused := 0, 0
 	deadline := time.Now().Add(20 * time.Second)
@@ -64,23 +65,25 @@ func TestRandomizedPolicyInvariant(t *testing.T) {
 			switch code {
 			case 200:
 				placed++
-				var rv api.Routing
-				c.Get("/api/meetings/"+m.id+"/routing", &rv)
+				rv, err := c.API.Routing(ctx, m.id)
+				if err != nil {
+					t.Fatalf("step %d: %v", step, err)
+				}
 				eff, _ := policy.Combine(policy.Policy{}, rv.EffectivePolicy)
 				if !eff.Allows(jr.Node.Country, jr.Node.Region) {
 					t.Errorf("step %d: placed on %s, which the policy blocks", step, jr.Node.ID)
 				}
 			case 503:
 				refused++
-				if ae.Code != "no_node_in_allowed_regions" && ae.Code != "no_capacity_in_allowed_regions" {
+				if ae.Code != placement.CodeNoNodeInAllowedRegions && ae.Code != placement.CodeNoCapacity {
 					t.Errorf("step %d: refusal code %q", step, ae.Code)
 				}
 			default:
 				t.Errorf("step %d: join answered %d %+v", step, code, ae)
 			}
 		case r < 8: // the host changes the policy
-			if code := c.Do("PUT", "/api/meetings/"+m.id+"/policy", m.host, randomPolicy(), nil); code != 200 {
-				t.Errorf("step %d: policy change %d", step, code)
+			if _, err := c.API.SetPolicy(ctx, m.id, m.host, randomPolicy()); err != nil {
+				t.Errorf("step %d: policy change: %v", step, err)
 			}
 		default: // a node fails or comes back
 			s := specs[rnd.IntN(len(specs))]
@@ -102,21 +105,9 @@ func TestRandomizedPolicyInvariant(t *testing.T) {
 	if placed < 10 || refused < 1 {
 		t.Errorf("the load did not exercise both outcomes: %d placed, %d refused", placed, refused)
 	}
-	resp := c.Get("/api/audit", nil)
-	if resp != 200 {
-		t.Fatalf("audit: %d", resp)
+	if _, err := c.API.Audit(ctx, ""); err != nil {
+		t.Fatalf("audit: %v", err)
 	}
-	verifyClusterAudit(t, c)
+	verifyAudit(t, c.API)
 	t.Logf("%d placed, %d refused, nodes down at the end: %v", placed, refused, slices.Sorted(maps.Keys(down)))
-}
-
-func verifyClusterAudit(t *testing.T, c *testcluster.Cluster) {
-	t.Helper()
-	resp, err := httpGet(c.URL + "/api/audit/export")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := audit.VerifyExport(resp); err != nil {
-		t.Fatalf("audit log does not verify: %v", err)
-	}
 }

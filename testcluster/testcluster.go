@@ -5,25 +5,25 @@
 package testcluster
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
+	"errors"
 	"fmt"
-	"github.com/oakmeet/oakmeet/api"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/pion/interceptor"
 
+	"github.com/oakmeet/oakmeet/api"
+	"github.com/oakmeet/oakmeet/apiclient"
 	"github.com/oakmeet/oakmeet/bus"
 	"github.com/oakmeet/oakmeet/control"
+	"github.com/oakmeet/oakmeet/demo"
 	"github.com/oakmeet/oakmeet/locate"
 	"github.com/oakmeet/oakmeet/node"
 	"github.com/oakmeet/oakmeet/policy"
@@ -38,25 +38,23 @@ type NodeSpec struct {
 	Interceptors []interceptor.Factory
 }
 
-// World is eight nodes on five continents, including CN and RU.
+// World is eight of the demo's nodes, on five continents, including CN
+// and RU. The tests count on these eight in this order: a test that takes
+// World()[:2] runs on de-fra and us-iad.
 func World() []NodeSpec {
-	return []NodeSpec{
-		{ID: "de-fra", Country: "DE", Region: "eu-central-1", Max: 0},
-		{ID: "us-iad", Country: "US", Region: "us-east-1", Max: 0},
-		{ID: "jp-tyo", Country: "JP", Region: "ap-northeast-1", Max: 0},
-		{ID: "sg-sin", Country: "SG", Region: "ap-southeast-1", Max: 0},
-		{ID: "br-gru", Country: "BR", Region: "sa-east-1", Max: 0},
-		{ID: "in-bom", Country: "IN", Region: "ap-south-1", Max: 0},
-		{ID: "cn-pek", Country: "CN", Region: "cn-north-1", Max: 0},
-		{ID: "ru-mow", Country: "RU", Region: "ru-central1", Max: 0},
+	var specs []NodeSpec
+	for _, n := range demo.Pick("de-fra", "us-iad", "jp-tyo", "sg-sin", "br-gru", "in-bom", "cn-pek", "ru-mow") {
+		specs = append(specs, NodeSpec{ID: n.ID, Country: n.Country, Region: n.Region})
 	}
+	return specs
 }
 
 // Cluster is a control plane with real in-process nodes over an embedded
 // NATS server.
 type Cluster struct {
 	t     testing.TB
-	URL   string // the control plane's base URL
+	URL   string            // the control plane's base URL
+	API   *apiclient.Client // speaks to URL; RestartControl replaces both
 	Srv   *control.Server
 	dir   string
 	key   ed25519.PrivateKey
@@ -112,6 +110,7 @@ func (c *Cluster) startControl() {
 	c.Srv = srv
 	c.http = httptest.NewServer(srv.Handler())
 	c.URL = c.http.URL
+	c.API = apiclient.New(c.URL, nil)
 	runCtx, cancel := context.WithCancel(ctx)
 	c.stop = func() { cancel(); nc.Close() }
 	c.wg.Go(func() {
@@ -120,12 +119,8 @@ func (c *Cluster) startControl() {
 		}
 	})
 	WaitFor(t, 10*time.Second, "control ready", func() bool {
-		resp, err := http.Get(c.URL + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
+		_, err := c.API.Health(ctx)
+		return err == nil
 	})
 }
 
@@ -183,8 +178,10 @@ func (c *Cluster) shutdown() {
 // WaitHealthy waits until exactly n nodes are healthy.
 func (c *Cluster) WaitHealthy(n int) {
 	WaitFor(c.t, 10*time.Second, fmt.Sprintf("%d healthy nodes", n), func() bool {
-		var nodes []api.Node
-		c.Get("/api/nodes", &nodes)
+		nodes, err := c.API.Nodes(context.Background())
+		if err != nil {
+			return false
+		}
 		healthy := 0
 		for _, v := range nodes {
 			if v.Healthy {
@@ -207,76 +204,31 @@ func WaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// APIError is an error answer of the API.
-type APIError struct {
-	Error string `json:"error"`
-	Code  string `json:"code"`
-}
-
-// Do sends a request with an optional bearer token and JSON body (a string
-// is sent as is) and decodes the answer into out.
-func (c *Cluster) Do(method, path, auth string, body any, out any) int {
-	c.t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		data, _ := json.Marshal(b)
-		rd = bytes.NewReader(data)
-	}
-	req, _ := http.NewRequest(method, c.URL+path, rd)
-	if auth != "" {
-		req.Header.Set("Authorization", "Bearer "+auth)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			c.t.Fatalf("%s %s: %d %s: %v", method, path, resp.StatusCode, data, err)
-		}
-	}
-	return resp.StatusCode
-}
-
-// Get is Do for a GET.
-func (c *Cluster) Get(path string, out any) int { return c.Do("GET", path, "", nil, out) }
-
 // Created is the answer to creating a meeting.
-type Created struct {
-	ID              string        `json:"id"`
-	HostToken       string        `json:"host_token"`
-	Policy          policy.Policy `json:"policy"`
-	EffectivePolicy policy.Policy `json:"effective_policy"`
-	Warnings        []string      `json:"warnings"`
-}
+type Created = api.CreatedMeeting
 
 // CreateMeeting creates a meeting with policy p.
-func (c *Cluster) CreateMeeting(p policy.Policy) Created {
+func (c *Cluster) CreateMeeting(p policy.Policy) api.CreatedMeeting {
 	c.t.Helper()
-	var m Created
-	if code := c.Do("POST", "/api/meetings", "", map[string]any{"title": "t", "policy": p}, &m); code != 201 {
-		c.t.Fatalf("create: %d", code)
+	m, err := c.API.Create(context.Background(), api.CreateRequest{Title: "t", Policy: p})
+	if err != nil {
+		c.t.Fatalf("create meeting: %v", err)
 	}
 	return m
 }
 
-// Join joins meeting id with a location hint.
-func (c *Cluster) Join(id, country string) (api.JoinResponse, APIError, int) {
+// Join joins meeting id with a location hint. A refusal is returned as
+// the *api.Error with its status (nil when placed); anything else that
+// keeps the answer away fails the test.
+func (c *Cluster) Join(id, country string) (api.JoinResponse, *api.Error, int) {
 	c.t.Helper()
-	var raw json.RawMessage
-	code := c.Do("POST", "/api/meetings/"+id+"/join", "", map[string]any{"name": "n-" + country, "location": map[string]string{"country": country}}, &raw)
-	var jr api.JoinResponse
-	var ae APIError
-	if code == 200 {
-		json.Unmarshal(raw, &jr)
-	} else {
-		json.Unmarshal(raw, &ae)
+	jr, err := c.API.Join(context.Background(), id, api.JoinRequest{Name: "n-" + country, Location: api.Hint{Country: country}})
+	if err == nil {
+		return jr, nil, http.StatusOK
 	}
-	return jr, ae, code
+	var ae *api.Error
+	if !errors.As(err, &ae) {
+		c.t.Fatalf("join meeting %s: %v", id, err)
+	}
+	return api.JoinResponse{}, ae, ae.Status
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
+	"github.com/oakmeet/oakmeet/api"
 	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/testcluster"
 )
@@ -96,7 +97,7 @@ func joinURL(c *testcluster.Cluster, id, name, country string) string {
 // startMeeting starts a cluster of testcluster.World()'s nodes under no
 // deployment policy and creates a meeting with no policy of its own.
 // Without Chromium it skips (or fails, in CI) before starting anything.
-func startMeeting(t *testing.T) (*testcluster.Cluster, testcluster.Created) {
+func startMeeting(t *testing.T) (*testcluster.Cluster, api.CreatedMeeting) {
 	t.Helper()
 	needBrowser(t)
 	c := testcluster.Start(t, policy.Policy{}, testcluster.World())

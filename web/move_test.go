@@ -1,13 +1,14 @@
 package web_test
 
 import (
-	"github.com/oakmeet/oakmeet/api"
+	"context"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
+	"github.com/oakmeet/oakmeet/api"
 	"github.com/oakmeet/oakmeet/testcluster"
 )
 
@@ -56,7 +57,10 @@ func TestHostPolicyChangeMovesPage(t *testing.T) {
 
 	var r api.Routing
 	testcluster.WaitFor(t, 10*time.Second, "routing to show the moved page", func() bool {
-		c.Get("/api/meetings/"+m.ID+"/routing", &r)
+		var err error
+		if r, err = c.API.Routing(context.Background(), m.ID); err != nil {
+			return false
+		}
 		for _, p := range r.Participants {
 			if p.ID == after && p.Node.Country == country {
 				return true
@@ -102,7 +106,10 @@ func TestMoveMessageMakeBeforeBreak(t *testing.T) {
 	after := evalJS[string](page, `window.oakmeet.call.self.id`)
 	var r api.Routing
 	testcluster.WaitFor(t, 15*time.Second, "only the new participant left in the meeting", func() bool {
-		c.Get("/api/meetings/"+m.ID+"/routing", &r)
+		var err error
+		if r, err = c.API.Routing(context.Background(), m.ID); err != nil {
+			return false
+		}
 		return len(r.Participants) == 1 && r.Participants[0].ID == after
 	})
 	page.waitCode(1, 20*time.Second)

@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/oakmeet/oakmeet/api"
 	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/testcluster"
 )
@@ -46,9 +48,9 @@ func TestScreenshots(t *testing.T) {
 	evalJS[bool](create, `document.activeElement.blur(), true`)
 	save(create, "create.png")
 
-	var m testcluster.Created
-	if code := c.Do("POST", "/api/meetings", "", map[string]any{"title": "Board meeting", "policy": policy.Policy{BlockedCountries: []string{"CN", "RU"}}}, &m); code != 201 {
-		t.Fatalf("create: %d", code)
+	m, err := c.API.Create(context.Background(), api.CreateRequest{Title: "Board meeting", Policy: policy.Policy{BlockedCountries: []string{"CN", "RU"}}})
+	if err != nil {
+		t.Fatalf("create: %v", err)
 	}
 	ready, _ := runBot(t, c, m.ID, "Test pattern (bot)", "DE", 60*time.Second)
 	<-ready

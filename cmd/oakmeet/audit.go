@@ -8,11 +8,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
-	"net/url"
 	"os"
+	"path/filepath"
 	"time"
 
+	"github.com/oakmeet/oakmeet/apiclient"
 	"github.com/oakmeet/oakmeet/audit"
 )
 
@@ -38,25 +38,56 @@ func auditExport(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
-	path := "/api/audit/export"
-	if *meeting != "" {
-		path += "?meeting=" + url.QueryEscape(*meeting)
-	}
 	// The whole log, however long: a cut-off export would fail to verify.
-	body, err := apiGet(ctx, *server, path, time.Minute, math.MaxInt64)
-	if err != nil {
-		return fmt.Errorf("fetch audit log: %w", err)
-	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	cl := apiclient.New(*server, nil)
 	if *out == "" {
-		_, err = stdout.Write(body)
+		if err := cl.AuditExport(ctx, *meeting, stdout); err != nil {
+			return fmt.Errorf("fetch audit log: %w", apiFailure(err))
+		}
+		return nil
+	}
+	lines, err := exportToFile(ctx, cl, *meeting, *out)
+	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(*out, body); err != nil {
-		return err
-	}
-	n := bytes.Count(body, []byte("\n")) - 2
-	fmt.Fprintf(stderr, "wrote %d entries to %s\n", max(n, 0), *out)
+	fmt.Fprintf(stderr, "wrote %d entries to %s\n", max(lines-2, 0), *out) // less header and trailer
 	return nil
+}
+
+// exportToFile streams the export into a temporary file beside path and
+// renames it into place once whole, so path never holds part of a log. It
+// returns the number of lines written.
+func exportToFile(ctx context.Context, cl *apiclient.Client, meeting, path string) (int, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return 0, err
+	}
+	lc := &lineCounter{w: f}
+	err = cl.AuditExport(ctx, meeting, lc)
+	if err != nil {
+		err = fmt.Errorf("fetch audit log: %w", apiFailure(err))
+	}
+	err = errors.Join(err, f.Chmod(0o644), f.Close())
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		return 0, errors.Join(err, os.Remove(f.Name()))
+	}
+	return lc.lines, nil
+}
+
+// lineCounter counts the lines written through it.
+type lineCounter struct {
+	w     io.Writer
+	lines int
+}
+
+func (c *lineCounter) Write(p []byte) (int, error) {
+	c.lines += bytes.Count(p, []byte("\n"))
+	return c.w.Write(p)
 }
 
 func auditVerify(args []string, stdout, stderr io.Writer) error {
@@ -89,17 +120,6 @@ func auditVerify(args []string, stdout, stderr io.Writer) error {
 		return exitError(1)
 	}
 	fmt.Fprintf(stdout, "ok: %d entries in %d chain(s) verify, signed by %s\n", sum.Entries, sum.Chains, key)
-	return nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return errors.Join(err, os.Remove(tmp))
-	}
 	return nil
 }
 

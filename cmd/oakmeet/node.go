@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/oakmeet/oakmeet/node"
@@ -44,11 +42,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	if *id == "" {
-		suffix := *region
-		if suffix == "" {
-			suffix = randomSuffix()
-		}
-		*id = strings.ToLower(*country) + "-" + suffix
+		*id = node.DefaultID(*country, *region)
 	}
 	n, nc, err := startNode(ctx, *natsURL, node.Config{
 		ID: *id, Country: *country, Region: *region, Listen: *listen, PublicURL: *publicURL,
@@ -79,14 +73,4 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		stop()
 	}()
 	return n.Run(runCtx)
-}
-
-func randomSuffix() string {
-	const alphabet = "abcdefghijkmnpqrstuvwxyz23456789"
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	for i := range b {
-		b[i] = alphabet[int(b[i])%len(alphabet)] // 32 letters: no bias
-	}
-	return string(b[:])
 }

@@ -3,15 +3,16 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
-	"github.com/oakmeet/oakmeet/api"
 	"io"
-	"net/http"
-	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/oakmeet/oakmeet/api"
+	"github.com/oakmeet/oakmeet/apiclient"
 )
 
 func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -23,33 +24,37 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
-	path := "/api/report"
-	if *meeting != "" {
-		path = "/api/meetings/" + url.PathEscape(*meeting) + "/report"
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cl := apiclient.New(*server, nil)
+	if *meeting == "" {
+		rep, err := cl.Report(ctx)
+		return printReport(stdout, *asJSON, rep, err, deploymentTable)
 	}
-	body, err := apiGet(ctx, *server, path, 30*time.Second, 64<<20)
+	rep, err := cl.MeetingReport(ctx, *meeting)
+	return printReport(stdout, *asJSON, rep, err, meetingTable)
+}
+
+// printReport prints a report the control plane answered, as JSON or as
+// table prints it.
+func printReport[R any](stdout io.Writer, asJSON bool, rep R, err error, table func(io.Writer, R)) error {
 	if err != nil {
-		return err
+		return apiFailure(err)
 	}
-	if *asJSON {
-		_, err := stdout.Write(body)
-		return err
+	if asJSON {
+		return printIndented(stdout, rep)
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	defer tw.Flush()
-	if *meeting == "" {
-		var rep api.DeploymentReport
-		if err := json.Unmarshal(body, &rep); err != nil {
-			return fmt.Errorf("read report: %w", err)
-		}
-		fmt.Fprintf(tw, "Traffic of %d meetings by the country of the node that carried it\n\n", rep.Meetings)
-		countryTable(tw, rep.Countries)
-		return nil
-	}
-	var rep api.MeetingReport
-	if err := json.Unmarshal(body, &rep); err != nil {
-		return fmt.Errorf("read report: %w", err)
-	}
+	table(tw, rep)
+	return tw.Flush()
+}
+
+func deploymentTable(tw io.Writer, rep api.DeploymentReport) {
+	fmt.Fprintf(tw, "Traffic of %d meetings by the country of the node that carried it\n\n", rep.Meetings)
+	countryTable(tw, rep.Countries)
+}
+
+func meetingTable(tw io.Writer, rep api.MeetingReport) {
 	fmt.Fprintf(tw, "Meeting %s %q, created %s, %d participants over time\n\n", rep.Meeting, rep.Title, rep.Created.Format(time.RFC3339), rep.Participants)
 	fmt.Fprintln(tw, "Policy in force")
 	for _, p := range rep.Policies {
@@ -70,7 +75,6 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	for _, e := range rep.Migrations {
 		fmt.Fprintf(tw, "  %s\t%s\t%s (%s)\t%s\n", e.Time.Format(time.TimeOnly), e.Participant, e.Node, e.NodeCountry, e.Reason)
 	}
-	return nil
 }
 
 func countryTable(w io.Writer, cs []api.CountryUsage) {
@@ -94,31 +98,24 @@ func clock(t *time.Time, none string) string {
 	return t.Format(time.TimeOnly)
 }
 
-// apiGet fetches a control-plane path within timeout, reading at most
-// limit bytes, and turns API errors into their message and code.
-func apiGet(ctx context.Context, server, path string, timeout time.Duration, limit int64) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	u := strings.TrimRight(server, "/") + path
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
+// apiFailure says why the control plane refused a request: its message and
+// code, or the status of an answer that was not the API's.
+func apiFailure(err error) error {
+	var ae *api.Error
+	if !errors.As(err, &ae) {
+		return fmt.Errorf("reach the control plane: %w", err)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("reach the control plane: %w", err)
+	if ae.Code == "" {
+		return fmt.Errorf("control plane: HTTP %d %s", ae.Status, ae.Message)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, limit))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", u, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e struct{ Error, Code string }
-		if json.Unmarshal(body, &e) == nil && e.Code != "" {
-			return nil, fmt.Errorf("%s: %s (%s)", u, e.Error, e.Code)
-		}
-		return nil, fmt.Errorf("%s: HTTP %d", u, resp.StatusCode)
-	}
-	return body, nil
+	return fmt.Errorf("%s (%s)", ae.Message, ae.Code)
+}
+
+// printIndented writes v as the control plane itself writes its answers,
+// so --json shows what the API sent.
+func printIndented(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
 }

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,28 +19,13 @@ import (
 
 	"github.com/oakmeet/oakmeet/bus"
 	"github.com/oakmeet/oakmeet/control"
+	"github.com/oakmeet/oakmeet/demo"
+	"github.com/oakmeet/oakmeet/keyfile"
 	"github.com/oakmeet/oakmeet/locate"
 	"github.com/oakmeet/oakmeet/node"
 	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/store"
 )
-
-// demoNodes are the in-process media nodes of `serve --demo`: six
-// continents, so that typical policies have something to block.
-var demoNodes = []struct{ id, country, region string }{
-	{"de-fra", "DE", "eu-central-1"},
-	{"gb-lon", "GB", "eu-west-2"},
-	{"us-iad", "US", "us-east-1"},
-	{"us-pdx", "US", "us-west-2"},
-	{"br-gru", "BR", "sa-east-1"},
-	{"jp-tyo", "JP", "ap-northeast-1"},
-	{"sg-sin", "SG", "ap-southeast-1"},
-	{"in-bom", "IN", "ap-south-1"},
-	{"au-syd", "AU", "ap-southeast-2"},
-	{"za-cpt", "ZA", "af-south-1"},
-	{"cn-pek", "CN", "cn-north-1"},
-	{"ru-mow", "RU", "ru-central1"},
-}
 
 func defaultDataDir() string {
 	if d, err := os.UserHomeDir(); err == nil {
@@ -68,7 +51,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		dataDir      = fs.String("data", defaultDataDir(), "directory for JetStream state and the signing key")
 		natsURL      = fs.String("nats", "", "use this NATS cluster instead of embedding one (e.g. nats://host:4222)")
 		natsListen   = fs.String("nats-listen", "", "address where the embedded NATS accepts other processes (default: loopback, random port)")
-		demo         = fs.Bool("demo", false, "run a demo: local media nodes in many countries, client location hints trusted")
+		demoMode     = fs.Bool("demo", false, "run a demo: local media nodes in many countries, client location hints trusted")
 		nodes        = fs.Int("nodes", -1, "number of in-process demo nodes (default: all with --demo, else 0)")
 		block        = fs.String("block", "", "deployment floor: countries or groups no meeting may use, e.g. CN,RU")
 		blockRegions = fs.String("block-regions", "", "deployment floor: regions no meeting may use")
@@ -89,19 +72,21 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	if *demo {
+	if *demoMode {
 		*trustHints = true
 	}
+	demoNodes := demo.Nodes()
 	nNodes := *nodes
 	if nNodes < 0 {
 		nNodes = 0
-		if *demo {
+		if *demoMode {
 			nNodes = len(demoNodes)
 		}
 	}
 	if nNodes > len(demoNodes) {
 		return fmt.Errorf("--nodes %d: at most %d in-process nodes", nNodes, len(demoNodes))
 	}
+	demoNodes = demoNodes[:nNodes]
 	var trusted []netip.Prefix
 	for _, p := range splitList(*proxies) {
 		pfx, err := netip.ParsePrefix(p)
@@ -115,7 +100,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
-	key, err := loadOrCreateKey(filepath.Join(*dataDir, "control.key"))
+	key, err := keyfile.LoadOrCreate(filepath.Join(*dataDir, "control.key"))
 	if err != nil {
 		return err
 	}
@@ -174,9 +159,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			errs <- fmt.Errorf("http: %w", err)
 		}
 	})
-	for _, d := range demoNodes[:nNodes] {
+	for _, d := range demoNodes {
 		n, nodeNC, err := startNode(startCtx, url, node.Config{
-			ID: d.id, Country: d.country, Region: d.region, Listen: "127.0.0.1:0",
+			ID: d.ID, Country: d.Country, Region: d.Region, Listen: "127.0.0.1:0",
 			MaxParticipants: *nodeMax, Logger: log, LoopbackOnly: true, TURNPort: -1,
 		})
 		if err != nil {
@@ -195,7 +180,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	base := "http://" + ln.Addr().String()
 	fmt.Fprintf(stdout, "oakmeet %s is running at %s\n", version(), base)
 	if nNodes > 0 {
-		fmt.Fprintf(stdout, "  %d media nodes in %s\n", nNodes, demoCountries(nNodes))
+		fmt.Fprintf(stdout, "  %d media nodes in %s\n", nNodes, strings.Join(demo.Countries(demoNodes), ", "))
 	}
 	fmt.Fprintf(stdout, "  API: %s/api/nodes   metrics: %s/metrics   data: %s\n", base, base, *dataDir)
 	fmt.Fprintf(stdout, "  NATS for other processes: %s\n", url)
@@ -228,39 +213,4 @@ func startNode(ctx context.Context, natsURL string, cfg node.Config) (*node.Node
 		return nil, nil, err
 	}
 	return n, nc, nil
-}
-
-func demoCountries(n int) string {
-	var cs []string
-	seen := map[string]bool{}
-	for _, d := range demoNodes[:n] {
-		if !seen[d.country] {
-			seen[d.country] = true
-			cs = append(cs, d.country)
-		}
-	}
-	return strings.Join(cs, ", ")
-}
-
-// loadOrCreateKey reads the control plane's Ed25519 seed, creating it on
-// first start. Tokens and audit entries stay verifiable across restarts.
-func loadOrCreateKey(path string) (ed25519.PrivateKey, error) {
-	seed, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		seed = make([]byte, ed25519.SeedSize)
-		if _, err := rand.Read(seed); err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(path, seed, 0o600); err != nil {
-			return nil, fmt.Errorf("write signing key: %w", err)
-		}
-		return ed25519.NewKeyFromSeed(seed), nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read signing key: %w", err)
-	}
-	if len(seed) != ed25519.SeedSize {
-		return nil, fmt.Errorf("signing key %s: want %d bytes, found %d", path, ed25519.SeedSize, len(seed))
-	}
-	return ed25519.NewKeyFromSeed(seed), nil
 }
