@@ -20,24 +20,15 @@ func TestPolicyChangeMovesOnceThenDisconnects(t *testing.T) {
 	}
 	pid := jr.ParticipantID
 	r.setPolicy(m, policy.Policy{BlockedCountries: []string{"US"}})
-	r.waitFor("the move", func() bool { return len(r.commands(forParticipant(pid))) > 0 })
-	if got := r.commands(forParticipant(pid)); !slices.Equal(got, []string{"move us-iad " + pid + " policy_change"}) {
-		t.Fatalf("commands after the policy change: %q", got)
-	}
+	r.expectCommands(forParticipant(pid), "move us-iad "+pid+" policy_change")
 	// The participant never moves: past the deadline it is disconnected.
 	// Meanwhile many ticks planned the meeting; none asked again.
-	r.waitFor("the kick", func() bool { return len(r.commands(ofKind(cluster.CommandKick))) > 0 })
-	want := []string{"move us-iad " + pid + " policy_change", "kick us-iad " + pid + " policy_change"}
-	if got := r.commands(forParticipant(pid)); !slices.Equal(got, want) {
-		t.Fatalf("commands %q, want %q", got, want)
-	}
+	r.expectCommands(forParticipant(pid), "move us-iad "+pid+" policy_change", "kick us-iad "+pid+" policy_change")
 	if got := r.audit(m.ID, audit.KindMigration); len(got) != 1 || !strings.HasPrefix(got[0], pid+" us-iad policy_change: asked to leave") {
 		t.Fatalf("migration entries %q", got)
 	}
 	r.waitFor("the departure stored", func() bool { return len(r.routing(m.ID).Participants) == 0 })
-	if got := r.audit(m.ID, audit.KindDisconnect); len(got) != 1 || got[0] != pid+" us-iad policy_change: did not move within "+r.timing.MoveDeadline.String() {
-		t.Fatalf("disconnect entries %q", got)
-	}
+	r.expectAudit(m.ID, audit.KindDisconnect, pid+" us-iad policy_change: did not move within "+r.timing.MoveDeadline.String())
 }
 
 func TestNoAllowedNodeDisconnects(t *testing.T) {
@@ -45,22 +36,15 @@ func TestNoAllowedNodeDisconnects(t *testing.T) {
 	m := r.createMeeting(policy.Policy{BlockedCountries: []string{"CN"}})
 	pid := r.join(m.ID, "US", "").ParticipantID
 	r.setPolicy(m, policy.Policy{BlockedCountries: []string{"CN", "US"}})
-	r.waitFor("the kick", func() bool { return len(r.commands(forParticipant(pid))) > 0 })
-	if got := r.commands(forParticipant(pid)); !slices.Equal(got, []string{"kick us-iad " + pid + " policy_no_allowed_node"}) {
-		t.Fatalf("commands %q", got)
-	}
+	r.expectCommands(forParticipant(pid), "kick us-iad "+pid+" policy_no_allowed_node")
 	// The seat is given back once the departure is stored.
 	r.waitFor("no seat taken", func() bool {
-		var nodes []api.Node
-		r.get("/api/nodes", &nodes)
-		return !slices.ContainsFunc(nodes, func(n api.Node) bool { return n.Load.Assigned != 0 })
+		return !slices.ContainsFunc(r.nodeList(), func(n api.Node) bool { return n.Load.Assigned != 0 })
 	})
 	if v := r.routing(m.ID); len(v.Participants) != 0 {
 		t.Fatalf("still routed: %+v", v.Participants)
 	}
-	if got := r.audit(m.ID, audit.KindDisconnect); !slices.Equal(got, []string{pid + " us-iad policy_no_allowed_node"}) {
-		t.Fatalf("disconnect entries %q", got)
-	}
+	r.expectAudit(m.ID, audit.KindDisconnect, pid+" us-iad policy_no_allowed_node")
 }
 
 func TestDrainMovesAndReplacedIsClosed(t *testing.T) {
@@ -68,10 +52,7 @@ func TestDrainMovesAndReplacedIsClosed(t *testing.T) {
 	m := r.createMeeting(policy.Policy{})
 	old := r.join(m.ID, "DE", "").ParticipantID
 	r.setNode("de-fra", func(n *fakeNodeState) { n.draining = true })
-	r.waitFor("the move", func() bool { return len(r.commands(forParticipant(old))) > 0 })
-	if got := r.commands(forParticipant(old)); !slices.Equal(got, []string{"move de-fra " + old + " node_draining"}) {
-		t.Fatalf("commands %q", got)
-	}
+	r.expectCommands(forParticipant(old), "move de-fra "+old+" node_draining")
 	if v := r.routing(m.ID); v.Participants[0].Moving != api.ReasonNodeDraining {
 		t.Fatalf("routing %+v", v.Participants)
 	}
@@ -82,18 +63,12 @@ func TestDrainMovesAndReplacedIsClosed(t *testing.T) {
 	if moved.Node.ID != "us-iad" {
 		t.Fatalf("moved onto %s", moved.Node.ID)
 	}
-	r.waitFor("the old connection closed", func() bool { return len(r.commands(forParticipant(old))) > 1 })
-	want := []string{"move de-fra " + old + " node_draining", "kick de-fra " + old + " moved"}
-	if got := r.commands(forParticipant(old)); !slices.Equal(got, want) {
-		t.Fatalf("commands %q, want %q", got, want)
-	}
+	r.expectCommands(forParticipant(old), "move de-fra "+old+" node_draining", "kick de-fra "+old+" moved")
 	r.waitFor("only the new participant routed", func() bool {
 		v := r.routing(m.ID)
 		return len(v.Participants) == 1 && v.Participants[0].ID == moved.ParticipantID
 	})
-	if got := r.audit(m.ID, audit.KindDisconnect); len(got) != 0 {
-		t.Fatalf("disconnect entries %q", got)
-	}
+	r.expectAudit(m.ID, audit.KindDisconnect)
 }
 
 func TestSilentNodeIsDown(t *testing.T) {
@@ -102,18 +77,12 @@ func TestSilentNodeIsDown(t *testing.T) {
 	pid := r.join(m.ID, "DE", "").ParticipantID
 	r.setNode("de-fra", func(n *fakeNodeState) { n.silent = true })
 	r.waitFor("the node_down entry", func() bool { return len(r.audit("", audit.KindNodeDown)) > 0 })
-	if got := r.audit("", audit.KindNodeDown); got[0] != "de-fra no heartbeat for "+r.timing.HeartbeatTimeout.String() {
-		t.Fatalf("node_down entries %q", got)
-	}
-	var nodes []api.Node
-	r.get("/api/nodes", &nodes)
-	if nodes[0].ID != "de-fra" || nodes[0].Healthy {
-		t.Fatalf("nodes %+v", nodes)
+	r.expectAudit("", audit.KindNodeDown, "de-fra no heartbeat for "+r.timing.HeartbeatTimeout.String())
+	if nodes := r.nodeList(); nodes[0].ID != "de-fra" || nodes[0].Healthy {
+		t.Fatalf("nodes %+v", r.nodeList())
 	}
 	r.waitFor("the participant gone", func() bool { return len(r.routing(m.ID).Participants) == 0 })
-	if got := r.audit(m.ID, audit.KindDisconnect); !slices.Equal(got, []string{pid + " de-fra node_down"}) {
-		t.Fatalf("disconnect entries %q", got)
-	}
+	r.expectAudit(m.ID, audit.KindDisconnect, pid+" de-fra node_down")
 	if got := r.commands(forParticipant(pid)); len(got) != 0 {
 		t.Fatalf("commands to a dead node: %q", got)
 	}

@@ -8,9 +8,12 @@ import (
 )
 
 // mailbox feeds closures to the one goroutine that owns some state. The
-// goroutine runs them one at a time, in order; a closure it runs must not
-// block (the owner of live state does no I/O at all), so a caller waits
-// only for the work queued before its own.
+// goroutine runs them one at a time, in order, so a caller waits only for
+// the work queued before its own. The owner of live state never blocks in
+// a closure (it does no I/O); the audit appender's closures do one append's
+// store round trip each, which is exactly what they are there to sequence.
+// Neither goroutine ever posts to a mailbox, so the bounded queue cannot
+// deadlock: a full queue only slows the posters down.
 type mailbox struct {
 	in   chan func()
 	done chan struct{} // closed when the goroutine has stopped

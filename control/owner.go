@@ -24,10 +24,15 @@ import (
 // through mbox; nothing else touches it. The owner does no I/O: it decides,
 // records and hands back actions for its callers to carry out.
 //
-// After a change it publishes a liveView, so the API reads nodes and
-// pending moves without queueing behind heartbeats: a call publishes before
-// it returns (a caller reads its own writes), heartbeats in a batch publish
-// once when the queue runs dry.
+// After a change it publishes a liveView (an immutable copy behind an
+// atomic pointer) and the API reads nodes, health and pending moves from
+// that rather than through the mailbox: /healthz and the metrics scrape
+// then never queue behind a burst of heartbeats, and they still answer
+// before Run has started the owner or after it has stopped. A call
+// publishes before it returns, so a caller reads its own writes;
+// heartbeats in a batch publish once, when the queue runs dry. Publishing
+// copies the node map (node states themselves are shared, being never
+// changed), which is cheap at the size of a deployment's node set.
 type owner struct {
 	mbox *mailbox
 	view atomic.Pointer[liveView]

@@ -1,13 +1,12 @@
 package control
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/oakmeet/oakmeet/api"
+	"github.com/oakmeet/oakmeet/apiclient"
 	"github.com/oakmeet/oakmeet/bus"
 	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/geo"
@@ -31,7 +31,7 @@ import (
 type rig struct {
 	t      *testing.T
 	srv    *Server
-	url    string
+	api    *apiclient.Client
 	nc     *nats.Conn // the fake nodes' connection
 	timing cluster.Timing
 
@@ -84,7 +84,7 @@ func startRig(t *testing.T, nodes ...string) *rig {
 		t.Fatal(err)
 	}
 	hs := httptest.NewServer(srv.Handler())
-	r := &rig{t: t, srv: srv, url: hs.URL, timing: rigTiming, nodes: map[string]*fakeNodeState{}}
+	r := &rig{t: t, srv: srv, api: apiclient.New(hs.URL, hs.Client()), timing: rigTiming, nodes: map[string]*fakeNodeState{}}
 	if r.nc, err = emb.Connect("nodes"); err != nil {
 		t.Fatal(err)
 	}
@@ -103,8 +103,8 @@ func startRig(t *testing.T, nodes ...string) *rig {
 	wg.Go(func() { r.sendHeartbeats(ctx) })
 	t.Cleanup(func() { cancel(); wg.Wait(); hs.Close(); r.nc.Close() })
 	r.waitFor("every node healthy", func() bool {
-		var h api.Health
-		return r.get("/healthz", &h) == 200 && h.HealthyNodes == len(nodes)
+		h, err := r.api.Health(ctx)
+		return err == nil && h.HealthyNodes == len(nodes)
 	})
 	return r
 }
@@ -178,6 +178,16 @@ func (r *rig) commands(match func(sentCommand) bool) []string {
 	return out
 }
 
+// expectCommands waits until as many commands match as want lists, then
+// checks that they are exactly want: one too many fails.
+func (r *rig) expectCommands(match func(sentCommand) bool, want ...string) {
+	r.t.Helper()
+	r.waitFor(fmt.Sprintf("commands %q", want), func() bool { return len(r.commands(match)) >= len(want) })
+	if got := r.commands(match); !slices.Equal(got, want) {
+		r.t.Fatalf("commands %q, want %q", got, want)
+	}
+}
+
 func forParticipant(pid string) func(sentCommand) bool {
 	return func(c sentCommand) bool { return c.cmd.Participant == pid }
 }
@@ -199,50 +209,37 @@ func (r *rig) waitFor(what string, cond func() bool) {
 	}
 }
 
-func (r *rig) do(method, path, auth string, body, out any) int {
-	r.t.Helper()
-	data, _ := json.Marshal(body)
-	req, _ := http.NewRequest(method, r.url+path, bytes.NewReader(data))
-	if auth != "" {
-		req.Header.Set("Authorization", "Bearer "+auth)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if out != nil {
-		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-			r.t.Fatalf("%s %s: %d: %v", method, path, resp.StatusCode, err)
-		}
-	}
-	return resp.StatusCode
-}
-
-func (r *rig) get(path string, out any) int { return r.do("GET", path, "", nil, out) }
-
 func (r *rig) createMeeting(p policy.Policy) api.CreatedMeeting {
 	r.t.Helper()
-	var m api.CreatedMeeting
-	if code := r.do("POST", "/api/meetings", "", api.CreateRequest{Policy: p}, &m); code != http.StatusCreated {
-		r.t.Fatalf("create meeting: %d", code)
+	m, err := r.api.Create(context.Background(), api.CreateRequest{Policy: p})
+	if err != nil {
+		r.t.Fatal(err)
 	}
 	return m
 }
 
 func (r *rig) setPolicy(m api.CreatedMeeting, p policy.Policy) {
 	r.t.Helper()
-	if code := r.do("PUT", "/api/meetings/"+m.ID+"/policy", m.HostToken, p, nil); code != http.StatusOK {
-		r.t.Fatalf("put policy: %d", code)
+	if _, err := r.api.SetPolicy(context.Background(), m.ID, m.HostToken, p); err != nil {
+		r.t.Fatal(err)
 	}
+}
+
+func (r *rig) nodeList() []api.Node {
+	r.t.Helper()
+	nodes, err := r.api.Nodes(context.Background())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return nodes
 }
 
 // join places a participant from country and has it connect to its node.
 func (r *rig) join(meetingID, country, replaces string) api.JoinResponse {
 	r.t.Helper()
-	var jr api.JoinResponse
-	if code := r.do("POST", "/api/meetings/"+meetingID+"/join", "", api.JoinRequest{Location: api.Hint{Country: country}, Replaces: replaces}, &jr); code != http.StatusOK {
-		r.t.Fatalf("join from %s: %d", country, code)
+	jr, err := r.api.Join(context.Background(), meetingID, api.JoinRequest{Location: api.Hint{Country: country}, Replaces: replaces})
+	if err != nil {
+		r.t.Fatalf("join from %s: %v", country, err)
 	}
 	r.event(cluster.Event{Kind: cluster.EventConnected, Node: jr.Node.ID, Meeting: meetingID, Participant: jr.ParticipantID, Time: time.Now()})
 	r.waitFor(jr.ParticipantID+" connected", func() bool {
@@ -261,9 +258,9 @@ func (r *rig) event(ev cluster.Event) {
 
 func (r *rig) routing(meetingID string) api.Routing {
 	r.t.Helper()
-	var v api.Routing
-	if code := r.get("/api/meetings/"+meetingID+"/routing", &v); code != 200 {
-		r.t.Fatalf("routing: %d", code)
+	v, err := r.api.Routing(context.Background(), meetingID)
+	if err != nil {
+		r.t.Fatal(err)
 	}
 	return v
 }
@@ -272,13 +269,9 @@ func (r *rig) routing(meetingID string) api.Routing {
 // participant reason".
 func (r *rig) audit(meetingID string, kind string) []string {
 	r.t.Helper()
-	path := "/api/audit"
-	if meetingID != "" {
-		path += "?meeting=" + meetingID
-	}
-	var a api.AuditEntries
-	if code := r.get(path, &a); code != 200 {
-		r.t.Fatalf("audit: %d", code)
+	a, err := r.api.Audit(context.Background(), meetingID)
+	if err != nil {
+		r.t.Fatal(err)
 	}
 	var out []string
 	for _, e := range a.Entries {
@@ -287,4 +280,12 @@ func (r *rig) audit(meetingID string, kind string) []string {
 		}
 	}
 	return out
+}
+
+// expectAudit checks a chain's entries of one kind, as audit lists them.
+func (r *rig) expectAudit(meetingID, kind string, want ...string) {
+	r.t.Helper()
+	if got := r.audit(meetingID, kind); !slices.Equal(got, want) {
+		r.t.Fatalf("%s entries %q, want %q", kind, got, want)
+	}
 }
