@@ -139,32 +139,38 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, toAPIError(err))
 		return
 	}
+	created, err := s.createMeeting(r.Context(), title, pol, eff)
+	if err != nil {
+		s.fail(w, "create meeting", err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, created)
+}
+
+// createMeeting stores a new meeting with its host token and audits it.
+func (s *Server) createMeeting(ctx context.Context, title string, pol policy.Policy, eff policy.Effective) (api.CreatedMeeting, error) {
 	hostToken, hostHash, err := token.NewHostToken()
 	if err != nil {
-		s.fail(w, "host token", err)
-		return
+		return api.CreatedMeeting{}, fmt.Errorf("host token: %w", err)
 	}
 	now := s.now().UTC()
 	m := &meeting{ID: newID("", 10), Title: title, Policy: pol, HostTokenHash: hostHash, Created: now}
 	m.PolicyHistory = []api.PolicyChange{{At: now, Policy: pol, Effective: eff.Policy(), Hash: eff.Hash()}}
-	if err := s.meetings.create(r.Context(), m); err != nil {
-		s.fail(w, "create meeting", err)
-		return
+	if err := s.meetings.create(ctx, m); err != nil {
+		return api.CreatedMeeting{}, err
 	}
-	if _, err := s.audit.append(r.Context(), audit.Entry{
+	if _, err := s.audit.append(ctx, audit.Entry{
 		Kind: audit.KindMeetingCreated, Meeting: m.ID, PolicyHash: eff.Hash(),
 		Reason: "effective policy: " + describe(eff.Policy()),
 	}); err != nil {
-		s.fail(w, "audit meeting creation", err)
-		return
+		return api.CreatedMeeting{}, fmt.Errorf("audit meeting creation: %w", err)
 	}
 	v, err := s.view(m)
 	if err != nil {
-		s.fail(w, "view meeting", err)
-		return
+		return api.CreatedMeeting{}, fmt.Errorf("view meeting: %w", err)
 	}
 	s.log.Info("meeting created", "meeting", m.ID, "policy_hash", v.PolicyHash)
-	writeJSON(w, http.StatusCreated, api.CreatedMeeting{Meeting: v, HostToken: hostToken})
+	return api.CreatedMeeting{Meeting: v, HostToken: hostToken}, nil
 }
 
 func (s *Server) handleGetMeeting(w http.ResponseWriter, r *http.Request) {
