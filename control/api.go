@@ -1,24 +1,19 @@
 package control
 
 import (
+	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
-	"github.com/oakmeet/oakmeet/api"
-	"math/rand/v2"
 	"net/http"
-	"slices"
 	"strings"
-	"time"
 	"unicode/utf8"
 
+	"github.com/oakmeet/oakmeet/api"
 	"github.com/oakmeet/oakmeet/audit"
 	"github.com/oakmeet/oakmeet/geo"
 	"github.com/oakmeet/oakmeet/locate"
-	"github.com/oakmeet/oakmeet/placement"
 	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/token"
-	"github.com/oakmeet/oakmeet/turncred"
 )
 
 func (s *Server) handleConfig(w http.ResponseWriter, _ *http.Request) {
@@ -34,7 +29,7 @@ func (s *Server) handleGeo(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) handleNodes(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, s.nodes.list())
+	writeJSON(w, http.StatusOK, s.owner.live().list())
 }
 
 // readPolicy reads a policy from the request body and combines it with the
@@ -104,7 +99,7 @@ func (s *Server) view(m *meeting) (api.Meeting, error) {
 
 func (s *Server) allowedHealthy(eff policy.Effective) []string {
 	out := []string{}
-	for _, n := range s.nodes.list() {
+	for _, n := range s.owner.live().list() {
 		if n.Healthy && eff.Allows(n.Country, n.Region) {
 			out = append(out, n.ID)
 		}
@@ -144,32 +139,38 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, toAPIError(err))
 		return
 	}
+	created, err := s.createMeeting(r.Context(), title, pol, eff)
+	if err != nil {
+		s.fail(w, "create meeting", err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, created)
+}
+
+// createMeeting stores a new meeting with its host token and audits it.
+func (s *Server) createMeeting(ctx context.Context, title string, pol policy.Policy, eff policy.Effective) (api.CreatedMeeting, error) {
 	hostToken, hostHash, err := token.NewHostToken()
 	if err != nil {
-		s.fail(w, "host token", err)
-		return
+		return api.CreatedMeeting{}, fmt.Errorf("host token: %w", err)
 	}
 	now := s.now().UTC()
 	m := &meeting{ID: newID("", 10), Title: title, Policy: pol, HostTokenHash: hostHash, Created: now}
 	m.PolicyHistory = []api.PolicyChange{{At: now, Policy: pol, Effective: eff.Policy(), Hash: eff.Hash()}}
-	if err := s.meetings.create(r.Context(), m); err != nil {
-		s.fail(w, "create meeting", err)
-		return
+	if err := s.meetings.create(ctx, m); err != nil {
+		return api.CreatedMeeting{}, err
 	}
-	if _, err := s.audit.append(r.Context(), audit.Entry{
+	if _, err := s.audit.append(ctx, audit.Entry{
 		Kind: audit.KindMeetingCreated, Meeting: m.ID, PolicyHash: eff.Hash(),
 		Reason: "effective policy: " + describe(eff.Policy()),
 	}); err != nil {
-		s.fail(w, "audit meeting creation", err)
-		return
+		return api.CreatedMeeting{}, fmt.Errorf("audit meeting creation: %w", err)
 	}
 	v, err := s.view(m)
 	if err != nil {
-		s.fail(w, "view meeting", err)
-		return
+		return api.CreatedMeeting{}, fmt.Errorf("view meeting: %w", err)
 	}
 	s.log.Info("meeting created", "meeting", m.ID, "policy_hash", v.PolicyHash)
-	writeJSON(w, http.StatusCreated, api.CreatedMeeting{Meeting: v, HostToken: hostToken})
+	return api.CreatedMeeting{Meeting: v, HostToken: hostToken}, nil
 }
 
 func (s *Server) handleGetMeeting(w http.ResponseWriter, r *http.Request) {
@@ -186,9 +187,9 @@ func (s *Server) handleGetMeeting(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, v)
 }
 
-// hostCheck answers 401 without credentials and 403 with wrong ones.
-func hostCheck(r *http.Request, m *meeting) *api.Error {
-	auth := r.Header.Get("Authorization")
+// hostCheck answers 401 without credentials and 403 with wrong ones; auth
+// is the request's Authorization header.
+func hostCheck(auth string, m *meeting) *api.Error {
 	tok, ok := strings.CutPrefix(auth, "Bearer ")
 	if auth == "" || !ok || strings.TrimSpace(tok) == "" {
 		return apiErr(http.StatusUnauthorized, api.CodeUnauthorized, "changing the policy needs the host token: Authorization: Bearer <host_token>")
@@ -200,13 +201,14 @@ func hostCheck(r *http.Request, m *meeting) *api.Error {
 }
 
 func (s *Server) handlePutPolicy(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
+	id, auth := r.PathValue("id"), r.Header.Get("Authorization")
+	// Who asks is checked before what is asked for.
 	m, _, err := s.meetings.get(r.Context(), id)
 	if err != nil {
 		writeError(w, toAPIError(err))
 		return
 	}
-	if e := hostCheck(r, m); e != nil {
+	if e := hostCheck(auth, m); e != nil {
 		writeError(w, e)
 		return
 	}
@@ -214,8 +216,20 @@ func (s *Server) handlePutPolicy(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	m, err = s.meetings.update(r.Context(), id, func(m *meeting) error {
-		if e := hostCheck(r, m); e != nil {
+	v, err := s.changePolicy(r.Context(), id, auth, pol, eff)
+	if err != nil {
+		s.fail(w, "change policy", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+// changePolicy gives a meeting a new policy for the host (auth), audits it,
+// and enforces it before answering: relays to now-blocked nodes close and
+// moves start before the host gets the answer.
+func (s *Server) changePolicy(ctx context.Context, id, auth string, pol policy.Policy, eff policy.Effective) (api.Meeting, error) {
+	m, rev, err := s.meetings.update(ctx, id, func(m *meeting) error {
+		if e := hostCheck(auth, m); e != nil {
 			return e
 		}
 		m.Policy = pol
@@ -223,26 +237,17 @@ func (s *Server) handlePutPolicy(w http.ResponseWriter, r *http.Request) {
 		return nil
 	})
 	if err != nil {
-		s.fail(w, "update policy", err)
-		return
+		return api.Meeting{}, fmt.Errorf("update policy: %w", err)
 	}
-	if _, err := s.audit.append(r.Context(), audit.Entry{
+	if _, err := s.audit.append(ctx, audit.Entry{
 		Kind: audit.KindPolicyChange, Meeting: id, PolicyHash: eff.Hash(),
 		Reason: "effective policy: " + describe(eff.Policy()),
 	}); err != nil {
-		s.fail(w, "audit policy change", err)
-		return
+		return api.Meeting{}, fmt.Errorf("audit policy change: %w", err)
 	}
 	s.log.Info("policy changed", "meeting", id, "policy_hash", eff.Hash())
-	// Relays to now-blocked nodes close and moves start before the host
-	// gets the answer.
-	s.enforce(r.Context(), id)
-	v, err := s.view(m)
-	if err != nil {
-		s.fail(w, "view meeting", err)
-		return
-	}
-	writeJSON(w, http.StatusOK, v)
+	s.enforce(ctx, m, rev)
+	return s.view(m)
 }
 
 func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
@@ -265,147 +270,13 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, toAPIError(err))
 		return
 	}
-	m, _, err := s.meetings.get(r.Context(), id)
-	if err != nil {
-		writeError(w, toAPIError(err))
-		return
-	}
-	resp, err := s.join(r, m, name, loc, req.Replaces)
+	resp, err := s.join(r.Context(), id, name, loc, req.Replaces)
 	if err != nil {
 		s.fail(w, "join", err) // a refusal is answered with its code, unlogged
 		return
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
-
-// join places a participant, records it in the meeting and the audit log,
-// and issues the token for the chosen node. A refusal is audited too.
-func (s *Server) join(r *http.Request, m *meeting, name string, loc locate.Result, replaces string) (*api.JoinResponse, error) {
-	ctx := r.Context()
-	pid := newID("p", 10)
-	var dec placement.Decision
-	var placeErr error
-	var eff policy.Effective
-	reserved := ""
-	var from *participant // the participant this join replaces, if any
-	_, err := s.meetings.update(ctx, m.ID, func(m *meeting) error {
-		var err error
-		if eff, err = policy.Combine(s.floor, m.Policy); err != nil {
-			return err
-		}
-		if reserved != "" { // a retry after a store conflict
-			s.nodes.assign(reserved, -1)
-			reserved = ""
-		}
-		req := placement.Request{Policy: eff, From: loc.Location, MeetingNodes: m.nodeIDs()}
-		if replaces != "" {
-			old := m.participant(replaces)
-			if old == nil {
-				return apiErr(http.StatusBadRequest, api.CodeBadRequest, "replaces: no participant %q in this meeting", replaces)
-			}
-			from = old
-			// Moving off a node means not landing on it again.
-			req.Exclude = []string{old.Node.ID}
-			req.MeetingNodes = slices.DeleteFunc(req.MeetingNodes, func(id string) bool { return id == old.Node.ID })
-		}
-		// Placing and reserving the seat happen under one lock, so two
-		// joins cannot both take a node's last seat.
-		s.pick(func(rnd *rand.Rand) {
-			dec, placeErr = s.nodes.snapshot().Place(req, rnd)
-			if placeErr == nil {
-				s.nodes.assign(dec.Node.ID, 1)
-				reserved = dec.Node.ID
-			}
-		})
-		if placeErr != nil {
-			return placeErr
-		}
-		m.Participants = append(m.Participants, participant{
-			ID: pid, Name: name, Location: loc.Location, LocationSource: string(loc.Source),
-			Node:     api.PlacedNode{ID: dec.Node.ID, Country: dec.Node.Country, Region: dec.Node.Region},
-			Joined:   s.now().UTC(),
-			Replaces: replaces,
-		})
-		return nil
-	})
-	if err != nil && reserved != "" {
-		s.nodes.assign(reserved, -1)
-	}
-	var ref *placement.Refusal
-	if errors.As(err, &ref) {
-		s.metrics.refusals.WithLabelValues(ref.Code).Inc()
-		s.log.Info("join refused", "meeting", m.ID, "code", ref.Code, "from", loc.Location.Country)
-		if _, aerr := s.audit.append(ctx, audit.Entry{
-			Kind: audit.KindRefusal, Meeting: m.ID, Participant: pid, PolicyHash: eff.Hash(),
-			Reason: ref.Code + ": " + ref.Reason,
-		}); aerr != nil {
-			return nil, fmt.Errorf("audit refusal: %w", aerr)
-		}
-		return nil, err
-	}
-	if err != nil {
-		return nil, err
-	}
-	reason := "nearest allowed node with headroom"
-	if dec.Reused {
-		reason = "allowed node the meeting already uses"
-	}
-	if dec.DistanceKm >= 0 {
-		reason += fmt.Sprintf(" (%.0f km; participant location %s)", dec.DistanceKm, locationText(loc))
-	} else {
-		reason += " (participant location unknown: least loaded)"
-	}
-	kind := audit.KindPlacement
-	if from != nil {
-		kind = audit.KindMigration
-		reason = fmt.Sprintf("moved from %s (%s) as %s: %s", from.Node.ID, from.Node.Country, from.ID, reason)
-	}
-	if _, err := s.audit.append(ctx, audit.Entry{
-		Kind: kind, Meeting: m.ID, Participant: pid,
-		Node: dec.Node.ID, NodeCountry: dec.Node.Country, PolicyHash: eff.Hash(), Reason: reason,
-	}); err != nil {
-		return nil, fmt.Errorf("audit placement: %w", err)
-	}
-	s.metrics.placements.WithLabelValues(dec.Node.Country).Inc()
-	s.holdSeat(pid, m.ID, dec.Node.ID, s.now())
-	s.enforcer.touch(m.ID)
-
-	info, ok := s.nodes.get(dec.Node.ID)
-	if !ok {
-		return nil, fmt.Errorf("placed on unknown node %s", dec.Node.ID)
-	}
-	now := s.now().UTC()
-	claims := token.JoinClaims{Meeting: m.ID, Participant: pid, Name: name, Node: dec.Node.ID, IssuedAt: now, Expires: now.Add(s.cfg.TokenTTL)}
-	tok, err := token.SignJoin(s.cfg.Key, claims)
-	if err != nil {
-		return nil, err
-	}
-	s.log.Info("participant placed", "meeting", m.ID, "participant", pid, "node", dec.Node.ID, "node_country", dec.Node.Country, "from", loc.Location.Country)
-	resp := &api.JoinResponse{
-		ParticipantID: pid,
-		Node:          api.JoinNode{ID: dec.Node.ID, Country: dec.Node.Country, Region: dec.Node.Region, URL: info.Info.URL},
-		Token:         tok,
-		Expires:       claims.Expires,
-	}
-	resp.ICEServers = []api.ICEServer{}
-	if t := info.Info.TURN; t != nil {
-		user, pass := turncred.Issue(t.Secret, pid, now.Add(turnLifetime))
-		resp.ICEServers = append(resp.ICEServers, api.ICEServer{URLs: t.URLs, Username: user, Credential: pass})
-	}
-	resp.Location = api.JoinLocation{Country: loc.Location.Country, Source: string(loc.Source)}
-	return resp, nil
-}
-
-func locationText(loc locate.Result) string {
-	if !loc.Location.Known {
-		return "unknown"
-	}
-	return loc.Location.Country + " via " + string(loc.Source)
-}
-
-// turnLifetime bounds a TURN credential: long enough for a meeting's
-// allocation refreshes, short enough to be useless soon after.
-const turnLifetime = 12 * time.Hour
 
 func (s *Server) handleRouting(w http.ResponseWriter, r *http.Request) {
 	m, _, err := s.meetings.get(r.Context(), r.PathValue("id"))
@@ -419,23 +290,23 @@ func (s *Server) handleRouting(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := api.Routing{Meeting: m.ID, PolicyHash: eff.Hash(), EffectivePolicy: eff.Policy(), Participants: []api.RoutingEntry{}, Nodes: []api.RoutingNode{}, Relays: []api.RoutingRelay{}}
+	live := s.owner.live()
 	perNode := map[string]int{}
 	for _, p := range m.active() {
-		moving, _ := s.enforcer.moving(p.ID)
+		moving := live.pending[m.ID].moving(p.ID)
 		if moving == "" && !eff.Allows(p.Node.Country, p.Node.Region) {
 			moving = api.ReasonPolicyChange // enforcement is about to ask
 		}
 		v.Participants = append(v.Participants, api.RoutingEntry{ID: p.ID, Name: p.Name, Node: p.Node, Joined: p.Joined, Moving: moving, Replaces: p.Replaces})
 		if perNode[p.Node.ID] == 0 {
-			ns, _ := s.nodes.get(p.Node.ID)
-			v.Nodes = append(v.Nodes, api.RoutingNode{PlacedNode: p.Node, Healthy: ns.Healthy})
+			v.Nodes = append(v.Nodes, api.RoutingNode{PlacedNode: p.Node, Healthy: live.node(p.Node.ID).Healthy})
 		}
 		perNode[p.Node.ID]++
 	}
 	for i := range v.Nodes {
 		v.Nodes[i].Participants = perNode[v.Nodes[i].ID]
 	}
-	v.Relays = s.meetingRelays(m.ID, eff)
+	v.Relays = meetingRelays(live, m.ID, eff)
 	writeJSON(w, http.StatusOK, v)
 }
 
@@ -514,9 +385,9 @@ func describe(p policy.Policy) string {
 // once, from the dialling side. A link the policy does not allow is marked
 // closing: enforcement closes it at once (and a test that polls can tell
 // whether it really goes).
-func (s *Server) meetingRelays(meetingID string, eff policy.Effective) []api.RoutingRelay {
+func meetingRelays(live *liveView, meetingID string, eff policy.Effective) []api.RoutingRelay {
 	out := []api.RoutingRelay{}
-	for _, ns := range s.nodes.states() {
+	for _, ns := range live.nodes {
 		if !ns.Healthy {
 			continue
 		}
@@ -524,13 +395,13 @@ func (s *Server) meetingRelays(meetingID string, eff policy.Effective) []api.Rou
 			if l.Meeting != meetingID || !l.Dialer {
 				continue
 			}
-			peer, _ := s.nodes.get(l.Peer)
+			peer := live.node(l.Peer)
 			out = append(out, api.RoutingRelay{
 				From:      api.PlacedNode{ID: ns.Info.ID, Country: ns.Info.Country, Region: ns.Info.Region},
 				To:        api.PlacedNode{ID: l.Peer, Country: peer.Info.Country, Region: peer.Info.Region},
 				Connected: l.Connected,
 				Since:     l.Since,
-				Closing: s.enforcer.closing(meetingID, ns.Info.ID, l.Peer) ||
+				Closing: live.pending[meetingID].closing(ns.Info.ID, l.Peer) ||
 					!eff.Allows(ns.Info.Country, ns.Info.Region) || !eff.Allows(peer.Info.Country, peer.Info.Region),
 			})
 		}

@@ -6,22 +6,23 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/oakmeet/oakmeet/audit"
 	"github.com/oakmeet/oakmeet/store"
 )
 
-// auditor appends entries to the audit log. Each chain is sealed under one
-// lock so that entries are numbered and linked in the order they are stored.
+// auditor appends entries to the audit log. One goroutine (Server.Run
+// starts it) does every append and export, one after another, and alone
+// owns the chain heads: entries are numbered and linked in the order they
+// are stored, without a lock held across the store's round trip.
 type auditor struct {
 	key   ed25519.PrivateKey
 	store *store.Store
 	now   func() time.Time
+	mbox  *mailbox
 
-	mu     sync.Mutex
-	chains map[string]*chainState
+	chains map[string]*chainState // owned by the goroutine serving mbox
 }
 
 type chainState struct {
@@ -30,8 +31,10 @@ type chainState struct {
 }
 
 func newAuditor(key ed25519.PrivateKey, st *store.Store, now func() time.Time) *auditor {
-	return &auditor{key: key, store: st, now: now, chains: map[string]*chainState{}}
+	return &auditor{key: key, store: st, now: now, mbox: newMailbox(), chains: map[string]*chainState{}}
 }
+
+func (a *auditor) run(ctx context.Context) { a.mbox.run(ctx, func() {}) }
 
 func (a *auditor) load(ctx context.Context, chain string) (*chainState, error) {
 	data, seq, err := a.store.LastAudit(ctx, chain)
@@ -51,11 +54,18 @@ func (a *auditor) load(ctx context.Context, chain string) (*chainState, error) {
 	}, nil
 }
 
-// append seals e into its meeting's chain and stores it. It is the only
-// writer of the log in this process.
+// append seals e into its meeting's chain and stores it, on the appender
+// goroutine: the only writer of the log in this process.
 func (a *auditor) append(ctx context.Context, e audit.Entry) (audit.Entry, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	var sealed audit.Entry
+	var err error
+	if cerr := a.mbox.call(ctx, func() { sealed, err = a.appendNow(ctx, e) }); cerr != nil {
+		return audit.Entry{}, cerr
+	}
+	return sealed, err
+}
+
+func (a *auditor) appendNow(ctx context.Context, e audit.Entry) (audit.Entry, error) {
 	if e.Time.IsZero() {
 		e.Time = a.now().UTC()
 	}
@@ -105,12 +115,21 @@ func (a *auditor) entries(ctx context.Context, meeting string, all bool) ([]audi
 }
 
 // export reads entries for an export together with the heads to sign. It
-// holds the append lock, so the read sees every chain exactly as this
-// writer left it; a stored chain that ends before the writer's own head has
-// lost entries, and the export fails rather than sign the shortened chain.
+// runs on the appender goroutine between two appends, so the read sees
+// every chain exactly as this writer left it; a stored chain that ends
+// before the writer's own head has lost entries, and the export fails
+// rather than sign the shortened chain.
 func (a *auditor) export(ctx context.Context, meeting string, all bool) ([]audit.Entry, map[string]audit.Head, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	var entries []audit.Entry
+	var heads map[string]audit.Head
+	var err error
+	if cerr := a.mbox.call(ctx, func() { entries, heads, err = a.exportNow(ctx, meeting, all) }); cerr != nil {
+		return nil, nil, cerr
+	}
+	return entries, heads, err
+}
+
+func (a *auditor) exportNow(ctx context.Context, meeting string, all bool) ([]audit.Entry, map[string]audit.Head, error) {
 	entries, err := a.entries(ctx, meeting, all)
 	if err != nil {
 		return nil, nil, err

@@ -49,3 +49,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func writeError(w http.ResponseWriter, e *api.Error) {
 	writeJSON(w, e.Status, e)
 }
+
+func badRequest(format string, args ...any) *api.Error {
+	return apiErr(http.StatusBadRequest, api.CodeBadRequest, format, args...)
+}

@@ -6,11 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/oakmeet/oakmeet/api"
 	"net/http"
 	"sync"
 	"time"
 
+	"github.com/oakmeet/oakmeet/api"
 	"github.com/oakmeet/oakmeet/geo"
 	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/store"
@@ -78,28 +78,46 @@ func (m *meeting) nodeIDs() []string {
 }
 
 // meetings reads and writes meetings in the store. Updates to one meeting
-// are serialised in this process and compare-and-set in the store.
+// are serialised in this process by a lock of its own (so that a burst of
+// joins does not run out of compare-and-set retries) and compare-and-set in
+// the store. The lock is held across the store's round trip; see the lock
+// order in server.go.
 type meetings struct {
 	store *store.Store
 
-	mu    sync.Mutex
-	locks map[string]*sync.Mutex
+	mu    sync.Mutex // guards locks; never held with anything else
+	locks map[string]*meetingLock
+}
+
+// meetingLock is one meeting's update lock, kept while anyone holds or
+// waits for it.
+type meetingLock struct {
+	mu   sync.Mutex
+	refs int // guarded by meetings.mu
 }
 
 func newMeetings(st *store.Store) *meetings {
-	return &meetings{store: st, locks: map[string]*sync.Mutex{}}
+	return &meetings{store: st, locks: map[string]*meetingLock{}}
 }
 
 func (ms *meetings) lock(id string) func() {
 	ms.mu.Lock()
 	l, ok := ms.locks[id]
 	if !ok {
-		l = &sync.Mutex{}
+		l = &meetingLock{}
 		ms.locks[id] = l
 	}
+	l.refs++
 	ms.mu.Unlock()
-	l.Lock()
-	return l.Unlock
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		ms.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(ms.locks, id)
+		}
+		ms.mu.Unlock()
+	}
 }
 
 func (ms *meetings) get(ctx context.Context, id string) (*meeting, uint64, error) {
@@ -129,29 +147,30 @@ func (ms *meetings) create(ctx context.Context, m *meeting) error {
 	return err
 }
 
-// update applies fn to the meeting under its lock and stores the result.
-// fn may return an error to abort without writing.
-func (ms *meetings) update(ctx context.Context, id string, fn func(*meeting) error) (*meeting, error) {
+// update applies fn to the meeting under its lock and stores the result,
+// returning it with its new revision. fn may return an error to abort
+// without writing; it runs again on a fresh read after a store conflict.
+func (ms *meetings) update(ctx context.Context, id string, fn func(*meeting) error) (*meeting, uint64, error) {
 	unlock := ms.lock(id)
 	defer unlock()
 	for attempt := 0; ; attempt++ {
 		m, rev, err := ms.get(ctx, id)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if err := fn(m); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		data, err := json.Marshal(m)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		_, err = ms.store.UpdateMeeting(ctx, id, data, rev)
+		rev, err = ms.store.UpdateMeeting(ctx, id, data, rev)
 		if err == nil {
-			return m, nil
+			return m, rev, nil
 		}
 		if !errors.Is(err, store.ErrConflict) || attempt >= 4 {
-			return nil, err
+			return nil, 0, err
 		}
 	}
 }

@@ -1,16 +1,19 @@
 package control
 
 import (
-	"github.com/oakmeet/oakmeet/api"
+	"maps"
+	"slices"
 	"sort"
-	"sync"
+	"strings"
 	"time"
 
+	"github.com/oakmeet/oakmeet/api"
 	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/placement"
 )
 
-// nodeState is what the control plane knows of one node.
+// nodeState is what the control plane knows of one node. A stored value is
+// never changed (a report replaces it), so views may share it.
 type nodeState struct {
 	Info     cluster.NodeInfo
 	Load     cluster.Load
@@ -23,13 +26,12 @@ type nodeState struct {
 	Relays []cluster.RelayLink
 }
 
-// registry tracks nodes from their heartbeats. Health changes are returned
-// to the caller, which audits them outside the lock.
+// registry tracks nodes from their heartbeats. It belongs to the owner
+// goroutine and has no lock.
 type registry struct {
-	mu       sync.Mutex
 	nodes    map[string]*nodeState
 	assigned map[string]int // participants placed per node and not yet gone
-	version  uint64
+	version  uint64         // changes whenever placement's view would
 	snap     *placement.Snapshot
 	snapVer  uint64
 }
@@ -41,8 +43,6 @@ func newRegistry() *registry {
 // known adds a registration read from storage; it stays unhealthy until a
 // heartbeat arrives.
 func (r *registry) known(info cluster.NodeInfo) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	if _, ok := r.nodes[info.ID]; !ok {
 		r.nodes[info.ID] = &nodeState{Info: info}
 		r.version++
@@ -52,37 +52,32 @@ func (r *registry) known(info cluster.NodeInfo) {
 // heartbeat records a report; it returns true if the node just became
 // healthy.
 func (r *registry) heartbeat(hb cluster.Heartbeat, now time.Time) (cameUp bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n, ok := r.nodes[hb.Node.ID]
+	old, ok := r.nodes[hb.Node.ID]
 	if !ok {
-		n = &nodeState{}
-		r.nodes[hb.Node.ID] = n
+		old = &nodeState{}
 	}
-	changed := !ok || !n.Healthy || n.Draining != hb.Draining || n.Load.Participants != hb.Load.Participants ||
-		n.Load.BitrateInBps+n.Load.BitrateOutBps != hb.Load.BitrateInBps+hb.Load.BitrateOutBps || !sameInfo(n.Info, hb.Node)
-	cameUp = !n.Healthy
-	n.Info, n.Load, n.Draining, n.LastSeen, n.Healthy = hb.Node, hb.Load, hb.Draining, now, true
-	if hb.MeetingBytes != nil {
-		n.MeetingBytes = hb.MeetingBytes
-	}
-	n.Relays = hb.Relays
+	changed := !ok || !old.Healthy || old.Draining != hb.Draining || old.Load.Participants != hb.Load.Participants ||
+		old.Load.BitrateInBps+old.Load.BitrateOutBps != hb.Load.BitrateInBps+hb.Load.BitrateOutBps || !sameInfo(old.Info, hb.Node)
+	// Every report replaces the byte counts whole: a node lists only its
+	// live meetings, and a count that went down is taken as a restart.
+	r.nodes[hb.Node.ID] = &nodeState{Info: hb.Node, Load: hb.Load, Draining: hb.Draining, LastSeen: now, Healthy: true,
+		MeetingBytes: hb.MeetingBytes, Relays: hb.Relays}
 	if changed {
 		r.version++
 	}
-	return cameUp
+	return !old.Healthy
 }
 
-// expire marks nodes silent for longer than the timeout unhealthy and
-// returns them.
-func (r *registry) expire(now time.Time) []cluster.NodeInfo {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// expire marks nodes silent for longer than timeout unhealthy and returns
+// them, sorted by id.
+func (r *registry) expire(now time.Time, timeout time.Duration) []cluster.NodeInfo {
 	var down []cluster.NodeInfo
-	for _, n := range r.nodes {
-		if n.Healthy && now.Sub(n.LastSeen) > cluster.DefaultTiming().HeartbeatTimeout {
-			n.Healthy = false
-			n.Relays = nil // a silent node's links are gone with it
+	for id, n := range r.nodes {
+		if n.Healthy && now.Sub(n.LastSeen) > timeout {
+			c := *n
+			c.Healthy = false
+			c.Relays = nil // a silent node's links are gone with it
+			r.nodes[id] = &c
 			down = append(down, n.Info)
 		}
 	}
@@ -94,8 +89,6 @@ func (r *registry) expire(now time.Time) []cluster.NodeInfo {
 }
 
 func (r *registry) assign(nodeID string, delta int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.assigned[nodeID] += delta
 	if r.assigned[nodeID] <= 0 {
 		delete(r.assigned, nodeID)
@@ -104,8 +97,6 @@ func (r *registry) assign(nodeID string, delta int) {
 }
 
 func (r *registry) resetAssigned(counts map[string]int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.assigned = counts
 	r.version++
 }
@@ -113,8 +104,6 @@ func (r *registry) resetAssigned(counts map[string]int) {
 // snapshot returns the placement view of the node set, rebuilt only when
 // something placement cares about changed.
 func (r *registry) snapshot() *placement.Snapshot {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.snap != nil && r.snapVer == r.version {
 		return r.snap
 	}
@@ -137,59 +126,54 @@ func (r *registry) snapshot() *placement.Snapshot {
 	return r.snap
 }
 
-func (r *registry) list() []api.Node {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]api.Node, 0, len(r.nodes))
-	for _, n := range r.nodes {
-		v := api.Node{
+func (r *registry) view() nodeView {
+	return nodeView{byID: r.nodes, snap: r.snapshot()}
+}
+
+// liveView is what the owner last published, for readers that must not wait
+// for it. It is never changed once published.
+type liveView struct {
+	nodes    []*nodeState // sorted by id
+	byID     map[string]*nodeState
+	assigned map[string]int
+	pending  map[string]*meetingPending // by meeting
+	healthy  int
+}
+
+func (r *registry) publish(pending map[string]*meetingPending) *liveView {
+	v := &liveView{byID: maps.Clone(r.nodes), assigned: maps.Clone(r.assigned), pending: maps.Clone(pending)}
+	v.nodes = slices.SortedFunc(maps.Values(r.nodes), func(a, b *nodeState) int { return strings.Compare(a.Info.ID, b.Info.ID) })
+	for _, n := range v.nodes {
+		if n.Healthy {
+			v.healthy++
+		}
+	}
+	return v
+}
+
+func (v *liveView) node(id string) nodeState {
+	if n, ok := v.byID[id]; ok {
+		return *n
+	}
+	return nodeState{}
+}
+
+func (v *liveView) list() []api.Node {
+	out := make([]api.Node, 0, len(v.nodes))
+	for _, n := range v.nodes {
+		a := api.Node{
 			ID: n.Info.ID, Country: n.Info.Country, Region: n.Info.Region, URL: n.Info.URL,
 			Healthy: n.Healthy, Draining: n.Draining,
-			Load:     api.Load{Load: n.Load, Assigned: r.assigned[n.Info.ID]},
+			Load:     api.Load{Load: n.Load, Assigned: v.assigned[n.Info.ID]},
 			Capacity: api.Capacity{MaxParticipants: n.Info.MaxParticipants, MaxBitrateBps: n.Info.MaxBitrateBps},
 		}
 		if !n.LastSeen.IsZero() {
 			t := n.LastSeen.UTC()
-			v.LastSeen = &t
+			a.LastSeen = &t
 		}
-		out = append(out, v)
+		out = append(out, a)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
-}
-
-// states returns a copy of every node's state, sorted by id.
-func (r *registry) states() []nodeState {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]nodeState, 0, len(r.nodes))
-	for _, n := range r.nodes {
-		out = append(out, *n)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Info.ID < out[j].Info.ID })
-	return out
-}
-
-func (r *registry) get(id string) (nodeState, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n, ok := r.nodes[id]
-	if !ok {
-		return nodeState{}, false
-	}
-	return *n, true
-}
-
-func (r *registry) healthyCount() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	c := 0
-	for _, n := range r.nodes {
-		if n.Healthy {
-			c++
-		}
-	}
-	return c
 }
 
 func sameInfo(a, b cluster.NodeInfo) bool {

@@ -3,11 +3,11 @@ package control
 import (
 	"context"
 	"errors"
-	"github.com/oakmeet/oakmeet/api"
 	"net/http"
 	"sort"
 	"time"
 
+	"github.com/oakmeet/oakmeet/api"
 	"github.com/oakmeet/oakmeet/audit"
 )
 
@@ -22,61 +22,11 @@ type traffic struct {
 	Region       string     `json:"region,omitempty"`
 }
 
-// trafficEvery is how often forwarded bytes are written to a meeting.
-const trafficEvery = 2 * time.Second
-
 // recordTraffic folds the nodes' byte counters for a meeting into its
 // stored state, so the report survives node loss and restarts.
-func (s *Server) recordTraffic(ctx context.Context, meetingID string, now time.Time) {
-	e := s.enforcer
-	e.mu.Lock()
-	if now.Sub(e.trafficAt[meetingID]) < trafficEvery {
-		e.mu.Unlock()
-		return
-	}
-	e.trafficAt[meetingID] = now
-	e.mu.Unlock()
-
-	reported := map[string]uint64{}
-	where := map[string][2]string{}
-	for _, ns := range s.nodes.states() {
-		if b, ok := ns.MeetingBytes[meetingID]; ok {
-			reported[ns.Info.ID] = b
-			where[ns.Info.ID] = [2]string{ns.Info.Country, ns.Info.Region}
-		}
-	}
-	if len(reported) == 0 {
-		return
-	}
-	_, err := s.meetings.update(ctx, meetingID, func(m *meeting) error {
-		changed := false
-		if m.Traffic == nil {
-			m.Traffic = map[string]*traffic{}
-		}
-		for node, b := range reported {
-			t := m.Traffic[node]
-			if t == nil {
-				t = &traffic{Country: where[node][0], Region: where[node][1]}
-				m.Traffic[node] = t
-			}
-			delta := b - t.LastReported
-			if b < t.LastReported { // the node restarted
-				delta = b
-			}
-			if b != t.LastReported {
-				changed = true
-				t.LastReported = b
-			}
-			if delta > 0 {
-				at := now.UTC()
-				t.Bytes += delta
-				t.LastTraffic = &at
-				if t.FirstTraffic == nil {
-					t.FirstTraffic = &at
-				}
-			}
-		}
-		if !changed {
+func (s *Server) recordTraffic(ctx context.Context, meetingID string, reported map[string]nodeBytes, now time.Time) {
+	_, _, err := s.meetings.update(ctx, meetingID, func(m *meeting) error {
+		if !foldTraffic(m, reported, now) {
 			return errNoChange
 		}
 		return nil
@@ -84,6 +34,40 @@ func (s *Server) recordTraffic(ctx context.Context, meetingID string, now time.T
 	if err != nil && !errors.Is(err, errNoChange) {
 		s.log.Warn("record traffic", "meeting", meetingID, "err", err)
 	}
+}
+
+// foldTraffic adds what the nodes reported since the last fold to m's
+// traffic and reports whether anything changed. A node's counter that went
+// down means the node restarted and counts from zero again.
+func foldTraffic(m *meeting, reported map[string]nodeBytes, now time.Time) (changed bool) {
+	if m.Traffic == nil {
+		m.Traffic = map[string]*traffic{}
+	}
+	for node, r := range reported {
+		t := m.Traffic[node]
+		if t == nil {
+			t = &traffic{Country: r.Country, Region: r.Region}
+			m.Traffic[node] = t
+		}
+		b := r.Bytes
+		delta := b - t.LastReported
+		if b < t.LastReported { // the node restarted
+			delta = b
+		}
+		if b != t.LastReported {
+			changed = true
+			t.LastReported = b
+		}
+		if delta > 0 {
+			at := now.UTC()
+			t.Bytes += delta
+			t.LastTraffic = &at
+			if t.FirstTraffic == nil {
+				t.FirstTraffic = &at
+			}
+		}
+	}
+	return changed
 }
 
 func (s *Server) meetingReport(ctx context.Context, m *meeting) (*api.MeetingReport, error) {

@@ -1,7 +1,26 @@
 // Package control is oakmeet's control plane: the HTTP API for meetings and
 // their routing policies, placement of participants on media nodes, join
-// tokens, node health from heartbeats, and the audit log of every routing
-// decision.
+// tokens, node health from heartbeats, enforcement of each meeting's policy
+// on its live participants and relay links, and the audit log of every
+// routing decision.
+//
+// # Concurrency
+//
+// Live state (nodes, seats, pending moves and relay links, active meetings)
+// belongs to one goroutine, the owner (owner.go), fed by a mailbox; it does
+// no I/O. Enforcement is decided by a pure plan (plan.go) on the owner and
+// carried out by the caller (execute.go). The audit log has its own
+// goroutine that alone appends and exports (auditlog.go). The API reads
+// nodes and pending moves from a view the owner publishes.
+//
+// Lock order. One lock remains: each meeting's update lock (meetings.go),
+// held across the store's compare-and-set round trip. While holding it the
+// join path calls the owner (reserve, release), which takes no lock and
+// never waits for anything, so it cannot close a cycle. Nothing else is
+// taken while it is held: audit appends, NATS commands and other meetings'
+// updates all happen outside it, and no code holds two meetings' locks.
+// meetings.mu only guards the map of those locks and is never held with
+// any other lock. The mailboxes' own channels are not locks anyone holds.
 package control
 
 import (
@@ -12,7 +31,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/oakmeet/oakmeet/api"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -23,7 +41,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/oakmeet/oakmeet/audit"
+	"github.com/oakmeet/oakmeet/api"
 	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/locate"
 	"github.com/oakmeet/oakmeet/policy"
@@ -54,6 +72,9 @@ type Config struct {
 	Now                 func() time.Time
 	// Rand drives placement's tie-breaks; nil seeds one from crypto/rand.
 	Rand *rand.Rand
+	// Timing is every clock of enforcement and node health; zero fields
+	// take cluster.DefaultTiming's.
+	Timing cluster.Timing
 }
 
 // Server is the control plane. Build it with New, serve Handler, and Run
@@ -63,27 +84,11 @@ type Server struct {
 	floor    policy.Policy
 	log      *slog.Logger
 	now      func() time.Time
-	nodes    *registry
+	owner    *owner
 	meetings *meetings
 	audit    *auditor
 	metrics  *metrics
 	ready    atomic.Bool
-
-	randMu sync.Mutex
-	rand   *rand.Rand
-
-	// pending are placed participants that have not connected to their
-	// node yet; their seat is released when the join token has expired.
-	pendingMu sync.Mutex
-	pending   map[string]pendingSeat
-
-	enforcer *enforcer
-	started  atomic.Int64 // Unix ns when Run began
-}
-
-type pendingSeat struct {
-	meeting, node string
-	deadline      time.Time
 }
 
 // New validates the configuration and publishes the token-verification key
@@ -116,19 +121,17 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		_, _ = crand.Read(seed[:])
 		cfg.Rand = rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:])))
 	}
+	cfg.Timing = cfg.Timing.WithDefaults()
 	s := &Server{
 		cfg:      cfg,
 		floor:    floor,
 		log:      cfg.Logger,
 		now:      cfg.Now,
-		nodes:    newRegistry(),
+		owner:    newOwner(cfg.Timing, cfg.TokenTTL, cfg.Rand, cfg.Logger),
 		meetings: newMeetings(cfg.Store),
 		audit:    newAuditor(cfg.Key, cfg.Store, cfg.Now),
-		rand:     cfg.Rand,
-		pending:  map[string]pendingSeat{},
-		enforcer: newEnforcer(),
 	}
-	s.metrics = newMetrics(s.nodes.healthyCount)
+	s.metrics = newMetrics(func() int { return s.owner.live().healthy })
 	pub := cfg.Key.Public().(ed25519.PublicKey)
 	if err := cfg.Store.PutControl(ctx, cluster.KeyTokenPublicKey, pub); err != nil {
 		return nil, fmt.Errorf("control: publish token key: %w", err)
@@ -139,17 +142,24 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 // PublicKey verifies join tokens and audit entries.
 func (s *Server) PublicKey() ed25519.PublicKey { return s.cfg.Key.Public().(ed25519.PublicKey) }
 
-// Run follows node heartbeats and health until ctx ends.
+// Run starts the owner of live state and the audit appender, follows node
+// heartbeats and events, and enforces every meeting's policy until ctx
+// ends. It returns once everything it started has stopped.
 func (s *Server) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() { s.owner.run(ctx) })
+	wg.Go(func() { s.audit.run(ctx) })
+
 	hbSub, err := s.cfg.NATS.Subscribe(cluster.SubjectHeartbeat, func(m *nats.Msg) {
 		hb, err := cluster.Decode[cluster.Heartbeat]("heartbeat", m.Data)
 		if err != nil || cluster.ValidNodeID(hb.Node.ID) != nil {
 			s.log.Warn("ignoring malformed heartbeat", "err", err)
 			return
 		}
-		if s.nodes.heartbeat(hb, s.now()) {
-			s.log.Info("node healthy", "node", hb.Node.ID, "country", hb.Node.Country)
-		}
+		s.owner.heartbeat(hb, s.now())
 	})
 	if err != nil {
 		return fmt.Errorf("control: subscribe to heartbeats: %w", err)
@@ -172,22 +182,17 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.loadState(ctx); err != nil {
 		return err
 	}
-	s.started.Store(s.now().UnixNano())
 	s.ready.Store(true)
 	defer s.ready.Store(false)
 
-	tick := time.NewTicker(cluster.DefaultTiming().HeartbeatInterval / 2)
+	tick := time.NewTicker(s.cfg.Timing.HeartbeatInterval / 2)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
-			for _, n := range s.nodes.expire(s.now()) {
-				s.nodeDown(ctx, n)
-			}
-			s.expireSeats(ctx)
-			s.enforceAll(ctx)
+			s.tick(ctx)
 		}
 	}
 }
@@ -198,70 +203,24 @@ func (s *Server) loadState(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("control: %w", err)
 	}
+	var infos []cluster.NodeInfo
 	for _, r := range regs {
 		info, err := cluster.Decode[cluster.NodeInfo]("node registration", r)
 		if err != nil {
 			s.log.Warn("skipping unreadable node registration", "err", err)
 			continue
 		}
-		s.nodes.known(info)
+		infos = append(infos, info)
 	}
 	all, err := s.meetings.all(ctx)
 	if err != nil {
 		return fmt.Errorf("control: load meetings: %w", err)
 	}
-	counts := map[string]int{}
-	for _, m := range all {
-		if len(m.active()) > 0 {
-			s.enforcer.touch(m.ID)
-		}
-		for _, p := range m.active() {
-			counts[p.Node.ID]++
-			if p.Connected == nil {
-				s.holdSeat(p.ID, m.ID, p.Node.ID, p.Joined)
-			}
-		}
+	if err := s.owner.load(ctx, infos, all, s.now()); err != nil {
+		return fmt.Errorf("control: load state: %w", err)
 	}
-	s.nodes.resetAssigned(counts)
 	s.log.Info("control plane state loaded", "nodes", len(regs), "meetings", len(all))
 	return nil
-}
-
-func (s *Server) startedAt() time.Time { return time.Unix(0, s.started.Load()) }
-
-// seatGrace is how long after its token expires a placed participant that
-// never connected keeps its seat.
-const seatGrace = 10 * time.Second
-
-func (s *Server) holdSeat(pid, meeting, node string, joined time.Time) {
-	s.pendingMu.Lock()
-	defer s.pendingMu.Unlock()
-	s.pending[pid] = pendingSeat{meeting: meeting, node: node, deadline: joined.Add(s.cfg.TokenTTL + seatGrace)}
-}
-
-func (s *Server) seatTaken(pid string) {
-	s.pendingMu.Lock()
-	defer s.pendingMu.Unlock()
-	delete(s.pending, pid)
-}
-
-func (s *Server) expireSeats(ctx context.Context) {
-	now := s.now()
-	var expired map[string]pendingSeat
-	s.pendingMu.Lock()
-	for pid, p := range s.pending {
-		if now.After(p.deadline) {
-			if expired == nil {
-				expired = map[string]pendingSeat{}
-			}
-			expired[pid] = p
-			delete(s.pending, pid)
-		}
-	}
-	s.pendingMu.Unlock()
-	for pid, p := range expired {
-		s.participantLeft(ctx, p.meeting, pid, p.node, "never connected", now)
-	}
 }
 
 // nodeEvent follows participants connecting to and leaving their nodes.
@@ -271,9 +230,11 @@ func (s *Server) nodeEvent(ctx context.Context, ev cluster.Event) {
 	}
 	switch ev.Kind {
 	case cluster.EventConnected:
-		s.seatTaken(ev.Participant)
+		if err := s.owner.connected(ctx, ev.Participant); err != nil {
+			return
+		}
 		var old *participant
-		_, err := s.meetings.update(ctx, ev.Meeting, func(m *meeting) error {
+		_, _, err := s.meetings.update(ctx, ev.Meeting, func(m *meeting) error {
 			p := m.participant(ev.Participant)
 			if p == nil || p.Node.ID != ev.Node || p.Connected != nil {
 				return errNoChange
@@ -289,47 +250,13 @@ func (s *Server) nodeEvent(ctx context.Context, ev cluster.Event) {
 			return nil
 		})
 		if err == nil && old != nil {
-			s.replaced(ev.Meeting, old.ID, old.Node.ID)
+			_ = s.owner.replaced(ctx, ev.Meeting, old.ID, old.Node.ID, s.now())
 		}
 		if err != nil && !errors.Is(err, errNoChange) {
 			s.log.Warn("record connection", "meeting", ev.Meeting, "participant", ev.Participant, "err", err)
 		}
 	case cluster.EventDisconnected:
-		s.participantLeft(ctx, ev.Meeting, ev.Participant, ev.Node, ev.Reason, ev.Time)
-	}
-}
-
-// participantLeft ends a participant's presence on a node, unless it has
-// already moved elsewhere.
-func (s *Server) participantLeft(ctx context.Context, meetingID, pid, nodeID, reason string, at time.Time) {
-	_, err := s.meetings.update(ctx, meetingID, func(m *meeting) error {
-		p := m.participant(pid)
-		if p == nil || p.Left != nil || p.Node.ID != nodeID {
-			return errNoChange
-		}
-		t := at.UTC()
-		p.Left, p.LeftReason = &t, reason
-		return nil
-	})
-	if errors.Is(err, errNoChange) {
-		return
-	}
-	if err != nil {
-		s.log.Warn("record departure", "meeting", meetingID, "participant", pid, "err", err)
-		return
-	}
-	s.nodes.assign(nodeID, -1)
-	s.log.Info("participant left", "meeting", meetingID, "participant", pid, "node", nodeID, "reason", reason)
-}
-
-func (s *Server) nodeDown(ctx context.Context, n cluster.NodeInfo) {
-	s.log.Warn("node unhealthy: no heartbeat", "node", n.ID, "country", n.Country, "timeout", cluster.DefaultTiming().HeartbeatTimeout)
-	_, err := s.audit.append(ctx, audit.Entry{
-		Kind: audit.KindNodeDown, Node: n.ID, NodeCountry: n.Country,
-		Reason: fmt.Sprintf("no heartbeat for %s", cluster.DefaultTiming().HeartbeatTimeout),
-	})
-	if err != nil {
-		s.log.Error("audit node down", "node", n.ID, "err", err)
+		s.participantLeft(ctx, ev.Meeting, leave{Participant: ev.Participant, Node: ev.Node, Reason: ev.Reason, At: ev.Time})
 	}
 }
 
@@ -363,13 +290,7 @@ func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, apiErr(http.StatusServiceUnavailable, api.CodeUnavailable, "starting"))
 		return
 	}
-	writeJSON(w, http.StatusOK, api.Health{Status: "ok", HealthyNodes: s.nodes.healthyCount()})
-}
-
-func (s *Server) pick(fn func(*rand.Rand)) {
-	s.randMu.Lock()
-	defer s.randMu.Unlock()
-	fn(s.rand)
+	writeJSON(w, http.StatusOK, api.Health{Status: "ok", HealthyNodes: s.owner.live().healthy})
 }
 
 // decodeBody reads a JSON request body strictly: unknown fields and

@@ -1,0 +1,133 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/oakmeet/oakmeet/audit"
+	"github.com/oakmeet/oakmeet/cluster"
+	"github.com/oakmeet/oakmeet/policy"
+	"github.com/oakmeet/oakmeet/token"
+)
+
+// relayTokenTTL bounds a relay token; links are ordered again well within
+// it (RelayResend).
+const relayTokenTTL = time.Minute
+
+// enforce plans one meeting, read at revision rev, and carries the plan out.
+func (s *Server) enforce(ctx context.Context, m *meeting, rev uint64) {
+	eff, err := policy.Combine(s.floor, m.Policy)
+	if err != nil {
+		s.log.Error("enforce: policy", "meeting", m.ID, "err", err)
+		return
+	}
+	acts, err := s.owner.plan(ctx, m, rev, eff, s.now())
+	if err != nil {
+		return
+	}
+	s.carryOut(ctx, acts)
+}
+
+// tick is the periodic work: silent nodes, stale seats, then every meeting
+// with participants.
+func (s *Server) tick(ctx context.Context) {
+	acts, ids, err := s.owner.tick(ctx, s.now())
+	if err != nil {
+		return
+	}
+	s.carryOut(ctx, acts)
+	for _, id := range ids {
+		m, rev, err := s.meetings.get(ctx, id)
+		if err != nil {
+			continue
+		}
+		s.enforce(ctx, m, rev)
+	}
+}
+
+// carryOut does what a plan decided, each action once, in order.
+func (s *Server) carryOut(ctx context.Context, acts []action) {
+	for _, a := range acts {
+		if a.Note != "" {
+			lvl := s.log.Info
+			if a.Warn {
+				lvl = s.log.Warn
+			}
+			lvl(a.Note, "meeting", a.Meeting, "node", a.Node, "participant", a.Cmd.Participant, "peer", a.Cmd.Peer, "reason", a.Cmd.Reason)
+		}
+		switch a.Kind {
+		case actCommand:
+			s.command(a.Node, a.Cmd)
+		case actRelay:
+			s.orderRelay(a.Meeting, a.Relay)
+		case actLeave:
+			s.participantLeft(ctx, a.Meeting, a.Left)
+		case actAudit:
+			s.auditEvent(ctx, a.Entry)
+		case actMigration:
+			s.metrics.migrations.WithLabelValues(a.Reason).Inc()
+		case actTraffic:
+			s.recordTraffic(ctx, a.Meeting, a.Traffic, s.now())
+		}
+	}
+}
+
+func (s *Server) command(node string, c cluster.Command) {
+	data, err := json.Marshal(c)
+	if err != nil {
+		return
+	}
+	if err := s.cfg.NATS.Publish(cluster.SubjectCommand(node), data); err != nil {
+		s.log.Warn("send node command", "node", node, "kind", c.Kind, "err", err)
+	}
+}
+
+// orderRelay asks r.From to open (or keep) a relay link to r.To, with a
+// token that vouches for both ends.
+func (s *Server) orderRelay(meetingID string, r relayOrder) {
+	now := s.now()
+	a, b := r.From, r.To
+	tok, err := token.SignRelay(s.cfg.Key, token.RelayClaims{
+		Meeting: meetingID,
+		From:    token.RelayNode{ID: a.ID, Country: a.Country, Region: a.Region, IdentityKey: a.IdentityKey},
+		To:      token.RelayNode{ID: b.ID, Country: b.Country, Region: b.Region, IdentityKey: b.IdentityKey},
+		Policy:  r.Policy.Policy(), IssuedAt: now.UTC(), Expires: now.Add(relayTokenTTL).UTC(),
+	})
+	if err != nil {
+		s.log.Warn("relay token", "meeting", meetingID, "a", a.ID, "b", b.ID, "err", err)
+		return
+	}
+	s.command(a.ID, cluster.Command{Kind: cluster.CommandRelay, Meeting: meetingID, Peer: b.ID, PeerURL: b.URL, Token: tok})
+}
+
+// participantLeft ends a participant's presence on a node in the store,
+// unless it has already left or moved elsewhere.
+func (s *Server) participantLeft(ctx context.Context, meetingID string, l leave) {
+	_, _, err := s.meetings.update(ctx, meetingID, func(m *meeting) error {
+		p := m.participant(l.Participant)
+		if p == nil || p.Left != nil || p.Node.ID != l.Node {
+			return errNoChange
+		}
+		t := l.At.UTC()
+		p.Left, p.LeftReason = &t, l.Reason
+		return nil
+	})
+	if errors.Is(err, errNoChange) {
+		return
+	}
+	if err != nil {
+		s.log.Warn("record departure", "meeting", meetingID, "participant", l.Participant, "err", err)
+		_ = s.owner.leaveFailed(ctx, meetingID, l.Participant)
+		return
+	}
+	_ = s.owner.left(ctx, l.Node)
+	s.log.Info("participant left", "meeting", meetingID, "participant", l.Participant, "node", l.Node, "reason", l.Reason)
+}
+
+func (s *Server) auditEvent(ctx context.Context, e audit.Entry) {
+	if _, err := s.audit.append(ctx, e); err != nil {
+		s.log.Error("audit", "kind", e.Kind, "meeting", e.Meeting, "err", err)
+	}
+}

@@ -1,0 +1,267 @@
+package control
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/oakmeet/oakmeet/api"
+	"github.com/oakmeet/oakmeet/audit"
+	"github.com/oakmeet/oakmeet/cluster"
+	"github.com/oakmeet/oakmeet/placement"
+	"github.com/oakmeet/oakmeet/policy"
+)
+
+// owner is the goroutine that owns the control plane's live state: the node
+// registry, the seats of placed participants not yet connected, what
+// enforcement has pending (moves, relay links, departures, traffic times)
+// and the set of meetings with participants. Everything reaches that state
+// through mbox; nothing else touches it. The owner does no I/O: it decides,
+// records and hands back actions for its callers to carry out.
+//
+// After a change it publishes a liveView (an immutable copy behind an
+// atomic pointer) and the API reads nodes, health and pending moves from
+// that rather than through the mailbox: /healthz and the metrics scrape
+// then never queue behind a burst of heartbeats, and they still answer
+// before Run has started the owner or after it has stopped. A call
+// publishes before it returns, so a caller reads its own writes;
+// heartbeats in a batch publish once, when the queue runs dry. Publishing
+// copies the node map (node states themselves are shared, being never
+// changed), which is cheap at the size of a deployment's node set.
+type owner struct {
+	mbox *mailbox
+	view atomic.Pointer[liveView]
+	log  *slog.Logger
+
+	// Owned by the goroutine serving mbox.
+	timing   cluster.Timing
+	tokenTTL time.Duration
+	rand     *rand.Rand
+	nodes    *registry
+	seats    map[string]seat // by participant
+	active   map[string]bool // meetings with participants
+	pending  map[string]*meetingPending
+	// planned is the newest meeting revision each meeting was planned at
+	// (or joined at): a plan from an older read is stale and dropped, so
+	// a departure is never decided again from a read taken before it.
+	planned map[string]uint64
+	started time.Time
+	dirty   bool
+}
+
+// seat is a placed participant that has not connected to its node yet; it
+// is released when the join token has expired and SeatGrace passed.
+type seat struct {
+	meeting, node string
+	deadline      time.Time
+}
+
+func newOwner(t cluster.Timing, tokenTTL time.Duration, rnd *rand.Rand, log *slog.Logger) *owner {
+	o := &owner{mbox: newMailbox(), log: log, timing: t, tokenTTL: tokenTTL, rand: rnd, nodes: newRegistry(),
+		seats: map[string]seat{}, active: map[string]bool{}, pending: map[string]*meetingPending{}, planned: map[string]uint64{}}
+	o.publish()
+	return o
+}
+
+func (o *owner) run(ctx context.Context) {
+	o.mbox.run(ctx, func() {
+		if o.dirty {
+			o.publish()
+		}
+	})
+}
+
+func (o *owner) publish() {
+	o.view.Store(o.nodes.publish(o.pending))
+	o.dirty = false
+}
+
+// do runs f on the owner and publishes what it changed before returning.
+func (o *owner) do(ctx context.Context, f func()) error {
+	return o.mbox.call(ctx, func() {
+		f()
+		o.dirty = true
+		o.publish()
+	})
+}
+
+func (o *owner) live() *liveView { return o.view.Load() }
+
+// heartbeat is posted, not called: a node's report needs no answer.
+func (o *owner) heartbeat(hb cluster.Heartbeat, now time.Time) {
+	o.mbox.post(func() {
+		if o.nodes.heartbeat(hb, now) {
+			o.log.Info("node healthy", "node", hb.Node.ID, "country", hb.Node.Country)
+		}
+		o.dirty = true
+	})
+}
+
+// load takes in the state a previous run left in the store.
+func (o *owner) load(ctx context.Context, nodes []cluster.NodeInfo, meetings []*meeting, now time.Time) error {
+	return o.do(ctx, func() {
+		for _, info := range nodes {
+			o.nodes.known(info)
+		}
+		counts := map[string]int{}
+		for _, m := range meetings {
+			for _, p := range m.active() {
+				o.active[m.ID] = true
+				counts[p.Node.ID]++
+				if p.Connected == nil {
+					o.seats[p.ID] = seat{meeting: m.ID, node: p.Node.ID, deadline: p.Joined.Add(o.tokenTTL + o.timing.SeatGrace)}
+				}
+			}
+		}
+		o.nodes.resetAssigned(counts)
+		o.started = now
+	})
+}
+
+// placed is where the owner put a participant.
+type placed struct {
+	placement.Decision
+	Info cluster.NodeInfo
+}
+
+// reserve places a participant and takes its seat in one step, so two
+// joins cannot both take a node's last seat.
+func (o *owner) reserve(ctx context.Context, pid, meetingID string, req placement.Request, now time.Time) (placed, error) {
+	var out placed
+	var err error
+	if cerr := o.do(ctx, func() {
+		out.Decision, err = o.nodes.snapshot().Place(req, o.rand)
+		if err != nil {
+			return
+		}
+		out.Info = o.nodes.nodes[out.Node.ID].Info
+		o.nodes.assign(out.Node.ID, 1)
+		o.seats[pid] = seat{meeting: meetingID, node: out.Node.ID, deadline: now.Add(o.tokenTTL + o.timing.SeatGrace)}
+	}); cerr != nil {
+		return placed{}, cerr
+	}
+	return out, err
+}
+
+// release gives back a seat reserve took for a join that did not happen.
+func (o *owner) release(ctx context.Context, pid string) error {
+	return o.do(ctx, func() {
+		if s, ok := o.seats[pid]; ok {
+			delete(o.seats, pid)
+			o.nodes.assign(s.node, -1)
+		}
+	})
+}
+
+// joined marks a meeting active once a join is stored at revision rev.
+func (o *owner) joined(ctx context.Context, meetingID string, rev uint64) error {
+	return o.do(ctx, func() {
+		o.active[meetingID] = true
+		o.planned[meetingID] = max(o.planned[meetingID], rev)
+	})
+}
+
+// connected is a placed participant arriving on its node: its seat is
+// taken for good.
+func (o *owner) connected(ctx context.Context, pid string) error {
+	return o.do(ctx, func() { delete(o.seats, pid) })
+}
+
+// left records a participant's departure from a node in the store: its
+// node has one participant fewer.
+func (o *owner) left(ctx context.Context, nodeID string) error {
+	return o.do(ctx, func() { o.nodes.assign(nodeID, -1) })
+}
+
+// leaveFailed forgets that a participant was told to leave, so the next
+// plan decides again.
+func (o *owner) leaveFailed(ctx context.Context, meetingID, pid string) error {
+	return o.do(ctx, func() {
+		if p := o.pending[meetingID]; p != nil {
+			if _, ok := p.leaving[pid]; ok {
+				n := p.clone()
+				delete(n.leaving, pid)
+				o.pending[meetingID] = n
+			}
+		}
+	})
+}
+
+// replaced is a participant that replaces another having connected: the
+// old connection may linger ReplacedGrace (make before break), then its
+// node is told to close it.
+func (o *owner) replaced(ctx context.Context, meetingID, oldPID, oldNode string, now time.Time) error {
+	return o.do(ctx, func() {
+		n := o.pending[meetingID].clone()
+		deadline := now.Add(o.timing.ReplacedGrace)
+		if mv, ok := n.moves[oldPID]; ok && mv.deadline.Before(deadline) {
+			mv.kickReason = api.ReasonMoved
+			n.moves[oldPID] = mv
+		} else {
+			n.moves[oldPID] = move{node: oldNode, reason: api.ReasonMoved, deadline: deadline, kickReason: api.ReasonMoved}
+		}
+		o.pending[meetingID] = n
+	})
+}
+
+// tick expires silent nodes and stale seats and returns what that asks
+// for, with the meetings to plan.
+func (o *owner) tick(ctx context.Context, now time.Time) (acts []action, meetings []string, err error) {
+	err = o.do(ctx, func() {
+		for _, n := range o.nodes.expire(now, o.timing.HeartbeatTimeout) {
+			o.log.Warn("node unhealthy: no heartbeat", "node", n.ID, "country", n.Country, "timeout", o.timing.HeartbeatTimeout)
+			acts = append(acts, action{Kind: actAudit, Entry: audit.Entry{Kind: audit.KindNodeDown, Node: n.ID, NodeCountry: n.Country,
+				Reason: fmt.Sprintf("no heartbeat for %s", o.timing.HeartbeatTimeout)}})
+		}
+		for _, pid := range slices.Sorted(maps.Keys(o.seats)) {
+			if s := o.seats[pid]; now.After(s.deadline) {
+				delete(o.seats, pid)
+				acts = append(acts, action{Kind: actLeave, Meeting: s.meeting, Left: leave{Participant: pid, Node: s.node, Reason: "never connected", At: now}})
+			}
+		}
+		// A meeting at rest keeps only the links it closed, for a while.
+		for id, p := range o.pending {
+			if !o.active[id] && len(p.closed) > 0 {
+				n := &meetingPending{closed: maps.Clone(p.closed)}
+				maps.DeleteFunc(n.closed, func(_ [2]string, at time.Time) bool { return now.Sub(at) > closedWindow(o.timing) })
+				o.pending[id] = n
+			}
+			if !o.active[id] && o.pending[id].empty() {
+				delete(o.pending, id)
+			}
+		}
+		meetings = slices.Sorted(maps.Keys(o.active))
+	})
+	return acts, meetings, err
+}
+
+// plan decides what one meeting, read at revision rev, needs, and records
+// the decision in the same step.
+func (o *owner) plan(ctx context.Context, m *meeting, rev uint64, eff policy.Effective, now time.Time) ([]action, error) {
+	var acts []action
+	err := o.do(ctx, func() {
+		if rev < o.planned[m.ID] {
+			return // a newer read was planned already
+		}
+		o.planned[m.ID] = rev
+		var next *meetingPending
+		acts, next = plan(planInput{Meeting: m, Policy: eff, Nodes: o.nodes.view(), Pending: o.pending[m.ID],
+			Now: now, Started: o.started, Timing: o.timing})
+		if len(m.active()) == 0 {
+			delete(o.active, m.ID)
+		} else {
+			o.active[m.ID] = true
+		}
+		if next.empty() && !o.active[m.ID] {
+			delete(o.pending, m.ID)
+		} else {
+			o.pending[m.ID] = next
+		}
+	})
+	return acts, err
+}

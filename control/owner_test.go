@@ -1,0 +1,145 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/oakmeet/oakmeet/api"
+	"github.com/oakmeet/oakmeet/cluster"
+	"github.com/oakmeet/oakmeet/placement"
+)
+
+func startOwner(t *testing.T, nodes ...*nodeState) *owner {
+	t.Helper()
+	o := newOwner(fastTiming, time.Minute, rand.New(rand.NewPCG(1, 2)), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { o.run(ctx) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	for _, n := range nodes {
+		o.heartbeat(cluster.Heartbeat{Node: n.Info, Draining: n.Draining, MeetingBytes: n.MeetingBytes}, t0)
+	}
+	if err := o.load(ctx, nil, nil, longAgo); err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+func TestOwnerDecidesAMoveOnceWhoeverAsks(t *testing.T) {
+	o := startOwner(t, de(), us())
+	m := meetingWith(viewOf(de(), us()), "p1@us-iad")
+	eff := effOf(t, "US")
+	var mu sync.Mutex
+	var moves int
+	var wg sync.WaitGroup
+	for range 16 { // policy changes and ticks, all at once
+		wg.Go(func() {
+			acts, err := o.plan(context.Background(), m, 7, eff, t0)
+			if err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, a := range acts {
+				if a.Kind == actCommand && a.Cmd.Kind == cluster.CommandMove {
+					moves++
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if moves != 1 {
+		t.Fatalf("%d moves sent", moves)
+	}
+	if got := o.live().pending["m1"].moving("p1"); got != api.ReasonPolicyChange {
+		t.Fatalf("the view shows moving %q", got)
+	}
+}
+
+func TestOwnerDropsAPlanFromAnOlderRead(t *testing.T) {
+	o := startOwner(t, de(), us())
+	ctx := context.Background()
+	nodes := viewOf(de(), us())
+	gone := meetingWith(nodes, "p1@us-iad")
+	at := t0
+	gone.Participants[0].Left = &at
+	if _, err := o.plan(ctx, gone, 9, effOf(t), t0); err != nil {
+		t.Fatal(err)
+	}
+	// A read from before the departure arrives late: it must not decide
+	// anything about p1 again.
+	acts, err := o.plan(ctx, meetingWith(nodes, "p1@us-iad"), 8, effOf(t, "US"), t0)
+	if err != nil || len(acts) != 0 {
+		t.Fatalf("stale plan: %q, %v", describeAll(acts), err)
+	}
+}
+
+func TestOwnerClosesAReplacedConnectionAfterItsGrace(t *testing.T) {
+	o := startOwner(t, de(), us())
+	ctx := context.Background()
+	m := meetingWith(viewOf(de(), us()), "old@de-fra", "new@us-iad")
+	if err := o.replaced(ctx, "m1", "old", "de-fra", t0); err != nil {
+		t.Fatal(err)
+	}
+	acts, _ := o.plan(ctx, m, 1, effOf(t), t0.Add(fastTiming.ReplacedGrace))
+	for _, a := range acts {
+		if a.Kind == actCommand && a.Cmd.Kind == cluster.CommandKick {
+			t.Fatalf("closed within the grace: %q", describeAll(acts))
+		}
+	}
+	acts, _ = o.plan(ctx, m, 1, effOf(t), t0.Add(fastTiming.ReplacedGrace+time.Microsecond))
+	if got := describeAll(acts); len(got) < 2 || got[0] != "kick old@de-fra moved" || got[1] != "left old@de-fra moved" {
+		t.Fatalf("after the grace: %q", got)
+	}
+}
+
+func TestHeartbeatReplacesMeetingBytes(t *testing.T) {
+	o := startOwner(t, de(func(n *nodeState) { n.MeetingBytes = map[string]uint64{"m1": 10} }))
+	if got := o.live().node("de-fra").MeetingBytes["m1"]; got != 10 {
+		t.Fatalf("bytes %d", got)
+	}
+	// The meeting's room closed: the node no longer lists it.
+	o.heartbeat(cluster.Heartbeat{Node: de().Info}, t0)
+	if err := o.do(context.Background(), func() {}); err != nil {
+		t.Fatal(err)
+	}
+	if got := o.live().node("de-fra").MeetingBytes; len(got) != 0 {
+		t.Fatalf("stale bytes kept: %v", got)
+	}
+}
+
+func TestReserveTakesTheLastSeatOnce(t *testing.T) {
+	o := startOwner(t, de(func(n *nodeState) { n.Info.MaxParticipants = 1 }))
+	ctx := context.Background()
+	req := placement.Request{Policy: effOf(t)}
+	if _, err := o.reserve(ctx, "p1", "m1", req, t0); err != nil {
+		t.Fatal(err)
+	}
+	var ref *placement.Refusal
+	if _, err := o.reserve(ctx, "p2", "m1", req, t0); !errors.As(err, &ref) || ref.Code != placement.CodeNoCapacity {
+		t.Fatalf("second reserve: %v", err)
+	}
+	if err := o.release(ctx, "p1"); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := o.reserve(ctx, "p2", "m1", req, t0); err != nil || p.Info.URL != "ws://de-fra" {
+		t.Fatalf("after release: %+v %v", p, err)
+	}
+	// A seat never taken is released after the token's life and SeatGrace
+	// (by then the silent node is down too).
+	acts, _, err := o.tick(ctx, t0.Add(time.Minute+fastTiming.SeatGrace))
+	if err != nil || !slices.Equal(describeAll(acts), []string{"audit node_down @de-fra"}) {
+		t.Fatalf("tick at the deadline: %q %v", describeAll(acts), err)
+	}
+	acts, _, err = o.tick(ctx, t0.Add(time.Minute+fastTiming.SeatGrace+time.Microsecond))
+	if err != nil || !slices.Equal(describeAll(acts), []string{"left p2@de-fra never connected"}) {
+		t.Fatalf("tick after the deadline: %q %v", describeAll(acts), err)
+	}
+}

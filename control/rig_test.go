@@ -1,0 +1,291 @@
+package control
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/oakmeet/oakmeet/api"
+	"github.com/oakmeet/oakmeet/apiclient"
+	"github.com/oakmeet/oakmeet/bus"
+	"github.com/oakmeet/oakmeet/cluster"
+	"github.com/oakmeet/oakmeet/geo"
+	"github.com/oakmeet/oakmeet/locate"
+	"github.com/oakmeet/oakmeet/policy"
+	"github.com/oakmeet/oakmeet/store"
+)
+
+// rig is a control plane on an embedded NATS server with fake nodes: the
+// test sends their heartbeats and events and sees the commands they get.
+type rig struct {
+	t      *testing.T
+	srv    *Server
+	api    *apiclient.Client
+	nc     *nats.Conn // the fake nodes' connection
+	timing cluster.Timing
+
+	mu    sync.Mutex
+	nodes map[string]*fakeNodeState
+	cmds  []sentCommand
+}
+
+type fakeNodeState struct {
+	info     cluster.NodeInfo
+	draining bool
+	silent   bool
+	relays   []cluster.RelayLink
+}
+
+type sentCommand struct {
+	node string
+	cmd  cluster.Command
+}
+
+// rigTiming makes a node loss or a move play out in a few hundred
+// milliseconds.
+var rigTiming = cluster.DefaultTiming().Scaled(20)
+
+func startRig(t *testing.T, nodes ...string) *rig {
+	t.Helper()
+	emb, err := bus.Embed(bus.EmbedConfig{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emb.Shutdown)
+	ctl, err := emb.Connect("control")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ctl.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := store.Open(ctx, ctl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc, err := locate.New(locate.Config{TrustClientHints: true, DisableBuiltin: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, key, _ := ed25519.GenerateKey(nil)
+	srv, err := New(ctx, Config{Store: st, NATS: ctl, Locator: loc, Key: key, TrustClientLocation: true,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Timing: rigTiming})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	r := &rig{t: t, srv: srv, api: apiclient.New(hs.URL, hs.Client()), timing: rigTiming, nodes: map[string]*fakeNodeState{}}
+	if r.nc, err = emb.Connect("nodes"); err != nil {
+		t.Fatal(err)
+	}
+	for _, spec := range nodes {
+		r.addNode(spec)
+	}
+	if _, err := r.nc.Subscribe(cluster.SubjectCommand("*"), r.gotCommand); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := srv.Run(ctx); err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	wg.Go(func() { r.sendHeartbeats(ctx) })
+	t.Cleanup(func() { cancel(); wg.Wait(); hs.Close(); r.nc.Close() })
+	r.waitFor("every node healthy", func() bool {
+		h, err := r.api.Health(ctx)
+		return err == nil && h.HealthyNodes == len(nodes)
+	})
+	return r
+}
+
+// addNode adds a node given as "id:CC".
+func (r *rig) addNode(spec string) {
+	id, country, _ := strings.Cut(spec, ":")
+	where, _ := geo.CountryLocation(country)
+	pub, _, _ := ed25519.GenerateKey(nil) // relay tokens vouch for it
+	r.nodes[id] = &fakeNodeState{info: cluster.NodeInfo{ID: id, Country: country, Lat: where.Lat, Lon: where.Lon, URL: "ws://" + id, IdentityKey: pub}}
+}
+
+func (r *rig) sendHeartbeats(ctx context.Context) {
+	tick := time.NewTicker(r.timing.HeartbeatInterval)
+	defer tick.Stop()
+	for {
+		r.mu.Lock()
+		var hbs []cluster.Heartbeat
+		for _, n := range r.nodes {
+			if !n.silent {
+				hbs = append(hbs, cluster.Heartbeat{Node: n.info, Draining: n.draining, Relays: slices.Clone(n.relays), Sent: time.Now()})
+			}
+		}
+		r.mu.Unlock()
+		for _, hb := range hbs {
+			data, _ := json.Marshal(hb)
+			_ = r.nc.Publish(cluster.SubjectHeartbeat, data)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// setNode changes what a fake node reports from its next heartbeat on.
+func (r *rig) setNode(id string, f func(n *fakeNodeState)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f(r.nodes[id])
+}
+
+func (r *rig) gotCommand(m *nats.Msg) {
+	var c cluster.Command
+	if err := json.Unmarshal(m.Data, &c); err != nil {
+		r.t.Errorf("command on %s: %v", m.Subject, err)
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cmds = append(r.cmds, sentCommand{node: strings.TrimPrefix(m.Subject, cluster.SubjectCommand("")), cmd: c})
+}
+
+// commands lists the commands sent so far that match, as "kind node
+// participant reason" or "kind node>peer".
+func (r *rig) commands(match func(sentCommand) bool) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, c := range r.cmds {
+		if !match(c) {
+			continue
+		}
+		if c.cmd.Peer != "" {
+			out = append(out, c.cmd.Kind+" "+c.node+">"+c.cmd.Peer)
+		} else {
+			out = append(out, c.cmd.Kind+" "+c.node+" "+c.cmd.Participant+" "+c.cmd.Reason)
+		}
+	}
+	return out
+}
+
+// expectCommands waits until as many commands match as want lists, then
+// checks that they are exactly want: one too many fails.
+func (r *rig) expectCommands(match func(sentCommand) bool, want ...string) {
+	r.t.Helper()
+	r.waitFor(fmt.Sprintf("commands %q", want), func() bool { return len(r.commands(match)) >= len(want) })
+	if got := r.commands(match); !slices.Equal(got, want) {
+		r.t.Fatalf("commands %q, want %q", got, want)
+	}
+}
+
+func forParticipant(pid string) func(sentCommand) bool {
+	return func(c sentCommand) bool { return c.cmd.Participant == pid }
+}
+
+func ofKind(kind string) func(sentCommand) bool {
+	return func(c sentCommand) bool { return c.cmd.Kind == kind }
+}
+
+// waitFor polls cond until it holds; a second is far more than any of
+// these tests needs.
+func (r *rig) waitFor(what string, cond func() bool) {
+	r.t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+func (r *rig) createMeeting(p policy.Policy) api.CreatedMeeting {
+	r.t.Helper()
+	m, err := r.api.Create(context.Background(), api.CreateRequest{Policy: p})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return m
+}
+
+func (r *rig) setPolicy(m api.CreatedMeeting, p policy.Policy) {
+	r.t.Helper()
+	if _, err := r.api.SetPolicy(context.Background(), m.ID, m.HostToken, p); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *rig) nodeList() []api.Node {
+	r.t.Helper()
+	nodes, err := r.api.Nodes(context.Background())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return nodes
+}
+
+// join places a participant from country and has it connect to its node.
+func (r *rig) join(meetingID, country, replaces string) api.JoinResponse {
+	r.t.Helper()
+	jr, err := r.api.Join(context.Background(), meetingID, api.JoinRequest{Location: api.Hint{Country: country}, Replaces: replaces})
+	if err != nil {
+		r.t.Fatalf("join from %s: %v", country, err)
+	}
+	r.event(cluster.Event{Kind: cluster.EventConnected, Node: jr.Node.ID, Meeting: meetingID, Participant: jr.ParticipantID, Time: time.Now()})
+	r.waitFor(jr.ParticipantID+" connected", func() bool {
+		m, _, err := r.srv.meetings.get(context.Background(), meetingID)
+		return err == nil && m.participant(jr.ParticipantID).Connected != nil
+	})
+	return jr
+}
+
+func (r *rig) event(ev cluster.Event) {
+	data, _ := json.Marshal(ev)
+	if err := r.nc.Publish(cluster.SubjectEvents, data); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *rig) routing(meetingID string) api.Routing {
+	r.t.Helper()
+	v, err := r.api.Routing(context.Background(), meetingID)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return v
+}
+
+// audit lists a chain's entries (meeting "" is every chain) as "kind
+// participant reason".
+func (r *rig) audit(meetingID string, kind string) []string {
+	r.t.Helper()
+	a, err := r.api.Audit(context.Background(), meetingID)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var out []string
+	for _, e := range a.Entries {
+		if e.Kind == kind {
+			out = append(out, strings.TrimSpace(e.Participant+" "+e.Node+" "+e.Reason))
+		}
+	}
+	return out
+}
+
+// expectAudit checks a chain's entries of one kind, as audit lists them.
+func (r *rig) expectAudit(meetingID, kind string, want ...string) {
+	r.t.Helper()
+	if got := r.audit(meetingID, kind); !slices.Equal(got, want) {
+		r.t.Fatalf("%s entries %q, want %q", kind, got, want)
+	}
+}
