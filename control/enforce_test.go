@@ -108,11 +108,12 @@ func TestRelaysFollowPolicy(t *testing.T) {
 	r.waitFor("the link reported", func() bool { return len(r.routing(m.ID).Relays) == 1 })
 
 	r.setPolicy(m, policy.Policy{BlockedCountries: []string{"US"}})
-	r.waitFor("the link closed", func() bool { return len(r.commands(ofKind(cluster.CommandUnrelay))) >= 2 })
-	want := []string{"unrelay de-fra>us-iad", "unrelay us-iad>de-fra"}
-	if got := r.commands(ofKind(cluster.CommandUnrelay)); len(got) < 2 || !slices.Equal(got[:2], want) {
-		t.Fatalf("unrelay commands %q, want %q first", got, want)
-	}
+	// Both ends are told; a tick that planned meanwhile may also have told
+	// de-fra, which still reports the link, so the order is not fixed.
+	r.waitFor("both ends of the link told to close it", func() bool {
+		got := r.commands(ofKind(cluster.CommandUnrelay))
+		return slices.Contains(got, "unrelay de-fra>us-iad") && slices.Contains(got, "unrelay us-iad>de-fra")
+	})
 	if v := r.routing(m.ID); len(v.Relays) != 1 || !v.Relays[0].Closing {
 		t.Fatalf("routing relays %+v", v.Relays)
 	}

@@ -213,6 +213,7 @@ func (o *owner) replaced(ctx context.Context, meetingID, oldPID, oldNode string,
 // for, with the meetings to plan.
 func (o *owner) tick(ctx context.Context, now time.Time) (acts []action, meetings []string, err error) {
 	err = o.do(ctx, func() {
+		var resting []string // meetings without participants whose final counts may still come
 		for _, n := range o.nodes.expire(now, o.timing.HeartbeatTimeout) {
 			o.log.Warn("node unhealthy: no heartbeat", "node", n.ID, "country", n.Country, "timeout", o.timing.HeartbeatTimeout)
 			acts = append(acts, action{Kind: actAudit, Entry: audit.Entry{Kind: audit.KindNodeDown, Node: n.ID, NodeCountry: n.Country,
@@ -226,16 +227,20 @@ func (o *owner) tick(ctx context.Context, now time.Time) (acts []action, meeting
 		}
 		// A meeting at rest keeps only the links it closed, for a while.
 		for id, p := range o.pending {
-			if !o.active[id] && len(p.closed) > 0 {
-				n := &meetingPending{closed: maps.Clone(p.closed)}
+			if !o.active[id] {
+				n := &meetingPending{closed: maps.Clone(p.closed), trafficAt: p.trafficAt}
 				maps.DeleteFunc(n.closed, func(_ [2]string, at time.Time) bool { return now.Sub(at) > closedWindow(o.timing) })
+				if now.Before(p.restUntil) {
+					n.restUntil = p.restUntil
+					resting = append(resting, id)
+				}
 				o.pending[id] = n
 			}
 			if !o.active[id] && o.pending[id].empty() {
 				delete(o.pending, id)
 			}
 		}
-		meetings = slices.Sorted(maps.Keys(o.active))
+		meetings = slices.Sorted(slices.Values(append(slices.Collect(maps.Keys(o.active)), resting...)))
 	})
 	return acts, meetings, err
 }

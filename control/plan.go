@@ -75,6 +75,9 @@ type leave struct {
 type nodeBytes struct {
 	Bytes           uint64
 	Country, Region string
+	// Gone is set when a live node no longer lists the meeting: it has
+	// forgotten the meeting's counter, and a later count starts from zero.
+	Gone bool
 }
 
 // meetingPending is what enforcement remembers of one meeting between plans.
@@ -92,6 +95,18 @@ type meetingPending struct {
 	leaving map[string]time.Time
 	// trafficAt is when the meeting's byte counts were last stored.
 	trafficAt time.Time
+	// restUntil is set while a meeting without participants still has its
+	// byte counts folded: nodes report a closed room's final count in their
+	// next heartbeats (see restWindow).
+	restUntil time.Time
+}
+
+// restWindow is how long a meeting's counts are still folded after its last
+// participant left: long enough for the heartbeats that carry the nodes'
+// final counts, which nodes keep sending for about TrafficEvery plus two
+// heartbeats.
+func restWindow(t cluster.Timing) time.Duration {
+	return t.TrafficEvery + 2*t.HeartbeatInterval
 }
 
 // move is a participant asked to leave its node by deadline; past it the
@@ -106,11 +121,11 @@ func (p *meetingPending) clone() *meetingPending {
 	if p == nil {
 		return &meetingPending{moves: map[string]move{}, relays: map[[2]string]time.Time{}, closed: map[[2]string]time.Time{}, leaving: map[string]time.Time{}}
 	}
-	return &meetingPending{moves: maps.Clone(p.moves), relays: maps.Clone(p.relays), closed: maps.Clone(p.closed), leaving: maps.Clone(p.leaving), trafficAt: p.trafficAt}
+	return &meetingPending{moves: maps.Clone(p.moves), relays: maps.Clone(p.relays), closed: maps.Clone(p.closed), leaving: maps.Clone(p.leaving), trafficAt: p.trafficAt, restUntil: p.restUntil}
 }
 
 func (p *meetingPending) empty() bool {
-	return p == nil || len(p.moves)+len(p.relays)+len(p.closed)+len(p.leaving) == 0
+	return p == nil || len(p.moves)+len(p.relays)+len(p.closed)+len(p.leaving) == 0 && p.restUntil.IsZero()
 }
 
 // moving is why a participant has been asked to move, or "".
@@ -200,8 +215,16 @@ func plan(in planInput) ([]action, *meetingPending) {
 	p.relays(used)
 	p.traffic(len(active) == 0)
 	if len(active) == 0 {
-		// The meeting rests: nothing but the links just closed is kept.
-		p.next = &meetingPending{closed: p.next.closed}
+		// The meeting rests: nothing but the links just closed and the
+		// window for the nodes' final counts is kept.
+		rest := p.next.restUntil
+		if rest.IsZero() {
+			rest = in.Now.Add(restWindow(in.Timing))
+		}
+		p.next = &meetingPending{closed: p.next.closed, trafficAt: p.next.trafficAt}
+		if in.Now.Before(rest) {
+			p.next.restUntil = rest
+		}
 	}
 	return p.acts, p.next
 }

@@ -110,9 +110,16 @@ func describeAll(acts []action) []string {
 func carryOut(m *meeting, nodes nodeView, acts []action) (*meeting, nodeView) {
 	m2 := *m
 	m2.Participants = slices.Clone(m.Participants)
+	m2.Traffic = map[string]*traffic{}
+	for id, t := range m.Traffic {
+		c := *t
+		m2.Traffic[id] = &c
+	}
 	byID := maps.Clone(nodes.byID)
 	for _, a := range acts {
 		switch {
+		case a.Kind == actTraffic:
+			foldTraffic(&m2, a.Traffic, t0)
 		case a.Kind == actLeave:
 			if p := m2.participant(a.Left.Participant); p != nil && p.Left == nil {
 				t := a.Left.At
@@ -299,28 +306,75 @@ func TestPlanRecordsWhatItDecided(t *testing.T) {
 }
 
 func TestPlanTraffic(t *testing.T) {
-	counts := func(n *nodeState) { n.MeetingBytes = map[string]uint64{"m1": 100, "other": 5} }
-	nodes := viewOf(de(counts), us())
+	counts := func(b uint64) func(n *nodeState) {
+		return func(n *nodeState) { n.MeetingBytes = map[string]uint64{"m1": b, "other": 5} }
+	}
+	nodes := viewOf(de(counts(100)), us())
 	in := planInput{Meeting: meetingWith(nodes, "p1@de-fra"), Policy: effOf(t), Nodes: nodes, Now: t0, Started: longAgo, Timing: fastTiming}
 	acts, next := plan(in)
-	if got := describeAll(acts); !slices.Equal(got, []string{"traffic de-fra"}) || acts[0].Traffic["de-fra"] != (nodeBytes{100, "DE", "eu-central-1"}) {
+	if got := describeAll(acts); !slices.Equal(got, []string{"traffic de-fra"}) || acts[0].Traffic["de-fra"] != (nodeBytes{Bytes: 100, Country: "DE", Region: "eu-central-1"}) {
 		t.Fatalf("first plan: %q %+v", got, acts)
 	}
+	in.Meeting, _ = carryOut(in.Meeting, nodes, acts)
 	in.Pending, in.Now = next, t0.Add(fastTiming.TrafficEvery-time.Microsecond)
+	in.Nodes = viewOf(de(counts(150)), us())
 	if acts, _ := plan(in); len(acts) != 0 {
 		t.Fatalf("traffic stored again too soon: %q", describeAll(acts))
 	}
 	in.Now = t0.Add(fastTiming.TrafficEvery)
-	if acts, _ := plan(in); !slices.Equal(describeAll(acts), []string{"traffic de-fra"}) {
+	acts, next = plan(in)
+	if !slices.Equal(describeAll(acts), []string{"traffic de-fra"}) {
 		t.Fatalf("after TrafficEvery: %q", describeAll(acts))
 	}
-	// When the last participant has gone the counts are stored once more
-	// and the meeting rests with nothing pending.
-	in.Meeting, _ = carryOut(in.Meeting, nodes, []action{{Kind: actLeave, Left: leave{Participant: "p1", At: t0}}})
-	in.Now = t0.Add(time.Microsecond)
+	in.Meeting, _ = carryOut(in.Meeting, in.Nodes, acts)
+	in.Pending = next
+	in.Now = in.Now.Add(fastTiming.TrafficEvery)
+	if acts, _ := plan(in); len(acts) != 0 {
+		t.Fatalf("unchanged counts stored again: %q", describeAll(acts))
+	}
+
+	// When the last participant has gone the meeting rests, but the counts
+	// the node reports after its room closed are still folded for
+	// restWindow, each as soon as it changes.
+	in.Meeting, _ = carryOut(in.Meeting, in.Nodes, []action{{Kind: actLeave, Left: leave{Participant: "p1", At: in.Now}}})
+	rested := in.Now
 	acts, next = plan(in)
-	if !slices.Equal(describeAll(acts), []string{"traffic de-fra"}) || !next.empty() {
+	if len(acts) != 0 || next.empty() || !next.restUntil.Equal(rested.Add(restWindow(fastTiming))) {
 		t.Fatalf("resting: %q, pending %+v", describeAll(acts), next)
+	}
+	in.Pending, in.Now = next, rested.Add(time.Microsecond)
+	in.Nodes = viewOf(de(counts(170)), us()) // the final count
+	acts, next = plan(in)
+	if !slices.Equal(describeAll(acts), []string{"traffic de-fra"}) || acts[0].Traffic["de-fra"].Bytes != 170 {
+		t.Fatalf("final count at rest: %q %+v", describeAll(acts), acts)
+	}
+	in.Meeting, _ = carryOut(in.Meeting, in.Nodes, acts)
+	if got := in.Meeting.Traffic["de-fra"].Bytes; got != 170 {
+		t.Fatalf("folded %d bytes, want 170", got)
+	}
+	// The node forgets the meeting: its stored count is marked gone, so
+	// that a later stay, counted from zero again, is counted whole.
+	in.Pending, in.Now = next, in.Now.Add(time.Microsecond)
+	in.Nodes = viewOf(de(), us())
+	acts, next = plan(in)
+	if len(acts) != 1 || !acts[0].Traffic["de-fra"].Gone {
+		t.Fatalf("forgotten counter: %+v", acts)
+	}
+	in.Meeting, _ = carryOut(in.Meeting, in.Nodes, acts)
+	if tr := in.Meeting.Traffic["de-fra"]; tr.LastReported != 0 || tr.Bytes != 170 {
+		t.Fatalf("after gone: %+v", tr)
+	}
+	in.Pending, in.Now = next, rested.Add(restWindow(fastTiming))
+	if acts, next = plan(in); len(acts) != 0 || !next.empty() {
+		t.Fatalf("after the rest window: %q, pending %+v", describeAll(acts), next)
+	}
+	// Back on the node, counting from zero: all 30 bytes are new.
+	in.Meeting.Participants = append(in.Meeting.Participants, participant{ID: "p2", Node: api.PlacedNode{ID: "de-fra", Country: "DE"}})
+	in.Pending, in.Nodes = next, viewOf(de(counts(30)), us())
+	acts, _ = plan(in)
+	in.Meeting, _ = carryOut(in.Meeting, in.Nodes, acts)
+	if got := in.Meeting.Traffic["de-fra"].Bytes; got != 200 {
+		t.Fatalf("after coming back: %d bytes, want 200", got)
 	}
 }
 
@@ -343,6 +397,10 @@ func TestFoldTraffic(t *testing.T) {
 		if got := m.Traffic["de-fra"]; changed != st.wantChanged || got.Bytes != st.wantBytes || got.Country != "DE" {
 			t.Fatalf("step %d: changed %v, %+v; want %v, %d bytes", i, changed, got, st.wantChanged, st.wantBytes)
 		}
+	}
+	gone := foldTraffic(m, map[string]nodeBytes{"de-fra": {Gone: true}}, t0)
+	if gone || m.Traffic["de-fra"].LastReported != 0 {
+		t.Fatalf("gone after a zero count: changed %v, %+v", gone, m.Traffic["de-fra"])
 	}
 	if !m.Traffic["de-fra"].FirstTraffic.Equal(t0) {
 		t.Fatalf("first traffic %v", m.Traffic["de-fra"].FirstTraffic)

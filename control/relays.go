@@ -80,19 +80,31 @@ func comparePairs(a, b [2]string) int {
 }
 
 // traffic stores the nodes' byte counters for the meeting every
-// TrafficEvery, and once more when the meeting rests.
+// TrafficEvery while it has participants; while it rests, whenever a count
+// changed, so the final counts nodes send after a room closes are kept.
 func (p *planner) traffic(resting bool) {
 	if !resting && p.Now.Sub(p.next.trafficAt) < p.Timing.TrafficEvery {
 		return
 	}
-	p.next.trafficAt = p.Now
 	reported := map[string]nodeBytes{}
+	changed := false
 	for id, ns := range p.Nodes.byID {
-		if b, ok := ns.MeetingBytes[p.Meeting.ID]; ok {
+		stored := p.Meeting.Traffic[id]
+		b, ok := ns.MeetingBytes[p.Meeting.ID]
+		switch {
+		case ok:
 			reported[id] = nodeBytes{Bytes: b, Country: ns.Info.Country, Region: ns.Info.Region}
+			changed = changed || stored == nil || stored.LastReported != b
+		case ns.Healthy && stored != nil && stored.LastReported > 0:
+			// The node has forgotten the meeting: should it come back, its
+			// count starts from zero, and all of it is new.
+			reported[id] = nodeBytes{Country: ns.Info.Country, Region: ns.Info.Region, Gone: true}
+			changed = true
 		}
 	}
-	if len(reported) > 0 {
-		p.add(action{Kind: actTraffic, Traffic: reported})
+	if !changed {
+		return
 	}
+	p.next.trafficAt = p.Now
+	p.add(action{Kind: actTraffic, Traffic: reported})
 }

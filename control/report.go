@@ -38,7 +38,8 @@ func (s *Server) recordTraffic(ctx context.Context, meetingID string, reported m
 
 // foldTraffic adds what the nodes reported since the last fold to m's
 // traffic and reports whether anything changed. A node's counter that went
-// down means the node restarted and counts from zero again.
+// down means the node restarted and counts from zero again; one the node no
+// longer reports (Gone) counts from zero when the meeting comes back.
 func foldTraffic(m *meeting, reported map[string]nodeBytes, now time.Time) (changed bool) {
 	if m.Traffic == nil {
 		m.Traffic = map[string]*traffic{}
@@ -48,6 +49,12 @@ func foldTraffic(m *meeting, reported map[string]nodeBytes, now time.Time) (chan
 		if t == nil {
 			t = &traffic{Country: r.Country, Region: r.Region}
 			m.Traffic[node] = t
+		}
+		if r.Gone {
+			if t.LastReported != 0 {
+				t.LastReported, changed = 0, true
+			}
+			continue
 		}
 		b := r.Bytes
 		delta := b - t.LastReported
