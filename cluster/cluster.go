@@ -97,6 +97,17 @@ func (t Timing) WithDefaults() Timing {
 	return t
 }
 
+// TimingForHeartbeat is DefaultTiming with every setting scaled so that
+// nodes report every interval: a deployment sets one number, and the node
+// timeout, move deadline and the rest keep their ratios to it. Every process
+// of a deployment must use the same interval.
+func TimingForHeartbeat(interval time.Duration) (Timing, error) {
+	if interval < 10*time.Millisecond || interval > time.Minute {
+		return Timing{}, fmt.Errorf("heartbeat interval %s: must be between 10ms and 1m", interval)
+	}
+	return DefaultTiming().Scaled(float64(DefaultTiming().HeartbeatInterval) / float64(interval)), nil
+}
+
 // Scaled divides every setting by f (f > 1 makes everything faster), the
 // ratios between them kept. Tests use it with a factor of 10 to 20.
 func (t Timing) Scaled(f float64) Timing {

@@ -1,6 +1,9 @@
 package cluster
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestValidNodeID(t *testing.T) {
 	for _, ok := range []string{"de-fra-1", "N_1", "a"} {
@@ -46,5 +49,21 @@ func TestTimingDefaultsAndScale(t *testing.T) {
 	}
 	if tiny := d.Scaled(1e12); tiny.HeartbeatInterval <= 0 {
 		t.Fatalf("Scaled to nothing: %+v", tiny)
+	}
+}
+
+func TestTimingForHeartbeat(t *testing.T) {
+	d := DefaultTiming()
+	if got, err := TimingForHeartbeat(d.HeartbeatInterval); err != nil || got != d {
+		t.Fatalf("the default interval gives %+v, %v; want the defaults", got, err)
+	}
+	got, err := TimingForHeartbeat(100 * time.Millisecond)
+	if err != nil || got.HeartbeatInterval != 100*time.Millisecond || got.HeartbeatTimeout != 300*time.Millisecond || got.MoveDeadline != 500*time.Millisecond {
+		t.Fatalf("100ms gives %+v, %v", got, err)
+	}
+	for _, bad := range []time.Duration{0, -time.Second, time.Millisecond, 2 * time.Minute} {
+		if _, err := TimingForHeartbeat(bad); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
 	}
 }

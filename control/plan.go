@@ -117,11 +117,19 @@ type move struct {
 	kickReason   string
 }
 
+// clone returns a copy whose maps are never nil, so a plan can write to it
+// whatever pending state (a resting meeting's, say) it started from.
 func (p *meetingPending) clone() *meetingPending {
+	n := &meetingPending{moves: map[string]move{}, relays: map[[2]string]time.Time{}, closed: map[[2]string]time.Time{}, leaving: map[string]time.Time{}}
 	if p == nil {
-		return &meetingPending{moves: map[string]move{}, relays: map[[2]string]time.Time{}, closed: map[[2]string]time.Time{}, leaving: map[string]time.Time{}}
+		return n
 	}
-	return &meetingPending{moves: maps.Clone(p.moves), relays: maps.Clone(p.relays), closed: maps.Clone(p.closed), leaving: maps.Clone(p.leaving), trafficAt: p.trafficAt, restUntil: p.restUntil}
+	maps.Copy(n.moves, p.moves)
+	maps.Copy(n.relays, p.relays)
+	maps.Copy(n.closed, p.closed)
+	maps.Copy(n.leaving, p.leaving)
+	n.trafficAt, n.restUntil = p.trafficAt, p.restUntil
+	return n
 }
 
 func (p *meetingPending) empty() bool {
@@ -187,6 +195,9 @@ type planner struct {
 func plan(in planInput) ([]action, *meetingPending) {
 	p := &planner{planInput: in, next: in.Pending.clone()}
 	active := in.Meeting.active()
+	if len(active) > 0 {
+		p.next.restUntil = time.Time{} // back from a rest
+	}
 	for pid := range p.next.leaving {
 		if !slices.ContainsFunc(active, func(x participant) bool { return x.ID == pid }) {
 			delete(p.next.leaving, pid)

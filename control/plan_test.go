@@ -423,3 +423,21 @@ func TestPlanAuditEntries(t *testing.T) {
 		t.Fatalf("entries %+v, want %+v", entries, want)
 	}
 }
+
+// A meeting that rested and comes back plans from the little pending state
+// a rest keeps; that must be as writable as a fresh one.
+func TestPlanAfterRest(t *testing.T) {
+	nodes := viewOf(de(), us())
+	in := planInput{Meeting: meetingWith(nodes, "p1@de-fra"), Policy: effOf(t), Nodes: nodes, Now: t0, Started: longAgo, Timing: fastTiming}
+	in.Meeting, _ = carryOut(in.Meeting, nodes, []action{{Kind: actLeave, Left: leave{Participant: "p1", At: t0}}})
+	_, rest := plan(in)
+	if rest.empty() {
+		t.Fatal("a meeting that just emptied keeps no rest window")
+	}
+	in.Meeting = meetingWith(nodes, "p2@de-fra", "p3@us-iad")
+	in.Pending, in.Now = rest, t0.Add(time.Millisecond)
+	acts, next := plan(in)
+	if got := describeAll(acts); !slices.Contains(got, "relay de-fra>us-iad") || len(next.relays) != 1 || !next.restUntil.IsZero() {
+		t.Fatalf("after rest: %q, pending %+v", got, next)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/node"
 )
 
@@ -28,6 +29,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		loopback  = fs.Bool("loopback", false, "media on 127.0.0.1 only (local clusters and tests)")
 		turnPort  = fs.Int("turn-port", 3478, "UDP port of the built-in TURN server (0 = none, -1 = any free port)")
 		drainFor  = fs.Duration("drain-timeout", 30*time.Second, "on SIGTERM or Ctrl-C, how long to wait for participants to move away before exiting")
+		heartbeat = fs.Duration("heartbeat-interval", time.Second, "how often the node reports; must match the control plane's --heartbeat-interval")
 		logLevel  = fs.String("log-level", "info", "debug, info, warn or error")
 		_         = fs.String("config", "", "config file of 'flag = value' lines")
 	)
@@ -41,6 +43,10 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	timing, err := cluster.TimingForHeartbeat(*heartbeat)
+	if err != nil {
+		return fmt.Errorf("--heartbeat-interval: %w", err)
+	}
 	if *id == "" {
 		*id = node.DefaultID(*country, *region)
 	}
@@ -48,6 +54,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		ID: *id, Country: *country, Region: *region, Listen: *listen, PublicURL: *publicURL,
 		MaxParticipants: *maxP, MaxBitrateBps: *maxBR, Logger: log,
 		UDPPort: *udpPort, TCPPort: *tcpPort, PublicIP: *publicIP, LoopbackOnly: *loopback, TURNPort: *turnPort,
+		Timing: timing,
 	})
 	if err != nil {
 		return err

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/oakmeet/oakmeet/bus"
+	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/control"
 	"github.com/oakmeet/oakmeet/demo"
 	"github.com/oakmeet/oakmeet/keyfile"
@@ -62,6 +63,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		geoipFile    = fs.String("geoip", "", "MaxMind-format country database for client locations")
 		tokenTTL     = fs.Duration("token-ttl", 2*time.Minute, "lifetime of join tokens")
 		nodeMax      = fs.Int("node-max-participants", 50, "capacity of each in-process demo node")
+		heartbeat    = fs.Duration("heartbeat-interval", time.Second, "how often nodes report; every cluster timing (node timeout, move deadline) scales with it, and all processes must agree")
 		logLevel     = fs.String("log-level", "info", "debug, info, warn or error")
 		_            = fs.String("config", "", "config file of 'flag = value' lines")
 	)
@@ -71,6 +73,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	log, err := newLogger(stderr, *logLevel)
 	if err != nil {
 		return err
+	}
+	timing, err := cluster.TimingForHeartbeat(*heartbeat)
+	if err != nil {
+		return fmt.Errorf("--heartbeat-interval: %w", err)
 	}
 	if *demoMode {
 		*trustHints = true
@@ -133,7 +139,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer loc.Close()
 	srv, err := control.New(startCtx, control.Config{
 		Store: st, NATS: nc, Locator: loc, Floor: floor, Key: key, TokenTTL: *tokenTTL,
-		TrustClientLocation: *trustHints, Logger: log,
+		TrustClientLocation: *trustHints, Logger: log, Timing: timing,
 	})
 	if err != nil {
 		return err
@@ -162,7 +168,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, d := range demoNodes {
 		n, nodeNC, err := startNode(startCtx, url, node.Config{
 			ID: d.ID, Country: d.Country, Region: d.Region, Listen: "127.0.0.1:0",
-			MaxParticipants: *nodeMax, Logger: log, LoopbackOnly: true, TURNPort: -1,
+			MaxParticipants: *nodeMax, Logger: log, LoopbackOnly: true, TURNPort: -1, Timing: timing,
 		})
 		if err != nil {
 			stopAll()
