@@ -22,6 +22,7 @@ import (
 	"github.com/oakmeet/oakmeet/api"
 	"github.com/oakmeet/oakmeet/apiclient"
 	"github.com/oakmeet/oakmeet/bus"
+	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/control"
 	"github.com/oakmeet/oakmeet/demo"
 	"github.com/oakmeet/oakmeet/locate"
@@ -64,16 +65,45 @@ type Cluster struct {
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
 	nodes map[string]context.CancelFunc
+	// Timing is every clock of the control plane and the nodes.
+	Timing cluster.Timing
 }
+
+// Timing is what a test cluster runs on unless told otherwise: heartbeats
+// five times as often as in production, so node loss, drains and relay
+// orders play out in a second or two, but a node timeout long enough that
+// a busy machine does not lose nodes that are alive, and production's move
+// deadline, which a move that works never waits for.
+func Timing() cluster.Timing {
+	d := cluster.DefaultTiming()
+	return cluster.Timing{
+		HeartbeatInterval: 200 * time.Millisecond,
+		HeartbeatTimeout:  time.Second,
+		MoveDeadline:      d.MoveDeadline,
+		ReplacedGrace:     time.Second,
+		SeatGrace:         2 * time.Second,
+		RelayResend:       time.Second,
+		TrafficEvery:      400 * time.Millisecond,
+	}
+}
+
+// Option changes how Start builds a cluster.
+type Option func(*Cluster)
+
+// WithTiming runs the cluster on t instead of Timing().
+func WithTiming(t cluster.Timing) Option { return func(c *Cluster) { c.Timing = t.WithDefaults() } }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // Start runs a cluster with the given deployment floor and nodes, waits until
 // every node is healthy, and stops everything when the test ends.
-func Start(t testing.TB, floor policy.Policy, nodes []NodeSpec) *Cluster {
+func Start(t testing.TB, floor policy.Policy, nodes []NodeSpec, opts ...Option) *Cluster {
 	t.Helper()
 	_, key, _ := ed25519.GenerateKey(nil)
-	c := &Cluster{t: t, dir: t.TempDir(), key: key, floor: floor, nodes: map[string]context.CancelFunc{}}
+	c := &Cluster{t: t, dir: t.TempDir(), key: key, floor: floor, nodes: map[string]context.CancelFunc{}, Timing: Timing()}
+	for _, o := range opts {
+		o(c)
+	}
 	c.startControl()
 	for _, n := range nodes {
 		c.StartNode(n)
@@ -103,7 +133,7 @@ func (c *Cluster) startControl() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := control.New(ctx, control.Config{Store: st, NATS: nc, Locator: loc, Floor: c.floor, Key: c.key, TrustClientLocation: true, Logger: quietLogger()})
+	srv, err := control.New(ctx, control.Config{Store: st, NATS: nc, Locator: loc, Floor: c.floor, Key: c.key, TrustClientLocation: true, Logger: quietLogger(), Timing: c.Timing})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +163,7 @@ func (c *Cluster) StartNode(s NodeSpec) {
 	}
 	n, err := node.New(context.Background(), node.Config{
 		ID: s.ID, Country: s.Country, Region: s.Region, MaxParticipants: s.Max, NATS: nc, Logger: quietLogger(),
-		LoopbackOnly: true, TURNPort: -1, Interceptors: s.Interceptors,
+		LoopbackOnly: true, TURNPort: -1, Interceptors: s.Interceptors, Timing: c.Timing,
 	})
 	if err != nil {
 		t.Fatal(err)
