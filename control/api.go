@@ -107,17 +107,21 @@ func (s *Server) allowedHealthy(eff policy.Effective) []string {
 	return out
 }
 
-func cleanText(s string, max int) (string, bool) {
-	s = strings.TrimSpace(s)
-	if !utf8.ValidString(s) || utf8.RuneCountInString(s) > max {
-		return "", false
+// cleanText checks a free-text field: at most max printable characters
+// once trimmed; empty becomes def.
+func cleanText(v, field string, max int, def string) (string, *api.Error) {
+	v = strings.TrimSpace(v)
+	bad := !utf8.ValidString(v) || utf8.RuneCountInString(v) > max
+	for _, r := range v {
+		bad = bad || r < 0x20 || r == 0x7f
 	}
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f {
-			return "", false
-		}
+	if bad {
+		return "", apiErr(http.StatusBadRequest, api.CodeBadRequest, "%s must be at most %d printable characters", field, max)
 	}
-	return s, true
+	if v == "" {
+		v = def
+	}
+	return v, nil
 }
 
 func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
@@ -126,13 +130,10 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	title, ok := cleanText(req.Title, 200)
-	if !ok {
-		writeError(w, apiErr(http.StatusBadRequest, api.CodeBadRequest, "title must be at most 200 printable characters"))
+	title, e := cleanText(req.Title, "title", 200, "Meeting")
+	if e != nil {
+		writeError(w, e)
 		return
-	}
-	if title == "" {
-		title = "Meeting"
 	}
 	pol, eff, err := s.effective(req.Policy)
 	if err != nil {
@@ -257,13 +258,10 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	name, ok := cleanText(req.Name, 64)
-	if !ok {
-		writeError(w, apiErr(http.StatusBadRequest, api.CodeBadRequest, "name must be at most 64 printable characters"))
+	name, e := cleanText(req.Name, "name", 64, "Guest")
+	if e != nil {
+		writeError(w, e)
 		return
-	}
-	if name == "" {
-		name = "Guest"
 	}
 	loc, err := s.cfg.Locator.Locate(r, locate.Hint(req.Location))
 	if err != nil {

@@ -15,7 +15,9 @@ import (
 	"runtime/debug"
 	"sort"
 	"syscall"
+	"time"
 
+	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/config"
 )
 
@@ -124,6 +126,20 @@ type writeTracker struct {
 func (t *writeTracker) Write(p []byte) (int, error) {
 	t.wrote = true
 	return t.w.Write(p)
+}
+
+// processSetup is what serve and node read first: the logger and the
+// cluster's timing, which every process of a deployment must share.
+func processSetup(stderr io.Writer, level string, heartbeat time.Duration) (*slog.Logger, cluster.Timing, error) {
+	log, err := newLogger(stderr, level)
+	if err != nil {
+		return nil, cluster.Timing{}, err
+	}
+	timing, err := cluster.TimingForHeartbeat(heartbeat)
+	if err != nil {
+		return nil, cluster.Timing{}, fmt.Errorf("--heartbeat-interval: %w", err)
+	}
+	return log, timing, nil
 }
 
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {

@@ -62,6 +62,8 @@ func TestServeRejectsBadSettings(t *testing.T) {
 		{"serve", "--data", dir, "--trusted-proxies", "nonsense"},
 		{"serve", "--data", dir, "--log-level", "loud"},
 		{"serve", "--data", dir, "--nodes", "99"},
+		{"serve", "--data", dir, "--heartbeat-interval", "1ms"},
+		{"node", "--country", "DE", "--heartbeat-interval", "2m"},
 	} {
 		code, _, errOut := runCmd(args...)
 		if code != 1 || errOut == "" {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/node"
 )
 
@@ -39,13 +38,9 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *country == "" {
 		return errors.New("--country is required (an ISO 3166-1 alpha-2 code such as DE)")
 	}
-	log, err := newLogger(stderr, *logLevel)
+	log, timing, err := processSetup(stderr, *logLevel, *heartbeat)
 	if err != nil {
 		return err
-	}
-	timing, err := cluster.TimingForHeartbeat(*heartbeat)
-	if err != nil {
-		return fmt.Errorf("--heartbeat-interval: %w", err)
 	}
 	if *id == "" {
 		*id = node.DefaultID(*country, *region)

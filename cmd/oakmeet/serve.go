@@ -18,7 +18,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/oakmeet/oakmeet/bus"
-	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/control"
 	"github.com/oakmeet/oakmeet/demo"
 	"github.com/oakmeet/oakmeet/keyfile"
@@ -70,13 +69,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
-	log, err := newLogger(stderr, *logLevel)
+	log, timing, err := processSetup(stderr, *logLevel, *heartbeat)
 	if err != nil {
 		return err
-	}
-	timing, err := cluster.TimingForHeartbeat(*heartbeat)
-	if err != nil {
-		return fmt.Errorf("--heartbeat-interval: %w", err)
 	}
 	if *demoMode {
 		*trustHints = true
