@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -18,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/oakmeet/oakmeet/bus"
+	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/control"
 	"github.com/oakmeet/oakmeet/demo"
 	"github.com/oakmeet/oakmeet/keyfile"
@@ -44,7 +46,17 @@ func splitList(s string) []string {
 	return out
 }
 
-func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// serveSettings are serve's flags, read and checked.
+type serveSettings struct {
+	listen, dataDir, natsURL, natsListen string
+	demoNodes                            []demo.Node
+	floor                                policy.Policy
+	locate                               locate.Config
+	tokenTTL                             time.Duration
+	nodeMax                              int
+}
+
+func parseServe(args []string, stderr io.Writer) (serveSettings, string, time.Duration, error) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	var (
 		listen       = fs.String("listen", "127.0.0.1:8080", "HTTP address of the API and web app")
@@ -67,125 +79,95 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		_            = fs.String("config", "", "config file of 'flag = value' lines")
 	)
 	if err := parseFlags(fs, args, stderr); err != nil {
-		return err
+		return serveSettings{}, "", 0, err
 	}
-	log, timing, err := processSetup(stderr, *logLevel, *heartbeat)
-	if err != nil {
-		return err
+	st := serveSettings{
+		listen: *listen, dataDir: *dataDir, natsURL: *natsURL, natsListen: *natsListen,
+		floor:    policy.Policy{BlockedCountries: splitList(*block), BlockedRegions: splitList(*blockRegions), AllowedCountries: splitList(*allow)},
+		locate:   locate.Config{ProxyHeader: *proxyHeader, GeoIPFile: *geoipFile, TrustClientHints: *trustHints || *demoMode},
+		tokenTTL: *tokenTTL, nodeMax: *nodeMax,
 	}
-	if *demoMode {
-		*trustHints = true
-	}
-	demoNodes := demo.Nodes()
-	nNodes := *nodes
-	if nNodes < 0 {
-		nNodes = 0
+	all := demo.Nodes()
+	n := *nodes
+	if n < 0 {
+		n = 0
 		if *demoMode {
-			nNodes = len(demoNodes)
+			n = len(all)
 		}
 	}
-	if nNodes > len(demoNodes) {
-		return fmt.Errorf("--nodes %d: at most %d in-process nodes", nNodes, len(demoNodes))
+	if n > len(all) {
+		return serveSettings{}, "", 0, fmt.Errorf("--nodes %d: at most %d in-process nodes", n, len(all))
 	}
-	demoNodes = demoNodes[:nNodes]
-	var trusted []netip.Prefix
+	st.demoNodes = all[:n]
 	for _, p := range splitList(*proxies) {
 		pfx, err := netip.ParsePrefix(p)
 		if err != nil {
-			return fmt.Errorf("--trusted-proxies: %w", err)
+			return serveSettings{}, "", 0, fmt.Errorf("--trusted-proxies: %w", err)
 		}
-		trusted = append(trusted, pfx)
+		st.locate.TrustedProxies = append(st.locate.TrustedProxies, pfx)
 	}
-	floor := policy.Policy{BlockedCountries: splitList(*block), BlockedRegions: splitList(*blockRegions), AllowedCountries: splitList(*allow)}
+	return st, *logLevel, *heartbeat, nil
+}
 
-	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	st, logLevel, heartbeat, err := parseServe(args, stderr)
+	if err != nil {
+		return err
+	}
+	log, timing, err := processSetup(stderr, logLevel, heartbeat)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(st.dataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
-	key, err := keyfile.LoadOrCreate(filepath.Join(*dataDir, "control.key"))
+	srv, url, closeCP, err := startControlPlane(ctx, st, log, timing)
 	if err != nil {
 		return err
 	}
-
-	url := *natsURL
-	if url == "" {
-		emb, err := bus.Embed(bus.EmbedConfig{StoreDir: filepath.Join(*dataDir, "jetstream"), Listen: *natsListen})
-		if err != nil {
-			return err
-		}
-		defer emb.Shutdown()
-		url = emb.URL()
-		log.Info("embedded NATS with JetStream", "url", url, "store", filepath.Join(*dataDir, "jetstream"))
-	}
-	nc, err := bus.Connect(url, "oakmeet-control")
+	defer closeCP()
+	ln, err := net.Listen("tcp", st.listen)
 	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	startCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	st, err := store.Open(startCtx, nc)
-	if err != nil {
-		return err
-	}
-	loc, err := locate.New(locate.Config{ProxyHeader: *proxyHeader, TrustedProxies: trusted, GeoIPFile: *geoipFile, TrustClientHints: *trustHints})
-	if err != nil {
-		return err
-	}
-	defer loc.Close()
-	srv, err := control.New(startCtx, control.Config{
-		Store: st, NATS: nc, Locator: loc, Floor: floor, Key: key, TokenTTL: *tokenTTL,
-		TrustClientLocation: *trustHints, Logger: log, Timing: timing,
-	})
-	if err != nil {
-		return err
-	}
-
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", *listen, err)
+		return fmt.Errorf("listen on %s: %w", st.listen, err)
 	}
 	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 
 	runCtx, stopAll := context.WithCancel(ctx)
 	defer stopAll()
 	var wg sync.WaitGroup
-	errs := make(chan error, 2+nNodes)
-	wg.Go(func() {
-		if err := srv.Run(runCtx); err != nil {
-			errs <- err
+	errs := make(chan error, 2+len(st.demoNodes))
+	run := func(f func() error) {
+		wg.Go(func() {
+			if err := f(); err != nil {
+				errs <- err
+			}
+		})
+	}
+	run(func() error { return srv.Run(runCtx) })
+	run(func() error {
+		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http: %w", err)
 		}
+		return nil
 	})
-	wg.Go(func() {
-		if err := httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errs <- fmt.Errorf("http: %w", err)
-		}
-	})
-	for _, d := range demoNodes {
+	startCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	for _, d := range st.demoNodes {
 		n, nodeNC, err := startNode(startCtx, url, node.Config{
 			ID: d.ID, Country: d.Country, Region: d.Region, Listen: "127.0.0.1:0",
-			MaxParticipants: *nodeMax, Logger: log, LoopbackOnly: true, TURNPort: -1, Timing: timing,
+			MaxParticipants: st.nodeMax, Logger: log, LoopbackOnly: true, TURNPort: -1, Timing: timing,
 		})
 		if err != nil {
 			stopAll()
 			wg.Wait()
 			return err
 		}
-		wg.Go(func() {
+		run(func() error {
 			defer nodeNC.Close()
-			if err := n.Run(runCtx); err != nil {
-				errs <- err
-			}
+			return n.Run(runCtx)
 		})
 	}
-
-	base := "http://" + ln.Addr().String()
-	fmt.Fprintf(stdout, "oakmeet %s is running at %s\n", version(), base)
-	if nNodes > 0 {
-		fmt.Fprintf(stdout, "  %d media nodes in %s\n", nNodes, strings.Join(demo.Countries(demoNodes), ", "))
-	}
-	fmt.Fprintf(stdout, "  API: %s/api/nodes   metrics: %s/metrics   data: %s\n", base, base, *dataDir)
-	fmt.Fprintf(stdout, "  NATS for other processes: %s\n", url)
-	fmt.Fprintln(stdout, "Press Ctrl-C to stop.")
+	serveBanner(stdout, "http://"+ln.Addr().String(), url, st)
 
 	var runErr error
 	select {
@@ -198,6 +180,71 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	_ = httpSrv.Shutdown(shutCtx)
 	wg.Wait()
 	return runErr
+}
+
+// startControlPlane opens the signing key, NATS (embedded unless --nats
+// names one), the store and the locator, and builds the control plane on
+// them; close releases them all.
+func startControlPlane(ctx context.Context, st serveSettings, log *slog.Logger, timing cluster.Timing) (srv *control.Server, natsURL string, close func(), err error) {
+	var closers []func()
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			closeAll()
+		}
+	}()
+	key, err := keyfile.LoadOrCreate(filepath.Join(st.dataDir, "control.key"))
+	if err != nil {
+		return nil, "", nil, err
+	}
+	natsURL = st.natsURL
+	if natsURL == "" {
+		emb, err := bus.Embed(bus.EmbedConfig{StoreDir: filepath.Join(st.dataDir, "jetstream"), Listen: st.natsListen})
+		if err != nil {
+			return nil, "", nil, err
+		}
+		closers = append(closers, emb.Shutdown)
+		natsURL = emb.URL()
+		log.Info("embedded NATS with JetStream", "url", natsURL, "store", filepath.Join(st.dataDir, "jetstream"))
+	}
+	nc, err := bus.Connect(natsURL, "oakmeet-control")
+	if err != nil {
+		return nil, "", nil, err
+	}
+	closers = append(closers, nc.Close)
+	startCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	kv, err := store.Open(startCtx, nc)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	loc, err := locate.New(st.locate)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	closers = append(closers, func() { _ = loc.Close() })
+	srv, err = control.New(startCtx, control.Config{
+		Store: kv, NATS: nc, Locator: loc, Floor: st.floor, Key: key, TokenTTL: st.tokenTTL,
+		TrustClientLocation: st.locate.TrustClientHints, Logger: log, Timing: timing,
+	})
+	if err != nil {
+		return nil, "", nil, err
+	}
+	return srv, natsURL, closeAll, nil
+}
+
+func serveBanner(w io.Writer, base, natsURL string, st serveSettings) {
+	fmt.Fprintf(w, "oakmeet %s is running at %s\n", version(), base)
+	if len(st.demoNodes) > 0 {
+		fmt.Fprintf(w, "  %d media nodes in %s\n", len(st.demoNodes), strings.Join(demo.Countries(st.demoNodes), ", "))
+	}
+	fmt.Fprintf(w, "  API: %s/api/nodes   metrics: %s/metrics   data: %s\n", base, base, st.dataDir)
+	fmt.Fprintf(w, "  NATS for other processes: %s\n", natsURL)
+	fmt.Fprintln(w, "Press Ctrl-C to stop.")
 }
 
 // startNode connects a media node to NATS at natsURL and builds it from
