@@ -55,6 +55,9 @@ type LegHooks struct {
 	// Closed runs once the leg's session has closed and Event will not be
 	// called again.
 	Closed func()
+	// Neither hook may call Call.Close: Close waits for the goroutines
+	// that run them. A hook that wants the call to end signals another
+	// goroutine to close it.
 }
 
 // Move is one time a call moved to another node.

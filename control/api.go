@@ -140,7 +140,9 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, toAPIError(err))
 		return
 	}
-	created, err := s.createMeeting(r.Context(), title, pol, eff)
+	ctx, cancel := opContext(r)
+	defer cancel()
+	created, err := s.createMeeting(ctx, title, pol, eff)
 	if err != nil {
 		s.fail(w, "create meeting", err)
 		return
@@ -203,8 +205,10 @@ func hostCheck(auth string, m *meeting) *api.Error {
 
 func (s *Server) handlePutPolicy(w http.ResponseWriter, r *http.Request) {
 	id, auth := r.PathValue("id"), r.Header.Get("Authorization")
+	ctx, cancel := opContext(r)
+	defer cancel()
 	// Who asks is checked before what is asked for.
-	m, _, err := s.meetings.get(r.Context(), id)
+	m, _, err := s.meetings.get(ctx, id)
 	if err != nil {
 		writeError(w, toAPIError(err))
 		return
@@ -217,7 +221,7 @@ func (s *Server) handlePutPolicy(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	v, err := s.changePolicy(r.Context(), id, auth, pol, eff)
+	v, err := s.changePolicy(ctx, id, auth, pol, eff)
 	if err != nil {
 		s.fail(w, "change policy", err)
 		return
@@ -229,6 +233,11 @@ func (s *Server) handlePutPolicy(w http.ResponseWriter, r *http.Request) {
 // and enforces it before answering: relays to now-blocked nodes close and
 // moves start before the host gets the answer.
 func (s *Server) changePolicy(ctx context.Context, id, auth string, pol policy.Policy, eff policy.Effective) (api.Meeting, error) {
+	// While the change is stored and its entry written, the tick leaves
+	// the meeting alone, so no move is logged before the change.
+	if err := s.owner.hold(ctx, id); err != nil {
+		return api.Meeting{}, err
+	}
 	m, rev, err := s.meetings.update(ctx, id, func(m *meeting) error {
 		if e := hostCheck(auth, m); e != nil {
 			return e
@@ -238,16 +247,34 @@ func (s *Server) changePolicy(ctx context.Context, id, auth string, pol policy.P
 		return nil
 	})
 	if err != nil {
+		_ = s.owner.unhold(ctx, id)
 		return api.Meeting{}, fmt.Errorf("update policy: %w", err)
 	}
-	if _, err := s.audit.append(ctx, audit.Entry{
+	s.log.Info("policy changed", "meeting", id, "policy_hash", eff.Hash())
+	var auditErr error
+	opts := planOpts{unhold: true, lead: []action{{Kind: actAudit, Meeting: id, Failed: &auditErr, Entry: audit.Entry{
 		Kind: audit.KindPolicyChange, Meeting: id, PolicyHash: eff.Hash(),
 		Reason: "effective policy: " + describe(eff.Policy()),
-	}); err != nil {
-		return api.Meeting{}, fmt.Errorf("audit policy change: %w", err)
+	}}}}
+	// The policy is in force before the host gets the answer: relays to
+	// now-blocked nodes are closed and moves started. A join stored
+	// meanwhile makes this read stale; a fresh read is planned then.
+	for range 5 {
+		p, err := s.enforce(ctx, m, rev, opts)
+		if err != nil {
+			return api.Meeting{}, err
+		}
+		if !p.stale {
+			break
+		}
+		opts = planOpts{}
+		if m, rev, err = s.meetings.get(ctx, id); err != nil {
+			return api.Meeting{}, err
+		}
 	}
-	s.log.Info("policy changed", "meeting", id, "policy_hash", eff.Hash())
-	s.enforce(ctx, m, rev)
+	if auditErr != nil {
+		return api.Meeting{}, fmt.Errorf("audit policy change: %w", auditErr)
+	}
 	return s.view(m)
 }
 
@@ -268,7 +295,9 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, toAPIError(err))
 		return
 	}
-	resp, err := s.join(r.Context(), id, name, loc, req.Replaces)
+	ctx, cancel := opContext(r)
+	defer cancel()
+	resp, err := s.join(ctx, id, name, loc, req.Replaces)
 	if err != nil {
 		s.fail(w, "join", err) // a refusal is answered with its code, unlogged
 		return

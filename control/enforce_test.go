@@ -1,6 +1,8 @@
 package control
 
 import (
+	"context"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -129,4 +131,39 @@ func TestRelaysFollowPolicy(t *testing.T) {
 	if got := r.commands(ofKind(cluster.CommandRelay)); len(got) != relays {
 		t.Fatalf("a relay to a blocked node was ordered: %q", got[relays:])
 	}
+}
+
+// A client that hangs up during its join (or its host's policy change)
+// must not leave the work half done: the seat it took is either used by a
+// stored participant or given back, and a stored change is audited.
+func TestHangUpLeavesNothingHalfDone(t *testing.T) {
+	r := startRig(t, "de-fra:DE")
+	m := r.createMeeting(policy.Policy{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the client is gone before the server starts on the join
+	req := httptest.NewRequestWithContext(ctx, "POST", api.MeetingPath(m.ID, "join"), strings.NewReader(`{"name":"Ann","location":{"country":"DE"}}`))
+	rec := httptest.NewRecorder()
+	r.srv.Handler().ServeHTTP(rec, req)
+	if rec.Code != 200 {
+		t.Fatalf("join for a client that hung up: %d %s", rec.Code, rec.Body)
+	}
+	stored := len(r.routing(m.ID).Participants)
+	if got := r.nodeList()[0].Load.Assigned; got != stored || stored != 1 {
+		t.Fatalf("%d seats counted for %d stored participants", got, stored)
+	}
+	if got := r.audit(m.ID, audit.KindPlacement); len(got) != 1 {
+		t.Fatalf("placement entries %q", got)
+	}
+
+	req = httptest.NewRequestWithContext(ctx, "PUT", api.MeetingPath(m.ID, "policy"), strings.NewReader(`{"blocked_countries":["DE"]}`))
+	req.Header.Set("Authorization", "Bearer "+m.HostToken)
+	rec = httptest.NewRecorder()
+	r.srv.Handler().ServeHTTP(rec, req)
+	if rec.Code != 200 {
+		t.Fatalf("policy change for a host that hung up: %d %s", rec.Code, rec.Body)
+	}
+	if got := r.audit(m.ID, audit.KindPolicyChange); len(got) != 1 {
+		t.Fatalf("policy change entries %q", got)
+	}
+	r.waitFor("the participant on the now-blocked node kicked", func() bool { return len(r.commands(ofKind(cluster.CommandKick))) == 1 })
 }

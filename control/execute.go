@@ -6,7 +6,6 @@ import (
 	"errors"
 	"time"
 
-	"github.com/oakmeet/oakmeet/audit"
 	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/token"
@@ -16,34 +15,37 @@ import (
 // it (RelayResend).
 const relayTokenTTL = time.Minute
 
-// enforce plans one meeting, read at revision rev, and carries the plan out.
-func (s *Server) enforce(ctx context.Context, m *meeting, rev uint64) {
+// enforce plans one meeting, read at revision rev, and waits until the
+// plan is carried out.
+func (s *Server) enforce(ctx context.Context, m *meeting, rev uint64, opts planOpts) (planned, error) {
 	eff, err := policy.Combine(s.floor, m.Policy)
 	if err != nil {
 		s.log.Error("enforce: policy", "meeting", m.ID, "err", err)
-		return
+		return planned{}, err
 	}
-	acts, err := s.owner.plan(ctx, m, rev, eff, s.now())
+	p, err := s.owner.plan(ctx, m, rev, eff, s.now(), opts)
 	if err != nil {
-		return
+		return planned{}, err
 	}
-	s.carryOut(ctx, acts)
+	s.exec.wait(ctx, p.done)
+	return p, nil
 }
 
 // tick is the periodic work: silent nodes, stale seats, then every meeting
-// with participants.
+// with participants. It waits for what it decided to be carried out, so
+// ticks never pile up behind a slow store.
 func (s *Server) tick(ctx context.Context) {
-	acts, ids, err := s.owner.tick(ctx, s.now())
+	_, ids, done, err := s.owner.tick(ctx, s.now())
 	if err != nil {
 		return
 	}
-	s.carryOut(ctx, acts)
+	s.exec.wait(ctx, done)
 	for _, id := range ids {
 		m, rev, err := s.meetings.get(ctx, id)
 		if err != nil {
 			continue
 		}
-		s.enforce(ctx, m, rev)
+		_, _ = s.enforce(ctx, m, rev, planOpts{})
 	}
 }
 
@@ -65,7 +67,12 @@ func (s *Server) carryOut(ctx context.Context, acts []action) {
 		case actLeave:
 			s.participantLeft(ctx, a.Meeting, a.Left)
 		case actAudit:
-			s.auditEvent(ctx, a.Entry)
+			if _, err := s.audit.append(ctx, a.Entry); err != nil {
+				s.log.Error("audit", "kind", a.Entry.Kind, "meeting", a.Entry.Meeting, "err", err)
+				if a.Failed != nil {
+					*a.Failed = err
+				}
+			}
 		case actMigration:
 			s.metrics.migrations.WithLabelValues(a.Reason).Inc()
 		case actTraffic:
@@ -107,7 +114,7 @@ func (s *Server) orderRelay(meetingID string, r relayOrder) {
 func (s *Server) participantLeft(ctx context.Context, meetingID string, l leave) {
 	_, _, err := s.meetings.update(ctx, meetingID, func(m *meeting) error {
 		p := m.participant(l.Participant)
-		if p == nil || p.Left != nil || p.Node.ID != l.Node {
+		if p == nil || p.Left != nil || p.Node.ID != l.Node || l.Unconnected && p.Connected != nil {
 			return errNoChange
 		}
 		t := l.At.UTC()
@@ -124,10 +131,4 @@ func (s *Server) participantLeft(ctx context.Context, meetingID string, l leave)
 	}
 	_ = s.owner.left(ctx, l.Node)
 	s.log.Info("participant left", "meeting", meetingID, "participant", l.Participant, "node", l.Node, "reason", l.Reason)
-}
-
-func (s *Server) auditEvent(ctx context.Context, e audit.Entry) {
-	if _, err := s.audit.append(ctx, e); err != nil {
-		s.log.Error("audit", "kind", e.Kind, "meeting", e.Meeting, "err", err)
-	}
 }

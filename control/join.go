@@ -75,7 +75,7 @@ func (s *Server) join(ctx context.Context, meetingID, name string, loc locate.Re
 		return api.JoinResponse{}, err
 	}
 	s.metrics.placements.WithLabelValues(seat.Node.Country).Inc()
-	if err := s.owner.joined(ctx, meetingID, rev); err != nil {
+	if err := s.owner.joined(ctx, meetingID, pid, rev); err != nil {
 		return api.JoinResponse{}, err
 	}
 	return s.joinResponse(meetingID, pid, name, seat, loc)

@@ -50,20 +50,33 @@ type owner struct {
 	// (or joined at): a plan from an older read is stale and dropped, so
 	// a departure is never decided again from a read taken before it.
 	planned map[string]uint64
+	// held are meetings whose policy is being changed: the tick does not
+	// plan them until the change's own plan, which carries out its audit
+	// entry first, so no move is logged before the change that caused it.
+	held    map[string]int
 	started time.Time
 	dirty   bool
+	// submit hands a plan's actions to the executor in the step that
+	// decided them (nil: nobody carries them out, as in tests of the
+	// owner alone).
+	submit func([]action) <-chan struct{}
 }
 
 // seat is a placed participant that has not connected to its node yet; it
-// is released when the join token has expired and SeatGrace passed.
+// is released when the join token has expired and SeatGrace passed. stored
+// is set once the join is in the meeting's record: a seat whose join never
+// got there is given back by the owner itself, as there is no participant
+// to record leaving.
 type seat struct {
 	meeting, node string
 	deadline      time.Time
+	stored        bool
 }
 
 func newOwner(t cluster.Timing, tokenTTL time.Duration, rnd *rand.Rand, log *slog.Logger) *owner {
 	o := &owner{mbox: newMailbox(), log: log, timing: t, tokenTTL: tokenTTL, rand: rnd, nodes: newRegistry(),
-		seats: map[string]seat{}, active: map[string]bool{}, pending: map[string]*meetingPending{}, planned: map[string]uint64{}}
+		seats: map[string]seat{}, active: map[string]bool{}, pending: map[string]*meetingPending{}, planned: map[string]uint64{},
+		held: map[string]int{}}
 	o.publish()
 	return o
 }
@@ -114,7 +127,7 @@ func (o *owner) load(ctx context.Context, nodes []cluster.NodeInfo, meetings []*
 				o.active[m.ID] = true
 				counts[p.Node.ID]++
 				if p.Connected == nil {
-					o.seats[p.ID] = seat{meeting: m.ID, node: p.Node.ID, deadline: p.Joined.Add(o.tokenTTL + o.timing.SeatGrace)}
+					o.seats[p.ID] = seat{meeting: m.ID, node: p.Node.ID, deadline: p.Joined.Add(o.tokenTTL + o.timing.SeatGrace), stored: true}
 				}
 			}
 		}
@@ -158,12 +171,44 @@ func (o *owner) release(ctx context.Context, pid string) error {
 	})
 }
 
-// joined marks a meeting active once a join is stored at revision rev.
-func (o *owner) joined(ctx context.Context, meetingID string, rev uint64) error {
+// joined marks a meeting active once participant pid's join is stored at
+// revision rev.
+func (o *owner) joined(ctx context.Context, meetingID, pid string, rev uint64) error {
 	return o.do(ctx, func() {
 		o.active[meetingID] = true
 		o.planned[meetingID] = max(o.planned[meetingID], rev)
+		if s, ok := o.seats[pid]; ok {
+			s.stored = true
+			o.seats[pid] = s
+		}
 	})
+}
+
+// hold keeps the tick from planning a meeting while its policy changes;
+// the change's plan (planOpts.unhold) lets go.
+func (o *owner) hold(ctx context.Context, meetingID string) error {
+	return o.do(ctx, func() { o.held[meetingID]++ })
+}
+
+// unhold lets go of a hold whose change did not happen.
+func (o *owner) unhold(ctx context.Context, meetingID string) error {
+	return o.do(ctx, func() { o.unholdLocked(meetingID) })
+}
+
+func (o *owner) unholdLocked(meetingID string) {
+	if o.held[meetingID]--; o.held[meetingID] <= 0 {
+		delete(o.held, meetingID)
+	}
+}
+
+// hand gives acts to the executor (see owner.submit).
+func (o *owner) hand(acts []action) <-chan struct{} {
+	if o.submit == nil {
+		done := make(chan struct{})
+		close(done)
+		return done
+	}
+	return o.submit(acts)
 }
 
 // connected is a placed participant arriving on its node: its seat is
@@ -209,9 +254,10 @@ func (o *owner) replaced(ctx context.Context, meetingID, oldPID, oldNode string,
 	})
 }
 
-// tick expires silent nodes and stale seats and returns what that asks
-// for, with the meetings to plan.
-func (o *owner) tick(ctx context.Context, now time.Time) (acts []action, meetings []string, err error) {
+// tick expires silent nodes and stale seats, hands what that asks for to
+// the executor (done is closed once it is carried out), and returns it with
+// the meetings to plan.
+func (o *owner) tick(ctx context.Context, now time.Time) (acts []action, meetings []string, done <-chan struct{}, err error) {
 	err = o.do(ctx, func() {
 		var resting []string // meetings without participants whose final counts may still come
 		for _, n := range o.nodes.expire(now, o.timing.HeartbeatTimeout) {
@@ -220,9 +266,16 @@ func (o *owner) tick(ctx context.Context, now time.Time) (acts []action, meeting
 				Reason: fmt.Sprintf("no heartbeat for %s", o.timing.HeartbeatTimeout)}})
 		}
 		for _, pid := range slices.Sorted(maps.Keys(o.seats)) {
-			if s := o.seats[pid]; now.After(s.deadline) {
+			s := o.seats[pid]
+			switch {
+			case !now.After(s.deadline):
+			case s.stored:
 				delete(o.seats, pid)
-				acts = append(acts, action{Kind: actLeave, Meeting: s.meeting, Left: leave{Participant: pid, Node: s.node, Reason: "never connected", At: now}})
+				acts = append(acts, action{Kind: actLeave, Meeting: s.meeting,
+					Left: leave{Participant: pid, Node: s.node, Reason: "never connected", At: now, Unconnected: true}})
+			default:
+				delete(o.seats, pid)
+				o.nodes.assign(s.node, -1)
 			}
 		}
 		// A meeting at rest keeps only the links it closed, for a while.
@@ -240,22 +293,45 @@ func (o *owner) tick(ctx context.Context, now time.Time) (acts []action, meeting
 				delete(o.pending, id)
 			}
 		}
-		meetings = slices.Sorted(slices.Values(append(slices.Collect(maps.Keys(o.active)), resting...)))
+		meetings = slices.DeleteFunc(append(slices.Collect(maps.Keys(o.active)), resting...), func(id string) bool { return o.held[id] > 0 })
+		slices.Sort(meetings)
+		done = o.hand(acts)
 	})
-	return acts, meetings, err
+	return acts, meetings, done, err
 }
 
-// plan decides what one meeting, read at revision rev, needs, and records
-// the decision in the same step.
-func (o *owner) plan(ctx context.Context, m *meeting, rev uint64, eff policy.Effective, now time.Time) ([]action, error) {
-	var acts []action
+// planOpts are what a plan carries besides the meeting.
+type planOpts struct {
+	// lead are actions to carry out before the plan's own (a policy
+	// change's audit entry).
+	lead []action
+	// unhold lets go of the caller's hold on the meeting.
+	unhold bool
+}
+
+// planned is what owner.plan decided.
+type planned struct {
+	acts []action
+	done <-chan struct{} // closed once acts are carried out
+	// stale is set when a newer read of the meeting was planned already:
+	// nothing but opts.lead was handed over.
+	stale bool
+}
+
+// plan decides what one meeting, read at revision rev, needs, records the
+// decision and hands its actions to the executor, all in one step.
+func (o *owner) plan(ctx context.Context, m *meeting, rev uint64, eff policy.Effective, now time.Time, opts planOpts) (planned, error) {
+	var out planned
 	err := o.do(ctx, func() {
+		if opts.unhold {
+			o.unholdLocked(m.ID)
+		}
 		if rev < o.planned[m.ID] {
-			return // a newer read was planned already
+			out = planned{acts: opts.lead, done: o.hand(opts.lead), stale: true}
+			return
 		}
 		o.planned[m.ID] = rev
-		var next *meetingPending
-		acts, next = plan(planInput{Meeting: m, Policy: eff, Nodes: o.nodes.view(), Pending: o.pending[m.ID],
+		acts, next := plan(planInput{Meeting: m, Policy: eff, Nodes: o.nodes.view(), Pending: o.pending[m.ID],
 			Now: now, Started: o.started, Timing: o.timing})
 		if len(m.active()) == 0 {
 			delete(o.active, m.ID)
@@ -267,6 +343,8 @@ func (o *owner) plan(ctx context.Context, m *meeting, rev uint64, eff policy.Eff
 		} else {
 			o.pending[m.ID] = next
 		}
+		acts = append(slices.Clip(opts.lead), acts...)
+		out = planned{acts: acts, done: o.hand(acts)}
 	})
-	return acts, err
+	return out, err
 }

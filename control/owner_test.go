@@ -41,7 +41,7 @@ func TestOwnerDecidesAMoveOnceWhoeverAsks(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 16 { // policy changes and ticks, all at once
 		wg.Go(func() {
-			acts, err := o.plan(context.Background(), m, 7, eff, t0)
+			acts, err := planActs(o.plan(context.Background(), m, 7, eff, t0, planOpts{}))
 			if err != nil {
 				t.Error(err)
 			}
@@ -70,12 +70,12 @@ func TestOwnerDropsAPlanFromAnOlderRead(t *testing.T) {
 	gone := meetingWith(nodes, "p1@us-iad")
 	at := t0
 	gone.Participants[0].Left = &at
-	if _, err := o.plan(ctx, gone, 9, effOf(t), t0); err != nil {
+	if _, err := planActs(o.plan(ctx, gone, 9, effOf(t), t0, planOpts{})); err != nil {
 		t.Fatal(err)
 	}
 	// A read from before the departure arrives late: it must not decide
 	// anything about p1 again.
-	acts, err := o.plan(ctx, meetingWith(nodes, "p1@us-iad"), 8, effOf(t, "US"), t0)
+	acts, err := planActs(o.plan(ctx, meetingWith(nodes, "p1@us-iad"), 8, effOf(t, "US"), t0, planOpts{}))
 	if err != nil || len(acts) != 0 {
 		t.Fatalf("stale plan: %q, %v", describeAll(acts), err)
 	}
@@ -88,13 +88,13 @@ func TestOwnerClosesAReplacedConnectionAfterItsGrace(t *testing.T) {
 	if err := o.replaced(ctx, "m1", "old", "de-fra", t0); err != nil {
 		t.Fatal(err)
 	}
-	acts, _ := o.plan(ctx, m, 1, effOf(t), t0.Add(fastTiming.ReplacedGrace))
+	acts, _ := planActs(o.plan(ctx, m, 1, effOf(t), t0.Add(fastTiming.ReplacedGrace), planOpts{}))
 	for _, a := range acts {
 		if a.Kind == actCommand && a.Cmd.Kind == cluster.CommandKick {
 			t.Fatalf("closed within the grace: %q", describeAll(acts))
 		}
 	}
-	acts, _ = o.plan(ctx, m, 1, effOf(t), t0.Add(fastTiming.ReplacedGrace+time.Microsecond))
+	acts, _ = planActs(o.plan(ctx, m, 1, effOf(t), t0.Add(fastTiming.ReplacedGrace+time.Microsecond), planOpts{}))
 	if got := describeAll(acts); len(got) < 2 || got[0] != "kick old@de-fra moved" || got[1] != "left old@de-fra moved" {
 		t.Fatalf("after the grace: %q", got)
 	}
@@ -132,14 +132,43 @@ func TestReserveTakesTheLastSeatOnce(t *testing.T) {
 	if p, err := o.reserve(ctx, "p2", "m1", req, t0); err != nil || p.Info.URL != "ws://de-fra" {
 		t.Fatalf("after release: %+v %v", p, err)
 	}
+	if err := o.joined(ctx, "m1", "p2", 3); err != nil {
+		t.Fatal(err)
+	}
 	// A seat never taken is released after the token's life and SeatGrace
 	// (by then the silent node is down too).
-	acts, _, err := o.tick(ctx, t0.Add(time.Minute+fastTiming.SeatGrace))
+	acts, _, err := tickActs(o.tick(ctx, t0.Add(time.Minute+fastTiming.SeatGrace)))
 	if err != nil || !slices.Equal(describeAll(acts), []string{"audit node_down @de-fra"}) {
 		t.Fatalf("tick at the deadline: %q %v", describeAll(acts), err)
 	}
-	acts, _, err = o.tick(ctx, t0.Add(time.Minute+fastTiming.SeatGrace+time.Microsecond))
+	acts, _, err = tickActs(o.tick(ctx, t0.Add(time.Minute+fastTiming.SeatGrace+time.Microsecond)))
 	if err != nil || !slices.Equal(describeAll(acts), []string{"left p2@de-fra never connected"}) {
 		t.Fatalf("tick after the deadline: %q %v", describeAll(acts), err)
+	}
+}
+
+func planActs(p planned, err error) ([]action, error) { return p.acts, err }
+
+func tickActs(acts []action, meetings []string, _ <-chan struct{}, err error) ([]action, []string, error) {
+	return acts, meetings, err
+}
+
+// A seat whose join never reached the store (the store failed, or the
+// release was lost) has no participant to record leaving: the owner gives
+// the seat back itself when it expires, so capacity does not leak.
+func TestUnstoredSeatIsGivenBack(t *testing.T) {
+	o := startOwner(t, de(func(n *nodeState) { n.Info.MaxParticipants = 1 }))
+	ctx := context.Background()
+	req := placement.Request{Policy: effOf(t)}
+	if _, err := o.reserve(ctx, "p1", "m1", req, t0); err != nil {
+		t.Fatal(err)
+	}
+	acts, _, err := tickActs(o.tick(ctx, t0.Add(time.Minute+fastTiming.SeatGrace+time.Microsecond)))
+	if err != nil || slices.Contains(describeAll(acts), "left p1@de-fra never connected") {
+		t.Fatalf("tick: %q %v", describeAll(acts), err)
+	}
+	o.heartbeat(cluster.Heartbeat{Node: de().Info}, t0.Add(time.Minute+fastTiming.SeatGrace+time.Microsecond))
+	if _, err := o.reserve(ctx, "p2", "m1", req, t0.Add(time.Minute)); err != nil {
+		t.Fatalf("the expired seat was not given back: %v", err)
 	}
 }

@@ -55,6 +55,9 @@ type action struct {
 	// warning.
 	Note string
 	Warn bool
+	// Failed, if set, receives an audit append's error (for a caller that
+	// must answer it).
+	Failed *error
 }
 
 // relayOrder is a relay link to open (or order again) from one node to
@@ -68,6 +71,10 @@ type relayOrder struct {
 type leave struct {
 	Participant, Node, Reason string
 	At                        time.Time
+	// Unconnected: only if the participant never connected (a seat
+	// expiring must not end a participant whose connection was recorded
+	// meanwhile).
+	Unconnected bool
 }
 
 // nodeBytes is what a node reported forwarding for a meeting, and where the
@@ -198,8 +205,11 @@ func plan(in planInput) ([]action, *meetingPending) {
 	if len(active) > 0 {
 		p.next.restUntil = time.Time{} // back from a rest
 	}
-	for pid := range p.next.leaving {
-		if !slices.ContainsFunc(active, func(x participant) bool { return x.ID == pid }) {
+	for pid, at := range p.next.leaving {
+		// Gone, or told so long ago that the departure was lost (its
+		// store write failed, or the control plane stopped before it):
+		// either way the plan decides afresh.
+		if !slices.ContainsFunc(active, func(x participant) bool { return x.ID == pid }) || in.Now.Sub(at) > in.Timing.HeartbeatTimeout {
 			delete(p.next.leaving, pid)
 		}
 	}

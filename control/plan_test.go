@@ -237,6 +237,20 @@ func TestPlan(t *testing.T) {
 			want:    []string{},
 		},
 		{
+			name: "a participant told to leave a moment ago is left alone", nodes: []*nodeState{de(), us()},
+			people: []string{"p1@us-iad"}, blocked: []string{"US"},
+			pending: pendingWith(func(p *meetingPending) { p.leaving["p1"] = t0.Add(-fastTiming.HeartbeatTimeout) }),
+			want:    nil,
+		},
+		{
+			// Its departure was lost (a store write that failed, a stop):
+			// the plan decides again rather than forget the participant.
+			name: "a participant told to leave long ago is decided again", nodes: []*nodeState{de(), us()},
+			people: []string{"p1@us-iad"}, blocked: []string{"US"},
+			pending: pendingWith(func(p *meetingPending) { p.leaving["p1"] = t0.Add(-fastTiming.HeartbeatTimeout - time.Microsecond) }),
+			want:    []string{"move p1@us-iad policy_change", "migration policy_change", "audit migration p1@us-iad"},
+		},
+		{
 			name: "a reported relay to a blocked node is closed", nodes: []*nodeState{de(reports("m1", "cn-pek")), cn()},
 			people: []string{"p1@de-fra"}, blocked: []string{"CN"},
 			want: []string{"unrelay de-fra>cn-pek"},

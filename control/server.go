@@ -8,10 +8,16 @@
 //
 // Live state (nodes, seats, pending moves and relay links, active meetings)
 // belongs to one goroutine, the owner (owner.go), fed by a mailbox; it does
-// no I/O. Enforcement is decided by a pure plan (plan.go) on the owner and
-// carried out by the caller (execute.go). The audit log has its own
-// goroutine that alone appends and exports (auditlog.go). The API reads
-// nodes and pending moves from a view the owner publishes.
+// no I/O. Enforcement is decided by a pure plan (plan.go) on the owner, which
+// hands the plan's actions, in the same step, to the executor (executor.go):
+// one goroutine that carries batches out in the order they were decided,
+// on the control plane's context, never a request's. The audit log has its
+// own goroutine that alone appends and exports (auditlog.go). The API reads
+// nodes and pending moves from a view the owner publishes. Work a request
+// starts that must not be left half done (a join once its seat is taken, a
+// policy change once stored) runs on a context detached from the request
+// (opContext), so a client that hangs up cannot leak a seat or skip an
+// audit entry.
 //
 // Lock order. One lock remains: each meeting's update lock (meetings.go),
 // held across the store's compare-and-set round trip. While holding it the
@@ -87,6 +93,7 @@ type Server struct {
 	owner    *owner
 	meetings *meetings
 	audit    *auditor
+	exec     *executor
 	metrics  *metrics
 	ready    atomic.Bool
 }
@@ -130,7 +137,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		owner:    newOwner(cfg.Timing, cfg.TokenTTL, cfg.Rand, cfg.Logger),
 		meetings: newMeetings(cfg.Store),
 		audit:    newAuditor(cfg.Key, cfg.Store, cfg.Now),
+		exec:     newExecutor(),
 	}
+	s.owner.submit = s.exec.submit
+	// Until Run has loaded the state, a node not heard from yet is one
+	// that has not had time to report, not one that is gone.
+	s.owner.started = cfg.Now()
 	s.metrics = newMetrics(func() int { return s.owner.live().healthy })
 	pub := cfg.Key.Public().(ed25519.PublicKey)
 	if err := cfg.Store.PutControl(ctx, cluster.KeyTokenPublicKey, pub); err != nil {
@@ -152,6 +164,7 @@ func (s *Server) Run(ctx context.Context) error {
 	defer cancel()
 	wg.Go(func() { s.owner.run(ctx) })
 	wg.Go(func() { s.audit.run(ctx) })
+	wg.Go(func() { s.exec.run(ctx, s.carryOut) })
 
 	hbSub, err := s.cfg.NATS.Subscribe(cluster.SubjectHeartbeat, func(m *nats.Msg) {
 		hb, err := cluster.Decode[cluster.Heartbeat]("heartbeat", m.Data)
@@ -291,6 +304,16 @@ func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, api.Health{Status: "ok", HealthyNodes: s.owner.live().healthy})
+}
+
+// opTimeout bounds an operation a request started once it no longer
+// depends on the request (see opContext).
+const opTimeout = 30 * time.Second
+
+// opContext is the context for work a request starts that must finish once
+// begun: the request's values, not its cancellation.
+func opContext(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(r.Context()), opTimeout)
 }
 
 // decodeBody reads a JSON request body strictly: unknown fields and
