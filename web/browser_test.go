@@ -3,46 +3,19 @@ package web_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
 )
 
-// The browser tests drive real headless Chromium with a fake camera and
-// microphone. Without Chromium they skip, unless OAKMEET_REQUIRE_BROWSER=1
-// (CI) makes that a failure. OAKMEET_CHROMIUM names another binary.
-
-func chromiumPath() string {
-	if p := os.Getenv("OAKMEET_CHROMIUM"); p != "" {
-		return p
-	}
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	return ""
-}
-
-func needBrowser(t *testing.T) string {
-	t.Helper()
-	p := chromiumPath()
-	if p == "" {
-		if os.Getenv("OAKMEET_REQUIRE_BROWSER") == "1" {
-			t.Fatal("Chromium not found and OAKMEET_REQUIRE_BROWSER=1: install the chromium package or set OAKMEET_CHROMIUM")
-		}
-		t.Skip("Chromium not found (install the chromium package or set OAKMEET_CHROMIUM); skipping browser test")
-	}
-	return p
-}
-
-// browser is one Chromium process with its own profile and one tab.
+// browser is one page: a tab, in a browser context of its own, of the
+// shared Chromium.
 type browser struct {
 	t    *testing.T
 	name string
@@ -58,41 +31,11 @@ type browserOpts struct {
 
 func newBrowser(t *testing.T, name string, o browserOpts) *browser {
 	t.Helper()
-	path := needBrowser(t)
-	if o.width == 0 {
-		o.width, o.height = 1280, 800
-	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(path),
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(o.width, o.height),
-		chromedp.Flag("use-fake-device-for-media-stream", true),
-		chromedp.Flag("use-fake-ui-for-media-stream", true),
-		chromedp.Flag("allow-loopback-in-peer-connection", true),
-		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-background-timer-throttling", true),
-		chromedp.Flag("disable-renderer-backgrounding", true),
-		chromedp.Flag("disable-backgrounding-occluded-windows", true),
-		chromedp.Flag("force-color-profile", "srgb"),
-		chromedp.Flag("hide-scrollbars", true),
-	}
-	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(func() {
-		cancel()
-		acancel()
-	})
+	ctx, cancel := chromedp.NewContext(sharedChromium.browserContext(t), chromedp.WithNewBrowserContext())
+	// Closing the tab disposes of its browser context.
+	t.Cleanup(cancel)
 	b := &browser{t: t, name: name, ctx: ctx}
+	// Console opens the tab.
 	messages := chromedp.Console(ctx)
 	go func() {
 		for m, err := range messages {
@@ -104,7 +47,23 @@ func newBrowser(t *testing.T, name string, o browserOpts) *browser {
 			b.mu.Unlock()
 		}
 	}()
+	if o.width != 0 && (o.width != defaultWidth || o.height != defaultHeight) {
+		b.resize(o.width, o.height)
+	}
 	return b
+}
+
+// resize gives the page's window another size, as a browser started with
+// that window size would have.
+func (b *browser) resize(width, height int) {
+	b.t.Helper()
+	w, err := chromedp.CallBrowser(b.ctx, cdpbrowser.GetWindowForTarget, cdpbrowser.GetWindowForTargetParams{TargetID: chromedp.FromContext(b.ctx).Target.TargetID})
+	if err == nil {
+		_, err = chromedp.CallBrowser(b.ctx, cdpbrowser.SetWindowBounds, cdpbrowser.SetWindowBoundsParams{WindowID: w.WindowID, Bounds: &cdpbrowser.Bounds{Width: int64(width), Height: int64(height)}})
+	}
+	if err != nil {
+		b.t.Fatalf("%s: resize to %dx%d: %v", b.name, width, height, err)
+	}
 }
 
 func (b *browser) navigate(url string) {
@@ -124,27 +83,58 @@ func evalJS[T any](b *browser, js string) T {
 	return v
 }
 
-// waitJS polls a boolean expression until it is true or d passes; what
+// waitJS waits until a boolean expression is true or d passes; what
 // names the condition, and detail (an expression) says what the page showed
-// when it timed out.
+// when it timed out. Either may be a promise.
+//
+// The page polls the expression itself (pollJS), so a change is seen within
+// a few milliseconds rather than a round trip to the test later, in slices
+// of at most a second: an evaluation that a navigation ends is started again.
 func (b *browser) waitJS(d time.Duration, what, cond, detail string) {
 	b.t.Helper()
 	deadline := time.Now().Add(d)
 	for {
-		ok, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool]("!!("+cond+")", chromedp.EvalAwaitPromise))
-		if err == nil && ok {
+		slice := min(time.Until(deadline), time.Second)
+		failed, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](fmt.Sprintf(pollJS, cond, slice.Milliseconds()), chromedp.EvalAwaitPromise))
+		if err == nil && failed == "" {
 			return
 		}
 		if time.Now().After(deadline) {
 			got := ""
 			if detail != "" {
-				got, _ = chromedp.Run(b.ctx, chromedp.Evaluate[string]("String("+detail+")"))
+				got, _ = chromedp.Run(b.ctx, chromedp.Evaluate[string]("(async () => String(await ("+detail+")))()", chromedp.EvalAwaitPromise))
 			}
-			b.t.Fatalf("%s: timed out after %s waiting for %s (eval err %v); page shows: %s\nconsole:\n%s", b.name, d, what, err, got, b.consoleText())
+			if err == nil {
+				err = errors.New(failed)
+			}
+			b.t.Fatalf("%s: timed out after %s waiting for %s (%v); page shows: %s\nconsole:\n%s", b.name, d, what, err, got, b.consoleText())
 		}
-		time.Sleep(150 * time.Millisecond) // polling interval, not synchronisation
+		if err != nil {
+			// No page to evaluate in yet (a navigation is under way): ask
+			// again shortly rather than at once.
+			time.Sleep(50 * time.Millisecond) // polling interval, not synchronisation
+		}
 	}
 }
+
+// pollJS is a promise that resolves to "" as soon as the expression %[1]s
+// (or the promise it gives) is true, checking every 10 ms, or after %[2]d
+// ms to what the last check gave: "false" or the exception it threw.
+const pollJS = `new Promise((resolve) => {
+	const end = performance.now() + %[2]d;
+	const check = async () => {
+		let last;
+		try {
+			if (await (%[1]s)) return resolve('');
+			last = 'false';
+		} catch (e) {
+			last = 'exception: ' + e;
+		}
+		if (performance.now() >= end) return resolve(last);
+		setTimeout(check, 10);
+	};
+	check();
+})`
 
 func (b *browser) text(selector string) string {
 	return evalJS[string](b, fmt.Sprintf(`(document.querySelector(%s)?.textContent ?? '').trim()`, jsString(selector)))

@@ -63,11 +63,25 @@ func (b *browser) remoteFrames() map[string]int {
 // decoded frame counts keep going up: media arrives, decrypts and decodes.
 func (b *browser) waitVideoAdvancing(n int, d time.Duration) {
 	b.t.Helper()
-	cond := fmt.Sprintf(`Object.values(JSON.parse(%s)).filter((f) => f >= 5).length >= %d`, remoteFramesJS, n)
-	b.waitJS(d, fmt.Sprintf("%d remote videos playing", n), cond, remoteFramesJS+` + ' ' + document.querySelector('[data-testid=status]')?.textContent`)
-	first := b.remoteFrames()
-	cond = fmt.Sprintf(`((f) => %s.every(([id, n]) => (f[id] ?? 0) >= n + 10))(JSON.parse(%s))`, mustJSONEntries(first), remoteFramesJS)
-	b.waitJS(d, "remote video frames advancing", cond, remoteFramesJS)
+	waitVideosAdvancing(n, d, b)
+}
+
+// waitVideosAdvancing is waitVideoAdvancing for several pages at once:
+// each page's frame counts are taken once it plays n remote videos, and
+// then each page must decode 10 more frames of every one, so the pages'
+// frames advance together rather than one page after the other.
+func waitVideosAdvancing(n int, d time.Duration, pages ...*browser) {
+	firsts := make([]map[string]int, len(pages))
+	for i, b := range pages {
+		b.t.Helper()
+		cond := fmt.Sprintf(`Object.values(JSON.parse(%s)).filter((f) => f >= 5).length >= %d`, remoteFramesJS, n)
+		b.waitJS(d, fmt.Sprintf("%d remote videos playing", n), cond, remoteFramesJS+` + ' ' + document.querySelector('[data-testid=status]')?.textContent`)
+		firsts[i] = b.remoteFrames()
+	}
+	for i, b := range pages {
+		cond := fmt.Sprintf(`((f) => %s.every(([id, n]) => (f[id] ?? 0) >= n + 10))(JSON.parse(%s))`, mustJSONEntries(firsts[i]), remoteFramesJS)
+		b.waitJS(d, "remote video frames advancing", cond, remoteFramesJS)
+	}
 }
 
 func mustJSONEntries(m map[string]int) string {
@@ -117,9 +131,7 @@ func openPage(t *testing.T, name, url string) *browser {
 // fails if two pages show different codes.
 func waitTogether(t *testing.T, pages ...*browser) string {
 	t.Helper()
-	for _, b := range pages {
-		b.waitVideoAdvancing(len(pages)-1, 30*time.Second)
-	}
+	waitVideosAdvancing(len(pages)-1, 30*time.Second, pages...)
 	code := pages[0].waitCode(len(pages), 20*time.Second)
 	for _, b := range pages[1:] {
 		if got := b.waitCode(len(pages), 20*time.Second); got != code {

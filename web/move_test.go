@@ -24,8 +24,8 @@ func TestHostPolicyChangeMovesPage(t *testing.T) {
 	guest := openPage(t, "guest", joinURL(c, m.ID, "Guest", "DE"))
 	for _, b := range []*browser{host, guest} {
 		b.waitJS(20*time.Second, "placed on the German node", `document.querySelector('[data-testid=node-country]')?.textContent === 'DE'`, `document.body.innerText`)
-		b.waitVideoAdvancing(1, 30*time.Second)
 	}
+	waitVideosAdvancing(1, 30*time.Second, host, guest)
 	codeBefore := host.waitCode(2, 20*time.Second)
 	before := evalJS[string](host, `window.oakmeet.call.self.id`)
 
