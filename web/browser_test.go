@@ -31,12 +31,43 @@ type browserOpts struct {
 
 func newBrowser(t *testing.T, name string, o browserOpts) *browser {
 	t.Helper()
-	ctx, cancel := chromedp.NewContext(sharedChromium.browserContext(t), chromedp.WithNewBrowserContext())
-	// Closing the tab disposes of its browser context.
-	t.Cleanup(cancel)
-	b := &browser{t: t, name: name, ctx: ctx}
-	// Console opens the tab.
-	messages := chromedp.Console(ctx)
+	b := openTabs(t, name)[0]
+	if o.width != 0 && (o.width != defaultWidth || o.height != defaultHeight) {
+		b.resize(o.width, o.height)
+	}
+	return b
+}
+
+// openTabs opens a page of the default size for each name, all at once:
+// opening one takes a good part of a second on a busy machine.
+func openTabs(t *testing.T, names ...string) []*browser {
+	t.Helper()
+	root := sharedChromium.browserContext(t)
+	bs := make([]*browser, len(names))
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		ctx, cancel := chromedp.NewContext(root, chromedp.WithNewBrowserContext())
+		// Closing the tab disposes of its browser context.
+		t.Cleanup(cancel)
+		bs[i] = &browser{t: t, name: name, ctx: ctx}
+		wg.Go(func() { errs[i] = bs[i].open() })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("%s: open a tab: %v", names[i], err)
+		}
+	}
+	return bs
+}
+
+// open opens the tab and starts collecting its console messages.
+func (b *browser) open() error {
+	if err := chromedp.Do(b.ctx); err != nil {
+		return err
+	}
+	messages := chromedp.Console(b.ctx)
 	go func() {
 		for m, err := range messages {
 			if err != nil {
@@ -47,10 +78,7 @@ func newBrowser(t *testing.T, name string, o browserOpts) *browser {
 			b.mu.Unlock()
 		}
 	}()
-	if o.width != 0 && (o.width != defaultWidth || o.height != defaultHeight) {
-		b.resize(o.width, o.height)
-	}
-	return b
+	return nil
 }
 
 // resize gives the page's window another size, as a browser started with

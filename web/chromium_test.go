@@ -42,6 +42,9 @@ func needBrowser(t *testing.T) string {
 		}
 		t.Skip("Chromium not found (install the chromium package or set OAKMEET_CHROMIUM); skipping browser test")
 	}
+	// The test goes on to start a cluster or a server: the browser starts
+	// meanwhile.
+	sharedChromium.startSoon(p)
 	return p
 }
 
@@ -68,18 +71,31 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// startSoon starts the browser in the background unless it has started.
+func (c *chromium) startSoon(path string) {
+	go c.start(path)
+}
+
+// start starts the browser unless it has started; it returns once the
+// browser is up, or has failed to start.
+func (c *chromium) start(path string) {
+	c.once.Do(func() { c.ctx, c.stop, c.err = startChromium(path) })
+}
+
 // browserContext returns the shared browser, starting it on first use.
 func (c *chromium) browserContext(t *testing.T) context.Context {
 	t.Helper()
 	path := needBrowser(t)
-	c.once.Do(func() { c.ctx, c.stop, c.err = startChromium(path) })
+	c.start(path)
 	if c.err != nil {
 		t.Fatalf("start Chromium %s: %v", path, c.err)
 	}
 	return c.ctx
 }
 
+// close stops the browser, once a start under way has ended.
 func (c *chromium) close() {
+	c.once.Do(func() {})
 	if c.stop != nil {
 		c.stop()
 	}

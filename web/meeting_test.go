@@ -118,12 +118,25 @@ func startMeeting(t *testing.T) (*testcluster.Cluster, api.CreatedMeeting) {
 	return c, c.CreateMeeting(policy.Policy{})
 }
 
-// openPage starts a browser of the default size and opens url in it.
+// openPage opens a page of the default size at url.
 func openPage(t *testing.T, name, url string) *browser {
 	t.Helper()
-	b := newBrowser(t, name, browserOpts{})
-	b.navigate(url)
-	return b
+	return openPages(t, name, url)[0]
+}
+
+// openPages opens a page for each name and URL (given in turn): their
+// tabs at once, then each URL in order.
+func openPages(t *testing.T, nameURLs ...string) []*browser {
+	t.Helper()
+	var names []string
+	for i := 0; i < len(nameURLs); i += 2 {
+		names = append(names, nameURLs[i])
+	}
+	bs := openTabs(t, names...)
+	for i, b := range bs {
+		b.navigate(nameURLs[2*i+1])
+	}
+	return bs
 }
 
 // waitTogether waits until each page plays every other page's video and
@@ -145,8 +158,8 @@ func waitTogether(t *testing.T, pages ...*browser) string {
 // other's video, decrypted end to end, and show the same security code.
 func TestTwoPagesSeeEachOther(t *testing.T) {
 	c, m := startMeeting(t)
-	ann := openPage(t, "ann", joinURL(c, m.ID, "Ann", "DE"))
-	bob := openPage(t, "bob", joinURL(c, m.ID, "Bob", "DE"))
+	pages := openPages(t, "ann", joinURL(c, m.ID, "Ann", "DE"), "bob", joinURL(c, m.ID, "Bob", "DE"))
+	ann, bob := pages[0], pages[1]
 
 	if code := waitTogether(t, ann, bob); !codeFormat.MatchString(code) {
 		t.Errorf("malformed security code %q", code)
@@ -180,8 +193,8 @@ func TestTwoPagesSeeEachOther(t *testing.T) {
 // routing panel shows both nodes and the relay.
 func TestPagesOnTwoNodes(t *testing.T) {
 	c, m := startMeeting(t)
-	ann := openPage(t, "ann", joinURL(c, m.ID, "Ann", "DE"))
-	bob := openPage(t, "bob", joinURL(c, m.ID, "Bob", "US"))
+	pages := openPages(t, "ann", joinURL(c, m.ID, "Ann", "DE"), "bob", joinURL(c, m.ID, "Bob", "US"))
+	ann, bob := pages[0], pages[1]
 	waitTogether(t, ann, bob)
 	for _, tc := range []struct {
 		b          *browser

@@ -20,8 +20,8 @@ import (
 // too; afterwards the two play each other's video again under a new key.
 func TestHostPolicyChangeMovesPage(t *testing.T) {
 	c, m := startMeeting(t)
-	host := openPage(t, "host", joinURL(c, m.ID, "Host", "DE")+"#host="+m.HostToken)
-	guest := openPage(t, "guest", joinURL(c, m.ID, "Guest", "DE"))
+	pages := openPages(t, "host", joinURL(c, m.ID, "Host", "DE")+"#host="+m.HostToken, "guest", joinURL(c, m.ID, "Guest", "DE"))
+	host, guest := pages[0], pages[1]
 	for _, b := range []*browser{host, guest} {
 		b.waitJS(20*time.Second, "placed on the German node", `document.querySelector('[data-testid=node-country]')?.textContent === 'DE'`, `document.body.innerText`)
 	}
