@@ -14,6 +14,10 @@ import (
 // bot must decrypt.
 const botFrames = 20
 
+// botLinger is how long a bot goes on receiving once told to stop; frames
+// between two processes on one machine are in flight for milliseconds.
+const botLinger = 500 * time.Millisecond
+
 // waitEncoded waits until the page has encrypted n more frames of its
 // audio and n more of its video than it had when called.
 func (b *browser) waitEncoded(n int, d time.Duration) {
@@ -30,8 +34,8 @@ func (b *browser) waitEncoded(n int, d time.Duration) {
 type testBot struct {
 	ready  <-chan string      // its participant id, once it has joined
 	report <-chan *bot.Report // what it saw, once it has left
-	// stop makes it leave: it stops publishing and reports after a second
-	// more of receiving, for the frames still in flight.
+	// stop makes it leave: it stops publishing and reports after
+	// botLinger more of receiving, for the frames still in flight.
 	stop context.CancelFunc
 }
 
@@ -55,7 +59,7 @@ func runBot(t *testing.T, c *testcluster.Cluster, meeting, name, country string)
 		defer close(done)
 		rep, err := bot.Run(ctx, bot.Config{
 			Server: c.URL, Meeting: meeting, Name: name, Country: country,
-			Linger: time.Second, LoopbackOnly: true,
+			Linger: botLinger, LoopbackOnly: true,
 			Ready: func(id string) { in <- id },
 		})
 		select {
@@ -82,12 +86,13 @@ func runBot(t *testing.T, c *testcluster.Cluster, meeting, name, country string)
 func TestPageAndBotDecryptEachOther(t *testing.T) {
 	c, m := startMeeting(t)
 	b := runBot(t, c, m.ID, "Bot", "DE")
+	page := openTabs(t, "page")[0] // while the bot joins
 	select {
 	case <-b.ready:
 	case <-time.After(20 * time.Second):
 		t.Fatal("bot did not join")
 	}
-	page := openPage(t, "page", joinURL(c, m.ID, "Ada", "DE"))
+	page.navigate(joinURL(c, m.ID, "Ada", "DE"))
 	page.waitJS(20*time.Second, "the page in the meeting", `window.oakmeet?.call?.self?.id`, `document.body.innerText`)
 	pageID := evalJS[string](page, `window.oakmeet.call.self.id`)
 	page.waitVideoAdvancing(1, 30*time.Second)
@@ -97,7 +102,7 @@ func TestPageAndBotDecryptEachOther(t *testing.T) {
 	}
 	// From the code on, the page encrypts under keys the bot holds. Once it
 	// has sent the bot as many frames of each kind as the bot must decrypt
-	// (and the bot keeps receiving a second longer), the bot may leave.
+	// (and the bot keeps receiving botLinger longer), the bot may leave.
 	page.waitEncoded(botFrames, 20*time.Second)
 	b.stop()
 
