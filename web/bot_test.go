@@ -86,7 +86,7 @@ func runBot(t *testing.T, c *testcluster.Cluster, meeting, name, country string)
 func TestPageAndBotDecryptEachOther(t *testing.T) {
 	c, m := startMeeting(t)
 	b := runBot(t, c, m.ID, "Bot", "DE")
-	page := openTabs(t, "page")[0] // while the bot joins
+	page := openTabs(t, browserOpts{}, "page")[0] // while the bot joins
 	select {
 	case <-b.ready:
 	case <-time.After(20 * time.Second):

@@ -25,24 +25,24 @@ type browser struct {
 	console []chromedp.ConsoleMessage
 }
 
+// browserOpts are a page's window: zero is the default size.
 type browserOpts struct {
 	width, height int
 }
 
 func newBrowser(t *testing.T, name string, o browserOpts) *browser {
 	t.Helper()
-	b := openTabs(t, name)[0]
-	if o.width != 0 && (o.width != defaultWidth || o.height != defaultHeight) {
-		b.resize(o.width, o.height)
-	}
-	return b
+	return openTabs(t, o, name)[0]
 }
 
-// openTabs opens a page of the default size for each name, all at once:
-// opening one takes a good part of a second on a busy machine.
-func openTabs(t *testing.T, names ...string) []*browser {
+// openTabs opens a page for each name, all at once: opening one takes a
+// good part of a second on a busy machine.
+func openTabs(t *testing.T, o browserOpts, names ...string) []*browser {
 	t.Helper()
 	root := sharedChromium.browserContext(t)
+	if o.width == 0 {
+		o.width, o.height = defaultWidth, defaultHeight
+	}
 	bs := make([]*browser, len(names))
 	errs := make([]error, len(names))
 	var wg sync.WaitGroup
@@ -51,7 +51,7 @@ func openTabs(t *testing.T, names ...string) []*browser {
 		// Closing the tab disposes of its browser context.
 		t.Cleanup(cancel)
 		bs[i] = &browser{t: t, name: name, ctx: ctx}
-		wg.Go(func() { errs[i] = bs[i].open() })
+		wg.Go(func() { errs[i] = bs[i].open(o) })
 	}
 	wg.Wait()
 	for i, err := range errs {
@@ -62,10 +62,22 @@ func openTabs(t *testing.T, names ...string) []*browser {
 	return bs
 }
 
-// open opens the tab and starts collecting its console messages.
-func (b *browser) open() error {
+// open opens the tab, gives it the page area a browser started with the
+// window size of o would have, and starts collecting its console messages.
+func (b *browser) open(o browserOpts) error {
 	if err := chromedp.Do(b.ctx); err != nil {
 		return err
+	}
+	// A new window's frame is not the first window's: size what the page
+	// sees, not the frame.
+	w, err := chromedp.CallBrowser(b.ctx, cdpbrowser.GetWindowForTarget, cdpbrowser.GetWindowForTargetParams{TargetID: chromedp.FromContext(b.ctx).Target.TargetID})
+	if err != nil {
+		return err
+	}
+	if _, err := chromedp.CallBrowser(b.ctx, cdpbrowser.SetContentsSize, cdpbrowser.SetContentsSizeParams{
+		WindowID: w.WindowID, Width: int64(o.width - sharedChromium.frameWidth), Height: int64(o.height - sharedChromium.frameHeight),
+	}); err != nil {
+		return fmt.Errorf("size the page to %dx%d: %w", o.width, o.height, err)
 	}
 	messages := chromedp.Console(b.ctx)
 	go func() {
@@ -79,19 +91,6 @@ func (b *browser) open() error {
 		}
 	}()
 	return nil
-}
-
-// resize gives the page's window another size, as a browser started with
-// that window size would have.
-func (b *browser) resize(width, height int) {
-	b.t.Helper()
-	w, err := chromedp.CallBrowser(b.ctx, cdpbrowser.GetWindowForTarget, cdpbrowser.GetWindowForTargetParams{TargetID: chromedp.FromContext(b.ctx).Target.TargetID})
-	if err == nil {
-		_, err = chromedp.CallBrowser(b.ctx, cdpbrowser.SetWindowBounds, cdpbrowser.SetWindowBoundsParams{WindowID: w.WindowID, Bounds: &cdpbrowser.Bounds{Width: int64(width), Height: int64(height)}})
-	}
-	if err != nil {
-		b.t.Fatalf("%s: resize to %dx%d: %v", b.name, width, height, err)
-	}
 }
 
 func (b *browser) navigate(url string) {

@@ -58,6 +58,10 @@ type chromium struct {
 	ctx  context.Context // the browser's first tab; pages are opened beside it
 	err  error
 	stop func()
+	// frameWidth and frameHeight are how much of the first window is not
+	// page: a browser of its own would have given a page that much less
+	// than its window size.
+	frameWidth, frameHeight int
 }
 
 // sharedChromium is package-level because the tests of the package share
@@ -79,7 +83,7 @@ func (c *chromium) startSoon(path string) {
 // start starts the browser unless it has started; it returns once the
 // browser is up, or has failed to start.
 func (c *chromium) start(path string) {
-	c.once.Do(func() { c.ctx, c.stop, c.err = startChromium(path) })
+	c.once.Do(func() { c.err = c.launch(path) })
 }
 
 // browserContext returns the shared browser, starting it on first use.
@@ -101,10 +105,11 @@ func (c *chromium) close() {
 	}
 }
 
-func startChromium(path string) (context.Context, func(), error) {
+// launch starts the process and measures its window frame.
+func (c *chromium) launch(path string) error {
 	dir, err := os.MkdirTemp("", "oakmeet-chromium-")
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
@@ -138,9 +143,11 @@ func startChromium(path string) (context.Context, func(), error) {
 		_ = os.RemoveAll(dir)
 	}
 	// The first run starts the process; pages are new tabs of it.
-	if err := chromedp.Do(ctx); err != nil {
+	frame, err := chromedp.Run(ctx, chromedp.Evaluate[[2]int](`[outerWidth - innerWidth, outerHeight - innerHeight]`))
+	if err != nil {
 		stop()
-		return nil, nil, fmt.Errorf("start: %w", err)
+		return fmt.Errorf("start: %w", err)
 	}
-	return ctx, stop, nil
+	c.ctx, c.stop, c.frameWidth, c.frameHeight = ctx, stop, frame[0], frame[1]
+	return nil
 }

@@ -132,7 +132,7 @@ func openPages(t *testing.T, nameURLs ...string) []*browser {
 	for i := 0; i < len(nameURLs); i += 2 {
 		names = append(names, nameURLs[i])
 	}
-	bs := openTabs(t, names...)
+	bs := openTabs(t, browserOpts{}, names...)
 	for i, b := range bs {
 		b.navigate(nameURLs[2*i+1])
 	}
