@@ -71,9 +71,9 @@ func (b *browser) waitVideoAdvancing(n int, d time.Duration) {
 // then each page must decode 10 more frames of every one, so the pages'
 // frames advance together rather than one page after the other.
 func waitVideosAdvancing(n int, d time.Duration, pages ...*browser) {
+	pages[0].t.Helper()
 	firsts := make([]map[string]int, len(pages))
 	for i, b := range pages {
-		b.t.Helper()
 		cond := fmt.Sprintf(`Object.values(JSON.parse(%s)).filter((f) => f >= 5).length >= %d`, remoteFramesJS, n)
 		b.waitJS(d, fmt.Sprintf("%d remote videos playing", n), cond, remoteFramesJS+` + ' ' + document.querySelector('[data-testid=status]')?.textContent`)
 		firsts[i] = b.remoteFrames()
