@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -9,16 +10,48 @@ import (
 	"github.com/oakmeet/oakmeet/testcluster"
 )
 
-// runBot starts a Go participant (package bot) in the meeting and returns
-// a channel with its report when it has left.
-func runBot(t *testing.T, c *testcluster.Cluster, meeting, name, country string, d time.Duration) (ready <-chan string, report <-chan *bot.Report) {
+// botFrames is how many frames of the page's audio and of its video the
+// bot must decrypt.
+const botFrames = 20
+
+// botLinger is how long a bot goes on receiving once told to stop; frames
+// between two processes on one machine are in flight for milliseconds.
+const botLinger = 500 * time.Millisecond
+
+// waitEncoded waits until the page has encrypted n more frames of its
+// audio and n more of its video than it had when called.
+func (b *browser) waitEncoded(n int, d time.Duration) {
+	b.t.Helper()
+	const encodedJS = `window.oakmeet.stats().then((s) => Object.fromEntries(['audio', 'video'].map((k) =>
+		[k, s.filter((x) => x.operation === 'encode' && x.kind === k).reduce((a, x) => a + x.frames, 0)])))`
+	from := evalJS[map[string]int](b, encodedJS)
+	b.waitJS(d, fmt.Sprintf("%d more frames of audio and of video encrypted (from %v)", n, from),
+		fmt.Sprintf(`(%s).then((f) => f.audio >= %d && f.video >= %d)`, encodedJS, from["audio"]+n, from["video"]+n),
+		`(`+encodedJS+`).then(JSON.stringify)`)
+}
+
+// testBot is a Go participant (package bot) in a test's meeting.
+type testBot struct {
+	ready  <-chan string      // its participant id, once it has joined
+	report <-chan *bot.Report // what it saw, once it has left
+	// stop makes it leave: it stops publishing and reports after
+	// botLinger more of receiving, for the frames still in flight.
+	stop context.CancelFunc
+}
+
+// runBot starts a bot in the meeting; it stays until stop or the end of
+// the test.
+func runBot(t *testing.T, c *testcluster.Cluster, meeting, name, country string) testBot {
 	t.Helper()
 	out := make(chan *bot.Report, 1)
 	in := make(chan string, 1)
 	// The bot leaves before the cluster stops (cleanups run last first).
+	// What goes wrong as the test ends is no failure; after stop it is.
 	ctx, cancel := context.WithCancel(context.Background())
+	ending := make(chan struct{})
 	done := make(chan struct{})
 	t.Cleanup(func() {
+		close(ending)
 		cancel()
 		<-done
 	})
@@ -26,15 +59,19 @@ func runBot(t *testing.T, c *testcluster.Cluster, meeting, name, country string,
 		defer close(done)
 		rep, err := bot.Run(ctx, bot.Config{
 			Server: c.URL, Meeting: meeting, Name: name, Country: country,
-			Duration: d, Linger: time.Second, LoopbackOnly: true,
+			Linger: botLinger, LoopbackOnly: true,
 			Ready: func(id string) { in <- id },
 		})
-		if err != nil && ctx.Err() == nil {
-			t.Errorf("bot %s: %v", name, err)
+		select {
+		case <-ending:
+		default:
+			if err != nil {
+				t.Errorf("bot %s: %v", name, err)
+			}
 		}
 		out <- rep
 	}()
-	return in, out
+	return testBot{ready: in, report: out, stop: cancel}
 }
 
 // TestPageAndBotDecryptEachOther: the JavaScript and Go implementations of
@@ -48,13 +85,14 @@ func runBot(t *testing.T, c *testcluster.Cluster, meeting, name, country string,
 // counts them apart from failures.)
 func TestPageAndBotDecryptEachOther(t *testing.T) {
 	c, m := startMeeting(t)
-	ready, reports := runBot(t, c, m.ID, "Bot", "DE", 15*time.Second)
+	b := runBot(t, c, m.ID, "Bot", "DE")
+	page := openTabs(t, browserOpts{}, "page")[0] // while the bot joins
 	select {
-	case <-ready:
+	case <-b.ready:
 	case <-time.After(20 * time.Second):
 		t.Fatal("bot did not join")
 	}
-	page := openPage(t, "page", joinURL(c, m.ID, "Ada", "DE"))
+	page.navigate(joinURL(c, m.ID, "Ada", "DE"))
 	page.waitJS(20*time.Second, "the page in the meeting", `window.oakmeet?.call?.self?.id`, `document.body.innerText`)
 	pageID := evalJS[string](page, `window.oakmeet.call.self.id`)
 	page.waitVideoAdvancing(1, 30*time.Second)
@@ -62,10 +100,15 @@ func TestPageAndBotDecryptEachOther(t *testing.T) {
 	if s := page.decryptStats(); s.Video == 0 || s.Failures != 0 {
 		t.Errorf("page decrypted %d video frames from the bot with %d failures", s.Video, s.Failures)
 	}
+	// From the code on, the page encrypts under keys the bot holds. Once it
+	// has sent the bot as many frames of each kind as the bot must decrypt
+	// (and the bot keeps receiving botLinger longer), the bot may leave.
+	page.waitEncoded(botFrames, 20*time.Second)
+	b.stop()
 
 	var rep *bot.Report
 	select {
-	case rep = <-reports:
+	case rep = <-b.report:
 	case <-time.After(40 * time.Second):
 		t.Fatal("bot did not finish")
 	}
@@ -86,7 +129,7 @@ func TestPageAndBotDecryptEachOther(t *testing.T) {
 		switch {
 		case !ok:
 			t.Errorf("bot received no %s track from the page (tracks: %+v)", kind, rep.Tracks)
-		case tr.Frames < 20 || tr.DecryptFailures > 0:
+		case tr.Frames < botFrames || tr.DecryptFailures > 0:
 			t.Errorf("bot decrypted %d %s frames from the page with %d failures (%d without a key yet)", tr.Frames, kind, tr.DecryptFailures, tr.NoKey)
 		}
 	}

@@ -3,46 +3,19 @@ package web_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
 )
 
-// The browser tests drive real headless Chromium with a fake camera and
-// microphone. Without Chromium they skip, unless OAKMEET_REQUIRE_BROWSER=1
-// (CI) makes that a failure. OAKMEET_CHROMIUM names another binary.
-
-func chromiumPath() string {
-	if p := os.Getenv("OAKMEET_CHROMIUM"); p != "" {
-		return p
-	}
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	return ""
-}
-
-func needBrowser(t *testing.T) string {
-	t.Helper()
-	p := chromiumPath()
-	if p == "" {
-		if os.Getenv("OAKMEET_REQUIRE_BROWSER") == "1" {
-			t.Fatal("Chromium not found and OAKMEET_REQUIRE_BROWSER=1: install the chromium package or set OAKMEET_CHROMIUM")
-		}
-		t.Skip("Chromium not found (install the chromium package or set OAKMEET_CHROMIUM); skipping browser test")
-	}
-	return p
-}
-
-// browser is one Chromium process with its own profile and one tab.
+// browser is one page: a tab, in a browser context of its own, of the
+// shared Chromium.
 type browser struct {
 	t    *testing.T
 	name string
@@ -52,48 +25,61 @@ type browser struct {
 	console []chromedp.ConsoleMessage
 }
 
+// browserOpts are a page's window: zero is the default size.
 type browserOpts struct {
 	width, height int
 }
 
 func newBrowser(t *testing.T, name string, o browserOpts) *browser {
 	t.Helper()
-	path := needBrowser(t)
+	return openTabs(t, o, name)[0]
+}
+
+// openTabs opens a page for each name, all at once: opening one takes a
+// good part of a second on a busy machine.
+func openTabs(t *testing.T, o browserOpts, names ...string) []*browser {
+	t.Helper()
+	root := sharedChromium.browserContext(t)
 	if o.width == 0 {
-		o.width, o.height = 1280, 800
+		o.width, o.height = defaultWidth, defaultHeight
 	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(path),
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(o.width, o.height),
-		chromedp.Flag("use-fake-device-for-media-stream", true),
-		chromedp.Flag("use-fake-ui-for-media-stream", true),
-		chromedp.Flag("allow-loopback-in-peer-connection", true),
-		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-background-timer-throttling", true),
-		chromedp.Flag("disable-renderer-backgrounding", true),
-		chromedp.Flag("disable-backgrounding-occluded-windows", true),
-		chromedp.Flag("force-color-profile", "srgb"),
-		chromedp.Flag("hide-scrollbars", true),
+	bs := make([]*browser, len(names))
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		ctx, cancel := chromedp.NewContext(root, chromedp.WithNewBrowserContext())
+		// Closing the tab disposes of its browser context.
+		t.Cleanup(cancel)
+		bs[i] = &browser{t: t, name: name, ctx: ctx}
+		wg.Go(func() { errs[i] = bs[i].open(o) })
 	}
-	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(func() {
-		cancel()
-		acancel()
-	})
-	b := &browser{t: t, name: name, ctx: ctx}
-	messages := chromedp.Console(ctx)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("%s: open a tab: %v", names[i], err)
+		}
+	}
+	return bs
+}
+
+// open opens the tab, gives it the page area a browser started with the
+// window size of o would have, and starts collecting its console messages.
+func (b *browser) open(o browserOpts) error {
+	if err := chromedp.Do(b.ctx); err != nil {
+		return err
+	}
+	// A new window's frame is not the first window's: size what the page
+	// sees, not the frame.
+	w, err := chromedp.CallBrowser(b.ctx, cdpbrowser.GetWindowForTarget, cdpbrowser.GetWindowForTargetParams{TargetID: chromedp.FromContext(b.ctx).Target.TargetID})
+	if err != nil {
+		return err
+	}
+	if _, err := chromedp.CallBrowser(b.ctx, cdpbrowser.SetContentsSize, cdpbrowser.SetContentsSizeParams{
+		WindowID: w.WindowID, Width: int64(o.width - sharedChromium.frameWidth), Height: int64(o.height - sharedChromium.frameHeight),
+	}); err != nil {
+		return fmt.Errorf("size the page to %dx%d: %w", o.width, o.height, err)
+	}
+	messages := chromedp.Console(b.ctx)
 	go func() {
 		for m, err := range messages {
 			if err != nil {
@@ -104,7 +90,7 @@ func newBrowser(t *testing.T, name string, o browserOpts) *browser {
 			b.mu.Unlock()
 		}
 	}()
-	return b
+	return nil
 }
 
 func (b *browser) navigate(url string) {
@@ -124,27 +110,58 @@ func evalJS[T any](b *browser, js string) T {
 	return v
 }
 
-// waitJS polls a boolean expression until it is true or d passes; what
+// waitJS waits until a boolean expression is true or d passes; what
 // names the condition, and detail (an expression) says what the page showed
-// when it timed out.
+// when it timed out. Either may be a promise.
+//
+// The page polls the expression itself (pollJS), so a change is seen within
+// a few milliseconds rather than a round trip to the test later, in slices
+// of at most a second: an evaluation that a navigation ends is started again.
 func (b *browser) waitJS(d time.Duration, what, cond, detail string) {
 	b.t.Helper()
 	deadline := time.Now().Add(d)
 	for {
-		ok, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool]("!!("+cond+")", chromedp.EvalAwaitPromise))
-		if err == nil && ok {
+		slice := min(time.Until(deadline), time.Second)
+		failed, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](fmt.Sprintf(pollJS, cond, slice.Milliseconds()), chromedp.EvalAwaitPromise))
+		if err == nil && failed == "" {
 			return
 		}
 		if time.Now().After(deadline) {
 			got := ""
 			if detail != "" {
-				got, _ = chromedp.Run(b.ctx, chromedp.Evaluate[string]("String("+detail+")"))
+				got, _ = chromedp.Run(b.ctx, chromedp.Evaluate[string]("(async () => String(await ("+detail+")))()", chromedp.EvalAwaitPromise))
 			}
-			b.t.Fatalf("%s: timed out after %s waiting for %s (eval err %v); page shows: %s\nconsole:\n%s", b.name, d, what, err, got, b.consoleText())
+			if err == nil {
+				err = errors.New(failed)
+			}
+			b.t.Fatalf("%s: timed out after %s waiting for %s (%v); page shows: %s\nconsole:\n%s", b.name, d, what, err, got, b.consoleText())
 		}
-		time.Sleep(150 * time.Millisecond) // polling interval, not synchronisation
+		if err != nil {
+			// No page to evaluate in yet (a navigation is under way): ask
+			// again shortly rather than at once.
+			time.Sleep(50 * time.Millisecond) // polling interval, not synchronisation
+		}
 	}
 }
+
+// pollJS is a promise that resolves to "" as soon as the expression %[1]s
+// (or the promise it gives) is true, checking every 10 ms, or after %[2]d
+// ms to what the last check gave: "false" or the exception it threw.
+const pollJS = `new Promise((resolve) => {
+	const end = performance.now() + %[2]d;
+	const check = async () => {
+		let last;
+		try {
+			if (await (%[1]s)) return resolve('');
+			last = 'false';
+		} catch (e) {
+			last = 'exception: ' + e;
+		}
+		if (performance.now() >= end) return resolve(last);
+		setTimeout(check, 10);
+	};
+	check();
+})`
 
 func (b *browser) text(selector string) string {
 	return evalJS[string](b, fmt.Sprintf(`(document.querySelector(%s)?.textContent ?? '').trim()`, jsString(selector)))

@@ -63,11 +63,25 @@ func (b *browser) remoteFrames() map[string]int {
 // decoded frame counts keep going up: media arrives, decrypts and decodes.
 func (b *browser) waitVideoAdvancing(n int, d time.Duration) {
 	b.t.Helper()
-	cond := fmt.Sprintf(`Object.values(JSON.parse(%s)).filter((f) => f >= 5).length >= %d`, remoteFramesJS, n)
-	b.waitJS(d, fmt.Sprintf("%d remote videos playing", n), cond, remoteFramesJS+` + ' ' + document.querySelector('[data-testid=status]')?.textContent`)
-	first := b.remoteFrames()
-	cond = fmt.Sprintf(`((f) => %s.every(([id, n]) => (f[id] ?? 0) >= n + 10))(JSON.parse(%s))`, mustJSONEntries(first), remoteFramesJS)
-	b.waitJS(d, "remote video frames advancing", cond, remoteFramesJS)
+	waitVideosAdvancing(n, d, b)
+}
+
+// waitVideosAdvancing is waitVideoAdvancing for several pages at once:
+// each page's frame counts are taken once it plays n remote videos, and
+// then each page must decode 10 more frames of every one, so the pages'
+// frames advance together rather than one page after the other.
+func waitVideosAdvancing(n int, d time.Duration, pages ...*browser) {
+	pages[0].t.Helper()
+	firsts := make([]map[string]int, len(pages))
+	for i, b := range pages {
+		cond := fmt.Sprintf(`Object.values(JSON.parse(%s)).filter((f) => f >= 5).length >= %d`, remoteFramesJS, n)
+		b.waitJS(d, fmt.Sprintf("%d remote videos playing", n), cond, remoteFramesJS+` + ' ' + document.querySelector('[data-testid=status]')?.textContent`)
+		firsts[i] = b.remoteFrames()
+	}
+	for i, b := range pages {
+		cond := fmt.Sprintf(`((f) => %s.every(([id, n]) => (f[id] ?? 0) >= n + 10))(JSON.parse(%s))`, mustJSONEntries(firsts[i]), remoteFramesJS)
+		b.waitJS(d, "remote video frames advancing", cond, remoteFramesJS)
+	}
 }
 
 func mustJSONEntries(m map[string]int) string {
@@ -104,12 +118,25 @@ func startMeeting(t *testing.T) (*testcluster.Cluster, api.CreatedMeeting) {
 	return c, c.CreateMeeting(policy.Policy{})
 }
 
-// openPage starts a browser of the default size and opens url in it.
+// openPage opens a page of the default size at url.
 func openPage(t *testing.T, name, url string) *browser {
 	t.Helper()
-	b := newBrowser(t, name, browserOpts{})
-	b.navigate(url)
-	return b
+	return openPages(t, name, url)[0]
+}
+
+// openPages opens a page for each name and URL (given in turn): their
+// tabs at once, then each URL in order.
+func openPages(t *testing.T, nameURLs ...string) []*browser {
+	t.Helper()
+	var names []string
+	for i := 0; i < len(nameURLs); i += 2 {
+		names = append(names, nameURLs[i])
+	}
+	bs := openTabs(t, browserOpts{}, names...)
+	for i, b := range bs {
+		b.navigate(nameURLs[2*i+1])
+	}
+	return bs
 }
 
 // waitTogether waits until each page plays every other page's video and
@@ -117,9 +144,7 @@ func openPage(t *testing.T, name, url string) *browser {
 // fails if two pages show different codes.
 func waitTogether(t *testing.T, pages ...*browser) string {
 	t.Helper()
-	for _, b := range pages {
-		b.waitVideoAdvancing(len(pages)-1, 30*time.Second)
-	}
+	waitVideosAdvancing(len(pages)-1, 30*time.Second, pages...)
 	code := pages[0].waitCode(len(pages), 20*time.Second)
 	for _, b := range pages[1:] {
 		if got := b.waitCode(len(pages), 20*time.Second); got != code {
@@ -133,8 +158,8 @@ func waitTogether(t *testing.T, pages ...*browser) string {
 // other's video, decrypted end to end, and show the same security code.
 func TestTwoPagesSeeEachOther(t *testing.T) {
 	c, m := startMeeting(t)
-	ann := openPage(t, "ann", joinURL(c, m.ID, "Ann", "DE"))
-	bob := openPage(t, "bob", joinURL(c, m.ID, "Bob", "DE"))
+	pages := openPages(t, "ann", joinURL(c, m.ID, "Ann", "DE"), "bob", joinURL(c, m.ID, "Bob", "DE"))
+	ann, bob := pages[0], pages[1]
 
 	if code := waitTogether(t, ann, bob); !codeFormat.MatchString(code) {
 		t.Errorf("malformed security code %q", code)
@@ -168,8 +193,8 @@ func TestTwoPagesSeeEachOther(t *testing.T) {
 // routing panel shows both nodes and the relay.
 func TestPagesOnTwoNodes(t *testing.T) {
 	c, m := startMeeting(t)
-	ann := openPage(t, "ann", joinURL(c, m.ID, "Ann", "DE"))
-	bob := openPage(t, "bob", joinURL(c, m.ID, "Bob", "US"))
+	pages := openPages(t, "ann", joinURL(c, m.ID, "Ann", "DE"), "bob", joinURL(c, m.ID, "Bob", "US"))
+	ann, bob := pages[0], pages[1]
 	waitTogether(t, ann, bob)
 	for _, tc := range []struct {
 		b          *browser

@@ -20,12 +20,12 @@ import (
 // too; afterwards the two play each other's video again under a new key.
 func TestHostPolicyChangeMovesPage(t *testing.T) {
 	c, m := startMeeting(t)
-	host := openPage(t, "host", joinURL(c, m.ID, "Host", "DE")+"#host="+m.HostToken)
-	guest := openPage(t, "guest", joinURL(c, m.ID, "Guest", "DE"))
+	pages := openPages(t, "host", joinURL(c, m.ID, "Host", "DE")+"#host="+m.HostToken, "guest", joinURL(c, m.ID, "Guest", "DE"))
+	host, guest := pages[0], pages[1]
 	for _, b := range []*browser{host, guest} {
 		b.waitJS(20*time.Second, "placed on the German node", `document.querySelector('[data-testid=node-country]')?.textContent === 'DE'`, `document.body.innerText`)
-		b.waitVideoAdvancing(1, 30*time.Second)
 	}
+	waitVideosAdvancing(1, 30*time.Second, host, guest)
 	codeBefore := host.waitCode(2, 20*time.Second)
 	before := evalJS[string](host, `window.oakmeet.call.self.id`)
 

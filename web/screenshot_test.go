@@ -52,8 +52,7 @@ func TestScreenshots(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create: %v", err)
 	}
-	ready, _ := runBot(t, c, m.ID, "Test pattern (bot)", "DE", 60*time.Second)
-	<-ready
+	<-runBot(t, c, m.ID, "Test pattern (bot)", "DE").ready
 	ada := newBrowser(t, "ada", browserOpts{width: 1280, height: 760})
 	grace := newBrowser(t, "grace", browserOpts{width: 500, height: 800})
 	if err := chromedp.Do(grace.ctx, chromedp.EmulateViewport(390, 760, chromedp.EmulateScale(1), chromedp.EmulateMobile)); err != nil {
