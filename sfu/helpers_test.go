@@ -22,7 +22,7 @@ import (
 // real time, not on the CPU, so more of them than there are cores overlap
 // well. Tests that count goroutines do not call t.Parallel: they run before
 // any parallel test starts.
-const endToEndParallel = 8
+const endToEndParallel = 4
 
 func TestMain(m *testing.M) {
 	flag.Parse()
