@@ -36,9 +36,10 @@ func TestThreeBotsExchangeMedia(t *testing.T) {
 	reports := make([]*bot.Report, 3)
 	errs := make([]error, 3)
 	keys := make([]*keyWatch, 3)
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var wg sync.WaitGroup
 	for i, country := range []string{"DE", "FR", "PL"} {
 		keys[i] = new(keyWatch)
 		wg.Go(func() {
@@ -139,6 +140,7 @@ func TestLeaveRekeysToNewEqualCode(t *testing.T) {
 	c := testcluster.Start(t, policy.Policy{}, testcluster.World()[:1])
 	m := c.CreateMeeting(policy.Policy{})
 	var wg sync.WaitGroup
+	defer wg.Wait() // after the deferred stops below
 	reports := make([]*bot.Report, 3)
 	errs := make([]error, 3)
 	keys := make([]*keyWatch, 3)
