@@ -30,6 +30,13 @@ type Config struct {
 	Logger       *slog.Logger
 	// Progress, if set, receives a line now and then.
 	Progress func(string)
+	// Warmup is the time between publishers starting and the measured
+	// window, in which every subscriber negotiates the new tracks; zero
+	// means DefaultWarmup.
+	Warmup time.Duration
+	// Linger is how long clients keep receiving after the window ends, so
+	// frames in flight are counted; zero means DefaultLinger.
+	Linger time.Duration
 }
 
 // Result is a run's summary. Field names are part of `oakmeet bench --json`.
@@ -53,8 +60,11 @@ type Result struct {
 	Errors          []string    `json:"errors,omitempty"`
 }
 
-// warmup is the time between publishers starting and the measured window.
-const warmup = 2 * time.Second
+// Defaults of Config's durations.
+const (
+	DefaultWarmup = 2 * time.Second
+	DefaultLinger = time.Second
+)
 
 // Run performs the load and returns its summary.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
@@ -71,6 +81,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Warmup <= 0 {
+		cfg.Warmup = DefaultWarmup
+	}
+	if cfg.Linger <= 0 {
+		cfg.Linger = DefaultLinger
 	}
 	progress := cfg.Progress
 	if progress == nil {
@@ -107,7 +123,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			reports[i], errs[i] = bot.Run(runCtx, bot.Config{
 				Server: cfg.Server, Meeting: cfg.Meeting, Name: fmt.Sprintf("bench-%d", i),
 				Country: cfg.Country, NoPublish: i >= cfg.Publishers, LoopbackOnly: cfg.LoopbackOnly,
-				Linger: time.Second, MeasureFrom: measureFrom,
+				Linger: cfg.Linger, MeasureFrom: measureFrom,
 				HTTPClient: cfg.HTTPClient, Logger: cfg.Logger,
 				Ready: func(string) {
 					done()
@@ -117,14 +133,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		})
 	}
 	joined.Wait()
-	progress(fmt.Sprintf("%d clients joined meeting %s; warming up for %s, then measuring for %s", total, cfg.Meeting, warmup, cfg.Duration))
+	progress(fmt.Sprintf("%d clients joined meeting %s; warming up for %s, then measuring for %s", total, cfg.Meeting, cfg.Warmup, cfg.Duration))
 	// Publishing starts now; negotiation of the new tracks with every
 	// subscriber takes a moment, which the warm-up keeps out of the result.
-	began := time.Now().Add(warmup)
+	began := time.Now().Add(cfg.Warmup)
 	measureFrom.Store(began.UnixNano())
 	close(start)
 	select {
-	case <-time.After(warmup):
+	case <-time.After(cfg.Warmup):
 	case <-ctx.Done():
 	}
 	cpuStart, cpuOK = cpu()

@@ -15,8 +15,13 @@ import (
 
 func TestBenchDeliversAndMeasures(t *testing.T) {
 	c := testcluster.Start(t, policy.Policy{}, testcluster.World()[:1])
+	// The default warm-up covers the publishers' and subscribers'
+	// negotiation on a loaded machine; a one-second window is enough to
+	// measure, and half a second of linger covers the frames on their way
+	// over loopback when it ends.
 	res, err := bench.Run(context.Background(), bench.Config{
-		Server: c.URL, Publishers: 2, Subscribers: 2, Duration: 3 * time.Second, Country: "DE", LoopbackOnly: true,
+		Server: c.URL, Publishers: 2, Subscribers: 2, Duration: time.Second, Country: "DE", LoopbackOnly: true,
+		Linger: 500 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -24,9 +29,9 @@ func TestBenchDeliversAndMeasures(t *testing.T) {
 	if res.Joined != 4 || len(res.Errors) != 0 {
 		t.Fatalf("joined %d, errors %v", res.Joined, res.Errors)
 	}
-	// Two publishers send ~90 video and ~150 audio frames each; every
+	// Two publishers send ~30 video and ~50 audio frames each; every
 	// frame goes to the three other participants.
-	if res.FramesSent < 400 || res.FramesExpected != 3*res.FramesSent {
+	if res.FramesSent < 130 || res.FramesExpected != 3*res.FramesSent {
 		t.Fatalf("sent %d, expected %d", res.FramesSent, res.FramesExpected)
 	}
 	if res.DeliveryRatio < 0.97 || res.DeliveryRatio > 1.0 {

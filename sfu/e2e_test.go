@@ -17,6 +17,7 @@ const (
 )
 
 func TestThreeParticipantsReceiveEachOther(t *testing.T) {
+	t.Parallel()
 	srv := sfutest.Start(t, sfu.Config{})
 	ids := []string{"alice", "bob", "carol"}
 	ps := map[string]*participant{}

@@ -3,6 +3,9 @@ package sfu_test
 import (
 	"context"
 	"encoding/binary"
+	"flag"
+	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +16,23 @@ import (
 	"github.com/oakmeet/oakmeet/client"
 	"github.com/oakmeet/oakmeet/sfu/sfutest"
 )
+
+// endToEndParallel is how many end-to-end tests run at once unless
+// -parallel says otherwise. They spend their time waiting for media paced in
+// real time, not on the CPU, so more of them than there are cores overlap
+// well. Tests that count goroutines do not call t.Parallel: they run before
+// any parallel test starts.
+const endToEndParallel = 4
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		_ = flag.Set("test.parallel", strconv.Itoa(endToEndParallel))
+	}
+	os.Exit(m.Run())
+}
 
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {

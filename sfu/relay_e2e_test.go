@@ -45,6 +45,7 @@ func receives(t *testing.T, rx *participant, rxID, tx string) {
 }
 
 func TestRelayLinkJoinsTwoNodes(t *testing.T) {
+	t.Parallel()
 	a, b := sfutest.Start(t, sfu.Config{}), sfutest.Start(t, sfu.Config{})
 	alice := join(t, a, "m", "alice", client.Options{})
 	alice.publish(mediaOpts{keyEvery: 30})
@@ -132,6 +133,7 @@ func TestRelayLinkJoinsTwoNodes(t *testing.T) {
 }
 
 func TestRelayLinkCloseWithdrawsAndRelinkRestores(t *testing.T) {
+	t.Parallel()
 	a, b := sfutest.Start(t, sfu.Config{}), sfutest.Start(t, sfu.Config{})
 	alice := join(t, a, "m", "alice", client.Options{})
 	alice.publish(mediaOpts{keyEvery: 30})
@@ -163,6 +165,7 @@ func TestRelayLinkCloseWithdrawsAndRelinkRestores(t *testing.T) {
 }
 
 func TestRelayKeyFramesAndNACKCrossTheLink(t *testing.T) {
+	t.Parallel()
 	// Node a's outgoing video (to the link among others) loses packets on
 	// first send: only a retransmission asked for by node b fills the gaps.
 	drop := &dropOnce{dropped: map[uint32]map[uint16]bool{}}
@@ -203,6 +206,7 @@ func TestRelayKeyFramesAndNACKCrossTheLink(t *testing.T) {
 }
 
 func TestRelaySimulcastLayersCross(t *testing.T) {
+	t.Parallel()
 	a, b := sfutest.Start(t, sfu.Config{}), sfutest.Start(t, sfu.Config{})
 	alice := join(t, a, "m", "alice", client.Options{})
 	alice.publish(mediaOpts{simulcast: []string{"q", "f"}, keyEvery: 30, noAudio: true})
@@ -223,6 +227,7 @@ func TestRelaySimulcastLayersCross(t *testing.T) {
 }
 
 func TestRelayFullMeshOfThreeNodes(t *testing.T) {
+	t.Parallel()
 	nodes := map[string]*sfutest.Server{}
 	ids := []string{"n1", "n2", "n3"}
 	ps := map[string]*participant{}
@@ -285,6 +290,7 @@ func TestRelayNoGoroutinesLeft(t *testing.T) {
 }
 
 func TestRelayRefusesSDPNotSignedByThePeer(t *testing.T) {
+	t.Parallel()
 	a, b := sfutest.Start(t, sfu.Config{}), sfutest.Start(t, sfu.Config{})
 	alice := join(t, a, "m", "alice", client.Options{})
 	alice.publish(mediaOpts{keyEvery: 30})

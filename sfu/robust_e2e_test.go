@@ -28,6 +28,7 @@ func errorCount(p *participant, code string) int {
 }
 
 func TestBadInputGetsErrorAndMeetingStaysIntact(t *testing.T) {
+	t.Parallel()
 	srv := sfutest.Start(t, sfu.Config{})
 	alice := join(t, srv, "m", "alice", client.Options{})
 	alice.publish(mediaOpts{keyEvery: 30})
@@ -87,6 +88,7 @@ func TestBadInputGetsErrorAndMeetingStaysIntact(t *testing.T) {
 }
 
 func TestRelayIsOpaqueAndStampedWithSender(t *testing.T) {
+	t.Parallel()
 	srv := sfutest.Start(t, sfu.Config{})
 	a := join(t, srv, "m", "a", client.Options{})
 	b := join(t, srv, "m", "b", client.Options{})
@@ -121,6 +123,7 @@ func TestRelayIsOpaqueAndStampedWithSender(t *testing.T) {
 }
 
 func TestKickAndReconnect(t *testing.T) {
+	t.Parallel()
 	srv := sfutest.Start(t, sfu.Config{})
 	a := join(t, srv, "m", "a", client.Options{})
 	b := join(t, srv, "m", "b", client.Options{})

@@ -75,6 +75,7 @@ func (d *dropOnce) BindLocalStream(info *interceptor.StreamInfo, w interceptor.R
 }
 
 func TestLossRecoveredByNACK(t *testing.T) {
+	t.Parallel()
 	drop := &dropOnce{dropped: map[uint32]map[uint16]bool{}}
 	srv := sfutest.Start(t, sfu.Config{Interceptors: []interceptor.Factory{drop}})
 	alice := join(t, srv, "m", "alice", client.Options{})

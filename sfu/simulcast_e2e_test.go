@@ -10,6 +10,7 @@ import (
 )
 
 func TestSimulcastSubscriberGetsRequestedLayer(t *testing.T) {
+	t.Parallel()
 	srv := sfutest.Start(t, sfu.Config{})
 	alice := join(t, srv, "m", "alice", client.Options{})
 	alice.publish(mediaOpts{noAudio: true, simulcast: []string{"q", "h", "f"}, frameBytes: 300})
