@@ -35,7 +35,13 @@ func (s *Session) readLoop(in chan<- signal.Message) {
 		if m.Type == signal.TypeLeave {
 			// Decided here so the close that follows cannot overtake it.
 			s.cancel(fmt.Errorf("%w: %s", ErrRemoved, m.Reason))
-			return
+			// Reading on answers the node's close handshake at once;
+			// otherwise the node waits out its close timeout.
+			for {
+				if _, _, err := s.ws.Read(context.Background()); err != nil {
+					return
+				}
+			}
 		}
 		select {
 		case in <- m:

@@ -27,12 +27,11 @@ const (
 )
 
 const (
-	outQueue         = 1024 // signaling messages queued for one participant
-	writeTimeout     = 5 * time.Second
-	flushTimeout     = time.Second
-	tickInterval     = 500 * time.Millisecond
-	maxChatBytes     = 4096
-	layerIdleTimeout = 2 * time.Second
+	outQueue     = 1024 // signaling messages queued for one participant
+	writeTimeout = 5 * time.Second
+	flushTimeout = time.Second
+	tickInterval = 500 * time.Millisecond
+	maxChatBytes = 4096
 )
 
 var errLeft = errors.New("participant left")
