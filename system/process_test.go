@@ -20,15 +20,23 @@ import (
 	"github.com/oakmeet/oakmeet/apiclient"
 	"github.com/oakmeet/oakmeet/audit"
 	"github.com/oakmeet/oakmeet/bot"
+	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/placement"
 	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/testcluster"
 )
 
+// procHeartbeat is how often the deployment's nodes report: five times as
+// often as in production, so that node loss, drains and moves play out in
+// about a second. Every process is given the same interval, as a deployment
+// must be.
+const procHeartbeat = 200 * time.Millisecond
+
 // deployment is oakmeet as separate processes: `oakmeet serve --nodes 0`
 // with NATS for other processes, and one `oakmeet node` process per node.
 type deployment struct {
 	t       *testing.T
+	timing  cluster.Timing // every process's, from procHeartbeat
 	bin     string
 	dir     string
 	url     string
@@ -61,18 +69,43 @@ func buildBinary(t *testing.T) string {
 }
 
 func startDeployment(t *testing.T) *deployment {
-	d := &deployment{t: t, bin: buildBinary(t), dir: t.TempDir(), nodes: map[string]*exec.Cmd{}}
+	timing, err := cluster.TimingForHeartbeat(procHeartbeat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &deployment{t: t, timing: timing, bin: buildBinary(t), dir: t.TempDir(), nodes: map[string]*exec.Cmd{}}
 	d.port, d.natsPt = freePort(t), freePort(t)
 	d.url = fmt.Sprintf("http://127.0.0.1:%d", d.port)
 	d.api = apiclient.New(d.url, nil)
 	d.natsURL = fmt.Sprintf("nats://127.0.0.1:%d", d.natsPt)
 	d.startControl()
 	t.Cleanup(d.stopAll)
+	t.Cleanup(d.logsOnFailure) // runs first: the processes' logs outlive them
 	return d
 }
 
+// logsOnFailure shows the end of every process's log when the test has
+// failed, so a failure on a busy machine can be understood afterwards.
+func (d *deployment) logsOnFailure() {
+	if !d.t.Failed() {
+		return
+	}
+	logs, _ := filepath.Glob(filepath.Join(d.dir, "*.log"))
+	for _, name := range logs {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			continue
+		}
+		if len(data) > 20000 {
+			data = data[len(data)-20000:]
+		}
+		d.t.Logf("--- %s (end) ---\n%s", filepath.Base(name), data)
+	}
+}
+
 func (d *deployment) logFile(name string) *os.File {
-	f, err := os.Create(filepath.Join(d.dir, name+".log"))
+	// Appending keeps a restarted process's earlier log.
+	f, err := os.OpenFile(filepath.Join(d.dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		d.t.Fatal(err)
 	}
@@ -81,7 +114,8 @@ func (d *deployment) logFile(name string) *os.File {
 
 func (d *deployment) startControl() {
 	cmd := exec.Command(d.bin, "serve", "--nodes", "0", "--listen", fmt.Sprintf("127.0.0.1:%d", d.port),
-		"--nats-listen", fmt.Sprintf("127.0.0.1:%d", d.natsPt), "--trust-client-location", "--data", filepath.Join(d.dir, "control"))
+		"--nats-listen", fmt.Sprintf("127.0.0.1:%d", d.natsPt), "--trust-client-location", "--data", filepath.Join(d.dir, "control"),
+		"--heartbeat-interval", procHeartbeat.String())
 	log := d.logFile("control")
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
@@ -96,7 +130,8 @@ func (d *deployment) startControl() {
 
 func (d *deployment) startNode(id, country, region string, extra ...string) {
 	args := append([]string{"node", "--id", id, "--country", country, "--region", region, "--nats", d.natsURL,
-		"--listen", "127.0.0.1:0", "--loopback", "--turn-port", "-1", "--drain-timeout", "10s"}, extra...)
+		"--listen", "127.0.0.1:0", "--loopback", "--turn-port", "-1", "--drain-timeout", "10s",
+		"--heartbeat-interval", procHeartbeat.String()}, extra...)
 	cmd := exec.Command(d.bin, args...)
 	log := d.logFile("node-" + id)
 	cmd.Stdout, cmd.Stderr = log, log
@@ -183,7 +218,7 @@ func TestProcessesNodeLossDrainOverloadRestart(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create: %v", err)
 	}
-	w := watch(t, d.api, m.ID)
+	w := watch(t, d.api, m.ID, d.timing.MoveDeadline)
 
 	// Three bots: from JP, DE and FR.
 	var wg sync.WaitGroup
@@ -193,7 +228,11 @@ func TestProcessesNodeLossDrainOverloadRestart(t *testing.T) {
 	for _, cc := range []string{"JP", "DE", "FR"} {
 		ready.Add(1)
 		wg.Go(func() {
+			// A bot whose node is lost retries its join as often as the
+			// deployment's nodes report: a try that lands on a node not yet
+			// known to be gone is followed by another a heartbeat later.
 			rep, err := bot.Run(ctx, bot.Config{Server: d.url, Meeting: m.ID, Name: "bot-" + cc, Country: cc, LoopbackOnly: true,
+				Linger: 200 * time.Millisecond, RejoinPause: d.timing.HeartbeatInterval,
 				Ready: func(string) { ready.Done() }})
 			if err != nil {
 				t.Errorf("bot %s: %v", cc, err)
@@ -213,7 +252,7 @@ func TestProcessesNodeLossDrainOverloadRestart(t *testing.T) {
 	europe := on["bot-FR"]
 
 	// SIGKILL the JP node: its bot is back on an allowed node within 5 s
-	// of the control plane noticing (3 s).
+	// of the control plane noticing (its heartbeat timeout).
 	killed := time.Now()
 	d.signalNode("jp-1", syscall.SIGKILL)
 	testcluster.WaitFor(t, 12*time.Second, "bot-JP off the killed node", func() bool {
@@ -221,6 +260,9 @@ func TestProcessesNodeLossDrainOverloadRestart(t *testing.T) {
 		return n != "" && n != "jp-1"
 	})
 	t.Logf("bot-JP moved %s after SIGKILL", time.Since(killed).Round(100*time.Millisecond))
+	if took := time.Since(killed); took > d.timing.HeartbeatTimeout+5*time.Second {
+		t.Errorf("bot-JP took %s to leave the killed node", took)
+	}
 	if n := d.participantsOn(m.ID)["bot-JP"]; n == "cn-1" {
 		t.Fatal("bot-JP landed in CN")
 	}
@@ -270,7 +312,19 @@ func TestProcessesNodeLossDrainOverloadRestart(t *testing.T) {
 		return true
 	})
 	t.Logf("bot-JP moved %s after the policy change", time.Since(changed).Round(100*time.Millisecond))
-	time.Sleep(3 * time.Second) // media flows on the new nodes for a while before the bots leave
+	// Media flows on the new nodes for a while before the bots leave: the
+	// three of them on one node forward more than twice the bytes of two,
+	// and the wait is long enough for the frames counted below.
+	base := map[string]uint64{}
+	for _, n := range d.participantsOn(m.ID) {
+		base[n] = 0
+	}
+	for n, b := range nodeBytes(d.api, m.ID) {
+		if _, ok := base[n]; ok {
+			base[n] = b
+		}
+	}
+	waitTraffic(t, d.api, m.ID, base, 4*mediaWhile, 10*time.Second)
 
 	// Overload: a meeting allowed only in CN, whose node takes one (and
 	// which the bots' meeting blocks, so they never fill it).
@@ -319,7 +373,8 @@ func TestProcessesNodeLossDrainOverloadRestart(t *testing.T) {
 		t.Fatalf("audit kinds %v", kinds)
 	}
 	// Media crossed between nodes all along: every bot received video
-	// from the others, across kills, drains and moves.
+	// from the others, across kills, drains and moves, and from each of
+	// them as the participant it was at the end, on the last nodes.
 	for cc, r := range reports {
 		if r == nil {
 			t.Fatalf("bot %s: no report", cc)
@@ -335,6 +390,14 @@ func TestProcessesNodeLossDrainOverloadRestart(t *testing.T) {
 		t.Logf("bot %s: %d video frames from %d participants, moves %+v", cc, video, len(from), r.Moves)
 		if video < 100 || len(from) < 2 {
 			t.Errorf("bot %s received %d video frames from %d participants", cc, video, len(from))
+		}
+		for other, o := range reports {
+			if other == cc || o == nil {
+				continue
+			}
+			if v, a := framesFrom(r, o.ParticipantID); v < minVideo || a < minAudio {
+				t.Errorf("bot %s received %d video and %d audio frames from bot %s after the last move", cc, v, a, other)
+			}
 		}
 	}
 }
