@@ -200,6 +200,7 @@ func stateAt(h []bot.KeyChange, at time.Time) bot.KeyChange {
 // A participant that can only use TURN is relayed by its own node's TURN
 // server — the one the join answer names — and media flows both ways.
 func TestRelayOnlyThroughTheNodesTURN(t *testing.T) {
+	t.Parallel() // a light test: see the package documentation
 	c := testcluster.Start(t, policy.Policy{}, nodes()[:1])
 	m := c.CreateMeeting(policy.Policy{})
 	jr, ae, code := c.Join(m.ID, "DE")
@@ -234,6 +235,7 @@ func TestRelayOnlyThroughTheNodesTURN(t *testing.T) {
 // blocked nodes are disconnected with policy_no_allowed_node — never left
 // where they are — and the disconnection is audited.
 func TestPolicyLeavingNoNodeDisconnects(t *testing.T) {
+	t.Parallel() // a light test: see the package documentation
 	ctx := context.Background()
 	c := testcluster.Start(t, policy.Policy{}, nodes()[:2])
 	m := c.CreateMeeting(policy.Policy{})

@@ -62,6 +62,7 @@ func (i *observerInterceptor) BindLocalStream(_ *interceptor.StreamInfo, w inter
 // each frame ("oakT" and the time) never appears on the node's media path,
 // while the receiving bots read it after decrypting (their latency).
 func TestNodeNeverSeesPlaintextMarker(t *testing.T) {
+	t.Parallel() // a light test: see the package documentation
 	obs := &observer{marker: []byte("oakT")}
 	spec := nodes()[0]
 	spec.Interceptors = []interceptor.Factory{obs}

@@ -19,6 +19,7 @@ import (
 // moved, within the deadline), every join is either placed on an allowed
 // node or refused with a precise code, and the audit log verifies.
 func TestRandomizedPolicyInvariant(t *testing.T) {
+	t.Parallel() // a light test: see the package documentation
 	specs := []testcluster.NodeSpec{
 		{ID: "de-fra", Country: "DE", Region: "eu-central-1", Max: 3},
 		{ID: "fr-par", Country: "FR", Region: "eu-west-3", Max: 3},
