@@ -27,7 +27,8 @@ func nodes() []testcluster.NodeSpec {
 // Bots placed in different countries exchange media across nodes; when
 // the host blocks one bot's country mid-meeting, that bot moves to an
 // allowed node within 5 s, media keeps flowing, and no participant or relay
-// is ever left on the blocked node.
+// is ever left on the blocked node. One scenario in order, each step
+// starting where the last left the meeting, so it stays one function.
 func TestCrossNodeMediaAndPolicyMove(t *testing.T) {
 	ctx := context.Background()
 	c := testcluster.Start(t, policy.Policy{}, nodes())

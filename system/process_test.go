@@ -239,6 +239,8 @@ func (d *deployment) verifyAudit() {
 // drains its participant away and exits; a join beyond all allowed
 // capacity is refused; the control plane restarts without losing the
 // meeting or the log. The policy holds throughout and the log verifies.
+// One scenario in order, each step starting where the last left the
+// deployment, so it stays one function.
 func TestProcessesNodeLossDrainOverloadRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
@@ -289,6 +291,10 @@ func TestProcessesNodeLossDrainOverloadRestart(t *testing.T) {
 		t.Fatalf("placements %v", on)
 	}
 	europe := on["bot-FR"]
+	// The meeting is under way, media crossing between the nodes, before
+	// anything breaks: a node lost while its participants are still
+	// setting up their connections is not what this test is about.
+	waitTraffic(t, d.api, m.ID, map[string]uint64{"jp-1": 0, europe: 0}, mediaWhile, 10*time.Second)
 
 	// SIGKILL the JP node: its bot is back on an allowed node within 5 s
 	// of the control plane noticing (its heartbeat timeout).

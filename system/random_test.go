@@ -17,7 +17,9 @@ import (
 // fail and come back, hosts changing policies at random: at every poll, no
 // participant is on a node its meeting's policy blocks (except while being
 // moved, within the deadline), every join is either placed on an allowed
-// node or refused with a precise code, and the audit log verifies.
+// node or refused with a precise code, and the audit log verifies. The
+// load's steps share its state (meetings, nodes down), so it stays one
+// function.
 func TestRandomizedPolicyInvariant(t *testing.T) {
 	t.Parallel() // a light test: see the package documentation
 	specs := []testcluster.NodeSpec{
