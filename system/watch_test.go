@@ -127,6 +127,20 @@ func (w *watcher) check(rv api.Routing, eff policy.Effective, now time.Time) {
 	w.clean, w.cleanAt = clean, now
 }
 
+// offenders lists what the watcher has last seen where the policy forbids
+// and for how long, for a failure message.
+func (w *watcher) offenders(now time.Time) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for key, s := range w.since {
+		if now.Sub(s.last) < time.Second {
+			out = append(out, fmt.Sprintf("%s %s: seen for %s", w.meeting, key, s.last.Sub(s.first).Round(time.Millisecond)))
+		}
+	}
+	return out
+}
+
 // cleanSince says whether a poll after t saw nothing where the policy
 // forbids.
 func (w *watcher) cleanSince(t time.Time) bool {
