@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/oakmeet/oakmeet/enrollment"
@@ -73,7 +74,7 @@ func runEnroll(_ context.Context, args []string, stdout, stderr io.Writer) error
 	if err := enrollment.Write(*out, e); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "enrolled node %s (%s %s) in %s\n", e.Node.ID, e.Node.Country, e.Node.Region, *out)
+	fmt.Fprintf(stdout, "enrolled node %s (%s) in %s\n", e.Node.ID, strings.TrimSpace(e.Node.Country+" "+e.Node.Region), *out)
 	return nil
 }
 
