@@ -58,6 +58,13 @@ type Config struct {
 	// Ready, if set, is called once the bot is connected, before it
 	// publishes; it may block to hold the bot back.
 	Ready func(participantID string)
+	// RejoinTimeout, RejoinPause and HandoverTimeout are the call's, for
+	// when the bot moves (see client.CallConfig; zero takes its default).
+	// A test cluster that notices a lost node in a second has the bot
+	// retry sooner than production would.
+	RejoinTimeout   time.Duration
+	RejoinPause     time.Duration
+	HandoverTimeout time.Duration
 }
 
 // Report is what a bot saw. Field names are part of `oakmeet bot --json`.
@@ -160,10 +167,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// not move any more.
 	call, err := client.StartCall(pubCtx, client.CallConfig{
 		Server: cfg.Server, Meeting: cfg.Meeting,
-		Join:       client.JoinRequest{Name: cfg.Name, Country: cfg.Country},
-		Options:    client.Options{Logger: cfg.Logger, HTTPClient: cfg.HTTPClient, LoopbackOnly: cfg.LoopbackOnly, RelayOnly: cfg.RelayOnly},
-		HTTPClient: cfg.HTTPClient,
-		OnLeg:      r.onLeg,
+		Join:            client.JoinRequest{Name: cfg.Name, Country: cfg.Country},
+		Options:         client.Options{Logger: cfg.Logger, HTTPClient: cfg.HTTPClient, LoopbackOnly: cfg.LoopbackOnly, RelayOnly: cfg.RelayOnly},
+		HTTPClient:      cfg.HTTPClient,
+		RejoinTimeout:   cfg.RejoinTimeout,
+		RejoinPause:     cfg.RejoinPause,
+		HandoverTimeout: cfg.HandoverTimeout,
+		OnLeg:           r.onLeg,
 	})
 	if err != nil {
 		return nil, err

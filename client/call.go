@@ -145,6 +145,7 @@ func StartCall(ctx context.Context, cfg CallConfig) (*Call, error) {
 		return nil, err
 	}
 	c.current = first
+	c.startPump(first)
 	c.wg.Go(func() { c.run(first) })
 	return c, nil
 }
@@ -209,6 +210,7 @@ func (c *Call) run(first *Leg) {
 				// The move gives up soon now that ctx is cancelled; a leg
 				// it made just before is closed with the others.
 				if res := <-c.rejoined; res.leg != nil {
+					c.startPump(res.leg) // closeLeg waits for its events to end
 					legs = append(legs, res.leg)
 				}
 			}
@@ -248,6 +250,7 @@ func (c *Call) run(first *Leg) {
 			old := cur
 			cur = res.leg
 			legs = append(legs, cur)
+			c.startPump(cur)
 			c.mu.Lock()
 			c.current = cur
 			c.moves = append(c.moves, Move{At: time.Now().UTC(), From: old.jr.Node, To: cur.jr.Node, Reason: res.reason})

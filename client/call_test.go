@@ -173,7 +173,9 @@ func (s callSetup) start(t *testing.T, cfg client.CallConfig) *client.Call {
 	cfg.Server, cfg.Meeting = s.gate.URL, s.meeting.ID
 	cfg.Join = client.JoinRequest{Name: "caller", Country: "DE"}
 	cfg.Options.LoopbackOnly = true
-	cfg.OnLeg = s.log.onLeg
+	if cfg.OnLeg == nil {
+		cfg.OnLeg = s.log.onLeg
+	}
 	call, err := client.StartCall(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("start call: %v", err)
@@ -278,6 +280,38 @@ func TestCallRejoinsAfterLostNode(t *testing.T) {
 		t.Fatalf("moves %+v", mv)
 	}
 	waitClosed(t, s.log.closedCh(first), 5*time.Second, "the lost leg to be closed")
+	if call.Err() != nil {
+		t.Fatalf("call ended: %v", call.Err())
+	}
+}
+
+// A leg whose node dies while the leg is being prepared, before the call
+// has taken it as current, is not sat on: the call moves on again.
+func TestCallLegLostWhilePreparedMovesOn(t *testing.T) {
+	c := testcluster.Start(t, policy.Policy{}, testcluster.World()[:3])
+	s := callSetup{cluster: c, gate: newGate(t, c.URL), meeting: c.CreateMeeting(policy.Policy{}), log: newLegLog()}
+	var legs atomic.Int32
+	preparing, lost := make(chan *client.Leg), make(chan struct{})
+	onLeg := func(l *client.Leg) (client.LegHooks, error) {
+		if legs.Add(1) == 2 {
+			preparing <- l // the test kills its node meanwhile
+			<-lost
+		}
+		return s.log.onLeg(l)
+	}
+	call := s.start(t, client.CallConfig{OnLeg: onLeg, RejoinPause: 50 * time.Millisecond, HandoverTimeout: 100 * time.Millisecond})
+	first := s.log.next(t, "first")
+	s.cluster.StopNode(first.Node().ID)
+	l := <-preparing
+	s.cluster.StopNode(l.Node().ID)
+	testcluster.WaitFor(t, 10*time.Second, "the new leg's session to end", func() bool { return l.Session().Err() != nil })
+	close(lost)
+	second := s.log.next(t, "after the first node was lost")
+	third := s.log.next(t, "after the second node was lost while its leg was prepared")
+	if third.Node().ID == first.Node().ID || third.Node().ID == second.Node().ID {
+		t.Fatalf("legs on %s, %s, %s", first.Node().ID, second.Node().ID, third.Node().ID)
+	}
+	testcluster.WaitFor(t, 5*time.Second, "the third leg current", func() bool { return call.Current() == third })
 	if call.Err() != nil {
 		t.Fatalf("call ended: %v", call.Err())
 	}

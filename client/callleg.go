@@ -56,8 +56,10 @@ func (c *Call) dial(replaces string) (*Leg, error) {
 	}, nil
 }
 
-// start lets the user prepare a dialled leg and starts handing its events
-// over. On error the leg's session is closed.
+// start lets the user prepare a dialled leg. On error the leg's session
+// is closed. Its events are handed over only once run has made it current
+// (startPump): a note from a leg run does not know yet would be dropped,
+// and the call left on a leg whose node died while it was being prepared.
 func (c *Call) start(l *Leg) error {
 	if c.cfg.OnLeg != nil {
 		hooks, err := c.cfg.OnLeg(l)
@@ -67,9 +69,12 @@ func (c *Call) start(l *Leg) error {
 		}
 		l.hooks = hooks
 	}
-	c.wg.Go(func() { c.pump(l) })
 	return nil
 }
+
+// startPump starts handing a current leg's events over; the session keeps
+// those that came before.
+func (c *Call) startPump(l *Leg) { c.wg.Go(func() { c.pump(l) }) }
 
 // pump hands a leg's events to the user and tells run about those it acts
 // on, until the session's events end with its Close.

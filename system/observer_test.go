@@ -2,8 +2,6 @@ package system
 
 import (
 	"bytes"
-	"context"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -64,23 +62,16 @@ func (i *observerInterceptor) BindLocalStream(_ *interceptor.StreamInfo, w inter
 // each frame ("oakT" and the time) never appears on the node's media path,
 // while the receiving bots read it after decrypting (their latency).
 func TestNodeNeverSeesPlaintextMarker(t *testing.T) {
+	t.Parallel() // a light test: see the package documentation
 	obs := &observer{marker: []byte("oakT")}
 	spec := nodes()[0]
 	spec.Interceptors = []interceptor.Factory{obs}
 	c := testcluster.Start(t, policy.Policy{}, []testcluster.NodeSpec{spec})
 	m := c.CreateMeeting(policy.Policy{})
-	var wg sync.WaitGroup
-	reports := make([]*bot.Report, 2)
-	for i := range reports {
-		wg.Go(func() {
-			rep, err := bot.Run(context.Background(), bot.Config{Server: c.URL, Meeting: m.ID, Country: "DE", Duration: 5 * time.Second, LoopbackOnly: true})
-			if err != nil {
-				t.Errorf("bot %d: %v", i, err)
-			}
-			reports[i] = rep
-		})
-	}
-	wg.Wait()
+	cfg := bot.Config{Server: c.URL, Meeting: m.ID, Country: "DE", LoopbackOnly: true, Linger: 200 * time.Millisecond}
+	stop := startBots(t, cfg, cfg)
+	waitTraffic(t, c.API, m.ID, map[string]uint64{spec.ID: 0}, mediaWhile, 15*time.Second)
+	reports := stop()
 	if obs.packets.Load() < 500 {
 		t.Fatalf("observer saw only %d packets", obs.packets.Load())
 	}

@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,15 +22,23 @@ import (
 	"github.com/oakmeet/oakmeet/apiclient"
 	"github.com/oakmeet/oakmeet/audit"
 	"github.com/oakmeet/oakmeet/bot"
+	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/placement"
 	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/testcluster"
 )
 
+// procHeartbeat is how often the deployment's nodes report: five times as
+// often as in production, so that node loss, drains and moves play out in
+// about a second. Every process is given the same interval, as a deployment
+// must be.
+const procHeartbeat = 200 * time.Millisecond
+
 // deployment is oakmeet as separate processes: `oakmeet serve --nodes 0`
 // with NATS for other processes, and one `oakmeet node` process per node.
 type deployment struct {
 	t       *testing.T
+	timing  cluster.Timing // every process's, from procHeartbeat
 	bin     string
 	dir     string
 	url     string
@@ -52,36 +62,68 @@ func freePort(t *testing.T) int {
 
 func buildBinary(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "oakmeet")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/oakmeet/oakmeet/cmd/oakmeet")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build oakmeet: %v\n%s", err, out)
+	bin, err := oakmeetBinary()
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }
 
 func startDeployment(t *testing.T) *deployment {
-	d := &deployment{t: t, bin: buildBinary(t), dir: t.TempDir(), nodes: map[string]*exec.Cmd{}}
+	timing, err := cluster.TimingForHeartbeat(procHeartbeat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &deployment{t: t, timing: timing, bin: buildBinary(t), dir: t.TempDir(), nodes: map[string]*exec.Cmd{}}
 	d.port, d.natsPt = freePort(t), freePort(t)
 	d.url = fmt.Sprintf("http://127.0.0.1:%d", d.port)
 	d.api = apiclient.New(d.url, nil)
 	d.natsURL = fmt.Sprintf("nats://127.0.0.1:%d", d.natsPt)
 	d.startControl()
 	t.Cleanup(d.stopAll)
+	t.Cleanup(d.logsOnFailure) // runs first: the processes' logs outlive them
 	return d
 }
 
+// logsOnFailure shows the end of every process's log when the test has
+// failed, so a failure on a busy machine can be understood afterwards.
+func (d *deployment) logsOnFailure() {
+	if !d.t.Failed() {
+		return
+	}
+	logs, _ := filepath.Glob(filepath.Join(d.dir, "*.log"))
+	for _, name := range logs {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			continue
+		}
+		if len(data) > 20000 {
+			data = data[len(data)-20000:]
+		}
+		d.t.Logf("--- %s (end) ---\n%s", filepath.Base(name), data)
+	}
+}
+
 func (d *deployment) logFile(name string) *os.File {
-	f, err := os.Create(filepath.Join(d.dir, name+".log"))
+	// Appending keeps a restarted process's earlier log.
+	f, err := os.OpenFile(filepath.Join(d.dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		d.t.Fatal(err)
 	}
 	return f
 }
 
+// logger writes to the deployment's log called name, which a failure shows.
+func (d *deployment) logger(name string) *slog.Logger {
+	f := d.logFile(name)
+	d.t.Cleanup(func() { f.Close() })
+	return slog.New(slog.NewTextHandler(f, nil))
+}
+
 func (d *deployment) startControl() {
 	cmd := exec.Command(d.bin, "serve", "--nodes", "0", "--listen", fmt.Sprintf("127.0.0.1:%d", d.port),
-		"--nats-listen", fmt.Sprintf("127.0.0.1:%d", d.natsPt), "--trust-client-location", "--data", filepath.Join(d.dir, "control"))
+		"--nats-listen", fmt.Sprintf("127.0.0.1:%d", d.natsPt), "--trust-client-location", "--data", filepath.Join(d.dir, "control"),
+		"--heartbeat-interval", procHeartbeat.String())
 	log := d.logFile("control")
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
@@ -96,7 +138,8 @@ func (d *deployment) startControl() {
 
 func (d *deployment) startNode(id, country, region string, extra ...string) {
 	args := append([]string{"node", "--id", id, "--country", country, "--region", region, "--nats", d.natsURL,
-		"--listen", "127.0.0.1:0", "--loopback", "--turn-port", "-1", "--drain-timeout", "10s"}, extra...)
+		"--listen", "127.0.0.1:0", "--loopback", "--turn-port", "-1", "--drain-timeout", "10s",
+		"--heartbeat-interval", procHeartbeat.String()}, extra...)
 	cmd := exec.Command(d.bin, args...)
 	log := d.logFile("node-" + id)
 	cmd.Stdout, cmd.Stderr = log, log
@@ -155,6 +198,37 @@ func (d *deployment) participantsOn(meeting string) map[string]string {
 	return out
 }
 
+// nodesOf is every node the meeting's participants called name are placed
+// on: more than one while a move is under way.
+func (d *deployment) nodesOf(meeting, name string) []string {
+	rv, _ := d.api.Routing(context.Background(), meeting) // no one placed until it answers
+	var out []string
+	for _, p := range rv.Participants {
+		if p.Name == name {
+			out = append(out, p.Node.ID)
+		}
+	}
+	return out
+}
+
+// placedOnce is, by name, the node of every participant of the meeting
+// when each is placed exactly once: no move is under way and no try at
+// joining a node that turned out dead is left over. ok is false otherwise.
+func (d *deployment) placedOnce(meeting string) (on map[string]api.PlacedNode, ok bool) {
+	rv, err := d.api.Routing(context.Background(), meeting)
+	if err != nil {
+		return nil, false
+	}
+	on = map[string]api.PlacedNode{}
+	for _, p := range rv.Participants {
+		if _, twice := on[p.Name]; twice {
+			return nil, false
+		}
+		on[p.Name] = p.Node
+	}
+	return on, true
+}
+
 func (d *deployment) verifyAudit() {
 	d.t.Helper()
 	verifyAudit(d.t, d.api)
@@ -165,6 +239,8 @@ func (d *deployment) verifyAudit() {
 // drains its participant away and exits; a join beyond all allowed
 // capacity is refused; the control plane restarts without losing the
 // meeting or the log. The policy holds throughout and the log verifies.
+// One scenario in order, each step starting where the last left the
+// deployment, so it stays one function.
 func TestProcessesNodeLossDrainOverloadRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
@@ -183,7 +259,7 @@ func TestProcessesNodeLossDrainOverloadRestart(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create: %v", err)
 	}
-	w := watch(t, d.api, m.ID)
+	w := watch(t, d.api, m.ID, d.timing.MoveDeadline)
 
 	// Three bots: from JP, DE and FR.
 	var wg sync.WaitGroup
@@ -193,7 +269,11 @@ func TestProcessesNodeLossDrainOverloadRestart(t *testing.T) {
 	for _, cc := range []string{"JP", "DE", "FR"} {
 		ready.Add(1)
 		wg.Go(func() {
+			// A bot whose node is lost retries its join as often as the
+			// deployment's nodes report: a try that lands on a node not yet
+			// known to be gone is followed by another a heartbeat later.
 			rep, err := bot.Run(ctx, bot.Config{Server: d.url, Meeting: m.ID, Name: "bot-" + cc, Country: cc, LoopbackOnly: true,
+				Linger: 200 * time.Millisecond, RejoinPause: d.timing.HeartbeatInterval, Logger: d.logger("bot-" + cc),
 				Ready: func(string) { ready.Done() }})
 			if err != nil {
 				t.Errorf("bot %s: %v", cc, err)
@@ -211,17 +291,26 @@ func TestProcessesNodeLossDrainOverloadRestart(t *testing.T) {
 		t.Fatalf("placements %v", on)
 	}
 	europe := on["bot-FR"]
+	// The meeting is under way, media crossing between the nodes, before
+	// anything breaks: a node lost while its participants are still
+	// setting up their connections is not what this test is about.
+	waitTraffic(t, d.api, m.ID, map[string]uint64{"jp-1": 0, europe: 0}, mediaWhile, 10*time.Second)
 
 	// SIGKILL the JP node: its bot is back on an allowed node within 5 s
-	// of the control plane noticing (3 s).
+	// of the control plane noticing (its heartbeat timeout).
 	killed := time.Now()
 	d.signalNode("jp-1", syscall.SIGKILL)
+	// Until the control plane notices, a try may land on the dead node
+	// again, fail to connect and be retried: the bot is off the killed node
+	// once it is placed anywhere else.
 	testcluster.WaitFor(t, 12*time.Second, "bot-JP off the killed node", func() bool {
-		n := d.participantsOn(m.ID)["bot-JP"]
-		return n != "" && n != "jp-1"
+		return slices.ContainsFunc(d.nodesOf(m.ID, "bot-JP"), func(n string) bool { return n != "jp-1" })
 	})
 	t.Logf("bot-JP moved %s after SIGKILL", time.Since(killed).Round(100*time.Millisecond))
-	if n := d.participantsOn(m.ID)["bot-JP"]; n == "cn-1" {
+	if took := time.Since(killed); took > d.timing.HeartbeatTimeout+5*time.Second {
+		t.Errorf("bot-JP took %s to leave the killed node", took)
+	}
+	if slices.Contains(d.nodesOf(m.ID, "bot-JP"), "cn-1") {
 		t.Fatal("bot-JP landed in CN")
 	}
 
@@ -243,34 +332,43 @@ func TestProcessesNodeLossDrainOverloadRestart(t *testing.T) {
 
 	// A policy change forces a migration: block the country of the node
 	// bot-JP is on now; it moves within the deadline.
-	where, err := d.api.Routing(ctx, m.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	blocked := []string{"CN"}
-	for _, p := range where.Participants {
-		if p.Name == "bot-JP" {
-			blocked = append(blocked, p.Node.Country)
-		}
-	}
+	var at map[string]api.PlacedNode
+	testcluster.WaitFor(t, 5*time.Second, "every bot placed once after the drain", func() bool {
+		var ok bool
+		at, ok = d.placedOnce(m.ID)
+		return ok && len(at) == 3
+	})
+	blocked := []string{"CN", at["bot-JP"].Country}
 	changed := time.Now()
 	if _, err := d.api.SetPolicy(ctx, m.ID, m.HostToken, policy.Policy{BlockedCountries: blocked}); err != nil {
 		t.Fatalf("policy change: %v", err)
 	}
-	testcluster.WaitFor(t, 8*time.Second, "bot-JP moved off "+blocked[1], func() bool {
-		rv, err := d.api.Routing(ctx, m.ID)
-		if err != nil {
-			return false
+	testcluster.WaitFor(t, 8*time.Second, "every bot moved off "+blocked[1], func() bool {
+		var ok bool
+		if at, ok = d.placedOnce(m.ID); !ok || len(on) != 3 {
+			return false // a move under way
 		}
-		for _, p := range rv.Participants {
-			if p.Name == "bot-JP" && (p.Node.Country == blocked[1] || p.Node.Country == "CN") {
-				return false // still (also) on a blocked node
+		for _, n := range at {
+			if slices.Contains(blocked, n.Country) {
+				return false
 			}
 		}
 		return true
 	})
-	t.Logf("bot-JP moved %s after the policy change", time.Since(changed).Round(100*time.Millisecond))
-	time.Sleep(3 * time.Second) // media flows on the new nodes for a while before the bots leave
+	t.Logf("the bots moved %s after the policy change", time.Since(changed).Round(100*time.Millisecond))
+	// Media flows on the new nodes for a while before the bots leave: the
+	// three of them on one node forward more than twice the bytes of two,
+	// and the wait is long enough for the frames counted below.
+	base := map[string]uint64{}
+	for _, n := range at {
+		base[n.ID] = 0
+	}
+	for n, b := range nodeBytes(d.api, m.ID) {
+		if _, ok := base[n]; ok {
+			base[n] = b
+		}
+	}
+	waitTraffic(t, d.api, m.ID, base, 4*mediaWhile, 10*time.Second)
 
 	// Overload: a meeting allowed only in CN, whose node takes one (and
 	// which the bots' meeting blocks, so they never fill it).
@@ -319,7 +417,8 @@ func TestProcessesNodeLossDrainOverloadRestart(t *testing.T) {
 		t.Fatalf("audit kinds %v", kinds)
 	}
 	// Media crossed between nodes all along: every bot received video
-	// from the others, across kills, drains and moves.
+	// from the others, across kills, drains and moves, and from each of
+	// them as the participant it was at the end, on the last nodes.
 	for cc, r := range reports {
 		if r == nil {
 			t.Fatalf("bot %s: no report", cc)
@@ -335,6 +434,14 @@ func TestProcessesNodeLossDrainOverloadRestart(t *testing.T) {
 		t.Logf("bot %s: %d video frames from %d participants, moves %+v", cc, video, len(from), r.Moves)
 		if video < 100 || len(from) < 2 {
 			t.Errorf("bot %s received %d video frames from %d participants", cc, video, len(from))
+		}
+		for other, o := range reports {
+			if other == cc || o == nil {
+				continue
+			}
+			if v, a := framesFrom(r, o.ParticipantID); v < minVideo || a < minAudio {
+				t.Errorf("bot %s received %d video and %d audio frames from bot %s after the last move", cc, v, a, other)
+			}
 		}
 	}
 }

@@ -17,8 +17,11 @@ import (
 // fail and come back, hosts changing policies at random: at every poll, no
 // participant is on a node its meeting's policy blocks (except while being
 // moved, within the deadline), every join is either placed on an allowed
-// node or refused with a precise code, and the audit log verifies.
+// node or refused with a precise code, and the audit log verifies. The
+// load's steps share its state (meetings, nodes down), so it stays one
+// function.
 func TestRandomizedPolicyInvariant(t *testing.T) {
+	t.Parallel() // a light test: see the package documentation
 	specs := []testcluster.NodeSpec{
 		{ID: "de-fra", Country: "DE", Region: "eu-central-1", Max: 3},
 		{ID: "fr-par", Country: "FR", Region: "eu-west-3", Max: 3},
@@ -29,7 +32,12 @@ func TestRandomizedPolicyInvariant(t *testing.T) {
 		{ID: "br-gru", Country: "BR", Region: "sa-east-1", Max: 3},
 		{ID: "cn-pek", Country: "CN", Region: "cn-north-1", Max: 3},
 	}
-	c := testcluster.Start(t, policy.Policy{}, specs)
+	// A move deadline of five heartbeats, as in production, rather than
+	// 5 s: the watchers hold the cluster to it, and the end of the test
+	// watches for one deadline.
+	timing := testcluster.Timing()
+	timing.MoveDeadline = 5 * timing.HeartbeatInterval
+	c := testcluster.Start(t, policy.Policy{}, specs, testcluster.WithTiming(timing))
 	rnd := rand.New(rand.NewPCG(7, 11))
 	countries := []string{"DE", "FR", "GB", "US", "JP", "SG", "BR", "CN"}
 	randomPolicy := func() policy.Policy {
@@ -51,13 +59,15 @@ func TestRandomizedPolicyInvariant(t *testing.T) {
 	for range 6 {
 		m := c.CreateMeeting(randomPolicy())
 		meetings = append(meetings, mtg{m.ID, m.HostToken})
-		watchers = append(watchers, watch(t, c.API, m.ID))
+		watchers = append(watchers, watch(t, c.API, m.ID, c.Timing.MoveDeadline))
 	}
 	ctx := context.Background()
 	down := map[string]bool{}
 	placed, refused := 0, 0
-	deadline := time.Now().Add(20 * time.Second)
-	for step := 0; time.Now().Before(deadline); step++ {
+	// A fixed number of steps, paced to the cluster's clock: a node fails
+	// or comes back about every fifth step, several times within one
+	// heartbeat timeout, and many times over the test.
+	for step := range 150 {
 		m := meetings[rnd.IntN(len(meetings))]
 		switch r := rnd.IntN(10); {
 		case r < 6: // a join from a random country
@@ -95,10 +105,24 @@ func TestRandomizedPolicyInvariant(t *testing.T) {
 				down[s.ID] = true
 			}
 		}
-		time.Sleep(time.Duration(50+rnd.IntN(150)) * time.Millisecond) // pacing of the random load, not synchronisation
+		time.Sleep(time.Duration(10+rnd.IntN(40)) * time.Millisecond) // pacing of the random load, not synchronisation
 	}
-	// Let pending moves finish, then stop watching.
-	time.Sleep(6 * time.Second) // one move deadline, so late violations would show
+	// The watchers go on looking for one move deadline (and their slack)
+	// after the load, so that whatever is left on a blocked node past its
+	// deadline shows; by then every meeting is back within its policy.
+	loadEnded := time.Now()
+	window := c.Timing.MoveDeadline + watchSlack
+	testcluster.WaitFor(t, window+time.Second, "every meeting within its policy one move deadline after the load", func() bool {
+		if time.Since(loadEnded) < window {
+			return false // the watchers look on meanwhile
+		}
+		for _, w := range watchers {
+			if !w.cleanSince(loadEnded.Add(window)) {
+				return false
+			}
+		}
+		return true
+	})
 	for _, w := range watchers {
 		w.finish()
 	}
