@@ -6,20 +6,39 @@ package cluster
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
-// Subjects. A node id is a single NATS token (see ValidNodeID).
-const (
-	// SubjectHeartbeat carries a Heartbeat from every node every second.
-	SubjectHeartbeat = "oakmeet.node.heartbeat"
-	// SubjectEvents carries node events (participants connecting and
-	// leaving) to the control plane.
-	SubjectEvents = "oakmeet.node.events"
-)
+// Subjects. A node id is a single NATS token (see ValidNodeID), and every
+// subject of a node carries it, so NATS permissions can give each node its
+// own subjects and nothing else (package natsauth).
+
+// SubjectHeartbeat is where node id sends a Heartbeat every heartbeat
+// interval; its registration (Heartbeat.Node) travels with it. "*" is every
+// node's.
+func SubjectHeartbeat(nodeID string) string { return nodeSubject(nodeID, "heartbeat") }
+
+// SubjectEvents is where node id reports events (participants connecting
+// and leaving) to the control plane. "*" is every node's.
+func SubjectEvents(nodeID string) string { return nodeSubject(nodeID, "events") }
 
 // SubjectCommand is where a node listens for commands from the control plane.
-func SubjectCommand(nodeID string) string { return "oakmeet.node.cmd." + nodeID }
+func SubjectCommand(nodeID string) string { return nodeSubject(nodeID, "cmd") }
+
+func nodeSubject(nodeID, kind string) string { return "oakmeet.node." + nodeID + "." + kind }
+
+// SubjectNode is the node id a node subject names, and ok false for any
+// other subject. The control plane believes a message only from the node
+// its subject names, since only that node may publish there.
+func SubjectNode(subject string) (id string, ok bool) {
+	rest, ok := strings.CutPrefix(subject, "oakmeet.node.")
+	if !ok {
+		return "", false
+	}
+	id, _, ok = strings.Cut(rest, ".")
+	return id, ok && ValidNodeID(id) == nil
+}
 
 // KV buckets and keys.
 const (
@@ -41,6 +60,9 @@ func AuditSubject(chain string) string {
 	}
 	return "oakmeet.audit.m." + chain
 }
+
+// AuditSubjectAll matches every audit chain's subject.
+const AuditSubjectAll = "oakmeet.audit.>"
 
 // Timing is every clock setting that the control plane and media nodes
 // share. Production uses DefaultTiming; tests shrink it so that a node loss
@@ -175,7 +197,10 @@ type Heartbeat struct {
 	// Relays are the node's relay links that passed their handshake, so
 	// the control plane can show them and check them against policy.
 	Relays []RelayLink `json:"relays,omitempty"`
-	Sent   time.Time   `json:"sent"`
+	// Leaving is set on the last report of a node shutting down cleanly:
+	// the control plane forgets its stored registration.
+	Leaving bool      `json:"leaving,omitempty"`
+	Sent    time.Time `json:"sent"`
 }
 
 // RelayLink is one relay link of a node for a meeting to another node.

@@ -32,7 +32,7 @@ type rig struct {
 	t      *testing.T
 	srv    *Server
 	api    *apiclient.Client
-	nc     *nats.Conn // the fake nodes' connection
+	conns  map[string]*nats.Conn // each fake node's own, set before the rig runs
 	timing cluster.Timing
 
 	mu    sync.Mutex
@@ -63,7 +63,7 @@ func startRig(t *testing.T, nodes ...string) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(emb.Shutdown)
-	ctl, err := emb.Connect("control")
+	ctl, err := emb.ConnectControl("control")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,15 +84,19 @@ func startRig(t *testing.T, nodes ...string) *rig {
 		t.Fatal(err)
 	}
 	hs := httptest.NewServer(srv.Handler())
-	r := &rig{t: t, srv: srv, api: apiclient.New(hs.URL, hs.Client()), timing: rigTiming, nodes: map[string]*fakeNodeState{}}
-	if r.nc, err = emb.Connect("nodes"); err != nil {
-		t.Fatal(err)
-	}
+	r := &rig{t: t, srv: srv, api: apiclient.New(hs.URL, hs.Client()), timing: rigTiming, nodes: map[string]*fakeNodeState{},
+		conns: map[string]*nats.Conn{}}
 	for _, spec := range nodes {
-		r.addNode(spec)
-	}
-	if _, err := r.nc.Subscribe(cluster.SubjectCommand("*"), r.gotCommand); err != nil {
-		t.Fatal(err)
+		id := r.addNode(spec)
+		nc, err := emb.ConnectNode(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		r.conns[id] = nc
+		if _, err := nc.Subscribe(cluster.SubjectCommand(id), r.gotCommand); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -101,7 +105,7 @@ func startRig(t *testing.T, nodes ...string) *rig {
 		}
 	})
 	wg.Go(func() { r.sendHeartbeats(ctx) })
-	t.Cleanup(func() { cancel(); wg.Wait(); hs.Close(); r.nc.Close() })
+	t.Cleanup(func() { cancel(); wg.Wait(); hs.Close() })
 	r.waitFor("every node healthy", func() bool {
 		h, err := r.api.Health(ctx)
 		return err == nil && h.HealthyNodes == len(nodes)
@@ -109,12 +113,13 @@ func startRig(t *testing.T, nodes ...string) *rig {
 	return r
 }
 
-// addNode adds a node given as "id:CC".
-func (r *rig) addNode(spec string) {
+// addNode adds a node given as "id:CC" and returns its id.
+func (r *rig) addNode(spec string) string {
 	id, country, _ := strings.Cut(spec, ":")
 	where, _ := geo.CountryLocation(country)
 	pub, _, _ := ed25519.GenerateKey(nil) // relay tokens vouch for it
 	r.nodes[id] = &fakeNodeState{info: cluster.NodeInfo{ID: id, Country: country, Lat: where.Lat, Lon: where.Lon, URL: "ws://" + id, IdentityKey: pub}}
+	return id
 }
 
 func (r *rig) sendHeartbeats(ctx context.Context) {
@@ -131,7 +136,7 @@ func (r *rig) sendHeartbeats(ctx context.Context) {
 		r.mu.Unlock()
 		for _, hb := range hbs {
 			data, _ := json.Marshal(hb)
-			_ = r.nc.Publish(cluster.SubjectHeartbeat, data)
+			_ = r.conns[hb.Node.ID].Publish(cluster.SubjectHeartbeat(hb.Node.ID), data)
 		}
 		select {
 		case <-ctx.Done():
@@ -156,7 +161,7 @@ func (r *rig) gotCommand(m *nats.Msg) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.cmds = append(r.cmds, sentCommand{node: strings.TrimPrefix(m.Subject, cluster.SubjectCommand("")), cmd: c})
+	r.cmds = append(r.cmds, sentCommand{node: nodeOf(m.Subject), cmd: c})
 }
 
 // commands lists the commands sent so far that match, as "kind node
@@ -251,7 +256,7 @@ func (r *rig) join(meetingID, country, replaces string) api.JoinResponse {
 
 func (r *rig) event(ev cluster.Event) {
 	data, _ := json.Marshal(ev)
-	if err := r.nc.Publish(cluster.SubjectEvents, data); err != nil {
+	if err := r.conns[ev.Node].Publish(cluster.SubjectEvents(ev.Node), data); err != nil {
 		r.t.Fatal(err)
 	}
 }
@@ -288,4 +293,9 @@ func (r *rig) expectAudit(meetingID, kind string, want ...string) {
 	if got := r.audit(meetingID, kind); !slices.Equal(got, want) {
 		r.t.Fatalf("%s entries %q, want %q", kind, got, want)
 	}
+}
+
+func nodeOf(subject string) string {
+	id, _ := cluster.SubjectNode(subject)
+	return id
 }

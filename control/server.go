@@ -166,12 +166,13 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Go(func() { s.audit.run(ctx) })
 	wg.Go(func() { s.exec.run(ctx, s.carryOut) })
 
-	hbSub, err := s.cfg.NATS.Subscribe(cluster.SubjectHeartbeat, func(m *nats.Msg) {
-		hb, err := cluster.Decode[cluster.Heartbeat]("heartbeat", m.Data)
-		if err != nil || cluster.ValidNodeID(hb.Node.ID) != nil {
-			s.log.Warn("ignoring malformed heartbeat", "err", err)
+	regs := newRegistrations()
+	hbSub, err := s.cfg.NATS.Subscribe(cluster.SubjectHeartbeat("*"), func(m *nats.Msg) {
+		hb, ok := fromNode(s, m, "heartbeat", func(hb cluster.Heartbeat) string { return hb.Node.ID })
+		if !ok {
 			return
 		}
+		regs.heartbeat(ctx, s, hb)
 		s.owner.heartbeat(hb, s.now())
 	})
 	if err != nil {
@@ -179,10 +180,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	defer hbSub.Unsubscribe()
 
-	evSub, err := s.cfg.NATS.Subscribe(cluster.SubjectEvents, func(m *nats.Msg) {
-		ev, err := cluster.Decode[cluster.Event]("node event", m.Data)
-		if err != nil {
-			s.log.Warn("ignoring malformed node event", "err", err)
+	evSub, err := s.cfg.NATS.Subscribe(cluster.SubjectEvents("*"), func(m *nats.Msg) {
+		ev, ok := fromNode(s, m, "node event", func(ev cluster.Event) string { return ev.Node })
+		if !ok {
 			return
 		}
 		s.nodeEvent(ctx, ev)

@@ -39,7 +39,7 @@ func startMesh(t *testing.T, cfgs ...Config) *mesh {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := emb.Connect("control")
+	nc, err := emb.ConnectControl("control")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func startMesh(t *testing.T, cfgs ...Config) *mesh {
 
 func (m *mesh) start(cfg Config) {
 	t := m.t
-	nc, err := m.emb.Connect("node-" + cfg.ID)
+	nc, err := m.emb.ConnectNode(cfg.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func (m *mesh) start(cfg Config) {
 		nc.Close()
 	})
 	// Commands are taken once the first heartbeat is out.
-	sub, err := m.nc.SubscribeSync(cluster.SubjectHeartbeat)
+	sub, err := m.nc.SubscribeSync(cluster.SubjectHeartbeat("*"))
 	if err != nil {
 		t.Fatal(err)
 	}

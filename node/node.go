@@ -84,6 +84,7 @@ type Node struct {
 	srv   *http.Server
 
 	draining atomic.Bool
+	leaving  atomic.Bool
 	pub      atomic.Pointer[ed25519.PublicKey]
 	identity ed25519.PrivateKey
 
@@ -146,7 +147,10 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if len(cfg.IdentityKey) != ed25519.PrivateKeySize {
 		return nil, fmt.Errorf("node %s: identity key has %d bytes, want %d", cfg.ID, len(cfg.IdentityKey), ed25519.PrivateKeySize)
 	}
-	st, err := store.Open(ctx, cfg.NATS)
+	// A node's NATS identity may read the token key and write no KV: it
+	// announces its registration in its heartbeats, the control plane
+	// stores it.
+	st, err := store.OpenReader(cfg.NATS)
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", cfg.ID, err)
 	}
@@ -220,15 +224,9 @@ func (n *Node) Info() cluster.NodeInfo { return n.info }
 // ones it has.
 func (n *Node) Drain() { n.draining.Store(true) }
 
-// Run serves until ctx ends, then deregisters and shuts down.
+// Run serves until ctx ends, then shuts down, its last heartbeat saying
+// it is leaving.
 func (n *Node) Run(ctx context.Context) error {
-	reg, err := json.Marshal(n.info)
-	if err != nil {
-		return err
-	}
-	if err := n.store.PutNode(ctx, n.info.ID, reg); err != nil {
-		return err
-	}
 	linkCtx, stopLinks := context.WithCancel(context.Background())
 	defer stopLinks()
 	n.linkMu.Lock()
@@ -280,13 +278,11 @@ loop:
 	// A last report, so the control plane sees the links and participants
 	// gone now rather than when the heartbeats stop being missed.
 	n.Drain()
+	n.leaving.Store(true)
 	n.heartbeat()
 	_ = n.srv.Shutdown(shutCtx)
 	wg.Wait()
 	n.linkWG.Wait()
-	if err := n.store.DeleteNode(shutCtx, n.info.ID); err != nil {
-		n.log.Warn("deregister", "err", err)
-	}
 	n.log.Info("node down")
 	return runErr
 }
@@ -310,6 +306,7 @@ func (n *Node) heartbeat() {
 			BitrateInBps: int64(l.BitrateInBps), BitrateOutBps: int64(l.BitrateOutBps), CPU: n.cpuShare(),
 		},
 		Draining:     n.draining.Load(),
+		Leaving:      n.leaving.Load(),
 		MeetingBytes: n.sfu.MeetingBytes(),
 		Relays:       n.relays(),
 		Sent:         n.now().UTC(),
@@ -319,7 +316,7 @@ func (n *Node) heartbeat() {
 		n.log.Error("encode heartbeat", "err", err)
 		return
 	}
-	if err := n.cfg.NATS.Publish(cluster.SubjectHeartbeat, data); err != nil {
+	if err := n.cfg.NATS.Publish(cluster.SubjectHeartbeat(n.info.ID), data); err != nil {
 		n.log.Warn("publish heartbeat", "err", err)
 	}
 }

@@ -101,7 +101,7 @@ func TestSignalingRefusesBadTokens(t *testing.T) {
 
 func TestDrainingNodeRefusesAndReports(t *testing.T) {
 	f := start(t, Config{ID: "de-fra", Country: "DE"})
-	sub, err := f.nc.SubscribeSync(cluster.SubjectHeartbeat)
+	sub, err := f.nc.SubscribeSync(cluster.SubjectHeartbeat("*"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer emb.Shutdown()
-	nc, _ := emb.Connect("t")
+	nc, _ := emb.ConnectControl("t")
 	defer nc.Close()
 	for _, cfg := range []Config{
 		{ID: "x", Country: "XX"},
@@ -171,7 +171,7 @@ func TestHeartbeatsStopListingAFinishedMeeting(t *testing.T) {
 	// Once the room has closed, the final count is listed a few times,
 	// never below what was reported live, and then no more.
 	reports := endedMeetingReports(m.nodes["de-fra"].cfg.Timing)
-	sub, err := m.nc.SubscribeSync(cluster.SubjectHeartbeat)
+	sub, err := m.nc.SubscribeSync(cluster.SubjectHeartbeat("*"))
 	if err != nil {
 		t.Fatal(err)
 	}

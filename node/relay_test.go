@@ -140,7 +140,7 @@ func TestRelayLinksJoinAMeetingAcrossThreeNodes(t *testing.T) {
 // heartbeat waits for a heartbeat of node that satisfies ok.
 func (m *mesh) heartbeat(node string, ok func(cluster.Heartbeat) bool) cluster.Heartbeat {
 	m.t.Helper()
-	sub, err := m.nc.SubscribeSync(cluster.SubjectHeartbeat)
+	sub, err := m.nc.SubscribeSync(cluster.SubjectHeartbeat("*"))
 	if err != nil {
 		m.t.Fatal(err)
 	}

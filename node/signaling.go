@@ -179,7 +179,7 @@ func (n *Node) publishEvent(e cluster.Event) {
 	if err != nil {
 		return
 	}
-	if err := n.cfg.NATS.Publish(cluster.SubjectEvents, data); err != nil {
+	if err := n.cfg.NATS.Publish(cluster.SubjectEvents(n.info.ID), data); err != nil {
 		n.log.Warn("publish event", "kind", e.Kind, "err", err)
 	}
 }

@@ -37,7 +37,11 @@ done
 i=0
 for spec in DE:eu-central-1 FR:eu-west-3 JP:ap-northeast-1 US:us-east-1 BR:sa-east-1 CN:cn-north-1; do
   cc=${spec%%:*}; region=${spec#*:}; i=$((i + 1))
-  "$BIN" node --country "$cc" --region "$region" --id "$(echo "$cc" | tr A-Z a-z)-$i" \
+  id="$(echo "$cc" | tr A-Z a-z)-$i"
+  # Each node gets its own NATS identity, allowed its own subjects only.
+  "$BIN" enroll --data "$DATA/control" --id "$id" --country "$cc" --region "$region" \
+    --out "$DATA/enroll-$id" >/dev/null
+  "$BIN" node --enrollment "$DATA/enroll-$id" \
     --nats "nats://127.0.0.1:$NATS_PORT" --listen "127.0.0.1:$((PORT + 100 + i))" --loopback \
     --turn-port "$((PORT + 200 + i))" --drain-timeout 10s >"$DATA/node-$cc.log" 2>&1 &
   pids+=($!)

@@ -73,6 +73,18 @@ func Open(ctx context.Context, nc *nats.Conn) (*Store, error) {
 	return s, nil
 }
 
+// OpenReader is a handle for a process that may only read control-plane
+// values (a media node, whose NATS identity writes nothing): it creates
+// nothing and binds to the control bucket on each read, so it works before
+// the control plane has made the bucket. Only Control may be called on it.
+func OpenReader(nc *nats.Conn) (*Store, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return &Store{js: js}, nil
+}
+
 // Record is a stored value with its revision, for compare-and-set updates.
 type Record struct {
 	Value    []byte
@@ -179,7 +191,14 @@ func (s *Store) Nodes(ctx context.Context) ([][]byte, error) {
 
 // Control returns a control-plane value.
 func (s *Store) Control(ctx context.Context, key string) ([]byte, error) {
-	r, err := get(ctx, s.control, key)
+	kv := s.control
+	if kv == nil {
+		var err error
+		if kv, err = s.js.KeyValue(ctx, cluster.BucketControl); err != nil {
+			return nil, fmt.Errorf("control value %s: %w", key, err)
+		}
+	}
+	r, err := get(ctx, kv, key)
 	if err != nil {
 		return nil, fmt.Errorf("control value %s: %w", key, err)
 	}

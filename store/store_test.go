@@ -3,19 +3,27 @@ package store
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/oakmeet/oakmeet/bus"
+	"github.com/oakmeet/oakmeet/natsauth"
 )
 
 func open(t *testing.T, dir string) (*Store, func()) {
 	t.Helper()
-	e, err := bus.Embed(bus.EmbedConfig{StoreDir: dir})
+	// The deployment's keys live beside its data, as under serve's --data:
+	// JetStream state belongs to the account, which a restart keeps.
+	auth, err := natsauth.LoadOrCreate(filepath.Join(dir, "nats"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := e.Connect("test")
+	e, err := bus.Embed(bus.EmbedConfig{StoreDir: filepath.Join(dir, "jetstream"), Auth: auth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := e.ConnectControl("test")
 	if err != nil {
 		e.Shutdown()
 		t.Fatal(err)

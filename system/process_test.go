@@ -136,8 +136,23 @@ func (d *deployment) startControl() {
 	})
 }
 
+// enroll writes node id's enrollment as the operator would, once.
+func (d *deployment) enroll(id, country, region string) string {
+	out := filepath.Join(d.dir, "enroll-"+id)
+	if _, err := os.Stat(out); err == nil {
+		return out
+	}
+	cmd := exec.Command(d.bin, "enroll", "--data", filepath.Join(d.dir, "control"), "--id", id, "--country", country,
+		"--region", region, "--out", out)
+	if data, err := cmd.CombinedOutput(); err != nil {
+		d.t.Fatalf("enroll %s: %v\n%s", id, err, data)
+	}
+	return out
+}
+
 func (d *deployment) startNode(id, country, region string, extra ...string) {
-	args := append([]string{"node", "--id", id, "--country", country, "--region", region, "--nats", d.natsURL,
+	args := append([]string{"node", "--enrollment", d.enroll(id, country, region),
+		"--id", id, "--country", country, "--region", region, "--nats", d.natsURL,
 		"--listen", "127.0.0.1:0", "--loopback", "--turn-port", "-1", "--drain-timeout", "10s",
 		"--heartbeat-interval", procHeartbeat.String()}, extra...)
 	cmd := exec.Command(d.bin, args...)

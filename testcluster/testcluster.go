@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"github.com/oakmeet/oakmeet/control"
 	"github.com/oakmeet/oakmeet/demo"
 	"github.com/oakmeet/oakmeet/locate"
+	"github.com/oakmeet/oakmeet/natsauth"
 	"github.com/oakmeet/oakmeet/node"
 	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/store"
@@ -61,6 +63,7 @@ type Cluster struct {
 	key   ed25519.PrivateKey
 	floor policy.Policy
 	emb   *bus.Embedded
+	auth  *natsauth.Deployment
 	http  *httptest.Server
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
@@ -100,7 +103,14 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 func Start(t testing.TB, floor policy.Policy, nodes []NodeSpec, opts ...Option) *Cluster {
 	t.Helper()
 	_, key, _ := ed25519.GenerateKey(nil)
-	c := &Cluster{t: t, dir: t.TempDir(), key: key, floor: floor, nodes: map[string]context.CancelFunc{}, Timing: Timing()}
+	// Every process has its own NATS identity, as in a deployment; the
+	// keys outlive RestartControl like a deployment's --data.
+	dir := t.TempDir()
+	auth, err := natsauth.LoadOrCreate(filepath.Join(dir, "nats"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Cluster{t: t, dir: dir, auth: auth, key: key, floor: floor, nodes: map[string]context.CancelFunc{}, Timing: Timing()}
 	for _, o := range opts {
 		o(c)
 	}
@@ -115,12 +125,12 @@ func Start(t testing.TB, floor policy.Policy, nodes []NodeSpec, opts ...Option) 
 
 func (c *Cluster) startControl() {
 	t := c.t
-	emb, err := bus.Embed(bus.EmbedConfig{StoreDir: c.dir})
+	emb, err := bus.Embed(bus.EmbedConfig{StoreDir: filepath.Join(c.dir, "jetstream"), Auth: c.auth})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.emb = emb
-	nc, err := emb.Connect("control")
+	nc, err := emb.ConnectControl("control")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +167,7 @@ func (c *Cluster) startControl() {
 // StartNode starts a media node (loopback media) and registers it.
 func (c *Cluster) StartNode(s NodeSpec) {
 	t := c.t
-	nc, err := c.emb.Connect("node-" + s.ID)
+	nc, err := c.emb.ConnectNode(s.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,6 +188,9 @@ func (c *Cluster) StartNode(s NodeSpec) {
 		}
 	}()
 }
+
+// NATS is the cluster's NATS server, for tests that attack it.
+func (c *Cluster) NATS() *bus.Embedded { return c.emb }
 
 // StopNode stops a node cleanly (it deregisters and its heartbeats end).
 func (c *Cluster) StopNode(id string) {

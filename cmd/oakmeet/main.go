@@ -29,7 +29,9 @@ type command struct {
 func commands() map[string]command {
 	return map[string]command{
 		"serve":   {"run the control plane (with embedded NATS; --demo adds local media nodes)", runServe},
-		"node":    {"run a media node in a given country", runNode},
+		"node":    {"run a media node from its enrollment", runNode},
+		"enroll":  {"write a media node's enrollment: its own NATS credentials and CA", runEnroll},
+		"nats":    {"print the NATS server configuration or control credentials of a deployment", runNATS},
 		"audit":   {"export or verify the audit log", runAudit},
 		"bot":     {"join a meeting as a headless participant publishing test media", runBot},
 		"bench":   {"load a deployment with publishers and subscribers and measure delivery", runBench},

@@ -31,8 +31,8 @@ func TestUsageAndUnknownCommand(t *testing.T) {
 	if code, out, _ := runCmd("version"); code != 0 || !strings.HasPrefix(out, "oakmeet ") {
 		t.Fatalf("version: %d %q", code, out)
 	}
-	if code, _, errOut := runCmd("node"); code != 1 || !strings.Contains(errOut, "--country is required") {
-		t.Fatalf("node without country: %d %q", code, errOut)
+	if code, _, errOut := runCmd("node"); code != 1 || !strings.Contains(errOut, "--enrollment is required") {
+		t.Fatalf("node without enrollment: %d %q", code, errOut)
 	}
 	if code, _, errOut := runCmd("bot", "--meeting", "m", "--duration", "-1s"); code != 1 || !strings.Contains(errOut, "--duration -1s") {
 		t.Fatalf("bot with a negative duration: %d %q", code, errOut)

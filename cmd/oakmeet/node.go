@@ -6,17 +6,20 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
+	"github.com/oakmeet/oakmeet/enrollment"
 	"github.com/oakmeet/oakmeet/node"
 )
 
 func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("node", flag.ContinueOnError)
 	var (
-		id        = fs.String("id", "", "node id, unique in the cluster (default: <country>-<region or random>)")
-		country   = fs.String("country", "", "ISO 3166-1 alpha-2 country the node runs in (required)")
-		region    = fs.String("region", "", "region id the node runs in (optional; see GET /api/geo)")
+		enrolled  = fs.String("enrollment", "", "the directory 'oakmeet enroll' wrote for this node (required): its identity and NATS credentials")
+		id        = fs.String("id", "", "node id (default: the enrollment's; any other is an error)")
+		country   = fs.String("country", "", "ISO 3166-1 alpha-2 country (default: the enrollment's; any other is an error)")
+		region    = fs.String("region", "", "region id (default: the enrollment's; any other is an error)")
 		natsURL   = fs.String("nats", "nats://127.0.0.1:4222", "NATS URL of the cluster")
 		listen    = fs.String("listen", "127.0.0.1:0", "signaling HTTP address")
 		publicURL = fs.String("public-url", "", "signaling URL given to clients (default ws://<listen>/ws)")
@@ -35,17 +38,26 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
-	if *country == "" {
-		return errors.New("--country is required (an ISO 3166-1 alpha-2 code such as DE)")
-	}
 	log, timing, err := processSetup(stderr, *logLevel, *heartbeat)
 	if err != nil {
 		return err
 	}
-	if *id == "" {
-		*id = node.DefaultID(*country, *region)
+	if *enrolled == "" {
+		return errors.New("--enrollment is required: the directory 'oakmeet enroll --data DIR --id ID --country CC --out OUT' wrote for this node")
 	}
-	n, nc, err := startNode(ctx, *natsURL, node.Config{
+	e, err := enrollment.Read(*enrolled)
+	if err != nil {
+		return err
+	}
+	for _, f := range []struct{ flag, given, enrolled string }{
+		{"id", *id, e.Node.ID}, {"country", *country, e.Node.Country}, {"region", *region, e.Node.Region},
+	} {
+		if f.given != "" && !strings.EqualFold(f.given, f.enrolled) {
+			return fmt.Errorf("--%s %s: the node is enrolled with %s %q", f.flag, f.given, f.flag, f.enrolled)
+		}
+	}
+	*id, *country, *region = e.Node.ID, e.Node.Country, e.Node.Region
+	n, nc, err := startNode(ctx, natsLink{url: *natsURL, ca: e.NATSCA}, e.NATSCreds, node.Config{
 		ID: *id, Country: *country, Region: *region, Listen: *listen, PublicURL: *publicURL,
 		MaxParticipants: *maxP, MaxBitrateBps: *maxBR, Logger: log,
 		UDPPort: *udpPort, TCPPort: *tcpPort, PublicIP: *publicIP, LoopbackOnly: *loopback, TURNPort: *turnPort,

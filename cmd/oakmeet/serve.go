@@ -24,6 +24,7 @@ import (
 	"github.com/oakmeet/oakmeet/demo"
 	"github.com/oakmeet/oakmeet/keyfile"
 	"github.com/oakmeet/oakmeet/locate"
+	"github.com/oakmeet/oakmeet/natsauth"
 	"github.com/oakmeet/oakmeet/node"
 	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/store"
@@ -49,6 +50,8 @@ func splitList(s string) []string {
 // serveSettings are serve's flags, read and checked.
 type serveSettings struct {
 	listen, dataDir, natsURL, natsListen string
+	natsCreds                            string
+	natsTLS                              natsTLSSettings
 	demoNodes                            []demo.Node
 	floor                                policy.Policy
 	locate                               locate.Config
@@ -62,7 +65,11 @@ func parseServe(args []string, stderr io.Writer) (serveSettings, string, time.Du
 		listen       = fs.String("listen", "127.0.0.1:8080", "HTTP address of the API and web app")
 		dataDir      = fs.String("data", defaultDataDir(), "directory for JetStream state and the signing key")
 		natsURL      = fs.String("nats", "", "use this NATS cluster instead of embedding one (e.g. nats://host:4222)")
-		natsListen   = fs.String("nats-listen", "", "address where the embedded NATS accepts other processes (default: loopback, random port)")
+		natsListen   = fs.String("nats-listen", "", "address where the embedded NATS accepts other processes (default: loopback, random port); beyond loopback it requires TLS")
+		natsCreds    = fs.String("nats-creds", "", "with --nats: the control plane's NATS credentials file (default: made from the keys under --data)")
+		natsTLSCert  = fs.String("nats-tls-cert", "", "embedded NATS: TLS certificate (PEM) instead of one signed by the deployment's own CA")
+		natsTLSKey   = fs.String("nats-tls-key", "", "embedded NATS: the key of --nats-tls-cert")
+		natsCA       = fs.String("nats-ca", "", "CA (PEM) the NATS server's certificate is verified with (default: the deployment's own CA with the embedded server, the system's with --nats)")
 		demoMode     = fs.Bool("demo", false, "run a demo: local media nodes in many countries, client location hints trusted")
 		nodes        = fs.Int("nodes", -1, "number of in-process demo nodes (default: all with --demo, else 0)")
 		block        = fs.String("block", "", "deployment floor: countries or groups no meeting may use, e.g. CN,RU")
@@ -83,6 +90,7 @@ func parseServe(args []string, stderr io.Writer) (serveSettings, string, time.Du
 	}
 	st := serveSettings{
 		listen: *listen, dataDir: *dataDir, natsURL: *natsURL, natsListen: *natsListen,
+		natsCreds: *natsCreds, natsTLS: natsTLSSettings{cert: *natsTLSCert, key: *natsTLSKey, ca: *natsCA},
 		floor:    policy.Policy{BlockedCountries: splitList(*block), BlockedRegions: splitList(*blockRegions), AllowedCountries: splitList(*allow)},
 		locate:   locate.Config{ProxyHeader: *proxyHeader, GeoIPFile: *geoipFile, TrustClientHints: *trustHints || *demoMode},
 		tokenTTL: *tokenTTL, nodeMax: *nodeMax,
@@ -121,7 +129,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := os.MkdirAll(st.dataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
-	srv, url, closeCP, err := startControlPlane(ctx, st, log, timing)
+	srv, link, auth, closeCP, err := startControlPlane(ctx, st, log, timing)
 	if err != nil {
 		return err
 	}
@@ -153,7 +161,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	startCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	for _, d := range st.demoNodes {
-		n, nodeNC, err := startNode(startCtx, url, node.Config{
+		// Each in-process node has its own NATS identity, as if enrolled.
+		creds, err := auth.NodeCreds(d.ID, time.Time{})
+		if err != nil {
+			stopAll()
+			wg.Wait()
+			return err
+		}
+		n, nodeNC, err := startNode(startCtx, link, creds, node.Config{
 			ID: d.ID, Country: d.Country, Region: d.Region, Listen: "127.0.0.1:0",
 			MaxParticipants: st.nodeMax, Logger: log, LoopbackOnly: true, TURNPort: -1, Timing: timing,
 		})
@@ -167,7 +182,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return n.Run(runCtx)
 		})
 	}
-	serveBanner(stdout, "http://"+ln.Addr().String(), url, st)
+	serveBanner(stdout, "http://"+ln.Addr().String(), link.url, st)
 
 	var runErr error
 	select {
@@ -182,10 +197,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return runErr
 }
 
-// startControlPlane opens the signing key, NATS (embedded unless --nats
-// names one), the store and the locator, and builds the control plane on
-// them; close releases them all.
-func startControlPlane(ctx context.Context, st serveSettings, log *slog.Logger, timing cluster.Timing) (srv *control.Server, natsURL string, close func(), err error) {
+// startControlPlane opens the signing key, the deployment's NATS identities,
+// NATS (embedded unless --nats names one), the store and the locator, and
+// builds the control plane on them; close releases them all.
+func startControlPlane(ctx context.Context, st serveSettings, log *slog.Logger, timing cluster.Timing) (srv *control.Server, link natsLink, auth *natsauth.Deployment, close func(), err error) {
 	var closers []func()
 	closeAll := func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -197,34 +212,53 @@ func startControlPlane(ctx context.Context, st serveSettings, log *slog.Logger, 
 			closeAll()
 		}
 	}()
+	fail := func(err error) (*control.Server, natsLink, *natsauth.Deployment, func(), error) {
+		return nil, natsLink{}, nil, nil, err
+	}
 	key, err := keyfile.LoadOrCreate(filepath.Join(st.dataDir, "control.key"))
 	if err != nil {
-		return nil, "", nil, err
+		return fail(err)
 	}
-	natsURL = st.natsURL
-	if natsURL == "" {
-		emb, err := bus.Embed(bus.EmbedConfig{StoreDir: filepath.Join(st.dataDir, "jetstream"), Listen: st.natsListen})
+	if auth, err = natsauth.LoadOrCreate(natsDir(st.dataDir)); err != nil {
+		return fail(err)
+	}
+	creds, err := controlCreds(st, auth)
+	if err != nil {
+		return fail(err)
+	}
+	link = natsLink{url: st.natsURL}
+	if link.url == "" {
+		serverTLS, ca, err := embeddedTLS(st.dataDir, st.natsListen, st.natsTLS)
 		if err != nil {
-			return nil, "", nil, err
+			return fail(err)
+		}
+		emb, err := bus.Embed(bus.EmbedConfig{StoreDir: filepath.Join(st.dataDir, "jetstream"), Listen: st.natsListen,
+			Auth: auth, TLS: serverTLS, TLSCA: ca})
+		if err != nil {
+			return fail(err)
 		}
 		closers = append(closers, emb.Shutdown)
-		natsURL = emb.URL()
-		log.Info("embedded NATS with JetStream", "url", natsURL, "store", filepath.Join(st.dataDir, "jetstream"))
+		link = natsLink{url: emb.URL(), ca: ca}
+		log.Info("embedded NATS with JetStream", "url", link.url, "store", filepath.Join(st.dataDir, "jetstream"), "tls", serverTLS != nil)
+	} else if st.natsTLS.ca != "" {
+		if link.ca, err = os.ReadFile(st.natsTLS.ca); err != nil {
+			return fail(fmt.Errorf("--nats-ca: %w", err))
+		}
 	}
-	nc, err := bus.Connect(natsURL, "oakmeet-control")
+	nc, err := link.connect("oakmeet-control", creds)
 	if err != nil {
-		return nil, "", nil, err
+		return fail(err)
 	}
 	closers = append(closers, nc.Close)
 	startCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	kv, err := store.Open(startCtx, nc)
 	if err != nil {
-		return nil, "", nil, err
+		return fail(err)
 	}
 	loc, err := locate.New(st.locate)
 	if err != nil {
-		return nil, "", nil, err
+		return fail(err)
 	}
 	closers = append(closers, func() { _ = loc.Close() })
 	srv, err = control.New(startCtx, control.Config{
@@ -232,9 +266,25 @@ func startControlPlane(ctx context.Context, st serveSettings, log *slog.Logger, 
 		TrustClientLocation: st.locate.TrustClientHints, Logger: log, Timing: timing,
 	})
 	if err != nil {
-		return nil, "", nil, err
+		return fail(err)
 	}
-	return srv, natsURL, closeAll, nil
+	return srv, link, auth, closeAll, nil
+}
+
+// controlCreds is the control plane's NATS identity: --nats-creds, or one
+// the deployment's account key issues.
+func controlCreds(st serveSettings, auth *natsauth.Deployment) ([]byte, error) {
+	if st.natsCreds == "" {
+		return auth.ControlCreds()
+	}
+	if st.natsURL == "" {
+		return nil, errors.New("--nats-creds is for an external NATS (--nats); the embedded one uses the keys under --data")
+	}
+	data, err := os.ReadFile(st.natsCreds)
+	if err != nil {
+		return nil, fmt.Errorf("--nats-creds: %w", err)
+	}
+	return data, nil
 }
 
 func serveBanner(w io.Writer, base, natsURL string, st serveSettings) {
@@ -247,10 +297,10 @@ func serveBanner(w io.Writer, base, natsURL string, st serveSettings) {
 	fmt.Fprintln(w, "Press Ctrl-C to stop.")
 }
 
-// startNode connects a media node to NATS at natsURL and builds it from
-// cfg; the caller runs it and closes the connection after.
-func startNode(ctx context.Context, natsURL string, cfg node.Config) (*node.Node, *nats.Conn, error) {
-	nc, err := bus.Connect(natsURL, "oakmeet-node-"+cfg.ID)
+// startNode connects a media node to NATS with its own credentials and
+// builds it from cfg; the caller runs it and closes the connection after.
+func startNode(ctx context.Context, link natsLink, creds []byte, cfg node.Config) (*node.Node, *nats.Conn, error) {
+	nc, err := link.connect("oakmeet-node-"+cfg.ID, creds)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,0 +1,60 @@
+package natsauth
+
+import (
+	"github.com/nats-io/jwt/v2"
+
+	"github.com/oakmeet/oakmeet/cluster"
+)
+
+// inboxRoot starts every reply subject. Each role gets its own branch under
+// it, so no one can subscribe to the replies another receives (a JetStream
+// read's answer is the data itself).
+const inboxRoot = "_INBOX"
+
+// ControlPermissions is the control plane's job: command any node, hear
+// every node's heartbeats and events, and own the account's JetStream (the
+// KV buckets and the audit stream).
+func ControlPermissions() jwt.Permissions {
+	return jwt.Permissions{
+		Pub: jwt.Permission{Allow: jwt.StringList{
+			cluster.SubjectCommand("*"),
+			cluster.AuditSubjectAll,
+			"$JS.API.>",
+			"$JS.FC.>",
+			"$JS.ACK.>",
+			"$KV." + cluster.BucketMeetings + ".>",
+			"$KV." + cluster.BucketNodes + ".>",
+			"$KV." + cluster.BucketControl + ".>",
+		}},
+		Sub: jwt.Permission{Allow: jwt.StringList{
+			cluster.SubjectHeartbeat("*"),
+			cluster.SubjectEvents("*"),
+			inboxRoot + ".control.>",
+		}},
+	}
+}
+
+// NodePermissions is media node id's job and no more: report its own
+// heartbeat and events, take its own commands, and read the control
+// bucket (the token key). It writes no KV, no stream, nothing of another
+// node.
+func NodePermissions(id string) (jwt.Permissions, error) {
+	if err := cluster.ValidNodeID(id); err != nil {
+		return jwt.Permissions{}, err
+	}
+	ctl := "KV_" + cluster.BucketControl
+	return jwt.Permissions{
+		Pub: jwt.Permission{Allow: jwt.StringList{
+			cluster.SubjectHeartbeat(id),
+			cluster.SubjectEvents(id),
+			"$JS.API.STREAM.INFO." + ctl,
+			"$JS.API.STREAM.MSG.GET." + ctl,
+			"$JS.API.DIRECT.GET." + ctl,
+			"$JS.API.DIRECT.GET." + ctl + ".>",
+		}},
+		Sub: jwt.Permission{Allow: jwt.StringList{
+			cluster.SubjectCommand(id),
+			inboxRoot + ".node." + id + ".>",
+		}},
+	}, nil
+}
