@@ -44,6 +44,8 @@
 //	 "not_after":1767225600,"not_before":1759449600,"region":"eu-central-1",
 //	 "serial":SERIAL}
 //
+// with, key by key:
+//
 //   - country: an ISO 3166-1 alpha-2 code of the geo catalogue, upper-case.
 //   - enrollment_key: KID, the enrollment key's id (see [KeyID]): 32
 //     lower-case hex digits, the first 16 bytes of SHA-256 of the raw 32-byte
@@ -60,6 +62,8 @@
 //
 //	{"enrollment_key":KID,"entries":[{"at":1760000000,"node":"de-fra-1",
 //	 "serial":SERIAL},...],"issued_at":1760000000,"seq":7}
+//
+// with:
 //
 //   - seq: 1 ≤ seq ≤ 2^53−1. A holder accepts a list only if its seq is
 //     greater than that of the list it holds (the same list again is a

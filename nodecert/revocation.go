@@ -166,6 +166,10 @@ func (w revocationsWire) validate() error {
 	if err := validUnix("issued_at", w.IssuedAt); err != nil {
 		return err
 	}
+	if w.Entries == nil {
+		// An empty list is [], never null: one encoding per list.
+		return fmt.Errorf("entries: null, want a list")
+	}
 	for i, e := range w.Entries {
 		if err := e.validate(); err != nil {
 			return fmt.Errorf("entry %d: %w", i, err)
