@@ -46,8 +46,13 @@ const (
 	BucketMeetings = "oakmeet_meetings"
 	BucketControl  = "oakmeet_control"
 	// KeyTokenPublicKey holds the control plane's Ed25519 public key (raw
-	// 32 bytes) that nodes use to verify join tokens.
+	// 32 bytes). A node not given the key at start reads it here once and
+	// pins it; nothing written here later changes what it accepts.
 	KeyTokenPublicKey = "token_public_key"
+	// KeyTokenRotation holds the token key's rotation statements, one a
+	// line, oldest first (token.SignRotation). Nodes pin the token key and
+	// move to another only along statements signed by the key they hold.
+	KeyTokenRotation = "token_key_rotation"
 	// StreamAudit holds the audit log; entries are on AuditSubject(chain).
 	StreamAudit = "OAKMEET_AUDIT"
 )
@@ -175,12 +180,14 @@ type NodeInfo struct {
 	TURN *TURNService `json:"turn,omitempty"`
 }
 
-// TURNService is a node's TURN server: its URLs and the secret the
-// control plane issues credentials with (package turncred). The secret
-// travels only inside the cluster, never to clients.
+// TURNService is a node's TURN server: its URLs, and its public X25519
+// key that the control plane derives each credential's password with
+// (package turncred), signed by the node's identity key. Nothing in it is
+// secret.
 type TURNService struct {
 	URLs   []string `json:"urls"`
-	Secret []byte   `json:"secret"`
+	Key    []byte   `json:"key"`
+	KeySig []byte   `json:"key_sig"`
 }
 
 // Heartbeat is a node's periodic report.

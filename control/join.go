@@ -9,16 +9,13 @@ import (
 
 	"github.com/oakmeet/oakmeet/api"
 	"github.com/oakmeet/oakmeet/audit"
+	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/locate"
 	"github.com/oakmeet/oakmeet/placement"
 	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/token"
 	"github.com/oakmeet/oakmeet/turncred"
 )
-
-// turnLifetime bounds a TURN credential: long enough for a meeting's
-// allocation refreshes, short enough to be useless soon after.
-const turnLifetime = 12 * time.Hour
 
 // join places a participant, records it in the meeting and the audit log,
 // and issues the token for the chosen node. A refusal is audited too. The
@@ -141,11 +138,40 @@ func (s *Server) joinResponse(meetingID, pid, name string, seat placed, loc loca
 		ICEServers:    []api.ICEServer{},
 		Location:      api.JoinLocation{Country: loc.Location.Country, Source: string(loc.Source)},
 	}
-	if t := seat.Info.TURN; t != nil {
-		user, pass := turncred.Issue(t.Secret, pid, now.Add(turnLifetime))
-		resp.ICEServers = append(resp.ICEServers, api.ICEServer{URLs: t.URLs, Username: user, Credential: pass})
+	if ice, err := s.turnCredential(seat.Info, meetingID, pid, now, claims.Expires); err != nil {
+		s.log.Warn("no TURN credential", "meeting", meetingID, "participant", pid, "node", seat.Node.ID, "err", err)
+	} else if ice != nil {
+		resp.ICEServers = append(resp.ICEServers, *ice)
 	}
 	return resp, nil
+}
+
+// turnCredential is the placed node's TURN server with a credential for
+// this participant of this meeting on that node only, expiring with the
+// join token (turncred). Its password is derived for the node's TURN key,
+// which must be signed by the node's identity key; nil without a TURN
+// server.
+func (s *Server) turnCredential(node cluster.NodeInfo, meetingID, pid string, now, expires time.Time) (*api.ICEServer, error) {
+	t := node.TURN
+	if t == nil {
+		return nil, nil
+	}
+	key, err := turncred.VerifyNodeKey(node.IdentityKey, t.Key, t.KeySig)
+	if err != nil {
+		return nil, err
+	}
+	// The credential cannot outlive the join token, and whole seconds
+	// round its expiry down.
+	if limit := now.Add(turncred.MaxLifetime); expires.After(limit) {
+		expires = limit
+	}
+	user, pass, err := turncred.Issue(s.cfg.Key, key, turncred.Claims{
+		Node: node.ID, Meeting: meetingID, Participant: pid, IssuedAt: now, Expires: expires,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &api.ICEServer{URLs: t.URLs, Username: user, Credential: pass}, nil
 }
 
 func locationText(loc locate.Result) string {

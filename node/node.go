@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -62,8 +63,15 @@ type Config struct {
 	Logger       *slog.Logger
 	// IdentityKey authenticates the node's relay links to other nodes;
 	// nil generates one at start. Its public half is in the node's
-	// registration (cluster.NodeInfo.IdentityKey).
+	// registration (cluster.NodeInfo.IdentityKey). The TURN server's key
+	// is derived from it (turncred.NodeKey).
 	IdentityKey ed25519.PrivateKey
+	// TokenKey is the control plane's token key, pinned: the only key
+	// join tokens, relay tokens and TURN credentials are accepted from,
+	// unless a rotation statement signed by it hands over to another
+	// (token.FollowRotations). Nil trusts the key the control plane
+	// stored on first use (cluster.KeyTokenPublicKey) and pins that.
+	TokenKey ed25519.PublicKey
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Timing is the cluster's clock settings, the same as the control
@@ -85,8 +93,11 @@ type Node struct {
 
 	draining atomic.Bool
 	leaving  atomic.Bool
-	pub      atomic.Pointer[ed25519.PublicKey]
-	identity ed25519.PrivateKey
+	// pub is the pinned token key (tokenkey.go); rotationRead is when
+	// rotation statements were last read, in Unix nanoseconds.
+	pub          atomic.Pointer[ed25519.PublicKey]
+	rotationRead atomic.Int64
+	identity     ed25519.PrivateKey
 
 	// Relay links being dialled or served by this node as the dialler;
 	// linkCtx is set by Run and ends with it.
@@ -147,6 +158,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if len(cfg.IdentityKey) != ed25519.PrivateKeySize {
 		return nil, fmt.Errorf("node %s: identity key has %d bytes, want %d", cfg.ID, len(cfg.IdentityKey), ed25519.PrivateKeySize)
 	}
+	if cfg.TokenKey != nil && len(cfg.TokenKey) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("node %s: token key has %d bytes, want %d", cfg.ID, len(cfg.TokenKey), ed25519.PublicKeySize)
+	}
 	// A node's NATS identity may read the token key and write no KV: it
 	// announces its registration in its heartbeats, the control plane
 	// stores it.
@@ -162,17 +176,21 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node %s: media: %w", cfg.ID, err)
 	}
-	var relay *turnServer
+	n := &Node{
+		cfg:      cfg,
+		log:      cfg.Logger.With("node", cfg.ID),
+		now:      cfg.Now,
+		store:    st,
+		sfu:      media,
+		identity: cfg.IdentityKey,
+		dialing:  map[linkKey]context.CancelFunc{},
+	}
+	if cfg.TokenKey != nil {
+		key := slices.Clone(cfg.TokenKey)
+		n.pub.Store(&key)
+	}
 	if cfg.TURNPort != 0 {
-		host := "0.0.0.0"
-		if cfg.LoopbackOnly {
-			host = "127.0.0.1"
-		}
-		ip, err := relayAddress(cfg.PublicIP, cfg.LoopbackOnly)
-		if err == nil {
-			relay, err = startTURN(host, cfg.TURNPort, ip, cfg.Now, cfg.Logger.With("node", cfg.ID))
-		}
-		if err != nil {
+		if n.turn, err = n.startTURN(); err != nil {
 			_ = media.Close()
 			return nil, fmt.Errorf("node %s: %w", cfg.ID, err)
 		}
@@ -180,8 +198,8 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		_ = media.Close()
-		if relay != nil {
-			_ = relay.close()
+		if n.turn != nil {
+			_ = n.turn.close()
 		}
 		return nil, fmt.Errorf("node %s: listen: %w", cfg.ID, err)
 	}
@@ -189,25 +207,15 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if url == "" {
 		url = "ws://" + ln.Addr().String() + "/ws"
 	}
-	n := &Node{
-		cfg:      cfg,
-		log:      cfg.Logger.With("node", cfg.ID),
-		now:      cfg.Now,
-		store:    st,
-		sfu:      media,
-		turn:     relay,
-		ln:       ln,
-		identity: cfg.IdentityKey,
-		dialing:  map[linkKey]context.CancelFunc{},
-		info: cluster.NodeInfo{
-			ID: cfg.ID, Country: c.Code, Region: loc.Region, Lat: loc.Lat, Lon: loc.Lon,
-			URL: url, MaxParticipants: cfg.MaxParticipants, MaxBitrateBps: cfg.MaxBitrateBps,
-			Started:     cfg.Now().UTC(),
-			IdentityKey: cfg.IdentityKey.Public().(ed25519.PublicKey),
-		},
+	n.ln = ln
+	n.info = cluster.NodeInfo{
+		ID: cfg.ID, Country: c.Code, Region: loc.Region, Lat: loc.Lat, Lon: loc.Lon,
+		URL: url, MaxParticipants: cfg.MaxParticipants, MaxBitrateBps: cfg.MaxBitrateBps,
+		Started:     cfg.Now().UTC(),
+		IdentityKey: cfg.IdentityKey.Public().(ed25519.PublicKey),
 	}
-	if relay != nil {
-		info := relay.info
+	if n.turn != nil {
+		info := n.turn.info
 		n.info.TURN = &info
 	}
 	mux := http.NewServeMux()
@@ -227,6 +235,11 @@ func (n *Node) Drain() { n.draining.Store(true) }
 // Run serves until ctx ends, then shuts down, its last heartbeat saying
 // it is leaving.
 func (n *Node) Run(ctx context.Context) error {
+	// Pin the token key now if the control plane has stored it; if not,
+	// the first token checked pins it.
+	if _, err := n.tokenKey(ctx); err != nil {
+		n.log.Info("token key not pinned yet", "err", err)
+	}
 	linkCtx, stopLinks := context.WithCancel(context.Background())
 	defer stopLinks()
 	n.linkMu.Lock()

@@ -58,6 +58,9 @@ func (n *Node) handleSignaling(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log := n.log.With("meeting", claims.Meeting, "participant", claims.Participant)
+	if n.turn != nil {
+		n.turn.grants.returned(claims.Meeting, claims.Participant)
+	}
 	n.publishEvent(cluster.Event{Kind: cluster.EventConnected, Meeting: claims.Meeting, Participant: claims.Participant})
 	log.Info("participant connected")
 	err = n.sfu.Serve(ctx, conn, sfu.Identity{Meeting: claims.Meeting, Participant: claims.Participant, Name: claims.Name, Joined: claims.IssuedAt})
@@ -76,6 +79,11 @@ func (n *Node) handleSignaling(w http.ResponseWriter, r *http.Request) {
 		reason = "connection lost"
 	}
 	log.Info("participant disconnected", "reason", reason, "err", err)
+	// Its TURN credential stops working with it: nothing relays for a
+	// participant who is not here.
+	if n.turn != nil {
+		n.turn.grants.left(claims.Meeting, claims.Participant, n.now())
+	}
 	n.publishEvent(cluster.Event{Kind: cluster.EventDisconnected, Meeting: claims.Meeting, Participant: claims.Participant, Reason: reason})
 }
 
@@ -132,45 +140,6 @@ func refuse(ctx context.Context, conn sfu.Conn, code, msg string) {
 	defer cancel()
 	_ = conn.Write(wctx, data)
 	_ = conn.Close(code + ": " + msg)
-}
-
-// errNoTokenKey means a token could not be checked: the control plane's
-// token key could not be read.
-var errNoTokenKey = errors.New("node cannot verify tokens yet")
-
-// verifyToken runs verify with the control plane's token key. On a bad
-// signature it reads the key again and verifies once more: the control
-// plane may have a new key (restarted with new data).
-func (n *Node) verifyToken(ctx context.Context, verify func(ed25519.PublicKey) error) error {
-	pub, err := n.tokenKey(ctx, false)
-	if err != nil {
-		return fmt.Errorf("%w: %w", errNoTokenKey, err)
-	}
-	err = verify(pub)
-	if errors.Is(err, token.ErrBadSignature) {
-		if pub, kerr := n.tokenKey(ctx, true); kerr == nil {
-			err = verify(pub)
-		}
-	}
-	return err
-}
-
-// tokenKey returns the control plane's token key, reading it from the
-// store on first use or when refresh is set.
-func (n *Node) tokenKey(ctx context.Context, refresh bool) (ed25519.PublicKey, error) {
-	if p := n.pub.Load(); p != nil && !refresh {
-		return *p, nil
-	}
-	raw, err := n.store.Control(ctx, cluster.KeyTokenPublicKey)
-	if err != nil {
-		return nil, err
-	}
-	if len(raw) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("token key has %d bytes", len(raw))
-	}
-	key := ed25519.PublicKey(raw)
-	n.pub.Store(&key)
-	return key, nil
 }
 
 func (n *Node) publishEvent(e cluster.Event) {

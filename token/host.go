@@ -4,7 +4,9 @@
 // which the control plane admits a participant to one meeting on one media
 // node; and relay tokens, with which it lets one node open a relay link for
 // a meeting to another, naming both nodes' identity keys and the meeting's
-// effective policy. Nodes check signed tokens without asking anyone.
+// effective policy; and rotation statements, with which a retiring token key
+// hands over to its successor. Nodes check signed tokens without asking
+// anyone, against the key they pinned.
 //
 // A join token is "v1." + base64url(payload) + "." + base64url(signature),
 // unpadded, where the payload is the JSON of [JoinClaims] and the signature
