@@ -100,7 +100,7 @@ func (s *Server) view(m *meeting) (api.Meeting, error) {
 func (s *Server) allowedHealthy(eff policy.Effective) []string {
 	out := []string{}
 	for _, n := range s.owner.live().list() {
-		if n.Healthy && eff.Allows(n.Country, n.Region) {
+		if n.Healthy && n.Certified && eff.Allows(n.Country, n.Region) {
 			out = append(out, n.ID)
 		}
 	}

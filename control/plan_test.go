@@ -24,7 +24,8 @@ var (
 )
 
 func fakeNode(id, country, region string, mods ...func(*nodeState)) *nodeState {
-	n := &nodeState{Info: cluster.NodeInfo{ID: id, Country: country, Region: region, URL: "ws://" + id}, Healthy: true, LastSeen: t0}
+	info := enrolled(cluster.NodeInfo{ID: id, Country: country, Region: region, URL: "ws://" + id})
+	n := &nodeState{Info: info, Healthy: true, LastSeen: t0, Cert: certStatus{text: info.Cert, verified: true, ok: true}}
 	for _, m := range mods {
 		m(n)
 	}
