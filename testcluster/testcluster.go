@@ -56,12 +56,12 @@ func World() []NodeSpec {
 // Cluster is a control plane with real in-process nodes over an embedded
 // NATS server.
 type Cluster struct {
-	t     testing.TB
-	URL   string            // the control plane's base URL
-	API   *apiclient.Client // speaks to URL; RestartControl replaces both
-	Srv   *control.Server
-	dir   string
-	key   ed25519.PrivateKey
+	t   testing.TB
+	URL string            // the control plane's base URL
+	API *apiclient.Client // speaks to URL; RestartControl replaces both
+	Srv *control.Server
+	dir string
+	key ed25519.PrivateKey
 	// enroll is the deployment's enrollment key, which certifies every
 	// node the cluster starts; revocations is the newest revocation list
 	// (seq revSeq, entries revoked), kept across RestartControl.
@@ -69,13 +69,13 @@ type Cluster struct {
 	revocations []byte
 	revSeq      uint64
 	revoked     []nodecert.Revocation
-	floor policy.Policy
-	emb   *bus.Embedded
-	auth  *natsauth.Deployment
-	http  *httptest.Server
-	stop  context.CancelFunc
-	wg    sync.WaitGroup
-	nodes map[string]context.CancelFunc
+	floor       policy.Policy
+	emb         *bus.Embedded
+	auth        *natsauth.Deployment
+	http        *httptest.Server
+	stop        context.CancelFunc
+	wg          sync.WaitGroup
+	nodes       map[string]context.CancelFunc
 	// Timing is every clock of the control plane and the nodes.
 	Timing cluster.Timing
 }
