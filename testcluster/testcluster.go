@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -226,6 +227,8 @@ func (c *Cluster) Revoke(ids ...string) {
 	c.t.Helper()
 	now := time.Now()
 	for _, id := range ids {
+		// A node revoked again is revoked up to now.
+		c.revoked = slices.DeleteFunc(c.revoked, func(r nodecert.Revocation) bool { return r.NodeID == id })
 		c.revoked = append(c.revoked, nodecert.Revocation{NodeID: id, At: now})
 	}
 	c.revSeq++
