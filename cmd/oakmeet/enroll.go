@@ -97,19 +97,29 @@ func runEnroll(_ context.Context, args []string, stdout, stderr io.Writer) error
 	return nil
 }
 
-// enroll makes a node's identity key, certificate and NATS credentials, and
-// reads the token key it pins. The certificate is signed with the
-// enrollment key at keyPath; who names the node and where it is.
+// enroll makes a node's enrollment from the keys under dataDir, the
+// certificate signed with the enrollment key at keyPath; who names the node
+// and where it is.
 func enroll(dataDir, keyPath string, who nodecert.Cert, validFor time.Duration) (enrollment.Enrollment, error) {
-	var e enrollment.Enrollment
 	ekey, err := loadEnrollmentKey(keyPath, dataDir)
 	if err != nil {
-		return e, err
+		return enrollment.Enrollment{}, err
 	}
 	tokenKey, err := keyfile.LoadOrCreate(filepath.Join(dataDir, controlKeyFile))
 	if err != nil {
-		return e, err
+		return enrollment.Enrollment{}, err
 	}
+	auth, err := natsauth.LoadOrCreate(natsDir(dataDir))
+	if err != nil {
+		return enrollment.Enrollment{}, err
+	}
+	return issueEnrollment(ekey, auth, tokenKey.Public().(ed25519.PublicKey), who, validFor)
+}
+
+// issueEnrollment makes a node's identity key, its certificate valid from
+// now for validFor, and its NATS credentials, and pins tokenKey.
+func issueEnrollment(ekey ed25519.PrivateKey, auth *natsauth.Deployment, tokenKey ed25519.PublicKey, who nodecert.Cert, validFor time.Duration) (enrollment.Enrollment, error) {
+	var e enrollment.Enrollment
 	pub, identity, err := ed25519.GenerateKey(nil)
 	if err != nil {
 		return e, err
@@ -122,14 +132,10 @@ func enroll(dataDir, keyPath string, who nodecert.Cert, validFor time.Duration) 
 	if e.Cert, err = nodecert.Issue(ekey, who); err != nil {
 		return e, err
 	}
-	auth, err := natsauth.LoadOrCreate(natsDir(dataDir))
-	if err != nil {
-		return e, err
-	}
 	if e.NATSCreds, err = auth.NodeCreds(who.NodeID, time.Time{}); err != nil {
 		return e, err
 	}
-	e.Identity, e.TokenKey = identity, tokenKey.Public().(ed25519.PublicKey)
+	e.Identity, e.TokenKey = identity, tokenKey
 	e.Node = enrollment.Node{ID: who.NodeID, Country: who.Country, Region: who.Region}
 	return e, nil
 }

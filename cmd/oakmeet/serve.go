@@ -23,7 +23,6 @@ import (
 	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/control"
 	"github.com/oakmeet/oakmeet/demo"
-	"github.com/oakmeet/oakmeet/enrollment"
 	"github.com/oakmeet/oakmeet/keyfile"
 	"github.com/oakmeet/oakmeet/locate"
 	"github.com/oakmeet/oakmeet/natsauth"
@@ -141,21 +140,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := os.MkdirAll(st.dataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
-	if st.enrollmentPub, err = servePublicKey(st.enrollmentPubFile, st.dataDir); err != nil {
+	demoEnroll, err := st.resolveEnrollment()
+	if err != nil {
 		return err
-	}
-	if _, st.revocations, err = readRevocations(st.dataDir, st.enrollmentPub); err != nil {
-		return err
-	}
-	// In-process nodes are enrolled here, so their key must be at hand.
-	var demoEnroll ed25519.PrivateKey
-	if len(st.demoNodes) > 0 {
-		if demoEnroll, err = loadEnrollmentKey(defaultEnrollmentKey(st.dataDir), st.dataDir); err != nil {
-			return err
-		}
-		if !demoEnroll.Public().(ed25519.PublicKey).Equal(st.enrollmentPub) {
-			return errors.New("in-process nodes are enrolled with <data>/enrollment.key, which is not the key of --enrollment-public-key")
-		}
 	}
 	srv, link, auth, closeCP, err := startControlPlane(ctx, st, log, timing)
 	if err != nil {
@@ -195,7 +182,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, d := range st.demoNodes {
 		// Each in-process node is enrolled as another would be: its own
 		// NATS identity, certificate and identity key.
-		e, err := enrollDemoNode(demoEnroll, auth, srv.PublicKey(), d)
+		e, err := issueEnrollment(demoEnroll, auth, srv.PublicKey(),
+			nodecert.Cert{NodeID: d.ID, Country: d.Country, Region: d.Region}, demoCertValidity)
 		if err != nil {
 			stopAll()
 			wg.Wait()
@@ -229,6 +217,30 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	_ = httpSrv.Shutdown(shutCtx)
 	wg.Wait()
 	return runErr
+}
+
+// resolveEnrollment reads the enrollment public key and the revocation
+// list in force into st, and returns the enrollment key itself when there
+// are in-process nodes to enroll (nil otherwise: serve needs no more).
+func (st *serveSettings) resolveEnrollment() (ed25519.PrivateKey, error) {
+	var err error
+	if st.enrollmentPub, err = servePublicKey(st.enrollmentPubFile, st.dataDir); err != nil {
+		return nil, err
+	}
+	if _, st.revocations, err = readRevocations(st.dataDir, st.enrollmentPub); err != nil {
+		return nil, err
+	}
+	if len(st.demoNodes) == 0 {
+		return nil, nil
+	}
+	key, err := loadEnrollmentKey(defaultEnrollmentKey(st.dataDir), st.dataDir)
+	if err != nil {
+		return nil, err
+	}
+	if !key.Public().(ed25519.PublicKey).Equal(st.enrollmentPub) {
+		return nil, errors.New("in-process nodes are enrolled with <data>/enrollment.key, which is not the key of --enrollment-public-key")
+	}
+	return key, nil
 }
 
 // startControlPlane opens the signing key, the deployment's NATS identities,
@@ -332,32 +344,9 @@ func serveBanner(w io.Writer, base, natsURL string, st serveSettings) {
 	fmt.Fprintln(w, "Press Ctrl-C to stop.")
 }
 
-// enrollDemoNode is an in-process node's enrollment, made as `oakmeet
-// enroll` makes one but kept in memory: it lasts as long as the process.
-func enrollDemoNode(key ed25519.PrivateKey, auth *natsauth.Deployment, tokenKey ed25519.PublicKey, d demo.Node) (enrollment.Enrollment, error) {
-	var e enrollment.Enrollment
-	pub, identity, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		return e, err
-	}
-	serial, err := nodecert.NewSerial()
-	if err != nil {
-		return e, err
-	}
-	now := time.Now()
-	if e.Cert, err = nodecert.Issue(key, nodecert.Cert{Serial: serial, NodeID: d.ID, Country: d.Country, Region: d.Region,
-		IdentityKey: pub, NotBefore: now, NotAfter: now.Add(demoCertValidity)}); err != nil {
-		return e, err
-	}
-	if e.NATSCreds, err = auth.NodeCreds(d.ID, time.Time{}); err != nil {
-		return e, err
-	}
-	e.Identity, e.TokenKey = identity, tokenKey
-	return e, nil
-}
-
-// demoCertValidity is how long an in-process node's certificate lasts: a
-// demo runs for days at most, and each start enrolls its nodes afresh.
+// demoCertValidity is how long an in-process node's certificate lasts: its
+// enrollment is made at each start and kept in memory, and a demo runs for
+// days at most.
 const demoCertValidity = 30 * 24 * time.Hour
 
 // startNode connects a media node to NATS with its own credentials and
