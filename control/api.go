@@ -429,7 +429,8 @@ func meetingRelays(live *liveView, meetingID string, eff policy.Effective) []api
 				Connected: l.Connected,
 				Since:     l.Since,
 				Closing: live.pending[meetingID].closing(ns.Info.ID, l.Peer) ||
-					!eff.Allows(ns.Info.Country, ns.Info.Region) || !eff.Allows(peer.Info.Country, peer.Info.Region),
+					!eff.Allows(ns.Info.Country, ns.Info.Region) || !eff.Allows(peer.Info.Country, peer.Info.Region) ||
+					!ns.Cert.ok || !peer.Cert.ok,
 			})
 		}
 	}

@@ -188,3 +188,40 @@ func TestCertifierNamesTheFieldThatDiffers(t *testing.T) {
 		}
 	}
 }
+
+// A revoked node's relay links are closed at both ends, and none is
+// ordered to it again.
+func TestRevokedNodeLosesItsRelays(t *testing.T) {
+	r := startRig(t, "de-fra:DE", "us-iad:US", "us-ord:US")
+	m := r.createMeeting(policy.Policy{})
+	r.join(m.ID, "DE", "")
+	us := r.join(m.ID, "US", "")
+	r.waitFor("the relay ordered", func() bool { return len(r.commands(ofKind(cluster.CommandRelay))) > 0 })
+	r.setNode("de-fra", func(n *fakeNodeState) {
+		n.relays = []cluster.RelayLink{{Meeting: m.ID, Peer: us.Node.ID, Dialer: true, Connected: true}}
+	})
+	r.waitFor("the link reported", func() bool { return len(r.routing(m.ID).Relays) == 1 })
+	list, _ := nodecert.IssueRevocation(testEnrollmentKey, nodecert.Revocations{Seq: 1, IssuedAt: time.Now(),
+		Entries: []nodecert.Revocation{{NodeID: us.Node.ID, At: time.Now()}}})
+	if err := r.srv.SetRevocations(context.Background(), list); err != nil {
+		t.Fatal(err)
+	}
+	r.waitFor("both ends of the link told to close it", func() bool {
+		got := r.commands(ofKind(cluster.CommandUnrelay))
+		return slices.Contains(got, "unrelay de-fra>"+us.Node.ID) && slices.Contains(got, "unrelay "+us.Node.ID+">de-fra")
+	})
+	if v := r.routing(m.ID); len(v.Relays) != 1 || !v.Relays[0].Closing {
+		t.Fatalf("routing relays %+v", v.Relays)
+	}
+	r.expectCommands(forParticipant(us.ParticipantID), "move "+us.Node.ID+" "+us.ParticipantID+" "+api.ReasonNodeUncertified)
+	relays := len(r.commands(ofKind(cluster.CommandRelay)))
+	// The link stays reported for a while: it is told again to close, and
+	// no relay is ordered to the revoked node meanwhile.
+	n := len(r.commands(ofKind(cluster.CommandUnrelay)))
+	r.waitFor("the reported link closed again", func() bool { return len(r.commands(ofKind(cluster.CommandUnrelay))) > n })
+	for _, c := range r.commands(ofKind(cluster.CommandRelay))[relays:] {
+		if strings.Contains(c, us.Node.ID) {
+			t.Fatalf("a relay to the revoked node was ordered: %s", c)
+		}
+	}
+}
