@@ -94,6 +94,12 @@ type Node struct {
 	Load     Load       `json:"load"`
 	Capacity Capacity   `json:"capacity"`
 	LastSeen *time.Time `json:"last_seen,omitempty"`
+	// Certified: the node's certificate verifies against the enrollment
+	// key, is valid and unrevoked, and matches its registration. Only a
+	// certified node is given participants, relay links or TURN;
+	// CertError says why one is not.
+	Certified bool   `json:"certified"`
+	CertError string `json:"cert_error,omitempty"`
 }
 
 // Load is a node's current load: what it reports, and the participants the
@@ -252,7 +258,11 @@ const (
 	ReasonNodeDraining       = "node_draining"
 	ReasonDrainNoAllowedNode = "node_draining_no_allowed_node"
 	ReasonNodeDown           = "node_down"
-	ReasonMoved              = "moved"
+	// A node whose certificate no longer holds (revoked, expired, not
+	// matching its registration) is left as one the policy forbids.
+	ReasonNodeUncertified          = "node_uncertified"
+	ReasonUncertifiedNoAllowedNode = "node_uncertified_no_allowed_node"
+	ReasonMoved                    = "moved"
 )
 
 // AuditEntries is GET /api/audit.

@@ -176,6 +176,10 @@ type NodeInfo struct {
 	// IdentityKey is the node's Ed25519 public key; relay links between
 	// nodes are authenticated with it, vouched for by the control plane.
 	IdentityKey []byte `json:"identity_key,omitempty"`
+	// Cert is the node's certificate from its enrollment (package
+	// nodecert): the control plane believes the id, country, region and
+	// identity key above only as far as this vouches for them.
+	Cert string `json:"cert,omitempty"`
 	// TURN is the node's built-in TURN server, if it runs one.
 	TURN *TURNService `json:"turn,omitempty"`
 }

@@ -100,7 +100,7 @@ func (s *Server) view(m *meeting) (api.Meeting, error) {
 func (s *Server) allowedHealthy(eff policy.Effective) []string {
 	out := []string{}
 	for _, n := range s.owner.live().list() {
-		if n.Healthy && eff.Allows(n.Country, n.Region) {
+		if n.Healthy && n.Certified && eff.Allows(n.Country, n.Region) {
 			out = append(out, n.ID)
 		}
 	}
@@ -429,7 +429,8 @@ func meetingRelays(live *liveView, meetingID string, eff policy.Effective) []api
 				Connected: l.Connected,
 				Since:     l.Since,
 				Closing: live.pending[meetingID].closing(ns.Info.ID, l.Peer) ||
-					!eff.Allows(ns.Info.Country, ns.Info.Region) || !eff.Allows(peer.Info.Country, peer.Info.Region),
+					!eff.Allows(ns.Info.Country, ns.Info.Region) || !eff.Allows(peer.Info.Country, peer.Info.Region) ||
+					!ns.Cert.ok || !peer.Cert.ok,
 			})
 		}
 	}

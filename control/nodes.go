@@ -24,7 +24,13 @@ type nodeState struct {
 	MeetingBytes map[string]uint64
 	// Relays are the node's relay links, as last reported.
 	Relays []cluster.RelayLink
+	// Cert is where the node's certificate stands (certs.go): only a
+	// certified node is given participants or relay links.
+	Cert certStatus
 }
+
+// usable reports whether participants and relay links may go to the node.
+func (n *nodeState) usable() bool { return n.Healthy && n.Cert.ok }
 
 // registry tracks nodes from their heartbeats. It belongs to the owner
 // goroutine and has no lock.
@@ -49,19 +55,20 @@ func (r *registry) known(info cluster.NodeInfo) {
 	}
 }
 
-// heartbeat records a report; it returns true if the node just became
-// healthy.
-func (r *registry) heartbeat(hb cluster.Heartbeat, now time.Time) (cameUp bool) {
+// heartbeat records a report and where its certificate stands; it returns
+// true if the node just became healthy.
+func (r *registry) heartbeat(hb cluster.Heartbeat, cert certStatus, now time.Time) (cameUp bool) {
 	old, ok := r.nodes[hb.Node.ID]
 	if !ok {
 		old = &nodeState{}
 	}
 	changed := !ok || !old.Healthy || old.Draining != hb.Draining || old.Load.Participants != hb.Load.Participants ||
-		old.Load.BitrateInBps+old.Load.BitrateOutBps != hb.Load.BitrateInBps+hb.Load.BitrateOutBps || !sameInfo(old.Info, hb.Node)
+		old.Load.BitrateInBps+old.Load.BitrateOutBps != hb.Load.BitrateInBps+hb.Load.BitrateOutBps || !sameInfo(old.Info, hb.Node) ||
+		old.Cert.ok != cert.ok || old.Cert.code != cert.code
 	// Every report replaces the byte counts whole: a node lists only its
 	// live meetings, and a count that went down is taken as a restart.
 	r.nodes[hb.Node.ID] = &nodeState{Info: hb.Node, Load: hb.Load, Draining: hb.Draining, LastSeen: now, Healthy: true,
-		MeetingBytes: hb.MeetingBytes, Relays: hb.Relays}
+		MeetingBytes: hb.MeetingBytes, Relays: hb.Relays, Cert: cert}
 	if changed {
 		r.version++
 	}
@@ -88,6 +95,19 @@ func (r *registry) expire(now time.Time, timeout time.Duration) []cluster.NodeIn
 	return down
 }
 
+// setCert records a node's certificate status changing.
+func (r *registry) setCert(id string, st certStatus) {
+	if n, ok := r.nodes[id]; ok {
+		c := *n
+		c.Cert = st
+		r.nodes[id] = &c
+		r.version++
+	}
+}
+
+// ids lists the nodes' ids, sorted.
+func (r *registry) ids() []string { return slices.Sorted(maps.Keys(r.nodes)) }
+
 func (r *registry) assign(nodeID string, delta int) {
 	r.assigned[nodeID] += delta
 	if r.assigned[nodeID] <= 0 {
@@ -112,7 +132,8 @@ func (r *registry) snapshot() *placement.Snapshot {
 		nodes = append(nodes, placement.Node{
 			ID: n.Info.ID, Country: n.Info.Country, Region: n.Info.Region,
 			Lat: n.Info.Lat, Lon: n.Info.Lon,
-			Healthy: n.Healthy, Draining: n.Draining,
+			// An uncertified node is never placed on, whatever its health.
+			Healthy: n.usable(), Draining: n.Draining,
 			// The node's own count lags a join by up to a heartbeat; what
 			// the control plane has placed is never behind.
 			Participants:    max(n.Load.Participants, r.assigned[n.Info.ID]),
@@ -163,7 +184,7 @@ func (v *liveView) list() []api.Node {
 	for _, n := range v.nodes {
 		a := api.Node{
 			ID: n.Info.ID, Country: n.Info.Country, Region: n.Info.Region, URL: n.Info.URL,
-			Healthy: n.Healthy, Draining: n.Draining,
+			Healthy: n.Healthy, Draining: n.Draining, Certified: n.Cert.ok, CertError: n.Cert.msg,
 			Load:     api.Load{Load: n.Load, Assigned: v.assigned[n.Info.ID]},
 			Capacity: api.Capacity{MaxParticipants: n.Info.MaxParticipants, MaxBitrateBps: n.Info.MaxBitrateBps},
 		}
@@ -179,6 +200,6 @@ func (v *liveView) list() []api.Node {
 func sameInfo(a, b cluster.NodeInfo) bool {
 	return a.ID == b.ID && a.Country == b.Country && a.Region == b.Region && a.URL == b.URL &&
 		a.MaxParticipants == b.MaxParticipants && a.MaxBitrateBps == b.MaxBitrateBps &&
-		a.Lat == b.Lat && a.Lon == b.Lon && string(a.IdentityKey) == string(b.IdentityKey) &&
+		a.Lat == b.Lat && a.Lon == b.Lon && string(a.IdentityKey) == string(b.IdentityKey) && a.Cert == b.Cert &&
 		(a.TURN == nil) == (b.TURN == nil)
 }

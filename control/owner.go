@@ -43,6 +43,7 @@ type owner struct {
 	tokenTTL time.Duration
 	rand     *rand.Rand
 	nodes    *registry
+	certs    *certifier
 	seats    map[string]seat // by participant
 	active   map[string]bool // meetings with participants
 	pending  map[string]*meetingPending
@@ -73,8 +74,8 @@ type seat struct {
 	stored        bool
 }
 
-func newOwner(t cluster.Timing, tokenTTL time.Duration, rnd *rand.Rand, log *slog.Logger) *owner {
-	o := &owner{mbox: newMailbox(), log: log, timing: t, tokenTTL: tokenTTL, rand: rnd, nodes: newRegistry(),
+func newOwner(t cluster.Timing, tokenTTL time.Duration, rnd *rand.Rand, certs *certifier, log *slog.Logger) *owner {
+	o := &owner{mbox: newMailbox(), log: log, timing: t, tokenTTL: tokenTTL, rand: rnd, nodes: newRegistry(), certs: certs,
 		seats: map[string]seat{}, active: map[string]bool{}, pending: map[string]*meetingPending{}, planned: map[string]uint64{},
 		held: map[string]int{}}
 	o.publish()
@@ -108,11 +109,35 @@ func (o *owner) live() *liveView { return o.view.Load() }
 // heartbeat is posted, not called: a node's report needs no answer.
 func (o *owner) heartbeat(hb cluster.Heartbeat, now time.Time) {
 	o.mbox.post(func() {
-		if o.nodes.heartbeat(hb, now) {
-			o.log.Info("node healthy", "node", hb.Node.ID, "country", hb.Node.Country)
+		prev := o.nodes.nodes[hb.Node.ID]
+		var held certStatus
+		if prev != nil {
+			held = prev.Cert
+		}
+		st := o.certs.check(hb.Node, held, now)
+		if o.nodes.heartbeat(hb, st, now) {
+			o.log.Info("node healthy", "node", hb.Node.ID, "country", hb.Node.Country, "certified", st.ok)
+		}
+		if acts := o.certChange(prev, hb.Node, st); len(acts) > 0 {
+			o.hand(acts)
 		}
 		o.dirty = true
 	})
+}
+
+// revocations takes a newer revocation list and withdraws at once what it
+// revokes: the next plan of each meeting moves participants off, and
+// nothing new is placed or relayed there.
+func (o *owner) revocations(ctx context.Context, data []byte, now time.Time) error {
+	var err error
+	if cerr := o.do(ctx, func() {
+		if err = o.certs.setRevocations(data); err == nil {
+			o.hand(o.recheckCerts(now))
+		}
+	}); cerr != nil {
+		return cerr
+	}
+	return err
 }
 
 // load takes in the state a previous run left in the store.
@@ -260,6 +285,8 @@ func (o *owner) replaced(ctx context.Context, meetingID, oldPID, oldNode string,
 func (o *owner) tick(ctx context.Context, now time.Time) (acts []action, meetings []string, done <-chan struct{}, err error) {
 	err = o.do(ctx, func() {
 		var resting []string // meetings without participants whose final counts may still come
+		// Certificates expire as time passes, between heartbeats too.
+		acts = append(acts, o.recheckCerts(now)...)
 		for _, n := range o.nodes.expire(now, o.timing.HeartbeatTimeout) {
 			o.log.Warn("node unhealthy: no heartbeat", "node", n.ID, "country", n.Country, "timeout", o.timing.HeartbeatTimeout)
 			acts = append(acts, action{Kind: actAudit, Entry: audit.Entry{Kind: audit.KindNodeDown, Node: n.ID, NodeCountry: n.Country,

@@ -18,7 +18,7 @@ import (
 
 func startOwner(t *testing.T, nodes ...*nodeState) *owner {
 	t.Helper()
-	o := newOwner(fastTiming, time.Minute, rand.New(rand.NewPCG(1, 2)), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	o := newOwner(fastTiming, time.Minute, rand.New(rand.NewPCG(1, 2)), testCertifier(t), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { o.run(ctx) })

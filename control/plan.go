@@ -223,13 +223,16 @@ func plan(in planInput) ([]action, *meetingPending) {
 		switch {
 		case (!known || !ns.Healthy) && in.Now.Sub(in.Started) > 2*in.Timing.HeartbeatTimeout:
 			p.nodeDown(pt)
+		case known && ns.Healthy && !ns.Cert.ok:
+			// Fail closed, as for a node the policy forbids.
+			p.moveOff(pt, api.ReasonNodeUncertified, api.ReasonUncertifiedNoAllowedNode)
 		case !allowed:
 			p.moveOff(pt, api.ReasonPolicyChange, api.ReasonPolicyNoAllowed)
 		case known && ns.Draining:
 			p.moveOff(pt, api.ReasonNodeDraining, api.ReasonDrainNoAllowedNode)
-			used[pt.Node.ID] = ns
+			useNode(used, ns)
 		case known:
-			used[pt.Node.ID] = ns
+			useNode(used, ns)
 		}
 	}
 	p.expireMoves()
@@ -248,6 +251,15 @@ func plan(in planInput) ([]action, *meetingPending) {
 		}
 	}
 	return p.acts, p.next
+}
+
+// useNode counts a node among those the meeting's relay links join, if it
+// is certified: a node not yet heard from since a restart joins once its
+// first heartbeat has shown its certificate.
+func useNode(used map[string]*nodeState, ns *nodeState) {
+	if ns.Cert.ok {
+		used[ns.Info.ID] = ns
+	}
 }
 
 func (p *planner) add(a action) {

@@ -24,7 +24,8 @@ var (
 )
 
 func fakeNode(id, country, region string, mods ...func(*nodeState)) *nodeState {
-	n := &nodeState{Info: cluster.NodeInfo{ID: id, Country: country, Region: region, URL: "ws://" + id}, Healthy: true, LastSeen: t0}
+	info := enrolled(cluster.NodeInfo{ID: id, Country: country, Region: region, URL: "ws://" + id})
+	n := &nodeState{Info: info, Healthy: true, LastSeen: t0, Cert: certStatus{text: info.Cert, verified: true, ok: true}}
 	for _, m := range mods {
 		m(n)
 	}
@@ -33,6 +34,9 @@ func fakeNode(id, country, region string, mods ...func(*nodeState)) *nodeState {
 
 func draining(n *nodeState) { n.Draining = true }
 func silent(n *nodeState)   { n.Healthy = false }
+func uncertified(n *nodeState) {
+	n.Cert = n.Cert.fail("revoked", "certificate is revoked")
+}
 
 func reports(meeting, peer string) func(*nodeState) {
 	return func(n *nodeState) {
@@ -177,6 +181,17 @@ func TestPlan(t *testing.T) {
 			people: []string{"p1@de-fra"}, blocked: []string{"CN"},
 			want: []string{"kick p1@de-fra node_draining_no_allowed_node", "left p1@de-fra node_draining_no_allowed_node",
 				"migration node_draining_no_allowed_node", "audit disconnect p1@de-fra"},
+		},
+		{
+			name: "an uncertified node's participants move, and no relay joins it", nodes: []*nodeState{de(uncertified), us()},
+			people: []string{"p1@de-fra", "p2@us-iad"},
+			want:   []string{"move p1@de-fra node_uncertified", "migration node_uncertified", "audit migration p1@de-fra"},
+		},
+		{
+			name: "uncertified with nowhere to go disconnects", nodes: []*nodeState{de(uncertified), cn()},
+			people: []string{"p1@de-fra"}, blocked: []string{"CN"},
+			want: []string{"kick p1@de-fra node_uncertified_no_allowed_node", "left p1@de-fra node_uncertified_no_allowed_node",
+				"migration node_uncertified_no_allowed_node", "audit disconnect p1@de-fra"},
 		},
 		{
 			name: "a dead node's participants are marked left and audited", nodes: []*nodeState{de(silent), us()},

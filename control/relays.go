@@ -58,13 +58,14 @@ func (p *planner) relays(used map[string]*nodeState) {
 		}
 	}
 	// Defence in depth: a link a node reports that the policy does not
-	// allow is closed at once, whoever asked for it.
+	// allow, or to a node heard from but not certified, is closed at once,
+	// whoever asked for it.
 	for _, id := range ids {
 		for _, l := range used[id].Relays {
 			if l.Meeting != p.Meeting.ID {
 				continue
 			}
-			if peer, ok := p.Nodes.byID[l.Peer]; ok && !p.Policy.Allows(peer.Info.Country, peer.Info.Region) {
+			if peer, ok := p.Nodes.byID[l.Peer]; ok && (!p.Policy.Allows(peer.Info.Country, peer.Info.Region) || peer.Healthy && !peer.Cert.ok) {
 				p.add(action{Kind: actCommand, Node: id, Cmd: cluster.Command{Kind: cluster.CommandUnrelay, Peer: l.Peer},
 					Note: "closing a relay to a blocked node", Warn: true})
 			}

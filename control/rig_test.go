@@ -58,6 +58,13 @@ var rigTiming = cluster.DefaultTiming().Scaled(20)
 
 func startRig(t *testing.T, nodes ...string) *rig {
 	t.Helper()
+	return startRigWith(t, nil, nodes...)
+}
+
+// startRigWith is startRig with forge changing what a node registers as
+// from its very first heartbeat (an attacker's node).
+func startRigWith(t *testing.T, forge func(*fakeNodeState), nodes ...string) *rig {
+	t.Helper()
 	emb, err := bus.Embed(bus.EmbedConfig{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +85,7 @@ func startRig(t *testing.T, nodes ...string) *rig {
 		t.Fatal(err)
 	}
 	_, key, _ := ed25519.GenerateKey(nil)
-	srv, err := New(ctx, Config{Store: st, NATS: ctl, Locator: loc, Key: key, TrustClientLocation: true,
+	srv, err := New(ctx, Config{Store: st, NATS: ctl, Locator: loc, Key: key, EnrollmentKey: testEnrollmentPub(), TrustClientLocation: true,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Timing: rigTiming})
 	if err != nil {
 		t.Fatal(err)
@@ -88,6 +95,9 @@ func startRig(t *testing.T, nodes ...string) *rig {
 		conns: map[string]*nats.Conn{}}
 	for _, spec := range nodes {
 		id := r.addNode(spec)
+		if forge != nil {
+			forge(r.nodes[id])
+		}
 		nc, err := emb.ConnectNode(id)
 		if err != nil {
 			t.Fatal(err)
@@ -118,7 +128,7 @@ func (r *rig) addNode(spec string) string {
 	id, country, _ := strings.Cut(spec, ":")
 	where, _ := geo.CountryLocation(country)
 	pub, _, _ := ed25519.GenerateKey(nil) // relay tokens vouch for it
-	r.nodes[id] = &fakeNodeState{info: cluster.NodeInfo{ID: id, Country: country, Lat: where.Lat, Lon: where.Lon, URL: "ws://" + id, IdentityKey: pub}}
+	r.nodes[id] = &fakeNodeState{info: enrolled(cluster.NodeInfo{ID: id, Country: country, Lat: where.Lat, Lon: where.Lon, URL: "ws://" + id, IdentityKey: pub})}
 	return id
 }
 

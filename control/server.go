@@ -69,6 +69,12 @@ type Config struct {
 	Floor policy.Policy
 	// Key signs join tokens and audit entries.
 	Key ed25519.PrivateKey
+	// EnrollmentKey is the public half of the deployment's enrollment key
+	// (required): node certificates must verify against it.
+	EnrollmentKey ed25519.PublicKey
+	// Revocations is the revocation list in force at start (nodecert), if
+	// any; SetRevocations takes newer ones.
+	Revocations []byte
 	// TokenTTL is how long a join token is valid; default 2 minutes.
 	TokenTTL time.Duration
 	// TrustClientLocation tells clients (the web app) whether a location
@@ -107,6 +113,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if len(cfg.Key) != ed25519.PrivateKeySize {
 		return nil, errors.New("control: an Ed25519 signing key is required")
 	}
+	certs, err := newCertifier(cfg.EnrollmentKey, cfg.Revocations)
+	if err != nil {
+		return nil, err
+	}
 	floor, err := cfg.Floor.Normalize()
 	if err != nil {
 		return nil, fmt.Errorf("control: deployment floor: %w", err)
@@ -134,7 +144,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		floor:    floor,
 		log:      cfg.Logger,
 		now:      cfg.Now,
-		owner:    newOwner(cfg.Timing, cfg.TokenTTL, cfg.Rand, cfg.Logger),
+		owner:    newOwner(cfg.Timing, cfg.TokenTTL, cfg.Rand, certs, cfg.Logger),
 		meetings: newMeetings(cfg.Store),
 		audit:    newAuditor(cfg.Key, cfg.Store, cfg.Now),
 		exec:     newExecutor(),
@@ -149,6 +159,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("control: publish token key: %w", err)
 	}
 	return s, nil
+}
+
+// SetRevocations takes a revocation list signed by the enrollment key and
+// newer than the one held (the same one again changes nothing). Nodes it
+// revokes are at once given nothing new, and their participants are moved
+// off by the next plan; each is audited. It needs Run to be running.
+func (s *Server) SetRevocations(ctx context.Context, list []byte) error {
+	return s.owner.revocations(ctx, list, s.now())
 }
 
 // PublicKey verifies join tokens and audit entries.

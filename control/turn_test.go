@@ -27,6 +27,7 @@ func turnNode(t *testing.T, r *rig, id string, sign ed25519.PrivateKey) (ed25519
 	r.setNode(id, func(n *fakeNodeState) {
 		n.info.IdentityKey = identity.Public().(ed25519.PublicKey)
 		n.info.TURN = &cluster.TURNService{URLs: urls, Key: key.PublicKey().Bytes(), KeySig: turncred.SignNodeKey(sign, key.PublicKey())}
+		n.info = enrolled(n.info) // a new identity key needs a certificate naming it
 	})
 	return identity, urls
 }

@@ -1,6 +1,7 @@
 package keyfile
 
 import (
+	"crypto/ed25519"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,5 +53,25 @@ func TestRefusesABadFile(t *testing.T) {
 	}
 	if _, err := LoadOrCreate(filepath.Join(path, "inside-a-file")); err == nil || !strings.Contains(err.Error(), "signing key") {
 		t.Fatalf("unreadable path: %v", err)
+	}
+}
+
+func TestPublicKeyFileRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "enrollment.pub")
+	key, err := LoadOrCreate(filepath.Join(t.TempDir(), "enrollment.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WritePublic(path, key.Public().(ed25519.PublicKey)); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := ReadPublic(path)
+	if err != nil || !pub.Equal(key.Public()) {
+		t.Fatalf("read back %x, %v", pub, err)
+	}
+	for _, bad := range []string{"", "AAAA", strings.Repeat("A", 43) + "=", "not base64!"} {
+		if _, err := ParsePublic([]byte(bad)); err == nil {
+			t.Errorf("%q taken for a public key", bad)
+		}
 	}
 }

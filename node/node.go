@@ -66,6 +66,11 @@ type Config struct {
 	// registration (cluster.NodeInfo.IdentityKey). The TURN server's key
 	// is derived from it (turncred.NodeKey).
 	IdentityKey ed25519.PrivateKey
+	// Cert is the node's certificate from its enrollment (nodecert), sent
+	// in every heartbeat: the control plane gives a node participants and
+	// relay links only if it vouches for the node's id, country, region
+	// and IdentityKey.
+	Cert string
 	// TokenKey is the control plane's token key, pinned: the only key
 	// join tokens, relay tokens and TURN credentials are accepted from,
 	// unless a rotation statement signed by it hands over to another
@@ -213,6 +218,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		URL: url, MaxParticipants: cfg.MaxParticipants, MaxBitrateBps: cfg.MaxBitrateBps,
 		Started:     cfg.Now().UTC(),
 		IdentityKey: cfg.IdentityKey.Public().(ed25519.PublicKey),
+		Cert:        cfg.Cert,
 	}
 	if n.turn != nil {
 		info := n.turn.info

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -29,6 +30,7 @@ import (
 	"github.com/oakmeet/oakmeet/locate"
 	"github.com/oakmeet/oakmeet/natsauth"
 	"github.com/oakmeet/oakmeet/node"
+	"github.com/oakmeet/oakmeet/nodecert"
 	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/store"
 )
@@ -55,19 +57,26 @@ func World() []NodeSpec {
 // Cluster is a control plane with real in-process nodes over an embedded
 // NATS server.
 type Cluster struct {
-	t     testing.TB
-	URL   string            // the control plane's base URL
-	API   *apiclient.Client // speaks to URL; RestartControl replaces both
-	Srv   *control.Server
-	dir   string
-	key   ed25519.PrivateKey
-	floor policy.Policy
-	emb   *bus.Embedded
-	auth  *natsauth.Deployment
-	http  *httptest.Server
-	stop  context.CancelFunc
-	wg    sync.WaitGroup
-	nodes map[string]context.CancelFunc
+	t   testing.TB
+	URL string            // the control plane's base URL
+	API *apiclient.Client // speaks to URL; RestartControl replaces both
+	Srv *control.Server
+	dir string
+	key ed25519.PrivateKey
+	// enroll is the deployment's enrollment key, which certifies every
+	// node the cluster starts; revocations is the newest revocation list
+	// (seq revSeq, entries revoked), kept across RestartControl.
+	enroll      ed25519.PrivateKey
+	revocations []byte
+	revSeq      uint64
+	revoked     []nodecert.Revocation
+	floor       policy.Policy
+	emb         *bus.Embedded
+	auth        *natsauth.Deployment
+	http        *httptest.Server
+	stop        context.CancelFunc
+	wg          sync.WaitGroup
+	nodes       map[string]context.CancelFunc
 	// Timing is every clock of the control plane and the nodes.
 	Timing cluster.Timing
 }
@@ -103,6 +112,7 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 func Start(t testing.TB, floor policy.Policy, nodes []NodeSpec, opts ...Option) *Cluster {
 	t.Helper()
 	_, key, _ := ed25519.GenerateKey(nil)
+	_, enroll, _ := ed25519.GenerateKey(nil)
 	// Every process has its own NATS identity, as in a deployment; the
 	// keys outlive RestartControl like a deployment's --data.
 	dir := t.TempDir()
@@ -110,7 +120,7 @@ func Start(t testing.TB, floor policy.Policy, nodes []NodeSpec, opts ...Option) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Cluster{t: t, dir: dir, auth: auth, key: key, floor: floor, nodes: map[string]context.CancelFunc{}, Timing: Timing()}
+	c := &Cluster{t: t, dir: dir, auth: auth, key: key, enroll: enroll, floor: floor, nodes: map[string]context.CancelFunc{}, Timing: Timing()}
 	for _, o := range opts {
 		o(c)
 	}
@@ -143,7 +153,8 @@ func (c *Cluster) startControl() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := control.New(ctx, control.Config{Store: st, NATS: nc, Locator: loc, Floor: c.floor, Key: c.key, TrustClientLocation: true, Logger: quietLogger(), Timing: c.Timing})
+	srv, err := control.New(ctx, control.Config{Store: st, NATS: nc, Locator: loc, Floor: c.floor, Key: c.key,
+		EnrollmentKey: c.enroll.Public().(ed25519.PublicKey), Revocations: c.revocations, TrustClientLocation: true, Logger: quietLogger(), Timing: c.Timing})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,9 +182,11 @@ func (c *Cluster) StartNode(s NodeSpec) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	identity, cert := c.Enroll(s.ID, s.Country, s.Region, time.Hour)
 	n, err := node.New(context.Background(), node.Config{
 		ID: s.ID, Country: s.Country, Region: s.Region, MaxParticipants: s.Max, NATS: nc, Logger: quietLogger(),
 		LoopbackOnly: true, TURNPort: -1, Interceptors: s.Interceptors, Timing: c.Timing,
+		IdentityKey: identity, Cert: cert, TokenKey: c.key.Public().(ed25519.PublicKey),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -187,6 +200,46 @@ func (c *Cluster) StartNode(s NodeSpec) {
 			t.Errorf("node %s: %v", s.ID, err)
 		}
 	}()
+}
+
+// Enroll makes a node identity key and a certificate for it from the
+// cluster's enrollment key, as `oakmeet enroll` does, valid for d from now.
+func (c *Cluster) Enroll(id, country, region string, d time.Duration) (ed25519.PrivateKey, string) {
+	c.t.Helper()
+	_, identity, _ := ed25519.GenerateKey(nil)
+	serial, err := nodecert.NewSerial()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	now := time.Now()
+	cert, err := nodecert.Issue(c.enroll, nodecert.Cert{Serial: serial, NodeID: id, Country: country, Region: region,
+		IdentityKey: identity.Public().(ed25519.PublicKey), NotBefore: now.Add(-time.Minute), NotAfter: now.Add(d)})
+	if err != nil {
+		c.t.Fatalf("enroll %s: %v", id, err)
+	}
+	return identity, string(cert)
+}
+
+// Revoke revokes every certificate of the given nodes issued so far, as
+// `oakmeet enroll --revoke` does, and hands the new list to the control
+// plane.
+func (c *Cluster) Revoke(ids ...string) {
+	c.t.Helper()
+	now := time.Now()
+	for _, id := range ids {
+		// A node revoked again is revoked up to now.
+		c.revoked = slices.DeleteFunc(c.revoked, func(r nodecert.Revocation) bool { return r.NodeID == id })
+		c.revoked = append(c.revoked, nodecert.Revocation{NodeID: id, At: now})
+	}
+	c.revSeq++
+	list, err := nodecert.IssueRevocation(c.enroll, nodecert.Revocations{Seq: c.revSeq, IssuedAt: now, Entries: c.revoked})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.revocations = list
+	if err := c.Srv.SetRevocations(context.Background(), list); err != nil {
+		c.t.Fatal(err)
+	}
 }
 
 // NATS is the cluster's NATS server, for tests that attack it.

@@ -16,10 +16,10 @@ import (
 func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("node", flag.ContinueOnError)
 	var (
-		enrolled  = fs.String("enrollment", "", "the directory 'oakmeet enroll' wrote for this node (required): its identity and NATS credentials")
-		id        = fs.String("id", "", "node id (default: the enrollment's; any other is an error)")
-		country   = fs.String("country", "", "ISO 3166-1 alpha-2 country (default: the enrollment's; any other is an error)")
-		region    = fs.String("region", "", "region id (default: the enrollment's; any other is an error)")
+		enrolled  = fs.String("enrollment", "", "the directory 'oakmeet enroll' wrote for this node (required): its certificate, identity key, pinned token key and NATS credentials")
+		id        = fs.String("id", "", "node id (default: the certificate's; any other is an error)")
+		country   = fs.String("country", "", "ISO 3166-1 alpha-2 country (default: the certificate's; any other is an error)")
+		region    = fs.String("region", "", "region id (default: the certificate's; any other is an error)")
 		natsURL   = fs.String("nats", "nats://127.0.0.1:4222", "NATS URL of the cluster")
 		listen    = fs.String("listen", "127.0.0.1:0", "signaling HTTP address")
 		publicURL = fs.String("public-url", "", "signaling URL given to clients (default ws://<listen>/ws)")
@@ -53,7 +53,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		{"id", *id, e.Node.ID}, {"country", *country, e.Node.Country}, {"region", *region, e.Node.Region},
 	} {
 		if f.given != "" && !strings.EqualFold(f.given, f.enrolled) {
-			return fmt.Errorf("--%s %s: the node is enrolled with %s %q", f.flag, f.given, f.flag, f.enrolled)
+			return fmt.Errorf("--%s %s: the node's certificate says %s %q", f.flag, f.given, f.flag, f.enrolled)
 		}
 	}
 	*id, *country, *region = e.Node.ID, e.Node.Country, e.Node.Region
@@ -61,7 +61,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		ID: *id, Country: *country, Region: *region, Listen: *listen, PublicURL: *publicURL,
 		MaxParticipants: *maxP, MaxBitrateBps: *maxBR, Logger: log,
 		UDPPort: *udpPort, TCPPort: *tcpPort, PublicIP: *publicIP, LoopbackOnly: *loopback, TURNPort: *turnPort,
-		Timing: timing,
+		Timing: timing, IdentityKey: e.Identity, Cert: string(e.Cert), TokenKey: e.TokenKey,
 	})
 	if err != nil {
 		return err

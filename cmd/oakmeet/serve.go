@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"flag"
 	"fmt"
@@ -26,9 +27,13 @@ import (
 	"github.com/oakmeet/oakmeet/locate"
 	"github.com/oakmeet/oakmeet/natsauth"
 	"github.com/oakmeet/oakmeet/node"
+	"github.com/oakmeet/oakmeet/nodecert"
 	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/store"
 )
+
+// controlKeyFile is the control plane's signing key under --data.
+const controlKeyFile = "control.key"
 
 func defaultDataDir() string {
 	if d, err := os.UserHomeDir(); err == nil {
@@ -57,6 +62,11 @@ type serveSettings struct {
 	locate                               locate.Config
 	tokenTTL                             time.Duration
 	nodeMax                              int
+	enrollmentPubFile                    string
+	// Resolved by runServe: the enrollment public key nodes' certificates
+	// are checked with, and the revocation list in force at start.
+	enrollmentPub ed25519.PublicKey
+	revocations   []byte
 }
 
 func parseServe(args []string, stderr io.Writer) (serveSettings, string, time.Duration, error) {
@@ -81,6 +91,7 @@ func parseServe(args []string, stderr io.Writer) (serveSettings, string, time.Du
 		geoipFile    = fs.String("geoip", "", "MaxMind-format country database for client locations")
 		tokenTTL     = fs.Duration("token-ttl", 2*time.Minute, "lifetime of join tokens")
 		nodeMax      = fs.Int("node-max-participants", 50, "capacity of each in-process demo node")
+		enrollPub    = fs.String("enrollment-public-key", "", "public key nodes' certificates are checked with (default <data>/enrollment.pub; without it serve makes the enrollment key pair under --data)")
 		heartbeat    = fs.Duration("heartbeat-interval", time.Second, "how often nodes report; every cluster timing (node timeout, move deadline) scales with it, and all processes must agree")
 		logLevel     = fs.String("log-level", "info", "debug, info, warn or error")
 		_            = fs.String("config", "", "config file of 'flag = value' lines")
@@ -93,7 +104,7 @@ func parseServe(args []string, stderr io.Writer) (serveSettings, string, time.Du
 		natsCreds: *natsCreds, natsTLS: natsTLSSettings{cert: *natsTLSCert, key: *natsTLSKey, ca: *natsCA},
 		floor:    policy.Policy{BlockedCountries: splitList(*block), BlockedRegions: splitList(*blockRegions), AllowedCountries: splitList(*allow)},
 		locate:   locate.Config{ProxyHeader: *proxyHeader, GeoIPFile: *geoipFile, TrustClientHints: *trustHints || *demoMode},
-		tokenTTL: *tokenTTL, nodeMax: *nodeMax,
+		tokenTTL: *tokenTTL, nodeMax: *nodeMax, enrollmentPubFile: *enrollPub,
 	}
 	all := demo.Nodes()
 	n := *nodes
@@ -129,6 +140,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := os.MkdirAll(st.dataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
+	demoEnroll, err := st.resolveEnrollment()
+	if err != nil {
+		return err
+	}
 	srv, link, auth, closeCP, err := startControlPlane(ctx, st, log, timing)
 	if err != nil {
 		return err
@@ -153,6 +168,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	run(func() error { return srv.Run(runCtx) })
 	run(func() error {
+		watchRevocations(runCtx, st.dataDir, st.revocations, srv.SetRevocations, log)
+		return nil
+	})
+	run(func() error {
 		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)
 		}
@@ -161,16 +180,19 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	startCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	for _, d := range st.demoNodes {
-		// Each in-process node has its own NATS identity, as if enrolled.
-		creds, err := auth.NodeCreds(d.ID, time.Time{})
+		// Each in-process node is enrolled as another would be: its own
+		// NATS identity, certificate and identity key.
+		e, err := issueEnrollment(demoEnroll, auth, srv.PublicKey(),
+			nodecert.Cert{NodeID: d.ID, Country: d.Country, Region: d.Region}, demoCertValidity)
 		if err != nil {
 			stopAll()
 			wg.Wait()
 			return err
 		}
-		n, nodeNC, err := startNode(startCtx, link, creds, node.Config{
+		n, nodeNC, err := startNode(startCtx, link, e.NATSCreds, node.Config{
 			ID: d.ID, Country: d.Country, Region: d.Region, Listen: "127.0.0.1:0",
 			MaxParticipants: st.nodeMax, Logger: log, LoopbackOnly: true, TURNPort: -1, Timing: timing,
+			IdentityKey: e.Identity, Cert: string(e.Cert), TokenKey: e.TokenKey,
 		})
 		if err != nil {
 			stopAll()
@@ -197,6 +219,30 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return runErr
 }
 
+// resolveEnrollment reads the enrollment public key and the revocation
+// list in force into st, and returns the enrollment key itself when there
+// are in-process nodes to enroll (nil otherwise: serve needs no more).
+func (st *serveSettings) resolveEnrollment() (ed25519.PrivateKey, error) {
+	var err error
+	if st.enrollmentPub, err = servePublicKey(st.enrollmentPubFile, st.dataDir); err != nil {
+		return nil, err
+	}
+	if _, st.revocations, err = readRevocations(st.dataDir, st.enrollmentPub); err != nil {
+		return nil, err
+	}
+	if len(st.demoNodes) == 0 {
+		return nil, nil
+	}
+	key, err := loadEnrollmentKey(defaultEnrollmentKey(st.dataDir), st.dataDir)
+	if err != nil {
+		return nil, err
+	}
+	if !key.Public().(ed25519.PublicKey).Equal(st.enrollmentPub) {
+		return nil, errors.New("in-process nodes are enrolled with <data>/enrollment.key, which is not the key of --enrollment-public-key")
+	}
+	return key, nil
+}
+
 // startControlPlane opens the signing key, the deployment's NATS identities,
 // NATS (embedded unless --nats names one), the store and the locator, and
 // builds the control plane on them; close releases them all.
@@ -215,7 +261,7 @@ func startControlPlane(ctx context.Context, st serveSettings, log *slog.Logger, 
 	fail := func(err error) (*control.Server, natsLink, *natsauth.Deployment, func(), error) {
 		return nil, natsLink{}, nil, nil, err
 	}
-	key, err := keyfile.LoadOrCreate(filepath.Join(st.dataDir, "control.key"))
+	key, err := keyfile.LoadOrCreate(filepath.Join(st.dataDir, controlKeyFile))
 	if err != nil {
 		return fail(err)
 	}
@@ -263,6 +309,7 @@ func startControlPlane(ctx context.Context, st serveSettings, log *slog.Logger, 
 	closers = append(closers, func() { _ = loc.Close() })
 	srv, err = control.New(startCtx, control.Config{
 		Store: kv, NATS: nc, Locator: loc, Floor: st.floor, Key: key, TokenTTL: st.tokenTTL,
+		EnrollmentKey: st.enrollmentPub, Revocations: st.revocations,
 		TrustClientLocation: st.locate.TrustClientHints, Logger: log, Timing: timing,
 	})
 	if err != nil {
@@ -296,6 +343,11 @@ func serveBanner(w io.Writer, base, natsURL string, st serveSettings) {
 	fmt.Fprintf(w, "  NATS for other processes: %s\n", natsURL)
 	fmt.Fprintln(w, "Press Ctrl-C to stop.")
 }
+
+// demoCertValidity is how long an in-process node's certificate lasts: its
+// enrollment is made at each start and kept in memory, and a demo runs for
+// days at most.
+const demoCertValidity = 30 * 24 * time.Hour
 
 // startNode connects a media node to NATS with its own credentials and
 // builds it from cfg; the caller runs it and closes the connection after.
