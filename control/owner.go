@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,6 +38,15 @@ type owner struct {
 	mbox *mailbox
 	view atomic.Pointer[liveView]
 	log  *slog.Logger
+
+	// reports are heartbeats not yet taken in, by node: a newer report
+	// replaces one still waiting, so a node that floods its subject costs
+	// one queued closure, not one per message, and the mailbox (which
+	// never blocks the NATS callback) stays bounded by the node count.
+	// reportsMu guards only that map; nothing else is locked while it is
+	// held.
+	reportsMu sync.Mutex
+	reports   map[string]report
 
 	// Owned by the goroutine serving mbox.
 	timing   cluster.Timing
@@ -77,7 +87,7 @@ type seat struct {
 func newOwner(t cluster.Timing, tokenTTL time.Duration, rnd *rand.Rand, certs *certifier, log *slog.Logger) *owner {
 	o := &owner{mbox: newMailbox(), log: log, timing: t, tokenTTL: tokenTTL, rand: rnd, nodes: newRegistry(), certs: certs,
 		seats: map[string]seat{}, active: map[string]bool{}, pending: map[string]*meetingPending{}, planned: map[string]uint64{},
-		held: map[string]int{}}
+		held: map[string]int{}, reports: map[string]report{}}
 	o.publish()
 	return o
 }
@@ -108,21 +118,44 @@ func (o *owner) live() *liveView { return o.view.Load() }
 
 // heartbeat is posted, not called: a node's report needs no answer.
 func (o *owner) heartbeat(hb cluster.Heartbeat, now time.Time) {
+	id := hb.Node.ID
+	o.reportsMu.Lock()
+	_, waiting := o.reports[id]
+	o.reports[id] = report{hb: hb, at: now}
+	o.reportsMu.Unlock()
+	if waiting {
+		return // the closure already queued takes this newer report
+	}
 	o.mbox.post(func() {
-		prev := o.nodes.nodes[hb.Node.ID]
-		var held certStatus
-		if prev != nil {
-			held = prev.Cert
-		}
-		st := o.certs.check(hb.Node, held, now)
-		if o.nodes.heartbeat(hb, st, now) {
-			o.log.Info("node healthy", "node", hb.Node.ID, "country", hb.Node.Country, "certified", st.ok)
-		}
-		if acts := o.certChange(prev, hb.Node, st); len(acts) > 0 {
-			o.hand(acts)
-		}
-		o.dirty = true
+		o.reportsMu.Lock()
+		r := o.reports[id]
+		delete(o.reports, id)
+		o.reportsMu.Unlock()
+		o.takeHeartbeat(r.hb, r.at)
 	})
+}
+
+// report is a heartbeat and when it arrived.
+type report struct {
+	hb cluster.Heartbeat
+	at time.Time
+}
+
+// takeHeartbeat records a node's report on the owner.
+func (o *owner) takeHeartbeat(hb cluster.Heartbeat, now time.Time) {
+	prev := o.nodes.nodes[hb.Node.ID]
+	var held certStatus
+	if prev != nil {
+		held = prev.Cert
+	}
+	st := o.certs.check(hb.Node, held, now)
+	if o.nodes.heartbeat(hb, st, now) {
+		o.log.Info("node healthy", "node", hb.Node.ID, "country", hb.Node.Country, "certified", st.ok)
+	}
+	if acts := o.certChange(prev, hb.Node, st); len(acts) > 0 {
+		o.hand(acts)
+	}
+	o.dirty = true
 }
 
 // revocations takes a newer revocation list and withdraws at once what it

@@ -172,3 +172,30 @@ func TestUnstoredSeatIsGivenBack(t *testing.T) {
 		t.Fatalf("the expired seat was not given back: %v", err)
 	}
 }
+
+// A node that floods its heartbeat subject costs one queued closure: the
+// owner takes the newest report when it gets to it, so its mailbox stays
+// bounded by the number of nodes however fast they publish.
+func TestHeartbeatFloodIsCoalesced(t *testing.T) {
+	o := newOwner(fastTiming, time.Minute, rand.New(rand.NewPCG(1, 2)), testCertifier(t), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	info := de().Info
+	for i := range 10000 {
+		o.heartbeat(cluster.Heartbeat{Node: info, Load: cluster.Load{Participants: i}}, t0)
+	}
+	o.heartbeat(cluster.Heartbeat{Node: us().Info}, t0)
+	queued := o.mbox.q.Take()
+	if len(queued) != 2 {
+		t.Fatalf("%d closures queued for 10,001 heartbeats from two nodes", len(queued))
+	}
+	for _, f := range queued {
+		f()
+	}
+	o.publish()
+	if got := o.live().node("de-fra").Load.Participants; got != 9999 {
+		t.Fatalf("the owner took report %d, not the newest", got)
+	}
+	o.heartbeat(cluster.Heartbeat{Node: info, Load: cluster.Load{Participants: 1}}, t0)
+	if len(o.mbox.q.Take()) != 1 {
+		t.Fatal("a report after the owner took the last one was not queued")
+	}
+}

@@ -25,8 +25,9 @@
 // never waits for anything, so it cannot close a cycle. Nothing else is
 // taken while it is held: audit appends, NATS commands and other meetings'
 // updates all happen outside it, and no code holds two meetings' locks.
-// meetings.mu only guards the map of those locks and is never held with
-// any other lock. The mailboxes' own channels are not locks anyone holds.
+// meetings.mu only guards the map of those locks, and owner.reportsMu only
+// the heartbeats waiting for the owner; neither is held with any other
+// lock or across I/O. The mailboxes' own channels are not locks anyone holds.
 package control
 
 import (
