@@ -252,6 +252,29 @@ func TestNodeCannotWriteKVOrTheAuditLog(t *testing.T) {
 	}
 }
 
+// A node reads nothing but the control bucket: not a meeting's record (its
+// policy and host token hash), not a registration, not the audit log.
+func TestNodeCannotReadOtherState(t *testing.T) {
+	n := startNode(t)
+	if _, err := n.st.CreateMeeting(context.Background(), "m1", []byte(`{"host_token_hash":"secret"}`)); err != nil {
+		t.Fatal(err)
+	}
+	reads := []struct{ what, subject, body string }{
+		{"meeting record", "$JS.API.DIRECT.GET.KV_" + cluster.BucketMeetings + ".$KV." + cluster.BucketMeetings + ".m1", ""},
+		{"meeting stream message", "$JS.API.STREAM.MSG.GET.KV_" + cluster.BucketMeetings, `{"last_by_subj":"$KV.` + cluster.BucketMeetings + `.m1"}`},
+		{"node registrations", "$JS.API.STREAM.INFO.KV_" + cluster.BucketNodes, ""},
+		{"audit log", "$JS.API.STREAM.MSG.GET." + cluster.StreamAudit, `{"seq":1}`},
+		{"audit consumer", "$JS.API.CONSUMER.CREATE." + cluster.StreamAudit, `{}`},
+	}
+	for _, r := range reads {
+		msg, err := n.nc.Request(r.subject, []byte(r.body), 300*time.Millisecond)
+		if err == nil {
+			t.Fatalf("%s (%s) answered: %s", r.what, r.subject, msg.Data)
+		}
+		n.refused(t, r.what, r.subject)
+	}
+}
+
 // A node that names another node inside its own heartbeat is not believed:
 // the made-up node is never listed nor placed on.
 func TestControlPlaneIgnoresAHeartbeatNamingAnotherNode(t *testing.T) {
