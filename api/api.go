@@ -11,9 +11,12 @@ import (
 	"net/url"
 	"time"
 
+	"golang.org/x/mod/sumdb/tlog"
+
 	"github.com/oakmeet/oakmeet/audit"
 	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/geo"
+	"github.com/oakmeet/oakmeet/hoststmt"
 	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/signal"
 )
@@ -29,7 +32,20 @@ const (
 	PathReport      = "/api/report"
 	PathAudit       = "/api/audit"
 	PathAuditExport = "/api/audit/export"
+	// The transparency log (docs/API.md "Audit log"). Checkpoint and
+	// proofs hold only hashes and need no token; entries need the same
+	// token as PathAudit.
+	PathAuditCheckpoint  = "/api/audit/checkpoint"  // text/plain: the newest signed checkpoint
+	PathAuditProof       = "/api/audit/proof"       // ?index=I&size=N: InclusionProof
+	PathAuditConsistency = "/api/audit/consistency" // ?from=N&to=M: ConsistencyProof
+	PathAuditEntries     = "/api/audit/entries"     // ?meeting=ID&start=I&limit=L: AuditPage
 )
+
+// Operator token: GET /api/audit, /api/audit/export and /api/report for
+// the whole deployment need "Authorization: Bearer <operator token>"; one
+// meeting's routing, report and audit need its host token or its join
+// secret in the same header.
+const AuthHeader = "Authorization"
 
 // Stable error codes. Placement refusals (placement.Code*) and unknown
 // geography codes ("unknown_country", "unknown_region", "unknown_group")
@@ -42,6 +58,37 @@ const (
 	CodeForbidden    = "forbidden"
 	CodeInternal     = "internal"
 	CodeUnavailable  = "unavailable"
+
+	// Meeting access (docs/API.md "Who may join").
+	CodeBadMeetingSecret = "bad_meeting_secret" // 403: the join link's secret is missing or wrong
+	CodeMeetingLocked    = "meeting_locked"     // 403: the host locked the meeting
+	CodeBadRejoinSecret  = "bad_rejoin_secret"  // 403: replaces without its rejoin secret
+	CodeLobbyDenied      = "lobby_denied"       // 403: the host turned this join away
+	CodeLobbyExpired     = "lobby_expired"      // 404: the lobby ticket is unknown or timed out
+	CodeBadStatement     = "bad_host_statement" // 400/403: a host statement that does not verify or match
+	CodeNoHostKey        = "no_host_key"        // 409: the meeting was made without a host key
+	CodeNotParticipant   = "not_participant"    // 404: no such participant in the meeting
+)
+
+// Client-verified routing: the codes with which a participant's own client
+// refuses the node it was placed on, before sending any media there. The
+// client reports them in its next join (JoinRequest.Refused); the control
+// plane audits them (audit.KindNodeRefused) and places elsewhere.
+const (
+	// CodeNodeNotAllowed: the node's certified country or region is one
+	// the host-signed policy does not allow.
+	CodeNodeNotAllowed = "node_not_allowed_by_policy"
+	// CodeNodeCertInvalid: the node's certificate is missing, malformed,
+	// not signed by the enrollment key of the host-signed policy, outside
+	// its validity, or for another node than the join answer names.
+	CodeNodeCertInvalid = "node_cert_invalid"
+	// CodeNodeProofInvalid: the node did not prove it holds the
+	// certified identity key (its SDP signature is missing or wrong).
+	CodeNodeProofInvalid = "node_proof_invalid"
+	// CodeNoHostPolicy: the client has no host-signed policy to check the
+	// node against (the link names no host key, or no policy statement
+	// verifies): it refuses to connect rather than trust the server.
+	CodeNoHostPolicy = "no_host_policy"
 )
 
 // Error is an error answer: an HTTP status and a stable machine code.
@@ -68,6 +115,10 @@ type Config struct {
 	// PublicKey verifies join tokens and audit entries (raw Ed25519, base64
 	// in JSON).
 	PublicKey []byte `json:"public_key"`
+	// AuditVerifierKey verifies the log's checkpoints: the standard note
+	// verifier string (name+hash+key), the name being the log's origin.
+	// `oakmeet audit verify --public-key` takes it.
+	AuditVerifierKey string `json:"audit_verifier_key"`
 }
 
 // Geo is GET /api/geo: the catalogue of countries, regions and groups.
@@ -124,12 +175,28 @@ type Preview struct {
 	PolicyHash      string        `json:"policy_hash"`
 	AllowedNodes    []string      `json:"allowed_nodes"`
 	Warnings        []string      `json:"warnings"`
+	// Rules and EnrollmentKey are what the host signs in its policy
+	// statement (hoststmt.NewPolicy): the effective policy reduced to what
+	// it allows, and the deployment's enrollment public key. The host's
+	// client checks the rules allow nothing its own policy blocks before
+	// signing.
+	Rules         policy.Rules `json:"rules"`
+	EnrollmentKey []byte       `json:"enrollment_key"`
 }
 
-// CreateRequest is POST /api/meetings.
+// CreateRequest is POST /api/meetings. HostKey is the raw Ed25519 public
+// key the creating client made for this meeting (hoststmt); with it comes
+// PolicyStatement, the host's signature on the policy's effective hash (as
+// POST /api/policy/preview answers it). A meeting made without a host key
+// has no host actions that members can verify: the browser and the CLI
+// always make one.
 type CreateRequest struct {
-	Title  string        `json:"title"`
-	Policy policy.Policy `json:"policy"`
+	Title           string              `json:"title"`
+	Policy          policy.Policy       `json:"policy"`
+	HostKey         []byte              `json:"host_key,omitempty"`
+	PolicyStatement *hoststmt.Statement `json:"policy_statement,omitempty"`
+	// Lobby starts the meeting with its lobby on.
+	Lobby bool `json:"lobby,omitempty"`
 }
 
 // Meeting is a meeting as anyone with its id may see it: no secrets.
@@ -144,14 +211,101 @@ type Meeting struct {
 	Participants    int           `json:"participants"`
 	AllowedNodes    []string      `json:"allowed_nodes"`
 	Warnings        []string      `json:"warnings"`
+	// Locked and Lobby are the host's settings (the latest settings
+	// statement); HostKey is the meeting's host public key, if it has one.
+	Locked  bool   `json:"locked"`
+	Lobby   bool   `json:"lobby"`
+	HostKey []byte `json:"host_key,omitempty"`
+	// PolicyStatement is the newest host-signed policy statement the
+	// control plane accepted. A host acting from a new process verifies it
+	// with its own host key and keeps its enrollment key: every later
+	// policy statement of the meeting must carry that same key.
+	PolicyStatement *hoststmt.Statement `json:"policy_statement,omitempty"`
 }
 
-// CreatedMeeting is the answer to POST /api/meetings: the meeting and the
-// host token, which is shown this once.
+// CreatedMeeting is the answer to POST /api/meetings: the meeting, the
+// host token and the join secret, which are shown this once (the control
+// plane keeps only their hashes). JoinURL is the link to share: the join
+// secret and the host key's fingerprint travel in its fragment
+// (#s=SECRET&h=FINGERPRINT), which browsers never send to a server. HostURL
+// is the host's own link: the join link's fragment plus &host=HOST_TOKEN.
 type CreatedMeeting struct {
 	Meeting
-	HostToken string `json:"host_token"`
+	HostToken  string `json:"host_token"`
+	JoinSecret string `json:"join_secret"`
+	JoinURL    string `json:"join_url"`
+	HostURL    string `json:"host_url"`
 }
+
+// Settings is PUT /api/meetings/{id}/settings, with the host token. On a
+// meeting with a host key, Statement is the host's settings statement with
+// the same values.
+type Settings struct {
+	Locked    bool                `json:"locked"`
+	Lobby     bool                `json:"lobby"`
+	Statement *hoststmt.Statement `json:"statement,omitempty"`
+}
+
+// PolicyRequest is PUT /api/meetings/{id}/policy, with the host token: the
+// new policy and, on a meeting with a host key, the host's statement of its
+// effective hash.
+type PolicyRequest struct {
+	Policy    policy.Policy       `json:"policy"`
+	Statement *hoststmt.Statement `json:"statement,omitempty"`
+}
+
+// Removal is the body of DELETE /api/meetings/{id}/participants/{pid},
+// with the host token: the host's removal statement naming that
+// participant (and its identity key when the host's client knows it).
+type Removal struct {
+	Statement *hoststmt.Statement `json:"statement,omitempty"`
+}
+
+// LobbyEntry is one join waiting in the lobby, as the host sees it.
+type LobbyEntry struct {
+	Ticket   string       `json:"ticket"`
+	Name     string       `json:"name"`
+	Location JoinLocation `json:"location"`
+	Since    time.Time    `json:"since"`
+	// Removed: this client's identity key was removed from the meeting
+	// before; it is back in the lobby whatever the settings say.
+	Removed bool `json:"removed,omitempty"`
+}
+
+// Lobby is GET /api/meetings/{id}/lobby, with the host token.
+type Lobby struct {
+	Waiting []LobbyEntry `json:"waiting"`
+}
+
+// LobbyDecision is POST /api/meetings/{id}/lobby/{ticket}, with the host
+// token: admit or deny, and the host's statement of it.
+type LobbyDecision struct {
+	Admit     bool                `json:"admit"`
+	Statement *hoststmt.Statement `json:"statement,omitempty"`
+}
+
+// LobbyWait is the 202 answer to a join that waits in the lobby. The
+// client asks again with JoinRequest.LobbyTicket; each ask is held open
+// for up to Wait while no decision is made.
+type LobbyWait struct {
+	Code   string        `json:"code"` // always "lobby"
+	Ticket string        `json:"ticket"`
+	Wait   time.Duration `json:"wait_ns"`
+	// Message says, for people, why the join waits.
+	Message string `json:"message"`
+}
+
+// CodeLobby is LobbyWait's code.
+const CodeLobby = "lobby"
+
+// Audit kinds of host actions (docs/API.md).
+const (
+	AuditHostSettings = "host_settings"
+	AuditHostRemove   = "host_remove"
+	AuditHostAdmit    = "host_admit"
+	AuditHostDeny     = "host_deny"
+	AuditHostPolicy   = "host_policy"
+)
 
 // Hint is where a client says it is; the control plane honours it only
 // where the deployment trusts client locations.
@@ -164,9 +318,28 @@ type Hint struct {
 type JoinRequest struct {
 	Name     string `json:"name"`
 	Location Hint   `json:"location"`
+	// Secret is the join secret from the link's fragment.
+	Secret string `json:"secret"`
+	// Identity is the client's Ed25519 identity public key (the one its
+	// key messages are signed with): a removed identity goes to the lobby.
+	Identity []byte `json:"identity,omitempty"`
 	// Replaces names this client's previous participant when it moves
-	// (asked by a move message, or after its node was lost).
-	Replaces string `json:"replaces,omitempty"`
+	// (asked by a move message, or after its node was lost), proven by
+	// RejoinSecret, which that participant's join answer handed out.
+	Replaces     string `json:"replaces,omitempty"`
+	RejoinSecret string `json:"rejoin_secret,omitempty"`
+	// LobbyTicket asks again after a 202 lobby answer.
+	LobbyTicket string `json:"lobby_ticket,omitempty"`
+	// Refused says this client refused the node its previous placement
+	// (Replaces, proven by RejoinSecret) put it on, and why: the control
+	// plane audits it and does not place this join there again.
+	Refused *NodeRefusal `json:"refused,omitempty"`
+}
+
+// NodeRefusal is a client's refusal of the node it was placed on.
+type NodeRefusal struct {
+	Code    string `json:"code"`    // CodeNodeNotAllowed, CodeNodeCertInvalid, CodeNodeProofInvalid
+	Message string `json:"message"` // for people: names the node and, for a policy refusal, its country
 }
 
 // JoinNode is the node a participant was placed on.
@@ -175,6 +348,11 @@ type JoinNode struct {
 	Country string `json:"country"`
 	Region  string `json:"region,omitempty"`
 	URL     string `json:"url"`
+	// Cert is the node's enrollment certificate (package nodecert): the
+	// client checks it against the enrollment key and rules of the
+	// host-signed policy, and the node's SDP signatures against its
+	// identity key, before sending media (docs/SECURITY.md).
+	Cert string `json:"cert"`
 }
 
 // JoinResponse is the answer to a successful join.
@@ -187,6 +365,24 @@ type JoinResponse struct {
 	// so a relayed participant is relayed in the node's country.
 	ICEServers []ICEServer  `json:"ice_servers"`
 	Location   JoinLocation `json:"location"`
+	// RejoinSecret lets this participant be replaced by the same client's
+	// next join (JoinRequest.Replaces); nobody else gets it.
+	RejoinSecret string `json:"rejoin_secret"`
+	// Host is what a member needs to check the host's statements.
+	Host HostState `json:"host"`
+	// Audit is the transparency log's state at the join.
+	Audit JoinAudit `json:"audit"`
+}
+
+// HostState is the host key and the statements in force: the newest
+// policy and settings statements and every removal. A client checks the key
+// against its link's fingerprint and each statement against the key, and
+// ignores what fails; the node sends later statements as "host" messages
+// (docs/PROTOCOL.md).
+type HostState struct {
+	Key        []byte               `json:"key,omitempty"`
+	PolicyHash string               `json:"policy_hash"`
+	Statements []hoststmt.Statement `json:"statements"`
 }
 
 // JoinLocation is where the control plane placed the client from, and how
@@ -263,7 +459,53 @@ const (
 	ReasonNodeUncertified          = "node_uncertified"
 	ReasonUncertifiedNoAllowedNode = "node_uncertified_no_allowed_node"
 	ReasonMoved                    = "moved"
+	// ReasonRemoved: the host removed the participant (a signed removal).
+	ReasonRemoved = "removed"
 )
+
+// InclusionProof is GET /api/audit/proof: the hashes proving entry Index
+// is in the tree of Size entries (tlog.RecordProof; each hash base64).
+type InclusionProof struct {
+	Index int64       `json:"index"`
+	Size  int64       `json:"size"`
+	Proof []tlog.Hash `json:"proof"`
+}
+
+// ConsistencyProof is GET /api/audit/consistency: the hashes proving the
+// tree of From entries is a prefix of the tree of To (tlog.TreeProof).
+type ConsistencyProof struct {
+	From  int64       `json:"from"`
+	To    int64       `json:"to"`
+	Proof []tlog.Hash `json:"proof"`
+}
+
+// AuditPage is GET /api/audit/entries: entries in log order (Index
+// ascending) from start, of one meeting or (operator token, no meeting)
+// of all, at most limit of them (default and maximum AuditPageMax).
+// More says whether entries past the page exist; Next is the start of
+// the next page. Size is the log's size when the page was read: every
+// entry in it has Index < Size.
+type AuditPage struct {
+	Entries []audit.Entry `json:"entries"`
+	More    bool          `json:"more"`
+	Next    int64         `json:"next"`
+	Size    int64         `json:"size"`
+}
+
+// AuditPageMax is the largest page GET /api/audit/entries answers.
+const AuditPageMax = 1000
+
+// JoinAudit is what a joining client needs to hold the log to account:
+// the newest checkpoint, the index of this join's own entry (placement
+// or migration, which a later checkpoint includes) and how often the
+// control plane signs a checkpoint while entries arrive (how often a
+// client looks for a new one).
+type JoinAudit struct {
+	Checkpoint  string `json:"checkpoint"`
+	VerifierKey string `json:"verifier_key"`
+	Index       int64  `json:"index"`
+	EveryMS     int64  `json:"every_ms"`
+}
 
 // AuditEntries is GET /api/audit.
 type AuditEntries struct {

@@ -36,6 +36,7 @@ func interleaved(key ed25519.PrivateKey) []Entry {
 			chains[m] = c
 		}
 		out = append(out, c.Seal(Entry{
+			Index:       int64(i),
 			Time:        t0.Add(time.Duration(i) * time.Second),
 			Kind:        KindPlacement,
 			Participant: fmt.Sprintf("p%d", i),
@@ -77,11 +78,13 @@ func TestSealLinksEntries(t *testing.T) {
 	}
 }
 
+const pinnedDigest = "5c61e496bfa4acd1a0e0c3beb86d9ff16e1cec437d85717fc16b7969d8f6d1ad"
+
 // TestCanonicalEncoding pins the documented encoding by building it by hand,
 // so a change to the hashing code that breaks old logs fails here.
 func TestCanonicalEncoding(t *testing.T) {
 	e := Entry{
-		Seq: 7, Time: time.Date(2026, 3, 1, 12, 0, 0, 500000000, time.UTC), Kind: "placement", Meeting: "m1",
+		Seq: 7, Index: 1234, Time: time.Date(2026, 3, 1, 12, 0, 0, 500000000, time.UTC), Kind: "placement", Meeting: "m1",
 		Participant: "p", Node: "n", NodeCountry: "DE", PolicyHash: "ph", Reason: "r", PrevHash: GenesisHash,
 	}
 	var b []byte
@@ -89,8 +92,9 @@ func TestCanonicalEncoding(t *testing.T) {
 		b = binary.BigEndian.AppendUint64(b, uint64(len(s)))
 		b = append(b, s...)
 	}
-	field("oakmeet-audit-entry/1")
+	field("oakmeet-audit-entry/2")
 	b = binary.BigEndian.AppendUint64(b, 7)
+	b = binary.BigEndian.AppendUint64(b, 1234)
 	for _, s := range []string{"2026-03-01T12:00:00.5Z", "placement", "m1", "p", "n", "DE", "ph", "r", GenesisHash} {
 		field(s)
 	}
@@ -98,9 +102,19 @@ func TestCanonicalEncoding(t *testing.T) {
 	if got := entryDigest(&e); got != want {
 		t.Fatalf("digest = %x, want %x", got, want)
 	}
+	// Pinned as well, so that the test and the code cannot change together.
+	if got := hex.EncodeToString(want[:]); got != pinnedDigest {
+		t.Fatalf("digest = %s, want %s", got, pinnedDigest)
+	}
+	// The index is signed: an entry cannot be moved in the log.
+	moved := e
+	moved.Index++
+	if entryDigest(&moved) == entryDigest(&e) {
+		t.Fatal("changing the index kept the digest")
+	}
 	// Length prefixes keep field boundaries: moving a byte between adjacent
 	// fields changes the hash.
-	moved := e
+	moved = e
 	moved.Participant, moved.Node = "pn", ""
 	if entryDigest(&moved) == entryDigest(&e) {
 		t.Fatal("moving a byte between fields kept the digest")

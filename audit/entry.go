@@ -20,17 +20,26 @@ const (
 	KindMeetingCreated = "meeting_created"
 	KindMeetingEnded   = "meeting_ended"
 	KindRelay          = "relay"
+	// KindNodeRefused is a participant's client refusing the node it was
+	// placed on (client-verified routing): Node, NodeCountry as certified,
+	// Participant the placement refused, Reason the client's code and
+	// message.
+	KindNodeRefused = "node_refused"
 )
 
 // GenesisHash is the prev_hash of the first entry of every chain.
 const GenesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
 
-const entryDomain = "oakmeet-audit-entry/1"
+const entryDomain = "oakmeet-audit-entry/2"
 
 // Entry is one routing decision or event. Seq, Meeting, PrevHash, Hash and Sig
-// are set by [Chain.Seal]; the writer fills in the rest.
+// are set by [Chain.Seal]; the writer fills in the rest, Index included.
 type Entry struct {
-	Seq         uint64    `json:"seq"`
+	Seq uint64 `json:"seq"`
+	// Index is the entry's place in the deployment's log, the Merkle
+	// tree's leaf index (from 0): every entry of every chain, in the order
+	// the log stores them. It is signed, so an entry cannot be moved.
+	Index       int64     `json:"index"`
 	Time        time.Time `json:"time"`
 	Kind        string    `json:"kind"`
 	Meeting     string    `json:"meeting"`
@@ -73,6 +82,7 @@ func entryDigest(e *Entry) [sha256.Size]byte {
 	var buf [512]byte // typical entries encode in place
 	b := appendField(buf[:0], entryDomain)
 	b = appendUint(b, e.Seq)
+	b = appendUint(b, uint64(e.Index))
 	var tbuf [64]byte
 	b = appendField(b, string(e.Time.UTC().AppendFormat(tbuf[:0], time.RFC3339Nano)))
 	for _, s := range [...]string{e.Kind, e.Meeting, e.Participant, e.Node, e.NodeCountry, e.PolicyHash, e.Reason, e.PrevHash} {

@@ -361,3 +361,29 @@ func mustDecodeStd(t testing.TB, s string) []byte {
 }
 
 const golden = "oakmeet-node-cert-v1.eyJjb3VudHJ5IjoiREUiLCJlbnJvbGxtZW50X2tleSI6IjZkM2ZiYmI3ODhjZTc0NDRhMzY0YTZmOWVlMWYyZDEwIiwiaWRlbnRpdHlfa2V5IjoiNHl3WXRETWpMQXV0VUtQNmhXWnpvOXEySkNLckx2a0VZdGdYRjIyVmlTTSIsIm5vZGUiOiJkZS1mcmEtMSIsIm5vdF9hZnRlciI6MTc3NTAwMTYwMCwibm90X2JlZm9yZSI6MTc2NzIyNTYwMCwicmVnaW9uIjoiZXUtY2VudHJhbC0xIiwic2VyaWFsIjoiMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWYifQ.Y5fiUl88Snt7y4RsOoPvpTsZi-AZ0md2IXrfk9aUPFoYODq7swsF8HPLdutqyd1b6EyNHlDX_x4S07RaArVPBw"
+
+// An SDP signature holds for exactly the SDP, session and key it was made
+// for.
+func TestSDPProof(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	otherPub, _, _ := ed25519.GenerateKey(nil)
+	nonce := []byte("0123456789abcdef0123456789abcdef")
+	sig := SignSDP(priv, "m1", "p1", nonce, "answer", "v=0\r\na=fingerprint:sha-256 AA\r\n")
+	if err := VerifySDP(pub, sig, "m1", "p1", nonce, "answer", "v=0\r\na=fingerprint:sha-256 AA\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	for name, err := range map[string]error{
+		"other key":         VerifySDP(otherPub, sig, "m1", "p1", nonce, "answer", "v=0\r\na=fingerprint:sha-256 AA\r\n"),
+		"other fingerprint": VerifySDP(pub, sig, "m1", "p1", nonce, "answer", "v=0\r\na=fingerprint:sha-256 AB\r\n"),
+		"other participant": VerifySDP(pub, sig, "m1", "p2", nonce, "answer", "v=0\r\na=fingerprint:sha-256 AA\r\n"),
+		"other meeting":     VerifySDP(pub, sig, "m2", "p1", nonce, "answer", "v=0\r\na=fingerprint:sha-256 AA\r\n"),
+		"other nonce":       VerifySDP(pub, sig, "m1", "p1", []byte("x"), "answer", "v=0\r\na=fingerprint:sha-256 AA\r\n"),
+		"offer for answer":  VerifySDP(pub, sig, "m1", "p1", nonce, "offer", "v=0\r\na=fingerprint:sha-256 AA\r\n"),
+		"no signature":      VerifySDP(pub, nil, "m1", "p1", nonce, "answer", "v=0\r\na=fingerprint:sha-256 AA\r\n"),
+		"no key":            VerifySDP(nil, sig, "m1", "p1", nonce, "answer", "v=0\r\na=fingerprint:sha-256 AA\r\n"),
+	} {
+		if !errors.Is(err, ErrSDPProof) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

@@ -155,11 +155,15 @@ func (e Effective) Equal(o Effective) bool {
 }
 
 func (r *rules) computeHash() string {
+	return hashOf(r.allowed.codes(), r.blockedRegions)
+}
+
+func hashOf(allowed, blockedRegions []string) string {
 	var b strings.Builder
 	b.WriteString("oakmeet routing policy v1\nallowed_countries=")
-	b.WriteString(strings.Join(r.allowed.codes(), ","))
+	b.WriteString(strings.Join(allowed, ","))
 	b.WriteString("\nblocked_regions=")
-	b.WriteString(strings.Join(r.blockedRegions, ","))
+	b.WriteString(strings.Join(blockedRegions, ","))
 	b.WriteString("\n")
 	sum := sha256.Sum256([]byte(b.String()))
 	return hex.EncodeToString(sum[:])

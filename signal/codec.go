@@ -2,9 +2,12 @@ package signal
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/oakmeet/oakmeet/hoststmt"
 )
 
 // Error codes carried in error messages. Decode returns them in *Error; the
@@ -38,17 +41,68 @@ func refuse(code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// Decode parses one message of at most MaxMessageBytes.
+// Decode parses one message: a relay or welcome message of at most
+// MaxRelayBytes, any other kind of at most MaxMessageBytes.
 func Decode(data []byte) (Message, error) {
-	return DecodeLimit(data, MaxMessageBytes)
+	return DecodeLimits(data, MaxMessageBytes, MaxRelayBytes)
 }
 
-// DecodeLimit parses one message of at most limit bytes and checks that the
-// fields its type needs are present. Every refusal is an *Error.
+// DecodeLimit parses one message of at most limit bytes, whatever its kind,
+// and checks that the fields its type needs are present. Every refusal is
+// an *Error.
 func DecodeLimit(data []byte, limit int) (Message, error) {
-	if len(data) > limit {
-		return Message{}, refuse(CodeTooLarge, "message of %d bytes exceeds %d", len(data), limit)
+	return DecodeLimits(data, limit, limit)
+}
+
+// DecodeLimits parses one message: a relay or welcome message of at most
+// relayLimit bytes, any other kind of at most limit. Every refusal is an
+// *Error.
+func DecodeLimits(data []byte, limit, relayLimit int) (Message, error) {
+	if len(data) > max(limit, relayLimit) {
+		return Message{}, tooLarge(kindOf(data), len(data), limit, relayLimit)
 	}
+	m, err := decode(data)
+	if err != nil {
+		return Message{}, err
+	}
+	// The kind is known only once parsed; parsing costs no more than the
+	// larger limit allows.
+	if len(data) > limit && (!m.Type.large() || len(data) > relayLimit) {
+		return Message{}, tooLarge(m.Type, len(data), limit, relayLimit)
+	}
+	return m, nil
+}
+
+// kindOf reads the type of a message too large to decode, so that its
+// refusal can say which limit it broke; "" if it has none. The data is
+// only scanned: nothing of it is kept.
+func kindOf(data []byte) Type {
+	var head struct {
+		Type Type `json:"type"`
+	}
+	_ = json.Unmarshal(data, &head)
+	return head.Type
+}
+
+// large reports whether messages of kind t have the larger limit: they
+// grow with the meeting.
+func (t Type) large() bool { return t == TypeRelay || t == TypeWelcome }
+
+func tooLarge(t Type, n, limit, relayLimit int) *Error {
+	what := "message"
+	if Known(t) {
+		what = string(t) + " message"
+	}
+	switch {
+	case t.large():
+		return refuse(CodeTooLarge, "%s of %d bytes exceeds %d", what, n, relayLimit)
+	case relayLimit > limit:
+		return refuse(CodeTooLarge, "%s of %d bytes exceeds %d (only relay messages may have up to %d)", what, n, limit, relayLimit)
+	}
+	return refuse(CodeTooLarge, "%s of %d bytes exceeds %d", what, n, limit)
+}
+
+func decode(data []byte) (Message, error) {
 	var m Message
 	if err := json.Unmarshal(data, &m); err != nil {
 		return Message{}, refuse(CodeBadJSON, "%v", err)
@@ -96,6 +150,18 @@ func (m *Message) validate() error {
 		if m.Token == "" {
 			return missing("token")
 		}
+		// The node signs its SDPs to the participant over the nonce: a
+		// join without a fresh one could be answered with signatures
+		// replayed from another connection.
+		if len(m.Nonce) != JoinNonceBytes {
+			return refuse(CodeBadMessage, "join nonce must be %d bytes", JoinNonceBytes)
+		}
+		if len(m.HostKey) != 0 && len(m.HostKey) != ed25519.PublicKeySize {
+			return refuse(CodeBadMessage, "join host_key must be %d bytes", ed25519.PublicKeySize)
+		}
+		if len(m.Statement) > hoststmt.MaxBytes {
+			return refuse(CodeTooLarge, "join statement of %d bytes exceeds %d", len(m.Statement), hoststmt.MaxBytes)
+		}
 	case TypeWelcome:
 		if m.ID == "" {
 			return missing("id")
@@ -133,6 +199,13 @@ func (m *Message) validate() error {
 	case TypeRelay:
 		if len(m.Payload) == 0 || string(m.Payload) == "null" {
 			return missing("payload")
+		}
+	case TypeHost:
+		if len(m.Payload) == 0 || string(m.Payload) == "null" {
+			return missing("payload")
+		}
+		if len(m.Payload) > hoststmt.MaxBytes {
+			return refuse(CodeTooLarge, "host statement of %d bytes exceeds %d", len(m.Payload), hoststmt.MaxBytes)
 		}
 	case TypeError:
 		if m.Code == "" {
@@ -187,10 +260,26 @@ func (m *Message) normalise() error {
 	if len(m.Sig) == 0 {
 		m.Sig = nil
 	}
+	if len(m.ICEURLs) == 0 {
+		m.ICEURLs = nil
+	}
 	for i := range m.ICEServers {
 		if len(m.ICEServers[i].URLs) == 0 {
 			m.ICEServers[i].URLs = nil
 		}
+	}
+	if len(m.HostKey) == 0 {
+		m.HostKey = nil
+	}
+	if string(m.Statement) == "null" {
+		m.Statement = nil
+	}
+	if len(m.Statement) > 0 {
+		var b bytes.Buffer
+		if err := json.Compact(&b, m.Statement); err != nil {
+			return refuse(CodeBadJSON, "statement: %v", err)
+		}
+		m.Statement = b.Bytes()
 	}
 	if len(m.Payload) > 0 {
 		var b bytes.Buffer
@@ -201,3 +290,13 @@ func (m *Message) normalise() error {
 	}
 	return nil
 }
+
+// The kinds a node's signatures to a participant name besides "offer" and
+// "answer" (nodecert.SignSDP, docs/PROTOCOL.md): the welcome signs its
+// ICEURLs joined by "\n"; a candidate message signs its candidate string
+// exactly as sent (the empty end-of-candidates one too) under
+// SigKindCandidate + its target ("publish" or "subscribe").
+const (
+	SigKindWelcome   = "welcome"
+	SigKindCandidate = "candidate:"
+)

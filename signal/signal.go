@@ -19,6 +19,18 @@ const Version = 1
 // is parsed so a peer cannot make the node buffer unbounded JSON.
 const MaxMessageBytes = 64 << 10
 
+// MaxRelayBytes bounds one relay message: end-to-end key messages grow
+// with the roster (an epoch message for 1,000 members is about 400 KB), so
+// relay messages have a limit of their own. So does a welcome, whose lists
+// of participants and tracks grow with the meeting too (1,000 participants
+// are over 60 KB). Every other kind keeps MaxMessageBytes.
+const MaxRelayBytes = 1<<20 + 4<<10
+
+// ReasonRemoved is the reason of the leave a participant gets when the
+// host removed it from the meeting (a signed removal, sent as a host
+// message first). A client that gets it ends rather than joining again.
+const ReasonRemoved = "removed"
+
 // Type names a message kind.
 type Type string
 
@@ -41,6 +53,7 @@ const (
 	TypePing              Type = "ping"               // both
 	TypePong              Type = "pong"               // both
 	TypeMove              Type = "move"               // node → client
+	TypeHost              Type = "host"               // node → client: a host statement in Payload
 
 	// Relay links between nodes (docs/RELAYS.md). A node refuses them
 	// from participants; they open a node-to-node connection instead of
@@ -57,7 +70,7 @@ func Known(t Type) bool {
 	case TypeJoin, TypeWelcome, TypeOffer, TypeAnswer, TypeCandidate,
 		TypeParticipantJoined, TypeParticipantLeft, TypeTrackPublished,
 		TypeTrackUnpublished, TypeSubscribe, TypeChat, TypeLeave, TypeRelay,
-		TypeError, TypePing, TypePong, TypeMove,
+		TypeError, TypePing, TypePong, TypeMove, TypeHost,
 		TypeLink, TypeLinkChallenge, TypeLinkProof, TypeLinkReady:
 		return true
 	}
@@ -96,8 +109,15 @@ type Message struct {
 	V    int  `json:"v"`
 	Type Type `json:"type"`
 
-	// join
-	Token string `json:"token,omitempty"`
+	// join. Nonce (JoinNonceBytes, base64 in JSON) is the client's fresh
+	// challenge: the node signs every SDP it sends this participant over it
+	// (nodecert.SignSDP). HostKey is the host public key the client checked
+	// against its link, and Statement the newest host policy statement it
+	// verified with it (hoststmt wire form): the node takes the meeting's
+	// relay policy from its participants, not from the control plane.
+	Token     string          `json:"token,omitempty"`
+	HostKey   []byte          `json:"host_key,omitempty"`
+	Statement json.RawMessage `json:"statement,omitempty"`
 
 	// welcome: who the receiver is and what the meeting looks like now.
 	ID           string        `json:"id,omitempty"`
@@ -107,6 +127,11 @@ type Message struct {
 	Participants []Participant `json:"participants,omitempty"`
 	Tracks       []Track       `json:"tracks,omitempty"`
 	ICEServers   []ICEServer   `json:"ice_servers,omitempty"`
+	// ICEURLs are the STUN and TURN URLs the node vouches for, signed in
+	// the welcome's Sig (nodecert.SignSDP, kind "welcome", the URLs joined
+	// by "\n"): a client uses an ICE server, from the join answer or the
+	// welcome, only if every URL of it is listed here.
+	ICEURLs []string `json:"ice_urls,omitempty"`
 
 	// participant_joined, participant_left
 	Participant *Participant `json:"participant,omitempty"`
@@ -137,19 +162,27 @@ type Message struct {
 	Code    string `json:"code,omitempty"`
 	Message string `json:"message,omitempty"`
 
-	// leave, move
+	// leave, move; a leave with ReasonRemoved follows the host's removal.
 	Reason string `json:"reason,omitempty"`
 
 	// link, link_challenge, link_proof; offer and answer on a relay link
 	// (base64 in JSON). Nonce is LinkNonceBytes of randomness, Sig an
-	// Ed25519 signature by a node's identity key.
+	// Ed25519 signature by a node's identity key. On link and
+	// link_challenge, Cert is the sending node's enrollment certificate,
+	// which the other node checks against the meeting's host-signed
+	// policy. A node's offer and answer to a participant carry Sig too:
+	// its identity key's signature over the SDP (nodecert.SignSDP).
 	Nonce []byte `json:"nonce,omitempty"`
 	Sig   []byte `json:"sig,omitempty"`
+	Cert  string `json:"cert,omitempty"`
 }
 
 // LinkNonceBytes is the size of each node's random challenge in a relay
 // link handshake.
 const LinkNonceBytes = 32
+
+// JoinNonceBytes is the size of a participant's challenge in its join.
+const JoinNonceBytes = 32
 
 // Participant is one member of a meeting as other members see it.
 // Since orders the roster the same way on every node: it is the issue time

@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/oakmeet/oakmeet/hoststmt"
 )
 
 func TestDecodeRefusals(t *testing.T) {
@@ -20,6 +22,11 @@ func TestDecodeRefusals(t *testing.T) {
 		{"unknown type", `{"v":1,"type":"teleport"}`, CodeUnknownType},
 		{"empty type", `{"v":1}`, CodeUnknownType},
 		{"join without token", `{"v":1,"type":"join"}`, CodeBadMessage},
+		{"join without nonce", `{"v":1,"type":"join","token":"t"}`, CodeBadMessage},
+		{"join with short nonce", `{"v":1,"type":"join","token":"t","nonce":"AAAA"}`, CodeBadMessage},
+		{"join with short host key", `{"v":1,"type":"join","token":"t","nonce":"` + strings.Repeat("A", 43) + `=","host_key":"AAAA"}`, CodeBadMessage},
+		{"join statement too large", `{"v":1,"type":"join","token":"t","nonce":"` + strings.Repeat("A", 43) + `=","statement":"` + strings.Repeat("a", hoststmt.MaxBytes) + `"}`, CodeTooLarge},
+		{"join statement not json", `{"v":1,"type":"join","token":"t","nonce":"` + strings.Repeat("A", 43) + `=","statement":{"a":}}`, CodeBadJSON},
 		{"offer without sdp", `{"v":1,"type":"offer"}`, CodeBadMessage},
 		{"subscribe without layer", `{"v":1,"type":"subscribe","track_id":"t1"}`, CodeBadMessage},
 		{"relay with null payload", `{"v":1,"type":"relay","payload":null}`, CodeBadMessage},
@@ -32,6 +39,9 @@ func TestDecodeRefusals(t *testing.T) {
 		{"nonce not base64", `{"v":1,"type":"link_proof","sig":"!!"}`, CodeBadJSON},
 		{"candidate without target", `{"v":1,"type":"candidate","candidate":{"candidate":"c"}}`, CodeBadMessage},
 		{"too large", `{"v":1,"type":"chat","text":"` + strings.Repeat("a", MaxMessageBytes) + `"}`, CodeTooLarge},
+		{"host without payload", `{"v":1,"type":"host"}`, CodeBadMessage},
+		{"host with null payload", `{"v":1,"type":"host","payload":null}`, CodeBadMessage},
+		{"host statement too large", `{"v":1,"type":"host","payload":"` + strings.Repeat("a", hoststmt.MaxBytes) + `"}`, CodeTooLarge},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -63,7 +73,8 @@ func TestDecodeLimit(t *testing.T) {
 func TestRoundTrip(t *testing.T) {
 	mid, idx := "0", uint16(0)
 	msgs := []Message{
-		{Type: TypeJoin, Token: "tok"},
+		{Type: TypeJoin, Token: "tok", Nonce: make([]byte, JoinNonceBytes), HostKey: make([]byte, 32), Statement: []byte(`{"v":1,"kind":"policy"}`)},
+		{Type: TypeLink, Token: "r1.x.y", Nonce: make([]byte, LinkNonceBytes), Cert: "-----BEGIN OAKMEET NODE CERTIFICATE-----"},
 		{Type: TypeWelcome, ID: "p1", Name: "Ann", Meeting: "m1", Since: 1764220800000,
 			Participants: []Participant{{ID: "p2", Name: "Bo"}},
 			Tracks:       []Track{{ID: "t1", Participant: "p2", Stream: "p2", Kind: KindVideo, Layers: []string{"q", "h", "f"}}},
@@ -78,6 +89,8 @@ func TestRoundTrip(t *testing.T) {
 		{Type: TypeError, Code: CodeUnknownType, Message: "no"},
 		{Type: TypeLeave, Reason: "moved"},
 		{Type: TypeMove, Reason: "policy_changed"},
+		{Type: TypeLeave, Reason: ReasonRemoved},
+		{Type: TypeHost, Payload: []byte(`{"kind":"remove","seq":1764220800000,"participant":"p2","sig":"<b64>"}`)},
 		{Type: TypeParticipantJoined, Participant: &Participant{ID: "p3", Name: "Cy", Since: 1764220800123}},
 		{Type: TypeLink, Token: "r1.x.y", Nonce: make([]byte, LinkNonceBytes)},
 		{Type: TypeLinkChallenge, Nonce: make([]byte, LinkNonceBytes), Sig: []byte{1, 2, 3}},
@@ -130,6 +143,7 @@ func FuzzDecode(f *testing.F) {
 		`{"v":1,"type":"link","token":"r1.a.b","nonce":"` + strings.Repeat("A", 43) + `="}`,
 		`{"v":1,"type":"link_proof","sig":"AQID","nonce":""}`,
 		`{"v":1,"type":"participant_joined","participant":{"id":"p","since":17}}`,
+		`{"v":1,"type":"host","payload":{"kind":"settings","seq":1,"locked":true}}`,
 		`[]`,
 	}
 	for _, s := range seeds {
@@ -156,4 +170,79 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("round trip changed the message:\n first %+v\nsecond %+v\n wire %s", m, again, b)
 		}
 	})
+}
+
+func TestHostStatementAtTheLimit(t *testing.T) {
+	// A JSON string of exactly hoststmt.MaxBytes: the quotes count.
+	at := `{"v":1,"type":"host","payload":"` + strings.Repeat("a", hoststmt.MaxBytes-2) + `"}`
+	m, err := Decode([]byte(at))
+	if err != nil {
+		t.Fatalf("statement of %d bytes refused: %v", hoststmt.MaxBytes, err)
+	}
+	if len(m.Payload) != hoststmt.MaxBytes {
+		t.Fatalf("payload of %d bytes, want %d", len(m.Payload), hoststmt.MaxBytes)
+	}
+}
+
+func TestRelayMessagesHaveTheirOwnLimit(t *testing.T) {
+	// message builds an encoded message of kind exactly n bytes long.
+	message := func(kind Type, n int) []byte {
+		var b []byte
+		switch kind {
+		case TypeRelay:
+			b, _ = Encode(Message{Type: TypeRelay, Payload: []byte(`""`)})
+		case TypeChat:
+			b, _ = Encode(Message{Type: TypeChat, Text: "x"})
+		case TypeWelcome:
+			b, _ = Encode(Message{Type: TypeWelcome, ID: "p", Name: "x"})
+		}
+		pad := strings.Repeat("a", n-len(b))
+		out := strings.Replace(string(b), `"x"`, `"x`+pad+`"`, 1)
+		if kind == TypeRelay {
+			out = strings.Replace(string(b), `""`, `"`+pad+`"`, 1)
+		}
+		if len(out) != n {
+			t.Fatalf("built a %s message of %d bytes, want %d", kind, len(out), n)
+		}
+		return []byte(out)
+	}
+	tests := []struct {
+		name string
+		data []byte
+		code string // "" accepted
+		text string // in the refusal
+	}{
+		{"relay at the relay limit", message(TypeRelay, MaxRelayBytes), "", ""},
+		{"relay over the relay limit", message(TypeRelay, MaxRelayBytes+1), CodeTooLarge, "relay message of"},
+		{"relay above the default limit", message(TypeRelay, MaxMessageBytes+1), "", ""},
+		{"chat at the default limit", message(TypeChat, MaxMessageBytes), "", ""},
+		{"chat over the default limit", message(TypeChat, MaxMessageBytes+1), CodeTooLarge, "only relay messages"},
+		{"chat of a relay's size", message(TypeChat, MaxRelayBytes), CodeTooLarge, "only relay messages"},
+		{"chat beyond both limits", message(TypeChat, MaxRelayBytes+1), CodeTooLarge, "chat message of"},
+		// A welcome lists the whole meeting: 1,000 participants are over
+		// 64 KiB.
+		{"welcome above the default limit", message(TypeWelcome, 300<<10), "", ""},
+		{"welcome over the relay limit", message(TypeWelcome, MaxRelayBytes+1), CodeTooLarge, "welcome message of"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := Decode(tc.data)
+			if tc.code == "" {
+				if err != nil {
+					t.Fatalf("%d bytes refused: %v", len(tc.data), err)
+				}
+				if !m.Type.large() && m.Type != TypeChat {
+					t.Fatalf("decoded %+v", m)
+				}
+				return
+			}
+			if !errors.Is(err, &Error{Code: tc.code}) || !strings.Contains(err.Error(), tc.text) {
+				t.Fatalf("%d bytes: err = %v, want %s mentioning %q", len(tc.data), err, tc.code, tc.text)
+			}
+		})
+	}
+	// One limit for every kind, as before.
+	if _, err := DecodeLimit(message(TypeRelay, MaxMessageBytes+1), MaxMessageBytes); !errors.Is(err, &Error{Code: CodeTooLarge}) {
+		t.Fatalf("DecodeLimit let a relay over its limit through: %v", err)
+	}
 }

@@ -69,37 +69,71 @@ func TestMeetingsCreateUpdateConflict(t *testing.T) {
 	}
 }
 
-func TestAuditChainsAndConflicts(t *testing.T) {
+// readAll reads every record of a chain (or all) from the first to last.
+func readAll(t *testing.T, s *Store, chain string, all bool) []AuditRecord {
+	t.Helper()
+	ctx := context.Background()
+	last, err := s.AuditLastSeq(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []AuditRecord
+	if last == 0 {
+		return nil
+	}
+	// to must be a record of the chain: find the chain's newest.
+	var to uint64
+	if err := s.ReadAudit(ctx, "", true, 1, last, 0, func(r AuditRecord) error {
+		if all || r.Chain == chain {
+			to = r.Seq
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReadAudit(ctx, chain, all, 1, to, 0, func(r AuditRecord) error {
+		out = append(out, r)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestAuditLogIsOneSequence(t *testing.T) {
 	s, stop := open(t, t.TempDir())
 	defer stop()
 	ctx := context.Background()
-	if _, _, err := s.LastAudit(ctx, "m1"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("empty chain: %v", err)
+	if last, err := s.AuditLastSeq(ctx); err != nil || last != 0 {
+		t.Fatalf("empty log: last %d, %v", last, err)
 	}
 	a1, err := s.AppendAudit(ctx, "m1", []byte("m1-1"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AppendAudit(ctx, "", []byte("d-1"), 0); err != nil {
+	d1, err := s.AppendAudit(ctx, "", []byte("d-1"), a1)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AppendAudit(ctx, "m1", []byte("fork"), 0); !errors.Is(err, ErrConflict) {
+	// Another chain's record moved the log on: an append expecting a1 forks.
+	if _, err := s.AppendAudit(ctx, "m1", []byte("fork"), a1); !errors.Is(err, ErrConflict) {
 		t.Fatalf("fork accepted: %v", err)
 	}
-	if _, err := s.AppendAudit(ctx, "m1", []byte("m1-2"), a1); err != nil {
+	if _, err := s.AppendAudit(ctx, "m1", []byte("m1-2"), d1); err != nil {
 		t.Fatal(err)
 	}
-	data, _, err := s.LastAudit(ctx, "m1")
-	if err != nil || string(data) != "m1-2" {
-		t.Fatalf("head %q, %v", data, err)
+	one := readAll(t, s, "m1", false)
+	if len(one) != 2 || string(one[0].Data) != "m1-1" || string(one[1].Data) != "m1-2" || one[1].Chain != "m1" {
+		t.Fatalf("chain m1: %+v", one)
 	}
-	one, err := s.AuditRecords(ctx, "m1", false)
-	if err != nil || len(one) != 2 || string(one[0]) != "m1-1" || string(one[1]) != "m1-2" {
-		t.Fatalf("chain m1: %q, %v", one, err)
+	all := readAll(t, s, "", true)
+	if len(all) != 3 || all[1].Chain != "" || string(all[1].Data) != "d-1" || all[2].Seq != 3 {
+		t.Fatalf("all: %+v", all)
 	}
-	all, err := s.AuditRecords(ctx, "", true)
-	if err != nil || len(all) != 3 {
-		t.Fatalf("all: %q, %v", all, err)
+	// A bounded read stops at n.
+	var got []uint64
+	if err := s.ReadAudit(ctx, "", true, 2, 3, 1, func(r AuditRecord) error { got = append(got, r.Seq); return nil }); err != nil || len(got) != 1 || got[0] != 2 {
+		t.Fatalf("bounded read: %v, %v", got, err)
 	}
 }
 
@@ -123,8 +157,8 @@ func TestStateSurvivesRestart(t *testing.T) {
 	if r, err := s.Meeting(ctx, "m1"); err != nil || string(r.Value) != "kept" {
 		t.Fatalf("meeting after restart: %q, %v", r.Value, err)
 	}
-	if recs, err := s.AuditRecords(ctx, "m1", false); err != nil || len(recs) != 1 {
-		t.Fatalf("audit after restart: %q, %v", recs, err)
+	if recs := readAll(t, s, "m1", false); len(recs) != 1 {
+		t.Fatalf("audit after restart: %+v", recs)
 	}
 	if v, err := s.Control(ctx, "k"); err != nil || string(v) != "v" {
 		t.Fatalf("control after restart: %q, %v", v, err)

@@ -27,6 +27,11 @@ var (
 	// ErrDeferred marks a refusal that may turn into acceptance once this
 	// member's roster or announcements catch up.
 	ErrDeferred = errors.New("group: deferred")
+	// ErrUnknownEpoch means an ack or commit names an epoch (number and
+	// digest) this member does not hold, or for an ack, did not make.
+	ErrUnknownEpoch = errors.New("group: unknown epoch")
+	// ErrRemoved means the message is from a participant the host removed.
+	ErrRemoved = errors.New("group: removed by the host")
 	// ErrEpochExhausted means the epoch number cannot grow any more.
 	ErrEpochExhausted = errors.New("group: epoch numbers exhausted")
 )

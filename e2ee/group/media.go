@@ -22,15 +22,18 @@ func (c currentSender) Encrypt(dst, metadata, plaintext []byte) ([]byte, error) 
 	return s.Encrypt(dst, metadata, plaintext)
 }
 
-// Protect encrypts an outgoing frame with this member's key of the current
-// epoch (see mediaframe.Protector.Protect). Before the first epoch it
-// returns mediaframe.ErrNoKey: the frame must be dropped, never sent clear.
+// Protect encrypts an outgoing frame with this member's key of the sending
+// epoch, the newest committed one (see mediaframe.Protector.Protect).
+// Before the first commit, and while the sending epoch names someone the
+// host removed, it returns mediaframe.ErrNoKey: the frame must be dropped,
+// never sent clear.
 func (m *Member) Protect(dst []byte, codec mediaframe.Codec, frame []byte) ([]byte, error) {
 	return m.protector.Protect(dst, codec, frame)
 }
 
-// Unprotect decrypts a frame from another member under any key of the
-// current epoch or of a replaced one still within its grace window (see
+// Unprotect decrypts a frame from another member under any key of an
+// installed epoch, committed or not, or of a replaced one still within its
+// grace window (see
 // mediaframe.Unprotector.Unprotect).
 func (m *Member) Unprotect(dst []byte, codec mediaframe.Codec, frame []byte) ([]byte, error) {
 	return m.unprotector.Unprotect(dst, codec, frame)
@@ -49,56 +52,58 @@ func (m *Member) Participant() string { return m.cfg.Participant }
 // HPKE public keys, and announcement signature.
 func (m *Member) Entry() keymsg.Entry { return m.self }
 
-// Epoch is the current epoch number, 0 before the first.
+// Epoch is the sending epoch's number (the newest committed one), 0
+// before the first.
 func (m *Member) Epoch() uint64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.cur == nil {
+	if m.sending == nil {
 		return 0
 	}
-	return m.cur.number
+	return m.sending.number
 }
 
-// SecurityCode is the code of the current epoch's roster; ok is false
-// before the first epoch.
+// SecurityCode is the code of the sending epoch's roster under the current
+// policy hash; ok is false before the first epoch.
 func (m *Member) SecurityCode() (code securitycode.Code, ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.cur == nil {
+	if m.sending == nil {
 		return securitycode.Code{}, false
 	}
-	return m.cur.code, true
+	return m.securityCode(m.sending), true
 }
 
-// Roster is the current epoch's roster, the leader first: exactly who holds
-// the media key, which a user interface should show next to the code.
+// Roster is the sending epoch's roster, the leader first: exactly who holds
+// the media key this member sends under. A user interface shows People.
 func (m *Member) Roster() []keymsg.Entry {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.cur == nil {
+	if m.sending == nil {
 		return nil
 	}
-	out := make([]keymsg.Entry, len(m.cur.roster))
-	copy(out, m.cur.roster)
+	out := make([]keymsg.Entry, len(m.sending.roster))
+	copy(out, m.sending.roster)
 	return out
 }
 
 // Leader is the participant this member expects to lead: the first in
-// roster order.
+// roster order not removed by the host.
 func (m *Member) Leader() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.expectedLeader()
 }
 
-// SenderOf names the participant whose key a KID is, in the current epoch
-// only; ok is false otherwise.
+// SenderOf names the participant whose key a KID is, in any installed epoch
+// (the sending one or a newer one); ok is false otherwise.
 func (m *Member) SenderOf(kid uint64) (participant string, ok bool) {
 	epoch, index := SplitKID(kid)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.cur == nil || epoch != m.cur.number || index >= len(m.cur.roster) {
+	st := m.epochByNumber(epoch)
+	if st == nil || index >= len(st.roster) {
 		return "", false
 	}
-	return m.cur.roster[index].Participant, true
+	return st.roster[index].Participant, true
 }

@@ -38,8 +38,17 @@ func lastEpochPayload(t *testing.T, n *simNet, from string) []byte {
 }
 
 func TestThreeMembersConverge(t *testing.T) {
-	n := threeMembers(t)
-	a := n.members["alice"]
+	n := newSimNet(t)
+	a := n.join("alice")
+	// The first epoch takes the numbering over from nothing: a jump
+	// (docs/E2EE.md §5.3); the joins after it follow on.
+	first := a.Epoch()
+	if first < takeoverJump || first >= 2*takeoverJump {
+		t.Fatalf("first epoch %d, want a jump in [%d, %d)", first, takeoverJump, 2*takeoverJump)
+	}
+	n.join("bob")
+	n.join("carol")
+	n.converged()
 	if a.Leader() != "alice" || n.members["carol"].Leader() != "alice" {
 		t.Fatalf("leader %q", a.Leader())
 	}
@@ -47,20 +56,20 @@ func TestThreeMembersConverge(t *testing.T) {
 		t.Fatalf("errors in a clean run: %v", n.errs)
 	}
 	code, _ := a.SecurityCode()
-	if want := securitycode.Compute("meeting-1", a.Roster()); code != want {
+	if want := securitycode.Compute("meeting-1", "", a.Roster()); code != want {
 		t.Fatalf("code %v, want %v", code, want)
 	}
 	// Each join re-keys: three epochs so far.
-	if got := a.Epoch(); got != 3 {
-		t.Fatalf("epoch %d, want 3", got)
+	if got := a.Epoch(); got != first+2 {
+		t.Fatalf("epoch %d, want %d", got, first+2)
 	}
 	f := protect(t, n.members["bob"])
 	h, _, err := sframe.ParseHeader(f[mediaframe.VP8KeyFramePrefix:])
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.KID != KID(3, 1) {
-		t.Fatalf("bob's KID %#x, want epoch 3 index 1", h.KID)
+	if h.KID != KID(first+2, 1) {
+		t.Fatalf("bob's KID %#x, want epoch %d index 1", h.KID, first+2)
 	}
 	if who, ok := a.SenderOf(h.KID); !ok || who != "bob" {
 		t.Fatalf("SenderOf = %q, %v", who, ok)
@@ -122,7 +131,7 @@ func TestForgedEpochRejected(t *testing.T) {
 
 	// 2. Mallory claims to be alice with her own identity: the entry is
 	// self-consistent, but bob verified alice's real announcement.
-	fake, _ := keymsg.NewAnnouncement("meeting-1", "alice", mallory, roster[1].HPKE)
+	fake, _ := keymsg.NewAnnouncement("meeting-1", "alice", "", mallory, roster[1].HPKE)
 	impostor, err := keymsg.NewEpoch("meeting-1", epoch+1, append([]keymsg.Entry{fake.Entry}, roster[1:]...), secret, mallory)
 	if err != nil {
 		t.Fatal(err)
@@ -148,8 +157,8 @@ func TestForgedEpochRejected(t *testing.T) {
 		{"relayed as if from carol", "carol", b, ErrSenderMismatch},
 		{"impostor leader", "alice", b3, ErrRosterMismatch},
 		{"signed by a non-leader", "carol", b4, ErrUnexpectedLeader},
-		{"garbage", "alice", []byte(`{"v":1,"type":"epoch"}`), keymsg.ErrMalformed},
-		{"other version", "alice", []byte(`{"v":2,"type":"epoch"}`), keymsg.ErrVersion},
+		{"garbage", "alice", []byte(`{"v":2,"type":"epoch"}`), keymsg.ErrMalformed},
+		{"other version", "alice", []byte(`{"v":1,"type":"epoch"}`), keymsg.ErrVersion},
 	}
 	for _, tc := range tests {
 		if _, err := bob.HandleMessage(tc.from, tc.payload); !errors.Is(err, tc.want) {
@@ -197,7 +206,7 @@ func TestSwappedHPKEKeyChangesCodeOrFails(t *testing.T) {
 			return true
 		}
 		if m, err := keymsg.Decode(d.payload); err == nil && m.Type() == "announce" {
-			fake, _ := keymsg.NewAnnouncement("meeting-1", "carol", mallory, malloryKey.PublicKey().Bytes())
+			fake, _ := keymsg.NewAnnouncement("meeting-1", "carol", "", mallory, malloryKey.PublicKey().Bytes())
 			d.payload, _ = keymsg.Encode(fake)
 		}
 		return true
@@ -214,11 +223,20 @@ func TestSwappedHPKEKeyChangesCodeOrFails(t *testing.T) {
 	if !slices.ContainsFunc(n.errs["carol"], func(err error) bool { return errors.Is(err, ErrNotInRoster) }) {
 		t.Fatalf("carol's errors: %v", n.errs["carol"])
 	}
-	// Alice and bob agree, but not with the roster carol really has.
-	codeA, _ := alice.SecurityCode()
-	honest := alice.Roster()
+	// Alice keyed mallory's keys under carol's name; the real carol never
+	// acks that epoch, so it is never committed and nobody sends under it.
+	st := alice.Status()
+	if st.Newest == st.Epoch || !slices.Equal(st.AwaitingAcks, []string{"carol"}) {
+		t.Fatalf("alice's status %+v: the epoch with mallory's key should wait for carol", st)
+	}
+	if e, _ := SplitKID(kidOf(t, protect(t, alice))); e != st.Epoch {
+		t.Fatalf("alice sends under epoch %d, not the committed %d", e, st.Epoch)
+	}
+	// And its code is not the one of the roster carol really has.
+	fakeRoster := alice.newest().roster
+	honest := slices.Clone(fakeRoster)
 	honest[2] = carol.Entry()
-	if codeA == securitycode.Compute("meeting-1", honest) {
+	if securitycode.Compute("meeting-1", "", fakeRoster) == securitycode.Compute("meeting-1", "", honest) {
 		t.Fatal("a swapped key did not change the code")
 	}
 
@@ -338,16 +356,19 @@ func TestHandoverRaceConverges(t *testing.T) {
 	}
 	n.clock.Advance(DefaultRekeyInterval)
 	n.tick()
-	if n.members["carol"].Epoch() != epoch+1 || n.members["bob"].Epoch() != epoch {
+	// Carol installed (and acked) epoch+1; bob never saw it, so alice
+	// cannot commit it.
+	if n.members["carol"].Status().Newest != epoch+1 || n.members["bob"].Status().Newest != epoch {
 		t.Fatal("setup: carol should be ahead of bob")
 	}
 	n.intercept = nil
 	n.leave("alice")
-	// Bob's first epoch (epoch+1) is stale to carol; her sync makes him
-	// re-key above it.
+	// Bob takes the numbering over: his first epoch jumps over every number
+	// alice may have used unknown to him (epoch+1 here, with another
+	// secret), so carol takes it at once and no KID names two keys.
 	got := n.converged()
-	if got != epoch+2 {
-		t.Fatalf("converged on epoch %d, want %d", got, epoch+2)
+	if got < epoch+takeoverJump || got >= epoch+2*takeoverJump {
+		t.Fatalf("converged on epoch %d, want a jump from %d", got, epoch)
 	}
 	// Alice's held message finally reaches bob: stale, and harmless.
 	for _, d := range held {
@@ -421,7 +442,7 @@ func TestLateAnnouncementIsKeyed(t *testing.T) {
 func TestMessagesForOtherMeetingsRefused(t *testing.T) {
 	n := threeMembers(t)
 	bob := n.members["bob"]
-	other, _ := keymsg.NewAnnouncement("meeting-2", "alice", testIdentity(t, "alice"), bob.Entry().HPKE)
+	other, _ := keymsg.NewAnnouncement("meeting-2", "alice", "", testIdentity(t, "alice"), bob.Entry().HPKE)
 	b, _ := keymsg.Encode(other)
 	if _, err := bob.HandleMessage("alice", b); !errors.Is(err, ErrWrongMeeting) {
 		t.Errorf("announcement: %v", err)
@@ -430,7 +451,7 @@ func TestMessagesForOtherMeetingsRefused(t *testing.T) {
 	if _, err := n.members["alice"].HandleMessage("bob", s); !errors.Is(err, ErrWrongMeeting) {
 		t.Errorf("sync: %v", err)
 	}
-	a, _ := keymsg.NewAnnouncement("meeting-1", "carol", testIdentity(t, "carol"), bob.Entry().HPKE)
+	a, _ := keymsg.NewAnnouncement("meeting-1", "carol", "", testIdentity(t, "carol"), bob.Entry().HPKE)
 	b, _ = keymsg.Encode(a)
 	if _, err := bob.HandleMessage("alice", b); !errors.Is(err, ErrSenderMismatch) {
 		t.Errorf("announcement relayed from another sender: %v", err)
@@ -485,9 +506,12 @@ func TestNewMemberRejectsBadConfig(t *testing.T) {
 // group: it must not panic, and whatever it refuses must leave its epoch and
 // code as they were.
 func FuzzHandleMessage(f *testing.F) {
-	f.Add("alice", []byte(`{"v":1,"type":"sync","meeting":"meeting-1","epoch":9,"leader":"x"}`))
-	f.Add("carol", []byte(`{"v":1,"type":"announce"}`))
-	f.Add("alice", []byte(`{"v":1,"type":"epoch","meeting":"meeting-1","epoch":1,"roster":[],"sealed":[],"sig":""}`))
+	f.Add("alice", []byte(`{"v":2,"type":"sync","meeting":"meeting-1","epoch":9,"leader":"x"}`))
+	f.Add("carol", []byte(`{"v":2,"type":"announce"}`))
+	f.Add("alice", []byte(`{"v":2,"type":"epoch","meeting":"meeting-1","epoch":1,"roster":[],"sealed":[],"sig":""}`))
+	f.Add("alice", []byte(`{"v":2,"type":"commit","meeting":"meeting-1","epoch":2,"digest":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","sig":""}`))
+	f.Add("bob", []byte(`{"v":2,"type":"ack","meeting":"meeting-1","epoch":2,"participant":"bob","digest":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","sig":""}`))
+	f.Add("alice", []byte(`{"v":2,"type":"node","meeting":"meeting-1","participant":"alice","cert":"c","sig":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=="}`))
 	f.Fuzz(func(t *testing.T, from string, payload []byte) {
 		n := newSimNet(t)
 		n.join("alice")
@@ -499,6 +523,12 @@ func FuzzHandleMessage(f *testing.F) {
 			c, _ := bob.SecurityCode()
 			if bob.Epoch() != epoch || c != code {
 				t.Fatalf("refused message changed the state: %v", err)
+			}
+		}
+		// Nobody can put alice on a node without her identity key.
+		for _, p := range bob.People() {
+			if p.Participant == "alice" && p.NodeCert != "" {
+				t.Fatalf("alice shown on node %q", p.NodeCert)
 			}
 		}
 	})
@@ -520,13 +550,19 @@ func TestSyncCannotExhaustEpochs(t *testing.T) {
 		{"bob", epoch + 5, true},            // a real gap: re-key above it
 	} {
 		s, _ := keymsg.Encode(&keymsg.Sync{Meeting: "meeting-1", Epoch: tc.epoch, Leader: "alice"})
-		before := alice.Epoch()
+		before := alice.Status().Newest
 		out, err := alice.HandleMessage(tc.from, s)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if moved := alice.Epoch() != before; moved != tc.rekeys || (moved && alice.Epoch() != tc.epoch+1) {
-			t.Fatalf("sync %d from %s: epoch %d -> %d", tc.epoch, tc.from, before, alice.Epoch())
+		// The new epoch is made at once; it is sent under once bob and
+		// carol ack it.
+		// Someone holds another leader's epoch: alice jumps above it, as
+		// on any takeover of the numbering (docs/E2EE.md §5.3).
+		after := alice.Status().Newest
+		jumped := after >= tc.epoch+takeoverJump && after < tc.epoch+2*takeoverJump
+		if moved := after != before; moved != tc.rekeys || (moved && !jumped) {
+			t.Fatalf("sync %d from %s: epoch %d -> %d", tc.epoch, tc.from, before, after)
 		}
 		n.send("alice", out)
 		n.run()

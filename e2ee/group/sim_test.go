@@ -3,6 +3,7 @@ package group
 import (
 	"bytes"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -35,17 +36,21 @@ type delivery struct {
 }
 
 // simNet is an in-memory relay, like the media node's: it delivers each
-// Outgoing to one participant or to every other participant, in order.
+// Outgoing to one participant or to every other participant, in order. A
+// test can make it lie as a malicious server would: drop or rewrite
+// deliveries (intercept) and show each member another roster (viewOf).
 type simNet struct {
 	t       *testing.T
 	clock   *fakeClock
 	members map[string]*Member
-	order   []string // join order: the roster every member is told
+	order   []string // join order: the roster every member is told, unless viewOf says otherwise
 	queue   []delivery
 	// intercept, if set, may rewrite or drop (return false) a delivery.
 	intercept func(*delivery) bool
-	errs      map[string][]error // errors HandleMessage returned, by recipient
-	log       []delivery         // every delivery made
+	// viewOf, if set, is the roster shown to member, given the real one.
+	viewOf func(member string, order []string) []string
+	errs   map[string][]error // errors HandleMessage returned, by recipient
+	log    []delivery         // every delivery made
 }
 
 func newSimNet(t *testing.T) *simNet {
@@ -66,9 +71,12 @@ func testIdentity(t *testing.T, name string) *identity.Identity {
 	return id
 }
 
+// displayName is the name every test member announces: its id, capitalised.
+func displayName(id string) string { return strings.ToUpper(id[:1]) + id[1:] }
+
 func (n *simNet) newMember(name string) *Member {
 	n.t.Helper()
-	m, err := NewMember(Config{Meeting: "meeting-1", Participant: name, Identity: testIdentity(n.t, name), Now: n.clock.Now})
+	m, err := NewMember(Config{Meeting: "meeting-1", Participant: name, Name: displayName(name), Identity: testIdentity(n.t, name), Now: n.clock.Now})
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -76,20 +84,36 @@ func (n *simNet) newMember(name string) *Member {
 }
 
 // join adds a participant the way a client does: announce, then everyone
-// learns the new roster.
+// learns the new roster; then time passes until nothing is due soon (the
+// leader's join batch).
 func (n *simNet) join(name string) *Member {
 	n.t.Helper()
 	return n.joinMember(n.newMember(name))
 }
 
 func (n *simNet) joinMember(m *Member) *Member {
+	n.t.Helper()
+	n.arrive(m)
+	n.settle()
+	return m
+}
+
+// arrive is join without letting time pass.
+func (n *simNet) arrive(m *Member) {
+	n.t.Helper()
 	n.members[m.Participant()] = m
 	if !slices.Contains(n.order, m.Participant()) {
 		n.order = append(n.order, m.Participant())
 	}
-	n.send(m.Participant(), []Outgoing{m.Announce()})
+	n.send(m.Participant(), m.Introduce())
 	n.rosterChanged()
-	return m
+}
+
+func (n *simNet) view(name string) []string {
+	if n.viewOf == nil {
+		return n.order
+	}
+	return n.viewOf(name, slices.Clone(n.order))
 }
 
 func (n *simNet) leave(name string) *Member {
@@ -103,7 +127,7 @@ func (n *simNet) leave(name string) *Member {
 func (n *simNet) rosterChanged() {
 	n.t.Helper()
 	for _, name := range n.order {
-		out, err := n.members[name].OnRosterChange(n.order)
+		out, err := n.members[name].OnRosterChange(n.view(name))
 		if err != nil {
 			n.t.Fatalf("%s OnRosterChange: %v", name, err)
 		}
@@ -151,7 +175,14 @@ func (n *simNet) run() {
 	}
 }
 
+// tick ticks every member once, delivers, then settles.
 func (n *simNet) tick() {
+	n.t.Helper()
+	n.tickOnce()
+	n.settle()
+}
+
+func (n *simNet) tickOnce() {
 	n.t.Helper()
 	for _, name := range n.order {
 		out, err := n.members[name].Tick()
@@ -161,6 +192,29 @@ func (n *simNet) tick() {
 		n.send(name, out)
 	}
 	n.run()
+}
+
+// settle lets time pass, tick by tick, while some member has something due
+// within DefaultJoinBatch: a join batch closes, an ack or an announcement
+// goes again. Anything due later (periodic re-keys, the grace window) is
+// the test's to reach.
+func (n *simNet) settle() {
+	n.t.Helper()
+	for range 50 {
+		var next time.Time
+		for _, name := range n.order {
+			next = earliest(next, n.members[name].nextDueLocked())
+		}
+		now := n.clock.Now()
+		if next.IsZero() || next.After(now.Add(DefaultJoinBatch)) {
+			return
+		}
+		if next.After(now) {
+			n.clock.Advance(next.Sub(now))
+		}
+		n.tickOnce()
+	}
+	n.t.Fatal("something is due again and again")
 }
 
 // converged checks that every member holds the same epoch, roster and code,

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/hpke"
+	"crypto/sha256"
 	"fmt"
 
 	"github.com/oakmeet/oakmeet/e2ee/identity"
@@ -108,11 +109,26 @@ func (m *Epoch) check() error {
 
 // Verify checks the structure, every roster entry's announcement signature
 // and the leader's signature over the whole message.
-func (m *Epoch) Verify() error {
+func (m *Epoch) Verify() error { return m.VerifyCached(nil) }
+
+// Digest is SHA-256 of the epoch's signed bytes: what acks and commits
+// name, so that they are about exactly this roster and these sealed copies.
+func (m *Epoch) Digest() [DigestSize]byte {
+	return sha256.Sum256(epochTBS(m.Meeting, m.Epoch, m.Roster, m.Sealed))
+}
+
+// VerifyCached is Verify for a caller that remembers entries it verified
+// before: known (if not nil) reports whether an entry, by its CacheKey, was
+// verified for this meeting already, and its signature is then not checked
+// again. Every other check is made.
+func (m *Epoch) VerifyCached(known func(Entry) bool) error {
 	if err := m.check(); err != nil {
 		return err
 	}
 	for _, e := range m.Roster {
+		if known != nil && known(e) {
+			continue
+		}
 		if err := e.Verify(m.Meeting); err != nil {
 			return err
 		}

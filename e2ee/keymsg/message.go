@@ -11,11 +11,12 @@ import (
 )
 
 // Version is the wire version, the "v" field of every message.
-const Version = 1
+const Version = 2
 
 // Limits, enforced by Decode and by the constructors.
 const (
 	MaxIDLen       = 256  // bytes of a meeting or participant id
+	MaxNameLen     = 256  // bytes of a display name (which may be empty)
 	MaxRoster      = 1024 // entries in an epoch roster
 	MaxEpoch       = 1<<48 - 1
 	MaxMessageSize = 1 << 20 // bytes of one encoded message
@@ -28,11 +29,14 @@ const (
 	SignatureSize   = ed25519.SignatureSize // 64
 	SecretSize      = 32                    // epoch secret
 	SealedSize      = 32 + SecretSize + 16  // HPKE enc ‖ AES-128-GCM ciphertext ‖ tag
+	DigestSize      = 32                    // SHA-256 of an epoch's signed bytes
 )
 
-// Message is one of *Announcement, *Epoch or *Sync.
+// Message is one of *Announcement, *Epoch, *Ack, *Commit, *Sync, *Node
+// or *Checkpoint.
 type Message interface {
-	// Type is the wire "type": "announce", "epoch" or "sync".
+	// Type is the wire "type": "announce", "epoch", "ack", "commit",
+	// "sync", "node" or "checkpoint".
 	Type() string
 }
 
@@ -41,9 +45,12 @@ type Message interface {
 // signed bytes, so an entry can be checked by anyone who knows the meeting.
 type Entry struct {
 	Participant string
-	Identity    ed25519.PublicKey
-	HPKE        []byte
-	Signature   []byte
+	// Name is the display name the participant chose, signed with the
+	// rest, so that the server cannot rename anyone.
+	Name      string
+	Identity  ed25519.PublicKey
+	HPKE      []byte
+	Signature []byte
 }
 
 // SameKeys reports whether e and o name the same participant with the same
@@ -52,12 +59,28 @@ func (e Entry) SameKeys(o Entry) bool {
 	return e.Participant == o.Participant && bytes.Equal(e.Identity, o.Identity) && bytes.Equal(e.HPKE, o.HPKE)
 }
 
+// Same reports whether e and o are the same announcement: same participant,
+// name and keys.
+func (e Entry) Same(o Entry) bool { return e.SameKeys(o) && e.Name == o.Name }
+
+// CacheKey is a string that is equal for two entries exactly when every
+// signed field and the signature are equal: a verified entry's key can stand
+// for its successful verification (within one meeting).
+func (e Entry) CacheKey() string {
+	b := make([]byte, 0, 4+len(e.Participant)+len(e.Name)+len(e.Identity)+len(e.HPKE)+len(e.Signature))
+	b = appendLP16(b, e.Participant)
+	b = appendLP16(b, e.Name)
+	b = append(b, e.Identity...)
+	b = append(b, e.HPKE...)
+	return string(append(b, e.Signature...))
+}
+
 // Verify checks the entry's fields and its signature for meeting.
 func (e Entry) Verify(meeting string) error {
 	if err := e.check(); err != nil {
 		return err
 	}
-	if !ed25519.Verify(e.Identity, announceTBS(meeting, e.Participant, e.Identity, e.HPKE), e.Signature) {
+	if !ed25519.Verify(e.Identity, announceTBS(meeting, &e), e.Signature) {
 		return fmt.Errorf("%w: announcement of %q", ErrBadSignature, e.Participant)
 	}
 	return nil
@@ -65,6 +88,9 @@ func (e Entry) Verify(meeting string) error {
 
 func (e Entry) check() error {
 	if err := checkID("participant", e.Participant); err != nil {
+		return err
+	}
+	if err := checkName(e.Name); err != nil {
 		return err
 	}
 	if err := checkLen("identity", e.Identity, IdentityKeySize); err != nil {
@@ -86,10 +112,12 @@ type Announcement struct {
 // Type implements Message.
 func (*Announcement) Type() string { return "announce" }
 
-// NewAnnouncement signs an announcement for participant in meeting with id.
-func NewAnnouncement(meeting, participant string, id *identity.Identity, hpkePublic []byte) (*Announcement, error) {
+// NewAnnouncement signs an announcement for participant, shown as name, in
+// meeting with id.
+func NewAnnouncement(meeting, participant, name string, id *identity.Identity, hpkePublic []byte) (*Announcement, error) {
 	a := &Announcement{Meeting: meeting, Entry: Entry{
 		Participant: participant,
+		Name:        name,
 		Identity:    id.Public(),
 		HPKE:        bytes.Clone(hpkePublic),
 	}}
@@ -99,10 +127,13 @@ func NewAnnouncement(meeting, participant string, id *identity.Identity, hpkePub
 	if err := checkID("participant", participant); err != nil {
 		return nil, err
 	}
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
 	if err := checkLen("hpke", hpkePublic, HPKEKeySize); err != nil {
 		return nil, err
 	}
-	a.Signature = id.Sign(announceTBS(meeting, participant, a.Identity, a.HPKE))
+	a.Signature = id.Sign(announceTBS(meeting, &a.Entry))
 	return a, nil
 }
 
@@ -132,6 +163,13 @@ func (*Sync) Type() string { return "sync" }
 func checkID(field, s string) error {
 	if s == "" || len(s) > MaxIDLen || !utf8.ValidString(s) {
 		return fmt.Errorf("%w: %s must be 1 to %d bytes of UTF-8", ErrMalformed, field, MaxIDLen)
+	}
+	return nil
+}
+
+func checkName(s string) error {
+	if len(s) > MaxNameLen || !utf8.ValidString(s) {
+		return fmt.Errorf("%w: name must be at most %d bytes of UTF-8", ErrMalformed, MaxNameLen)
 	}
 	return nil
 }

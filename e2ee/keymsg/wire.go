@@ -19,20 +19,22 @@ type wireHeader struct {
 }
 
 type wireAnnounce struct {
-	V           int    `json:"v"`
-	Type        string `json:"type"`
-	Meeting     string `json:"meeting"`
-	Participant string `json:"participant"`
-	Identity    string `json:"identity"`
-	HPKE        string `json:"hpke"`
-	Sig         string `json:"sig"`
+	V           int     `json:"v"`
+	Type        string  `json:"type"`
+	Meeting     string  `json:"meeting"`
+	Participant string  `json:"participant"`
+	Name        *string `json:"name"` // a pointer, to tell a missing name from an empty one
+	Identity    string  `json:"identity"`
+	HPKE        string  `json:"hpke"`
+	Sig         string  `json:"sig"`
 }
 
 type wireEntry struct {
-	Participant string `json:"participant"`
-	Identity    string `json:"identity"`
-	HPKE        string `json:"hpke"`
-	Sig         string `json:"sig"`
+	Participant string  `json:"participant"`
+	Name        *string `json:"name"`
+	Identity    string  `json:"identity"`
+	HPKE        string  `json:"hpke"`
+	Sig         string  `json:"sig"`
 }
 
 type wireEpoch struct {
@@ -43,6 +45,34 @@ type wireEpoch struct {
 	Roster  []wireEntry `json:"roster"`
 	Sealed  []string    `json:"sealed"`
 	Sig     string      `json:"sig"`
+}
+
+type wireAck struct {
+	V           int    `json:"v"`
+	Type        string `json:"type"`
+	Meeting     string `json:"meeting"`
+	Epoch       uint64 `json:"epoch"`
+	Participant string `json:"participant"`
+	Digest      string `json:"digest"`
+	Sig         string `json:"sig"`
+}
+
+type wireCommit struct {
+	V       int    `json:"v"`
+	Type    string `json:"type"`
+	Meeting string `json:"meeting"`
+	Epoch   uint64 `json:"epoch"`
+	Digest  string `json:"digest"`
+	Sig     string `json:"sig"`
+}
+
+type wireNode struct {
+	V           int    `json:"v"`
+	Type        string `json:"type"`
+	Meeting     string `json:"meeting"`
+	Participant string `json:"participant"`
+	Cert        string `json:"cert"`
+	Sig         string `json:"sig"`
 }
 
 type wireSync struct {
@@ -56,7 +86,7 @@ type wireSync struct {
 func enc(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
 
 func toWireEntry(e Entry) wireEntry {
-	return wireEntry{Participant: e.Participant, Identity: enc(e.Identity), HPKE: enc(e.HPKE), Sig: enc(e.Signature)}
+	return wireEntry{Participant: e.Participant, Name: &e.Name, Identity: enc(e.Identity), HPKE: enc(e.HPKE), Sig: enc(e.Signature)}
 }
 
 // Encode returns the message's JSON wire form.
@@ -71,7 +101,7 @@ func Encode(m Message) ([]byte, error) {
 			return nil, err
 		}
 		e := toWireEntry(m.Entry)
-		w = wireAnnounce{Version, m.Type(), m.Meeting, e.Participant, e.Identity, e.HPKE, e.Sig}
+		w = wireAnnounce{Version, m.Type(), m.Meeting, e.Participant, e.Name, e.Identity, e.HPKE, e.Sig}
 	case *Epoch:
 		if err := m.check(); err != nil {
 			return nil, err
@@ -82,15 +112,40 @@ func Encode(m Message) ([]byte, error) {
 			we.Sealed = append(we.Sealed, enc(m.Sealed[i]))
 		}
 		w = we
+	case *Ack:
+		if err := m.check(); err != nil {
+			return nil, err
+		}
+		w = wireAck{Version, m.Type(), m.Meeting, m.Epoch, m.Participant, enc(m.Digest), enc(m.Signature)}
+	case *Commit:
+		if err := m.check(); err != nil {
+			return nil, err
+		}
+		w = wireCommit{Version, m.Type(), m.Meeting, m.Epoch, enc(m.Digest), enc(m.Signature)}
 	case *Sync:
 		if err := m.check(); err != nil {
 			return nil, err
 		}
 		w = wireSync{Version, m.Type(), m.Meeting, m.Epoch, m.Leader}
+	case *Node:
+		if err := m.check(); err != nil {
+			return nil, err
+		}
+		w = wireNode{Version, m.Type(), m.Meeting, m.Participant, m.Cert, enc(m.Signature)}
+	case *Checkpoint:
+		if err := m.check(); err != nil {
+			return nil, err
+		}
+		w = wireCheckpoint{Version, m.Type(), m.Meeting, m.Participant, m.Checkpoint, enc(m.Signature)}
 	default:
 		return nil, fmt.Errorf("%w: cannot encode %T", ErrMalformed, m)
 	}
-	return json.Marshal(w)
+	b, err := json.Marshal(w)
+	if err == nil && len(b) > MaxMessageSize {
+		// Decoders would refuse it: say so here, where it is made.
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrMalformed, len(b), MaxMessageSize)
+	}
+	return b, err
 }
 
 func (m *Sync) check() error {
@@ -105,7 +160,7 @@ func (m *Sync) check() error {
 
 // Decode parses a message and checks its structure: version, type, every
 // field present with the right length, nothing unknown. It does not verify
-// signatures; call Verify on announcements and epoch messages.
+// signatures; call Verify on every message but a sync.
 func Decode(b []byte) (Message, error) {
 	if len(b) > MaxMessageSize {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrMalformed, len(b), MaxMessageSize)
@@ -124,8 +179,16 @@ func Decode(b []byte) (Message, error) {
 		m, err = decodeAnnounce(b)
 	case "epoch":
 		m, err = decodeEpoch(b)
+	case "ack":
+		m, err = decodeAck(b)
+	case "commit":
+		m, err = decodeCommit(b)
 	case "sync":
 		m, err = decodeSync(b)
+	case "node":
+		m, err = decodeNode(b)
+	case "checkpoint":
+		m, err = decodeCheckpoint(b)
 	default:
 		err = fmt.Errorf("%w: unknown type %q", ErrMalformed, h.Type)
 	}
@@ -161,6 +224,10 @@ func fromWireEntry(w wireEntry) (Entry, error) {
 	var e Entry
 	var err error
 	e.Participant = w.Participant
+	if w.Name == nil {
+		return Entry{}, fmt.Errorf("%w: no name", ErrMalformed)
+	}
+	e.Name = *w.Name
 	if e.Identity, err = dec("identity", w.Identity); err != nil {
 		return Entry{}, err
 	}
@@ -181,7 +248,7 @@ func decodeAnnounce(b []byte) (*Announcement, error) {
 	if err := checkID("meeting", w.Meeting); err != nil {
 		return nil, err
 	}
-	e, err := fromWireEntry(wireEntry{w.Participant, w.Identity, w.HPKE, w.Sig})
+	e, err := fromWireEntry(wireEntry{w.Participant, w.Name, w.Identity, w.HPKE, w.Sig})
 	if err != nil {
 		return nil, err
 	}
@@ -227,5 +294,50 @@ func decodeSync(b []byte) (*Sync, error) {
 		return nil, err
 	}
 	m := &Sync{Meeting: w.Meeting, Epoch: w.Epoch, Leader: w.Leader}
+	return m, m.check()
+}
+
+func decodeAck(b []byte) (*Ack, error) {
+	var w wireAck
+	if err := strict(b, &w); err != nil {
+		return nil, err
+	}
+	m := &Ack{Meeting: w.Meeting, Epoch: w.Epoch, Participant: w.Participant}
+	var err error
+	if m.Digest, err = dec("digest", w.Digest); err != nil {
+		return nil, err
+	}
+	if m.Signature, err = dec("sig", w.Sig); err != nil {
+		return nil, err
+	}
+	return m, m.check()
+}
+
+func decodeCommit(b []byte) (*Commit, error) {
+	var w wireCommit
+	if err := strict(b, &w); err != nil {
+		return nil, err
+	}
+	m := &Commit{Meeting: w.Meeting, Epoch: w.Epoch}
+	var err error
+	if m.Digest, err = dec("digest", w.Digest); err != nil {
+		return nil, err
+	}
+	if m.Signature, err = dec("sig", w.Sig); err != nil {
+		return nil, err
+	}
+	return m, m.check()
+}
+
+func decodeNode(b []byte) (*Node, error) {
+	var w wireNode
+	if err := strict(b, &w); err != nil {
+		return nil, err
+	}
+	m := &Node{Meeting: w.Meeting, Participant: w.Participant, Cert: w.Cert}
+	var err error
+	if m.Signature, err = dec("sig", w.Sig); err != nil {
+		return nil, err
+	}
 	return m, m.check()
 }

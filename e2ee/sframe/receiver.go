@@ -1,6 +1,7 @@
 package sframe
 
 import (
+	"fmt"
 	"maps"
 	"sync"
 	"sync/atomic"
@@ -54,6 +55,54 @@ func (r *Receiver) AddKey(kid uint64, baseKey []byte) error {
 	next[kid] = &receiverKey{k: k}
 	r.keys.Store(&next)
 	return nil
+}
+
+// AddKeys is AddKey for many KIDs at once (kids[i] with baseKeys[i]): the
+// key table is copied once, not once per key, which is what keeps an epoch
+// of 1,000 senders cheap. On an error no key is added.
+func (r *Receiver) AddKeys(kids []uint64, baseKeys [][]byte) error {
+	if len(kids) != len(baseKeys) {
+		return fmt.Errorf("sframe: %d kids for %d keys", len(kids), len(baseKeys))
+	}
+	ks := make([]*receiverKey, len(kids))
+	for i, kid := range kids {
+		k, err := newKey(r.suite, kid, baseKeys[i])
+		if err != nil {
+			return err
+		}
+		ks[i] = &receiverKey{k: k}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var next map[uint64]*receiverKey
+	if old := r.keys.Load(); old != nil {
+		next = make(map[uint64]*receiverKey, len(*old)+len(kids))
+		maps.Copy(next, *old)
+	} else {
+		next = make(map[uint64]*receiverKey, len(kids))
+	}
+	for i, kid := range kids {
+		next[kid] = ks[i]
+	}
+	r.keys.Store(&next)
+	return nil
+}
+
+// RemoveKeys is RemoveKey for many KIDs, with one copy of the table.
+func (r *Receiver) RemoveKeys(kids []uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.keys.Load()
+	if old == nil || len(kids) == 0 {
+		return
+	}
+	next := maps.Clone(*old)
+	for _, kid := range kids {
+		delete(next, kid)
+	}
+	if len(next) != len(*old) {
+		r.keys.Store(&next)
+	}
 }
 
 // RemoveKey stops accepting frames under kid. Removing an absent KID does

@@ -181,6 +181,39 @@ func TestRemoveKey(t *testing.T) {
 	}
 }
 
+func TestAddRemoveKeys(t *testing.T) {
+	r, err := NewReceiver(AES128GCM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kids := []uint64{3, 4, 5}
+	other := bytes.Repeat([]byte{0x43}, 32)
+	if err := r.AddKeys(kids, [][]byte{testBaseKey, other, testBaseKey}); err != nil {
+		t.Fatal(err)
+	}
+	for i, kid := range kids {
+		base := testBaseKey
+		if i == 1 {
+			base = other
+		}
+		s, _ := NewSender(AES128GCM, kid, base)
+		f, _ := s.Encrypt(nil, nil, []byte("x"))
+		if _, err := r.Decrypt(nil, nil, f); err != nil {
+			t.Fatalf("kid %d: %v", kid, err)
+		}
+	}
+	if err := r.AddKeys([]uint64{6, 7}, [][]byte{testBaseKey, nil}); !errors.Is(err, ErrShortKey) || r.HasKey(6) {
+		t.Fatalf("AddKeys with a short key: %v, kid 6 added: %v", err, r.HasKey(6))
+	}
+	if err := r.AddKeys([]uint64{6}, nil); err == nil {
+		t.Fatal("AddKeys with fewer keys than kids")
+	}
+	r.RemoveKeys([]uint64{3, 5, 99})
+	if r.HasKey(3) || !r.HasKey(4) || r.HasKey(5) {
+		t.Fatal("RemoveKeys removed the wrong keys")
+	}
+}
+
 func TestCounterExhausted(t *testing.T) {
 	s, r := newPair(t, AES128GCM, 2)
 	s.next = math.MaxUint64 - 1
