@@ -91,6 +91,10 @@ type Timing struct {
 	RelayResend time.Duration
 	// TrafficEvery is how often forwarded bytes are written to a meeting.
 	TrafficEvery time.Duration
+	// CheckpointEvery is how soon after an audit entry the control plane
+	// signs a checkpoint that includes it, and so how often clients look
+	// for a new one while the log grows.
+	CheckpointEvery time.Duration
 }
 
 // DefaultTiming is the production setting.
@@ -103,6 +107,7 @@ func DefaultTiming() Timing {
 		SeatGrace:         10 * time.Second,
 		RelayResend:       5 * time.Second,
 		TrafficEvery:      2 * time.Second,
+		CheckpointEvery:   2 * time.Second,
 	}
 }
 
@@ -121,6 +126,7 @@ func (t Timing) WithDefaults() Timing {
 	fill(&t.SeatGrace, d.SeatGrace)
 	fill(&t.RelayResend, d.RelayResend)
 	fill(&t.TrafficEvery, d.TrafficEvery)
+	fill(&t.CheckpointEvery, d.CheckpointEvery)
 	return t
 }
 
@@ -148,6 +154,7 @@ func (t Timing) Scaled(f float64) Timing {
 		SeatGrace:         s(t.SeatGrace),
 		RelayResend:       s(t.RelayResend),
 		TrafficEvery:      s(t.TrafficEvery),
+		CheckpointEvery:   s(t.CheckpointEvery),
 	}
 }
 
@@ -260,6 +267,11 @@ const (
 	// CommandUnrelay asks a node to close its relay link for Meeting to
 	// Peer.
 	CommandUnrelay = "unrelay"
+	// CommandHost passes a host statement (Statement, hoststmt's wire
+	// form) to every participant of Meeting on the node, as a "host"
+	// signaling message. A removal also names Participant: the node
+	// disconnects it with reason "removed" after the statement is out.
+	CommandHost = "host"
 )
 
 // Command is an instruction from the control plane to one node.
@@ -272,6 +284,8 @@ type Command struct {
 	Peer    string `json:"peer,omitempty"`
 	PeerURL string `json:"peer_url,omitempty"`
 	Token   string `json:"token,omitempty"`
+	// Host statements (CommandHost).
+	Statement json.RawMessage `json:"statement,omitempty"`
 }
 
 // ValidNodeID reports whether id can be used as a node id: 1–64 characters

@@ -2,7 +2,7 @@ package control
 
 import (
 	"context"
-	"encoding/base64"
+	"crypto/ed25519"
 	"fmt"
 	"net/http"
 	"strings"
@@ -11,13 +11,16 @@ import (
 	"github.com/oakmeet/oakmeet/api"
 	"github.com/oakmeet/oakmeet/audit"
 	"github.com/oakmeet/oakmeet/geo"
+	"github.com/oakmeet/oakmeet/hoststmt"
 	"github.com/oakmeet/oakmeet/locate"
+	"github.com/oakmeet/oakmeet/nodecert"
 	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/token"
 )
 
 func (s *Server) handleConfig(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, api.Config{Floor: s.floor, TrustClientLocation: s.cfg.TrustClientLocation, PublicKey: s.PublicKey()})
+	writeJSON(w, http.StatusOK, api.Config{Floor: s.floor, TrustClientLocation: s.cfg.TrustClientLocation, PublicKey: s.PublicKey(),
+		AuditVerifierKey: s.audit.vkey})
 }
 
 func (s *Server) handleGeo(w http.ResponseWriter, _ *http.Request) {
@@ -77,6 +80,7 @@ func (s *Server) handlePreview(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.Preview{
 		Policy: pol, Floor: s.floor, EffectivePolicy: eff.Policy(), PolicyHash: eff.Hash(),
 		AllowedNodes: v.AllowedNodes, Warnings: v.Warnings,
+		Rules: eff.Rules(), EnrollmentKey: s.cfg.EnrollmentKey,
 	})
 }
 
@@ -90,6 +94,11 @@ func (s *Server) view(m *meeting) (api.Meeting, error) {
 		ID: m.ID, Title: m.Title, Created: m.Created,
 		Policy: m.Policy, Floor: s.floor, EffectivePolicy: eff.Policy(), PolicyHash: eff.Hash(),
 		Participants: len(m.active()), AllowedNodes: allowed, Warnings: []string{},
+		Locked: m.Locked, Lobby: m.Lobby, HostKey: m.HostKey,
+	}
+	if m.Host.Policy != nil {
+		st := *m.Host.Policy // the view is read outside the meeting's lock
+		v.PolicyStatement = &st
 	}
 	if len(allowed) == 0 {
 		v.Warnings = append(v.Warnings, "no live node is allowed by this policy: joins will be refused until one is")
@@ -140,9 +149,13 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, toAPIError(err))
 		return
 	}
+	if e := s.checkCreateStatement(req, eff); e != nil {
+		writeError(w, e)
+		return
+	}
 	ctx, cancel := opContext(r)
 	defer cancel()
-	created, err := s.createMeeting(ctx, title, pol, eff)
+	created, err := s.createMeeting(ctx, s.publicURL(r), title, req, pol, eff)
 	if err != nil {
 		s.fail(w, "create meeting", err)
 		return
@@ -150,21 +163,67 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, created)
 }
 
-// createMeeting stores a new meeting with its host token and audits it.
-func (s *Server) createMeeting(ctx context.Context, title string, pol policy.Policy, eff policy.Effective) (api.CreatedMeeting, error) {
+// checkCreateStatement checks a new meeting's host key and the host's
+// statement of its policy: it must verify with the key, name the effective
+// policy's hash and rules and the deployment's enrollment key, as POST
+// /api/policy/preview answers them. Every meeting has a host key: its
+// members check their nodes against the host's statement, not the
+// server's word.
+func (s *Server) checkCreateStatement(req api.CreateRequest, eff policy.Effective) *api.Error {
+	if len(req.HostKey) == 0 {
+		return apiErr(http.StatusBadRequest, api.CodeNoHostKey, "a meeting needs a host_key and its signed policy_statement: members check where their media goes against the host's statement")
+	}
+	if len(req.HostKey) != ed25519.PublicKeySize {
+		return badRequest("host_key must be a %d-byte Ed25519 public key", ed25519.PublicKeySize)
+	}
+	return verifyStatement(req.HostKey, 0, req.PolicyStatement, hoststmt.KindPolicy, func(st *hoststmt.Statement) string {
+		return s.policyStatementMismatch(st, eff)
+	})
+}
+
+// policyStatementMismatch says what is wrong with a policy statement for
+// eff here, or "". Its rules hash to its policy hash (hoststmt checks), so
+// the same hash means the same rules.
+func (s *Server) policyStatementMismatch(st *hoststmt.Statement, eff policy.Effective) string {
+	if st.PolicyHash != eff.Hash() {
+		return fmt.Sprintf("it names policy hash %s, the effective policy's is %s", st.PolicyHash, eff.Hash())
+	}
+	if !st.EnrollmentKey.Equal(s.cfg.EnrollmentKey) {
+		return fmt.Sprintf("it names enrollment key %s, this deployment's is %s", nodecert.KeyID(st.EnrollmentKey), nodecert.KeyID(s.cfg.EnrollmentKey))
+	}
+	return ""
+}
+
+// createMeeting stores a new meeting with the hashes of its host token and
+// join secret, and audits it. base is the control plane's public URL.
+func (s *Server) createMeeting(ctx context.Context, base, title string, req api.CreateRequest, pol policy.Policy, eff policy.Effective) (api.CreatedMeeting, error) {
 	hostToken, hostHash, err := token.NewHostToken()
 	if err != nil {
 		return api.CreatedMeeting{}, fmt.Errorf("host token: %w", err)
 	}
+	secret, secretHash, err := token.NewHostToken()
+	if err != nil {
+		return api.CreatedMeeting{}, fmt.Errorf("join secret: %w", err)
+	}
 	now := s.now().UTC()
-	m := &meeting{ID: newID("", 10), Title: title, Policy: pol, HostTokenHash: hostHash, Created: now}
+	m := &meeting{ID: newID("", 10), Title: title, Policy: pol, HostTokenHash: hostHash, JoinSecretHash: secretHash, Created: now,
+		HostKey: req.HostKey, Lobby: req.Lobby}
+	if req.PolicyStatement != nil {
+		m.Host.accept(*req.PolicyStatement)
+	}
 	m.PolicyHistory = []api.PolicyChange{{At: now, Policy: pol, Effective: eff.Policy(), Hash: eff.Hash()}}
 	if err := s.meetings.create(ctx, m); err != nil {
 		return api.CreatedMeeting{}, err
 	}
+	reason := "effective policy: " + describe(eff.Policy())
+	if len(m.HostKey) > 0 {
+		reason += "; host key " + hoststmt.Fingerprint(m.HostKey)
+	}
+	if m.Lobby {
+		reason += "; lobby on"
+	}
 	if _, err := s.audit.append(ctx, audit.Entry{
-		Kind: audit.KindMeetingCreated, Meeting: m.ID, PolicyHash: eff.Hash(),
-		Reason: "effective policy: " + describe(eff.Policy()),
+		Kind: audit.KindMeetingCreated, Meeting: m.ID, PolicyHash: eff.Hash(), Reason: reason,
 	}); err != nil {
 		return api.CreatedMeeting{}, fmt.Errorf("audit meeting creation: %w", err)
 	}
@@ -173,7 +232,13 @@ func (s *Server) createMeeting(ctx context.Context, title string, pol policy.Pol
 		return api.CreatedMeeting{}, fmt.Errorf("view meeting: %w", err)
 	}
 	s.log.Info("meeting created", "meeting", m.ID, "policy_hash", v.PolicyHash)
-	return api.CreatedMeeting{Meeting: v, HostToken: hostToken}, nil
+	link := api.Link{Server: base, Meeting: m.ID, Secret: secret}
+	if len(m.HostKey) > 0 {
+		link.HostFingerprint = hoststmt.Fingerprint(m.HostKey)
+	}
+	hostLink := link
+	hostLink.HostToken = hostToken
+	return api.CreatedMeeting{Meeting: v, HostToken: hostToken, JoinSecret: secret, JoinURL: link.String(), HostURL: hostLink.String()}, nil
 }
 
 func (s *Server) handleGetMeeting(w http.ResponseWriter, r *http.Request) {
@@ -190,94 +255,6 @@ func (s *Server) handleGetMeeting(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, v)
 }
 
-// hostCheck answers 401 without credentials and 403 with wrong ones; auth
-// is the request's Authorization header.
-func hostCheck(auth string, m *meeting) *api.Error {
-	tok, ok := strings.CutPrefix(auth, "Bearer ")
-	if auth == "" || !ok || strings.TrimSpace(tok) == "" {
-		return apiErr(http.StatusUnauthorized, api.CodeUnauthorized, "changing the policy needs the host token: Authorization: Bearer <host_token>")
-	}
-	if !token.CheckHostToken(strings.TrimSpace(tok), m.HostTokenHash) {
-		return apiErr(http.StatusForbidden, api.CodeForbidden, "only the meeting's host may change its policy")
-	}
-	return nil
-}
-
-func (s *Server) handlePutPolicy(w http.ResponseWriter, r *http.Request) {
-	id, auth := r.PathValue("id"), r.Header.Get("Authorization")
-	ctx, cancel := opContext(r)
-	defer cancel()
-	// Who asks is checked before what is asked for.
-	m, _, err := s.meetings.get(ctx, id)
-	if err != nil {
-		writeError(w, toAPIError(err))
-		return
-	}
-	if e := hostCheck(auth, m); e != nil {
-		writeError(w, e)
-		return
-	}
-	pol, eff, ok := s.readPolicy(w, r)
-	if !ok {
-		return
-	}
-	v, err := s.changePolicy(ctx, id, auth, pol, eff)
-	if err != nil {
-		s.fail(w, "change policy", err)
-		return
-	}
-	writeJSON(w, http.StatusOK, v)
-}
-
-// changePolicy gives a meeting a new policy for the host (auth), audits it,
-// and enforces it before answering: relays to now-blocked nodes close and
-// moves start before the host gets the answer.
-func (s *Server) changePolicy(ctx context.Context, id, auth string, pol policy.Policy, eff policy.Effective) (api.Meeting, error) {
-	// While the change is stored and its entry written, the tick leaves
-	// the meeting alone, so no move is logged before the change.
-	if err := s.owner.hold(ctx, id); err != nil {
-		return api.Meeting{}, err
-	}
-	m, rev, err := s.meetings.update(ctx, id, func(m *meeting) error {
-		if e := hostCheck(auth, m); e != nil {
-			return e
-		}
-		m.Policy = pol
-		m.PolicyHistory = append(m.PolicyHistory, api.PolicyChange{At: s.now().UTC(), Policy: pol, Effective: eff.Policy(), Hash: eff.Hash()})
-		return nil
-	})
-	if err != nil {
-		_ = s.owner.unhold(ctx, id)
-		return api.Meeting{}, fmt.Errorf("update policy: %w", err)
-	}
-	s.log.Info("policy changed", "meeting", id, "policy_hash", eff.Hash())
-	var auditErr error
-	opts := planOpts{unhold: true, lead: []action{{Kind: actAudit, Meeting: id, Failed: &auditErr, Entry: audit.Entry{
-		Kind: audit.KindPolicyChange, Meeting: id, PolicyHash: eff.Hash(),
-		Reason: "effective policy: " + describe(eff.Policy()),
-	}}}}
-	// The policy is in force before the host gets the answer: relays to
-	// now-blocked nodes are closed and moves started. A join stored
-	// meanwhile makes this read stale; a fresh read is planned then.
-	for range 5 {
-		p, err := s.enforce(ctx, m, rev, opts)
-		if err != nil {
-			return api.Meeting{}, err
-		}
-		if !p.stale {
-			break
-		}
-		opts = planOpts{}
-		if m, rev, err = s.meetings.get(ctx, id); err != nil {
-			return api.Meeting{}, err
-		}
-	}
-	if auditErr != nil {
-		return api.Meeting{}, fmt.Errorf("audit policy change: %w", auditErr)
-	}
-	return s.view(m)
-}
-
 func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var req api.JoinRequest
@@ -290,25 +267,33 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
+	if n := len(req.Identity); n != 0 && n != ed25519.PublicKeySize {
+		writeError(w, badRequest("identity must be a %d-byte Ed25519 public key", ed25519.PublicKeySize))
+		return
+	}
 	loc, err := s.cfg.Locator.Locate(r, locate.Hint(req.Location))
 	if err != nil {
 		writeError(w, toAPIError(err))
 		return
 	}
-	ctx, cancel := opContext(r)
+	// As opContext, with room for an ask held in the lobby.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), opTimeout+s.cfg.LobbyWait)
 	defer cancel()
-	resp, err := s.join(ctx, id, name, loc, req.Replaces)
+	resp, wait, err := s.join(ctx, r.Context(), id, joinAsk{req: req, name: name, loc: loc, bearer: bearer(r)})
 	if err != nil {
 		s.fail(w, "join", err) // a refusal is answered with its code, unlogged
+		return
+	}
+	if wait != nil {
+		writeJSON(w, http.StatusAccepted, wait)
 		return
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
 
 func (s *Server) handleRouting(w http.ResponseWriter, r *http.Request) {
-	m, _, err := s.meetings.get(r.Context(), r.PathValue("id"))
-	if err != nil {
-		writeError(w, toAPIError(err))
+	m, ok := s.readRequest(w, r)
+	if !ok {
 		return
 	}
 	eff, err := policy.Combine(s.floor, m.Policy)
@@ -337,13 +322,38 @@ func (s *Server) handleRouting(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, v)
 }
 
+// readRequest reads the meeting of a request for its routing or report,
+// which need its host token, its join secret or the operator token.
+func (s *Server) readRequest(w http.ResponseWriter, r *http.Request) (*meeting, bool) {
+	m, _, err := s.meetings.get(r.Context(), r.PathValue("id"))
+	if err != nil {
+		writeError(w, toAPIError(err))
+		return nil, false
+	}
+	if e := s.readerCheck(r, m); e != nil {
+		writeError(w, e)
+		return nil, false
+	}
+	return m, true
+}
+
+// auditScope is what an audit request may read: one meeting's chain (with
+// its host token, join secret or the operator token) or, with the operator
+// token alone, every chain.
 func (s *Server) auditScope(r *http.Request) (meeting string, all bool, e *api.Error) {
 	meeting = r.URL.Query().Get("meeting")
 	if meeting == "" {
+		if e := s.operatorCheck(r); e != nil {
+			return "", false, e
+		}
 		return "", true, nil
 	}
-	if _, _, err := s.meetings.get(r.Context(), meeting); err != nil {
+	m, _, err := s.meetings.get(r.Context(), meeting)
+	if err != nil {
 		return "", false, toAPIError(err)
+	}
+	if e := s.readerCheck(r, m); e != nil {
+		return "", false, e
 	}
 	return meeting, false, nil
 }
@@ -362,21 +372,24 @@ func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.AuditEntries{PublicKey: s.PublicKey(), Entries: entries})
 }
 
+// handleAuditExport answers an export (format 2, audit.WriteExport)
+// proved against a checkpoint signed for it: every entry of the log up to
+// it, or a meeting's evidence pack (its entries in that tree, each with
+// its inclusion proof).
 func (s *Server) handleAuditExport(w http.ResponseWriter, r *http.Request) {
 	meeting, all, e := s.auditScope(r)
 	if e != nil {
 		writeError(w, e)
 		return
 	}
-	entries, heads, err := s.audit.export(r.Context(), meeting, all)
+	x, err := s.audit.export(r.Context(), meeting, all)
 	if err != nil {
-		s.fail(w, "read audit log", err)
+		s.fail(w, "export audit log", err)
 		return
 	}
-	h := audit.Header{Format: audit.Format, PublicKey: base64.StdEncoding.EncodeToString(s.PublicKey()), Meeting: meeting, Exported: s.now().UTC()}
-	t := audit.SignHeads(s.cfg.Key, heads)
+	x.Header.Exported = s.now().UTC()
 	w.Header().Set("Content-Type", "application/x-ndjson")
-	if err := audit.WriteExport(w, h, entries, t); err != nil {
+	if err := audit.WriteExport(w, x); err != nil {
 		s.log.Warn("audit export interrupted", "err", err)
 	}
 }

@@ -2,7 +2,7 @@ package control_test
 
 import (
 	"bytes"
-	"github.com/oakmeet/oakmeet/api"
+	"context"
 	"io"
 	"net/http"
 	"slices"
@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oakmeet/oakmeet/api"
 	"github.com/oakmeet/oakmeet/audit"
 	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/testcluster"
@@ -58,9 +59,9 @@ func TestBlockingEveryNodeRefusesJoin(t *testing.T) {
 	c := testcluster.Start(t, policy.Policy{}, testcluster.World())
 	m := c.CreateMeeting(policy.Policy{})
 	all := []string{"DE", "US", "JP", "SG", "BR", "IN", "CN", "RU"}
-	var out testcluster.Created
-	if code := c.Do("PUT", "/api/meetings/"+m.ID+"/policy", m.HostToken, policy.Policy{BlockedCountries: all}, &out); code != 200 {
-		t.Fatalf("put policy: %d", code)
+	out, err := c.Host(m.ID).SetPolicy(context.Background(), policy.Policy{BlockedCountries: all})
+	if err != nil {
+		t.Fatalf("put policy: %v", err)
 	}
 	if len(out.Warnings) == 0 {
 		t.Fatal("no warning for a policy that leaves no node")
@@ -170,20 +171,18 @@ func TestAuditExportVerifiesAndDetectsTampering(t *testing.T) {
 			t.Fatalf("join: %d %+v", code, ae)
 		}
 	}
-	c.Do("PUT", "/api/meetings/"+m.ID+"/policy", m.HostToken, policy.Policy{BlockedCountries: []string{"CN", "RU"}}, nil)
+	if _, err := c.Host(m.ID).SetPolicy(context.Background(), policy.Policy{BlockedCountries: []string{"CN", "RU"}}); err != nil {
+		t.Fatal(err)
+	}
 
-	for _, path := range []string{"/api/audit/export?meeting=" + m.ID, "/api/audit/export"} {
-		resp, err := http.Get(c.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		sum, err := audit.VerifyExport(bytes.NewReader(data))
+	v, vkey := logKey(t, c)
+	for path, tok := range map[string]string{"/api/audit/export?meeting=" + m.ID: m.HostToken, "/api/audit/export": c.OperatorToken()} {
+		data := getWith(t, c.URL+path, tok)
+		sum, err := audit.VerifyExport(bytes.NewReader(data), audit.VerifyOptions{Log: v})
 		if err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
-		if sum.Entries < 5 || !bytes.Equal(sum.PublicKey, c.Srv.PublicKey()) {
+		if sum.Entries < 5 || sum.VerifierKey != vkey {
 			t.Fatalf("%s: summary %+v", path, sum)
 		}
 		lines := bytes.Split(bytes.TrimSpace(data), []byte("\n"))
@@ -192,7 +191,7 @@ func TestAuditExportVerifiesAndDetectsTampering(t *testing.T) {
 		tampered := bytes.Clone(data)
 		off := bytes.Index(data, entry) + i
 		tampered[off] ^= 0x01
-		if _, err := audit.VerifyExport(bytes.NewReader(tampered)); err == nil {
+		if _, err := audit.VerifyExport(bytes.NewReader(tampered), audit.VerifyOptions{Log: v}); err == nil {
 			t.Fatalf("%s: a changed byte verified", path)
 		}
 	}
@@ -217,8 +216,8 @@ func TestStateSurvivesControlRestart(t *testing.T) {
 	if code := c.Get("/api/meetings/"+m.ID, &got); code != 200 || len(got.Policy.BlockedCountries) != 1 {
 		t.Fatalf("meeting after restart: %d %+v", code, got)
 	}
-	if code := c.Do("PUT", "/api/meetings/"+m.ID+"/policy", m.HostToken, policy.Policy{BlockedCountries: []string{"US", "JP"}}, nil); code != 200 {
-		t.Fatalf("host token after restart: %d", code)
+	if _, err := c.Host(m.ID).SetPolicy(context.Background(), policy.Policy{BlockedCountries: []string{"US", "JP"}}); err != nil {
+		t.Fatalf("host token after restart: %v", err)
 	}
 	if _, ae, code := c.Join(m.ID, "JP"); code != 200 {
 		t.Fatalf("join after restart: %d %+v", code, ae)
@@ -228,12 +227,7 @@ func TestStateSurvivesControlRestart(t *testing.T) {
 	if len(rv.Participants) != 2 {
 		t.Fatalf("participants after restart: %+v", rv.Participants)
 	}
-	resp, err := http.Get(c.URL + "/api/audit/export")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sum, err := audit.VerifyExport(resp.Body)
+	sum, err := audit.VerifyExport(bytes.NewReader(getWith(t, c.URL+"/api/audit/export", c.OperatorToken())), audit.VerifyOptions{Log: logVerifier(t, c)})
 	if err != nil {
 		t.Fatalf("audit after restart: %v", err)
 	}
@@ -337,6 +331,26 @@ func TestPolicyPreview(t *testing.T) {
 	if code := c.Do("POST", "/api/policy/preview", "", `{"blocked_countries":["ZZ"]}`, &ae); code != 400 || ae.Code != "unknown_country" {
 		t.Fatalf("bad preview: %d %+v", code, ae)
 	}
+}
+
+// getWith GETs url with a bearer token and returns the 200 answer's body.
+func getWith(t *testing.T, url, tok string) []byte {
+	t.Helper()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, data)
+	}
+	return data
 }
 
 func TestWebAppServed(t *testing.T) {

@@ -1,15 +1,19 @@
 package control
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/oakmeet/oakmeet/api"
 	"github.com/oakmeet/oakmeet/audit"
 	"github.com/oakmeet/oakmeet/cluster"
+	"github.com/oakmeet/oakmeet/hoststmt"
 	"github.com/oakmeet/oakmeet/policy"
 )
 
@@ -99,6 +103,8 @@ func TestRelaysFollowPolicy(t *testing.T) {
 	if got := r.commands(ofKind(cluster.CommandRelay)); got[0] != "relay de-fra>us-iad" {
 		t.Fatalf("relay commands %q", got)
 	}
+	// The order goes out before its entry is appended.
+	r.waitFor("the relay's audit entry", func() bool { return len(r.audit(m.ID, audit.KindRelay)) > 0 })
 	if got := r.audit(m.ID, audit.KindRelay); len(got) != 1 {
 		t.Fatalf("relay entries %q", got)
 	}
@@ -141,7 +147,7 @@ func TestHangUpLeavesNothingHalfDone(t *testing.T) {
 	m := r.createMeeting(policy.Policy{})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // the client is gone before the server starts on the join
-	req := httptest.NewRequestWithContext(ctx, "POST", api.MeetingPath(m.ID, "join"), strings.NewReader(`{"name":"Ann","location":{"country":"DE"}}`))
+	req := httptest.NewRequestWithContext(ctx, "POST", api.MeetingPath(m.ID, "join"), strings.NewReader(`{"name":"Ann","location":{"country":"DE"},"secret":"`+m.JoinSecret+`"}`))
 	rec := httptest.NewRecorder()
 	r.srv.Handler().ServeHTTP(rec, req)
 	if rec.Code != 200 {
@@ -155,7 +161,10 @@ func TestHangUpLeavesNothingHalfDone(t *testing.T) {
 		t.Fatalf("placement entries %q", got)
 	}
 
-	req = httptest.NewRequestWithContext(ctx, "PUT", api.MeetingPath(m.ID, "policy"), strings.NewReader(`{"blocked_countries":["DE"]}`))
+	blockDE := policy.Policy{BlockedCountries: []string{"DE"}}
+	body, _ := json.Marshal(api.PolicyRequest{Policy: blockDE,
+		Statement: forge(t, r.host(m.ID).Key, uint64(time.Now().UnixMilli())+1000, hoststmt.NewPolicy(0, effectiveOf(t, blockDE), testEnrollmentPub()))})
+	req = httptest.NewRequestWithContext(ctx, "PUT", api.MeetingPath(m.ID, "policy"), bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+m.HostToken)
 	rec = httptest.NewRecorder()
 	r.srv.Handler().ServeHTTP(rec, req)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/oakmeet/oakmeet/cluster"
@@ -40,14 +41,28 @@ func (s *Server) tick(ctx context.Context) {
 		return
 	}
 	s.exec.wait(ctx, done)
+	// Meetings are read and planned a few at a time: one round trip to the
+	// store after another made a tick of many meetings as slow as their
+	// sum. The owner orders the plans and the executor their actions, so
+	// reading in parallel changes no outcome.
+	sem := make(chan struct{}, tickReaders)
+	var wg sync.WaitGroup
 	for _, id := range ids {
-		m, rev, err := s.meetings.get(ctx, id)
-		if err != nil {
-			continue
-		}
-		_, _ = s.enforce(ctx, m, rev, planOpts{})
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			m, rev, err := s.meetings.get(ctx, id)
+			if err != nil {
+				return
+			}
+			_, _ = s.enforce(ctx, m, rev, planOpts{})
+		})
 	}
+	wg.Wait()
 }
+
+// tickReaders is how many meetings a tick reads and plans at once.
+const tickReaders = 8
 
 // carryOut does what a plan decided, each action once, in order.
 func (s *Server) carryOut(ctx context.Context, acts []action) {

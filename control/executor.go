@@ -15,6 +15,10 @@ import (
 //
 // It runs on the control plane's own context, never a request's, so a
 // client that hangs up cannot leave a decision half carried out.
+//
+// The control plane runs two: one for everything, in decision order, and
+// an urgent one for the kick and departure of a move whose deadline has
+// passed (owner.expire), which must not wait behind a slow store.
 type executor struct {
 	q       *queue.Queue[batch]
 	stopped chan struct{} // closed when run has returned

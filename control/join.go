@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"time"
 
@@ -17,65 +18,147 @@ import (
 	"github.com/oakmeet/oakmeet/turncred"
 )
 
-// join places a participant, records it in the meeting and the audit log,
-// and issues the token for the chosen node. A refusal is audited too. The
-// meeting is read once, inside the update that adds the participant.
-func (s *Server) join(ctx context.Context, meetingID, name string, loc locate.Result, replaces string) (api.JoinResponse, error) {
+// joinAsk is one join request as read from HTTP.
+type joinAsk struct {
+	req  api.JoinRequest
+	name string
+	loc  locate.Result
+	// bearer is the request's bearer token: the host's own join, carrying
+	// the host token, is not held by the lock or the lobby it set.
+	bearer string
+}
+
+// join admits a participant or holds it in the lobby. An ask with a lobby
+// ticket is held open (until waitCtx ends or LobbyWait passes) while the
+// host has not decided; the answer is then a LobbyWait.
+func (s *Server) join(ctx, waitCtx context.Context, meetingID string, ask joinAsk) (api.JoinResponse, *api.LobbyWait, error) {
+	msg, e := checkRefusal(ask.req)
+	if e != nil {
+		return api.JoinResponse{}, nil, e
+	}
+	if ask.req.Refused != nil {
+		if err := s.recordRefusal(ctx, meetingID, ask.req, msg); err != nil {
+			return api.JoinResponse{}, nil, err
+		}
+	}
+	timer := time.NewTimer(s.cfg.LobbyWait)
+	defer timer.Stop()
+	for {
+		wake, err := s.owner.lobbyWatch(ctx, meetingID)
+		if err != nil {
+			return api.JoinResponse{}, nil, err
+		}
+		resp, lobby, err := s.joinOnce(ctx, meetingID, ask)
+		if err != nil || lobby == nil {
+			return resp, nil, err
+		}
+		if !lobby.held {
+			return api.JoinResponse{}, s.lobbyWait(lobby.ticket), nil
+		}
+		select {
+		case <-wake:
+		case <-timer.C:
+			return api.JoinResponse{}, s.lobbyWait(lobby.ticket), nil
+		case <-waitCtx.Done():
+			return api.JoinResponse{}, s.lobbyWait(lobby.ticket), nil
+		}
+	}
+}
+
+// joinOnce places a participant, records it in the meeting and the audit
+// log, and issues the token for the chosen node; or records it in the
+// lobby. A refusal is audited too. The meeting is read once, inside the
+// update that adds the participant.
+func (s *Server) joinOnce(ctx context.Context, meetingID string, ask joinAsk) (api.JoinResponse, *lobbyAnswer, error) {
 	pid := newID("p", 10)
+	rejoin, rejoinHash, err := token.NewHostToken()
+	if err != nil {
+		return api.JoinResponse{}, nil, err
+	}
 	var (
 		seat     placed
 		reserved bool
 		eff      policy.Effective
-		from     *participant // the participant this join replaces, if any
+		adm      admission
+		host     api.HostState
 	)
+	loc := api.JoinLocation{Country: ask.loc.Location.Country, Source: string(ask.loc.Source)}
 	_, rev, err := s.meetings.update(ctx, meetingID, func(m *meeting) error {
 		var err error
-		if eff, err = policy.Combine(s.floor, m.Policy); err != nil {
-			return err
-		}
 		if reserved { // a retry after a store conflict
 			if err := s.owner.release(ctx, pid); err != nil {
 				return err
 			}
 			reserved = false
 		}
-		req := placement.Request{Policy: eff, From: loc.Location, MeetingNodes: m.nodeIDs()}
-		if replaces != "" {
-			old := m.participant(replaces)
-			if old == nil {
-				return badRequest("replaces: no participant %q in this meeting", replaces)
-			}
-			from = old
+		if !token.CheckHostToken(ask.req.Secret, m.JoinSecretHash) {
+			return apiErr(http.StatusForbidden, api.CodeBadMeetingSecret, "a join needs the meeting's secret, from the #s= part of its link")
+		}
+		if eff, err = policy.Combine(s.floor, m.Policy); err != nil {
+			return err
+		}
+		now := s.now().UTC()
+		m.pruneTickets(now)
+		isHost := ask.bearer != "" && token.CheckHostToken(ask.bearer, m.HostTokenHash)
+		if adm, err = admit(m, ask.req, ask.name, loc, now, isHost); err != nil || adm.lobby != nil {
+			return err // a lobby ticket, made or asked with, is stored
+		}
+		req := placement.Request{Policy: eff, From: ask.loc.Location, MeetingNodes: m.nodeIDs()}
+		if old := adm.from; old != nil {
 			// Moving off a node means not landing on it again.
 			req.Exclude = []string{old.Node.ID}
 			req.MeetingNodes = slices.DeleteFunc(req.MeetingNodes, func(id string) bool { return id == old.Node.ID })
 		}
 		if seat, err = s.owner.reserve(ctx, pid, meetingID, req, s.now()); err != nil {
-			return err
+			// A participant back after a lost connection (its client
+			// refused nothing) may land on the node it left when no
+			// other can take it: a deployment of one node must take
+			// back everyone a restart cut off. Placement itself keeps
+			// the node out if the policy, its health or a drain does.
+			var ref *placement.Refusal
+			if adm.from == nil || ask.req.Refused != nil || !errors.As(err, &ref) {
+				return err
+			}
+			req.Exclude, req.MeetingNodes = nil, m.nodeIDs()
+			if seat, err = s.owner.reserve(ctx, pid, meetingID, req, s.now()); err != nil {
+				return err
+			}
 		}
 		reserved = true
+		replaces := "" // only a replacement admit proved (rejoin secret) replaces anyone
+		if adm.from != nil {
+			replaces = adm.from.ID
+		}
 		m.Participants = append(m.Participants, participant{
-			ID: pid, Name: name, Location: loc.Location, LocationSource: string(loc.Source),
+			ID: pid, Name: adm.name, Location: ask.loc.Location, LocationSource: string(ask.loc.Source),
 			Node:     api.PlacedNode{ID: seat.Node.ID, Country: seat.Node.Country, Region: seat.Node.Region},
-			Joined:   s.now().UTC(),
-			Replaces: replaces,
+			Joined:   now,
+			Replaces: replaces, Identity: adm.identity, RejoinHash: rejoinHash,
 		})
+		host = hostState(m, eff.Hash())
 		return nil
 	})
 	if err != nil && reserved {
 		_ = s.owner.release(ctx, pid)
 	}
 	if err != nil {
-		return api.JoinResponse{}, s.refused(ctx, meetingID, pid, eff, loc, err)
+		return api.JoinResponse{}, nil, s.refused(ctx, meetingID, pid, eff, ask.loc, err)
 	}
-	if err := s.auditPlacement(ctx, meetingID, pid, eff, seat.Decision, loc, from); err != nil {
-		return api.JoinResponse{}, err
+	if adm.lobby != nil {
+		return api.JoinResponse{}, adm.lobby, nil
+	}
+	placedEntry, err := s.auditPlacement(ctx, meetingID, pid, eff, seat.Decision, ask.loc, adm.from)
+	if err != nil {
+		return api.JoinResponse{}, nil, err
 	}
 	s.metrics.placements.WithLabelValues(seat.Node.Country).Inc()
 	if err := s.owner.joined(ctx, meetingID, pid, rev); err != nil {
-		return api.JoinResponse{}, err
+		return api.JoinResponse{}, nil, err
 	}
-	return s.joinResponse(meetingID, pid, name, seat, loc)
+	resp, err := s.joinResponse(meetingID, pid, adm.name, seat, ask.loc)
+	resp.RejoinSecret, resp.Host = rejoin, host
+	resp.Audit = s.audit.joinAudit(placedEntry.Index)
+	return resp, nil, err
 }
 
 // refused audits a placement refusal and returns err, the reason the join
@@ -96,7 +179,10 @@ func (s *Server) refused(ctx context.Context, meetingID, pid string, eff policy.
 	return err
 }
 
-func (s *Server) auditPlacement(ctx context.Context, meetingID, pid string, eff policy.Effective, dec placement.Decision, loc locate.Result, from *participant) error {
+// auditPlacement appends a join's placement (or, for a participant moving
+// off its node, migration) entry and returns it sealed: its Index is what
+// the join answer names for the client to find in a later checkpoint.
+func (s *Server) auditPlacement(ctx context.Context, meetingID, pid string, eff policy.Effective, dec placement.Decision, loc locate.Result, from *participant) (audit.Entry, error) {
 	reason := "nearest allowed node with headroom"
 	if dec.Reused {
 		reason = "allowed node the meeting already uses"
@@ -111,13 +197,14 @@ func (s *Server) auditPlacement(ctx context.Context, meetingID, pid string, eff 
 		kind = audit.KindMigration
 		reason = fmt.Sprintf("moved from %s (%s) as %s: %s", from.Node.ID, from.Node.Country, from.ID, reason)
 	}
-	if _, err := s.audit.append(ctx, audit.Entry{
+	sealed, err := s.audit.append(ctx, audit.Entry{
 		Kind: kind, Meeting: meetingID, Participant: pid,
 		Node: dec.Node.ID, NodeCountry: dec.Node.Country, PolicyHash: eff.Hash(), Reason: reason,
-	}); err != nil {
-		return fmt.Errorf("audit placement: %w", err)
+	})
+	if err != nil {
+		return audit.Entry{}, fmt.Errorf("audit placement: %w", err)
 	}
-	return nil
+	return sealed, nil
 }
 
 // joinResponse signs the join token and TURN credentials for the node the
@@ -132,7 +219,7 @@ func (s *Server) joinResponse(meetingID, pid, name string, seat placed, loc loca
 	s.log.Info("participant placed", "meeting", meetingID, "participant", pid, "node", seat.Node.ID, "node_country", seat.Node.Country, "from", loc.Location.Country)
 	resp := api.JoinResponse{
 		ParticipantID: pid,
-		Node:          api.JoinNode{ID: seat.Node.ID, Country: seat.Node.Country, Region: seat.Node.Region, URL: seat.Info.URL},
+		Node:          api.JoinNode{ID: seat.Node.ID, Country: seat.Node.Country, Region: seat.Node.Region, URL: seat.Info.URL, Cert: seat.Cert},
 		Token:         tok,
 		Expires:       claims.Expires,
 		ICEServers:    []api.ICEServer{},

@@ -12,6 +12,7 @@ import (
 
 	"github.com/oakmeet/oakmeet/api"
 	"github.com/oakmeet/oakmeet/geo"
+	"github.com/oakmeet/oakmeet/hoststmt"
 	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/store"
 )
@@ -27,6 +28,53 @@ type meeting struct {
 	PolicyHistory []api.PolicyChange `json:"policy_history"`
 	// Traffic is what each node forwarded for the meeting, by node id.
 	Traffic map[string]*traffic `json:"traffic,omitempty"`
+
+	// JoinSecretHash is the hash of the join link's secret
+	// (token.HashHostToken); a meeting stored without one admits nobody.
+	JoinSecretHash string `json:"join_secret_hash,omitempty"`
+	// HostKey is the host's Ed25519 public key; without it the meeting
+	// has no host statements and no host actions but a policy change.
+	HostKey []byte `json:"host_key,omitempty"`
+	Locked  bool   `json:"locked,omitempty"`
+	Lobby   bool   `json:"lobby,omitempty"`
+	// Host is the host's statements in force, handed to every joiner.
+	Host hostRecord `json:"host"`
+	// Tickets are the joins in the lobby and the host's decisions on
+	// them, until they expire (lobbyTicketTTL after their last ask).
+	Tickets []lobbyTicket `json:"lobby_tickets,omitempty"`
+	// Removed are the participants the host removed and their identity
+	// keys: such an identity joins through the lobby only.
+	Removed []removal `json:"removed,omitempty"`
+}
+
+// hostRecord is what the host has stated: the newest policy and settings
+// statements, every removal, and the last accepted seq of each kind.
+type hostRecord struct {
+	Policy   *hoststmt.Statement  `json:"policy,omitempty"`
+	Settings *hoststmt.Statement  `json:"settings,omitempty"`
+	Removals []hoststmt.Statement `json:"removals,omitempty"`
+	Seq      map[string]uint64    `json:"seq,omitempty"`
+}
+
+// removal is one participant the host removed.
+type removal struct {
+	Participant string    `json:"participant"`
+	Identities  [][]byte  `json:"identities,omitempty"`
+	At          time.Time `json:"at"`
+}
+
+// lobbyTicket is one join held in the lobby.
+type lobbyTicket struct {
+	Ticket   string           `json:"ticket"`
+	Name     string           `json:"name"`
+	Location api.JoinLocation `json:"location"`
+	Identity []byte           `json:"identity,omitempty"`
+	Since    time.Time        `json:"since"`
+	LastAsk  time.Time        `json:"last_ask"`
+	// Removed: the identity was removed before; only the host lets it in.
+	Removed bool `json:"removed,omitempty"`
+	// Decision is "", hoststmt.KindAdmit or hoststmt.KindDeny.
+	Decision string `json:"decision,omitempty"`
 }
 
 type participant struct {
@@ -41,6 +89,11 @@ type participant struct {
 	// Replaces is the participant this one took over from when it moved.
 	Replaces   string `json:"replaces,omitempty"`
 	LeftReason string `json:"left_reason,omitempty"`
+	// Identity is the identity key the join request named; RejoinHash the
+	// hash of the rejoin secret its join answer handed out.
+	Identity   []byte `json:"identity,omitempty"`
+	RejoinHash string `json:"rejoin_hash,omitempty"`
+	Removed    bool   `json:"removed,omitempty"`
 }
 
 func (m *meeting) active() []participant {

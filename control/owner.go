@@ -67,10 +67,19 @@ type owner struct {
 	held    map[string]int
 	started time.Time
 	dirty   bool
+	// lobbyWake is, per meeting, the channel closed at its next lobby
+	// change (lobby.go).
+	lobbyWake map[string]chan struct{}
 	// submit hands a plan's actions to the executor in the step that
 	// decided them (nil: nobody carries them out, as in tests of the
 	// owner alone).
 	submit func([]action) <-chan struct{}
+	// submitUrgent hands over what a passed move deadline asks, the kick
+	// and the departure, to be carried out at once rather than behind
+	// submit's queue (nil: handed to submit). Nothing queued before
+	// depends on it: the move it ends went out when it was decided, and
+	// the audit entry stays in submit's order.
+	submitUrgent func([]action) <-chan struct{}
 }
 
 // seat is a placed participant that has not connected to its node yet; it
@@ -87,7 +96,7 @@ type seat struct {
 func newOwner(t cluster.Timing, tokenTTL time.Duration, rnd *rand.Rand, certs *certifier, log *slog.Logger) *owner {
 	o := &owner{mbox: newMailbox(), log: log, timing: t, tokenTTL: tokenTTL, rand: rnd, nodes: newRegistry(), certs: certs,
 		seats: map[string]seat{}, active: map[string]bool{}, pending: map[string]*meetingPending{}, planned: map[string]uint64{},
-		held: map[string]int{}, reports: map[string]report{}}
+		held: map[string]int{}, reports: map[string]report{}, lobbyWake: map[string]chan struct{}{}}
 	o.publish()
 	return o
 }
@@ -198,6 +207,9 @@ func (o *owner) load(ctx context.Context, nodes []cluster.NodeInfo, meetings []*
 type placed struct {
 	placement.Decision
 	Info cluster.NodeInfo
+	// Cert is the node's certificate as verified (only certified nodes
+	// are placed on): the participant's client checks it itself.
+	Cert string
 }
 
 // reserve places a participant and takes its seat in one step, so two
@@ -211,6 +223,7 @@ func (o *owner) reserve(ctx context.Context, pid, meetingID string, req placemen
 			return
 		}
 		out.Info = o.nodes.nodes[out.Node.ID].Info
+		out.Cert = o.nodes.nodes[out.Node.ID].Cert.text
 		o.nodes.assign(out.Node.ID, 1)
 		o.seats[pid] = seat{meeting: meetingID, node: out.Node.ID, deadline: now.Add(o.tokenTTL + o.timing.SeatGrace)}
 	}); cerr != nil {
@@ -358,6 +371,45 @@ func (o *owner) tick(ctx context.Context, now time.Time) (acts []action, meeting
 		done = o.hand(acts)
 	})
 	return acts, meetings, done, err
+}
+
+// expire disconnects, in every meeting, the participants whose move
+// deadline has passed, and hands that to the executor. It needs no read of
+// the meetings, so a deadline is kept however long the tick's round of
+// reads and plans takes on a loaded store.
+func (o *owner) expire(ctx context.Context, now time.Time) (acts []action, err error) {
+	err = o.do(ctx, func() {
+		for _, id := range slices.Sorted(maps.Keys(o.pending)) {
+			pend := o.pending[id]
+			due := false
+			for _, mv := range pend.moves {
+				due = due || now.After(mv.deadline)
+			}
+			if !due {
+				continue
+			}
+			p := &planner{planInput: planInput{Meeting: &meeting{ID: id}, Nodes: o.nodes.view(), Pending: pend, Now: now, Timing: o.timing},
+				next: pend.clone()}
+			p.expireMoves()
+			o.pending[id] = p.next
+			acts = append(acts, p.acts...)
+		}
+		var urgent, rest []action
+		for _, a := range acts {
+			if a.Kind == actLeave || a.Kind == actCommand && a.Cmd.Kind == cluster.CommandKick {
+				urgent = append(urgent, a)
+			} else {
+				rest = append(rest, a)
+			}
+		}
+		if o.submitUrgent != nil && len(urgent) > 0 {
+			o.submitUrgent(urgent)
+			o.hand(rest)
+			return
+		}
+		o.hand(acts)
+	})
+	return acts, err
 }
 
 // planOpts are what a plan carries besides the meeting.

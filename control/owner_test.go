@@ -100,6 +100,100 @@ func TestOwnerClosesAReplacedConnectionAfterItsGrace(t *testing.T) {
 	}
 }
 
+// A move's deadline is kept by the owner's own clock, without a read of
+// the meeting: once it has passed, the participant is disconnected and
+// recorded leaving, once, with the reason it was asked to move; the audit
+// names the node's country.
+func TestOwnerExpiresAMoveWithoutReadingTheMeeting(t *testing.T) {
+	o := startOwner(t, de(), us())
+	ctx := context.Background()
+	m := meetingWith(viewOf(de(), us()), "p1@us-iad")
+	acts, err := planActs(o.plan(ctx, m, 1, effOf(t, "US"), t0, planOpts{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := describeAll(acts); !slices.Contains(got, "move p1@us-iad policy_change") {
+		t.Fatalf("no move asked: %q", got)
+	}
+	if acts, _ := o.expire(ctx, t0.Add(fastTiming.MoveDeadline)); len(acts) != 0 {
+		t.Fatalf("expired at the deadline itself: %q", describeAll(acts))
+	}
+	acts, err = o.expire(ctx, t0.Add(fastTiming.MoveDeadline+time.Microsecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := describeAll(acts)
+	if len(got) < 2 || got[0] != "kick p1@us-iad policy_change" || got[1] != "left p1@us-iad policy_change" {
+		t.Fatalf("past the deadline: %q", got)
+	}
+	var audited bool
+	for _, a := range acts {
+		audited = audited || a.Kind == actAudit && a.Entry.Participant == "p1" && a.Entry.NodeCountry == "US" && a.Meeting == m.ID
+	}
+	if !audited {
+		t.Fatalf("no audit entry naming the node's country: %+v", acts)
+	}
+	if acts, _ := o.expire(ctx, t0.Add(2*fastTiming.MoveDeadline)); len(acts) != 0 {
+		t.Fatalf("expired twice: %q", describeAll(acts))
+	}
+	// The next plan of the meeting sees the participant leaving and asks
+	// nothing more of it.
+	acts, _ = planActs(o.plan(ctx, m, 2, effOf(t, "US"), t0.Add(fastTiming.MoveDeadline+2*time.Microsecond), planOpts{}))
+	for _, a := range acts {
+		if a.Kind == actCommand {
+			t.Fatalf("planned again after the expiry: %q", describeAll(acts))
+		}
+	}
+}
+
+// What a passed deadline asks, the kick and the departure, is handed to
+// the urgent lane, not behind the executor's queue, which a loaded store
+// can keep seconds behind; its audit entry keeps the queue's order.
+func TestExpiredMoveTakesTheUrgentLane(t *testing.T) {
+	o := newOwner(fastTiming, time.Minute, rand.New(rand.NewPCG(1, 2)), testCertifier(t), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	var mu sync.Mutex
+	var queued, urgent []action
+	record := func(to *[]action) func([]action) <-chan struct{} {
+		return func(acts []action) <-chan struct{} {
+			mu.Lock()
+			defer mu.Unlock()
+			*to = append(*to, acts...)
+			done := make(chan struct{})
+			close(done)
+			return done
+		}
+	}
+	o.submit, o.submitUrgent = record(&queued), record(&urgent)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { o.run(ctx) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	for _, n := range []*nodeState{de(), us()} {
+		o.heartbeat(cluster.Heartbeat{Node: n.Info}, t0)
+	}
+	if err := o.load(ctx, nil, nil, longAgo); err != nil {
+		t.Fatal(err)
+	}
+	m := meetingWith(viewOf(de(), us()), "p1@us-iad")
+	if _, err := o.plan(ctx, m, 1, effOf(t, "US"), t0, planOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	queued, urgent = nil, nil
+	mu.Unlock()
+	if _, err := o.expire(ctx, t0.Add(fastTiming.MoveDeadline+time.Microsecond)); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got := describeAll(urgent); len(got) != 2 || got[0] != "kick p1@us-iad policy_change" || got[1] != "left p1@us-iad policy_change" {
+		t.Fatalf("urgent lane: %q", got)
+	}
+	if len(queued) != 1 || queued[0].Kind != actAudit {
+		t.Fatalf("queued: %q", describeAll(queued))
+	}
+}
+
 func TestHeartbeatReplacesMeetingBytes(t *testing.T) {
 	o := startOwner(t, de(func(n *nodeState) { n.MeetingBytes = map[string]uint64{"m1": 10} }))
 	if got := o.live().node("de-fra").MeetingBytes["m1"]; got != 10 {

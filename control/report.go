@@ -89,7 +89,9 @@ func (s *Server) meetingReport(ctx context.Context, m *meeting) (*api.MeetingRep
 	}
 	for _, e := range entries {
 		switch e.Kind {
-		case audit.KindRefusal:
+		case audit.KindRefusal, audit.KindNodeRefused:
+			// A node a participant's own client refused is as much a
+			// refusal on the meeting's record as one of placement.
 			r.Refusals = append(r.Refusals, e)
 		case audit.KindMigration, audit.KindDisconnect:
 			r.Migrations = append(r.Migrations, e)
@@ -184,9 +186,8 @@ func byCountry(nodes []api.NodeUsage) []api.CountryUsage {
 }
 
 func (s *Server) handleMeetingReport(w http.ResponseWriter, r *http.Request) {
-	m, _, err := s.meetings.get(r.Context(), r.PathValue("id"))
-	if err != nil {
-		writeError(w, toAPIError(err))
+	m, ok := s.readRequest(w, r)
+	if !ok {
 		return
 	}
 	rep, err := s.meetingReport(r.Context(), m)
@@ -198,6 +199,10 @@ func (s *Server) handleMeetingReport(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
+	if e := s.operatorCheck(r); e != nil {
+		writeError(w, e)
+		return
+	}
 	all, err := s.meetings.all(r.Context())
 	if err != nil {
 		s.fail(w, "report", err)

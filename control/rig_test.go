@@ -32,13 +32,19 @@ type rig struct {
 	t      *testing.T
 	srv    *Server
 	api    *apiclient.Client
+	url    string                // the control plane's HTTP address
 	conns  map[string]*nats.Conn // each fake node's own, set before the rig runs
 	timing cluster.Timing
 
-	mu    sync.Mutex
-	nodes map[string]*fakeNodeState
-	cmds  []sentCommand
+	mu      sync.Mutex
+	nodes   map[string]*fakeNodeState
+	cmds    []sentCommand
+	secrets map[string]string // join secret by meeting
+	hosts   map[string]*apiclient.Host
 }
+
+// rigOperator is the rig's operator token.
+const rigOperator = "rig-operator-token"
 
 type fakeNodeState struct {
 	info     cluster.NodeInfo
@@ -86,13 +92,13 @@ func startRigWith(t *testing.T, forge func(*fakeNodeState), nodes ...string) *ri
 	}
 	_, key, _ := ed25519.GenerateKey(nil)
 	srv, err := New(ctx, Config{Store: st, NATS: ctl, Locator: loc, Key: key, EnrollmentKey: testEnrollmentPub(), TrustClientLocation: true,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Timing: rigTiming})
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Timing: rigTiming, OperatorToken: rigOperator, LobbyWait: rigLobbyWait})
 	if err != nil {
 		t.Fatal(err)
 	}
 	hs := httptest.NewServer(srv.Handler())
-	r := &rig{t: t, srv: srv, api: apiclient.New(hs.URL, hs.Client()), timing: rigTiming, nodes: map[string]*fakeNodeState{},
-		conns: map[string]*nats.Conn{}}
+	r := &rig{t: t, srv: srv, url: hs.URL, api: apiclient.New(hs.URL, hs.Client()).WithBearer(rigOperator), timing: rigTiming, nodes: map[string]*fakeNodeState{},
+		conns: map[string]*nats.Conn{}, secrets: map[string]string{}, hosts: map[string]*apiclient.Host{}}
 	for _, spec := range nodes {
 		id := r.addNode(spec)
 		if forge != nil {
@@ -224,18 +230,55 @@ func (r *rig) waitFor(what string, cond func() bool) {
 	}
 }
 
+// rigLobbyWait is how long the rig holds a lobby ask open.
+const rigLobbyWait = 300 * time.Millisecond
+
+// createMeeting creates a meeting with policy p (every meeting has a host
+// key: the rig keeps its host for setPolicy) and keeps its join secret for
+// join.
 func (r *rig) createMeeting(p policy.Policy) api.CreatedMeeting {
 	r.t.Helper()
-	m, err := r.api.Create(context.Background(), api.CreateRequest{Policy: p})
+	m, _ := r.createHosted(api.CreateRequest{Policy: p})
+	return m
+}
+
+// createHosted creates a meeting with a host key and returns its host.
+func (r *rig) createHosted(req api.CreateRequest) (api.CreatedMeeting, *apiclient.Host) {
+	r.t.Helper()
+	m, h, err := r.api.CreateHosted(context.Background(), req)
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	return m
+	r.keepSecret(m)
+	r.mu.Lock()
+	r.hosts[m.ID] = h
+	r.mu.Unlock()
+	return m, h
+}
+
+func (r *rig) keepSecret(m api.CreatedMeeting) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.secrets[m.ID] = m.JoinSecret
+}
+
+// secret is the join secret of a meeting the rig created.
+func (r *rig) secret(id string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.secrets[id]
+}
+
+// host is the host of a meeting the rig created.
+func (r *rig) host(id string) *apiclient.Host {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.hosts[id]
 }
 
 func (r *rig) setPolicy(m api.CreatedMeeting, p policy.Policy) {
 	r.t.Helper()
-	if _, err := r.api.SetPolicy(context.Background(), m.ID, m.HostToken, p); err != nil {
+	if _, err := r.host(m.ID).SetPolicy(context.Background(), p); err != nil {
 		r.t.Fatal(err)
 	}
 }
@@ -252,16 +295,39 @@ func (r *rig) nodeList() []api.Node {
 // join places a participant from country and has it connect to its node.
 func (r *rig) join(meetingID, country, replaces string) api.JoinResponse {
 	r.t.Helper()
-	jr, err := r.api.Join(context.Background(), meetingID, api.JoinRequest{Location: api.Hint{Country: country}, Replaces: replaces})
+	jr, err := r.api.Join(context.Background(), meetingID, api.JoinRequest{Location: api.Hint{Country: country}, Replaces: replaces,
+		Secret: r.secret(meetingID), RejoinSecret: r.rejoinSecret(replaces)})
 	if err != nil {
 		r.t.Fatalf("join from %s: %v", country, err)
 	}
+	r.keepRejoin(jr)
+	r.connect(meetingID, jr)
+	return jr
+}
+
+// connect has a placed participant connect to its node.
+func (r *rig) connect(meetingID string, jr api.JoinResponse) {
+	r.t.Helper()
 	r.event(cluster.Event{Kind: cluster.EventConnected, Node: jr.Node.ID, Meeting: meetingID, Participant: jr.ParticipantID, Time: time.Now()})
 	r.waitFor(jr.ParticipantID+" connected", func() bool {
 		m, _, err := r.srv.meetings.get(context.Background(), meetingID)
 		return err == nil && m.participant(jr.ParticipantID).Connected != nil
 	})
-	return jr
+}
+
+// keepRejoin remembers a participant's rejoin secret, which a join that
+// replaces it needs.
+func (r *rig) keepRejoin(jr api.JoinResponse) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.secrets["rejoin:"+jr.ParticipantID] = jr.RejoinSecret
+}
+
+func (r *rig) rejoinSecret(pid string) string {
+	if pid == "" {
+		return ""
+	}
+	return r.secret("rejoin:" + pid)
 }
 
 func (r *rig) event(ev cluster.Event) {
@@ -298,10 +364,20 @@ func (r *rig) audit(meetingID string, kind string) []string {
 }
 
 // expectAudit checks a chain's entries of one kind, as audit lists them.
+// The audit log is appended on its own goroutine, after the state it
+// records changed, so the entries are waited for (with a deadline).
 func (r *rig) expectAudit(meetingID, kind string, want ...string) {
 	r.t.Helper()
-	if got := r.audit(meetingID, kind); !slices.Equal(got, want) {
-		r.t.Fatalf("%s entries %q, want %q", kind, got, want)
+	var got []string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if got = r.audit(meetingID, kind); slices.Equal(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("%s entries %q, want %q", kind, got, want)
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
 	}
 }
 

@@ -12,22 +12,33 @@
 // hands the plan's actions, in the same step, to the executor (executor.go):
 // one goroutine that carries batches out in the order they were decided,
 // on the control plane's context, never a request's. The audit log has its
-// own goroutine that alone appends and exports (auditlog.go). The API reads
+// own goroutine that alone appends, and signs its checkpoints
+// (auditlog.go); proofs and reads of entries go to its Merkle tree, its
+// index and the stream without waiting for it. The API reads
 // nodes and pending moves from a view the owner publishes. Work a request
 // starts that must not be left half done (a join once its seat is taken, a
 // policy change once stored) runs on a context detached from the request
 // (opContext), so a client that hangs up cannot leak a seat or skip an
 // audit entry.
 //
+// Host actions (host.go: settings, removal, lobby decisions; a policy
+// change) store the host's verified statement in the meeting's update, then
+// hand what it asks for (the statement to each node, a kick, the audit
+// entry) to the executor through the owner, like a plan's actions, and wait
+// for them. A join held in the lobby (lobby.go) waits outside every lock,
+// on a channel the owner closes when the meeting's lobby may have changed.
+//
 // Lock order. One lock remains: each meeting's update lock (meetings.go),
 // held across the store's compare-and-set round trip. While holding it the
 // join path calls the owner (reserve, release), which takes no lock and
 // never waits for anything, so it cannot close a cycle. Nothing else is
-// taken while it is held: audit appends, NATS commands and other meetings'
-// updates all happen outside it, and no code holds two meetings' locks.
-// meetings.mu only guards the map of those locks, and owner.reportsMu only
-// the heartbeats waiting for the owner; neither is held with any other
-// lock or across I/O. The mailboxes' own channels are not locks anyone holds.
+// taken while it is held: audit appends, NATS commands, lobby waits and
+// wake-ups, host actions' hand-over and other meetings' updates all happen
+// outside it, and no code holds two meetings' locks.
+// meetings.mu only guards the map of those locks, owner.reportsMu only
+// the heartbeats waiting for the owner, and auditor.mu only the audit
+// log's index (the tree's own lock is taken outside it); none is held
+// with any other lock or across I/O. The mailboxes' own channels are not locks anyone holds.
 package control
 
 import (
@@ -49,10 +60,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/oakmeet/oakmeet/api"
+	"github.com/oakmeet/oakmeet/audit"
 	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/locate"
 	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/store"
+	"github.com/oakmeet/oakmeet/token"
 	"github.com/oakmeet/oakmeet/web"
 )
 
@@ -88,6 +101,22 @@ type Config struct {
 	// Timing is every clock of enforcement and node health; zero fields
 	// take cluster.DefaultTiming's.
 	Timing cluster.Timing
+	// OperatorToken opens what spans every meeting (GET /api/audit,
+	// /api/audit/export and /api/report without a meeting); empty: nobody
+	// may read those.
+	OperatorToken string
+	// PublicURL is where clients reach the control plane, for the links
+	// of a new meeting; empty: the scheme and host a create request came
+	// to.
+	PublicURL string
+	// LobbyWait is how long a join's ask from the lobby is held open for
+	// the host's decision; default 20 s.
+	LobbyWait time.Duration
+	// AuditOrigin names the deployment's transparency log in its
+	// checkpoints and verifier key; default audit.DefaultOrigin of the
+	// public key. Changing it starts checkpoints no client holding the
+	// old ones will accept.
+	AuditOrigin string
 }
 
 // Server is the control plane. Build it with New, serve Handler, and Run
@@ -101,8 +130,14 @@ type Server struct {
 	meetings *meetings
 	audit    *auditor
 	exec     *executor
-	metrics  *metrics
-	ready    atomic.Bool
+	// urgent carries out what a passed deadline asks (disconnecting and
+	// recording the departure) apart from exec's queue, which a loaded
+	// store can keep seconds behind.
+	urgent  *executor
+	metrics *metrics
+	ready   atomic.Bool
+	// operatorHash is the hash of Config.OperatorToken ("" without one).
+	operatorHash string
 }
 
 // New validates the configuration and publishes the token-verification key
@@ -128,6 +163,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.TokenTTL <= 0 {
 		cfg.TokenTTL = 2 * time.Minute
 	}
+	if cfg.LobbyWait <= 0 {
+		cfg.LobbyWait = 20 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -140,22 +178,40 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		cfg.Rand = rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:])))
 	}
 	cfg.Timing = cfg.Timing.WithDefaults()
+	pub := cfg.Key.Public().(ed25519.PublicKey)
+	if cfg.AuditOrigin == "" {
+		cfg.AuditOrigin = audit.DefaultOrigin(pub)
+	}
+	auditor, err := newAuditor(cfg.Key, cfg.Store, cfg.Now, cfg.Logger, cfg.AuditOrigin, cfg.Timing.CheckpointEvery)
+	if err != nil {
+		return nil, err
+	}
+	// The log is read before anything is served: a log this process
+	// cannot extend stops it here, and the first checkpoint is of what
+	// is stored.
+	if err := auditor.rebuild(ctx); err != nil {
+		return nil, err
+	}
 	s := &Server{
+		audit:    auditor,
 		cfg:      cfg,
 		floor:    floor,
 		log:      cfg.Logger,
 		now:      cfg.Now,
 		owner:    newOwner(cfg.Timing, cfg.TokenTTL, cfg.Rand, certs, cfg.Logger),
 		meetings: newMeetings(cfg.Store),
-		audit:    newAuditor(cfg.Key, cfg.Store, cfg.Now),
 		exec:     newExecutor(),
+		urgent:   newExecutor(),
+	}
+	if cfg.OperatorToken != "" {
+		s.operatorHash = token.HashHostToken(cfg.OperatorToken)
 	}
 	s.owner.submit = s.exec.submit
+	s.owner.submitUrgent = s.urgent.submit
 	// Until Run has loaded the state, a node not heard from yet is one
 	// that has not had time to report, not one that is gone.
 	s.owner.started = cfg.Now()
 	s.metrics = newMetrics(func() int { return s.owner.live().healthy })
-	pub := cfg.Key.Public().(ed25519.PublicKey)
 	if err := cfg.Store.PutControl(ctx, cluster.KeyTokenPublicKey, pub); err != nil {
 		return nil, fmt.Errorf("control: publish token key: %w", err)
 	}
@@ -184,6 +240,7 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Go(func() { s.owner.run(ctx) })
 	wg.Go(func() { s.audit.run(ctx) })
 	wg.Go(func() { s.exec.run(ctx, s.carryOut) })
+	wg.Go(func() { s.urgent.run(ctx, s.carryOut) })
 
 	regs := newRegistrations()
 	hbSub, err := s.cfg.NATS.Subscribe(cluster.SubjectHeartbeat("*"), func(m *nats.Msg) {
@@ -214,9 +271,26 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.loadState(ctx); err != nil {
 		return err
 	}
+	if err := s.auditFloorChanges(ctx); err != nil {
+		return err
+	}
 	s.ready.Store(true)
 	defer s.ready.Store(false)
 
+	// Move deadlines are kept on a clock of their own: the tick reads and
+	// plans every meeting and may take a while on a loaded store.
+	wg.Go(func() {
+		t := time.NewTicker(s.cfg.Timing.HeartbeatInterval / 4)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				_, _ = s.owner.expire(ctx, s.now())
+			}
+		}
+	})
 	tick := time.NewTicker(s.cfg.Timing.HeartbeatInterval / 2)
 	defer tick.Stop()
 	for {
@@ -266,8 +340,15 @@ func (s *Server) nodeEvent(ctx context.Context, ev cluster.Event) {
 			return
 		}
 		var old *participant
+		removed := false
 		_, _, err := s.meetings.update(ctx, ev.Meeting, func(m *meeting) error {
 			p := m.participant(ev.Participant)
+			if p != nil && p.Removed {
+				// Removed before it got there, or back with its token:
+				// it is not let stay.
+				removed = true
+				return errNoChange
+			}
 			if p == nil || p.Node.ID != ev.Node || p.Connected != nil {
 				return errNoChange
 			}
@@ -283,6 +364,10 @@ func (s *Server) nodeEvent(ctx context.Context, ev cluster.Event) {
 		})
 		if err == nil && old != nil {
 			_ = s.owner.replaced(ctx, ev.Meeting, old.ID, old.Node.ID, s.now())
+		}
+		if removed {
+			_, _ = s.owner.handOver(ctx, []action{{Kind: actCommand, Meeting: ev.Meeting, Node: ev.Node, Note: "removed participant connected: disconnecting",
+				Cmd: cluster.Command{Kind: cluster.CommandKick, Meeting: ev.Meeting, Participant: ev.Participant, Reason: api.ReasonRemoved}}})
 		}
 		if err != nil && !errors.Is(err, errNoChange) {
 			s.log.Warn("record connection", "meeting", ev.Meeting, "participant", ev.Participant, "err", err)
@@ -304,11 +389,19 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/meetings/{id}", s.handleGetMeeting)
 	mux.HandleFunc("PUT /api/meetings/{id}/policy", s.handlePutPolicy)
 	mux.HandleFunc("POST /api/meetings/{id}/join", s.handleJoin)
+	mux.HandleFunc("PUT /api/meetings/{id}/settings", s.handleSettings)
+	mux.HandleFunc("DELETE /api/meetings/{id}/participants/{pid}", s.handleRemove)
+	mux.HandleFunc("GET /api/meetings/{id}/lobby", s.handleLobby)
+	mux.HandleFunc("POST /api/meetings/{id}/lobby/{ticket}", s.handleLobbyDecision)
 	mux.HandleFunc("GET /api/meetings/{id}/routing", s.handleRouting)
 	mux.HandleFunc("GET /api/meetings/{id}/report", s.handleMeetingReport)
 	mux.HandleFunc("GET /api/report", s.handleReport)
 	mux.HandleFunc("GET /api/audit", s.handleAudit)
 	mux.HandleFunc("GET /api/audit/export", s.handleAuditExport)
+	mux.HandleFunc("GET "+api.PathAuditCheckpoint, s.handleAuditCheckpoint)
+	mux.HandleFunc("GET "+api.PathAuditProof, s.handleAuditProof)
+	mux.HandleFunc("GET "+api.PathAuditConsistency, s.handleAuditConsistency)
+	mux.HandleFunc("GET "+api.PathAuditEntries, s.handleAuditEntries)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	mux.Handle("/", web.Handler())
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
