@@ -16,7 +16,12 @@ import (
 	"github.com/oakmeet/oakmeet/bus"
 	"github.com/oakmeet/oakmeet/client"
 	"github.com/oakmeet/oakmeet/cluster"
+	"github.com/oakmeet/oakmeet/geo"
+	"github.com/oakmeet/oakmeet/hoststmt"
+	"github.com/oakmeet/oakmeet/nodecert"
 	"github.com/oakmeet/oakmeet/policy"
+	"github.com/oakmeet/oakmeet/sfu/sfutest"
+	"github.com/oakmeet/oakmeet/signal"
 	"github.com/oakmeet/oakmeet/store"
 	"github.com/oakmeet/oakmeet/token"
 )
@@ -24,13 +29,20 @@ import (
 // mesh is several nodes on one embedded NATS, with the test standing in
 // for the control plane: it holds the token key and sends commands.
 type mesh struct {
-	t     *testing.T
-	emb   *bus.Embedded
-	nc    *nats.Conn
-	key   ed25519.PrivateKey
-	nodes map[string]*Node
-	logs  map[string]*records
-	stops []func()
+	t   *testing.T
+	emb *bus.Embedded
+	nc  *nats.Conn
+	key ed25519.PrivateKey
+	// enroll is the deployment's enrollment key: every node gets a
+	// certificate signed by it unless its Config has one.
+	enroll ed25519.PrivateKey
+	// hosts is each meeting's host key; seq the last statement's seq.
+	hostMu sync.Mutex
+	hosts  map[string]ed25519.PrivateKey
+	seq    uint64
+	nodes  map[string]*Node
+	logs   map[string]*records
+	stops  []func()
 }
 
 func startMesh(t *testing.T, cfgs ...Config) *mesh {
@@ -43,7 +55,8 @@ func startMesh(t *testing.T, cfgs ...Config) *mesh {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &mesh{t: t, emb: emb, nc: nc, nodes: map[string]*Node{}, logs: map[string]*records{}}
+	m := &mesh{t: t, emb: emb, nc: nc, nodes: map[string]*Node{}, logs: map[string]*records{}, hosts: map[string]ed25519.PrivateKey{}}
+	_, m.enroll, _ = ed25519.GenerateKey(nil)
 	ctx := context.Background()
 	st, err := store.Open(ctx, nc)
 	if err != nil {
@@ -70,6 +83,12 @@ func (m *mesh) start(cfg Config) {
 	cfg.NATS, cfg.LoopbackOnly, cfg.Logger = nc, true, slog.New(rec)
 	if cfg.Timing == (cluster.Timing{}) {
 		cfg.Timing = fastTiming()
+	}
+	if cfg.Cert == "" {
+		if cfg.IdentityKey == nil {
+			_, cfg.IdentityKey, _ = ed25519.GenerateKey(nil)
+		}
+		cfg.Cert = m.certify(cfg.ID, cfg.Country, cfg.Region, cfg.IdentityKey.Public().(ed25519.PublicKey), time.Now().Add(time.Hour))
 	}
 	n, err := New(context.Background(), cfg)
 	if err != nil {
@@ -100,6 +119,75 @@ func (m *mesh) start(cfg Config) {
 		if hb, _ := cluster.Decode[cluster.Heartbeat]("heartbeat", msg.Data); hb.Node.ID == cfg.ID {
 			return
 		}
+	}
+}
+
+// certify issues a certificate by the mesh's enrollment key, valid from an
+// hour ago until notAfter. Without a region the node stands at its
+// country's representative point, whose region the certificate names.
+func (m *mesh) certify(id, country, region string, key ed25519.PublicKey, notAfter time.Time) string {
+	m.t.Helper()
+	if region == "" {
+		loc, _ := geo.CountryLocation(country)
+		region = loc.Region
+	}
+	serial, _ := nodecert.NewSerial()
+	cert, err := nodecert.Issue(m.enroll, nodecert.Cert{Serial: serial, NodeID: id, Country: country, Region: region,
+		IdentityKey: key, NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter})
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	return string(cert)
+}
+
+// hostKey is the meeting's host key, made on first use.
+func (m *mesh) hostKey(meeting string) ed25519.PrivateKey {
+	m.hostMu.Lock()
+	defer m.hostMu.Unlock()
+	if m.hosts[meeting] == nil {
+		_, m.hosts[meeting], _ = ed25519.GenerateKey(nil)
+	}
+	return m.hosts[meeting]
+}
+
+// statement is a policy statement for p (with no floor) signed by key,
+// each one with a higher seq than the last.
+func (m *mesh) statement(key ed25519.PrivateKey, p policy.Policy) json.RawMessage {
+	m.t.Helper()
+	eff, err := policy.Combine(policy.Policy{}, p)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	m.hostMu.Lock()
+	m.seq++
+	st := hoststmt.NewPolicy(uint64(time.Now().UnixMilli())+m.seq, eff, m.enroll.Public().(ed25519.PublicKey))
+	m.hostMu.Unlock()
+	if err := st.Sign(key); err != nil {
+		m.t.Fatal(err)
+	}
+	raw, err := json.Marshal(st)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	return raw
+}
+
+// hostJoin connects a signaling-only participant that names host key key
+// and its statement of policy p, as a client that checked them does.
+func (m *mesh) hostJoin(node, meeting, id string, key ed25519.PrivateKey, p policy.Policy) *sfutest.Peer {
+	m.t.Helper()
+	return sfutest.JoinWith(m.t, m.nodes[node].Info().URL, id, signal.Message{
+		Token: m.joinToken(node, meeting, id, time.Now()), HostKey: key.Public().(ed25519.PublicKey), Statement: m.statement(key, p),
+	})
+}
+
+// hostOn has each node learn the meeting's host policy p from a
+// participant of its own ("h-" and the node), for tests whose other
+// participants are Go clients that name none.
+func (m *mesh) hostOn(meeting string, p policy.Policy, nodes ...string) {
+	m.t.Helper()
+	for _, n := range nodes {
+		m.hostJoin(n, meeting, "h-"+n, m.hostKey(meeting), p)
 	}
 }
 
@@ -235,9 +323,13 @@ func (m *mesh) connect(node, meeting, id string, issued time.Time) *peer {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	info := m.nodes[node].Info()
+	// A verifying client: it names the meeting's host key and a statement
+	// allowing every node here, and checks the node's SDPs with its key.
+	host := m.hostKey(meeting)
 	s, err := client.Connect(ctx, client.JoinResult{
 		ParticipantID: id, Node: client.NodeInfo{ID: info.ID, URL: info.URL}, Token: m.joinToken(node, meeting, id, issued),
-	}, client.Options{LoopbackOnly: true})
+	}, client.Options{LoopbackOnly: true, HostKey: host.Public().(ed25519.PublicKey), Statement: m.statement(host, policy.Policy{}),
+		NodeKey: info.IdentityKey})
 	if err != nil {
 		m.t.Fatalf("connect %s to %s: %v", id, node, err)
 	}

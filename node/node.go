@@ -29,6 +29,7 @@ import (
 	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/geo"
 	"github.com/oakmeet/oakmeet/sfu"
+	"github.com/oakmeet/oakmeet/signal"
 	"github.com/oakmeet/oakmeet/store"
 )
 
@@ -111,6 +112,11 @@ type Node struct {
 	dialing map[linkKey]context.CancelFunc
 	linkWG  sync.WaitGroup
 
+	// hosts is each meeting's host key and policy as its participants
+	// named them (hostpolicy.go).
+	hostMu sync.Mutex
+	hosts  map[string]*meetingHost
+
 	cpuMu   sync.Mutex
 	lastCPU time.Duration
 	lastAt  time.Time
@@ -173,10 +179,14 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", cfg.ID, err)
 	}
+	// The TURN server starts after the SFU; its URLs are set before the
+	// node serves any participant (New returns only then).
+	var turnURLs []string
 	media, err := sfu.New(sfu.Config{
 		Logger: cfg.Logger.With("node", cfg.ID), UDPPort: cfg.UDPPort, TCPPort: cfg.TCPPort,
 		PublicIP: cfg.PublicIP, LoopbackOnly: cfg.LoopbackOnly, Interceptors: cfg.Interceptors,
-		EndedMeetingReports: endedMeetingReports(cfg.Timing),
+		EndedMeetingReports: endedMeetingReports(cfg.Timing), Key: cfg.IdentityKey,
+		TURNURLs: func() []string { return turnURLs },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node %s: media: %w", cfg.ID, err)
@@ -189,6 +199,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		sfu:      media,
 		identity: cfg.IdentityKey,
 		dialing:  map[linkKey]context.CancelFunc{},
+		hosts:    map[string]*meetingHost{},
 	}
 	if cfg.TokenKey != nil {
 		key := slices.Clone(cfg.TokenKey)
@@ -223,6 +234,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if n.turn != nil {
 		info := n.turn.info
 		n.info.TURN = &info
+		turnURLs = slices.Clone(info.URLs)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", n.handleHealth)
@@ -280,6 +292,9 @@ loop:
 			break loop
 		case <-tick.C:
 			n.heartbeat()
+			// Certificates expire between host statements too.
+			n.recheckLinks("")
+			n.forgetHosts()
 		}
 	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -351,6 +366,8 @@ func (n *Node) handleCommand(m *nats.Msg) {
 		n.sfu.Kick(cmd.Meeting, cmd.Participant, cmd.Reason)
 	case cluster.CommandMove:
 		n.sfu.Move(cmd.Meeting, cmd.Participant, cmd.Reason)
+	case cluster.CommandHost:
+		n.host(cmd)
 	case cluster.CommandDrain:
 		n.Drain()
 		n.heartbeat()
@@ -360,6 +377,21 @@ func (n *Node) handleCommand(m *nats.Msg) {
 		n.unrelay(cmd)
 	default:
 		n.log.Warn("unknown command", "kind", cmd.Kind)
+	}
+}
+
+// host passes a host statement to the meeting's participants here and then
+// disconnects the one it removes. The control plane sends the command to
+// every node of the meeting, so nothing goes over relay links. The removal
+// stands even if the statement cannot be sent: it is the control plane's
+// decision, the statement only lets clients check it.
+func (n *Node) host(cmd cluster.Command) {
+	n.hostStatement(cmd.Meeting, cmd.Statement)
+	if err := n.sfu.Host(cmd.Meeting, cmd.Statement); err != nil {
+		n.log.Warn("host statement not sent", "meeting", cmd.Meeting, "err", err)
+	}
+	if cmd.Participant != "" {
+		n.sfu.Kick(cmd.Meeting, cmd.Participant, signal.ReasonRemoved)
 	}
 }
 

@@ -67,7 +67,7 @@ func (f *fixture) dial(t *testing.T, msg string) signal.Message {
 }
 
 func joinMsg(tok string) string {
-	b, _ := json.Marshal(signal.Message{V: signal.Version, Type: signal.TypeJoin, Token: tok})
+	b, _ := json.Marshal(signal.Message{V: signal.Version, Type: signal.TypeJoin, Token: tok, Nonce: make([]byte, signal.JoinNonceBytes)})
 	return string(b)
 }
 
@@ -85,6 +85,8 @@ func TestSignalingRefusesBadTokens(t *testing.T) {
 		{"not json", "{", CodeBadJoin},
 		{"not a join", `{"v":1,"type":"chat","text":"hi"}`, CodeBadJoin},
 		{"unknown version", `{"v":9,"type":"join","token":"x"}`, CodeBadJoin},
+		{"short nonce", `{"v":1,"type":"join","token":"x","nonce":"AAAA"}`, CodeBadJoin},
+		{"no nonce", `{"v":1,"type":"join","token":"` + f.token(t, f.key, "de-fra", future) + `"}`, CodeBadJoin},
 	}
 	for _, tc := range cases {
 		m := f.dial(t, tc.msg)

@@ -168,6 +168,13 @@ func (n *Node) dial(ctx context.Context, cmd cluster.Command) error {
 	if claims.Meeting != cmd.Meeting || claims.To.ID != cmd.Peer {
 		return relayRefusal(CodeRelayBadToken, "relay token is for meeting %s to %s, the command for %s to %s", claims.Meeting, claims.To.ID, cmd.Meeting, cmd.Peer)
 	}
+	// Without the host's word on where the meeting may go, nothing is
+	// dialled; the peer's certificate is checked against it once the
+	// peer has sent it.
+	hp, rerr := n.hostPolicyFor(claims.Meeting)
+	if rerr != nil {
+		return rerr
+	}
 	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 	defer cancel()
 	ws, _, err := websocket.Dial(hctx, cmd.PeerURL, nil)
@@ -175,18 +182,23 @@ func (n *Node) dial(ctx context.Context, cmd cluster.Command) error {
 		return fmt.Errorf("dial %s: %w", cmd.PeerURL, err)
 	}
 	conn := sfu.WebSocketConn(ws)
-	link, err := n.dialHandshake(hctx, conn, cmd.Token, claims)
+	link, err := n.dialHandshake(hctx, conn, cmd.Token, claims, hp)
 	if err != nil {
-		_ = conn.Close("relay handshake failed")
+		var re *RelayError
+		if errors.As(err, &re) && isHostRefusal(re.Code) {
+			refuse(hctx, conn, re.Code, re.Message) // the peer's log says why too
+		} else {
+			_ = conn.Close("relay handshake failed")
+		}
 		return err
 	}
 	n.log.Info("relay link up", "meeting", claims.Meeting, "relay_peer", claims.To.ID, "dialer", true)
 	return n.sfu.ServeLink(ctx, conn, link)
 }
 
-func (n *Node) dialHandshake(ctx context.Context, conn sfu.Conn, tok string, claims token.RelayClaims) (sfu.Link, error) {
+func (n *Node) dialHandshake(ctx context.Context, conn sfu.Conn, tok string, claims token.RelayClaims, hp hostPolicy) (sfu.Link, error) {
 	na := nonce()
-	if err := writeMsg(ctx, conn, signal.Message{Type: signal.TypeLink, Token: tok, Nonce: na}); err != nil {
+	if err := writeMsg(ctx, conn, signal.Message{Type: signal.TypeLink, Token: tok, Nonce: na, Cert: n.cfg.Cert}); err != nil {
 		return sfu.Link{}, err
 	}
 	ch, err := readMsg(ctx, conn, signal.TypeLinkChallenge)
@@ -197,6 +209,9 @@ func (n *Node) dialHandshake(ctx context.Context, conn sfu.Conn, tok string, cla
 	if !ed25519.Verify(claims.To.IdentityKey, proof(roleAcceptor, binding), ch.Sig) {
 		return sfu.Link{}, relayRefusal(CodeRelayBadProof, "node %s did not prove its identity key", claims.To.ID)
 	}
+	if rerr := n.checkPeer(hp, claims.To.ID, &claims.To, ch.Cert); rerr != nil {
+		return sfu.Link{}, rerr
+	}
 	if err := writeMsg(ctx, conn, signal.Message{Type: signal.TypeLinkProof, Sig: ed25519.Sign(n.identity, proof(roleDialer, binding))}); err != nil {
 		return sfu.Link{}, err
 	}
@@ -205,7 +220,7 @@ func (n *Node) dialHandshake(ctx context.Context, conn sfu.Conn, tok string, cla
 	}
 	return sfu.Link{
 		Meeting: claims.Meeting, Self: n.info.ID, Peer: claims.To.ID, Dialer: true,
-		Key: n.identity, PeerKey: claims.To.IdentityKey, Binding: binding,
+		Key: n.identity, PeerKey: claims.To.IdentityKey, Binding: binding, PeerCert: ch.Cert,
 	}, nil
 }
 
@@ -230,11 +245,16 @@ func (n *Node) acceptHandshake(ctx context.Context, conn sfu.Conn, m signal.Mess
 	if rerr != nil {
 		return sfu.Link{}, rerr
 	}
+	// The dialler's certificate names the identity key its proof must
+	// show; checked against the host's policy before anything is sent.
+	if rerr := n.checkRelay(claims.Meeting, claims.From.ID, &claims.From, m.Cert); rerr != nil {
+		return sfu.Link{}, rerr
+	}
 	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 	defer cancel()
 	nb := nonce()
 	binding := transcript(m.Token, m.Nonce, nb)
-	if err := writeMsg(hctx, conn, signal.Message{Type: signal.TypeLinkChallenge, Nonce: nb, Sig: ed25519.Sign(n.identity, proof(roleAcceptor, binding))}); err != nil {
+	if err := writeMsg(hctx, conn, signal.Message{Type: signal.TypeLinkChallenge, Nonce: nb, Sig: ed25519.Sign(n.identity, proof(roleAcceptor, binding)), Cert: n.cfg.Cert}); err != nil {
 		return sfu.Link{}, relayRefusal(CodeRelayBadHandshake, "%v", err)
 	}
 	p, err := readMsg(hctx, conn, signal.TypeLinkProof)
@@ -249,8 +269,13 @@ func (n *Node) acceptHandshake(ctx context.Context, conn sfu.Conn, m signal.Mess
 	}
 	return sfu.Link{
 		Meeting: claims.Meeting, Self: n.info.ID, Peer: claims.From.ID,
-		Key: n.identity, PeerKey: claims.From.IdentityKey, Binding: binding,
+		Key: n.identity, PeerKey: claims.From.IdentityKey, Binding: binding, PeerCert: m.Cert,
 	}, nil
+}
+
+// isHostRefusal reports whether code is a refusal on the host's policy.
+func isHostRefusal(code string) bool {
+	return code == CodeRelayNoHostPolicy || code == CodeRelayNotAllowedByHost || code == CodeRelayBadCert
 }
 
 func writeMsg(ctx context.Context, conn sfu.Conn, m signal.Message) error {

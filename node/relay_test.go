@@ -159,8 +159,9 @@ func (m *mesh) heartbeat(node string, ok func(cluster.Heartbeat) bool) cluster.H
 }
 
 // handshake plays a dialling node against node to: it sends a link with
-// tok, signs the challenge with key, and returns the node's last answer.
-func handshake(t *testing.T, to *Node, tok string, key ed25519.PrivateKey) signal.Message {
+// tok and cert, signs the challenge with key, and returns the node's last
+// answer.
+func handshake(t *testing.T, to *Node, tok, cert string, key ed25519.PrivateKey) signal.Message {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -187,7 +188,7 @@ func handshake(t *testing.T, to *Node, tok string, key ed25519.PrivateKey) signa
 		}
 		return m
 	}
-	send(signal.Message{Type: signal.TypeLink, Token: tok, Nonce: na})
+	send(signal.Message{Type: signal.TypeLink, Token: tok, Nonce: na, Cert: cert})
 	ch := read()
 	if ch.Type != signal.TypeLinkChallenge {
 		return ch
@@ -216,6 +217,11 @@ func TestAcceptingNodeRefusesBadRelays(t *testing.T) {
 		return c
 	}
 	good := m.sign(claims(func(*token.RelayClaims) {}))
+	// The meeting's host allows China; the dialler is certified there.
+	m.hostOn("m1", policy.Policy{}, "de-fra")
+	cert := m.certify("cn-pek", "CN", "cn-north-1", dialerPub, time.Now().Add(time.Hour))
+	otherEnroll := &mesh{t: t}
+	_, otherEnroll.enroll, _ = ed25519.GenerateKey(nil)
 	expired := claims(func(c *token.RelayClaims) {
 		c.IssuedAt, c.Expires = c.IssuedAt.Add(-time.Hour), c.IssuedAt.Add(-time.Hour+time.Minute)
 	})
@@ -228,19 +234,32 @@ func TestAcceptingNodeRefusesBadRelays(t *testing.T) {
 		tok  string
 		key  ed25519.PrivateKey
 		code string
+		cert string
 	}{
-		{"policy blocks the dialler's country", m.sign(claims(func(c *token.RelayClaims) { c.Policy = europe })), dialerKey, CodeRelayPolicy},
-		{"policy blocks the dialler's region", m.sign(claims(func(c *token.RelayClaims) { c.Policy.BlockedRegions = []string{"cn-north-1"} })), dialerKey, CodeRelayPolicy},
-		{"policy allow-list leaves the dialler out", m.sign(claims(func(c *token.RelayClaims) { c.Policy.AllowedCountries = []string{"EU"} })), dialerKey, CodeRelayPolicy},
-		{"forged token", forged, dialerKey, CodeRelayBadToken},
-		{"expired token", m.sign(expired), dialerKey, CodeRelayTokenExpired},
-		{"token for another node", m.sign(claims(func(c *token.RelayClaims) { c.To.ID = "fr-par" })), dialerKey, CodeRelayWrongNode},
-		{"token with the node's old key", m.sign(claims(func(c *token.RelayClaims) { c.To.IdentityKey = dialerPub })), dialerKey, CodeRelayWrongNode},
-		{"dialler without the named key", good, otherKey, CodeRelayBadProof},
-		{"a join token", m.joinToken("de-fra", "m1", "p1", time.Now()), dialerKey, CodeRelayBadToken},
+		{"no certificate", good, dialerKey, CodeRelayBadCert, "-"},
+		{"certificate of another key", good, dialerKey, CodeRelayBadCert, m.certify("cn-pek", "CN", "cn-north-1", otherKey.Public().(ed25519.PublicKey), time.Now().Add(time.Hour))},
+		{"certificate of another node", good, dialerKey, CodeRelayBadCert, m.certify("de-fra", "CN", "cn-north-1", dialerPub, time.Now().Add(time.Hour))},
+		{"expired certificate", good, dialerKey, CodeRelayBadCert, m.certify("cn-pek", "CN", "cn-north-1", dialerPub, time.Now().Add(-time.Minute))},
+		{"certificate by another enrollment key", good, dialerKey, CodeRelayBadCert, otherEnroll.certify("cn-pek", "CN", "cn-north-1", dialerPub, time.Now().Add(time.Hour))},
+		{"certificate in another region than the token says", good, dialerKey, CodeRelayBadCert, m.certify("cn-pek", "CN", "cn-northwest-1", dialerPub, time.Now().Add(time.Hour))},
+		{"policy blocks the dialler's country", m.sign(claims(func(c *token.RelayClaims) { c.Policy = europe })), dialerKey, CodeRelayPolicy, ""},
+		{"policy blocks the dialler's region", m.sign(claims(func(c *token.RelayClaims) { c.Policy.BlockedRegions = []string{"cn-north-1"} })), dialerKey, CodeRelayPolicy, ""},
+		{"policy allow-list leaves the dialler out", m.sign(claims(func(c *token.RelayClaims) { c.Policy.AllowedCountries = []string{"EU"} })), dialerKey, CodeRelayPolicy, ""},
+		{"forged token", forged, dialerKey, CodeRelayBadToken, ""},
+		{"expired token", m.sign(expired), dialerKey, CodeRelayTokenExpired, ""},
+		{"token for another node", m.sign(claims(func(c *token.RelayClaims) { c.To.ID = "fr-par" })), dialerKey, CodeRelayWrongNode, ""},
+		{"token with the node's old key", m.sign(claims(func(c *token.RelayClaims) { c.To.IdentityKey = dialerPub })), dialerKey, CodeRelayWrongNode, ""},
+		{"dialler without the named key", good, otherKey, CodeRelayBadProof, ""},
+		{"a join token", m.joinToken("de-fra", "m1", "p1", time.Now()), dialerKey, CodeRelayBadToken, ""},
 	}
 	for _, tc := range cases {
-		got := handshake(t, m.nodes["de-fra"], tc.tok, tc.key)
+		c := cert
+		if tc.cert == "-" {
+			c = ""
+		} else if tc.cert != "" {
+			c = tc.cert
+		}
+		got := handshake(t, m.nodes["de-fra"], tc.tok, c, tc.key)
 		if got.Type != signal.TypeError || got.Code != tc.code || got.Message == "" {
 			t.Errorf("%s: got %+v, want error %s", tc.name, got, tc.code)
 		}
@@ -249,7 +268,7 @@ func TestAcceptingNodeRefusesBadRelays(t *testing.T) {
 		t.Errorf("policy refusal does not name the node: %v", msg)
 	}
 	// The same dialler with a good token and key is let in.
-	if got := handshake(t, m.nodes["de-fra"], good, dialerKey); got.Type != signal.TypeLinkReady {
+	if got := handshake(t, m.nodes["de-fra"], good, cert, dialerKey); got.Type != signal.TypeLinkReady {
 		t.Fatalf("good handshake: %+v", got)
 	}
 	if len(m.nodes["de-fra"].Relays()) > 1 {
@@ -316,6 +335,7 @@ func TestDiallingNodeChecksPolicyAndPeer(t *testing.T) {
 	}
 
 	// An allowed peer that cannot prove the key the token names is dropped.
+	m.hostOn("m3", policy.Policy{}, "de-fra")
 	m.command("de-fra", cluster.Command{
 		Kind: cluster.CommandRelay, Meeting: "m3", Peer: "cn-pek", PeerURL: url,
 		Token: m.sign(m.relayClaims("m3", "de-fra", "cn-pek", policy.Policy{})),
@@ -361,7 +381,7 @@ func TestMoveAndKickReachTheParticipant(t *testing.T) {
 		}
 	}
 	issued := time.Now().Add(-time.Second)
-	write(signal.Message{Type: signal.TypeJoin, Token: m.joinToken("de-fra", "m1", "p1", issued)})
+	write(signal.Message{Type: signal.TypeJoin, Token: m.joinToken("de-fra", "m1", "p1", issued), Nonce: make([]byte, signal.JoinNonceBytes)})
 	if w := next(signal.TypeWelcome); w.Since != issued.UnixMilli() {
 		t.Fatalf("welcome since %d, want the token's issue time %d", w.Since, issued.UnixMilli())
 	}

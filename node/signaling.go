@@ -58,12 +58,16 @@ func (n *Node) handleSignaling(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log := n.log.With("meeting", claims.Meeting, "participant", claims.Participant)
+	// Before the control plane hears of the connection, and so before it
+	// asks for a relay link this participant's host policy must govern.
+	n.learnHost(claims.Meeting, claims.Participant, first.HostKey, first.Statement)
 	if n.turn != nil {
 		n.turn.grants.returned(claims.Meeting, claims.Participant)
 	}
 	n.publishEvent(cluster.Event{Kind: cluster.EventConnected, Meeting: claims.Meeting, Participant: claims.Participant})
 	log.Info("participant connected")
-	err = n.sfu.Serve(ctx, conn, sfu.Identity{Meeting: claims.Meeting, Participant: claims.Participant, Name: claims.Name, Joined: claims.IssuedAt})
+	err = n.sfu.Serve(ctx, conn, sfu.Identity{Meeting: claims.Meeting, Participant: claims.Participant, Name: claims.Name, Joined: claims.IssuedAt,
+		Nonce: first.Nonce})
 	reason := "left"
 	switch {
 	case errors.Is(err, sfu.ErrReplaced):

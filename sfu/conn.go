@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/coder/websocket"
+
+	"github.com/oakmeet/oakmeet/signal"
 )
 
 // Conn is a participant's signaling channel: whole messages in, whole
@@ -18,10 +20,11 @@ type Conn interface {
 }
 
 // wsReadLimit is the transport's hard cap on one frame. It is well above
-// Config.MaxMessageBytes on purpose: an oversized message is answered with
-// an error by the protocol layer and the participant stays connected; only
-// a frame beyond this cap ends the connection.
-const wsReadLimit = 1 << 20
+// the protocol's limits (signal.MaxRelayBytes for a relay message,
+// signal.MaxMessageBytes for any other) on purpose: an oversized message is
+// answered with an error by the protocol layer and the participant stays
+// connected; only a frame beyond this cap ends the connection.
+const wsReadLimit = signal.MaxRelayBytes + signal.MaxMessageBytes
 
 type wsConn struct{ ws *websocket.Conn }
 

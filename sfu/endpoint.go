@@ -2,7 +2,7 @@ package sfu
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -33,11 +33,14 @@ type endpoint struct {
 	readerDone chan struct{}
 }
 
-// open sets the endpoint up for c, with a send queue of queue messages
-// and a context that ends with ctx.
-func (e *endpoint) open(ctx context.Context, s *SFU, c Conn, log *slog.Logger, queue int, what string) {
+// queueLimits bound what an endpoint's outbox may hold.
+type queueLimits struct{ messages, bytes int }
+
+// open sets the endpoint up for c, with a send queue of at most q and a
+// context that ends with ctx.
+func (e *endpoint) open(ctx context.Context, s *SFU, c Conn, log *slog.Logger, q queueLimits, what string) {
 	e.sfu, e.conn, e.log, e.what = s, c, log, what
-	e.mbox, e.out = newMailbox(), newOutbox(queue)
+	e.mbox, e.out = newMailbox(), newOutbox(q.messages, q.bytes)
 	e.ctx, e.stop = context.WithCancelCause(ctx)
 }
 
@@ -58,8 +61,14 @@ func (e *endpoint) send(m signal.Message) {
 		e.log.Error("encode "+e.what+" message", "type", m.Type, "err", err)
 		return
 	}
-	if !e.out.put(b) {
-		e.finish(errors.New(e.what + " queue full"))
+	e.sendEncoded(b)
+}
+
+// sendEncoded queues an encoded message, which may be shared with other
+// endpoints and is never changed.
+func (e *endpoint) sendEncoded(b []byte) {
+	if err := e.out.put(b); err != nil {
+		e.finish(fmt.Errorf("%s: %w", e.what, err))
 	}
 }
 

@@ -57,6 +57,10 @@ type participant struct {
 func join(t *testing.T, srv *sfutest.Server, meeting, id string, opts client.Options) *participant {
 	t.Helper()
 	opts.LoopbackOnly = true
+	if opts.NodeKey == nil {
+		// Every node SDP is checked as a verifying client checks it.
+		opts.NodeKey = srv.IdentityKey
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	jr := client.JoinResult{ParticipantID: id, Node: client.NodeInfo{ID: "n1", URL: srv.URL}, Token: sfutest.Token(meeting, id, "name-"+id)}

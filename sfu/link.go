@@ -34,6 +34,10 @@ type Link struct {
 	// with every SDP so that a signature from one link cannot be replayed on
 	// another.
 	Binding []byte
+	// PeerCert is the peer's enrollment certificate as it sent it in the
+	// handshake: the node checks it again against the meeting's host
+	// policy while the link runs.
+	PeerCert string
 }
 
 // RelayInfo describes one relay link of the node.
@@ -50,6 +54,8 @@ type RelayInfo struct {
 	TracksReceived int
 	// Participants is how many of the peer's participants it announced.
 	Participants int
+	// PeerCert is the peer's certificate (Link.PeerCert).
+	PeerCert string
 }
 
 // ErrBadSignature ends a link whose peer sent an SDP that its identity key
@@ -61,10 +67,20 @@ var ErrBadSignature = errors.New("sfu: relay SDP signature does not verify")
 const (
 	linkPingInterval = 5 * time.Second
 	linkIdleTimeout  = 20 * time.Second
-	linkOutQueue     = 4096
+	// linkMessageBytes bounds a message from a peer node other than a
+	// relay message: a link's SDP names every track of the meeting's
+	// participants on the peer, so it may be far larger than a
+	// participant's.
+	linkMessageBytes = 1 << 20
 )
 
 type linkKey struct{ meeting, peer string }
+
+// linkQueue bounds the signaling queued for a peer node: it carries what
+// all this node's participants of the meeting send.
+func linkQueue(cfg Config) queueLimits {
+	return queueLimits{messages: 16384, bytes: 32 * cfg.MaxRelayBytes}
+}
 
 // link is one relay link. Like a session it has a goroutine that owns its
 // state and a mailbox; the room reaches it only through the mailbox.
@@ -161,7 +177,7 @@ func newLink(ctx context.Context, s *SFU, c Conn, cfg Link) (*link, error) {
 		lastTick:  time.Now(),
 		lastPing:  time.Now(),
 	}
-	l.open(ctx, s, c, s.log.With("meeting", cfg.Meeting, "relay_peer", cfg.Peer), linkOutQueue, "relay signaling")
+	l.open(ctx, s, c, s.log.With("meeting", cfg.Meeting, "relay_peer", cfg.Peer), linkQueue(s.cfg), "relay signaling")
 	var err error
 	if l.sendPC, err = l.newPC(signal.TargetPublish); err != nil {
 		l.stop(err)
@@ -252,7 +268,7 @@ func (l *link) readLoop() {
 			l.finish(fmt.Errorf("relay signaling: %w", err))
 			return
 		}
-		m, err := signal.DecodeLimit(data, wsReadLimit)
+		m, err := signal.DecodeLimits(data, linkMessageBytes, l.sfu.cfg.MaxRelayBytes)
 		if err != nil {
 			l.log.Debug("undecodable relay message", "err", err)
 			continue
@@ -530,6 +546,6 @@ func (l *link) info() RelayInfo {
 		Since:     l.started,
 		BytesSent: l.bytesSent.Load(), BytesReceived: l.bytesRecv.Load(),
 		TracksSent: int(l.tracksSent.Load()), TracksReceived: int(l.tracksRecv.Load()),
-		Participants: int(l.remoteMembers.Load()),
+		Participants: int(l.remoteMembers.Load()), PeerCert: l.cfg.PeerCert,
 	}
 }

@@ -9,7 +9,7 @@ import (
 
 func newTestSFU(t *testing.T, endedReports int) *SFU {
 	t.Helper()
-	s, err := New(Config{LoopbackOnly: true, EndedMeetingReports: endedReports})
+	s, err := New(Config{LoopbackOnly: true, EndedMeetingReports: endedReports, Key: testKey()})
 	if err != nil {
 		t.Fatal(err)
 	}

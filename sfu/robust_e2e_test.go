@@ -1,6 +1,7 @@
 package sfu_test
 
 import (
+	"context"
 	"errors"
 	"runtime"
 	"strings"
@@ -155,6 +156,38 @@ func TestKickAndReconnect(t *testing.T) {
 		t.Fatalf("participants = %v", got)
 	}
 	_ = a2
+}
+
+// A kick that comes before the participant's connection reaches its room
+// (the control plane hears of the connection first and may remove it at
+// once) still holds: the connection is refused with the kick's reason,
+// and nobody sees it join.
+func TestKickBeforeTheConnectionArrives(t *testing.T) {
+	t.Parallel()
+	srv := sfutest.Start(t, sfu.Config{})
+	srv.SFU.Kick("m", "early", "removed by the host")
+	a := join(t, srv, "m", "a", client.Options{})
+	srv.SFU.Kick("m", "b", "removed by the host")
+	for _, id := range []string{"early", "b"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		jr := client.JoinResult{ParticipantID: id, Node: client.NodeInfo{ID: "n1", URL: srv.URL}, Token: sfutest.Token("m", id, "name-"+id)}
+		s, err := client.Connect(ctx, jr, client.Options{LoopbackOnly: true})
+		cancel()
+		if err == nil {
+			_ = s.Close()
+			t.Fatalf("%s: a kicked participant connected", id)
+		}
+		if !strings.Contains(err.Error(), "removed by the host") {
+			t.Fatalf("%s: refused with %v", id, err)
+		}
+		eventually(t, 10*time.Second, id+": Serve returns ErrKicked", func() bool {
+			err, ok := srv.Result(id)
+			return ok && errors.Is(err, sfu.ErrKicked)
+		})
+	}
+	if a.recv.has(func(e client.Event) bool { return e.Type == client.EventParticipantJoined && e.Participant.ID == "b" }) {
+		t.Fatal("a saw the kicked participant join")
+	}
 }
 
 func TestNoGoroutinesLeft(t *testing.T) {

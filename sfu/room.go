@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/oakmeet/oakmeet/nodecert"
 	"github.com/oakmeet/oakmeet/signal"
 )
 
@@ -25,6 +28,10 @@ type room struct {
 	bytes   *atomic.Uint64 // forwarded bytes of the meeting, relays included
 	cancel  context.CancelFunc
 	refs    int // sessions and links attached; guarded by SFU.mu
+	log     *slog.Logger
+	// maxRelay bounds a relay message as the room forwards it, the
+	// sender's id stamped in (Config.MaxRelayBytes).
+	maxRelay int
 
 	// local is a snapshot of local member ids for SFU.Participants,
 	// replaced whole by the room goroutine.
@@ -65,20 +72,51 @@ func (r *room) publishLocal() {
 	r.local.Store(&ids)
 }
 
+// encode encodes a message the room sends to several peers, once: they
+// all queue the same bytes, which no one changes. A relay message of a
+// thousand members' keys is 400 KB; encoding it per recipient cost the
+// node its CPU and memory.
+func (r *room) encode(m signal.Message) ([]byte, bool) {
+	b, err := signal.Encode(m)
+	if err != nil {
+		r.log.Error("encode message", "type", m.Type, "err", err)
+		return nil, false
+	}
+	return b, true
+}
+
 // broadcast sends m to every local member except the one with id except
 // (a participant never hears about itself).
 func (r *room) broadcast(m signal.Message, except string) {
+	if !slices.ContainsFunc(r.members, func(x *session) bool { return x.id.Participant != except }) {
+		return
+	}
+	if b, ok := r.encode(m); ok {
+		r.broadcastEncoded(b, except)
+	}
+}
+
+func (r *room) broadcastEncoded(b []byte, except string) {
 	for _, x := range r.members {
 		if x.id.Participant != except {
-			x.send(m)
+			x.sendEncoded(b)
 		}
 	}
 }
 
 // toLinks sends m to every relay link's peer.
 func (r *room) toLinks(m signal.Message) {
+	if len(r.links) == 0 {
+		return
+	}
+	if b, ok := r.encode(m); ok {
+		r.toLinksEncoded(b)
+	}
+}
+
+func (r *room) toLinksEncoded(b []byte) {
 	for _, l := range r.links {
-		l.post(func() { l.send(m) })
+		l.post(func() { l.sendEncoded(b) })
 	}
 }
 
@@ -102,6 +140,16 @@ func (r *room) dropPresence(via *link, id string) {
 }
 
 func (r *room) join(s *session) {
+	// A kick is recorded before it is posted here, so one that came before
+	// this connection reached the room is seen now, and one after finds it
+	// among the members.
+	if reason, kicked := s.sfu.wasKicked(r.meeting, s.id.Participant); kicked {
+		s.mbox.post(func() {
+			s.send(signal.Message{Type: signal.TypeLeave, Reason: reason})
+			s.finish(fmt.Errorf("%w: %s", ErrKicked, reason))
+		})
+		return
+	}
 	if old := r.member(s.id.Participant); old != nil {
 		// The same participant connected again (a reconnect): the newer
 		// connection wins.
@@ -116,6 +164,11 @@ func (r *room) join(s *session) {
 		Type: signal.TypeWelcome, ID: me.ID, Name: me.Name, Since: me.Since, Meeting: r.meeting,
 		ICEServers: s.sfu.cfg.ICEServers,
 	}
+	// The welcome names the ICE URLs the node vouches for, under its
+	// identity key: a control plane cannot add a TURN server of its own to
+	// a participant's media path.
+	w.ICEURLs = s.sfu.vouchedICEURLs()
+	w.Sig = nodecert.SignSDP(s.sfu.cfg.Key, r.meeting, s.id.Participant, s.id.Nonce, signal.SigKindWelcome, strings.Join(w.ICEURLs, "\n"))
 	for _, p := range r.present.list() {
 		if p.ID != me.ID {
 			w.Participants = append(w.Participants, p)
@@ -205,20 +258,31 @@ func (r *room) chat(from, text string) {
 // a member cannot pose as another. A payload for everyone also goes to
 // every link; one for a participant on another node goes to the link(s)
 // it is present through.
+//
+// The limit holds for the message as it is forwarded, with from: so every
+// node and client downstream can take it.
 func (r *room) relay(from *session, to string, payload json.RawMessage) {
-	m := signal.Message{Type: signal.TypeRelay, From: from.id.Participant, To: to, Payload: payload}
+	b, ok := r.encode(signal.Message{Type: signal.TypeRelay, From: from.id.Participant, To: to, Payload: payload})
+	if !ok {
+		from.sendError(signal.CodeBadMessage, "relay message cannot be encoded")
+		return
+	}
+	if len(b) > r.maxRelay {
+		from.sendError(signal.CodeTooLarge, fmt.Sprintf("relay message of %d bytes as forwarded (with \"from\") exceeds %d", len(b), r.maxRelay))
+		return
+	}
 	if to == "" {
-		r.broadcast(m, from.id.Participant)
-		r.toLinks(m)
+		r.broadcastEncoded(b, from.id.Participant)
+		r.toLinksEncoded(b)
 		return
 	}
 	delivered := false
 	if target := r.member(to); target != nil {
-		target.send(m)
+		target.sendEncoded(b)
 		delivered = true
 	}
 	for _, l := range r.present.links(to) {
-		l.post(func() { l.send(m) })
+		l.post(func() { l.sendEncoded(b) })
 		delivered = true
 	}
 	if !delivered {

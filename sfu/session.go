@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/oakmeet/oakmeet/negotiation"
+	"github.com/oakmeet/oakmeet/nodecert"
 	"github.com/oakmeet/oakmeet/signal"
 )
 
@@ -27,7 +29,6 @@ const (
 )
 
 const (
-	outQueue     = 1024 // signaling messages queued for one participant
 	writeTimeout = 5 * time.Second
 	flushTimeout = time.Second
 	tickInterval = 500 * time.Millisecond
@@ -35,6 +36,13 @@ const (
 )
 
 var errLeft = errors.New("participant left")
+
+// sessionQueue bounds the signaling queued for one participant: room for
+// bursts of small messages (a thousand members joining at once) and for
+// eight relay messages of the largest size.
+func sessionQueue(cfg Config) queueLimits {
+	return queueLimits{messages: 4096, bytes: 8 * cfg.MaxRelayBytes}
+}
 
 // session is one participant on this node: its signaling connection, its
 // PeerConnections, what it publishes and what it receives. The fields below
@@ -70,7 +78,7 @@ func newSession(ctx context.Context, s *SFU, c Conn, id Identity) (*session, err
 		downs:    map[string]*downSlot{},
 		lastTick: time.Now(),
 	}
-	sess.open(ctx, s, c, s.log.With("meeting", id.Meeting, "participant", id.Participant), outQueue, "signaling")
+	sess.open(ctx, s, c, s.log.With("meeting", id.Meeting, "participant", id.Participant), sessionQueue(s.cfg), "signaling")
 	var err error
 	if sess.pubPC, err = sess.newPC(signal.TargetPublish, nil); err != nil {
 		sess.stop(err)
@@ -81,7 +89,8 @@ func newSession(ctx context.Context, s *SFU, c Conn, id Identity) (*session, err
 		sess.stop(err)
 		return nil, err
 	}
-	hooks := negotiation.Config{Send: sess.send, Failed: sess.negotiationFailed}
+	hooks := negotiation.Config{Send: sess.send, Failed: sess.negotiationFailed,
+		Signer: participantSigner{key: s.cfg.Key, id: id}}
 	sess.pubNeg = negotiation.NewAnswerer(sess.pubPC, hooks)
 	sess.subNeg = negotiation.NewOfferer(sess.subPC, hooks)
 	sess.pubPC.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
@@ -91,7 +100,19 @@ func newSession(ctx context.Context, s *SFU, c Conn, id Identity) (*session, err
 }
 
 func (s *session) newPC(target string, onBWE func(cc.BandwidthEstimator)) (*webrtc.PeerConnection, error) {
-	return s.sfu.newPeerConnection(s.sfu.se, onBWE, target, target, s.send, s.finish)
+	return s.sfu.newPeerConnection(s.sfu.se, onBWE, target, target, s.sendSigned, s.finish)
+}
+
+// sendSigned sends m, signing it first if it is a candidate: the node's
+// identity key covers each candidate string it trickles to the participant
+// (kind signal.SigKindCandidate + target), so that nobody between them can
+// slip in a candidate of a forwarder elsewhere. Called on pion's
+// goroutines; send is safe for that.
+func (s *session) sendSigned(m signal.Message) {
+	if m.Type == signal.TypeCandidate && m.Candidate != nil {
+		m.Sig = nodecert.SignSDP(s.sfu.cfg.Key, s.id.Meeting, s.id.Participant, s.id.Nonce, signal.SigKindCandidate+m.Target, m.Candidate.Candidate)
+	}
+	s.send(m)
 }
 
 // participant is how others see this participant.
@@ -145,7 +166,7 @@ func (s *session) readLoop() {
 			s.finish(fmt.Errorf("signaling: %w", err))
 			return
 		}
-		m, err := signal.DecodeLimit(data, s.sfu.cfg.MaxMessageBytes)
+		m, err := signal.DecodeLimits(data, s.sfu.cfg.MaxMessageBytes, s.sfu.cfg.MaxRelayBytes)
 		if err != nil {
 			var se *signal.Error
 			if errors.As(err, &se) {
@@ -445,3 +466,22 @@ func (s *session) allocate() {
 		s.retarget(dt, at)
 	}
 }
+
+// participantSigner signs every offer and answer sent to the participant
+// with the node's identity key, over the meeting, the participant and its
+// join nonce (nodecert.SignSDP). The participant's SDPs are not signed:
+// its join token already says who it is.
+type participantSigner struct {
+	key ed25519.PrivateKey
+	id  Identity
+}
+
+func (p participantSigner) Sign(d webrtc.SessionDescription) []byte {
+	kind := "offer"
+	if d.Type == webrtc.SDPTypeAnswer {
+		kind = "answer"
+	}
+	return nodecert.SignSDP(p.key, p.id.Meeting, p.id.Participant, p.id.Nonce, kind, d.SDP)
+}
+
+func (participantSigner) Verify(webrtc.SessionDescription, []byte) error { return nil }

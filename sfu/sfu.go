@@ -23,9 +23,12 @@ package sfu
 import (
 	"cmp"
 	"context"
+	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -57,11 +60,22 @@ type Config struct {
 	PublicIP string
 	// LoopbackOnly keeps ICE on 127.0.0.1, for tests and demos.
 	LoopbackOnly bool
-	// MaxMessageBytes bounds one signaling message (default signal.MaxMessageBytes).
+	// MaxMessageBytes bounds one signaling message (default signal.MaxMessageBytes)
+	// other than a relay message.
 	MaxMessageBytes int
+	// MaxRelayBytes bounds one relay message, as the node forwards it
+	// (default signal.MaxRelayBytes): end-to-end key messages grow with
+	// the meeting. Frames beyond the transport's cap (MaxRelayBytes plus
+	// MaxMessageBytes of the defaults) close the connection whatever it says.
+	MaxRelayBytes int
 	// ICEServers are handed to clients in the welcome message; the place
 	// where a node's own TURN service will be announced.
 	ICEServers []signal.ICEServer
+	// TURNURLs, if set, are the URLs of the node's own TURN server (known
+	// once it listens, after the SFU is made). The welcome's ice_urls, the
+	// ICE URLs the node vouches for under its signature, are these and
+	// every URL of ICEServers: a client uses no ICE server with another.
+	TURNURLs func() []string
 	// Interceptors are added to every PeerConnection closest to the
 	// network, for instrumentation and fault injection.
 	Interceptors []interceptor.Factory
@@ -70,6 +84,30 @@ type Config struct {
 	// lost report (default DefaultEndedMeetingReports). Until then the
 	// counter is kept, so an SFU that is never asked keeps them all.
 	EndedMeetingReports int
+	// Key is the node's identity key, the one its enrollment certificate
+	// names: every offer and answer sent to a participant is signed with
+	// it (nodecert.SignSDP), so that the participant's client can check it
+	// is talking to the certified node before sending media. Required.
+	Key ed25519.PrivateKey
+}
+
+// vouchedICEURLs are the ICE URLs the node vouches for in its welcome:
+// its own TURN server's and every configured ICE server's, each once.
+func (s *SFU) vouchedICEURLs() []string {
+	var urls []string
+	if s.cfg.TURNURLs != nil {
+		urls = append(urls, s.cfg.TURNURLs()...)
+	}
+	for _, ice := range s.cfg.ICEServers {
+		urls = append(urls, ice.URLs...)
+	}
+	var out []string
+	for _, u := range urls {
+		if !slices.Contains(out, u) {
+			out = append(out, u)
+		}
+	}
+	return out
 }
 
 // DefaultEndedMeetingReports is the default of Config.EndedMeetingReports.
@@ -82,6 +120,10 @@ type Identity struct {
 	// of the participant's join token, from the control plane's clock. It
 	// is sent as signal.Participant.Since; zero means now.
 	Joined time.Time
+	// Nonce is the participant's challenge from its join message
+	// (signal.JoinNonceBytes): the node's SDP signatures to it cover it,
+	// so they cannot be replayed to another connection.
+	Nonce []byte
 }
 
 // SFU forwards media between the participants of the meetings on one node.
@@ -109,7 +151,22 @@ type SFU struct {
 	// MeetingBytes has reported them EndedMeetingReports times.
 	ended map[string]*endedMeeting
 	links map[linkKey]*link
+	// kicked remembers, for kickMemory, the participants this node was
+	// told to disconnect: a kick can arrive before the participant's
+	// connection reaches its room (the control plane hears of the
+	// connection first), and it must still hold when it does.
+	kicked map[linkKey]kickMark
 }
+
+// kickMark is a remembered kick.
+type kickMark struct {
+	reason string
+	at     time.Time
+}
+
+// kickMemory is how long a kick is remembered: longer than a join token
+// lives, so the connection it was meant for cannot come after it.
+const kickMemory = 10 * time.Minute
 
 // endedMeeting is the byte counter of a meeting without a room. It is still
 // read at each report, not copied at close: a packet already on its way may
@@ -127,13 +184,19 @@ func New(cfg Config) (*SFU, error) {
 	if cfg.MaxMessageBytes <= 0 {
 		cfg.MaxMessageBytes = signal.MaxMessageBytes
 	}
+	if cfg.MaxRelayBytes <= 0 {
+		cfg.MaxRelayBytes = signal.MaxRelayBytes
+	}
 	if cfg.EndedMeetingReports <= 0 {
 		cfg.EndedMeetingReports = DefaultEndedMeetingReports
+	}
+	if len(cfg.Key) != ed25519.PrivateKeySize {
+		return nil, errors.New("sfu: an identity key is required: every SDP sent to a participant is signed with it")
 	}
 	s := &SFU{
 		cfg: cfg, log: cfg.Logger, epoch: time.Now(),
 		rooms: map[string]*room{}, ended: map[string]*endedMeeting{},
-		links: map[linkKey]*link{},
+		links: map[linkKey]*link{}, kicked: map[linkKey]kickMark{},
 	}
 	se, err := s.settingEngine()
 	if err != nil {
@@ -204,7 +267,10 @@ func (s *SFU) attach(meeting string) *room {
 			bytes = e.bytes
 			delete(s.ended, meeting)
 		}
-		r = &room{meeting: meeting, mbox: newMailbox(), bytes: bytes, cancel: cancel}
+		r = &room{
+			meeting: meeting, mbox: newMailbox(), bytes: bytes, cancel: cancel,
+			log: s.log.With("meeting", meeting), maxRelay: s.cfg.MaxRelayBytes,
+		}
 		r.publishLocal()
 		s.rooms[meeting] = r
 		s.wg.Add(1)
@@ -296,9 +362,40 @@ func (s *SFU) Participants(meeting string) []string {
 
 // Kick disconnects a participant, telling it why with a leave message.
 func (s *SFU) Kick(meeting, participant, reason string) {
+	now := time.Now()
+	s.mu.Lock()
+	maps.DeleteFunc(s.kicked, func(_ linkKey, m kickMark) bool { return now.Sub(m.at) > kickMemory })
+	s.kicked[linkKey{meeting, participant}] = kickMark{reason: reason, at: now}
+	s.mu.Unlock()
 	if r := s.running(meeting); r != nil {
 		r.mbox.post(func() { r.kick(participant, reason) })
 	}
+}
+
+// wasKicked returns the reason a participant was kicked, if it was.
+func (s *SFU) wasKicked(meeting, participant string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.kicked[linkKey{meeting, participant}]
+	return m.reason, ok
+}
+
+// Host passes a host statement (hoststmt's wire form, opaque here) to
+// every participant of the meeting on this node as a host message. A Kick
+// after it reaches a participant after the statement: both go through the
+// room in order. It refuses a statement no client would accept.
+func (s *SFU) Host(meeting string, statement json.RawMessage) error {
+	b, err := signal.Encode(signal.Message{Type: signal.TypeHost, Payload: statement})
+	if err == nil {
+		_, err = signal.Decode(b)
+	}
+	if err != nil {
+		return fmt.Errorf("sfu: host statement for %s: %w", meeting, err)
+	}
+	if r := s.running(meeting); r != nil {
+		r.mbox.post(func() { r.broadcastEncoded(b, "") })
+	}
+	return nil
 }
 
 // Move asks a participant to join again through the control plane, which

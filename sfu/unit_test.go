@@ -364,8 +364,8 @@ func BenchmarkForward(b *testing.B) {
 
 func TestNewListensAndCloses(t *testing.T) {
 	for _, cfg := range []Config{
-		{LoopbackOnly: true, TCPPort: -1},
-		{TCPPort: -1, PublicIP: "203.0.113.7"},
+		{LoopbackOnly: true, TCPPort: -1, Key: testKey()},
+		{TCPPort: -1, PublicIP: "203.0.113.7", Key: testKey()},
 	} {
 		s, err := New(cfg)
 		if err != nil {
@@ -382,13 +382,13 @@ func TestNewListensAndCloses(t *testing.T) {
 		}
 	}
 	// A taken UDP port is reported, not ignored.
-	s, err := New(Config{LoopbackOnly: true})
+	s, err := New(Config{LoopbackOnly: true, Key: testKey()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 	port := s.udpMux.GetListenAddresses()[0].(*net.UDPAddr).Port
-	if _, err := New(Config{LoopbackOnly: true, UDPPort: port}); err == nil {
+	if _, err := New(Config{LoopbackOnly: true, UDPPort: port, Key: testKey()}); err == nil {
 		t.Fatal("New on a taken port succeeded")
 	}
 }
@@ -578,5 +578,21 @@ func TestRelaySDPSignature(t *testing.T) {
 		if err := linkSigner(cfg).Verify(d, peerSig); !errors.Is(err, ErrBadSignature) {
 			t.Errorf("the peer's answer signature %s: %v, want ErrBadSignature", name, err)
 		}
+	}
+}
+
+// testKey is an identity key for an SFU under test.
+func testKey() ed25519.PrivateKey {
+	_, key, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		panic(err)
+	}
+	return key
+}
+
+func TestNewNeedsAnIdentityKey(t *testing.T) {
+	if s, err := New(Config{LoopbackOnly: true}); err == nil {
+		_ = s.Close()
+		t.Fatal("an SFU without an identity key started: its SDPs could not be signed")
 	}
 }

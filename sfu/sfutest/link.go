@@ -5,8 +5,14 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/oakmeet/oakmeet/sfu"
 )
@@ -79,11 +85,18 @@ type LinkResult struct {
 // results once the link has ended on both sides.
 func Link(t testing.TB, meeting string, a *Server, aID string, b *Server, bID string) <-chan LinkResult {
 	t.Helper()
+	ca, cb := Pipe()
+	return LinkOver(t, meeting, a, aID, ca, b, bID, cb)
+}
+
+// LinkOver is Link over the two ends of a connection the test made, ca for
+// a and cb for b (see WebSocketPipe).
+func LinkOver(t testing.TB, meeting string, a *Server, aID string, ca sfu.Conn, b *Server, bID string, cb sfu.Conn) <-chan LinkResult {
+	t.Helper()
 	pa, ka, _ := ed25519.GenerateKey(nil)
 	pb, kb, _ := ed25519.GenerateKey(nil)
 	binding := make([]byte, 32)
 	_, _ = rand.Read(binding)
-	ca, cb := Pipe()
 	done := make(chan LinkResult, 1)
 	var wg sync.WaitGroup
 	var res LinkResult
@@ -102,4 +115,34 @@ func Link(t testing.TB, meeting string, a *Server, aID string, b *Server, bID st
 		done <- res
 	}()
 	return done
+}
+
+// WebSocketPipe returns the two ends of a real WebSocket on loopback, each
+// wrapped as the node shell wraps its connections (sfu.WebSocketConn, with
+// its read limit): a stand-in for the connection between two nodes where
+// what matters is the transport, not the handshake.
+func WebSocketPipe(t testing.TB) (dialer, acceptor sfu.Conn) {
+	t.Helper()
+	accepted := make(chan *websocket.Conn, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		accepted <- ws
+	}))
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatalf("sfutest: dial a websocket pipe: %v", err)
+	}
+	select {
+	case other := <-accepted:
+		return sfu.WebSocketConn(ws), sfu.WebSocketConn(other)
+	case <-ctx.Done():
+		t.Fatal("sfutest: websocket pipe not accepted")
+		return nil, nil
+	}
 }

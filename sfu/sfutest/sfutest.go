@@ -6,6 +6,7 @@ package sfutest
 
 import (
 	"context"
+	"crypto/ed25519"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -20,9 +21,12 @@ import (
 
 // Server is an SFU with a WebSocket endpoint at URL.
 type Server struct {
-	SFU  *sfu.SFU
-	URL  string // ws://127.0.0.1:PORT/ws
-	http *httptest.Server
+	SFU *sfu.SFU
+	URL string // ws://127.0.0.1:PORT/ws
+	// IdentityKey is the public half of the key the SFU signs its SDPs
+	// to participants with (sfu.Config.Key).
+	IdentityKey ed25519.PublicKey
+	http        *httptest.Server
 
 	mu      sync.Mutex
 	results map[string]error // Serve's result per participant, last connection wins
@@ -34,16 +38,23 @@ func Token(meeting, participant, name string) string {
 	return meeting + "|" + participant + "|" + name
 }
 
-// Start runs an SFU with cfg (LoopbackOnly is forced) and stops it when the
-// test ends.
+// Start runs an SFU with cfg (LoopbackOnly is forced; without a Key it
+// gets one of its own) and stops it when the test ends.
 func Start(t testing.TB, cfg sfu.Config) *Server {
 	t.Helper()
 	cfg.LoopbackOnly = true
+	if cfg.Key == nil {
+		_, key, err := ed25519.GenerateKey(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Key = key
+	}
 	s, err := sfu.New(cfg)
 	if err != nil {
 		t.Fatalf("sfu.New: %v", err)
 	}
-	srv := &Server{SFU: s, results: map[string]error{}}
+	srv := &Server{SFU: s, IdentityKey: cfg.Key.Public().(ed25519.PublicKey), results: map[string]error{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", srv.handle)
 	srv.http = httptest.NewServer(mux)
@@ -87,7 +98,7 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		_ = ws.Close(websocket.StatusPolicyViolation, "bad token")
 		return
 	}
-	id := sfu.Identity{Meeting: parts[0], Participant: parts[1], Name: parts[2]}
+	id := sfu.Identity{Meeting: parts[0], Participant: parts[1], Name: parts[2], Nonce: m.Nonce}
 	err = s.SFU.Serve(ctx, sfu.WebSocketConn(ws), id)
 	s.mu.Lock()
 	s.results[id.Participant] = err
