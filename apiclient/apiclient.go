@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/oakmeet/oakmeet/api"
@@ -25,6 +26,9 @@ const maxResponse = 8 << 20
 type Client struct {
 	base string
 	hc   *http.Client
+	// bearer is sent with the calls that read a meeting's routing,
+	// report or audit log, or the whole deployment's (WithBearer).
+	bearer string
 }
 
 // New returns a client of the control plane at base (e.g.
@@ -34,6 +38,15 @@ func New(base string, hc *http.Client) *Client {
 		hc = http.DefaultClient
 	}
 	return &Client{base: strings.TrimRight(base, "/"), hc: hc}
+}
+
+// WithBearer returns a client that sends tok as the bearer token of
+// Routing, MeetingReport, Report, Audit and AuditExport: a meeting's host
+// token or join secret for that meeting, or the operator token for all.
+func (c *Client) WithBearer(tok string) *Client {
+	n := *c
+	n.bearer = tok
+	return &n
 }
 
 // Health is GET /healthz.
@@ -66,45 +79,102 @@ func (c *Client) Meeting(ctx context.Context, id string) (api.Meeting, error) {
 	return call[api.Meeting](ctx, c, http.MethodGet, api.MeetingPath(id), "", nil, http.StatusOK)
 }
 
-// SetPolicy is PUT /api/meetings/{id}/policy with the host token.
+// SetPolicy is PUT /api/meetings/{id}/policy with the host token and no
+// host statement, which only a meeting made without a host key accepts
+// (Host.SetPolicy signs one).
 func (c *Client) SetPolicy(ctx context.Context, id, hostToken string, p policy.Policy) (api.Meeting, error) {
-	return call[api.Meeting](ctx, c, http.MethodPut, api.MeetingPath(id, "policy"), hostToken, p, http.StatusOK)
+	return c.PutPolicy(ctx, id, hostToken, api.PolicyRequest{Policy: p})
 }
 
-// Join is POST /api/meetings/{id}/join. A refusal is an *api.Error with
-// the refusal's code (e.g. 503 no_capacity_in_allowed_regions).
+// PutPolicy is PUT /api/meetings/{id}/policy with the host token.
+func (c *Client) PutPolicy(ctx context.Context, id, hostToken string, req api.PolicyRequest) (api.Meeting, error) {
+	return call[api.Meeting](ctx, c, http.MethodPut, api.MeetingPath(id, "policy"), hostToken, req, http.StatusOK)
+}
+
+// Join is POST /api/meetings/{id}/join, asked again from the lobby until
+// the host decides or ctx ends. A refusal is an *api.Error with the
+// refusal's code (e.g. 503 no_capacity_in_allowed_regions, 403
+// lobby_denied).
 func (c *Client) Join(ctx context.Context, id string, req api.JoinRequest) (api.JoinResponse, error) {
-	jr, err := call[api.JoinResponse](ctx, c, http.MethodPost, api.MeetingPath(id, "join"), "", req, http.StatusOK)
-	if err == nil && (jr.Token == "" || jr.Node.URL == "") {
-		return api.JoinResponse{}, fmt.Errorf("join meeting %s: answer without token or node url", id)
+	return c.JoinLobby(ctx, id, req, nil)
+}
+
+// JoinLobby is Join that calls waiting (when not nil) with each lobby
+// answer, so a client can say it waits for the host.
+func (c *Client) JoinLobby(ctx context.Context, id string, req api.JoinRequest, waiting func(api.LobbyWait)) (api.JoinResponse, error) {
+	for {
+		jr, wait, err := c.JoinOnce(ctx, id, req)
+		if err != nil || wait == nil {
+			return jr, err
+		}
+		if waiting != nil {
+			waiting(*wait)
+		}
+		req.LobbyTicket = wait.Ticket
 	}
-	return jr, err
+}
+
+// JoinOnce is one POST /api/meetings/{id}/join: the join's answer, or the
+// lobby's (202) when the join waits for the host, to ask again with its
+// ticket (JoinRequest.LobbyTicket).
+func (c *Client) JoinOnce(ctx context.Context, id string, req api.JoinRequest) (api.JoinResponse, *api.LobbyWait, error) {
+	return c.joinOnce(ctx, id, "", req)
+}
+
+func (c *Client) joinOnce(ctx context.Context, id, hostToken string, req api.JoinRequest) (api.JoinResponse, *api.LobbyWait, error) {
+	path := api.MeetingPath(id, "join")
+	resp, err := c.do(ctx, http.MethodPost, path, hostToken, req)
+	if err != nil {
+		return api.JoinResponse{}, nil, err
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusAccepted:
+		var w api.LobbyWait
+		if err := decode(resp, http.MethodPost, path, &w); err != nil {
+			return api.JoinResponse{}, nil, err
+		}
+		if w.Code != api.CodeLobby || w.Ticket == "" {
+			return api.JoinResponse{}, nil, fmt.Errorf("join meeting %s: 202 answer without a lobby ticket", id)
+		}
+		return api.JoinResponse{}, &w, nil
+	case http.StatusOK:
+		var jr api.JoinResponse
+		if err := decode(resp, http.MethodPost, path, &jr); err != nil {
+			return api.JoinResponse{}, nil, err
+		}
+		if jr.Token == "" || jr.Node.URL == "" {
+			return api.JoinResponse{}, nil, fmt.Errorf("join meeting %s: answer without token or node url", id)
+		}
+		return jr, nil, nil
+	}
+	return api.JoinResponse{}, nil, readError(resp)
 }
 
 // Routing is GET /api/meetings/{id}/routing.
 func (c *Client) Routing(ctx context.Context, id string) (api.Routing, error) {
-	return call[api.Routing](ctx, c, http.MethodGet, api.MeetingPath(id, "routing"), "", nil, http.StatusOK)
+	return call[api.Routing](ctx, c, http.MethodGet, api.MeetingPath(id, "routing"), c.bearer, nil, http.StatusOK)
 }
 
 // MeetingReport is GET /api/meetings/{id}/report.
 func (c *Client) MeetingReport(ctx context.Context, id string) (api.MeetingReport, error) {
-	return call[api.MeetingReport](ctx, c, http.MethodGet, api.MeetingPath(id, "report"), "", nil, http.StatusOK)
+	return call[api.MeetingReport](ctx, c, http.MethodGet, api.MeetingPath(id, "report"), c.bearer, nil, http.StatusOK)
 }
 
 // Report is GET /api/report.
 func (c *Client) Report(ctx context.Context) (api.DeploymentReport, error) {
-	return call[api.DeploymentReport](ctx, c, http.MethodGet, api.PathReport, "", nil, http.StatusOK)
+	return call[api.DeploymentReport](ctx, c, http.MethodGet, api.PathReport, c.bearer, nil, http.StatusOK)
 }
 
 // Audit is GET /api/audit for one meeting ("" = every chain).
 func (c *Client) Audit(ctx context.Context, meeting string) (api.AuditEntries, error) {
-	return call[api.AuditEntries](ctx, c, http.MethodGet, auditPath(api.PathAudit, meeting), "", nil, http.StatusOK)
+	return call[api.AuditEntries](ctx, c, http.MethodGet, auditPath(api.PathAudit, meeting), c.bearer, nil, http.StatusOK)
 }
 
 // AuditExport streams GET /api/audit/export for one meeting ("" = every
 // chain) into w, whole.
 func (c *Client) AuditExport(ctx context.Context, meeting string, w io.Writer) error {
-	resp, err := c.do(ctx, http.MethodGet, auditPath(api.PathAuditExport, meeting), "", nil)
+	resp, err := c.do(ctx, http.MethodGet, auditPath(api.PathAuditExport, meeting), c.bearer, nil)
 	if err != nil {
 		return err
 	}
@@ -137,18 +207,29 @@ func call[T any](ctx context.Context, c *Client, method, path, bearer string, bo
 	if resp.StatusCode != want {
 		return zero, readError(resp)
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
-	if err != nil {
-		return zero, fmt.Errorf("%s %s: read answer: %w", method, path, err)
-	}
-	if len(data) > maxResponse {
-		return zero, fmt.Errorf("%s %s: answer larger than %d bytes", method, path, maxResponse)
-	}
 	var v T
-	if err := json.Unmarshal(data, &v); err != nil {
-		return zero, fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+	if want == http.StatusNoContent {
+		return v, nil
+	}
+	if err := decode(resp, method, path, &v); err != nil {
+		return zero, err
 	}
 	return v, nil
+}
+
+// decode reads an answer's JSON body into v.
+func decode(resp *http.Response, method, path string, v any) error {
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
+	if err != nil {
+		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	if len(data) > maxResponse {
+		return fmt.Errorf("%s %s: answer larger than %d bytes", method, path, maxResponse)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+	}
+	return nil
 }
 
 func (c *Client) do(ctx context.Context, method, path, bearer string, body any) (*http.Response, error) {
@@ -190,4 +271,72 @@ func readError(resp *http.Response) error {
 		}
 	}
 	return e
+}
+
+// Raw sends one request as given and checks that the answer has status
+// want; any other is returned as *api.Error. It is for the requests no
+// typed method sends: a host statement made by hand, say.
+func Raw(ctx context.Context, c *Client, method, path, bearer string, body any, want int) error {
+	resp, err := c.do(ctx, method, path, bearer, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != want {
+		return readError(resp)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponse))
+	return nil
+}
+
+// Checkpoint is GET /api/audit/checkpoint: the newest signed checkpoint,
+// as the note's text. The caller opens it with the log's verifier key.
+func (c *Client) Checkpoint(ctx context.Context) ([]byte, error) {
+	resp, err := c.do(ctx, http.MethodGet, api.PathAuditCheckpoint, "", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, readError(resp)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxCheckpoint+1))
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: read answer: %w", api.PathAuditCheckpoint, err)
+	}
+	if len(data) > maxCheckpoint {
+		return nil, fmt.Errorf("GET %s: answer larger than %d bytes", api.PathAuditCheckpoint, maxCheckpoint)
+	}
+	return data, nil
+}
+
+// maxCheckpoint bounds a checkpoint answer: three lines and a few
+// signatures.
+const maxCheckpoint = 4096
+
+// InclusionProof is GET /api/audit/proof: entry index in the tree of size.
+func (c *Client) InclusionProof(ctx context.Context, index, size int64) (api.InclusionProof, error) {
+	q := url.Values{"index": {strconv.FormatInt(index, 10)}, "size": {strconv.FormatInt(size, 10)}}
+	return call[api.InclusionProof](ctx, c, http.MethodGet, api.PathAuditProof+"?"+q.Encode(), "", nil, http.StatusOK)
+}
+
+// ConsistencyProof is GET /api/audit/consistency from one tree size to a
+// larger one.
+func (c *Client) ConsistencyProof(ctx context.Context, from, to int64) (api.ConsistencyProof, error) {
+	q := url.Values{"from": {strconv.FormatInt(from, 10)}, "to": {strconv.FormatInt(to, 10)}}
+	return call[api.ConsistencyProof](ctx, c, http.MethodGet, api.PathAuditConsistency+"?"+q.Encode(), "", nil, http.StatusOK)
+}
+
+// AuditEntries is one page of GET /api/audit/entries: a meeting's entries
+// ("" = every meeting's, with the operator token) from index start; limit
+// 0 asks for the largest page.
+func (c *Client) AuditEntries(ctx context.Context, meeting string, start int64, limit int) (api.AuditPage, error) {
+	q := url.Values{"start": {strconv.FormatInt(start, 10)}}
+	if meeting != "" {
+		q.Set("meeting", meeting)
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	return call[api.AuditPage](ctx, c, http.MethodGet, api.PathAuditEntries+"?"+q.Encode(), c.bearer, nil, http.StatusOK)
 }

@@ -6,6 +6,7 @@ package bench
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"log/slog"
 	"math"
@@ -14,59 +15,109 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/oakmeet/oakmeet/api"
+	"github.com/oakmeet/oakmeet/apiclient"
 	"github.com/oakmeet/oakmeet/bot"
+	"github.com/oakmeet/oakmeet/hoststmt"
 )
 
 // Config describes a run.
 type Config struct {
-	Server       string
-	Meeting      string // empty: create a meeting without restrictions
-	Publishers   int
-	Subscribers  int
-	Duration     time.Duration
-	Country      string // location hint for every client
-	LoopbackOnly bool
-	HTTPClient   *http.Client
-	Logger       *slog.Logger
+	Server string
+	// Meeting and Secret name a meeting to load; an empty Meeting creates
+	// one without restrictions (and uses its join secret).
+	Meeting string
+	Secret  string
+	// HostFingerprint is the meeting's host-key fingerprint (the link's
+	// #h=…): every client checks its node against the host-signed policy
+	// and refuses to connect without one.
+	HostFingerprint string
+	Publishers      int
+	Subscribers     int
+	Duration        time.Duration
+	Country         string // location hint for every client
+	LoopbackOnly    bool
+	HTTPClient      *http.Client
+	Logger          *slog.Logger
 	// Progress, if set, receives a line now and then.
 	Progress func(string)
-	// Warmup is the time between publishers starting and the measured
-	// window, in which every subscriber negotiates the new tracks; zero
-	// means DefaultWarmup.
+	// Warmup is the time from the last join to the measured window, in
+	// which the burst of joins is keyed and every subscriber negotiates
+	// the tracks; zero means DefaultWarmup.
 	Warmup time.Duration
-	// Linger is how long clients keep receiving after the window ends, so
-	// frames in flight are counted; zero means DefaultLinger.
+	// Linger is how long publishers go on after the window ends, and
+	// clients keep receiving after that, so frames sent in the window and
+	// still in flight are counted; zero means DefaultLinger.
 	Linger time.Duration
+	// JoinConcurrency bounds how many clients are between their join and
+	// their first connected session at once; zero means
+	// DefaultJoinConcurrency. One process setting up hundreds of DTLS and
+	// ICE handshakes at the same instant starves itself of CPU and its
+	// clients time out, which measures the load generator rather than the
+	// system; people joining "at once" still arrive over a second or two.
+	JoinConcurrency int
 }
+
+// DefaultJoinConcurrency is Config.JoinConcurrency's default.
+const DefaultJoinConcurrency = 16
 
 // Result is a run's summary. Field names are part of `oakmeet bench --json`.
 type Result struct {
-	Meeting         string      `json:"meeting"`
-	Publishers      int         `json:"publishers"`
-	Subscribers     int         `json:"subscribers"`
-	DurationS       float64     `json:"duration_s"`
-	Joined          int         `json:"joined"`
-	FramesSent      int64       `json:"frames_sent"`
-	FramesExpected  int64       `json:"frames_expected"`
-	FramesDelivered int64       `json:"frames_delivered"`
-	DeliveryRatio   float64     `json:"delivery_ratio"`
+	Meeting     string  `json:"meeting"`
+	Publishers  int     `json:"publishers"`
+	Subscribers int     `json:"subscribers"`
+	DurationS   float64 `json:"duration_s"`
+	Joined      int     `json:"joined"`
+	// BurstS is how long the subscribers' burst of joins took, from the
+	// first join asked to the last one connected.
+	BurstS float64 `json:"burst_s"`
+	// FramesSent counts frames sent from Warmup after the last join on;
+	// DeliveryRatio is FramesDelivered over FramesExpected of those.
+	FramesSent      int64   `json:"frames_sent"`
+	FramesExpected  int64   `json:"frames_expected"`
+	FramesDelivered int64   `json:"frames_delivered"`
+	DeliveryRatio   float64 `json:"delivery_ratio"`
+	// NoKey and DecryptFailures count frames that arrived in the window
+	// and could not be decrypted: under a key the receiver did not hold,
+	// or failing authentication.
+	NoKey           int64       `json:"no_key"`
+	DecryptFailures int64       `json:"decrypt_failures"`
 	PacketsReceived int64       `json:"packets_received"`
 	PacketsLost     int64       `json:"packets_lost"`
 	LossRatio       float64     `json:"loss_ratio"`
 	VideoLatencyMs  bot.Latency `json:"video_latency_ms"`
 	AudioLatencyMs  bot.Latency `json:"audio_latency_ms"`
-	EgressMbps      float64     `json:"egress_mbps"`
-	ServerCPUS      *float64    `json:"server_cpu_s,omitempty"`
-	Errors          []string    `json:"errors,omitempty"`
+	// FirstFrameMs is, over the subscribers, the time from a join (the
+	// client connected to its node) to its first decrypted frame;
+	// NoFirstFrame counts subscribers that decrypted none.
+	FirstFrameMs    bot.Latency `json:"first_frame_ms"`
+	FirstFrameMaxMs float64     `json:"first_frame_max_ms"`
+	NoFirstFrame    int         `json:"no_first_frame"`
+	// Epochs is how many sending epochs the first publisher went through
+	// from its join to the end (re-keys + 1), EpochsSinceBurst how many of
+	// them it began sending under once the subscribers started joining.
+	Epochs           int `json:"epochs"`
+	EpochsSinceBurst int `json:"epochs_since_burst"`
+	// LeaderAwaitingAcks is how many members had not acknowledged the
+	// first publisher's newest epoch when it left (when it led), and
+	// LeaderNewest and LeaderEpoch that epoch and the one it sent under.
+	LeaderAwaitingAcks int      `json:"leader_awaiting_acks"`
+	LeaderNewest       uint64   `json:"leader_newest_epoch"`
+	LeaderEpoch        uint64   `json:"leader_sending_epoch"`
+	EgressMbps         float64  `json:"egress_mbps"`
+	ServerCPUS         *float64 `json:"server_cpu_s,omitempty"`
+	Errors             []string `json:"errors,omitempty"`
 }
 
 // Defaults of Config's durations.
 const (
-	DefaultWarmup = 2 * time.Second
+	DefaultWarmup = 5 * time.Second
 	DefaultLinger = time.Second
 )
 
-// Run performs the load and returns its summary.
+// Run performs the load and returns its summary: the publishers join and
+// publish, then the subscribers join at once, in a burst; frames sent from
+// Warmup after the last join on are measured for Duration.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	switch {
 	case cfg.Publishers < 1:
@@ -75,6 +126,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("%d subscribers: cannot be negative", cfg.Subscribers)
 	case cfg.Duration <= 0:
 		return nil, fmt.Errorf("duration %s: must be positive", cfg.Duration)
+	case cfg.Meeting != "" && cfg.Secret == "":
+		return nil, fmt.Errorf("meeting %s: its join secret is needed too", cfg.Meeting)
+	case cfg.Meeting != "" && cfg.HostFingerprint == "":
+		return nil, fmt.Errorf("meeting %s: its host key fingerprint (the link's #h=) is needed too: clients check their nodes against the host-signed policy", cfg.Meeting)
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = http.DefaultClient
@@ -93,72 +148,124 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		progress = func(string) {}
 	}
 	if cfg.Meeting == "" {
-		id, err := createMeeting(ctx, cfg.HTTPClient, cfg.Server)
+		id, secret, fingerprint, err := createHostedMeeting(ctx, cfg.HTTPClient, cfg.Server)
 		if err != nil {
 			return nil, err
 		}
-		cfg.Meeting = id
+		cfg.Meeting, cfg.Secret, cfg.HostFingerprint = id, secret, fingerprint
 	}
 	cpu := serverCPU(cfg.Server)
-	var cpuStart time.Duration
-	var cpuOK bool
 
 	total := cfg.Publishers + cfg.Subscribers
 	reports := make([]*bot.Report, total)
 	errs := make([]error, total)
-	// Everyone joins first; the measured window starts when all are in.
-	var joined sync.WaitGroup
-	joined.Add(total)
-	start := make(chan struct{})
-	measureFrom := new(atomic.Int64)
-	measureFrom.Store(math.MaxInt64) // nothing counts until everyone is in
+	measureFrom, measureUntil := new(atomic.Int64), new(atomic.Int64)
+	measureFrom.Store(math.MaxInt64) // nothing counts until the burst is over
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	for i := range total {
-		wg.Go(func() {
-			var once sync.Once
-			done := func() { once.Do(joined.Done) }
-			defer done()
-			reports[i], errs[i] = bot.Run(runCtx, bot.Config{
-				Server: cfg.Server, Meeting: cfg.Meeting, Name: fmt.Sprintf("bench-%d", i),
-				Country: cfg.Country, NoPublish: i >= cfg.Publishers, LoopbackOnly: cfg.LoopbackOnly,
-				Linger: cfg.Linger, MeasureFrom: measureFrom,
-				HTTPClient: cfg.HTTPClient, Logger: cfg.Logger,
-				Ready: func(string) {
-					done()
-					<-start
-				},
-			})
-		})
+	// join starts clients [from, to) and returns once each has joined or
+	// failed to.
+	if cfg.JoinConcurrency <= 0 {
+		cfg.JoinConcurrency = DefaultJoinConcurrency
 	}
-	joined.Wait()
-	progress(fmt.Sprintf("%d clients joined meeting %s; warming up for %s, then measuring for %s", total, cfg.Meeting, cfg.Warmup, cfg.Duration))
-	// Publishing starts now; negotiation of the new tracks with every
-	// subscriber takes a moment, which the warm-up keeps out of the result.
-	began := time.Now().Add(cfg.Warmup)
+	setup := make(chan struct{}, cfg.JoinConcurrency)
+	join := func(from, to int) {
+		var joined sync.WaitGroup
+		joined.Add(to - from)
+		for i := from; i < to; i++ {
+			setup <- struct{}{}
+			wg.Go(func() {
+				var once sync.Once
+				done := func() { once.Do(func() { joined.Done(); <-setup }) }
+				defer done()
+				reports[i], errs[i] = bot.Run(runCtx, bot.Config{
+					Server: cfg.Server, Meeting: cfg.Meeting, Secret: cfg.Secret, HostFingerprint: cfg.HostFingerprint,
+					Name:    fmt.Sprintf("bench-%d", i),
+					Country: cfg.Country, NoPublish: i >= cfg.Publishers, LoopbackOnly: cfg.LoopbackOnly,
+					Linger: cfg.Linger, MeasureFrom: measureFrom, MeasureUntil: measureUntil,
+					HTTPClient: cfg.HTTPClient, Logger: cfg.Logger,
+					Ready: func(string) { done() },
+				})
+			})
+		}
+		joined.Wait()
+	}
+	join(0, cfg.Publishers)
+	progress(fmt.Sprintf("%d publishers joined meeting %s; %d subscribers join now", cfg.Publishers, cfg.Meeting, cfg.Subscribers))
+	burst := time.Now()
+	join(cfg.Publishers, total)
+	lastJoin := time.Now()
+	progress(fmt.Sprintf("%d clients joined in %.1f s; settling for %s, then measuring for %s", total, lastJoin.Sub(burst).Seconds(), cfg.Warmup, cfg.Duration))
+	began := lastJoin.Add(cfg.Warmup)
+	until := began.Add(cfg.Duration)
+	measureUntil.Store(until.UnixNano())
 	measureFrom.Store(began.UnixNano())
-	close(start)
 	select {
-	case <-time.After(cfg.Warmup):
+	case <-time.After(time.Until(began)):
 	case <-ctx.Done():
 	}
-	cpuStart, cpuOK = cpu()
+	cpuStart, cpuOK := cpu()
 	select {
-	case <-time.After(cfg.Duration):
+	case <-time.After(time.Until(until)):
+	case <-ctx.Done():
+	}
+	cpuEnd, cpuEndOK := cpu()
+	elapsed := time.Since(began)
+	select {
+	case <-time.After(cfg.Linger):
 	case <-ctx.Done():
 	}
 	cancel()
-	elapsed := time.Since(began)
 	wg.Wait()
 
-	res := &Result{Meeting: cfg.Meeting, Publishers: cfg.Publishers, Subscribers: cfg.Subscribers, DurationS: elapsed.Seconds()}
-	if cpuEnd, ok := cpu(); ok && cpuOK {
+	res := &Result{Meeting: cfg.Meeting, Publishers: cfg.Publishers, Subscribers: cfg.Subscribers, DurationS: elapsed.Seconds(),
+		BurstS: lastJoin.Sub(burst).Seconds()}
+	if cpuEndOK && cpuOK {
 		s := (cpuEnd - cpuStart).Seconds()
 		res.ServerCPUS = &s
 	}
 	summarise(res, reports, errs, elapsed)
+	firstFrames(res, reports[cfg.Publishers:])
+	epochs(res, reports[0], burst)
 	return res, nil
+}
+
+// firstFrames summarises the time from each subscriber's join to its
+// first decrypted frame.
+func firstFrames(res *Result, subs []*bot.Report) {
+	var ms []float64
+	for _, r := range subs {
+		if r == nil {
+			continue
+		}
+		if r.FirstFrameAt == nil {
+			res.NoFirstFrame++
+			continue
+		}
+		d := float64(r.FirstFrameAt.Sub(r.JoinedAt).Microseconds()) / 1000
+		ms = append(ms, d)
+		res.FirstFrameMaxMs = max(res.FirstFrameMaxMs, d)
+	}
+	res.FirstFrameMs = bot.Summarize(ms)
+}
+
+// epochs counts the sending epochs of one client's key history.
+func epochs(res *Result, r *bot.Report, burst time.Time) {
+	if r == nil {
+		return
+	}
+	seen := map[uint64]bool{}
+	for _, k := range r.KeyChanges {
+		if !seen[k.Epoch] {
+			seen[k.Epoch] = true
+			if k.At.After(burst) {
+				res.EpochsSinceBurst++
+			}
+		}
+	}
+	res.Epochs = len(seen)
+	res.LeaderAwaitingAcks, res.LeaderNewest, res.LeaderEpoch = len(r.Keys.AwaitingAcks), r.Keys.Newest, r.Keys.Epoch
 }
 
 func summarise(res *Result, reports []*bot.Report, errs []error, elapsed time.Duration) {
@@ -175,6 +282,8 @@ func summarise(res *Result, reports []*bot.Report, errs []error, elapsed time.Du
 		res.FramesSent += r.Sent.VideoFrames + r.Sent.AudioFrames
 		for _, t := range r.Tracks {
 			res.FramesDelivered += t.Frames
+			res.NoKey += t.NoKey
+			res.DecryptFailures += t.DecryptFailures
 			res.PacketsReceived += t.Packets
 			res.PacketsLost += t.Lost
 			bytes += t.Bytes
@@ -195,4 +304,15 @@ func summarise(res *Result, reports []*bot.Report, errs []error, elapsed time.Du
 	res.VideoLatencyMs = bot.Summarize(video)
 	res.AudioLatencyMs = bot.Summarize(audio)
 	res.EgressMbps = float64(bytes) * 8 / elapsed.Seconds() / 1e6
+}
+
+// createHostedMeeting creates the bench's meeting with a host key of its
+// own and returns the key's fingerprint with it: every client checks its
+// node against the meeting's host-signed policy, as a link's #h= lets it.
+func createHostedMeeting(ctx context.Context, hc *http.Client, server string) (id, secret, fingerprint string, err error) {
+	m, h, err := apiclient.New(server, hc).CreateHosted(ctx, api.CreateRequest{Title: "bench"})
+	if err != nil {
+		return "", "", "", fmt.Errorf("create meeting: %w", err)
+	}
+	return m.ID, m.JoinSecret, hoststmt.Fingerprint(h.Key.Public().(ed25519.PublicKey)), nil
 }

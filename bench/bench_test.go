@@ -40,6 +40,14 @@ func TestBenchDeliversAndMeasures(t *testing.T) {
 	if res.VideoLatencyMs.P50 <= 0 || res.AudioLatencyMs.P50 <= 0 || res.EgressMbps <= 0 {
 		t.Errorf("result %+v", res)
 	}
+	// Every subscriber decrypted a first frame some time after its join;
+	// joins close together may share one epoch.
+	if res.NoFirstFrame != 0 || res.FirstFrameMs.P50 <= 0 || res.FirstFrameMaxMs < res.FirstFrameMs.P50 {
+		t.Errorf("first frames: p50 %.0f ms, max %.0f ms, %d without", res.FirstFrameMs.P50, res.FirstFrameMaxMs, res.NoFirstFrame)
+	}
+	if res.Epochs < 1 || res.EpochsSinceBurst > res.Epochs {
+		t.Errorf("epochs %d, %d since the burst", res.Epochs, res.EpochsSinceBurst)
+	}
 	// The test's control plane runs in this process, which listens on
 	// the server port, so its CPU time is measurable.
 	if res.ServerCPUS == nil || *res.ServerCPUS <= 0 {
@@ -61,6 +69,8 @@ func TestBenchRejectsBadConfig(t *testing.T) {
 		{bench.Config{Publishers: 0, Duration: time.Second}, "0 publishers"},
 		{bench.Config{Publishers: 1, Subscribers: -1, Duration: time.Second}, "-1 subscribers"},
 		{bench.Config{Publishers: 1}, "duration 0s"},
+		{bench.Config{Publishers: 1, Duration: time.Second, Meeting: "m"}, "join secret"},
+		{bench.Config{Publishers: 1, Duration: time.Second, Meeting: "m", Secret: "s"}, "host key fingerprint"},
 	} {
 		tc.cfg.Server = srv.URL
 		if _, err := bench.Run(context.Background(), tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -3,28 +3,15 @@ package bench
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/oakmeet/oakmeet/api"
-	"github.com/oakmeet/oakmeet/apiclient"
 )
-
-func createMeeting(ctx context.Context, hc *http.Client, server string) (string, error) {
-	m, err := apiclient.New(server, hc).Create(ctx, api.CreateRequest{Title: "bench"})
-	if err != nil {
-		return "", fmt.Errorf("create meeting: %w", err)
-	}
-	return m.ID, nil
-}
 
 // serverCPU returns a reader of the CPU time used so far by the process
 // listening on the server URL's port, when that process is on this

@@ -22,8 +22,10 @@ import (
 
 	"github.com/pion/webrtc/v4/pkg/media"
 
+	"github.com/oakmeet/oakmeet/api"
 	"github.com/oakmeet/oakmeet/client"
 	"github.com/oakmeet/oakmeet/clip"
+	"github.com/oakmeet/oakmeet/e2ee/group"
 	"github.com/oakmeet/oakmeet/e2ee/identity"
 	"github.com/oakmeet/oakmeet/e2ee/mediaframe"
 	"github.com/oakmeet/oakmeet/stamp"
@@ -33,8 +35,16 @@ import (
 type Config struct {
 	Server  string // control plane URL
 	Meeting string
-	Name    string
-	Country string // location hint, where the deployment trusts hints
+	// Secret is the meeting's join secret (the link's #s=…).
+	Secret string
+	// HostFingerprint is the host key's fingerprint from the link (#h=…):
+	// host statements are accepted only under the key it names, and every
+	// node is checked against the newest host-signed policy. Without it
+	// there is nothing to check a node against: the bot refuses every
+	// node (api.CodeNoHostPolicy) and Run fails.
+	HostFingerprint string
+	Name            string
+	Country         string // location hint, where the deployment trusts hints
 	// Duration is how long the bot stays; zero means until ctx ends.
 	Duration time.Duration
 	// NoPublish makes a receive-only bot (load generator subscribers).
@@ -53,11 +63,25 @@ type Config struct {
 	// arriving before it, are not counted. A load generator sets it once
 	// every client is in, plus a warm-up.
 	MeasureFrom *atomic.Int64
+	// MeasureUntil, if set and not 0, ends that window: frames sent from
+	// then on are not counted, so frames still in flight when the bot
+	// stops do not count as lost.
+	MeasureUntil *atomic.Int64
 	// Identity is the bot's long-term identity key; nil makes a fresh one.
 	Identity *identity.Identity
 	// Ready, if set, is called once the bot is connected, before it
 	// publishes; it may block to hold the bot back.
 	Ready func(participantID string)
+	// OnLobby, if set, is told each time the join waits in the lobby.
+	OnLobby func(api.LobbyWait)
+	// OnKeys, if set, is handed each leg's key schedule member when the
+	// leg starts: tests use it to try the bot's keys on frames it should
+	// not be able to read.
+	OnKeys func(participantID string, m *group.Member)
+	// OnHost, if set, is told what the bot holds of the host's statements
+	// each time that changes, once the change is in the keys of the legs
+	// there are (a removal: nothing is sent under keys it could read).
+	OnHost func(client.HostReport)
 	// RejoinTimeout, RejoinPause and HandoverTimeout are the call's, for
 	// when the bot moves (see client.CallConfig; zero takes its default).
 	// A test cluster that notices a lost node in a second has the bot
@@ -65,20 +89,68 @@ type Config struct {
 	RejoinTimeout   time.Duration
 	RejoinPause     time.Duration
 	HandoverTimeout time.Duration
+	// AuditKey is the transparency log's verifier key the bot insists on
+	// (name+hash+key); empty takes the one the first join answer names.
+	AuditKey string
+	// Checkpoints are signed log checkpoints held from before, oldest
+	// first: the log must extend the newest, so a log truncated or rebuilt
+	// since is caught at the first join.
+	Checkpoints [][]byte
+	// OnCheckpoint, if set, is told each checkpoint the bot newly holds,
+	// signed, once checked (`--checkpoints FILE` appends it to FILE). It
+	// must not block for long.
+	OnCheckpoint func(signed []byte)
+	// OnAudit, if set, is handed the call's log watcher once the bot has
+	// joined: the place to offer it checkpoints from elsewhere.
+	OnAudit func(*client.AuditWatcher)
+	// OnAuditState, if set, is told the log watcher's status each time its
+	// state changes: `oakmeet bot` warns when it turns stale (the control
+	// plane withholds proofs or freezes its checkpoint), which is no alarm.
+	// It must not block for long.
+	OnAuditState func(client.AuditStatus)
+	// AuditStaleAfter and AuditStaleBound are when the watcher turns stale
+	// (client.AuditOptions StaleAfter, StaleBound; zero takes the default).
+	AuditStaleAfter int
+	AuditStaleBound time.Duration
 }
 
 // Report is what a bot saw. Field names are part of `oakmeet bot --json`.
 type Report struct {
 	ParticipantID string  `json:"participant_id"`
 	Node          NodeRef `json:"node"`
+	// NodeCert is the certificate of the node the bot ended on, as the
+	// bot verified it before connecting (and the node proved it holds its
+	// key): the enrollment key the host signed vouches for where it is.
+	NodeCert *NodeCert `json:"node_cert,omitempty"`
+	// Refusals are the nodes the bot refused to connect to, oldest first.
+	Refusals []Refusal `json:"refusals"`
 	// SecurityCode and Epoch are the end-to-end encryption state when the
 	// bot left: every member of the meeting shows the same code.
-	Moves        []Move        `json:"moves,omitempty"`
-	SecurityCode string        `json:"security_code"`
-	Epoch        uint64        `json:"epoch"`
-	KeyChanges   []KeyChange   `json:"key_changes"`
-	Sent         SentCounts    `json:"sent"`
-	Tracks       []TrackReport `json:"tracks"`
+	Moves        []Move      `json:"moves,omitempty"`
+	SecurityCode string      `json:"security_code"`
+	Epoch        uint64      `json:"epoch"`
+	KeyChanges   []KeyChange `json:"key_changes"`
+	// People is the signed roster the bot holds, with everyone the server
+	// lists, each flagged where the two disagree (see Person).
+	People []Person `json:"people"`
+	// Keys is where the bot's key schedule stood when it left.
+	Keys KeyStatus `json:"keys"`
+	// Host is what the bot holds of the host's signed statements.
+	Host client.HostReport `json:"host"`
+	// Checkpoints are the transparency log's checkpoints the bot held,
+	// signed notes, oldest first (those it was given from before first).
+	Checkpoints []string `json:"checkpoints"`
+	// Audit is where the bot's check of the log stood when it left.
+	Audit client.AuditStatus `json:"audit"`
+	// Ended is the node's reason when it ended the bot's stay: "removed"
+	// when the host removed it.
+	Ended  string        `json:"ended,omitempty"`
+	Sent   SentCounts    `json:"sent"`
+	Tracks []TrackReport `json:"tracks"`
+	// JoinedAt is when the bot was first connected to its node, and
+	// FirstFrameAt when it first decrypted a frame (absent if never).
+	JoinedAt     time.Time  `json:"joined_at"`
+	FirstFrameAt *time.Time `json:"first_frame_at,omitempty"`
 }
 
 // NodeRef names the node the bot was placed on.
@@ -86,6 +158,31 @@ type NodeRef struct {
 	ID      string `json:"id"`
 	Country string `json:"country"`
 	Region  string `json:"region,omitempty"`
+}
+
+// NodeCert is what a verified node certificate says.
+type NodeCert struct {
+	Node     string    `json:"node"`
+	Country  string    `json:"country"`
+	Region   string    `json:"region,omitempty"`
+	Serial   string    `json:"serial"`
+	NotAfter time.Time `json:"not_after"`
+}
+
+// Refusal is one node the bot refused, and why (Code is one of api's
+// node_* or no_host_policy codes).
+type Refusal struct {
+	Node    string `json:"node"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func refusals(rs []client.Refusal) []Refusal {
+	out := []Refusal{}
+	for _, r := range rs {
+		out = append(out, Refusal{Node: r.Node.ID, Code: r.Code, Message: r.Message})
+	}
+	return out
 }
 
 func nodeRef(n client.NodeInfo) NodeRef {
@@ -108,10 +205,15 @@ type TrackReport struct {
 	Frames        int64  `json:"frames"`
 	Lost          int64  `json:"lost"` // packets never received, after retransmission
 	// DecryptFailures counts frames that failed authentication or were
-	// malformed or replayed; NoKey counts frames under a key this member
-	// did not hold (normal for a moment after a re-key or join).
+	// malformed; NoKey counts frames under a key this member did not hold
+	// (normal for a moment after a re-key or join); Replayed counts frames
+	// that arrived a second time and were dropped by SFrame's replay
+	// check: while the bot moves make-before-break, its old and new
+	// connections both carry a sender's frames for a moment, so the
+	// second copy of a frame is expected, not a failure of integrity.
 	DecryptFailures int64   `json:"decrypt_failures"`
 	NoKey           int64   `json:"no_key"`
+	Replayed        int64   `json:"replayed"`
 	LatencyMs       Latency `json:"latency_ms"`
 	latencies       []float64
 }
@@ -127,7 +229,10 @@ type Latency struct {
 // then leaves and reports. When the node asks the bot to move, or its node
 // is lost, the bot joins again through the control plane and carries on
 // from the new node: the new connection carries media before the old one
-// closes. A refused join is returned as *client.APIError.
+// closes. A refused join is returned as *client.APIError. Every node is
+// checked against the host-signed policy before the bot connects; after
+// client.MaxRefusals refused nodes in a row Run returns a
+// *client.GaveUpError with a report listing them.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -140,6 +245,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	if cfg.MeasureFrom == nil {
 		cfg.MeasureFrom = new(atomic.Int64)
+	}
+	if cfg.MeasureUntil == nil {
+		cfg.MeasureUntil = new(atomic.Int64)
 	}
 	if cfg.Duration > 0 {
 		var cancel context.CancelFunc
@@ -162,23 +270,39 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	})
 	defer stopRecv()
 
-	r := &runner{cfg: cfg, id: id, pubCtx: pubCtx, rx: newReceiver(cfg.MeasureFrom), legs: map[*client.Leg]*leg{}}
+	r := &runner{cfg: cfg, id: id, pubCtx: pubCtx, rx: newReceiver(window{cfg.MeasureFrom, cfg.MeasureUntil}), legs: map[*client.Leg]*leg{},
+		host: client.NewHostView(cfg.HostFingerprint)}
 	// The call joins, and moves, with pubCtx: a bot that is leaving does
 	// not move any more.
 	call, err := client.StartCall(pubCtx, client.CallConfig{
 		Server: cfg.Server, Meeting: cfg.Meeting,
-		Join:            client.JoinRequest{Name: cfg.Name, Country: cfg.Country},
+		Join: client.JoinRequest{Name: cfg.Name, Country: cfg.Country, Secret: cfg.Secret, Identity: id.Public(),
+			OnLobby: cfg.OnLobby},
 		Options:         client.Options{Logger: cfg.Logger, HTTPClient: cfg.HTTPClient, LoopbackOnly: cfg.LoopbackOnly, RelayOnly: cfg.RelayOnly},
 		HTTPClient:      cfg.HTTPClient,
+		Host:            r.host,
 		RejoinTimeout:   cfg.RejoinTimeout,
 		RejoinPause:     cfg.RejoinPause,
 		HandoverTimeout: cfg.HandoverTimeout,
 		OnLeg:           r.onLeg,
+		Audit: client.AuditOptions{Key: cfg.AuditKey, Held: cfg.Checkpoints, OnCheckpoint: r.onCheckpoint,
+			StaleAfter: cfg.AuditStaleAfter, StaleBound: cfg.AuditStaleBound, OnState: cfg.OnAuditState},
 	})
 	if err != nil {
+		var gave *client.GaveUpError
+		if errors.As(err, &gave) {
+			// Nothing was sent anywhere; the report says where the bot
+			// was placed and why it refused each node.
+			return &Report{Refusals: refusals(gave.Refusals), Host: r.host.Report(), Tracks: []TrackReport{}, Checkpoints: []string{},
+				Audit: client.AuditStatus{State: client.AuditUnchecked}}, err
+		}
 		return nil, err
 	}
-	rep := &Report{}
+	rep := &Report{JoinedAt: time.Now().UTC()}
+	r.audit.Store(call.Audit())
+	if cfg.OnAudit != nil {
+		cfg.OnAudit(call.Audit())
+	}
 	// Ready comes before publishing, so a load generator can start every
 	// publisher's clock at once.
 	if cfg.Ready != nil {
@@ -193,20 +317,61 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	case <-recvCtx.Done():
 	case <-call.Done():
 		runErr = call.Err()
+	case <-call.Audit().Alarm():
+		// Nothing the control plane says of this meeting can be held to
+		// a log that contradicts itself: the bot stops and says so.
+		runErr = fmt.Errorf("%w: %s", ErrAuditAlarm, call.Audit().Status().Reason)
 	}
 	cur := r.legOf(call.Current())
 	rep.ParticipantID = cur.call.ID()
 	rep.Node = nodeRef(cur.call.Node())
+	if c := cur.call.NodeCert().Cert; c.NodeID != "" {
+		rep.NodeCert = &NodeCert{Node: c.NodeID, Country: c.Country, Region: c.Region, Serial: c.Serial, NotAfter: c.NotAfter.UTC()}
+	}
+	rep.Refusals = refusals(call.Refusals())
 	for _, m := range call.Moves() {
 		rep.Moves = append(rep.Moves, Move{At: m.At, Reason: m.Reason, From: nodeRef(m.From), To: nodeRef(m.To)})
 	}
 	rep.SecurityCode, rep.Epoch, _ = cur.keys.final()
+	policy, _ := r.host.Policy()
+	rep.People, rep.Keys = cur.keys.people(policy), cur.keys.status()
 	_ = call.Close()
 	rep.KeyChanges = r.history()
 	rep.Sent = SentCounts{VideoFrames: r.sentVideo.Load(), AudioFrames: r.sentAudio.Load()}
-	rep.Tracks = r.rx.report()
+	rep.Tracks, rep.FirstFrameAt = r.rx.report()
+	rep.Host = r.host.Report()
+	rep.Checkpoints = append([]string{}, call.Audit().Checkpoints()...)
+	rep.Audit = call.Audit().Status()
+	var left *client.LeftError
+	if errors.As(runErr, &left) {
+		rep.Ended = left.Reason
+	}
+	if client.RemovedByHost(runErr) {
+		runErr = fmt.Errorf("%w: %w", ErrRemoved, runErr)
+	}
 	return rep, runErr
 }
+
+// ErrAuditAlarm is why a bot ended that found the control plane's
+// transparency log inconsistent: truncated, forked, rebuilt or re-signed
+// (Report.Audit says how).
+var ErrAuditAlarm = errors.New("the control plane's audit log is inconsistent")
+
+// ErrRemoved is why a bot the host removed ended (Report.Ended is
+// "removed").
+var ErrRemoved = errors.New("the host removed this participant")
+
+// window is the measured time: [from, until), until 0 = open.
+type window struct{ from, until *atomic.Int64 }
+
+func (w window) has(t time.Time) bool {
+	ns := t.UnixNano()
+	u := w.until.Load()
+	return ns >= w.from.Load() && (u == 0 || ns < u)
+}
+
+// started reports whether the window has begun at t.
+func (w window) started(t time.Time) bool { return t.UnixNano() >= w.from.Load() }
 
 // Move is one time the bot moved to another node.
 type Move struct {
@@ -233,6 +398,11 @@ type runner struct {
 	legs       map[*client.Leg]*leg // every leg the call made
 	publishing bool                 // Ready has returned: every leg publishes
 	keyHist    []KeyChange
+	host       *client.HostView // across legs (the call's too): the host key is the meeting's
+
+	// audit is the call's log watcher, once the call has started: the
+	// checkpoints other members share are offered to it.
+	audit atomic.Pointer[client.AuditWatcher]
 }
 
 // leg is the bot's side of one leg of the call: its key schedule member
@@ -253,24 +423,20 @@ type leg struct {
 // onLeg prepares a new leg of the call: a key schedule member for its
 // participant, and publishers once the bot publishes at all.
 func (r *runner) onLeg(cl *client.Leg) (client.LegHooks, error) {
-	keys, err := newKeyring(cl.Session(), tokenIssued(cl.Join().Token), r.id, r.cfg.Logger)
+	policyHash, removals := r.hostJoin(cl)
+	keys, err := newKeyring(cl.Session(), tokenIssued(cl.Join().Token), r.id, r.cfg.Name, policyHash, cl.NodeCert().Text, r.cfg.Logger)
 	if err != nil {
 		return client.LegHooks{}, fmt.Errorf("end-to-end encryption: %w", err)
 	}
+	for _, s := range removals {
+		keys.remove(s.Participant, s.Identity)
+	}
+	if r.cfg.OnKeys != nil {
+		r.cfg.OnKeys(cl.ID(), keys.m)
+	}
 	l := &leg{call: cl, keys: keys, done: make(chan struct{})}
 	l.pubCtx, l.stopPub = context.WithCancel(r.pubCtx)
-	l.wg.Go(func() {
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		for {
-			select {
-			case <-l.done:
-				return
-			case <-tick.C:
-				l.keys.tick()
-			}
-		}
-	})
+	l.wg.Go(func() { l.keys.run(l.done) })
 	r.mu.Lock()
 	r.legs[cl] = l
 	publish := r.publishing
@@ -287,7 +453,8 @@ func (r *runner) onLeg(cl *client.Leg) (client.LegHooks, error) {
 	}, nil
 }
 
-// event handles one leg's events: the key schedule and new tracks.
+// event handles one leg's events: the key schedule, host statements and
+// new tracks.
 func (r *runner) event(l *leg, ev client.Event) {
 	switch ev.Type {
 	case client.EventParticipantJoined:
@@ -295,12 +462,57 @@ func (r *runner) event(l *leg, ev client.Event) {
 	case client.EventParticipantLeft:
 		l.keys.left(ev.Participant)
 	case client.EventRelay:
-		l.keys.relay(ev.Participant.ID, ev.Payload)
+		if cps := l.keys.relay(ev.Participant.ID, ev.Payload); len(cps) > 0 {
+			r.offerCheckpoints(l, cps)
+		}
+	case client.EventHost:
+		r.hostStatement(ev)
 	case client.EventTrackAdded:
 		l.wg.Go(func() { r.rx.read(ev, l.keys.m) })
 	case client.EventError:
 		r.cfg.Logger.Warn("node reported an error", "err", ev.Err)
 	}
+}
+
+// onCheckpoint is told each checkpoint the call's watcher newly holds:
+// the caller's hook, and every other member of the meeting through each
+// leg's key schedule, so that a log forked between members is caught by
+// the members themselves. It runs on the watcher's goroutine.
+func (r *runner) onCheckpoint(signed []byte) {
+	if r.cfg.OnCheckpoint != nil {
+		r.cfg.OnCheckpoint(signed)
+	}
+	r.mu.Lock()
+	legs := make([]*leg, 0, len(r.legs))
+	for _, l := range r.legs {
+		legs = append(legs, l)
+	}
+	r.mu.Unlock()
+	for _, l := range legs {
+		l.mu.Lock()
+		closed := l.closed
+		l.mu.Unlock()
+		if !closed {
+			l.keys.shareCheckpoint(string(signed))
+		}
+	}
+}
+
+// offerCheckpoints hands the checkpoints other members shared to the
+// call's watcher, off the leg's event goroutine: checking one may take a
+// request to the control plane. A contradiction is the watcher's alarm.
+func (r *runner) offerCheckpoints(l *leg, cps []group.PeerCheckpoint) {
+	w := r.audit.Load()
+	if w == nil {
+		return // the call is starting; the next checkpoint comes soon
+	}
+	l.wg.Go(func() {
+		for _, c := range cps {
+			if err := w.OfferCheckpoint([]byte(c.Checkpoint)); err != nil {
+				r.cfg.Logger.Info("a checkpoint another member shared", "from", c.Participant, "err", err)
+			}
+		}
+	})
 }
 
 // startPublishing makes every leg publish, the ones there are now and
@@ -387,7 +599,7 @@ func (r *runner) publish(l *leg) error {
 	if err != nil {
 		return fmt.Errorf("publish audio: %w", err)
 	}
-	m, from, ctx := l.keys.m, r.cfg.MeasureFrom, l.pubCtx
+	m, from, ctx := l.keys.m, window{r.cfg.MeasureFrom, r.cfg.MeasureUntil}, l.pubCtx
 	sent := func() {
 		if l.sent.Add(1) == carriedFrames {
 			l.call.MarkCarried()
@@ -418,7 +630,7 @@ func (r *runner) publish(l *leg) error {
 // play sends a clip's frames at their real pace until ctx ends, answering
 // key-frame requests by skipping ahead to the next key frame. onSent is
 // called for every frame written.
-func play(ctx context.Context, c *clip.Clip, frame func([]byte, clip.Frame, time.Time) ([]byte, error), t *client.LocalTrack, from *atomic.Int64, onSent func()) int64 {
+func play(ctx context.Context, c *clip.Clip, frame func([]byte, clip.Frame, time.Time) ([]byte, error), t *client.LocalTrack, from window, onSent func()) int64 {
 	p := clip.NewPlayer(c)
 	buf := make([]byte, 0, 64<<10)
 	var sent int64
@@ -451,7 +663,7 @@ func play(ctx context.Context, c *clip.Clip, frame func([]byte, clip.Frame, time
 			}
 		} else {
 			onSent()
-			if now.UnixNano() >= from.Load() {
+			if from.has(now) {
 				sent++
 			}
 		}

@@ -2,6 +2,7 @@ package bot_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"github.com/oakmeet/oakmeet/api"
 	"github.com/oakmeet/oakmeet/bot"
 	"github.com/oakmeet/oakmeet/client"
+	"github.com/oakmeet/oakmeet/hoststmt"
 	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/testcluster"
 )
@@ -44,7 +46,7 @@ func TestThreeBotsExchangeMedia(t *testing.T) {
 		keys[i] = new(keyWatch)
 		wg.Go(func() {
 			reports[i], errs[i] = bot.Run(ctx, bot.Config{
-				Server: c.URL, Meeting: m.ID, Name: "bot-" + country, Country: country,
+				Server: c.URL, Meeting: m.ID, Secret: m.JoinSecret, HostFingerprint: fingerprint(c, m.ID), Name: "bot-" + country, Country: country,
 				Linger: linger, LoopbackOnly: true, Logger: slog.New(keys[i]),
 				Ready: func(string) { ready.Done() },
 			})
@@ -111,6 +113,22 @@ func TestThreeBotsExchangeMedia(t *testing.T) {
 		if len(r.Tracks) != 4 {
 			t.Errorf("bot %d received %d tracks, want 4: %+v", i, len(r.Tracks), r.Tracks)
 		}
+		// Each bot checked its own node's certificate, and every other
+		// member's node from their signed node messages.
+		if nc := r.NodeCert; nc == nil || nc.Node != "de-fra" || nc.Country != "DE" || nc.Region != "eu-central-1" || len(nc.Serial) != 32 || !nc.NotAfter.After(time.Now()) {
+			t.Errorf("bot %d: node cert %+v", i, r.NodeCert)
+		}
+		if len(r.Refusals) != 0 {
+			t.Errorf("bot %d refused %+v", i, r.Refusals)
+		}
+		if len(r.People) != 3 {
+			t.Errorf("bot %d: people %+v", i, r.People)
+		}
+		for _, p := range r.People {
+			if p.Node.Status != client.NodeVerified || p.Node.ID != "de-fra" || p.Node.Country != "DE" || len(p.Flags) != 0 {
+				t.Errorf("bot %d: %s's node %+v, flags %q", i, p.ParticipantID, p.Node, p.Flags)
+			}
+		}
 		// The node forwarded sentFrames of each of its tracks.
 		if r.Sent.VideoFrames < sentFrames || r.Sent.AudioFrames < sentFrames {
 			t.Errorf("bot %d sent %+v", i, r.Sent)
@@ -124,10 +142,16 @@ func TestThreeBotsExchangeMedia(t *testing.T) {
 	})
 }
 
+// fingerprint is the host key fingerprint the meeting's link names.
+func fingerprint(c *testcluster.Cluster, meeting string) string {
+	return hoststmt.Fingerprint(c.Host(meeting).Key.Public().(ed25519.PublicKey))
+}
+
 func TestRefusedJoinIsTyped(t *testing.T) {
 	c := testcluster.Start(t, policy.Policy{}, testcluster.World()[:1])
 	m := c.CreateMeeting(policy.Policy{BlockedCountries: []string{"DE"}})
-	_, err := bot.Run(context.Background(), bot.Config{Server: c.URL, Meeting: m.ID, Duration: time.Second, LoopbackOnly: true})
+	_, err := bot.Run(context.Background(), bot.Config{Server: c.URL, Meeting: m.ID, Secret: m.JoinSecret, HostFingerprint: fingerprint(c, m.ID),
+		Duration: time.Second, LoopbackOnly: true})
 	var ae *client.APIError
 	if !errors.As(err, &ae) || ae.Status != 503 || ae.Code != "no_node_in_allowed_regions" {
 		t.Fatalf("got %v", err)
@@ -155,7 +179,7 @@ func TestLeaveRekeysToNewEqualCode(t *testing.T) {
 		defer stop[i]()
 		wg.Go(func() {
 			reports[i], errs[i] = bot.Run(ctx, bot.Config{
-				Server: c.URL, Meeting: m.ID, Country: "DE", LoopbackOnly: true, Logger: slog.New(keys[i]),
+				Server: c.URL, Meeting: m.ID, Secret: m.JoinSecret, HostFingerprint: fingerprint(c, m.ID), Country: "DE", LoopbackOnly: true, Logger: slog.New(keys[i]),
 				Ready: func(string) { close(in) },
 			})
 			if i == 2 {

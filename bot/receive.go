@@ -23,13 +23,14 @@ const maxLatencies = 100_000
 
 // receiver collects per-track statistics from reader goroutines.
 type receiver struct {
-	from   *atomic.Int64 // counting starts at this time (Unix ns)
+	win    window       // what is counted
+	first  atomic.Int64 // when the first frame was decrypted (Unix ns), 0 before
 	mu     sync.Mutex
 	tracks map[string]*TrackReport
 }
 
-func newReceiver(from *atomic.Int64) *receiver {
-	return &receiver{from: from, tracks: map[string]*TrackReport{}}
+func newReceiver(w window) *receiver {
+	return &receiver{win: w, tracks: map[string]*TrackReport{}}
 }
 
 // read consumes one remote track until it ends, assembling frames to read
@@ -54,8 +55,8 @@ func (r *receiver) read(ev client.Event, keys *group.Member) {
 			continue
 		}
 		seen.add(pkt.SequenceNumber)
-		from := r.from.Load()
-		if time.Now().UnixNano() >= from {
+		arrived := time.Now()
+		if r.win.started(arrived) {
 			st.Packets++
 			st.Bytes += int64(n)
 		}
@@ -73,16 +74,13 @@ func (r *receiver) read(ev client.Event, keys *group.Member) {
 		}
 		plain, err = keys.Unprotect(plain[:0], codec, frame)
 		if err != nil {
-			// Dropped and counted, never used.
-			// A frame under a key this member does not hold (yet) is not
-			// a failure of integrity; only those are counted as failures.
-			if errors.Is(err, mediaframe.ErrNoKey) || errors.Is(err, sframe.ErrUnknownKID) {
-				st.NoKey++
-			} else {
-				st.DecryptFailures++
+			// Dropped and counted (from when the window starts), never used.
+			if r.win.started(arrived) {
+				st.dropped(err)
 			}
 			continue
 		}
+		r.first.CompareAndSwap(0, time.Now().UnixNano())
 		var sent time.Time
 		var ok bool
 		if video {
@@ -90,7 +88,7 @@ func (r *receiver) read(ev client.Event, keys *group.Member) {
 		} else {
 			sent, ok = stamp.ReadOpus(plain)
 		}
-		if ok && sent.UnixNano() < from {
+		if ok && !r.win.has(sent) {
 			continue
 		}
 		st.Frames++
@@ -101,6 +99,20 @@ func (r *receiver) read(ev client.Event, keys *group.Member) {
 	st.Lost = seen.lost()
 	st.LatencyMs = Summarize(st.latencies)
 	r.add(st)
+}
+
+// dropped counts a frame that did not decrypt by why. A frame under a key
+// this member does not hold (yet), or one already received, is no failure
+// of integrity; only the rest are counted as failures.
+func (st *TrackReport) dropped(err error) {
+	switch {
+	case errors.Is(err, mediaframe.ErrNoKey) || errors.Is(err, sframe.ErrUnknownKID):
+		st.NoKey++
+	case errors.Is(err, sframe.ErrReplay):
+		st.Replayed++
+	default:
+		st.DecryptFailures++
+	}
 }
 
 func (r *receiver) add(st *TrackReport) {
@@ -114,6 +126,7 @@ func (r *receiver) add(st *TrackReport) {
 		old.Lost += st.Lost
 		old.DecryptFailures += st.DecryptFailures
 		old.NoKey += st.NoKey
+		old.Replayed += st.Replayed
 		old.latencies = append(old.latencies, st.latencies...)
 		old.LatencyMs = Summarize(old.latencies)
 		return
@@ -167,7 +180,14 @@ func (a *frameAssembler) push(pkt *rtp.Packet) ([]byte, bool) {
 	return a.out, true
 }
 
-func (r *receiver) report() []TrackReport {
+// report is every track's statistics and when the first frame was
+// decrypted (nil if none was).
+func (r *receiver) report() ([]TrackReport, *time.Time) {
+	var first *time.Time
+	if ns := r.first.Load(); ns != 0 {
+		t := time.Unix(0, ns).UTC()
+		first = &t
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]TrackReport, 0, len(r.tracks))
@@ -180,7 +200,7 @@ func (r *receiver) report() []TrackReport {
 		}
 		return out[i].Kind < out[j].Kind
 	})
-	return out
+	return out, first
 }
 
 // seqTracker counts RTP sequence numbers, extended across wrap-around, to

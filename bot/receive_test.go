@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/pion/rtp"
+
+	"github.com/oakmeet/oakmeet/e2ee/sframe"
 )
 
 func TestSeqTracker(t *testing.T) {
@@ -99,5 +101,46 @@ func TestFrameAssembler(t *testing.T) {
 	}
 	if _, ok := a.push(&rtp.Packet{Payload: nil}); ok {
 		t.Fatal("empty payload made a frame")
+	}
+}
+
+// TestDroppedFramesAreCountedByWhy: the same frame received twice (as on
+// both connections of a bot moving make-before-break) is a replay, a
+// frame under a key not held is no_key, and only a frame that fails
+// authentication is a decrypt failure: what the soak's integrity verdict
+// counts.
+func TestDroppedFramesAreCountedByWhy(t *testing.T) {
+	key := make([]byte, 16)
+	s, err := sframe.NewSender(sframe.AES128GCM, 7, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := sframe.NewReceiver(sframe.AES128GCM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.AddKey(7, key); err != nil {
+		t.Fatal(err)
+	}
+	frame, err := s.Encrypt(nil, nil, []byte("opus frame"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st TrackReport
+	if _, err := r.Decrypt(nil, nil, frame); err != nil {
+		t.Fatalf("first copy: %v", err)
+	}
+	_, err = r.Decrypt(nil, nil, frame)
+	st.dropped(err)
+	other, _ := sframe.NewSender(sframe.AES128GCM, 8, key)
+	unknown, _ := other.Encrypt(nil, nil, []byte("opus frame"))
+	_, err = r.Decrypt(nil, nil, unknown)
+	st.dropped(err)
+	next, _ := s.Encrypt(nil, nil, []byte("opus frame"))
+	next[len(next)-1] ^= 1
+	_, err = r.Decrypt(nil, nil, next)
+	st.dropped(err)
+	if st.Replayed != 1 || st.NoKey != 1 || st.DecryptFailures != 1 {
+		t.Fatalf("replayed %d, no_key %d, decrypt_failures %d; want 1 each", st.Replayed, st.NoKey, st.DecryptFailures)
 	}
 }

@@ -8,6 +8,9 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/oakmeet/oakmeet/api"
+	"github.com/oakmeet/oakmeet/apiclient"
 )
 
 // Defaults of CallConfig.
@@ -15,6 +18,7 @@ const (
 	DefaultRejoinTimeout   = 30 * time.Second
 	DefaultRejoinPause     = time.Second
 	DefaultHandoverTimeout = 3 * time.Second
+	DefaultPolicyMoveGrace = 2 * time.Second
 )
 
 // CallConfig describes a call: who joins which meeting where, and how the
@@ -22,7 +26,8 @@ const (
 type CallConfig struct {
 	Server  string // the control plane's base URL
 	Meeting string
-	// Join says who joins; Replaces is the call's to set.
+	// Join says who joins; Replaces and RejoinSecret are the call's to
+	// set.
 	Join JoinRequest
 	// Options configure every leg's session; Options.Logger is also the
 	// call's logger.
@@ -40,10 +45,28 @@ type CallConfig struct {
 	// while the new leg has not carried media (default
 	// DefaultHandoverTimeout).
 	HandoverTimeout time.Duration
+	// PolicyMoveGrace is how long the call waits, after a newer host-signed
+	// policy that does not allow its node, for the node's move message
+	// before it moves by itself and reports the refusal: an honest control
+	// plane moves it first, make before break, and the audit log keeps
+	// refusals for the placements that broke the host's policy (default
+	// DefaultPolicyMoveGrace).
+	PolicyMoveGrace time.Duration
+	// Host is the meeting's host key and statements as this participant
+	// knows them, checked against the fingerprint of its link; the call
+	// takes each join answer's host state and the host messages of its legs
+	// into it, and checks every node against its newest policy statement.
+	// nil is a view with no fingerprint: every node is refused
+	// (api.CodeNoHostPolicy), as there is nothing to check it against.
+	Host *HostView
 	// OnLeg, if set, prepares each new leg before it becomes current and
 	// before the leg it replaces closes: the place to set up keys and
 	// publishers on the new session. An error fails the join or the move.
 	OnLeg func(*Leg) (LegHooks, error)
+	// Audit configures the call's watch of the transparency log (Audit):
+	// it starts from the first join answer's checkpoint, and every join
+	// answer's placement entry is checked to be in the log.
+	Audit AuditOptions
 }
 
 // LegHooks are what the user of a call does with one leg.
@@ -58,6 +81,19 @@ type LegHooks struct {
 	// Neither hook may call Call.Close: Close waits for the goroutines
 	// that run them. A hook that wants the call to end signals another
 	// goroutine to close it.
+}
+
+// MaxRefusals is how many nodes in a row a call refuses before it gives
+// up: a control plane that keeps placing it where it must not go gets no
+// media, and the caller learns why.
+const MaxRefusals = 3
+
+// Refusal is one node the call refused (see RefusalError).
+type Refusal struct {
+	At      time.Time
+	Node    NodeInfo
+	Code    string
+	Message string
 }
 
 // Move is one time a call moved to another node.
@@ -95,12 +131,22 @@ type Call struct {
 	current  *Leg
 	moves    []Move
 	err      error
+	refusals []Refusal
+	// inARow counts refusals since a leg last proved its node.
+	inARow int
+	// audit holds the call's view of the transparency log; Close stops it.
+	audit *AuditWatcher
 }
 
 type legNote struct {
 	leg    *Leg
 	move   string // the node's reason, for a move message
 	closed error  // why the session ended, for EventClosed
+	// refused: the call no longer accepts the leg's node (a newer host
+	// policy does not allow it); graceOver once PolicyMoveGrace has passed
+	// since.
+	refused   *RefusalError
+	graceOver bool
 }
 
 type legResult struct {
@@ -130,18 +176,34 @@ func StartCall(ctx context.Context, cfg CallConfig) (*Call, error) {
 	if cfg.HandoverTimeout <= 0 {
 		cfg.HandoverTimeout = DefaultHandoverTimeout
 	}
+	if cfg.PolicyMoveGrace <= 0 {
+		cfg.PolicyMoveGrace = DefaultPolicyMoveGrace
+	}
+	if cfg.Host == nil {
+		cfg.Host = NewHostView("")
+	}
 	c := &Call{
 		cfg: cfg, log: cfg.Options.Logger,
 		notes: make(chan legNote), rejoined: make(chan legResult),
 		quit: make(chan struct{}), done: make(chan struct{}),
 	}
 	c.ctx, c.cancel = context.WithCancel(ctx)
-	first, err := c.dial("")
+	if !cfg.Host.linked() {
+		// Every node would be refused: say so before asking for any.
+		c.cancel()
+		_, err := cfg.Host.Policy()
+		return nil, &RefusalError{Code: api.CodeNoHostPolicy, Message: err.Error()}
+	}
+	// The join secret reads the meeting's entries of the log.
+	src := apiclient.New(cfg.Server, cfg.HTTPClient).WithBearer(cfg.Join.Secret)
+	c.audit = newAuditWatcher(src, cfg.Meeting, cfg.Audit, c.log)
+	first, err := c.dial(nil, nil)
 	if err == nil {
 		err = c.start(first)
 	}
 	if err != nil {
 		c.cancel()
+		c.audit.Close()
 		return nil, err
 	}
 	c.current = first
@@ -149,6 +211,9 @@ func StartCall(ctx context.Context, cfg CallConfig) (*Call, error) {
 	c.wg.Go(func() { c.run(first) })
 	return c, nil
 }
+
+// Audit is the call's view of the transparency log.
+func (c *Call) Audit() *AuditWatcher { return c.audit }
 
 // Current is the leg the call is on: the newest one a move has completed.
 func (c *Call) Current() *Leg {
@@ -162,6 +227,31 @@ func (c *Call) Moves() []Move {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]Move(nil), c.moves...)
+}
+
+// Refusals are the nodes the call refused, oldest first.
+func (c *Call) Refusals() []Refusal {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Refusal(nil), c.refusals...)
+}
+
+// refused records a refusal and says how many there were in a row.
+func (c *Call) refused(node NodeInfo, r *RefusalError) int {
+	c.log.Warn("node refused", "node", node.ID, "code", r.Code, "message", r.Message)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.refusals = append(c.refusals, Refusal{At: time.Now().UTC(), Node: node, Code: r.Code, Message: r.Message})
+	c.inARow++
+	return c.inARow
+}
+
+// proven starts the count of refusals in a row again: a node proved it
+// holds its certified key.
+func (c *Call) proven() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.inARow = 0
 }
 
 // Done is closed when the call has ended, by itself or by Close.
@@ -184,6 +274,7 @@ func (c *Call) Close() error {
 		close(c.quit)
 	})
 	c.wg.Wait()
+	c.audit.Close()
 	c.end(nil)
 	return nil
 }
@@ -222,7 +313,15 @@ func (c *Call) run(first *Leg) {
 			if n.leg != cur || pending || ended {
 				continue // an old leg closing, or a move already under way
 			}
-			reason, err := moveReason(n)
+			if n.refused != nil && !n.graceOver {
+				// The node's move message may be on its way: give it
+				// PolicyMoveGrace. A move meanwhile makes this leg old,
+				// and the note at the end of the wait is dropped.
+				l, r := n.leg, n.refused
+				c.wg.Go(func() { c.graceThenRefuse(l, r) })
+				continue
+			}
+			reason, refused, err := moveReason(n)
 			if err != nil {
 				ended = true
 				c.end(err)
@@ -231,10 +330,17 @@ func (c *Call) run(first *Leg) {
 			if reason == "" || c.ctx.Err() != nil {
 				continue // nothing to do, or leaving anyway
 			}
+			if refused != nil {
+				if c.refused(cur.jr.Node, refused) >= MaxRefusals {
+					ended = true
+					c.end(&GaveUpError{Refusals: c.Refusals(), Last: refused})
+					continue
+				}
+			}
 			pending = true
 			from := cur
 			c.wg.Go(func() {
-				l, err := c.rejoin(from)
+				l, err := c.rejoin(from, refused)
 				// run takes the result even when closing, to close l too.
 				c.rejoined <- legResult{leg: l, err: err, reason: reason}
 			})
@@ -262,17 +368,38 @@ func (c *Call) run(first *Leg) {
 }
 
 // moveReason says what a note from the current leg asks for: a move (with
-// its reason), nothing, or the end of the call.
-func moveReason(n legNote) (string, error) {
+// its reason, and the refusal of the leg's node if that is why), nothing,
+// or the end of the call.
+func moveReason(n legNote) (string, *RefusalError, error) {
+	if n.refused != nil {
+		return n.refused.Code, n.refused, nil
+	}
+	if r, ok := AsRefusal(n.closed); ok {
+		return r.Code, r, nil // the node failed its proof: the session is closed
+	}
 	switch {
 	case n.move != "":
-		return n.move, nil
+		return n.move, nil, nil
 	case errors.Is(n.closed, ErrRemoved):
-		return "", fmt.Errorf("session ended: %w", n.closed)
+		return "", nil, fmt.Errorf("session ended: %w", n.closed)
 	case n.closed != nil:
-		return "connection lost: " + n.closed.Error(), nil
+		return "connection lost: " + n.closed.Error(), nil, nil
 	}
-	return "", nil
+	return "", nil, nil
+}
+
+// graceThenRefuse tells run, once PolicyMoveGrace has passed, that the
+// call refuses leg l's node.
+func (c *Call) graceThenRefuse(l *Leg, r *RefusalError) {
+	t := time.NewTimer(c.cfg.PolicyMoveGrace)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		c.log.Info("no move after a host policy that does not allow the node; leaving it", "node", l.jr.Node.ID)
+		c.tell(l, legNote{leg: l, refused: r, graceOver: true})
+	case <-l.closing:
+	case <-c.quit:
+	}
 }
 
 // handover closes the leg a move replaced once the new one has carried
@@ -290,12 +417,12 @@ func (c *Call) handover(old, next *Leg) {
 }
 
 // rejoin places the participant again, replacing the participant of leg
-// from, retrying network errors and 5xx answers for a while, and starts the
-// new leg.
-func (c *Call) rejoin(from *Leg) (*Leg, error) {
+// from (whose node the call refused, if refused is set), retrying network
+// errors and 5xx answers for a while, and starts the new leg.
+func (c *Call) rejoin(from *Leg, refused *RefusalError) (*Leg, error) {
 	deadline := time.Now().Add(c.cfg.RejoinTimeout)
 	for {
-		l, err := c.dial(from.ID())
+		l, err := c.dial(from, refused)
 		if err == nil {
 			if err := c.start(l); err != nil {
 				return nil, err
@@ -303,7 +430,8 @@ func (c *Call) rejoin(from *Leg) (*Leg, error) {
 			return l, nil
 		}
 		var ae *APIError
-		if errors.As(err, &ae) && ae.Status < 500 || !time.Now().Before(deadline) || c.ctx.Err() != nil {
+		_, gaveUp := AsRefusal(err)
+		if gaveUp || errors.As(err, &ae) && ae.Status < 500 || !time.Now().Before(deadline) || c.ctx.Err() != nil {
 			return nil, err
 		}
 		c.log.Info("rejoin failed; retrying", "err", err)

@@ -3,6 +3,7 @@ package client_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"io"
@@ -11,13 +12,16 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/oakmeet/oakmeet/api"
 	"github.com/oakmeet/oakmeet/client"
+	"github.com/oakmeet/oakmeet/hoststmt"
 	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/testcluster"
 )
@@ -29,8 +33,14 @@ type gate struct {
 	URL      string
 	mu       sync.Mutex
 	replaces []string // of every join, "" for a first join
+	refused  []string // the refusal code of every join, "" for none
 	refuse   bool     // answer joins with replaces 409
 	hold     bool     // keep joins with replaces waiting until the client gives up
+	// answer, if set, rewrites every join answer: a control plane that
+	// lies about the node.
+	answer func(*api.JoinResponse)
+	// nodes are the URLs of the nodes join answers named, by id.
+	nodes map[string]string
 }
 
 func newGate(t *testing.T, target string) *gate {
@@ -40,16 +50,20 @@ func newGate(t *testing.T, target string) *gate {
 	}
 	g := &gate{}
 	proxy := httputil.NewSingleHostReverseProxy(u)
+	proxy.ModifyResponse = g.rewrite
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/join") {
 			body, _ := io.ReadAll(r.Body)
 			r.Body = io.NopCloser(bytes.NewReader(body))
-			var req struct {
-				Replaces string `json:"replaces"`
-			}
+			var req api.JoinRequest
 			_ = json.Unmarshal(body, &req)
 			g.mu.Lock()
 			g.replaces = append(g.replaces, req.Replaces)
+			code := ""
+			if req.Refused != nil {
+				code = req.Refused.Code
+			}
+			g.refused = append(g.refused, code)
 			refuse, hold := g.refuse, g.hold
 			g.mu.Unlock()
 			if req.Replaces != "" && hold {
@@ -67,6 +81,60 @@ func newGate(t *testing.T, target string) *gate {
 	t.Cleanup(srv.Close)
 	g.URL = srv.URL
 	return g
+}
+
+// rewrite applies g.answer to a join answer on its way to the client.
+func (g *gate) rewrite(resp *http.Response) error {
+	g.mu.Lock()
+	f := g.answer
+	g.mu.Unlock()
+	if resp.StatusCode != http.StatusOK || !strings.HasSuffix(resp.Request.URL.Path, "/join") {
+		return nil
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	var jr api.JoinResponse
+	if err := json.Unmarshal(body, &jr); err != nil {
+		return err
+	}
+	g.mu.Lock()
+	if g.nodes == nil {
+		g.nodes = map[string]string{}
+	}
+	g.nodes[jr.Node.ID] = jr.Node.URL
+	g.mu.Unlock()
+	if f != nil {
+		f(&jr)
+	}
+	if body, err = json.Marshal(jr); err != nil {
+		return err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	return nil
+}
+
+func (g *gate) setAnswer(f func(*api.JoinResponse)) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.answer = f
+}
+
+// nodeURL is the URL join answers gave for node id.
+func (g *gate) nodeURL(id string) string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.nodes[id]
+}
+
+// refusals are the refusal codes of every join, "" where there was none.
+func (g *gate) refusals() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]string(nil), g.refused...)
 }
 
 func (g *gate) set(refuse, hold bool) {
@@ -171,8 +239,11 @@ func twoNodes(t *testing.T) callSetup {
 func (s callSetup) start(t *testing.T, cfg client.CallConfig) *client.Call {
 	t.Helper()
 	cfg.Server, cfg.Meeting = s.gate.URL, s.meeting.ID
-	cfg.Join = client.JoinRequest{Name: "caller", Country: "DE"}
+	cfg.Join = client.JoinRequest{Name: "caller", Country: "DE", Secret: s.meeting.JoinSecret}
 	cfg.Options.LoopbackOnly = true
+	if cfg.Host == nil {
+		cfg.Host = client.NewHostView(s.fingerprint())
+	}
 	if cfg.OnLeg == nil {
 		cfg.OnLeg = s.log.onLeg
 	}
@@ -184,10 +255,16 @@ func (s callSetup) start(t *testing.T, cfg client.CallConfig) *client.Call {
 	return call
 }
 
+// fingerprint is the host key's fingerprint, as the meeting's link names
+// it.
+func (s callSetup) fingerprint() string {
+	return hoststmt.Fingerprint(s.cluster.Host(s.meeting.ID).Key.Public().(ed25519.PublicKey))
+}
+
 func (s callSetup) blockDE(t *testing.T) {
 	t.Helper()
-	if code := s.cluster.Do("PUT", "/api/meetings/"+s.meeting.ID+"/policy", s.meeting.HostToken, policy.Policy{BlockedCountries: []string{"DE"}}, nil); code != 200 {
-		t.Fatalf("policy change: %d", code)
+	if _, err := s.cluster.Host(s.meeting.ID).SetPolicy(context.Background(), policy.Policy{BlockedCountries: []string{"DE"}}); err != nil {
+		t.Fatalf("policy change: %v", err)
 	}
 }
 
@@ -340,7 +417,8 @@ func TestCallEndsOnRefusal(t *testing.T) {
 
 	blocked := s.cluster.CreateMeeting(policy.Policy{BlockedCountries: []string{"DE", "US"}})
 	_, err := client.StartCall(context.Background(), client.CallConfig{
-		Server: s.gate.URL, Meeting: blocked.ID, Join: client.JoinRequest{Country: "DE"}, Options: client.Options{LoopbackOnly: true},
+		Server: s.gate.URL, Meeting: blocked.ID, Join: client.JoinRequest{Country: "DE", Secret: blocked.JoinSecret}, Options: client.Options{LoopbackOnly: true},
+		Host: client.NewHostView(callSetup{cluster: s.cluster, meeting: blocked}.fingerprint()),
 		OnLeg: func(*client.Leg) (client.LegHooks, error) {
 			t.Error("a refused join made a leg")
 			return client.LegHooks{}, nil

@@ -7,6 +7,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/oakmeet/oakmeet/hoststmt"
 	"github.com/oakmeet/oakmeet/mailbox"
 	"github.com/oakmeet/oakmeet/signal"
 )
@@ -29,6 +30,11 @@ const (
 	// control plane and move (Text is why, e.g. "policy_change"); this
 	// session keeps working until it is closed.
 	EventMove
+	// EventHost: a host statement (Payload, hoststmt's wire form) the node
+	// passes on; it is unverified until checked against the host key. On
+	// the legs of a Call it has been: Statement is set if the call's
+	// HostView accepted it, Err says why not otherwise.
+	EventHost
 )
 
 func (t EventType) String() string {
@@ -53,6 +59,8 @@ func (t EventType) String() string {
 		return "closed"
 	case EventMove:
 		return "move"
+	case EventHost:
+		return "host"
 	}
 	return "unknown"
 }
@@ -67,8 +75,10 @@ type Event struct {
 	Receiver    *webrtc.RTPReceiver
 	Text        string
 	Time        time.Time
-	Payload     json.RawMessage // relay payload, exactly as sent
-	Err         error
+	Payload     json.RawMessage // relay payload or host statement, exactly as sent
+	// Statement is a host statement a Call's HostView accepted (EventHost).
+	Statement *hoststmt.Statement
+	Err       error
 }
 
 // eventQueue decouples the session from a slow reader of Events: pushes

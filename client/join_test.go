@@ -7,6 +7,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
+
+	"github.com/oakmeet/oakmeet/api"
 )
 
 func TestJoin(t *testing.T) {
@@ -67,5 +70,54 @@ func TestJoin(t *testing.T) {
 		if !errors.As(err, &ae) || ae.Status != tc.status || ae.Code != tc.code || ae.Message == "" {
 			t.Fatalf("Join(%s) error = %#v", tc.meeting, err)
 		}
+	}
+}
+
+// A join held in the lobby is asked again with its ticket until the host
+// decides: admitted, the answer comes with the rejoin secret and the host
+// state; denied, the refusal is the caller's.
+func TestJoinWaitsInTheLobby(t *testing.T) {
+	var asks []api.JoinRequest
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req api.JoinRequest
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		asks = append(asks, req)
+		switch {
+		case req.Secret != "s3cret":
+			w.WriteHeader(http.StatusForbidden)
+			_, _ = w.Write([]byte(`{"error":"wrong secret","code":"bad_meeting_secret"}`))
+		case req.LobbyTicket == "" || req.LobbyTicket == "t1" && len(asks) < 3:
+			w.WriteHeader(http.StatusAccepted)
+			_ = json.NewEncoder(w).Encode(api.LobbyWait{Code: api.CodeLobby, Ticket: "t1", Wait: time.Second, Message: "the host decides"})
+		case r.URL.Path == "/api/meetings/deny/join":
+			w.WriteHeader(http.StatusForbidden)
+			_, _ = w.Write([]byte(`{"error":"the host turned you away","code":"lobby_denied"}`))
+		default:
+			_ = json.NewEncoder(w).Encode(api.JoinResponse{ParticipantID: "p1", Node: api.JoinNode{ID: "n1", URL: "ws://127.0.0.1:1/ws"}, Token: "tok",
+				RejoinSecret: "rj", Host: api.HostState{PolicyHash: "h"}})
+		}
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	waits := 0
+	req := JoinRequest{Name: "Ann", Secret: "s3cret", Identity: []byte("id"), OnLobby: func(w api.LobbyWait) { waits++ }}
+	jr, err := Join(ctx, srv.Client(), srv.URL, "ok", req)
+	if err != nil || jr.ParticipantID != "p1" || jr.RejoinSecret != "rj" || jr.Host.PolicyHash != "h" {
+		t.Fatalf("admitted join: %+v %v", jr, err)
+	}
+	if len(asks) != 3 || waits != 2 || asks[0].LobbyTicket != "" || asks[2].LobbyTicket != "t1" || string(asks[2].Identity) != "id" {
+		t.Fatalf("asks %+v, %d lobby waits", asks, waits)
+	}
+	_, err = Join(ctx, srv.Client(), srv.URL, "deny", req)
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.Code != "lobby_denied" {
+		t.Fatalf("denied join: %v", err)
+	}
+	req.Secret = "wrong"
+	if _, err = Join(ctx, srv.Client(), srv.URL, "ok", req); !errors.As(err, &ae) || ae.Code != "bad_meeting_secret" {
+		t.Fatalf("wrong secret: %v", err)
 	}
 }

@@ -11,7 +11,9 @@ import (
 	"github.com/coder/websocket"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/oakmeet/oakmeet/api"
 	"github.com/oakmeet/oakmeet/negotiation"
+	"github.com/oakmeet/oakmeet/nodecert"
 	"github.com/oakmeet/oakmeet/signal"
 )
 
@@ -27,14 +29,16 @@ func (s *Session) readLoop(in chan<- signal.Message) {
 			s.cancel(fmt.Errorf("signaling: %w", err))
 			return
 		}
-		m, err := signal.Decode(data)
+		// Key messages grow with the roster and have a limit of their own;
+		// the node holds every other kind to signal.MaxMessageBytes.
+		m, err := signal.DecodeLimit(data, signal.MaxRelayBytes)
 		if err != nil {
 			s.log.Warn("undecodable message from node", "err", err)
 			continue
 		}
 		if m.Type == signal.TypeLeave {
 			// Decided here so the close that follows cannot overtake it.
-			s.cancel(fmt.Errorf("%w: %s", ErrRemoved, m.Reason))
+			s.cancel(&LeftError{Reason: m.Reason})
 			// Reading on answers the node's close handshake at once;
 			// otherwise the node waits out its close timeout.
 			for {
@@ -156,11 +160,17 @@ func relayPayload(p []byte) json.RawMessage {
 func (s *Session) handle(m signal.Message) {
 	switch m.Type {
 	case signal.TypeOffer:
-		s.sub.Offer(m.SDP, nil)
+		if s.proveSDP(m) {
+			s.sub.Offer(m.SDP, nil)
+		}
 	case signal.TypeAnswer:
-		s.pub.Answer(m.SDP, nil)
+		if s.proveSDP(m) {
+			s.pub.Answer(m.SDP, nil)
+		}
 	case signal.TypeCandidate:
-		s.onCandidate(m.Target, m.Candidate)
+		if s.proveCandidate(m) {
+			s.onCandidate(m.Target, m.Candidate)
+		}
 	case signal.TypeParticipantJoined:
 		s.participants[m.Participant.ID] = *m.Participant
 		s.events.push(Event{Type: EventParticipantJoined, Participant: *m.Participant})
@@ -187,11 +197,74 @@ func (s *Session) handle(m signal.Message) {
 		s.send(signal.Message{Type: signal.TypePong})
 	case signal.TypeMove:
 		s.events.push(Event{Type: EventMove, Text: m.Reason})
+	case signal.TypeHost:
+		s.events.push(Event{Type: EventHost, Payload: m.Payload})
 	}
 }
 
+// proveSDP checks a node offer or answer's signature with the certified
+// identity key before the description is applied: a machine that is not
+// the certified node (or that rewrote the DTLS fingerprint in the SDP)
+// cannot sign over this session's fresh nonce. A failure ends the session
+// with the refusal as its cause; nothing of the SDP is applied.
+func (s *Session) proveSDP(m signal.Message) bool {
+	if s.opts.NodeKey == nil {
+		return true
+	}
+	if err := nodecert.VerifySDP(s.opts.NodeKey, m.Sig, s.meeting, s.self.ID, s.nonce, string(m.Type), m.SDP); err != nil {
+		what := "a wrong signature"
+		if len(m.Sig) == 0 {
+			what = "no signature"
+		}
+		s.cancel(&RefusalError{Code: api.CodeNodeProofInvalid, Node: s.jr.Node.ID, Country: s.jr.Node.Country,
+			Message: fmt.Sprintf("node %s sent its %s with %s by its certified identity key", s.jr.Node.ID, m.Type, what)})
+		return false
+	}
+	s.provenOnce.Do(func() { close(s.proven) })
+	return true
+}
+
+// proveCandidate checks a trickled candidate's signature by the certified
+// identity key over its target and candidate string: one that does not
+// verify (injected on the way, naming a forwarder elsewhere) is dropped
+// and logged, never added.
+func (s *Session) proveCandidate(m signal.Message) bool {
+	if s.opts.NodeKey == nil || m.Candidate == nil {
+		return true
+	}
+	if err := nodecert.VerifySDP(s.opts.NodeKey, m.Sig, s.meeting, s.self.ID, s.nonce, signal.SigKindCandidate+m.Target, m.Candidate.Candidate); err != nil {
+		s.log.Warn("remote candidate dropped: not signed by the node's certified identity key", "target", m.Target, "candidate", m.Candidate.Candidate)
+		return false
+	}
+	return true
+}
+
+// Proven is closed once the node has proved it holds its certified
+// identity key (the first node SDP whose signature verified); at once for
+// a session without Options.NodeKey.
+func (s *Session) Proven() <-chan struct{} { return s.proven }
+
 // ErrRemoved is the cause of a session the node ended with a leave message.
 var ErrRemoved = errors.New("client: removed by the node")
+
+// ReasonRemoved is the leave reason of a participant the host removed.
+const ReasonRemoved = signal.ReasonRemoved
+
+// LeftError is why the node ended a session with a leave message: Reason
+// is the node's ("removed" when the host removed the participant). It
+// matches ErrRemoved.
+type LeftError struct{ Reason string }
+
+func (e *LeftError) Error() string { return ErrRemoved.Error() + ": " + e.Reason }
+
+// Is makes errors.Is(err, ErrRemoved) hold.
+func (e *LeftError) Is(target error) bool { return target == ErrRemoved }
+
+// RemovedByHost reports whether err says the host removed the participant.
+func RemovedByHost(err error) bool {
+	var le *LeftError
+	return errors.As(err, &le) && le.Reason == ReasonRemoved
+}
 
 func (s *Session) participant(id string) signal.Participant {
 	if p, ok := s.participants[id]; ok {

@@ -287,9 +287,11 @@ func (l *localLayer) writeSample(s media.Sample) error {
 	if s.Duration == 0 {
 		samples = uint32(float64(l.codec.ClockRate) / 30)
 	}
+	l.t.s.sendMu.RLock()
+	defer l.t.s.sendMu.RUnlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.bound {
+	if !l.bound || l.t.s.sendStopped {
 		l.packetizer.SkipSamples(samples)
 		return nil
 	}

@@ -2,10 +2,15 @@ package client
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/coder/websocket"
@@ -13,7 +18,9 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/oakmeet/oakmeet/api"
 	"github.com/oakmeet/oakmeet/negotiation"
+	"github.com/oakmeet/oakmeet/nodecert"
 	"github.com/oakmeet/oakmeet/pionlog"
 	"github.com/oakmeet/oakmeet/signal"
 )
@@ -37,6 +44,25 @@ type Options struct {
 	RelayOnly bool
 	// Transform, if set, is applied to every outgoing frame.
 	Transform FrameTransform
+	// HostKey and Statement go in the join message: the host key the
+	// client checked against its link and the newest host policy statement
+	// it verified with that key (hoststmt's wire form). The node takes the
+	// meeting's relay policy from its participants, not from the control
+	// plane. A Call sets both from its HostView.
+	HostKey   []byte
+	Statement json.RawMessage
+	// NodeKey, if set, is the identity key the node's certificate names:
+	// every offer and answer of the node must carry a signature by it over
+	// this session's join nonce (nodecert.VerifySDP), checked before the
+	// description is applied; one that does not ends the session with a
+	// *RefusalError of code api.CodeNodeProofInvalid. A Call sets it from
+	// the certificate it verified; without it nothing is checked, for
+	// tests and tools that speak to a bare SFU. With it the welcome's
+	// signature over its ice_urls must verify too (else Connect fails with
+	// that refusal), an ICE server is used only if the node vouches for
+	// every URL of it, and a trickled candidate whose signature does not
+	// verify is dropped.
+	NodeKey ed25519.PublicKey
 }
 
 // ServerError is an error message from the node.
@@ -62,6 +88,13 @@ type Session struct {
 
 	self    signal.Participant
 	meeting string
+	// nonce is this session's fresh join challenge: the node signs every
+	// SDP it sends over it, so an old signature cannot be replayed.
+	nonce []byte
+	// proven is closed once a node SDP verified with opts.NodeKey (at
+	// once when there is no key to check).
+	proven     chan struct{}
+	provenOnce sync.Once
 	// present is who was in the meeting when this session was welcomed,
 	// in the node's order.
 	present []signal.Participant
@@ -76,6 +109,11 @@ type Session struct {
 	readerDone chan struct{}
 
 	events *eventQueue
+
+	// sendMu guards sendStopped: a frame is written with it read-locked,
+	// so once StopSending has it no frame of this session is in flight.
+	sendMu      sync.RWMutex
+	sendStopped bool
 
 	closeOnce sync.Once
 
@@ -103,8 +141,14 @@ func Connect(ctx context.Context, jr JoinResult, opts Options) (*Session, error)
 	if err != nil {
 		return nil, fmt.Errorf("dial node %s: %w", jr.Node.URL, err)
 	}
-	ws.SetReadLimit(1 << 20)
-	welcome, err := handshake(ctx, ws, jr.Token)
+	ws.SetReadLimit(signal.MaxRelayBytes)
+	nonce := make([]byte, signal.JoinNonceBytes)
+	if _, err := rand.Read(nonce); err != nil {
+		_ = ws.CloseNow()
+		return nil, fmt.Errorf("join nonce: %w", err)
+	}
+	welcome, err := handshake(ctx, ws, signal.Message{Type: signal.TypeJoin, Token: jr.Token, Nonce: nonce,
+		HostKey: opts.HostKey, Statement: opts.Statement})
 	if err != nil {
 		_ = ws.Close(websocket.StatusNormalClosure, "join failed")
 		return nil, err
@@ -113,6 +157,8 @@ func Connect(ctx context.Context, jr JoinResult, opts Options) (*Session, error)
 		jr: jr, opts: opts, log: opts.Logger, ws: ws,
 		self:         signal.Participant{ID: welcome.ID, Name: welcome.Name},
 		meeting:      welcome.Meeting,
+		nonce:        nonce,
+		proven:       make(chan struct{}),
 		present:      append([]signal.Participant(nil), welcome.Participants...),
 		cmds:         make(chan func()),
 		out:          make(chan []byte, 256),
@@ -121,6 +167,9 @@ func Connect(ctx context.Context, jr JoinResult, opts Options) (*Session, error)
 		participants: map[string]signal.Participant{},
 	}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
+	if opts.NodeKey == nil {
+		s.provenOnce.Do(func() { close(s.proven) }) // nothing to prove
+	}
 	for _, p := range welcome.Participants {
 		s.participants[p.ID] = p
 		s.events.push(Event{Type: EventParticipantJoined, Participant: p})
@@ -129,6 +178,13 @@ func Connect(ctx context.Context, jr JoinResult, opts Options) (*Session, error)
 		s.tracks[t.ID] = t
 	}
 	servers := append(append([]webrtc.ICEServer(nil), jr.ICEServers...), iceServers(welcome.ICEServers)...)
+	if opts.NodeKey != nil {
+		if err := proveWelcome(opts.NodeKey, welcome, nonce, jr.Node); err != nil {
+			_ = ws.Close(websocket.StatusNormalClosure, "node proof invalid")
+			return nil, err
+		}
+		servers = vouchedServers(servers, welcome.ICEURLs, s.log)
+	}
 	if s.pubPC, err = s.newPeerConnection(signal.TargetPublish, servers); err == nil {
 		if s.subPC, err = s.newPeerConnection(signal.TargetSubscribe, servers); err != nil {
 			_ = s.pubPC.Close()
@@ -154,8 +210,48 @@ func Connect(ctx context.Context, jr JoinResult, opts Options) (*Session, error)
 	return s, nil
 }
 
-func handshake(ctx context.Context, ws *websocket.Conn, token string) (signal.Message, error) {
-	b, err := signal.Encode(signal.Message{Type: signal.TypeJoin, Token: token})
+// proveWelcome checks the welcome's signature by the certified identity
+// key over the ICE URLs it vouches for: a welcome without it is a
+// *RefusalError of code api.CodeNodeProofInvalid, as for an SDP.
+func proveWelcome(key ed25519.PublicKey, w signal.Message, nonce []byte, node NodeInfo) error {
+	err := nodecert.VerifySDP(key, w.Sig, w.Meeting, w.ID, nonce, signal.SigKindWelcome, strings.Join(w.ICEURLs, "\n"))
+	if err == nil {
+		return nil
+	}
+	what := "a wrong signature"
+	if len(w.Sig) == 0 {
+		what = "no signature"
+	}
+	return &RefusalError{Code: api.CodeNodeProofInvalid, Node: node.ID, Country: node.Country,
+		Message: fmt.Sprintf("node %s sent its welcome with %s by its certified identity key", node.ID, what)}
+}
+
+// vouchedServers keeps the ICE servers every URL of which the node's signed
+// welcome lists: a TURN or STUN server someone else added to the join
+// answer or the welcome would carry (or observe) media off the certified
+// node. Those dropped are logged once.
+func vouchedServers(servers []webrtc.ICEServer, vouched []string, log *slog.Logger) []webrtc.ICEServer {
+	var kept []webrtc.ICEServer
+	var dropped []string
+	for _, srv := range servers {
+		ok := len(srv.URLs) > 0
+		for _, u := range srv.URLs {
+			ok = ok && slices.Contains(vouched, u)
+		}
+		if ok {
+			kept = append(kept, srv)
+		} else {
+			dropped = append(dropped, srv.URLs...)
+		}
+	}
+	if len(dropped) > 0 {
+		log.Warn("ICE servers dropped: the node's signed welcome does not vouch for them", "urls", dropped)
+	}
+	return kept
+}
+
+func handshake(ctx context.Context, ws *websocket.Conn, join signal.Message) (signal.Message, error) {
+	b, err := signal.Encode(join)
 	if err != nil {
 		return signal.Message{}, err
 	}
@@ -175,6 +271,10 @@ func handshake(ctx context.Context, ws *websocket.Conn, token string) (signal.Me
 		return m, nil
 	case signal.TypeError:
 		return signal.Message{}, &ServerError{Code: m.Code, Message: m.Message}
+	case signal.TypeLeave:
+		// Ended before it began: kicked or removed before this
+		// connection got there.
+		return signal.Message{}, &LeftError{Reason: m.Reason}
 	}
 	return signal.Message{}, fmt.Errorf("await welcome: got %q", m.Type)
 }
@@ -216,6 +316,17 @@ func (s *Session) newPeerConnection(target string, servers []webrtc.ICEServer) (
 		}
 	})
 	return pc, nil
+}
+
+// StopSending stops every local track of the session from sending media
+// to the node, at once and for good: frames written later are dropped (as
+// before negotiation completes). A Call uses it when a newer host-signed
+// policy rules out the session's node, before it moves away. When it
+// returns no frame of the session is being written.
+func (s *Session) StopSending() {
+	s.sendMu.Lock()
+	s.sendStopped = true
+	s.sendMu.Unlock()
 }
 
 // ID is the participant id the node knows this session by.

@@ -35,6 +35,8 @@ func commands() map[string]command {
 		"audit":   {"export or verify the audit log", runAudit},
 		"bot":     {"join a meeting as a headless participant publishing test media", runBot},
 		"bench":   {"load a deployment with publishers and subscribers and measure delivery", runBench},
+		"meeting": {"create a meeting with a host key of its own (meeting create)", runMeeting},
+		"host":    {"act as a meeting's host: lock, lobby, admit, deny, remove", runHost},
 		"report":  {"show which countries carried a meeting's (or all meetings') traffic", runReport},
 		"version": {"print the version", runVersion},
 	}

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/oakmeet/oakmeet/api"
-	"github.com/oakmeet/oakmeet/apiclient"
+	"github.com/oakmeet/oakmeet/audit"
 )
 
 func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -21,12 +21,16 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	meeting := fs.String("meeting", "", "one meeting (default: every meeting, per country)")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	_ = fs.String("config", "", "config file of 'flag = value' lines")
+	auth := readerFlags(fs)
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	cl := apiclient.New(*server, nil)
+	cl, err := auth.client(*server)
+	if err != nil {
+		return err
+	}
 	if *meeting == "" {
 		rep, err := cl.Report(ctx)
 		return printReport(stdout, *asJSON, rep, err, deploymentTable)
@@ -69,6 +73,10 @@ func meetingTable(tw io.Writer, rep api.MeetingReport) {
 	countryTable(tw, rep.Countries)
 	fmt.Fprintf(tw, "\nRefusals: %d\n", len(rep.Refusals))
 	for _, e := range rep.Refusals {
+		if e.Kind == audit.KindNodeRefused { // by a participant's client, of the node it names
+			fmt.Fprintf(tw, "  %s\t%s refused %s (%s)\t%s\n", e.Time.Format(time.TimeOnly), e.Participant, e.Node, e.NodeCountry, e.Reason)
+			continue
+		}
 		fmt.Fprintf(tw, "  %s\t%s\n", e.Time.Format(time.TimeOnly), e.Reason)
 	}
 	fmt.Fprintf(tw, "Migrations and disconnections: %d\n", len(rep.Migrations))

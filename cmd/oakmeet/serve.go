@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -63,6 +65,12 @@ type serveSettings struct {
 	tokenTTL                             time.Duration
 	nodeMax                              int
 	enrollmentPubFile                    string
+	// operatorTokenFile holds the operator token (default
+	// <data>/operator.token); publicURL is where clients reach the API.
+	operatorTokenFile, publicURL string
+	operatorToken                string // resolved by runServe
+	// auditOrigin names the transparency log ("" = from the key).
+	auditOrigin string
 	// Resolved by runServe: the enrollment public key nodes' certificates
 	// are checked with, and the revocation list in force at start.
 	enrollmentPub ed25519.PublicKey
@@ -93,7 +101,10 @@ func parseServe(args []string, stderr io.Writer) (serveSettings, string, time.Du
 		nodeMax      = fs.Int("node-max-participants", 50, "capacity of each in-process demo node")
 		enrollPub    = fs.String("enrollment-public-key", "", "public key nodes' certificates are checked with (default <data>/enrollment.pub; without it serve makes the enrollment key pair under --data)")
 		heartbeat    = fs.Duration("heartbeat-interval", time.Second, "how often nodes report; every cluster timing (node timeout, move deadline) scales with it, and all processes must agree")
+		opTokenFile  = fs.String("operator-token-file", "", "file holding the operator token, which every meeting's audit log and the deployment report need (default <data>/"+operatorTokenName+", made on first start)")
+		publicURL    = fs.String("public-url", "", "where clients reach the API, for meeting links (default: the address a create request came to)")
 		logLevel     = fs.String("log-level", "info", "debug, info, warn or error")
+		auditOrigin  = fs.String("audit-origin", "", "name of the audit log in its signed checkpoints (default oakmeet.audit/<key hash>); clients holding checkpoints of one name reject another")
 		_            = fs.String("config", "", "config file of 'flag = value' lines")
 	)
 	if err := parseFlags(fs, args, stderr); err != nil {
@@ -105,6 +116,11 @@ func parseServe(args []string, stderr io.Writer) (serveSettings, string, time.Du
 		floor:    policy.Policy{BlockedCountries: splitList(*block), BlockedRegions: splitList(*blockRegions), AllowedCountries: splitList(*allow)},
 		locate:   locate.Config{ProxyHeader: *proxyHeader, GeoIPFile: *geoipFile, TrustClientHints: *trustHints || *demoMode},
 		tokenTTL: *tokenTTL, nodeMax: *nodeMax, enrollmentPubFile: *enrollPub,
+		operatorTokenFile: *opTokenFile, publicURL: strings.TrimRight(*publicURL, "/"),
+		auditOrigin: *auditOrigin,
+	}
+	if st.operatorTokenFile == "" {
+		st.operatorTokenFile = filepath.Join(st.dataDir, operatorTokenName)
 	}
 	all := demo.Nodes()
 	n := *nodes
@@ -142,6 +158,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	demoEnroll, err := st.resolveEnrollment()
 	if err != nil {
+		return err
+	}
+	if st.operatorToken, err = loadOrCreateOperatorToken(st.operatorTokenFile); err != nil {
 		return err
 	}
 	srv, link, auth, closeCP, err := startControlPlane(ctx, st, log, timing)
@@ -311,6 +330,7 @@ func startControlPlane(ctx context.Context, st serveSettings, log *slog.Logger, 
 		Store: kv, NATS: nc, Locator: loc, Floor: st.floor, Key: key, TokenTTL: st.tokenTTL,
 		EnrollmentKey: st.enrollmentPub, Revocations: st.revocations,
 		TrustClientLocation: st.locate.TrustClientHints, Logger: log, Timing: timing,
+		OperatorToken: st.operatorToken, PublicURL: st.publicURL, AuditOrigin: st.auditOrigin,
 	})
 	if err != nil {
 		return fail(err)
@@ -341,7 +361,51 @@ func serveBanner(w io.Writer, base, natsURL string, st serveSettings) {
 	}
 	fmt.Fprintf(w, "  API: %s/api/nodes   metrics: %s/metrics   data: %s\n", base, base, st.dataDir)
 	fmt.Fprintf(w, "  NATS for other processes: %s\n", natsURL)
+	fmt.Fprintf(w, "  operator token (oakmeet audit and report read it): %s\n", st.operatorTokenFile)
 	fmt.Fprintln(w, "Press Ctrl-C to stop.")
+}
+
+// operatorTokenName is the operator token's file under --data.
+const operatorTokenName = "operator.token"
+
+// loadOrCreateOperatorToken reads the operator token from path, or makes
+// one there (32 random bytes, base64url; mode 0600) on first start.
+func loadOrCreateOperatorToken(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err == nil {
+		tok := strings.TrimSpace(string(data))
+		if len(tok) < 16 {
+			return "", fmt.Errorf("operator token file %s: too short to be a token", path)
+		}
+		return tok, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("operator token file: %w", err)
+	}
+	var b [32]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	tok := base64.RawURLEncoding.EncodeToString(b[:])
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", fmt.Errorf("operator token file: %w", err)
+	}
+	if err := keyfile.WriteAtomic(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("operator token file: %w", err)
+	}
+	return tok, nil
+}
+
+// readOperatorToken is the token of an operator token file, or "" when
+// the file is not there (the request then goes without, and the control
+// plane says what it needs).
+func readOperatorToken(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("operator token file: %w", err)
+	}
+	return strings.TrimSpace(string(data)), nil
 }
 
 // demoCertValidity is how long an in-process node's certificate lasts: its
