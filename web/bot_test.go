@@ -2,11 +2,14 @@ package web_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/oakmeet/oakmeet/api"
 	"github.com/oakmeet/oakmeet/bot"
+	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/testcluster"
 )
 
@@ -39,10 +42,20 @@ type testBot struct {
 	stop context.CancelFunc
 }
 
-// runBot starts a bot in the meeting; it stays until stop or the end of
-// the test.
-func runBot(t *testing.T, c *testcluster.Cluster, meeting, name, country string) testBot {
+// runBot starts a bot in the meeting with its join link; it stays until
+// stop or the end of the test.
+func runBot(t *testing.T, c *testcluster.Cluster, m api.CreatedMeeting, name, country string) testBot {
+	return runBotWith(t, c, m, name, country, nil)
+}
+
+// runBotWith is runBot for a bot whose end is part of the test: ended, if
+// set, gets the error it ended with (and no failure is reported for it).
+func runBotWith(t *testing.T, c *testcluster.Cluster, m api.CreatedMeeting, name, country string, ended chan<- error) testBot {
 	t.Helper()
+	l, err := api.ParseLink(m.JoinURL)
+	if err != nil {
+		t.Fatalf("join link %q: %v", m.JoinURL, err)
+	}
 	out := make(chan *bot.Report, 1)
 	in := make(chan string, 1)
 	// The bot leaves before the cluster stops (cleanups run last first).
@@ -58,15 +71,20 @@ func runBot(t *testing.T, c *testcluster.Cluster, meeting, name, country string)
 	go func() {
 		defer close(done)
 		rep, err := bot.Run(ctx, bot.Config{
-			Server: c.URL, Meeting: meeting, Name: name, Country: country,
-			Linger: botLinger, LoopbackOnly: true,
+			Server: c.URL, Meeting: l.Meeting, Secret: l.Secret, HostFingerprint: l.HostFingerprint,
+			Name: name, Country: country, Linger: botLinger, LoopbackOnly: true,
 			Ready: func(id string) { in <- id },
 		})
-		select {
-		case <-ending:
+		switch {
+		case ended != nil:
+			ended <- err
 		default:
-			if err != nil {
-				t.Errorf("bot %s: %v", name, err)
+			select {
+			case <-ending:
+			default:
+				if err != nil {
+					t.Errorf("bot %s: %v", name, err)
+				}
 			}
 		}
 		out <- rep
@@ -85,14 +103,14 @@ func runBot(t *testing.T, c *testcluster.Cluster, meeting, name, country string)
 // counts them apart from failures.)
 func TestPageAndBotDecryptEachOther(t *testing.T) {
 	c, m := startMeeting(t)
-	b := runBot(t, c, m.ID, "Bot", "DE")
+	b := runBot(t, c, m, "Bot", "DE")
 	page := openTabs(t, browserOpts{}, "page")[0] // while the bot joins
 	select {
 	case <-b.ready:
 	case <-time.After(20 * time.Second):
 		t.Fatal("bot did not join")
 	}
-	page.navigate(joinURL(c, m.ID, "Ada", "DE"))
+	page.navigate(joinURL(c, m, "Ada", "DE"))
 	page.waitJS(20*time.Second, "the page in the meeting", `window.oakmeet?.call?.self?.id`, `document.body.innerText`)
 	pageID := evalJS[string](page, `window.oakmeet.call.self.id`)
 	page.waitVideoAdvancing(1, 30*time.Second)
@@ -134,4 +152,47 @@ func TestPageAndBotDecryptEachOther(t *testing.T) {
 		}
 	}
 	page.checkConsole()
+}
+
+// TestHostAdmitsAndRemovesBot: a Go bot with the meeting's invite link
+// waits in the browser host's lobby; the host admits it from the lobby
+// list, the two share a security code, and the host removes it: the bot
+// ends with "removed" and an error, and the page's code changes.
+func TestHostAdmitsAndRemovesBot(t *testing.T) {
+	needBrowser(t)
+	c := testcluster.Start(t, policy.Policy{}, testcluster.World()[:2])
+	host := newBrowser(t, "host", browserOpts{})
+	m := createInBrowser(t, c, host, "With a bot", true)
+	host.navigate(hostJoinURL(c, m, "Host", "DE"))
+	host.waitJS(30*time.Second, "the host in the meeting", `window.oakmeet?.call?.state === 'connected'`, `document.body.innerText`)
+
+	ended := make(chan error, 1)
+	b := runBotWith(t, c, m, "Robot", "DE", ended)
+	host.click("the People tab", `[data-testid=tab-people]`)
+	host.waitJS(20*time.Second, "the bot in the lobby list", lobbyEntrySel("Robot"), `document.querySelector('.side')?.innerText`)
+	evalJS[bool](host, `(`+lobbyEntrySel("Robot")+`).querySelector('[data-testid=admit]').click(), true`)
+	var botID string
+	select {
+	case botID = <-b.ready:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the admitted bot did not join")
+	}
+	host.waitVideoAdvancing(1, 30*time.Second)
+	code := host.waitCode(2, 20*time.Second)
+	host.waitJS(10*time.Second, "the bot's signed name", fmt.Sprintf(`document.querySelector('[data-testid=roster] li[data-participant=%q]')?.textContent.includes('Robot')`, botID), `document.querySelector('[data-testid=roster]').innerText`)
+
+	host.click("the bot's remove button", fmt.Sprintf(`[data-testid=roster] li[data-participant=%q] [data-testid=remove]`, botID))
+	host.click("the confirmation", `[data-testid=confirm-remove]`)
+	var err error
+	select {
+	case err = <-ended:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the removed bot did not end")
+	}
+	rep := <-b.report
+	if !errors.Is(err, bot.ErrRemoved) || rep == nil || rep.Ended != "removed" {
+		t.Errorf("the removed bot ended with %v, report %+v", err, rep)
+	}
+	host.waitJS(20*time.Second, "a code without the bot", fmt.Sprintf(`%s !== %s && %s === 1`, codeJS, jsString(code), rosterJS), codeJS)
+	host.checkConsole()
 }

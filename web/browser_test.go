@@ -51,6 +51,7 @@ func openTabs(t *testing.T, o browserOpts, names ...string) []*browser {
 		// Closing the tab disposes of its browser context.
 		t.Cleanup(cancel)
 		bs[i] = &browser{t: t, name: name, ctx: ctx}
+		t.Cleanup(bs[i].logConsoleOnFailure)
 		wg.Go(func() { errs[i] = bs[i].open(o) })
 	}
 	wg.Wait()
@@ -203,6 +204,19 @@ func (b *browser) checkConsole(allowStatus ...int) {
 		if !allowed {
 			b.t.Errorf("%s: console %s: %s (%s:%d)", b.name, m.Type, m.Text, m.URL, m.Line)
 		}
+	}
+}
+
+// logConsoleOnFailure writes the page's console to the test log when the
+// test failed: what the page said is most of what explains a failure.
+func (b *browser) logConsoleOnFailure() {
+	if !b.t.Failed() {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, m := range b.console {
+		b.t.Logf("%s console %s: %s", b.name, m.Type, m.Text)
 	}
 }
 

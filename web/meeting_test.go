@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -104,8 +105,25 @@ func (b *browser) waitCode(n int, d time.Duration) string {
 	return b.securityCode()
 }
 
-func joinURL(c *testcluster.Cluster, id, name, country string) string {
-	return fmt.Sprintf("%s/m/%s?name=%s&autojoin=1&country=%s", c.URL, id, name, country)
+// joinURL is the meeting's join link (its secret and host key fingerprint
+// in the fragment) with a name to join under at once and a location hint.
+func joinURL(c *testcluster.Cluster, m api.CreatedMeeting, name, country string) string {
+	return withJoin(c, m.JoinURL, name, country)
+}
+
+// hostJoinURL is joinURL for the host's link.
+func hostJoinURL(c *testcluster.Cluster, m api.CreatedMeeting, name, country string) string {
+	return withJoin(c, m.HostURL, name, country)
+}
+
+// withJoin puts the query that joins at once between a link's path and its
+// fragment, on the cluster's address.
+func withJoin(c *testcluster.Cluster, link, name, country string) string {
+	path, frag, _ := strings.Cut(strings.TrimPrefix(link, c.URL), "#")
+	if i := strings.Index(path, "/m/"); i > 0 {
+		path = path[i:] // a link naming the server otherwise than c.URL
+	}
+	return fmt.Sprintf("%s%s?name=%s&autojoin=1&country=%s#%s", c.URL, path, name, country, frag)
 }
 
 // startMeeting starts a cluster of testcluster.World()'s nodes under no
@@ -158,7 +176,7 @@ func waitTogether(t *testing.T, pages ...*browser) string {
 // other's video, decrypted end to end, and show the same security code.
 func TestTwoPagesSeeEachOther(t *testing.T) {
 	c, m := startMeeting(t)
-	pages := openPages(t, "ann", joinURL(c, m.ID, "Ann", "DE"), "bob", joinURL(c, m.ID, "Bob", "DE"))
+	pages := openPages(t, "ann", joinURL(c, m, "Ann", "DE"), "bob", joinURL(c, m, "Bob", "DE"))
 	ann, bob := pages[0], pages[1]
 
 	if code := waitTogether(t, ann, bob); !codeFormat.MatchString(code) {
@@ -193,7 +211,7 @@ func TestTwoPagesSeeEachOther(t *testing.T) {
 // routing panel shows both nodes and the relay.
 func TestPagesOnTwoNodes(t *testing.T) {
 	c, m := startMeeting(t)
-	pages := openPages(t, "ann", joinURL(c, m.ID, "Ann", "DE"), "bob", joinURL(c, m.ID, "Bob", "US"))
+	pages := openPages(t, "ann", joinURL(c, m, "Ann", "DE"), "bob", joinURL(c, m, "Bob", "US"))
 	ann, bob := pages[0], pages[1]
 	waitTogether(t, ann, bob)
 	for _, tc := range []struct {
@@ -222,7 +240,7 @@ func TestRefusedJoinShowsReason(t *testing.T) {
 	c := testcluster.Start(t, policy.Policy{}, testcluster.World()[:2])
 	// Only France allowed: no node there.
 	m := c.CreateMeeting(policy.Policy{AllowedCountries: []string{"FR"}})
-	b := openPage(t, "refused", joinURL(c, m.ID, "Eve", "FR"))
+	b := openPage(t, "refused", joinURL(c, m, "Eve", "FR"))
 	b.waitJS(20*time.Second, "the refusal", `document.querySelector('[data-testid=join-error]:not([hidden])')`, `document.body.innerText`)
 	if code := evalJS[string](b, `document.querySelector('[data-testid=join-error]').dataset.code`); code != "no_node_in_allowed_regions" {
 		t.Errorf("refusal code %q", code)
@@ -232,4 +250,21 @@ func TestRefusedJoinShowsReason(t *testing.T) {
 		t.Errorf("refusal text %q", text)
 	}
 	b.checkConsole(503)
+
+	// A link with a wrong secret, and one without: the page says what to do.
+	l, err := api.ParseLink(m.JoinURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Secret = "not-the-secret"
+	wrong := openPage(t, "wrong-secret", withJoin(c, l.String(), "Eve", "FR"))
+	if got := wrong.waitRefusal("bad_meeting_secret", 20*time.Second); got != "This link is incomplete or wrong — ask the host for the whole link." {
+		t.Errorf("wrong secret: %q", got)
+	}
+	none := openPage(t, "no-secret", fmt.Sprintf("%s/m/%s", c.URL, m.ID))
+	if got := none.waitRefusal("no_secret", 20*time.Second); !strings.Contains(got, "ask the host for the whole link") {
+		t.Errorf("no secret: %q", got)
+	}
+	wrong.checkConsole(403)
+	none.checkConsole()
 }

@@ -35,16 +35,25 @@ function once(path) {
   return cache.get(path);
 }
 
+const meetingPath = (id, rest = '') => `/api/meetings/${encodeURIComponent(id)}${rest}`;
+
 export const api = {
   config: () => once('/api/config'),
   geo: () => once('/api/geo'),
   nodes: () => call('GET', '/api/nodes'),
   preview: (policy) => call('POST', '/api/policy/preview', policy),
-  create: (title, policy) => call('POST', '/api/meetings', { title, policy }),
-  meeting: (id) => call('GET', `/api/meetings/${encodeURIComponent(id)}`),
-  join: (id, body) => call('POST', `/api/meetings/${encodeURIComponent(id)}/join`, body),
-  routing: (id) => call('GET', `/api/meetings/${encodeURIComponent(id)}/routing`),
-  setPolicy: (id, policy, hostToken) => call('PUT', `/api/meetings/${encodeURIComponent(id)}/policy`, policy, hostToken),
+  // create takes {title, policy, host_key, policy_statement, lobby}.
+  create: (body) => call('POST', '/api/meetings', body),
+  meeting: (id) => call('GET', meetingPath(id)),
+  // join answers the join, or a lobby wait {code: 'lobby', ticket, wait_ns}.
+  // With the host token, the host's own join passes its lock and lobby.
+  join: (id, body, hostToken) => call('POST', meetingPath(id, '/join'), body, hostToken),
+  routing: (id, token) => call('GET', meetingPath(id, '/routing'), undefined, token),
+  setPolicy: (id, body, hostToken) => call('PUT', meetingPath(id, '/policy'), body, hostToken),
+  settings: (id, body, hostToken) => call('PUT', meetingPath(id, '/settings'), body, hostToken),
+  remove: (id, participant, body, hostToken) => call('DELETE', meetingPath(id, `/participants/${encodeURIComponent(participant)}`), body, hostToken),
+  lobby: (id, hostToken) => call('GET', meetingPath(id, '/lobby'), undefined, hostToken),
+  decide: (id, ticket, body, hostToken) => call('POST', meetingPath(id, `/lobby/${encodeURIComponent(ticket)}`), body, hostToken),
 };
 
 // refusalMessage turns a join refusal into a sentence for people.
@@ -56,6 +65,14 @@ export function refusalMessage(err) {
       return 'No media server is available in the countries this meeting’s routing policy allows. The meeting is never moved to a server its policy rules out; ask the host to widen the policy.';
     case 'not_found':
       return 'This meeting does not exist. Check the link.';
+    case 'bad_meeting_secret':
+      return 'This link is incomplete or wrong — ask the host for the whole link.';
+    case 'meeting_locked':
+      return 'The host locked this meeting: nobody new can join.';
+    case 'lobby_denied':
+      return 'The host did not let you in.';
+    case 'lobby_expired':
+      return 'You waited too long in the lobby, or the host ended it. Try again to ask once more.';
     default:
       return err.message || 'The meeting could not be joined.';
   }

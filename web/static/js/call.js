@@ -10,6 +10,21 @@
 //   chat          {from, name, text, time, self}
 //   security      the epoch, security code or roster changed
 //   node          the node this participant is on changed
+//   lobby         the join waits in the lobby for the host {ticket}
+//   host          the host's verified statements changed (call.host)
+//   refused       this browser refused a node {node, code, message}
+//   audit         what this browser checked of the audit log changed
+//                 (call.auditLog: state, reason, checkpoints(), offer());
+//                 the newest checkpoint held goes to the others as a
+//                 checkpoint key message, and theirs are offered to it
+//
+// Before it opens a connection to a node, the call checks that node by
+// itself against the host-signed policy (nodecheck.js): a node the policy
+// does not allow, one without a valid certificate, or one that cannot
+// prove its certified key (nodesession.js) is refused, the refusal is
+// reported in the next join (refused), and after MAX_REFUSALS in a row the
+// call gives up with the last refusal. A newer host policy that no longer
+// allows the node this call is on moves it by itself.
 //
 // Each session is a participant of its own (a move joins again under a new
 // participant id), so each has its own key schedule member and its own
@@ -17,12 +32,26 @@
 // over, and their key ids must never meet the old participant's keys.
 
 import { api, refusalMessage } from './api.js';
+import { b64 } from './e2ee/bytes.js';
 import { Member } from './e2ee/group.js';
+import { HostView } from './hostcontrol.js';
 import { MediaCrypto } from './e2ee/media.js';
 import { MoveTracker } from './movetracker.js';
 import { NodeSession } from './nodesession.js';
+import { NODE_NOT_ALLOWED, NodeRefusal, checkNode, hostPolicy, nodeStatus } from './nodecheck.js';
+import { allows } from './hoststmt.js';
+import { AuditWatch } from './auditwatch.js';
 
 const RECONNECT_ATTEMPTS = 5;
+// Refusals of the nodes a call is placed on, in a row, before it gives up.
+export const MAX_REFUSALS = 3;
+// How long the call waits for the node's move message before it moves off
+// a node the host's newest policy rules out by itself.
+export const SELF_MOVE_MS = 3000;
+// How often, at most, a call passes on the newest checkpoint it holds.
+export const GOSSIP_MS = 2000;
+const TICK_MIN_MS = 50;
+const TICK_MAX_MS = 1000;
 
 // tokenSince reads the issue time of a join token (the Since the node
 // orders this participant by), in Unix milliseconds; 0 if unreadable.
@@ -47,9 +76,14 @@ export function rosterOf(s) {
 }
 
 export class Call extends EventTarget {
-  constructor({ meeting, name, country, identity, local }) {
+  // link is {secret, fingerprint} from the meeting link's fragment.
+  constructor({ meeting, name, country, identity, local, link }) {
     super();
     this.meeting = meeting;
+    this.link = link ?? {};
+    this.host = new HostView(this.link.fingerprint);
+    this.rejoinSecrets = new Map(); // participant id -> the rejoin secret its join answer gave
+    this.host.addEventListener('change', () => this.hostChanged());
     this.name = name;
     this.country = country || '';
     this.identity = identity;
@@ -60,9 +94,20 @@ export class Call extends EventTarget {
     this.self = { id: '', since: 0, node: null };
     this.sessions = new Set();
     this.pastStats = [];
+    this.refusals = []; // {node, code, message}, every node this call refused
+    this.refusedInARow = 0;
+    // Every join answer's checkpoint and own entry go to the audit log's
+    // check, which reads the meeting's entries as a member does.
+    this.auditLog = new AuditWatch({ meeting, token: () => this.link.secret || this.link.hostToken || '' });
+    this.auditLog.addEventListener('change', () => this.emit('audit'));
+    // Members pass on the checkpoints they hold (checkpoint key
+    // messages), so that a log forked between them shows.
+    this.auditLog.addEventListener('held', () => this.gossipSoon());
+    this.gossip = { sent: 0, received: 0, offered: 0 };
+    this.offered = new Set();
     this.tracker = new MoveTracker({
-      join: (replaces) => this.joinAPI(replaces),
-      connect: (answer) => this.connect(answer),
+      join: (replaces, refused) => this.joinAPI(replaces, refused),
+      connect: (answer) => this.place(answer),
     });
   }
 
@@ -90,11 +135,33 @@ export class Call extends EventTarget {
     return this.session?.participants ?? new Map();
   }
 
-  joinAPI(replaces) {
-    const body = { name: this.name };
+  // joinAPI joins through the control plane, with the link's secret and
+  // this browser's identity key; a join that replaces a participant of
+  // this call proves it with that participant's rejoin secret. A join
+  // held in the lobby asks again with its ticket until the host decides.
+  // refused ({code, message}) reports that this client refused the node
+  // the replaced participant was placed on.
+  async joinAPI(replaces, refused) {
+    const body = { name: this.name, secret: this.link.secret ?? '', identity: b64(this.identity.publicKey) };
     if (this.country) body.location = { country: this.country };
-    if (replaces) body.replaces = replaces;
-    return api.join(this.meeting, body);
+    if (replaces) {
+      body.replaces = replaces;
+      if (this.rejoinSecrets.has(replaces)) body.rejoin_secret = this.rejoinSecrets.get(replaces);
+      if (refused) body.refused = { code: refused.code, message: refused.message };
+    }
+    const hostToken = this.link.hostToken || undefined;
+    let answer = await api.join(this.meeting, body, hostToken);
+    while (answer?.code === 'lobby') {
+      if (this.state === 'ended') throw new Error('left the lobby');
+      this.lobbyTicket = answer.ticket;
+      this.emit('lobby', { ticket: answer.ticket, message: answer.message ?? '' });
+      answer = await api.join(this.meeting, { ...body, lobby_ticket: answer.ticket }, hostToken);
+    }
+    if (this.state === 'ended') throw new Error('left the meeting');
+    await this.host.adopt(answer.host);
+    this.rejoinSecrets.set(answer.participant_id, answer.rejoin_secret ?? '');
+    this.auditLog.joined(answer).catch(() => {}); // its own alarm, not the join's
+    return answer;
   }
 
   // start joins; a refusal rejects with the APIError.
@@ -103,17 +170,78 @@ export class Call extends EventTarget {
       throw new Error('This browser cannot encrypt media end to end (it lacks RTCRtpScriptTransform and encoded streams). Use a current Chrome, Edge, Firefox or Safari.');
     }
     this.setState('connecting');
-    const s = await this.connect(await this.joinAPI(''));
+    const s = await this.place(await this.joinAPI(''));
     this.adopt(s);
-    this.ticker = setInterval(() => this.tick(), 1000);
+    this.schedule();
   }
 
   adopt(s) {
     this.tracker.adopt(s);
     this.activate(s);
     s.ready.then(() => {
+      if (this.session === s) this.refusedInARow = 0;
       if (this.session === s && this.state !== 'ended' && this.state !== 'moving') this.setState('connected');
-    });
+    }).catch(() => {}); // refused: onSessionRefused handles it
+  }
+
+  // place connects to the node of a join answer after checking it, and on
+  // a refusal joins again (replacing the refused participant, saying why)
+  // until a node passes or MAX_REFUSALS in a row have been refused; then
+  // it rejects with the last NodeRefusal.
+  async place(answer) {
+    for (;;) {
+      try {
+        return await this.connect(answer);
+      } catch (err) {
+        if (!(err instanceof NodeRefusal)) throw err;
+        this.noteRefusal(err);
+        if (this.refusedInARow >= MAX_REFUSALS) {
+          err.final = true;
+          throw err;
+        }
+        answer = await this.joinAPI(answer.participant_id, err);
+      }
+    }
+  }
+
+  noteRefusal(err) {
+    this.refusedInARow++;
+    const r = { node: err.node, code: err.code, message: err.message };
+    this.refusals.push(r);
+    console.info(`oakmeet: refused media server ${r.node}: ${r.code}: ${r.message}`);
+    this.emit('refused', r);
+  }
+
+  // onSessionRefused handles a node that failed its proof after the
+  // connection opened (nodesession.js tore its media down): the call
+  // replaces that participant, saying why, as it would a lost connection.
+  async onSessionRefused(s, refusal) {
+    if (this.state === 'ended') return;
+    const err = new NodeRefusal(refusal.code, refusal.message, s.node?.id);
+    const current = this.session === s;
+    s.close('refused');
+    if (!current) return; // a session being moved to: its ready rejects, and move() goes on
+    this.noteRefusal(err);
+    if (this.refusedInARow >= MAX_REFUSALS) {
+      this.giveUp(err);
+      return;
+    }
+    try {
+      const next = await this.place(await this.joinAPI(s.id, err));
+      this.tracks.clear();
+      this.adopt(next);
+    } catch (e) {
+      if (e instanceof NodeRefusal) this.giveUp(e);
+      else if (e.code) this.end(refusalMessage(e));
+      else this.end('The connection to the meeting was lost.');
+    }
+  }
+
+  // giveUp ends the call with the last refusal: the page names the code
+  // and the node.
+  giveUp(err) {
+    this.refusal = { node: err.node, code: err.code, message: err.message };
+    this.end(err.message);
   }
 
   // connect opens a session to the node of a join answer, with its own
@@ -121,12 +249,26 @@ export class Call extends EventTarget {
   // lists, chat and the UI follow only the current session; keys follow
   // every live one.
   async connect(answer) {
+    // Checked before anything is sent to the node (nodecheck.js).
+    const cert = await checkNode(this.host, answer.node);
+    const hp = hostPolicy(this.host);
     const media = new MediaCrypto();
-    const member = await Member.create({ meeting: this.meeting, participant: answer.participant_id, identity: this.identity, media });
-    const s = new NodeSession({ answer, local: { audio: this.local.audio, video: this.local.video }, e2ee: media, stream: this.local.stream });
+    const member = await Member.create({
+      meeting: this.meeting, participant: answer.participant_id, identity: this.identity, media,
+      name: this.name, policyHash: this.host.policyHash,
+    });
+    const s = new NodeSession({
+      answer, local: { audio: this.local.audio, video: this.local.video }, e2ee: media, stream: this.local.stream,
+      meeting: this.meeting, cert, hostKey: hp.key, statement: hp.wire,
+    });
+    s.nodeCert = cert;
+    // Everyone in the meeting checks this node too: the node message goes
+    // right after each announcement, signed with this browser's identity.
+    await member.setNodeCert(answer.node.cert);
     s.since = tokenSince(answer.token);
     s.member = member;
     s.crypto = media;
+    member.onCheckpoint = (from, text) => this.receiveCheckpoint(from, text);
     member.onChange(() => this.session === s && this.emit('security'));
     const current = () => this.session === s;
     s.addEventListener('participant', () => this.participantsChanged(s));
@@ -138,6 +280,8 @@ export class Call extends EventTarget {
     s.addEventListener('chat', (e) => current() && this.onChat(e.detail));
     s.addEventListener('relay', (e) => this.onRelay(s, e.detail));
     s.addEventListener('move', (e) => current() && this.move(e.detail.reason));
+    s.addEventListener('host', (e) => this.host.receive(e.detail));
+    s.addEventListener('refused', (e) => this.onSessionRefused(s, e.detail));
     // While a move is under way the old node may end the old connection
     // as soon as the new one is up: that is the move, not the end.
     const moving = () => this.tracker.moving && current();
@@ -158,10 +302,92 @@ export class Call extends EventTarget {
       s.close('failed');
       throw err;
     }
-    this.send(s, [member.announce()]);
+    await this.applyHost(s);
+    this.send(s, member.withNode([member.announce()]));
     s.announcedTo = new Set(rosterOf(s));
     await this.rosterChanged(s);
     return s;
+  }
+
+  // hostChanged applies the verified statements to every live session's
+  // key schedule and ends this call if the host removed it.
+  async hostChanged() {
+    // First of all: no more media to a node the newest policy rules out.
+    this.checkOwnNode();
+    for (const s of this.sessions) await this.applyHost(s);
+    if (this.state !== 'ended' && this.session && this.host.removals.has(this.session.id)) {
+      this.end('removed');
+      return;
+    }
+    this.emit('host');
+    this.checkOwnNode();
+  }
+
+  // checkOwnNode moves this call by itself when the newest host policy no
+  // longer allows the node it is on, whether or not the node says "move".
+  // An honest control plane's move message comes within moments and
+  // moves make-before-break; a refusal makes the control plane drop the
+  // refused participant at once. So the call gives the node SELF_MOVE_MS
+  // to ask, then moves by itself.
+  //
+  // Media stops at once, though: no frame goes to a node the host's
+  // newest policy rules out while the call waits for the move (the new
+  // session sends once its node has proven itself; receiving goes on
+  // make-before-break).
+  checkOwnNode() {
+    const s = this.session;
+    if (!this.ownNodeRuledOut()) {
+      // A newer policy allows the node again: it may carry media again.
+      if (s?.sendingStopped && this.state !== 'ended') s.resumeSending();
+      return;
+    }
+    s.stopSending();
+    if (this.selfMoveTimer) return;
+    this.selfMoveTimer = setTimeout(() => {
+      this.selfMoveTimer = undefined;
+      this.selfMove();
+    }, SELF_MOVE_MS);
+  }
+
+  // ownNodeRuledOut: the newest host policy does not allow the node of
+  // the current session.
+  ownNodeRuledOut() {
+    const c = this.session?.nodeCert;
+    const policy = this.host.policy;
+    return !!c && !!policy && this.state !== 'ended' && !allows(policy.rules, c.country, c.region);
+  }
+
+  // selfMove moves off a ruled-out node unless a move (the node's) has
+  // taken care of it; after a move under way it looks again.
+  selfMove() {
+    if (!this.ownNodeRuledOut()) return;
+    if (this.tracker.moving) {
+      this.tracker.moving.finally(() => this.checkOwnNode()).catch(() => {});
+      return;
+    }
+    const c = this.session.nodeCert;
+    const where = c.region ? `${c.country}, ${c.region}` : c.country;
+    this.move('policy_change', {
+      code: NODE_NOT_ALLOWED,
+      message: `The media server ${c.node} is in ${where}, which the host's newest routing policy does not allow: your browser moves off it.`,
+    });
+  }
+
+  // applyHost gives a session's member the signed policy hash and every
+  // removal it has not had (Member.remove re-keys without them at once).
+  async applyHost(s) {
+    const m = s.member;
+    if (!m) return;
+    if (typeof m.setPolicyHash === 'function' && s.policyHash !== this.host.policyHash) {
+      s.policyHash = this.host.policyHash;
+      await m.setPolicyHash(s.policyHash);
+    }
+    s.removed ??= new Set();
+    for (const [pid, st] of this.host.removals) {
+      if (s.removed.has(pid) || typeof m.remove !== 'function') continue;
+      s.removed.add(pid);
+      this.send(s, (await m.remove(pid, st.identity?.length ? st.identity : null)) ?? []);
+    }
   }
 
   // retire stops a session's key schedule and Worker, keeping its counters.
@@ -194,15 +420,82 @@ export class Call extends EventTarget {
     // stops as soon as a member holds an epoch, even its own).
     const known = s.announcedTo ?? new Set([s.id]);
     const announce = s.member.announce().payload;
-    for (const id of roster) if (!known.has(id)) s.sendRelay(id, announce);
+    const fresh = roster.filter((id) => !known.has(id));
+    for (const id of fresh) this.send(s, s.member.withNode([{ to: id, payload: announce }]));
     s.announcedTo = new Set(roster);
+    if (fresh.length) this.sendCheckpoint(s, fresh);
     this.send(s, await s.member.onRosterChange(roster));
     if (this.session === s) this.emit('security');
+    if (this.ticker !== undefined) this.schedule();
+  }
+
+  // gossipSoon passes the newest checkpoint held on to everyone, at most
+  // every GOSSIP_MS: while entries arrive a new one comes every few
+  // seconds, and each member passing on each would be a storm.
+  gossipSoon() {
+    if (this.gossipTimer !== undefined || this.state === 'ended') return;
+    const wait = Math.max(0, (this.gossipAt ?? 0) + GOSSIP_MS - Date.now());
+    this.gossipTimer = setTimeout(() => {
+      this.gossipTimer = undefined;
+      this.gossipAt = Date.now();
+      if (this.session) this.sendCheckpoint(this.session, ['']);
+    }, wait);
+  }
+
+  // sendCheckpoint sends the newest checkpoint held to each of to ('' is
+  // everyone), signed by this member.
+  async sendCheckpoint(s, to) {
+    const text = this.auditLog.checkpoints().at(-1);
+    if (!text || this.auditLog.state === 'inconsistent' || typeof s.member?.checkpointMessage !== 'function') return;
+    try {
+      const payload = await s.member.checkpointMessage(text);
+      for (const id of to) s.sendRelay(id, payload);
+      this.gossip.sent += to.length;
+    } catch (err) {
+      console.info(`oakmeet: pass on a checkpoint: ${err.message}`);
+    }
+  }
+
+  // receiveCheckpoint checks a checkpoint another member holds (its
+  // signature checked by the key schedule) against the ones this browser
+  // holds; each text once.
+  receiveCheckpoint(from, text) {
+    this.gossip.received++;
+    if (this.offered.has(text) || this.auditLog.checkpoints().includes(text)) return;
+    if (this.offered.size >= 1024) this.offered.clear();
+    this.offered.add(text);
+    this.gossip.offered++;
+    this.auditLog.offer(text).then((r) => {
+      if (!r.ok) console.info(`oakmeet: the checkpoint ${from} holds: ${r.reason}`);
+    }).catch(() => {});
   }
 
   async tick() {
     if (this.state === 'ended') return;
     for (const s of this.sessions) this.send(s, await s.member.tick());
+  }
+
+  // schedule ticks the key schedules when the next of them has something
+  // due (Member.nextTick, in ms), at least every second and at most every
+  // 50 ms: a batch of joins is keyed as soon as it is ready.
+  // A reschedule only ever brings the next tick forward, so a stream of
+  // key messages cannot put it off.
+  schedule(afterTick = false) {
+    if (this.state === 'ended') return;
+    const now = Date.now();
+    let next = now + TICK_MAX_MS;
+    for (const s of this.sessions) {
+      const due = typeof s.member.nextTick === 'function' ? s.member.nextTick() : 0;
+      if (due > 0) next = Math.min(next, due);
+    }
+    const at = now + Math.min(TICK_MAX_MS, Math.max(TICK_MIN_MS, next - now));
+    if (!afterTick && this.tickAt !== undefined && this.tickAt <= at) return;
+    clearTimeout(this.ticker);
+    this.tickAt = at;
+    this.ticker = setTimeout(() => {
+      this.tickAt = undefined;
+      this.tick().finally(() => this.schedule(true));
+    }, at - now);
   }
 
   send(s, outs) {
@@ -213,6 +506,7 @@ export class Call extends EventTarget {
     if (!this.sessions.has(s)) return;
     const r = await s.member.handleMessage(from, payload);
     this.send(s, r.out);
+    this.schedule();
     if (r.error && !r.error.deferred) console.info(`oakmeet: key message from ${from} refused: ${r.error.message}`);
   }
 
@@ -256,18 +550,43 @@ export class Call extends EventTarget {
     for (const s of this.sessions) await s.setTrack(kind, track);
   }
 
+  // nodeChecks resolves to what this browser verified of everyone's node:
+  // per person of the key schedule's list {participant, self, status
+  // (verified|not_allowed|invalid|unknown), cert, error}, each certificate
+  // checked against the host-signed policy (nodecheck.nodeStatus), cached
+  // per certificate and policy.
+  async nodeChecks() {
+    const m = this.member;
+    if (!m || typeof m.people !== 'function') return [];
+    const seq = this.host.policy?.seq ?? 0;
+    if (this.nodeCache?.seq !== seq) this.nodeCache = { seq, byCert: new Map() };
+    const cache = this.nodeCache.byCert;
+    const out = [];
+    for (const p of m.people()) {
+      const cert = p.node ?? '';
+      if (!cache.has(cert)) cache.set(cert, await nodeStatus(cert, this.host));
+      out.push({ participant: p.participant, self: !!p.self, ...cache.get(cert) });
+    }
+    // Re-checked now and then: certificates expire.
+    if (cache.size > 256 || Date.now() - (this.nodeCache.at ??= Date.now()) > 60000) this.nodeCache = null;
+    return out;
+  }
+
   // stats are the SFrame counters of every transform this call ran.
   async stats() {
     const live = await Promise.all([...this.sessions].map((s) => s.crypto.stats()));
     return [...this.pastStats, ...live.flat()];
   }
 
-  async move(reason) {
+  async move(reason, refused) {
     if (this.state === 'ended') return;
     this.movesAsked = (this.movesAsked ?? 0) + 1;
     this.setState('moving', reason);
+    console.info(`oakmeet: moving (${reason}${refused ? `, refusing: ${refused.code}` : ''})`);
+    if (refused) this.noteRefusal(new NodeRefusal(refused.code, refused.message, this.session?.node?.id));
     try {
-      const s = await this.tracker.move(reason);
+      const s = await this.tracker.move(reason, refused);
+      console.info(`oakmeet: moved to ${s.node?.id}`);
       this.tracks.clear();
       for (const t of s.earlyTracks ?? []) this.setTrack(t.participant, t.kind, t.track);
       s.earlyTracks = [];
@@ -277,14 +596,41 @@ export class Call extends EventTarget {
       // The old connection stays if it still can; the node ends it if it
       // must, with its reason.
       console.info(`oakmeet: move failed: ${err.message}`);
-      if (err.code) this.end(refusalMessage(err));
+      if (err instanceof NodeRefusal && err.final) this.giveUp(err);
+      else if (err.refusal) this.moveRefused(reason, err.refusal);
+      else if (err.code) this.end(refusalMessage(err));
       else if (this.session?.closed) this.onLost();
       else this.setState('connected');
     }
   }
 
+  // moveRefused: the node a move went to failed its proof after it
+  // connected; the old session is still there, so the call moves again.
+  moveRefused(reason, refusal) {
+    const err = new NodeRefusal(refusal.code, refusal.message, '');
+    this.noteRefusal(err);
+    if (this.refusedInARow >= MAX_REFUSALS) this.giveUp(err);
+    else if (this.session?.closed) this.onLost();
+    else this.move(reason);
+  }
+
   onRemoved(reason) {
     this.end(reason || 'The media server ended this connection.');
+  }
+
+  // rejoin joins again after a lost connection as the participant it
+  // replaces (so neither the lobby nor a lock stands in the way of someone
+  // already in), or afresh if the control plane no longer has it.
+  async rejoin() {
+    const old = this.session?.id ?? '';
+    if (old && this.rejoinSecrets.has(old)) {
+      try {
+        return await this.joinAPI(old);
+      } catch (err) {
+        if (err.status !== 400 && err.code !== 'not_participant') throw err;
+      }
+    }
+    return this.joinAPI('');
   }
 
   // onLost reconnects through the control plane after an unexpected drop.
@@ -295,12 +641,17 @@ export class Call extends EventTarget {
     for (let i = 0; i < RECONNECT_ATTEMPTS && this.state !== 'ended'; i++) {
       await new Promise((r) => setTimeout(r, Math.min(8000, 500 * 2 ** i)));
       try {
-        const s = await this.connect(await this.joinAPI(''));
+        const s = await this.place(await this.rejoin());
         this.tracks.clear();
         this.adopt(s);
         this.reconnecting = false;
         return;
       } catch (err) {
+        if (err instanceof NodeRefusal && err.final) {
+          this.reconnecting = false;
+          this.giveUp(err);
+          return;
+        }
         if (err.code) {
           this.reconnecting = false;
           this.end(refusalMessage(err));
@@ -314,7 +665,10 @@ export class Call extends EventTarget {
 
   end(reason) {
     if (this.state === 'ended') return;
-    clearInterval(this.ticker);
+    clearTimeout(this.ticker);
+    clearTimeout(this.selfMoveTimer);
+    clearTimeout(this.gossipTimer);
+    this.auditLog.stop();
     this.setState('ended', reason);
     for (const s of [...this.sessions]) s.close();
   }

@@ -1,9 +1,16 @@
-// The create page: a title and a routing policy, with a live preview of
-// which media servers the policy leaves; then the join link and the host
-// link (the host token travels in the URL fragment, never to a server).
+// The create page: a title, a routing policy with a live preview of which
+// media servers it leaves, and whether newcomers wait in a lobby. Creating
+// makes the meeting's host key here (a non-extractable Ed25519 key kept in
+// this browser's IndexedDB), signs the policy's effective hash with it and
+// shows two links: the invite link to share (the join secret and the host
+// key's fingerprint in its fragment, never sent to a server) and the host's
+// own link (the same plus the host token).
 
 import { api } from './api.js';
 import { clear, copyButton, h, icon, logo } from './dom.js';
+import { b64 } from './e2ee/bytes.js';
+import { signPolicy } from './hostcontrol.js';
+import { HostKey, saveHostKey } from './hoststmt.js';
 import { PolicyPicker } from './policypicker.js';
 import { WorldMap } from './worldmap.js';
 
@@ -63,6 +70,7 @@ export async function createPage(root) {
   };
 
   const picker = new PolicyPicker(geo, config.floor, { policy: {}, onChange: preview });
+  const lobby = h('input', { id: 'lobby', type: 'checkbox', 'data-testid': 'lobby-on' });
 
   const form = h('form', { class: 'card create-form', novalidate: true },
     h('h1', {}, 'Start a private meeting'),
@@ -70,6 +78,9 @@ export async function createPage(root) {
     h('div', { class: 'field' }, h('label', { for: 'title', class: 'field-label' }, 'Meeting title'), title),
     h('h2', {}, 'Where may this meeting travel?'),
     picker.el,
+    h('h2', {}, 'Who may come in?'),
+    h('div', { class: 'toggle-row' }, lobby, h('label', { for: 'lobby' }, 'Hold everyone in a lobby until I let them in')),
+    h('p', { class: 'field-hint' }, 'Only people with the invite link can join. You can also lock the meeting and remove people once it runs.'),
     status,
     h('div', { class: 'actions' }, createBtn));
 
@@ -78,8 +89,7 @@ export async function createPage(root) {
     createBtn.disabled = true;
     createBtn.textContent = 'Creating…';
     try {
-      const m = await api.create(title.value.trim() || 'Meeting', picker.policy());
-      sessionStorage.setItem(`oakmeet.host.${m.id}`, m.host_token);
+      const m = await create(title.value.trim() || 'Meeting', picker.policy(), lobby.checked);
       showResult(root, m);
     } catch (err) {
       status.hidden = false;
@@ -104,24 +114,67 @@ export async function createPage(root) {
   title.focus();
 }
 
+// create makes the host key, signs the policy the control plane will
+// enforce (its rules, their hash and the deployment's enrollment key, as
+// the preview gives them, once checked against what the host picked) and
+// creates the meeting; the key is kept for the meeting's id, known only now.
+async function create(title, policy, lobby) {
+  const key = await HostKey.generate();
+  const p = await api.preview(policy);
+  // The meeting's first policy statement: its enrollment key becomes the
+  // meeting's for good (trust on first use; later ones must name it).
+  const statement = await signPolicy(key, p, policy, null);
+  const m = await api.create({ title, policy, host_key: b64(key.publicKey), policy_statement: statement, lobby });
+  if (lobby) {
+    // Members see the lobby from the host's signed settings, not from the
+    // server's word: sign the settings the meeting starts with.
+    const settings = await key.sign({ kind: 'settings', locked: false, lobby: true });
+    await api.settings(m.id, { locked: false, lobby: true, statement: settings }, m.host_token);
+  }
+  try {
+    await saveHostKey(m.id, key);
+    m.keyKept = true;
+  } catch {
+    m.keyKept = false;
+  }
+  sessionStorage.setItem(`oakmeet.host.${m.id}`, m.host_token);
+  return m;
+}
+
+// sameOrigin keeps a link's path and fragment on this page's origin: the
+// control plane names itself as the request reached it, which behind a
+// proxy may not be the address this browser used.
+function sameOrigin(link) {
+  try {
+    const u = new URL(link);
+    return `${location.origin}${u.pathname}${u.hash}`;
+  } catch {
+    return link;
+  }
+}
+
 function showResult(root, m) {
-  const base = location.origin;
-  const join = `${base}/m/${m.id}`;
-  const host = `${join}#host=${m.host_token}`;
-  const row = (labelText, value, testid, note) => h('div', { class: 'link-row' },
-    h('div', { class: 'link-label' }, labelText),
-    h('div', { class: 'link-value' }, h('input', { type: 'text', readonly: true, value, 'data-testid': testid, onfocus: (e) => e.target.select() }), copyButton(value)),
-    note ? h('p', { class: 'field-hint' }, note) : null);
+  const join = sameOrigin(m.join_url);
+  const host = sameOrigin(m.host_url);
+  const row = (cls, labelText, tag, value, testid, note) => h('div', { class: `link-row ${cls}` },
+    h('div', { class: 'link-label' }, labelText, h('span', { class: 'link-tag' }, tag)),
+    h('div', { class: 'link-value' }, h('input', { type: 'text', readonly: true, value, 'aria-label': labelText, 'data-testid': testid, onfocus: (e) => e.target.select() }), copyButton(value)),
+    h('p', { class: 'field-hint' }, note));
   clear(root, h('div', { class: 'page narrow' },
     h('header', { class: 'topbar-light' }, logo()),
     h('section', { class: 'card result', 'data-testid': 'result' },
       h('div', { class: 'result-icon' }, icon('shield')),
       h('h1', {}, m.title || 'Your meeting is ready'),
-      h('p', { class: 'lede' }, `Routing policy fingerprint ${m.policy_hash.slice(0, 12)}… · ${m.allowed_nodes.length} media servers allowed`),
+      h('p', { class: 'lede' }, `Routing policy fingerprint ${m.policy_hash.slice(0, 12)}… · ${m.allowed_nodes.length} media servers allowed${m.lobby ? ' · lobby on' : ''}`),
       (m.warnings ?? []).map((w) => h('p', { class: 'warning' }, w)),
-      row('Invite link', join, 'join-link', 'Share this with the people you invite.'),
-      row('Host link', host, 'host-link', 'Keep this to yourself: it lets you change the routing policy. The key after # never reaches a server.'),
+      row('share', 'Invite link', 'share this', join, 'join-link',
+        'Send this to the people you invite. Everything after # stays in their browser: the meeting’s secret and the fingerprint of your host key, which their app checks your controls against.'),
+      row('keep', 'Your host link', 'keep this — it lets you run the meeting', host, 'host-link',
+        'Anyone with this link can lock the meeting, let people in and remove them. Do not share it.'),
+      m.keyKept ? h('p', { class: 'small host-key-note' }, icon('lock'),
+        'Your host key was made in this browser and cannot leave it: run the meeting from here.')
+        : h('p', { class: 'warning' }, 'This browser could not keep your host key (private window?): your controls will work only until you close this tab.'),
       h('div', { class: 'actions' },
-        h('a', { class: 'btn btn-primary btn-large', href: `/m/${m.id}`, 'data-testid': 'join-now' }, 'Join now'),
-        h('a', { class: 'btn btn-quiet', href: '/' }, 'Create another'))))); 
+        h('a', { class: 'btn btn-primary btn-large', href: host, 'data-testid': 'join-now' }, 'Join now as host'),
+        h('a', { class: 'btn btn-quiet', href: '/' }, 'Create another')))));
 }

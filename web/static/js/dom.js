@@ -44,6 +44,8 @@ const PATHS = {
   close: '<path d="M6 6l12 12M18 6L6 18"/>',
   shield: '<path d="M12 3l8 3v6c0 5-3.5 8-8 9-4.5-1-8-4-8-9V6z"/><path d="M8.5 12l2.5 2.5 4.5-5"/>',
   x: '<path d="M7 7l10 10M17 7L7 17"/>',
+  alert: '<path d="M12 3.5l9.5 16.5h-19z"/><path d="M12 10v4.5M12 17.3v.2"/>',
+  door: '<path d="M6 21V4a1 1 0 0 1 1-1h10a1 1 0 0 1 1 1v17M3 21h18"/><path d="M14.5 12v.2"/>',
 };
 
 export function icon(name, cls = '') {

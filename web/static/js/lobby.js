@@ -1,16 +1,24 @@
 // The join page of /m/{id}: name, camera and microphone preview with
 // device choice, "join from" where the deployment trusts client hints, and
-// clear words when the join is refused or a device is denied. Links with
+// clear words when the join is refused or a device is denied; while the
+// host's lobby holds the join, a waiting screen. Links with
 // ?name=N&autojoin=1 (and &country=CC) join at once with default devices.
 
 import { api, refusalMessage } from './api.js';
 import { Call } from './call.js';
 import { clear, h, icon, logo } from './dom.js';
 import { loadIdentity } from './e2ee/identity.js';
+import { loadHostKey } from './hoststmt.js';
 import { describeMediaError, LevelMeter, listDevices, openLocal } from './localmedia.js';
 import { meetingPage } from './meeting.js';
 
-export async function lobbyPage(root, id, hostToken) {
+// link is what this tab holds of the meeting link: {secret, fingerprint,
+// hostToken}. The page is one closure over its elements and the local
+// media it previews, as meetingPage is: its handlers share that state, and
+// the waiting screen, which does not, is a function below. The host's join
+// carries the host token, so the host's own lock and lobby do not hold it.
+export async function lobbyPage(root, id, link) {
+  const hostToken = link.hostToken;
   const params = new URLSearchParams(location.search);
   const [config, geo] = await Promise.all([api.config(), api.geo()]);
   let meeting;
@@ -41,6 +49,20 @@ export async function lobbyPage(root, id, hostToken) {
   const name = h('input', { id: 'name', type: 'text', maxlength: 64, autocomplete: 'name', placeholder: 'Your name', value: params.get('name') ?? localStorage.getItem('oakmeet.name') ?? '', 'data-testid': 'name' });
   const joinBtn = h('button', { type: 'submit', class: 'btn btn-primary btn-large', 'data-testid': 'join' }, 'Join meeting');
   const error = h('div', { class: 'join-error', role: 'alert', 'data-testid': 'join-error', hidden: true });
+  // A refusal of a node by this browser also names the code and the node.
+  const showRefusal = (title, text, code, node) => {
+    error.hidden = false;
+    clear(error, h('strong', {}, title), h('p', { 'data-testid': 'refusal' }, text),
+      node ? h('p', { class: 'small', 'data-testid': 'refusal-code' }, `${code} · media server ${node}`) : null);
+    error.dataset.code = code ?? '';
+    error.dataset.node = node ?? '';
+  };
+  if (!link.secret) {
+    showRefusal('This link is incomplete', refusalMessage({ code: 'bad_meeting_secret' }), 'no_secret');
+  }
+  let waitingCall = null;
+  let attempt = 0;
+  const waiting = waitingView();
   let from = null;
   if (config.trust_client_location) {
     from = h('select', { id: 'from', 'data-testid': 'join-from' },
@@ -102,6 +124,11 @@ export async function lobbyPage(root, id, hostToken) {
       h('p', { class: 'field-hint' }, 'This demo deployment trusts the location you state; it decides which server you are placed on.')) : null,
     error,
     h('div', { class: 'actions' }, joinBtn));
+  const formBox = h('div', { class: 'join-box' }, form, waiting.el);
+  const setWaiting = (on) => {
+    form.hidden = on;
+    waiting.el.hidden = !on;
+  };
 
   clear(root, h('div', { class: 'page lobby' },
     h('header', { class: 'topbar-light' }, logo()),
@@ -109,7 +136,7 @@ export async function lobbyPage(root, id, hostToken) {
       h('div', { class: 'preview-pane' },
         h('div', { class: 'preview-frame' }, video, noCam, h('div', { class: 'preview-controls' }, micBtn, camBtn)),
         level, deviceNote),
-      form)));
+      formBox)));
 
   const join = async () => {
     const n = name.value.trim();
@@ -128,24 +155,46 @@ export async function lobbyPage(root, id, hostToken) {
     // A country in the link is passed on as a hint even where this page
     // offers no choice: the server decides whether it trusts hints.
     const country = from ? from.value : (params.get('country') ?? '').toUpperCase();
+    const mine = ++attempt;
     let call;
     try {
       // The identity key is made here the first time: a browser without
       // Ed25519 fails now, and says so like any other failed join.
-      call = new Call({ meeting: id, name: n, country, identity: await identity, local: { ...tracks, stream: local.stream } });
+      call = new Call({ meeting: id, name: n, country, identity: await identity, local: { ...tracks, stream: local.stream }, link });
+      call.addEventListener('lobby', (e) => {
+        waitingCall = call;
+        waiting.say(`You asked to join as ${n}.`);
+        setWaiting(true);
+      });
       await call.start();
     } catch (err) {
       call?.end('');
-      error.hidden = false;
-      clear(error, h('strong', {}, err.code?.startsWith('no_') ? 'This meeting cannot be joined right now' : 'Could not join'), h('p', { 'data-testid': 'refusal' }, refusalMessage(err)));
-      error.dataset.code = err.code ?? '';
-      joinBtn.disabled = false;
-      joinBtn.textContent = 'Try again';
-      refresh();
+      // A lobby left by hand was answered already (waiting.leave).
+      if (mine !== attempt) return;
+      failed(refusalTitle(err.code), refusalMessage(err), err.code, err.node);
       return;
     }
-    meetingPage(root, { call, meeting, hostToken, geo, config });
+    if (mine !== attempt) {
+      call.end('');
+      return;
+    }
+    setWaiting(false);
+    const hostKey = hostToken ? await loadHostKey(id) : null;
+    meetingPage(root, { call, meeting, hostToken, hostKey, geo, config });
   };
+  const failed = (title, text, code, node) => {
+    setWaiting(false);
+    waitingCall = null;
+    showRefusal(title, text, code, node);
+    joinBtn.disabled = false;
+    joinBtn.textContent = 'Try again';
+    refresh();
+  };
+  waiting.leave.addEventListener('click', () => {
+    attempt++;
+    waitingCall?.end('');
+    failed('You left the lobby', 'Join again whenever you are ready.', 'left_lobby');
+  });
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     join();
@@ -155,4 +204,31 @@ export async function lobbyPage(root, id, hostToken) {
   await open();
   if (params.get('autojoin') === '1' && name.value.trim()) join();
   else name.focus();
+}
+
+// waitingView is the lobby's waiting screen.
+function waitingView() {
+  const leave = h('button', { type: 'button', class: 'btn btn-quiet', 'data-testid': 'leave-lobby' }, 'Leave the lobby');
+  const line = h('p', { class: 'waiting-name' });
+  const el = h('div', { class: 'waiting', role: 'status', 'aria-live': 'polite', 'data-testid': 'lobby-waiting', hidden: true },
+    h('div', { class: 'waiting-dots', 'aria-hidden': 'true' }, h('i'), h('i'), h('i')),
+    h('h2', {}, 'Waiting for the host to let you in'),
+    line,
+    h('p', { class: 'small' }, 'The host sees the name you gave and where you are joining from. This page lets you in as soon as they say yes; keep it open.'),
+    h('div', { class: 'actions' }, leave));
+  return { el, leave, say: (text) => { line.textContent = text; } };
+}
+
+function refusalTitle(code) {
+  switch (code) {
+    case 'bad_meeting_secret': return 'This link does not open the meeting';
+    case 'meeting_locked': return 'The meeting is locked';
+    case 'lobby_denied': return 'Not let in';
+    case 'lobby_expired': return 'The lobby let you go';
+    case 'node_not_allowed_by_policy': return 'Your browser refused a media server the host’s policy does not allow';
+    case 'node_cert_invalid': return 'Your browser refused a media server without a valid certificate';
+    case 'node_proof_invalid': return 'Your browser refused a media server that could not prove who it is';
+    case 'no_host_policy': return 'Your browser cannot check where this meeting runs';
+    default: return code?.startsWith('no_') ? 'This meeting cannot be joined right now' : 'Could not join';
+  }
 }

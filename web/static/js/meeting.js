@@ -4,7 +4,9 @@
 
 import { clear, h, icon, initials, logo } from './dom.js';
 import { LevelMeter, openLocal } from './localmedia.js';
-import { ChatPanel, RoutingPanel, SecurityPanel } from './panels.js';
+import { HostActions } from './hostcontrol.js';
+import { ChatPanel, RoutingPanel, auditAlarmText } from './panels.js';
+import { FLAG_NOT_IN_KEYS, PeoplePanel, peopleOf } from './people.js';
 
 const LEAVE_REASONS = {
   policy_no_allowed_node: 'The host changed the routing policy, and no media server it allows can take you. You were disconnected rather than moved somewhere the policy rules out.',
@@ -12,6 +14,7 @@ const LEAVE_REASONS = {
   replaced: 'You joined this meeting again from another window.',
   policy_change: 'The host changed the routing policy, and this connection could not be moved to an allowed server in time.',
   node_draining: 'The media server you were on is being taken down, and this connection could not be moved in time.',
+  removed: 'The host removed you from this meeting. With the same link you can only come back if the host lets you in from the lobby.',
 };
 
 export function leaveReasonText(reason) {
@@ -25,8 +28,9 @@ class Tile {
     this.avatar = h('div', { class: 'avatar' }, initials(name));
     this.label = h('span', { class: 'tile-name' }, self ? `${name} (you)` : name);
     this.micOff = icon('micOff', 'tile-muted');
+    this.flag = h('div', { class: 'tile-flag', 'data-testid': 'tile-flag', hidden: true }, icon('alert'), h('span', {}, FLAG_NOT_IN_KEYS));
     this.el = h('div', { class: 'tile', dataset: { participant: id }, role: 'group', 'aria-label': name },
-      this.video, this.avatar, h('div', { class: 'tile-label' }, this.micOff, this.label));
+      this.video, this.avatar, this.flag, h('div', { class: 'tile-label' }, this.micOff, this.label));
     this.setVideo(null);
     this.setMuted(false);
   }
@@ -55,6 +59,14 @@ class Tile {
     this.micOff.hidden = !m;
   }
 
+  // setFlagged marks a tile of someone the server shows who holds no key
+  // of this meeting: whatever it plays, it is not one of the encrypted
+  // participants.
+  setFlagged(on) {
+    this.flag.hidden = !on;
+    this.el.classList.toggle('flagged', on);
+  }
+
   setLevel(v) {
     const speaking = v > 0.06;
     if (speaking) this.lastLoud = performance.now();
@@ -62,30 +74,39 @@ class Tile {
   }
 }
 
-export function meetingPage(root, { call, meeting, hostToken, geo, config }) {
+export function meetingPage(root, { call, meeting, hostToken, hostKey, geo, config }) {
   const tiles = new Map();
   const meters = new Map();
   const audios = new Map();
   const grid = h('div', { class: 'grid', 'data-testid': 'grid' });
   const status = h('div', { class: 'status-banner', role: 'status', 'aria-live': 'polite', 'data-testid': 'status', hidden: true });
   const soundBtn = h('button', { class: 'btn btn-primary sound-btn', hidden: true, onclick: () => playAll() }, 'Turn on sound');
-  const stage = h('main', { class: 'stage' }, grid, status, soundBtn);
+  const hostAlarm = h('div', { class: 'alarm-banner', role: 'alert', 'data-testid': 'host-key-warning', hidden: true });
+  const auditAlarm = h('button', { class: 'alarm-banner audit-alarm', role: 'alert', 'data-testid': 'audit-alarm', hidden: true, onclick: () => showPanel('routing', true) });
+  const lobbyNotice = h('button', { class: 'lobby-notice', 'data-testid': 'lobby-notice', hidden: true, onclick: () => showPanel('people', true) });
+  const stage = h('main', { class: 'stage' }, grid, hostAlarm, auditAlarm, status, lobbyNotice, soundBtn);
 
-  const security = new SecurityPanel(call);
+  const actions = hostToken ? new HostActions({ meeting: meeting.id, token: hostToken, key: hostKey, view: call.host }) : null;
+  const countries = new Map(geo.countries.map((c) => [c.code, c]));
+  const security = new PeoplePanel(call, { actions, countries });
   const chat = new ChatPanel(call);
-  const routing = new RoutingPanel(call, { meeting, hostToken, geo, config });
+  const routing = new RoutingPanel(call, { meeting, actions, geo, config });
   const panels = { chat, people: security, routing };
   const panelBox = h('aside', { class: 'side', hidden: true, 'aria-label': 'Side panel' });
   const tabs = {};
-  const showPanel = (name) => {
-    const open = name && panelBox.dataset.panel !== name;
+  const showPanel = (name, keepOpen = false) => {
+    const open = name && (keepOpen || panelBox.dataset.panel !== name);
     panelBox.hidden = !open;
     panelBox.dataset.panel = open ? name : '';
     for (const [k, b] of Object.entries(tabs)) b.setAttribute('aria-pressed', String(open && k === name));
+    // A panel that was shown goes back to the parking place, not out of
+    // the document.
+    for (const p of Object.values(panels)) if (p.el.parentNode === panelBox) parked.append(p.el);
     if (open) {
       clear(panelBox, h('div', { class: 'side-head' }, h('h2', {}, panels[name].title),
         h('button', { class: 'icon-btn', 'aria-label': 'Close panel', onclick: () => showPanel(null) }, icon('close'))), panels[name].el);
       panels[name].shown?.();
+      if (name === 'people') lobbyNotice.hidden = true;
     }
     layout();
   };
@@ -96,6 +117,8 @@ export function meetingPage(root, { call, meeting, hostToken, geo, config }) {
   const badge = h('button', { class: 'e2ee-badge', 'data-testid': 'e2ee-badge', onclick: () => showPanel('people') },
     icon('lock'), h('span', { class: 'badge-text' }, 'Encrypted'), h('span', { class: 'badge-code', 'data-testid': 'badge-code' }, '…'));
   const countEl = h('span', { class: 'count' });
+  const lockedBadge = h('span', { class: 'locked-badge', 'data-testid': 'locked-badge', hidden: true, title: 'The host locked this meeting: nobody new can join' }, icon('lock'), h('span', { class: 'badge-text' }, 'Locked'));
+  const auditBadge = h('button', { class: 'audit-badge', 'data-testid': 'audit-badge', hidden: true, onclick: () => showPanel('routing', true) }, icon('alert'), h('span', { class: 'badge-text' }, 'Audit log alarm'));
   const nodeChip = h('button', { class: 'node-chip', onclick: () => showPanel('routing'), 'aria-label': 'Where this meeting runs' }, icon('globe'), h('span', {}, '…'));
 
   const micBtn = h('button', { class: 'ctl', 'data-testid': 'mic' });
@@ -112,8 +135,8 @@ export function meetingPage(root, { call, meeting, hostToken, geo, config }) {
 
   const view = h('div', { class: 'meeting', 'data-testid': 'meeting' },
     h('header', { class: 'meeting-bar' },
-      h('div', { class: 'meeting-title' }, h('span', { class: 'title-text' }, meeting.title || 'Meeting'), countEl),
-      h('div', { class: 'meeting-meta' }, nodeChip, badge)),
+      h('div', { class: 'meeting-title' }, h('span', { class: 'title-text' }, meeting.title || 'Meeting'), countEl, lockedBadge),
+      h('div', { class: 'meeting-meta' }, auditBadge, nodeChip, badge)),
     h('div', { class: 'body' }, stage, panelBox),
     controls, parked);
   clear(root, view);
@@ -213,7 +236,17 @@ export function meetingPage(root, { call, meeting, hostToken, geo, config }) {
         attachRemote(id);
       }
     }
+    flagTiles();
     layout();
+  };
+
+  let flagTimer;
+  const flagTiles = () => {
+    const people = peopleOf(call);
+    const flagged = new Set(people.filter((p) => p.flags.includes(FLAG_NOT_IN_KEYS)).map((p) => p.participant));
+    for (const [id, t] of tiles) if (id !== 'self') t.setFlagged(flagged.has(id));
+    clearTimeout(flagTimer);
+    if (people.settleAt) flagTimer = setTimeout(flagTiles, people.settleAt - Date.now() + 20);
   };
 
   const attachRemote = (id) => {
@@ -270,13 +303,17 @@ export function meetingPage(root, { call, meeting, hostToken, geo, config }) {
       call.local.video?.stop();
       mine.micTrack?.stop();
       clearInterval(routing.timer);
+      const removed = reason === 'removed';
+      // A call that gave up after refusing nodes names the code and node.
+      const refusal = call.refusal;
       clear(root, h('div', { class: 'page narrow' },
         h('header', { class: 'topbar-light' }, logo()),
-        h('section', { class: 'card notice ended', 'data-testid': 'ended' },
-          h('h1', {}, reason ? 'You were disconnected' : 'You left the meeting'),
+        h('section', { class: `card notice ended${removed ? ' removed' : ''}`, 'data-testid': 'ended', 'data-code': refusal?.code ?? '' },
+          h('h1', {}, removed ? 'The host removed you' : refusal ? 'Your browser refused the media servers it was given' : reason ? 'You were disconnected' : 'You left the meeting'),
           reason ? h('p', { 'data-testid': 'ended-reason' }, leaveReasonText(reason)) : h('p', {}, 'Thanks for joining.'),
+          refusal ? h('p', { class: 'small', 'data-testid': 'refusal-code' }, `${refusal.code} · media server ${refusal.node}`) : null,
           h('div', { class: 'actions' },
-            h('a', { class: 'btn btn-primary', href: location.pathname }, 'Rejoin'),
+            h('a', { class: 'btn btn-primary', href: location.pathname }, removed ? 'Ask to join again' : 'Rejoin'),
             h('a', { class: 'btn btn-quiet', href: '/' }, 'Create a meeting')))));
       document.title = 'oakmeet';
     }
@@ -297,7 +334,35 @@ export function meetingPage(root, { call, meeting, hostToken, geo, config }) {
   call.addEventListener('participants', syncTiles);
   call.addEventListener('track', (e) => attachRemote(e.detail.participant));
   call.addEventListener('security', showSecurity);
+  call.addEventListener('security', flagTiles);
   call.addEventListener('node', showNode);
+  const showHost = () => {
+    lockedBadge.hidden = !call.host.locked;
+    hostAlarm.hidden = !call.host.keyProblem;
+    clear(hostAlarm, icon('alert'), h('span', {}, call.host.keyProblem));
+  };
+  call.addEventListener('host', showHost);
+  const showAudit = () => {
+    const bad = call.auditLog.state === 'inconsistent';
+    auditAlarm.hidden = !bad;
+    auditBadge.hidden = !bad;
+    auditBadge.title = bad ? auditAlarmText(call.auditLog) : '';
+    view.classList.toggle('with-host-alarm', !hostAlarm.hidden);
+    if (bad) clear(auditAlarm, icon('alert'), h('span', {}, auditAlarmText(call.auditLog)));
+  };
+  call.addEventListener('audit', showAudit);
+  call.addEventListener('host', showAudit);
+  call.addEventListener('lobby', () => {
+    status.hidden = false;
+    status.className = 'status-banner warn';
+    status.textContent = 'Waiting for the host to let you back in…';
+  });
+  call.addEventListener('lobby-waiting', (e) => {
+    const n = e.detail.count;
+    lobbyNotice.hidden = n === 0 || panelBox.dataset.panel === 'people';
+    tabs.people.classList.toggle('unread', n > 0);
+    clear(lobbyNotice, icon('door'), h('span', {}, `${n} ${n === 1 ? 'person is' : 'people are'} waiting in the lobby`), h('strong', {}, 'Review'));
+  });
   call.addEventListener('chat', (e) => {
     if (!e.detail.self && panelBox.dataset.panel !== 'chat') tabs.chat.classList.add('unread');
   });
@@ -308,6 +373,8 @@ export function meetingPage(root, { call, meeting, hostToken, geo, config }) {
   syncTiles();
   showSecurity();
   showNode();
+  showHost();
+  showAudit();
   showState({ state: call.state, reason: call.reason });
   window.oakmeet = { call, stats: () => call.stats() };
 }

@@ -8,8 +8,10 @@
 export const MOVE_READY_TIMEOUT_MS = 10000;
 
 export class MoveTracker {
-  // join(replacesID) resolves to a join answer; connect(answer) to a
-  // session {id, ready: Promise, close(reason)}.
+  // join(replacesID, refused) resolves to a join answer; connect(answer)
+  // to a session {id, ready: Promise, close(reason)}. refused is this
+  // client's refusal of the node it is on ({code, message}) when it moves
+  // by itself, else undefined.
   constructor({ join, connect, readyTimeoutMs = MOVE_READY_TIMEOUT_MS }) {
     this.join = join;
     this.connect = connect;
@@ -25,16 +27,16 @@ export class MoveTracker {
 
   // move resolves to the new session once it is current. Concurrent calls
   // share one move.
-  move(reason) {
-    this.moving ??= this.doMove(reason).finally(() => {
+  move(reason, refused) {
+    this.moving ??= this.doMove(reason, refused).finally(() => {
       this.moving = null;
     });
     return this.moving;
   }
 
-  async doMove(reason) {
+  async doMove(reason, refused) {
     const old = this.current;
-    const answer = await this.join(old?.id ?? '');
+    const answer = await this.join(old?.id ?? '', refused);
     const next = await this.connect(answer, reason);
     let timer;
     const timeout = new Promise((resolve) => {

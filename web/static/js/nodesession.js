@@ -7,8 +7,31 @@
 // It emits events (EventTarget, detail in event.detail): welcome,
 // participant (joined/updated), participant-left, track (a remote
 // MediaStreamTrack with its participant), track-ended, chat, relay, move,
+// host (a host statement, to verify),
 // removed (the node's leave, with its reason), closed (connection lost),
-// state (connecting/connected/failed of the media connections).
+// state (connecting/connected/failed of the media connections), refused
+// (this client refuses the node: {code, message}).
+//
+// The node proves it holds the identity key its certificate names: every
+// offer and answer it sends carries its signature over the SDP (which
+// holds its DTLS fingerprint), this participant's id and the nonce of this
+// participant's join (nodecert.SDPTBS). An SDP whose signature does not
+// verify is never set as a remote description, so no media flows to or
+// from a node that cannot prove who it is; the session says "refused".
+//
+// The media path is authenticated too, not only the SDP: the welcome
+// carries ice_urls, every STUN/TURN URL the node vouches for, signed
+// (kind "welcome", the URLs joined by "\n"); a welcome whose signature
+// does not verify refuses the node (node_proof_invalid), and an ICE server
+// (from the join answer or the welcome) is used only if every one of its
+// URLs is in the signed list, so a control plane cannot slip in its own
+// TURN server. Every trickled candidate carries the node's signature
+// (kind "candidate:"+target over the candidate string exactly as sent);
+// one that does not verify is dropped, never added.
+
+import { b64, fromB64 } from './e2ee/bytes.js';
+import { verifySDP } from './nodecert.js';
+import { NODE_PROOF_INVALID, NodeRefusal } from './nodecheck.js';
 
 const PROTOCOL_VERSION = 1;
 const WELCOME_TIMEOUT_MS = 10000;
@@ -16,10 +39,21 @@ const WELCOME_TIMEOUT_MS = 10000;
 export class NodeSession extends EventTarget {
   // answer is the control plane's join answer; local is {audio, video}
   // MediaStreamTracks or nulls; e2ee is the MediaCrypto that attaches the
-  // frame transforms.
-  constructor({ answer, local, e2ee, stream }) {
+  // frame transforms. meeting is the meeting id, cert the node's verified
+  // certificate (nodecert.js), hostKey and statement the host key and the
+  // wire form of the newest host policy statement this client verified,
+  // which the join message hands the node.
+  constructor({ answer, local, e2ee, stream, meeting, cert, hostKey, statement }) {
     super();
     this.answer = answer;
+    this.meeting = meeting;
+    this.cert = cert;
+    this.hostKey = hostKey;
+    this.statement = statement;
+    // A fresh challenge per connection: the node signs every SDP it sends
+    // over it, so a signature from another connection does not replay.
+    this.nonce = crypto.getRandomValues(new Uint8Array(32));
+    this.verifiedSDP = 0;
     this.id = answer.participant_id;
     this.node = answer.node;
     this.local = { audio: local?.audio ?? null, video: local?.video ?? null };
@@ -37,8 +71,13 @@ export class NodeSession extends EventTarget {
     this.participants = new Map(); // the others: id -> {id, name, since, seq}
     this.seq = 0;
     let ready;
-    this.ready = new Promise((resolve) => { ready = resolve; });
+    let unready;
+    this.ready = new Promise((resolve, reject) => { ready = resolve; unready = reject; });
+    // ready rejects when this client refuses the node (refuse): a move
+    // waiting for it fails instead of switching to a refused node.
+    this.ready.catch(() => {});
     this.markReady = ready;
+    this.markRefused = unready;
   }
 
   emit(type, detail) {
@@ -64,7 +103,10 @@ export class NodeSession extends EventTarget {
         reject(new Error('the media node did not answer'));
         this.close('timeout');
       }, WELCOME_TIMEOUT_MS);
-      ws.onopen = () => this.send({ type: 'join', token: this.answer.token });
+      ws.onopen = () => this.send({
+        type: 'join', token: this.answer.token, nonce: b64(this.nonce),
+        host_key: this.hostKey ? b64(this.hostKey) : undefined, statement: this.statement,
+      });
       ws.onmessage = (ev) => {
         let m;
         try {
@@ -96,8 +138,23 @@ export class NodeSession extends EventTarget {
     });
   }
 
+  // iceServers are the join answer's and the welcome's ICE servers whose
+  // every URL the node vouched for in its signed welcome; the others are
+  // dropped (and said so, once).
   iceServers() {
-    return [...(this.answer.ice_servers ?? []), ...(this.welcome?.ice_servers ?? [])];
+    const vouched = new Set(this.iceURLs ?? []);
+    const kept = [];
+    const dropped = [];
+    for (const srv of [...(this.answer.ice_servers ?? []), ...(this.welcome?.ice_servers ?? [])]) {
+      const urls = [].concat(srv?.urls ?? []);
+      if (urls.length && urls.every((u) => vouched.has(u))) kept.push(srv);
+      else dropped.push(urls.join(' '));
+    }
+    if (dropped.length && !this.droppedICE) {
+      this.droppedICE = dropped;
+      console.info(`oakmeet: ICE servers the media server ${this.node?.id ?? ''} did not vouch for are not used: ${dropped.join(', ')}`);
+    }
+    return kept;
   }
 
   pcConfig() {
@@ -107,6 +164,16 @@ export class NodeSession extends EventTarget {
   }
 
   async onWelcome(m) {
+    if (!(await this.provenWelcome(m))) {
+      const message = `The media server ${this.node?.id ?? ''} did not prove it holds the key its certificate names: the signature of its welcome ${m.sig ? 'does not verify' : 'is missing'}.`;
+      const err = new NodeRefusal(NODE_PROOF_INVALID, message, this.node?.id);
+      // Refused before any media connection exists: connect() rejects with
+      // the refusal, and the call joins elsewhere saying why.
+      this.refusal = { code: NODE_PROOF_INVALID, message };
+      this.markRefused(err);
+      throw err;
+    }
+    this.iceURLs = [...m.ice_urls ?? []];
     this.welcome = m;
     this.id = m.id || this.id;
     if (m.since > 0) this.since = m.since;
@@ -142,6 +209,7 @@ export class NodeSession extends EventTarget {
         if (!track) continue;
         const tr = this.pub.addTransceiver(track, { direction: 'sendonly', streams: [this.stream] });
         this.senders[kind] = tr.sender;
+        if (this.sendingStopped) tr.sender.replaceTrack(null).catch(() => {});
         this.e2ee?.protectSender(tr.sender, kind);
       }
       await this.offer();
@@ -156,11 +224,36 @@ export class NodeSession extends EventTarget {
   }
 
   // setTrack swaps a local track (camera off/on, device change) without
-  // renegotiating; a null track stops sending that kind.
+  // renegotiating; a null track stops sending that kind. While sending is
+  // stopped (stopSending) the track is only remembered.
   async setTrack(kind, track) {
     this.local[kind] = track;
     const sender = this.senders[kind];
-    if (sender) await sender.replaceTrack(track);
+    if (sender && !this.sendingStopped) await sender.replaceTrack(track);
+  }
+
+  // stopSending stops every sender at once (the host's newest policy
+  // rules this node out): no more RTP goes to it, while what it sends this
+  // client still plays until the move. It resolves once the senders have
+  // no track.
+  stopSending() {
+    if (!this.sendingStopped) {
+      this.sendingStopped = true;
+      this.stopped = Promise.all(Object.values(this.senders).filter(Boolean)
+        .map((sender) => sender.replaceTrack(null).catch(() => {})));
+    }
+    return this.stopped;
+  }
+
+  // resumeSending sends the local tracks again.
+  async resumeSending() {
+    if (!this.sendingStopped) return;
+    await this.stopped;
+    this.sendingStopped = false;
+    for (const kind of ['audio', 'video']) {
+      const sender = this.senders[kind];
+      if (sender && !this.closed) await sender.replaceTrack(this.local[kind]).catch(() => {});
+    }
   }
 
   onRemoteTrack(ev) {
@@ -177,7 +270,7 @@ export class NodeSession extends EventTarget {
     const pubOK = !this.pub || this.pub.connectionState === 'connected';
     const othersPublish = [...this.tracks.values()].some((t) => t.participant !== this.id);
     const subOK = !othersPublish || this.sub?.connectionState === 'connected';
-    if (pubOK && subOK && this.welcome) {
+    if (pubOK && subOK && this.welcome && !this.refusal) {
       this.markReady();
       this.emit('state', { state: 'connected' });
     }
@@ -187,15 +280,17 @@ export class NodeSession extends EventTarget {
     switch (m.type) {
       case 'answer':
         this.awaitingAnswer = false;
-        this.pub?.setRemoteDescription({ type: 'answer', sdp: m.sdp })
-          .then(() => this.flushCandidates('publish'))
+        this.proven(m, 'answer').then((ok) => ok && this.pub?.setRemoteDescription({ type: 'answer', sdp: m.sdp })
+          .then(() => this.flushCandidates('publish')))
           .catch((err) => this.emit('warning', { message: `publish answer: ${err.message}` }));
         break;
       case 'offer':
-        this.subQueue = this.subQueue.then(() => this.answerOffer(m.sdp));
+        this.subQueue = this.subQueue.then(async () => {
+          if (await this.proven(m, 'offer')) await this.answerOffer(m.sdp);
+        });
         break;
       case 'candidate':
-        this.addCandidate(m.target, m.candidate);
+        this.candidate(m);
         break;
       case 'participant_joined':
         if (this.setParticipant(m.participant)) this.emit('participant', m.participant);
@@ -219,6 +314,10 @@ export class NodeSession extends EventTarget {
       case 'move':
         this.emit('move', { reason: m.reason ?? '' });
         break;
+      case 'host':
+        // A host statement (docs/PROTOCOL.md): the call verifies it.
+        this.emit('host', m.payload);
+        break;
       case 'leave':
         this.closed = true;
         this.emit('removed', { reason: m.reason ?? '' });
@@ -235,6 +334,55 @@ export class NodeSession extends EventTarget {
     }
   }
 
+  // proven resolves to whether an offer or answer from the node carries
+  // its valid signature; if not, the session refuses the node (once) and
+  // tears the media connections down.
+  async proven(m, kind) {
+    if (this.refusal) return false;
+    let sig = null;
+    try {
+      sig = fromB64(m.sig ?? '');
+    } catch {
+      sig = null;
+    }
+    const ok = !!this.cert && typeof m.sdp === 'string' &&
+      await verifySDP(this.cert.identityKey, sig, this.meeting, this.id, this.nonce, kind, m.sdp);
+    if (ok) {
+      this.verifiedSDP++;
+      return true;
+    }
+    this.refuse(NODE_PROOF_INVALID, `The media server ${this.node?.id ?? ''} did not prove it holds the key its certificate names: the signature of its ${kind} ${sig ? 'does not verify' : 'is missing'}.`);
+    return false;
+  }
+
+  // provenWelcome resolves to whether the welcome's signature over its
+  // ice_urls verifies with the node's certified identity key.
+  async provenWelcome(m) {
+    const urls = m.ice_urls ?? [];
+    if (!Array.isArray(urls) || urls.some((u) => typeof u !== 'string')) return false;
+    return this.verifyNode(m.sig, 'welcome', urls.join('\n'));
+  }
+
+  async verifyNode(sigB64, kind, text) {
+    let sig = null;
+    try {
+      sig = fromB64(sigB64 ?? '');
+    } catch {
+      return false;
+    }
+    return !!this.cert && typeof text === 'string' && verifySDP(this.cert.identityKey, sig, this.meeting, this.id, this.nonce, kind, text);
+  }
+
+  refuse(code, message) {
+    if (this.refusal) return;
+    this.refusal = { code, message };
+    this.teardown();
+    const err = new Error(message);
+    err.refusal = this.refusal;
+    this.markRefused(err);
+    this.emit('refused', this.refusal);
+  }
+
   async answerOffer(sdp) {
     if (!this.sub) return;
     try {
@@ -246,6 +394,23 @@ export class NodeSession extends EventTarget {
     } catch (err) {
       this.emit('warning', { message: `subscribe offer: ${err.message}` });
     }
+  }
+
+  // candidate adds a trickled candidate once its signature (kind
+  // "candidate:"+target over the candidate string, the empty end of
+  // candidates included) verifies; a forged one is dropped and logged.
+  candidate(m) {
+    const target = m.target === 'publish' ? 'publish' : m.target === 'subscribe' ? 'subscribe' : '';
+    const text = m.candidate?.candidate ?? '';
+    const check = target ? this.verifyNode(m.sig, `candidate:${target}`, text) : Promise.resolve(false);
+    check.then((ok) => {
+      if (ok) {
+        this.addCandidate(target, m.candidate);
+        return;
+      }
+      this.droppedCandidates = (this.droppedCandidates ?? 0) + 1;
+      console.info(`oakmeet: a candidate for ${m.target} not signed by the media server ${this.node?.id ?? ''} is dropped: ${text}`);
+    }).catch(() => {});
   }
 
   addCandidate(target, candidate) {

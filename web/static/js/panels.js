@@ -1,14 +1,22 @@
-// The meeting's side panels: chat; people with the security code to
-// compare; and "where this meeting runs" — this participant's node, every
-// other participant's node, the policy on a world map, and for the host
-// the policy editor.
+// The meeting's side panels: chat, and "where this meeting runs" — this
+// participant's node, every participant's node as this browser verified it
+// (their signed node certificates against the host-signed policy) and
+// apart from that what the server reports, the policy on a world map, and
+// for the host the policy editor. (People and the security code are
+// people.js.)
 
 import { api } from './api.js';
-import { clear, h, icon, initials, timeOf } from './dom.js';
+import { clear, h, icon, timeOf } from './dom.js';
 import { PolicyPicker } from './policypicker.js';
 import { WorldMap } from './worldmap.js';
 
 const ROUTING_POLL_MS = 2000;
+
+// auditAlarmText is the alarm for a log that contradicts what this
+// browser saw before.
+export function auditAlarmText(a) {
+  return `The audit log contradicts what this browser saw before: ${a.reason}`;
+}
 
 export class ChatPanel {
   constructor(call) {
@@ -41,48 +49,12 @@ export class ChatPanel {
   }
 }
 
-export class SecurityPanel {
-  constructor(call) {
-    this.title = 'People and security';
-    this.call = call;
-    this.code = h('p', { class: 'security-code', 'data-testid': 'security-code' });
-    this.codeNote = h('p', { class: 'muted', 'data-testid': 'security-state' }, 'Exchanging keys…');
-    this.roster = h('ul', { class: 'people', 'data-testid': 'roster' });
-    this.el = h('div', { class: 'panel security' },
-      h('div', { class: 'code-box' },
-        h('p', { class: 'eyebrow' }, icon('lock'), 'End-to-end encrypted'),
-        this.code, this.codeNote),
-      h('p', { class: 'small' }, 'Compare this code with everyone, by reading it aloud or side by side. If it matches for everyone and the people below are who you expect, no server can see or hear this meeting. The code changes when someone joins or leaves.'),
-      h('h3', {}, 'In the meeting'),
-      this.roster);
-    call.addEventListener('security', () => this.render());
-    call.addEventListener('participants', () => this.render());
-    this.render();
-  }
-
-  render() {
-    const m = this.call.member;
-    const code = m?.securityCode ?? '';
-    // Groups as separate boxes, two rows of four; the text stays the
-    // code exactly ("40938 94865 …") for copying and for screen readers.
-    clear(this.code, code.split(' ').filter(Boolean).flatMap((g, i) => (i ? [' ', h('span', {}, g)] : [h('span', {}, g)])));
-    this.code.hidden = !code;
-    this.codeNote.textContent = code ? `Key epoch ${m.epoch} · ${m.roster.length} ${m.roster.length === 1 ? 'key holder' : 'key holders'}` : 'Exchanging keys… (nobody’s media is sent until it is encrypted)';
-    const keyed = new Set((m?.roster ?? []).map((e) => e.participant));
-    const people = [{ id: this.call.self.id, name: this.call.name, you: true }, ...this.call.participants.values()];
-    clear(this.roster, people.map((p) => h('li', {},
-      h('span', { class: 'avatar-sm' }, initials(p.name)),
-      h('span', { class: 'person-name' }, p.you ? `${p.name} (you)` : p.name),
-      keyed.has(p.id) ? h('span', { class: 'keyed', title: 'Holds the current media key' }, icon('lock'), 'in code') : h('span', { class: 'pending' }, 'joining keys…'))));
-  }
-}
-
 export class RoutingPanel {
-  constructor(call, { meeting, hostToken, geo }) {
+  constructor(call, { meeting, actions, geo }) {
     this.title = 'Where this meeting runs';
     this.call = call;
     this.meetingID = meeting.id;
-    this.hostToken = hostToken;
+    this.actions = actions;
     this.geo = geo;
     this.regions = new Map(geo.regions.map((r) => [r.id, r]));
     this.countries = new Map(geo.countries.map((c) => [c.code, c]));
@@ -91,23 +63,33 @@ export class RoutingPanel {
     this.mapBox = h('div', { class: 'map-box' });
     this.map = new WorldMap(this.mapBox, { label: 'Map of this meeting’s media servers and the countries its policy rules out' });
     this.others = h('ul', { class: 'routes', 'data-testid': 'routes' });
+    this.myMark = h('p', { class: 'node-mark', 'data-testid': 'my-node-check' });
+    this.auditMark = h('p', { class: 'audit-mark', 'data-testid': 'audit-status', role: 'status' });
+    this.checked = h('ul', { class: 'routes verified-nodes', 'data-testid': 'verified-nodes' });
     this.policyText = h('p', { class: 'small', 'data-testid': 'policy-text' });
     this.relays = h('p', { class: 'small', 'data-testid': 'relays' });
     this.hostBox = h('div', { class: 'host-box' });
     this.el = h('div', { class: 'panel routing', 'data-testid': 'routing-panel' },
-      h('div', { class: 'my-node' }, h('p', { class: 'eyebrow' }, 'Your media goes through'), h('p', { class: 'node-line' }, this.nodeCountry, this.nodeDetail)),
+      h('div', { class: 'my-node' }, h('p', { class: 'eyebrow' }, 'Your media goes through'), h('p', { class: 'node-line' }, this.nodeCountry, this.nodeDetail), this.myMark, this.auditMark),
       this.mapBox,
       h('div', { class: 'map-legend' },
         h('span', {}, h('i', { class: 'lg lg-active' }), 'server in use'),
         h('span', {}, h('i', { class: 'lg lg-country' }), 'ruled out by policy')),
       this.policyText,
       this.relays,
-      h('h3', {}, 'Everyone’s server'),
+      h('h3', {}, 'Everyone’s server, checked by your browser'),
+      h('p', { class: 'small muted' }, 'Each person’s own app signs the certificate of the server it is on; your browser checks it against the host’s signed policy and this deployment’s enrollment key.'),
+      this.checked,
+      h('h3', {}, 'What the server reports'),
       this.others,
       this.hostBox);
-    call.addEventListener('node', () => this.renderNode());
+    call.addEventListener('node', () => { this.renderNode(); this.renderChecks(); });
+    call.addEventListener('security', () => this.renderChecks());
+    call.addEventListener('host', () => this.renderChecks());
+    call.addEventListener('audit', () => this.renderAudit());
     this.renderNode();
-    if (hostToken) this.renderHost(meeting);
+    this.renderAudit();
+    if (actions) this.renderHost(meeting);
     this.poll();
     this.timer = setInterval(() => this.poll(), ROUTING_POLL_MS);
   }
@@ -119,6 +101,85 @@ export class RoutingPanel {
     this.nodeDetail.textContent = n ? `${this.countries.get(n.country)?.name ?? n.country}${r ? ` · ${r.name}` : ''} (${n.id})` : 'connecting…';
   }
 
+  // renderChecks shows what this browser verified of everyone's node,
+  // its own included; the latest call wins when checks overlap.
+  async renderChecks() {
+    const gen = (this.checkGen = (this.checkGen ?? 0) + 1);
+    let checks;
+    try {
+      checks = await this.call.nodeChecks();
+    } catch {
+      return;
+    }
+    if (gen !== this.checkGen) return;
+    const server = this.call.participants;
+    const people = new Map((this.call.member?.people?.() ?? []).map((p) => [p.participant, p]));
+    const nameOf = (c) => (c.self ? `${this.call.name} (you)` : people.get(c.participant)?.name || server.get(c.participant)?.name || 'Unknown');
+    const mine = checks.find((c) => c.self);
+    this.mark(this.myMark, mine ?? { status: 'unknown' }, true);
+    clear(this.checked, checks.map((c) => {
+      const li = h('li', { 'data-participant': c.participant, 'data-status': c.status, class: `check-${c.status}${c.self ? ' me' : ''}` },
+        h('span', { class: 'person-name' }, nameOf(c)),
+        c.cert ? h('span', { class: 'cc', 'data-testid': 'verified-country' }, c.cert.country) : null,
+        h('span', { class: 'node-mark' }));
+      this.mark(li.lastChild, c, false);
+      return li;
+    }));
+  }
+
+  // renderAudit shows what this browser checked of the deployment's
+  // audit log (auditwatch.js): consistent with every checkpoint it held
+  // before and holding this browser's placement, not checkable just now
+  // (stale, amber), or the alarm.
+  renderAudit() {
+    const a = this.call.auditLog;
+    const el = this.auditMark;
+    el.dataset.state = a.state;
+    el.className = `audit-mark audit-${a.state}`;
+    if (a.state === 'inconsistent') {
+      clear(el, icon('alert'), h('span', { class: 'mark-text' }, auditAlarmText(a)));
+      el.title = 'A log that only grows can never contradict a checkpoint it signed before. Tell the host: the operator showed this browser a log rewritten, truncated or forked.';
+    } else if (a.state === 'stale') {
+      clear(el, icon('alert'), h('span', { class: 'mark-text' }, `The audit log could not be checked: ${a.reason}`));
+      el.title = 'Not a contradiction, yet no proof: the server did not give the proofs or the newer checkpoints this browser asked for. It asks again; a check that succeeds clears this.';
+    } else if (a.state === 'consistent') {
+      const n = a.size;
+      const placed = a.ownIncluded ? 'your placement is in it' : 'looking for your placement…';
+      const changes = a.policyChanges ? ` · ${a.policyChanges} policy ${a.policyChanges === 1 ? 'change' : 'changes'} in it` : '';
+      clear(el, icon('shield'), h('span', { class: 'mark-text' }, `Audit log consistent · ${n} ${n === 1 ? 'entry' : 'entries'} · ${placed}${changes}`));
+      el.title = `Every checkpoint of the deployment's audit log this browser has seen (${a.checkpoints().length} kept here) extends the one before, by proofs your browser checked; the log's entry for where you were placed names the server you were given.`;
+    } else {
+      clear(el, h('span', { class: 'mark-text' }, 'Audit log: not checked yet'));
+      el.title = '';
+    }
+  }
+
+  // mark writes one node's check: verified, not allowed (in red, naming
+  // the country), invalid or not known yet.
+  mark(el, c, own) {
+    const country = (cc) => this.countries.get(cc)?.name ?? cc;
+    el.dataset.status = c.status;
+    el.className = `node-mark mark-${c.status}`;
+    const where = c.cert ? `${c.cert.node}, ${country(c.cert.country)}${c.cert.region ? ` · ${this.regions.get(c.cert.region)?.name ?? c.cert.region}` : ''}` : '';
+    switch (c.status) {
+      case 'verified':
+        clear(el, icon('shield'), h('span', { class: 'mark-text' }, 'verified by your browser'), own ? null : h('small', {}, `${where}`));
+        el.title = `The certificate of ${where} is signed by this deployment's enrollment key, valid now, and the host's policy allows ${country(c.cert.country)}.`;
+        break;
+      case 'not_allowed':
+        clear(el, icon('alert'), h('span', { class: 'mark-text' }, `not allowed by the host’s policy: ${country(c.cert.country)} (${c.cert.country})`), h('small', {}, c.cert.node));
+        el.title = `This server is in ${country(c.cert.country)}, which the host's signed policy rules out.`;
+        break;
+      case 'invalid':
+        clear(el, icon('alert'), h('span', { class: 'mark-text' }, 'certificate invalid'));
+        el.title = c.error ?? '';
+        break;
+      default:
+        clear(el, h('span', { class: 'mark-text' }, own ? 'checking…' : 'not known yet'));
+        el.title = c.error ?? 'This person’s app has not yet sent your browser the certificate of its server.';
+    }
+  }
+
   async poll() {
     if (this.call.state === 'ended') {
       clearInterval(this.timer);
@@ -126,7 +187,9 @@ export class RoutingPanel {
     }
     let r;
     try {
-      r = await api.routing(this.meetingID);
+      // One meeting's routing is for its members: the join secret (or
+      // the host token) says so.
+      r = await api.routing(this.meetingID, this.call.link.secret || this.actions?.token);
     } catch {
       return;
     }
@@ -138,6 +201,7 @@ export class RoutingPanel {
     if (ep.blocked_regions?.length) parts.push(`Never through the regions ${ep.blocked_regions.join(', ')}.`);
     this.policyText.textContent = parts.length ? `Policy: ${parts.join(' ')}` : 'Policy: no restriction beyond this deployment’s.';
     const me = this.call.self.id;
+    this.renderChecks();
     clear(this.others, (r.participants ?? []).map((p) => h('li', { 'data-participant': p.id, class: p.id === me ? 'me' : '' },
       h('span', { class: 'person-name' }, p.id === me ? `${p.name} (you)` : p.name),
       h('span', { class: 'cc', 'data-testid': 'participant-node-country' }, p.node?.country ?? '?'),
@@ -162,7 +226,7 @@ export class RoutingPanel {
       apply.disabled = true;
       status.textContent = 'Applying…';
       try {
-        const m = await api.setPolicy(this.meetingID, picker.policy(), this.hostToken);
+        const m = await this.actions.setPolicy(picker.policy());
         status.textContent = m.warnings?.length ? m.warnings.join(' ') : 'Applied. Anyone on a server the new policy rules out is moved.';
         this.poll();
       } catch (err) {

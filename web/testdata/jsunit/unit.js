@@ -13,22 +13,11 @@ import { securityCode } from '/js/e2ee/securitycode.js';
 import { Member, kid, senderBaseKey } from '/js/e2ee/group.js';
 import { MoveTracker } from '/js/movetracker.js';
 import { rosterOf, tokenSince } from '/js/call.js';
-
-const tests = [];
-const test = (name, fn) => tests.push({ name, fn });
-
-function eq(got, want, what) {
-  if (got !== want) throw new Error(`${what}: got ${got}, want ${want}`);
-}
-
-async function throwsAsync(fn, what) {
-  try {
-    await fn();
-  } catch {
-    return;
-  }
-  throw new Error(`${what}: no error`);
-}
+import { rulesWithin } from '/js/hostcontrol.js';
+import { eq, prng, runAll, test, throwsAsync } from './testlib.js';
+import './groupsim.js';
+import './scale.js';
+import './worker.js';
 
 // JSON numbers above 2^53 lose precision in JSON.parse: read KIDs and CTRs
 // as strings.
@@ -138,14 +127,47 @@ test('key messages: example.json decodes, verifies, opens and re-encodes', async
   eq(ep.epoch, ex.epoch.epoch, 'epoch');
   await keymsg.verifyEpoch(ep);
   eq(JSON.stringify(keymsg.encode(ep)), JSON.stringify(ex.epoch), 'epoch re-encoded');
+  eq(hex(await keymsg.verifyEpoch(ep)), ex.epoch_digest, 'digest from verifyEpoch');
+  eq(hex(await keymsg.epochDigest(ep)), ex.epoch_digest, 'digest');
   for (let i = 0; i < ex.members.length; i++) {
     const m = ex.members[i];
     const id = await Identity.fromSeed(fromHex(m.identity_seed));
     eq(b64(id.publicKey), ex.epoch.roster[i].identity, `identity of ${m.participant}`);
+    eq(ep.roster[i].name, m.name, `name of ${m.participant}`);
     const sk = await hpke.importPrivateKey(fromHex(m.hpke_private));
     const secret = await keymsg.openEpoch(ep, i, sk);
     eq(hex(secret), ex.epoch_secret, `secret opened by ${m.participant}`);
   }
+  // Bob's ack and Alice's commit name the digest and verify with the
+  // roster's keys (and only with them).
+  const ack = keymsg.decode(ex.ack);
+  eq(JSON.stringify(keymsg.encode(ack)), JSON.stringify(ex.ack), 'ack re-encoded');
+  eq(hex(ack.digest), ex.epoch_digest, 'ack digest');
+  await keymsg.verifyAck(ack, ep.roster[1].identity);
+  await throwsAsync(() => keymsg.verifyAck(ack, ep.roster[2].identity), 'ack with carol\'s key');
+  await throwsAsync(() => keymsg.verifyAck({ ...ack, participant: 'carol' }, ep.roster[1].identity), 'ack for another participant');
+  const commit = keymsg.decode(JSON.stringify(ex.commit));
+  eq(JSON.stringify(keymsg.encode(commit)), JSON.stringify(ex.commit), 'commit re-encoded');
+  eq(hex(commit.digest), ex.epoch_digest, 'commit digest');
+  await keymsg.verifyCommit(commit, ep.roster[0].identity);
+  await throwsAsync(() => keymsg.verifyCommit(commit, ep.roster[1].identity), 'commit with bob\'s key');
+  await throwsAsync(() => keymsg.verifyCommit({ ...commit, epoch: 8 }, ep.roster[0].identity), 'commit of another epoch');
+  // The labels differ: an ack's signature is no commit's.
+  await throwsAsync(() => keymsg.verifyCommit({ ...commit, sig: ack.sig }, ep.roster[1].identity), 'ack signature as a commit');
+  // A JS-made ack and commit verify the same way, and the name is signed.
+  const bob = await Identity.fromSeed(fromHex(ex.members[1].identity_seed));
+  const alice = await Identity.fromSeed(fromHex(ex.members[0].identity_seed));
+  const myAck = await keymsg.newAck('m1', 7, 'bob', ack.digest, bob);
+  eq(b64(myAck.sig), ex.ack.sig, 'Ed25519 is deterministic: the same ack signature');
+  const myCommit = await keymsg.newCommit('m1', 7, commit.digest, alice);
+  eq(b64(myCommit.sig), ex.commit.sig, 'the same commit signature');
+  const renamed = { ...ex.announcement, name: 'Alicia' };
+  await throwsAsync(() => keymsg.verifyAnnouncement(keymsg.decode(renamed)), 'renamed announcement');
+  const { name, ...nameless } = ex.announcement;
+  await throwsAsync(() => keymsg.decode(nameless), 'announcement without a name');
+  await throwsAsync(() => keymsg.decode({ ...ex.announcement, name: null }), 'null name');
+  await throwsAsync(() => keymsg.decode({ ...ex.announcement, name: 'x'.repeat(257) }), 'name over 256 bytes');
+  eq(keymsg.decode({ ...ex.announcement, name: '' }).entry.name, '', 'empty name');
   // A tampered sealed copy breaks the leader's signature.
   const bad = structuredClone(ex.epoch);
   const s = fromB64(bad.sealed[1]);
@@ -154,7 +176,8 @@ test('key messages: example.json decodes, verifies, opens and re-encodes', async
   await throwsAsync(() => keymsg.verifyEpoch(keymsg.decode(bad)), 'tampered sealed copy');
   // Strictness, as in Go: unknown fields, bad lengths, non-canonical base64.
   await throwsAsync(() => keymsg.decode({ ...ex.announcement, extra: 1 }), 'unknown field');
-  await throwsAsync(() => keymsg.decode({ ...ex.announcement, v: 2 }), 'version');
+  await throwsAsync(() => keymsg.decode({ ...ex.announcement, v: 1 }), 'version 1');
+  await throwsAsync(() => keymsg.decode({ ...ex.announcement, v: 3 }), 'version 3');
   await throwsAsync(() => keymsg.decode({ ...ex.announcement, hpke: b64(new Uint8Array(31)) }), 'short key');
   await throwsAsync(() => keymsg.decode({ ...ex.announcement, sig: ex.announcement.sig.replace('==', 'A=') }), 'non-canonical base64');
   const forged = { ...ex.announcement, participant: 'mallory' };
@@ -163,20 +186,24 @@ test('key messages: example.json decodes, verifies, opens and re-encodes', async
 
 test('security code worked example (docs/E2EE.md §7)', async () => {
   const rows = [
-    ['alice', '01', '8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c', 'fb41b1fcf75c1227fa08876056a5ed07ac44fe0c116ec2de80b8e523959d7824'],
-    ['bob', '02', '8139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394', '219e4d800da968d2a5fcb009c784f4746c7138edb9ee4844b739e830b05cf424'],
-    ['carol', '03', 'ed4928c628d1c2c6eae90338905995612959273a5c63f93636c14614ac8737d1', '6ca3bf39d976ab36a808531bd7ec2e4b4f8aae3a90134534d50f411d377a2c05'],
+    ['alice', 'Alice', '01', '8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c', 'fb41b1fcf75c1227fa08876056a5ed07ac44fe0c116ec2de80b8e523959d7824'],
+    ['bob', 'Bob', '02', '8139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394', '219e4d800da968d2a5fcb009c784f4746c7138edb9ee4844b739e830b05cf424'],
+    ['carol', 'Carol', '03', 'ed4928c628d1c2c6eae90338905995612959273a5c63f93636c14614ac8737d1', '6ca3bf39d976ab36a808531bd7ec2e4b4f8aae3a90134534d50f411d377a2c05'],
   ];
   const roster = [];
-  for (const [participant, seedByte, identity, hpkeKey] of rows) {
+  for (const [participant, name, seedByte, identity, hpkeKey] of rows) {
     const id = await Identity.fromSeed(fromHex(seedByte.repeat(32)));
     eq(hex(id.publicKey), identity, `identity of ${participant}`);
-    roster.push({ participant, identity: id.publicKey, hpke: fromHex(hpkeKey) });
+    roster.push({ participant, name, identity: id.publicKey, hpke: fromHex(hpkeKey) });
   }
-  const want = '40938 94865 27763 51862 91646 74917 33985 62867';
-  eq(await securityCode('demo', roster), want, 'code');
-  eq(await securityCode('demo', roster.slice().reverse()), want, 'code does not depend on roster order');
-  eq(await securityCode('demo2', roster) === want, false, 'another meeting has another code');
+  const policy = '0'.repeat(64);
+  const want = '42688 83323 55770 99121 67783 82360 49570 38199';
+  eq(await securityCode('demo', roster, policy), want, 'code');
+  eq(await securityCode('demo', roster.slice().reverse(), policy), want, 'code does not depend on roster order');
+  eq(await securityCode('demo2', roster, policy) === want, false, 'another meeting has another code');
+  eq(await securityCode('demo', roster, '1'.repeat(64)) === want, false, 'another policy hash has another code');
+  const renamed = roster.map((e) => (e.participant === 'bob' ? { ...e, name: 'Rob' } : e));
+  eq(await securityCode('demo', renamed, policy) === want, false, 'another name has another code');
 });
 
 test('epoch secret to wire bytes worked example (docs/E2EE.md §9)', async () => {
@@ -233,7 +260,7 @@ async function makeMember(meeting, participant, now) {
     addKey(k, base) { sink.keys.set(k, base); },
     removeKey(k) { sink.keys.delete(k); },
   };
-  const m = await Member.create({ meeting, participant, identity: await Identity.generate(), media, now });
+  const m = await Member.create({ meeting, participant, name: participant.toUpperCase(), identity: await Identity.generate(), media, now });
   m.sink = sink;
   return m;
 }
@@ -283,6 +310,75 @@ test('group: three members converge on one epoch and one code; a leaver is cut o
   eq(ms[1].sink.keys.size, 1, 'bob keeps only ann\'s current key');
 });
 
+test('group: node messages follow every announcement, verify with the sender\'s identity, wait for it, and go with a leaver', async () => {
+  let t = 0;
+  const now = () => t;
+  const names = ['ann', 'bob', 'cy'];
+  const ms = [];
+  for (const n of names) ms.push(await makeMember('m-n', n, now));
+  for (const m of ms) await m.setNodeCert(`cert-of-${m.participant}`);
+  const sent = [];
+  const net = relayNet(ms, (from, o) => sent.push({ from, to: o.to, type: o.payload.type }));
+  // A node message sent before its sender's announcement waits for it.
+  net.send('cy', [{ to: 'ann', payload: ms[2].nodeMsg }]);
+  await net.drain();
+  eq(ms[0].nodeOf('cy'), '', 'not known before cy\'s identity');
+  eq(ms[0].pendingNodes.size, 1, 'one waiting');
+  for (const m of ms) net.send(m.participant, m.withNode([m.announce()]));
+  for (const m of ms) net.send(m.participant, await m.onRosterChange(names));
+  await net.drain();
+  t += 1000;
+  for (const m of ms) net.send(m.participant, await m.tick());
+  await net.drain();
+  for (const m of ms) {
+    for (const o of ms) eq(m.nodeOf(o.participant), `cert-of-${o.participant}`, `${m.participant} knows ${o.participant}'s node`);
+    const ps = m.people();
+    eq(ps.length, 3, 'people');
+    for (const p of ps) eq(p.node, `cert-of-${p.participant}`, `${m.participant}'s people() names ${p.participant}'s node`);
+  }
+  eq(ms[0].pendingNodes.size, 0, 'the waiting one verified');
+  // Every announcement is followed, at once, by a node message to the same recipients.
+  for (let i = 0; i < sent.length; i++) {
+    if (sent[i].type !== 'announce') continue;
+    eq(sent[i + 1]?.type, 'node', `announcement ${i} followed by a node message`);
+    eq(sent[i + 1].to, sent[i].to, `node message ${i} to the same recipients`);
+  }
+  // Wire form: strict, and as Go encodes it.
+  const wire = ms[1].nodeMsg;
+  eq(JSON.stringify(Object.keys(wire)), JSON.stringify(['v', 'type', 'meeting', 'participant', 'cert', 'sig']), 'fields in order');
+  const dec = keymsg.decode(JSON.stringify(wire));
+  eq(JSON.stringify(keymsg.encode(dec)), JSON.stringify(wire), 're-encodes');
+  await keymsg.verifyNode(dec, ms[1].self.identity);
+  await throwsAsync(() => keymsg.verifyNode(dec, ms[0].self.identity), 'another identity');
+  for (const bad of [{ ...wire, extra: 1 }, { ...wire, cert: '' }, { ...wire, sig: 'AAAA' }, { ...wire, v: 1 }]) {
+    await throwsAsync(async () => keymsg.decode(JSON.stringify(bad)), `malformed ${JSON.stringify(bad).slice(0, 60)}`);
+  }
+  // A forged one (bob's message, cert swapped) and one sent by someone else are refused.
+  const forged = { ...wire, cert: 'cert-of-elsewhere' };
+  const r1 = await ms[0].handleMessage('bob', forged);
+  eq(!!r1.error, true, 'forged node message refused');
+  eq(ms[0].nodeOf('bob'), 'cert-of-bob', 'forged one changed nothing');
+  const r2 = await ms[0].handleMessage('cy', wire);
+  eq(r2.error?.code, 'sender_mismatch', 'bob\'s node message from cy');
+  // cy leaves: its node goes too.
+  await ms[0].onRosterChange(['ann', 'bob']);
+  eq(ms[0].nodeOf('cy'), '', 'leaver\'s node dropped');
+});
+
+test('host: the server\'s rules are signed only if they allow nothing the host ruled out', async () => {
+  // Groups and regions come from geodata.js (package geo's catalogue).
+  const ok = (rules, policy) => { try { rulesWithin(rules, policy); return 'ok'; } catch (e) { return e.message; } };
+  const r = (a, b = []) => ({ allowed_countries: a, blocked_regions: b });
+  eq(ok(r(['DE', 'US']), { blocked_countries: ['CN'] }), 'ok', 'CN blocked and not allowed');
+  eq(ok(r(['CN', 'DE']), { blocked_countries: ['CN'] }).includes('CN'), true, 'a blocked country allowed');
+  eq(ok(r(['DE', 'FR']), { blocked_countries: [], allowed_countries: ['EU'] }), 'ok', 'the EU allow-list');
+  eq(ok(r(['DE', 'FR', 'US']), { allowed_countries: ['EU'] }).includes('US'), true, 'outside the allow-list');
+  eq(ok(r(['DE']), { blocked_countries: ['EU'] }).includes('DE'), true, 'a group member');
+  eq(ok(r(['FR'], ['eu-west-3']), { blocked_regions: ['eu-west-3'] }), 'ok', 'the region blocked');
+  eq(ok(r(['DE']), { blocked_regions: ['eu-west-3'] }), 'ok', 'the region\'s country not allowed at all');
+  eq(ok(r(['FR']), { blocked_regions: ['EU-WEST-3'] }).includes('eu-west-3'), true, 'a blocked region allowed');
+});
+
 test('group: a replayed epoch and a rogue epoch are refused', async () => {
   let t = 0;
   const now = () => t;
@@ -304,7 +400,12 @@ test('group: a replayed epoch and a rogue epoch are refused', async () => {
   eq(b.securityCode, a.securityCode, 'same code');
   const last = epochs[epochs.length - 1];
   eq(last.epoch, a.epoch, 'captured the current epoch');
-  const r = await b.handleMessage('a', last);
+  // The current epoch again changes nothing; an older one is refused.
+  const r0 = await b.handleMessage('a', last);
+  eq(r0.error, null, 'the same epoch again');
+  eq(b.epoch, a.epoch, 'b keeps its epoch');
+  eq(epochs.length >= 2, true, 'a made an epoch before this one');
+  const r = await b.handleMessage('a', epochs[0]);
   eq(r.error?.code, 'stale_epoch', 'replay refused');
   // b signs an epoch of its own although a leads; a refuses it.
   const rogue = await keymsg.newEpoch('m-2', b.epoch + 5, [b.self, a.self], new Uint8Array(32), b.identity);
@@ -356,14 +457,6 @@ test('roster order: by since then id; arrival order without since', async () => 
 // participants and servers send: random bytes and mutated real messages
 // either parse into values that re-encode the same way, or are refused
 // with the parsers' own error types — never anything else.
-function prng(seed) {
-  let x = seed >>> 0;
-  return () => {
-    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
-    return x / 2 ** 32;
-  };
-}
-
 test('fuzz: sframe.parseHeader and keymsg.decode refuse garbage cleanly', async () => {
   const rnd = prng(20261127);
   for (let i = 0; i < 3000; i++) {
@@ -376,7 +469,7 @@ test('fuzz: sframe.parseHeader and keymsg.decode refuse garbage cleanly', async 
     }
   }
   const ex = await (await fetch('/vectors/keymsg.json')).json();
-  const seeds = [JSON.stringify(ex.announcement), JSON.stringify(ex.epoch), '{"v":1,"type":"sync","meeting":"m1","epoch":3,"leader":"alice"}'];
+  const seeds = [JSON.stringify(ex.announcement), JSON.stringify(ex.epoch), JSON.stringify(ex.ack), JSON.stringify(ex.commit), '{"v":2,"type":"sync","meeting":"m1","epoch":3,"leader":"alice"}'];
   let accepted = 0;
   for (let i = 0; i < 1500; i++) {
     const text = seeds[i % seeds.length].split('');
@@ -400,17 +493,4 @@ test('fuzz: sframe.parseHeader and keymsg.decode refuse garbage cleanly', async 
   eq(accepted < 1500, true, 'mutations are mostly refused');
 });
 
-window.__unit = (async () => {
-  const results = [];
-  for (const { name, fn } of tests) {
-    const start = performance.now();
-    try {
-      await fn();
-      results.push({ name, ok: true, ms: Math.round(performance.now() - start) });
-    } catch (err) {
-      results.push({ name, ok: false, error: String(err?.stack ?? err) });
-    }
-  }
-  document.body.textContent = results.map((r) => `${r.ok ? 'ok  ' : 'FAIL'} ${r.name}`).join('\n');
-  return JSON.stringify(results);
-})();
+window.__unit = runAll();

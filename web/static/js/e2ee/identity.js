@@ -4,6 +4,7 @@
 // who compare security codes regularly see a stable identity.
 
 import { concat, fromB64 } from './bytes.js';
+import { openDB as open, tx } from '../keystore.js';
 
 const subtle = crypto.subtle;
 const ED25519_PKCS8 = new Uint8Array([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20]);
@@ -45,26 +46,7 @@ export async function verify(publicKey, data, signature) {
   }
 }
 
-const DB = 'oakmeet', STORE = 'keys', KEY = 'identity';
-
-function openDB() {
-  return new Promise((resolve, reject) => {
-    const req = indexedDB.open(DB, 1);
-    req.onupgradeneeded = () => req.result.createObjectStore(STORE);
-    req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(req.error);
-  });
-}
-
-function tx(db, mode, fn) {
-  return new Promise((resolve, reject) => {
-    const t = db.transaction(STORE, mode);
-    const req = fn(t.objectStore(STORE));
-    t.oncomplete = () => resolve(req.result);
-    t.onerror = () => reject(t.error);
-    t.onabort = () => reject(t.error);
-  });
-}
+const DB = 'oakmeet', KEY = 'identity';
 
 // loadIdentity returns the identity kept in this browser, making and
 // storing one the first time. Where IndexedDB is unavailable (private
@@ -72,7 +54,7 @@ function tx(db, mode, fn) {
 export async function loadIdentity() {
   let db;
   try {
-    db = await openDB();
+    db = await open(DB);
     const stored = await tx(db, 'readonly', (s) => s.get(KEY));
     if (stored?.privateKey && stored.publicKey?.length === 32) {
       return new Identity(stored.privateKey, new Uint8Array(stored.publicKey));

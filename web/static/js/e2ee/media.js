@@ -48,7 +48,7 @@ export class MediaCrypto {
     return this.attach(receiver, 'decode', kind, participant);
   }
 
-  // The Member's key sink.
+  // The Member's key sink; setSender(null, null) stops sending.
   setSender(kid, baseKey) {
     this.worker?.postMessage({ type: 'sender', kid, baseKey });
   }

@@ -5,11 +5,48 @@
 // A frame that cannot be protected or unprotected is dropped, never passed
 // on in the clear.
 
-import { OPUS, protect, Receiver, Sender, unprotect, VP8 } from './sframe.js';
+import { OPUS, parseHeader, prefixLen, protect, Receiver, Sender, unprotect, VP8 } from './sframe.js';
 
 let sender = null;
 const receiver = new Receiver();
 const transforms = new Map(); // id -> {options, stats, transformer}
+// Whose key each KID is, and how many KIDs each participant has: a frame
+// that arrives on one participant's track under another participant's KID
+// is dropped for want of a key, never tried with the other's key. Two
+// leaders that once minted one epoch number each (one alone, having heard
+// nobody) give one KID two keys; a frame of the one is then no key at the
+// other's members, not a failed authentication.
+const owners = new Map(); // kid (BigInt) -> participant
+const keyCount = new Map(); // participant -> KIDs held
+
+function own(kid, participant) {
+  disown(kid);
+  owners.set(kid, participant);
+  keyCount.set(participant, (keyCount.get(participant) ?? 0) + 1);
+}
+
+function disown(kid) {
+  const p = owners.get(kid);
+  if (p === undefined) return;
+  owners.delete(kid);
+  const n = keyCount.get(p) - 1;
+  if (n > 0) keyCount.set(p, n);
+  else keyCount.delete(p);
+}
+
+// foreign reports whether a protected frame on participant p's track names
+// a KID this Worker holds as someone else's.
+function foreign(codec, data, p) {
+  if (!p || !keyCount.has(p)) return false;
+  let kid;
+  try {
+    kid = parseHeader(data.subarray(prefixLen(codec, data))).kid;
+  } catch {
+    return false; // unprotect refuses it, and counts why
+  }
+  const owner = owners.get(kid);
+  return owner !== undefined && owner !== p;
+}
 let keyQueue = Promise.resolve();
 
 // Key changes are applied in order, and each waits for the derivation
@@ -22,13 +59,16 @@ self.onmessage = (e) => {
   const m = e.data;
   switch (m.type) {
     case 'sender':
+      // A null key stops sending: the sending epoch names a removed
+      // participant, and nothing goes out until a newer one is committed.
       keyOp(async () => {
-        sender = await Sender.create(m.kid, m.baseKey);
+        sender = m.kid === null || m.kid === undefined ? null : await Sender.create(m.kid, m.baseKey);
       });
       break;
     case 'add':
       keyOp(async () => {
         await receiver.addKey(m.kid, m.baseKey);
+        if (m.participant) own(BigInt(m.kid), m.participant);
         // Receivers that dropped frames for want of this key ask the
         // sender for a key frame, so the picture starts at once.
         for (const t of transforms.values()) {
@@ -40,7 +80,10 @@ self.onmessage = (e) => {
       });
       break;
     case 'remove':
-      keyOp(() => receiver.removeKey(m.kid));
+      keyOp(() => {
+        receiver.removeKey(m.kid);
+        disown(BigInt(m.kid));
+      });
       break;
     case 'stream':
       run(m.readable, m.writable, m.options, null);
@@ -83,6 +126,11 @@ function run(readable, writable, options, transformer) {
             }
             out = await protect(sender, codec, data);
           } else {
+            if (foreign(codec, data, options.participant)) {
+              stats.noKey++;
+              entry.needKey = true;
+              return;
+            }
             out = (await unprotect(receiver, codec, data)).frame;
           }
           frame.data = out.buffer;
