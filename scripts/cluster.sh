@@ -58,8 +58,9 @@ oakmeet cluster running: control plane http://127.0.0.1:$PORT, NATS nats://127.0
 nodes: DE FR JP US BR CN (logs and data in $DATA)
 
   curl -s http://127.0.0.1:$PORT/api/nodes
-  $BIN bot --server http://127.0.0.1:$PORT --meeting ID --country JP --duration 30s
-  $BIN report --server http://127.0.0.1:$PORT --meeting ID
+  $BIN meeting create --server http://127.0.0.1:$PORT --host-key $DATA/host.key   # prints the links
+  $BIN bot --link 'JOIN_URL' --country JP --duration 30s
+  $BIN report --server http://127.0.0.1:$PORT --meeting ID --operator-token-file $DATA/control/operator.token
 
 Press Ctrl-C to stop.
 MSG

@@ -21,6 +21,7 @@ var oakmeetBinary = sync.OnceValues(func() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	builtDir <- dir
 	bin := filepath.Join(dir, "oakmeet")
 	cmd := exec.Command("go", "build", "-o", bin, "github.com/oakmeet/oakmeet/cmd/oakmeet")
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -29,20 +30,27 @@ var oakmeetBinary = sync.OnceValues(func() (string, error) {
 	return bin, nil
 })
 
+// builtDir receives the directory oakmeetBinary made, once, so that
+// TestMain removes it whichever test built it, and builds nothing to remove.
+var builtDir = make(chan string, 1)
+
 // TestMain starts building the binary at once when a test that runs it is
 // selected, so that linking it overlaps the in-process tests instead of
 // adding to the package's time, and removes it at the end.
 func TestMain(m *testing.M) {
 	flag.Parse()
-	built := !testing.Short() && selected("TestProcessesNodeLossDrainOverloadRestart")
-	if built {
+	early := !testing.Short() && (selected("TestProcessesNodeLossDrainOverloadRestart") || selected("TestSoakChurnKeepsEveryFrameIntact"))
+	if early {
 		go func() { _, _ = oakmeetBinary() }()
 	}
 	code := m.Run()
-	if built {
-		if bin, err := oakmeetBinary(); err == nil {
-			_ = os.RemoveAll(filepath.Dir(bin))
-		}
+	if early {
+		_, _ = oakmeetBinary() // the build started above has finished
+	}
+	select {
+	case dir := <-builtDir:
+		_ = os.RemoveAll(dir)
+	default:
 	}
 	os.Exit(code)
 }

@@ -49,7 +49,7 @@ func TestCrossNodeMediaAndPolicyMove(t *testing.T) {
 	for i, country := range []string{"DE", "JP"} {
 		wg.Go(func() {
 			rep, err := bot.Run(botCtx, bot.Config{
-				Server: c.URL, Meeting: m.ID, Name: "bot-" + country, Country: country,
+				Server: c.URL, Meeting: m.ID, Secret: m.JoinSecret, HostFingerprint: fingerprint(t, m), Name: "bot-" + country, Country: country,
 				LoopbackOnly: true, Linger: 200 * time.Millisecond, RejoinPause: 100 * time.Millisecond,
 				Ready: func(pid string) { results[i].first = pid; ready.Done() },
 			})
@@ -83,7 +83,7 @@ func TestCrossNodeMediaAndPolicyMove(t *testing.T) {
 	waitTraffic(t, c.API, m.ID, map[string]uint64{"de-fra": 0, "jp-tyo": 0}, mediaWhile, 10*time.Second)
 	changed := time.Now()
 	t.Logf("policy change at %s", changed.Format("15:04:05.000"))
-	if _, err := c.API.SetPolicy(ctx, m.ID, m.HostToken, policy.Policy{BlockedCountries: []string{"CN", "JP"}}); err != nil {
+	if _, err := c.Host(m.ID).SetPolicy(ctx, policy.Policy{BlockedCountries: []string{"CN", "JP"}}); err != nil {
 		t.Fatalf("policy change: %v", err)
 	}
 	testcluster.WaitFor(t, 6*time.Second, "bot-JP moved off jp-tyo", func() bool {
@@ -208,7 +208,7 @@ func TestRelayOnlyThroughTheNodesTURN(t *testing.T) {
 	if code != 200 || len(jr.ICEServers) != 1 || !strings.HasPrefix(jr.ICEServers[0].URLs[0], "turn:127.0.0.1:") || jr.ICEServers[0].Credential == "" {
 		t.Fatalf("join answer ICE servers: %d %+v %+v", code, jr.ICEServers, ae)
 	}
-	cfg := bot.Config{Server: c.URL, Meeting: m.ID, Country: "DE", LoopbackOnly: true, Linger: 200 * time.Millisecond}
+	cfg := bot.Config{Server: c.URL, Meeting: m.ID, Secret: m.JoinSecret, HostFingerprint: fingerprint(t, m), Country: "DE", LoopbackOnly: true, Linger: 200 * time.Millisecond}
 	relayed := cfg
 	relayed.RelayOnly = true
 	stop := startBots(t, relayed, cfg)
@@ -243,13 +243,17 @@ func TestPolicyLeavingNoNodeDisconnects(t *testing.T) {
 	in := make(chan struct{})
 	errc := make(chan error, 1)
 	go func() {
-		_, err := bot.Run(context.Background(), bot.Config{Server: c.URL, Meeting: m.ID, Country: "DE",
+		_, err := bot.Run(context.Background(), bot.Config{Server: c.URL, Meeting: m.ID, Secret: m.JoinSecret, HostFingerprint: fingerprint(t, m), Country: "DE",
 			Duration: 20 * time.Second, LoopbackOnly: true, Ready: func(string) { close(in) }})
 		errc <- err
 	}()
-	<-in
+	select {
+	case <-in:
+	case err := <-errc:
+		t.Fatalf("the bot ended before it was in: %v", err)
+	}
 	changed := time.Now()
-	if _, err := c.API.SetPolicy(ctx, m.ID, m.HostToken, policy.Policy{BlockedCountries: []string{"DE", "FR"}}); err != nil {
+	if _, err := c.Host(m.ID).SetPolicy(ctx, policy.Policy{BlockedCountries: []string{"DE", "FR"}}); err != nil {
 		t.Fatalf("policy change: %v", err)
 	}
 	// The bot ends once it has closed its connections; the promise is the

@@ -68,7 +68,7 @@ func TestNodeNeverSeesPlaintextMarker(t *testing.T) {
 	spec.Interceptors = []interceptor.Factory{obs}
 	c := testcluster.Start(t, policy.Policy{}, []testcluster.NodeSpec{spec})
 	m := c.CreateMeeting(policy.Policy{})
-	cfg := bot.Config{Server: c.URL, Meeting: m.ID, Country: "DE", LoopbackOnly: true, Linger: 200 * time.Millisecond}
+	cfg := bot.Config{Server: c.URL, Meeting: m.ID, Secret: m.JoinSecret, HostFingerprint: fingerprint(t, m), Country: "DE", LoopbackOnly: true, Linger: 200 * time.Millisecond}
 	stop := startBots(t, cfg, cfg)
 	waitTraffic(t, c.API, m.ID, map[string]uint64{spec.ID: 0}, mediaWhile, 15*time.Second)
 	reports := stop()

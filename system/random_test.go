@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oakmeet/oakmeet/apiclient"
 	"github.com/oakmeet/oakmeet/placement"
 	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/testcluster"
@@ -54,12 +55,15 @@ func TestRandomizedPolicyInvariant(t *testing.T) {
 		return p
 	}
 
-	type mtg struct{ id, host string }
+	type mtg struct {
+		id   string
+		host *apiclient.Host
+	}
 	var meetings []mtg
 	var watchers []*watcher
 	for range 6 {
 		m := c.CreateMeeting(randomPolicy())
-		meetings = append(meetings, mtg{m.ID, m.HostToken})
+		meetings = append(meetings, mtg{m.ID, c.Host(m.ID)})
 		watchers = append(watchers, watch(t, c.API, m.ID, c.Timing.MoveDeadline))
 	}
 	ctx := context.Background()
@@ -93,7 +97,7 @@ func TestRandomizedPolicyInvariant(t *testing.T) {
 				t.Errorf("step %d: join answered %d %+v", step, code, ae)
 			}
 		case r < 8: // the host changes the policy
-			if _, err := c.API.SetPolicy(ctx, m.id, m.host, randomPolicy()); err != nil {
+			if _, err := m.host.SetPolicy(ctx, randomPolicy()); err != nil {
 				t.Errorf("step %d: policy change: %v", step, err)
 			}
 		default: // a node fails or comes back

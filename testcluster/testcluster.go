@@ -7,6 +7,7 @@ package testcluster
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -79,6 +80,13 @@ type Cluster struct {
 	nodes       map[string]context.CancelFunc
 	// Timing is every clock of the control plane and the nodes.
 	Timing cluster.Timing
+	// operator is the deployment's operator token; API sends it.
+	operator  string
+	lobbyWait time.Duration
+
+	mu      sync.Mutex
+	secrets map[string]string // join secret by meeting, of CreateMeeting's meetings
+	hosts   map[string]*apiclient.Host
 }
 
 // Timing is what a test cluster runs on unless told otherwise: heartbeats
@@ -96,6 +104,7 @@ func Timing() cluster.Timing {
 		SeatGrace:         2 * time.Second,
 		RelayResend:       time.Second,
 		TrafficEvery:      400 * time.Millisecond,
+		CheckpointEvery:   100 * time.Millisecond,
 	}
 }
 
@@ -104,6 +113,10 @@ type Option func(*Cluster)
 
 // WithTiming runs the cluster on t instead of Timing().
 func WithTiming(t cluster.Timing) Option { return func(c *Cluster) { c.Timing = t.WithDefaults() } }
+
+// WithLobbyWait holds a join's ask from the lobby open for d (the control
+// plane's default is 20 s).
+func WithLobbyWait(d time.Duration) Option { return func(c *Cluster) { c.lobbyWait = d } }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
@@ -120,7 +133,8 @@ func Start(t testing.TB, floor policy.Policy, nodes []NodeSpec, opts ...Option) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Cluster{t: t, dir: dir, auth: auth, key: key, enroll: enroll, floor: floor, nodes: map[string]context.CancelFunc{}, Timing: Timing()}
+	c := &Cluster{t: t, dir: dir, auth: auth, key: key, enroll: enroll, floor: floor, nodes: map[string]context.CancelFunc{}, Timing: Timing(),
+		operator: rand.Text(), secrets: map[string]string{}, hosts: map[string]*apiclient.Host{}}
 	for _, o := range opts {
 		o(c)
 	}
@@ -154,14 +168,20 @@ func (c *Cluster) startControl() {
 		t.Fatal(err)
 	}
 	srv, err := control.New(ctx, control.Config{Store: st, NATS: nc, Locator: loc, Floor: c.floor, Key: c.key,
-		EnrollmentKey: c.enroll.Public().(ed25519.PublicKey), Revocations: c.revocations, TrustClientLocation: true, Logger: quietLogger(), Timing: c.Timing})
+		EnrollmentKey: c.enroll.Public().(ed25519.PublicKey), Revocations: c.revocations, TrustClientLocation: true, Logger: quietLogger(), Timing: c.Timing,
+		OperatorToken: c.operator, LobbyWait: c.lobbyWait})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.Srv = srv
 	c.http = httptest.NewServer(srv.Handler())
 	c.URL = c.http.URL
-	c.API = apiclient.New(c.URL, nil)
+	c.API = apiclient.New(c.URL, nil).WithBearer(c.operator)
+	c.mu.Lock()
+	for _, h := range c.hosts {
+		h.Client = c.API
+	}
+	c.mu.Unlock()
 	runCtx, cancel := context.WithCancel(ctx)
 	c.stop = func() { cancel(); nc.Close() }
 	c.wg.Go(func() {
@@ -303,22 +323,50 @@ func WaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 // Created is the answer to creating a meeting.
 type Created = api.CreatedMeeting
 
-// CreateMeeting creates a meeting with policy p.
+// CreateMeeting creates a meeting with policy p and a host key of its own
+// (apiclient.CreateHosted), and keeps its join secret and host for Join,
+// Secret and Host.
 func (c *Cluster) CreateMeeting(p policy.Policy) api.CreatedMeeting {
 	c.t.Helper()
-	m, err := c.API.Create(context.Background(), api.CreateRequest{Title: "t", Policy: p})
+	m, h, err := c.API.CreateHosted(context.Background(), api.CreateRequest{Title: "t", Policy: p})
 	if err != nil {
 		c.t.Fatalf("create meeting: %v", err)
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.secrets[m.ID], c.hosts[m.ID] = m.JoinSecret, h
 	return m
 }
 
-// Join joins meeting id with a location hint. A refusal is returned as
-// the *api.Error with its status (nil when placed); anything else that
-// keeps the answer away fails the test.
+// Secret is the join secret of a meeting CreateMeeting made ("" for any
+// other).
+func (c *Cluster) Secret(id string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.secrets[id]
+}
+
+// Host is the host of a meeting CreateMeeting made (nil for any other):
+// its host token and key, speaking to the control plane as API does.
+func (c *Cluster) Host(id string) *apiclient.Host {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.hosts[id]
+}
+
+// OperatorToken is the deployment's operator token, which API and Get
+// send.
+func (c *Cluster) OperatorToken() string { return c.operator }
+
+// Join joins meeting id with a location hint and the meeting's secret,
+// waiting in the lobby (up to 30 s) if the meeting has one. A refusal is
+// returned as the *api.Error with its status (nil when placed); anything
+// else that keeps the answer away fails the test.
 func (c *Cluster) Join(id, country string) (api.JoinResponse, *api.Error, int) {
 	c.t.Helper()
-	jr, err := c.API.Join(context.Background(), id, api.JoinRequest{Name: "n-" + country, Location: api.Hint{Country: country}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	jr, err := c.API.Join(ctx, id, api.JoinRequest{Name: "n-" + country, Location: api.Hint{Country: country}, Secret: c.Secret(id)})
 	if err == nil {
 		return jr, nil, http.StatusOK
 	}
