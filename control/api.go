@@ -358,20 +358,6 @@ func (s *Server) auditScope(r *http.Request) (meeting string, all bool, e *api.E
 	return meeting, false, nil
 }
 
-func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
-	meeting, all, e := s.auditScope(r)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
-	entries, err := s.audit.entries(r.Context(), meeting, all)
-	if err != nil {
-		s.fail(w, "read audit log", err)
-		return
-	}
-	writeJSON(w, http.StatusOK, api.AuditEntries{PublicKey: s.PublicKey(), Entries: entries})
-}
-
 // handleAuditExport answers an export (format 2, audit.WriteExport)
 // proved against a checkpoint signed for it: every entry of the log up to
 // it, or a meeting's evidence pack (its entries in that tree, each with
