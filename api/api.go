@@ -275,7 +275,19 @@ type LobbyEntry struct {
 // Lobby is GET /api/meetings/{id}/lobby, with the host token.
 type Lobby struct {
 	Waiting []LobbyEntry `json:"waiting"`
+	// More says that more joins wait after this page: ask again with
+	// ?after= the last ticket listed. ?limit= sets the page's size
+	// (default and maximum LobbyPageMax).
+	More bool `json:"more,omitempty"`
 }
+
+// LobbyPageMax is the most lobby entries one GET .../lobby lists.
+const LobbyPageMax = 100
+
+// NodesPageMax is the most nodes one GET /api/nodes lists. The list is in
+// id order; ?after=ID starts after a node, ?limit= makes a page smaller,
+// and a page with more after it carries a Link header (rel="next").
+const NodesPageMax = 500
 
 // LobbyDecision is POST /api/meetings/{id}/lobby/{ticket}, with the host
 // token: admit or deny, and the host's statement of it.

@@ -59,9 +59,28 @@ func (c *Client) Config(ctx context.Context) (api.Config, error) {
 	return call[api.Config](ctx, c, http.MethodGet, api.PathConfig, "", nil, http.StatusOK)
 }
 
-// Nodes is GET /api/nodes.
+// Nodes is every node GET /api/nodes lists, read a page at a time.
 func (c *Client) Nodes(ctx context.Context) ([]api.Node, error) {
-	return call[[]api.Node](ctx, c, http.MethodGet, api.PathNodes, "", nil, http.StatusOK)
+	var all []api.Node
+	after := ""
+	for {
+		q := url.Values{"limit": {strconv.Itoa(api.NodesPageMax)}}
+		if after != "" {
+			q.Set("after", after)
+		}
+		page, err := call[[]api.Node](ctx, c, http.MethodGet, api.PathNodes+"?"+q.Encode(), "", nil, http.StatusOK)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page...)
+		if len(page) < api.NodesPageMax || page[len(page)-1].ID <= after {
+			if all == nil {
+				all = page
+			}
+			return all, nil
+		}
+		after = page[len(page)-1].ID
+	}
 }
 
 // Preview is POST /api/policy/preview.

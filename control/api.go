@@ -31,10 +31,6 @@ func (s *Server) handleGeo(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, api.Geo{Countries: geo.Countries(), Regions: geo.Regions(), Groups: groups})
 }
 
-func (s *Server) handleNodes(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, s.owner.live().list())
-}
-
 // readPolicy reads a policy from the request body and combines it with the
 // floor, answering the error itself when it cannot.
 func (s *Server) readPolicy(w http.ResponseWriter, r *http.Request) (policy.Policy, policy.Effective, bool) {

@@ -13,6 +13,7 @@ import (
 	"github.com/oakmeet/oakmeet/api"
 	"github.com/oakmeet/oakmeet/apiclient"
 	"github.com/oakmeet/oakmeet/audit"
+	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/policy"
 )
 
@@ -207,5 +208,92 @@ func TestDeploymentReportIsReadOnceForManyRequests(t *testing.T) {
 	mu.Unlock()
 	if rep, err := b.api.Report(ctx); err != nil || rep.Meetings != meetings+1 || b.srv.report.computed.Load() != 2 {
 		t.Fatalf("after max age: %+v %v, computations %d", rep, err, b.srv.report.computed.Load())
+	}
+}
+
+func TestNodesPages(t *testing.T) {
+	r := newRegistry()
+	const n = 7
+	for i := range n {
+		r.known(cluster.NodeInfo{ID: fmt.Sprintf("de-%02d", n-1-i), Country: "DE"})
+	}
+	v := r.publish(nil)
+	var got []string
+	after := ""
+	for pages := 0; ; pages++ {
+		if pages > n {
+			t.Fatal("paging does not end")
+		}
+		p, more := v.page(after, 3)
+		if len(p) > 3 {
+			t.Fatalf("page of %d, limit 3", len(p))
+		}
+		for _, x := range p {
+			got = append(got, x.ID)
+		}
+		if !more {
+			break
+		}
+		after = p[len(p)-1].ID
+	}
+	want := []string{"de-00", "de-01", "de-02", "de-03", "de-04", "de-05", "de-06"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("pages gave %v, want %v", got, want)
+	}
+	if p, more := v.page("de-03x", 10); len(p) != 3 || p[0].ID != "de-04" || more {
+		t.Fatalf("after an id between nodes: %v %v", p, more)
+	}
+	if p, more := v.page("zz", 10); len(p) != 0 || more {
+		t.Fatalf("after the last: %v %v", p, more)
+	}
+}
+
+func TestNodesAndLobbyBadLimit(t *testing.T) {
+	b := newBoundsEnv(t)
+	for _, q := range []string{"limit=0", "limit=-3", "limit=x"} {
+		resp, err := http.Get(b.url + api.PathNodes + "?" + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e api.Error
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || e.Code != "bad_number" {
+			t.Errorf("nodes %s: %d %+v, want 400 bad_number", q, resp.StatusCode, e)
+		}
+	}
+	resp, err := http.Get(b.url + api.PathNodes + "?limit=100000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("a limit above the maximum is cut to it, not refused: %d", resp.StatusCode)
+	}
+}
+
+func TestLobbyListingIsPaged(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	m := &meeting{}
+	for i := range api.LobbyPageMax + 5 {
+		m.Tickets = append(m.Tickets, lobbyTicket{Ticket: fmt.Sprintf("t%03d", i), Name: "n", Since: now, LastAsk: now})
+	}
+	// A decided and an expired ticket are not listed.
+	m.Tickets[1].Decision = "admit"
+	m.Tickets[2].LastAsk = now.Add(-2 * lobbyTicketTTL)
+
+	first := m.waiting(now, "", api.LobbyPageMax)
+	if len(first.Waiting) != api.LobbyPageMax || !first.More || first.Waiting[0].Ticket != "t000" || first.Waiting[1].Ticket != "t003" {
+		t.Fatalf("first page: %d entries, more=%v", len(first.Waiting), first.More)
+	}
+	rest := m.waiting(now, first.Waiting[len(first.Waiting)-1].Ticket, api.LobbyPageMax)
+	if len(rest.Waiting) != 3 || rest.More {
+		t.Fatalf("second page: %d entries, more=%v", len(rest.Waiting), rest.More)
+	}
+	if seen := len(first.Waiting) + len(rest.Waiting); seen != api.LobbyPageMax+5-2 {
+		t.Fatalf("%d listed, want %d", seen, api.LobbyPageMax+3)
+	}
+	if small := m.waiting(now, "", 2); len(small.Waiting) != 2 || !small.More {
+		t.Fatalf("limit 2: %+v", small)
 	}
 }
