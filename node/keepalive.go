@@ -65,8 +65,7 @@ func (n *Node) keepAlive(ctx context.Context, ws *websocket.Conn, lim WebSocketL
 		})
 	}
 	if lim.IdleTimeout > 0 {
-		var check func()
-		check = func() {
+		check := func() {
 			idleMu.Lock()
 			defer idleMu.Unlock()
 			if ctx.Err() != nil {
