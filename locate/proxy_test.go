@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -166,8 +167,8 @@ func (s *syncBuffer) String() string {
 
 // corruptData rewrites a database built by buildMMDB so that its search
 // tree and metadata stay intact (it still opens) while its data section is
-// garbage: every lookup finds a record that cannot be decoded.
-func corruptData(t *testing.T, path string, garble func(data []byte)) {
+// garbage, or cut short: every lookup finds a record that cannot be decoded.
+func corruptData(t *testing.T, path string, garble func(data []byte) []byte) {
 	t.Helper()
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -178,32 +179,32 @@ func corruptData(t *testing.T, path string, garble func(data []byte)) {
 	if meta < 0 || sep < 0 || sep+16 > meta {
 		t.Fatal("unexpected database layout")
 	}
-	garble(raw[sep+16 : meta])
-	if err := os.WriteFile(path, raw, 0o600); err != nil {
+	data := garble(slices.Clone(raw[sep+16 : meta]))
+	out := append(append(slices.Clone(raw[:sep+16]), data...), raw[meta:]...)
+	if err := os.WriteFile(path, out, 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestCorruptDatabaseLeavesLocationUnknown(t *testing.T) {
-	garbles := map[string]func([]byte){
+	fill := func(b byte) func([]byte) []byte {
+		return func(d []byte) []byte {
+			for i := range d {
+				d[i] = b
+			}
+			return d
+		}
+	}
+	garbles := map[string]func([]byte) []byte{
 		// 0xFF: a map whose size runs past the end of the section.
-		"garbled": func(d []byte) {
-			for i := range d {
-				d[i] = 0xFF
-			}
-		},
+		"garbled": fill(0xFF),
 		// A pointer to an offset far beyond the data section.
-		"bad pointer": func(d []byte) {
-			for i := range d {
-				d[i] = 0x3F
-			}
-		},
+		"bad pointer": fill(0x3F),
 		// A string whose length runs past the section's end.
-		"truncated string": func(d []byte) {
-			for i := range d {
-				d[i] = 0x5F
-			}
-		},
+		"string past the end": fill(0x5F),
+		// The section cut to its first bytes: the tree's records point
+		// past its end.
+		"truncated": func(d []byte) []byte { return d[:2] },
 	}
 	for name, garble := range garbles {
 		t.Run(name, func(t *testing.T) {
@@ -235,11 +236,7 @@ func TestCorruptDatabaseFallsBackToBuiltin(t *testing.T) {
 	// With the built-in table enabled a broken database costs only its own
 	// evidence: the next source still answers.
 	db := countryDB(t, map[string]string{"8.8.8.0/24": "NL"})
-	corruptData(t, db, func(d []byte) {
-		for i := range d {
-			d[i] = 0xFF
-		}
-	})
+	corruptData(t, db, func(d []byte) []byte { return d[:1] })
 	l := newLocator(t, Config{GeoIPFile: db})
 	got := locate(t, l, request("8.8.8.8:1"), Hint{})
 	if got.Source != SourceBuiltin || got.Location.Country != "US" {
