@@ -297,3 +297,33 @@ func TestLobbyListingIsPaged(t *testing.T) {
 		t.Fatalf("limit 2: %+v", small)
 	}
 }
+
+func TestNodesPagedOverHTTP(t *testing.T) {
+	r := startRig(t, "de-fra:DE", "fr-par:FR", "jp-tyo:JP")
+	ctx := context.Background()
+	r.waitFor("three nodes listed", func() bool {
+		nodes, err := r.api.Nodes(ctx)
+		return err == nil && len(nodes) == 3
+	})
+	resp, err := http.Get(r.url + api.PathNodes + "?limit=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first []api.Node
+	_ = json.NewDecoder(resp.Body).Decode(&first)
+	resp.Body.Close()
+	link := resp.Header.Get("Link")
+	if len(first) != 2 || first[0].ID != "de-fra" || first[1].ID != "fr-par" || link != `</api/nodes?after=fr-par&limit=2>; rel="next"` {
+		t.Fatalf("first page %v, Link %q", first, link)
+	}
+	resp, err = http.Get(r.url + api.PathNodes + "?after=fr-par&limit=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rest []api.Node
+	_ = json.NewDecoder(resp.Body).Decode(&rest)
+	resp.Body.Close()
+	if len(rest) != 1 || rest[0].ID != "jp-tyo" || resp.Header.Get("Link") != "" {
+		t.Fatalf("last page %v, Link %q", rest, resp.Header.Get("Link"))
+	}
+}
