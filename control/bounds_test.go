@@ -95,6 +95,7 @@ func TestAuditPageCostDoesNotGrowWithTheLog(t *testing.T) {
 	if len(large.Entries) != 10 || !large.More || large.Size != 30+big {
 		t.Fatalf("page of a large log: %d entries, more=%v size=%d", len(large.Entries), large.More, large.Size)
 	}
+	t.Logf("a page of 10: %+v NATS messages (out, in) with 30 entries, %+v with %d", smallCost, largeCost, 30+big)
 	// The same page costs the same however long the log is: a few
 	// requests (a consumer, a fetch, its deletion) and the page's records.
 	const slack = 4 // a heartbeat or checkpoint that happened to fall inside
@@ -107,6 +108,7 @@ func TestAuditPageCostDoesNotGrowWithTheLog(t *testing.T) {
 	if len(full.Entries) != api.AuditPageMax || !full.More || full.Next != api.AuditPageMax {
 		t.Fatalf("default page: %d entries, more=%v next=%d", len(full.Entries), full.More, full.Next)
 	}
+	t.Logf("the default page of a log of %d: %+v", 30+big, fullCost)
 	if fullCost.in > api.AuditPageMax+slack || fullCost.out > smallCost.out+slack {
 		t.Fatalf("default page of a log of %d cost %+v", 30+big, fullCost)
 	}
