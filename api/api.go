@@ -275,7 +275,19 @@ type LobbyEntry struct {
 // Lobby is GET /api/meetings/{id}/lobby, with the host token.
 type Lobby struct {
 	Waiting []LobbyEntry `json:"waiting"`
+	// More says that more joins wait after this page: ask again with
+	// ?after= the last ticket listed. ?limit= sets the page's size
+	// (default and maximum LobbyPageMax).
+	More bool `json:"more,omitempty"`
 }
+
+// LobbyPageMax is the most lobby entries one GET .../lobby lists.
+const LobbyPageMax = 100
+
+// NodesPageMax is the most nodes one GET /api/nodes lists. The list is in
+// id order; ?after=ID starts after a node, ?limit= makes a page smaller,
+// and a page with more after it carries a Link header (rel="next").
+const NodesPageMax = 500
 
 // LobbyDecision is POST /api/meetings/{id}/lobby/{ticket}, with the host
 // token: admit or deny, and the host's statement of it.
@@ -507,10 +519,17 @@ type JoinAudit struct {
 	EveryMS     int64  `json:"every_ms"`
 }
 
-// AuditEntries is GET /api/audit.
+// AuditEntries is GET /api/audit: one page of entries in log order from
+// ?start= (default 0), at most ?limit= of them (default and maximum
+// AuditPageMax), with the control plane's public key. More, Next and Size
+// are as in AuditPage: a client reading the whole log asks again from Next
+// while More is set.
 type AuditEntries struct {
 	PublicKey []byte        `json:"public_key"`
 	Entries   []audit.Entry `json:"entries"`
+	More      bool          `json:"more"`
+	Next      int64         `json:"next"`
+	Size      int64         `json:"size"`
 }
 
 // PolicyChange is one policy a meeting had, from a time on.
@@ -563,7 +582,14 @@ type MeetingReport struct {
 type DeploymentReport struct {
 	Meetings  int            `json:"meetings"`
 	Countries []CountryUsage `json:"countries"`
+	// Computed is when the figures were read. Every request within
+	// ReportMaxAge of it gets the same figures: the report reads every
+	// meeting, so it is read at most that often, however often it is asked.
+	Computed time.Time `json:"computed"`
 }
+
+// ReportMaxAge is how old the deployment report's figures may be.
+const ReportMaxAge = 10 * time.Second
 
 // MeetingPath is the path of a meeting's resource, e.g. MeetingPath(id,
 // "join"); the id is escaped.

@@ -59,9 +59,28 @@ func (c *Client) Config(ctx context.Context) (api.Config, error) {
 	return call[api.Config](ctx, c, http.MethodGet, api.PathConfig, "", nil, http.StatusOK)
 }
 
-// Nodes is GET /api/nodes.
+// Nodes is every node GET /api/nodes lists, read a page at a time.
 func (c *Client) Nodes(ctx context.Context) ([]api.Node, error) {
-	return call[[]api.Node](ctx, c, http.MethodGet, api.PathNodes, "", nil, http.StatusOK)
+	var all []api.Node
+	after := ""
+	for {
+		q := url.Values{"limit": {strconv.Itoa(api.NodesPageMax)}}
+		if after != "" {
+			q.Set("after", after)
+		}
+		page, err := call[[]api.Node](ctx, c, http.MethodGet, api.PathNodes+"?"+q.Encode(), "", nil, http.StatusOK)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page...)
+		if len(page) < api.NodesPageMax || page[len(page)-1].ID <= after {
+			if all == nil {
+				all = page
+			}
+			return all, nil
+		}
+		after = page[len(page)-1].ID
+	}
 }
 
 // Preview is POST /api/policy/preview.
@@ -166,9 +185,47 @@ func (c *Client) Report(ctx context.Context) (api.DeploymentReport, error) {
 	return call[api.DeploymentReport](ctx, c, http.MethodGet, api.PathReport, c.bearer, nil, http.StatusOK)
 }
 
-// Audit is GET /api/audit for one meeting ("" = every chain).
+// Audit reads one meeting's audit log ("" = every chain) through GET
+// /api/audit, page after page, and returns all of it. The answer's More,
+// Next and Size are those of the last page.
 func (c *Client) Audit(ctx context.Context, meeting string) (api.AuditEntries, error) {
-	return call[api.AuditEntries](ctx, c, http.MethodGet, auditPath(api.PathAudit, meeting), c.bearer, nil, http.StatusOK)
+	var all api.AuditEntries
+	for start := int64(0); ; {
+		p, err := c.AuditPage(ctx, meeting, start, 0)
+		if err != nil {
+			return api.AuditEntries{}, err
+		}
+		all.PublicKey, all.Size, all.Next, all.More = p.PublicKey, p.Size, p.Next, p.More
+		all.Entries = append(all.Entries, p.Entries...)
+		if !p.More {
+			if all.Entries == nil {
+				all.Entries = p.Entries // the server's [] rather than nil
+			}
+			return all, nil
+		}
+		if p.Next <= start {
+			return api.AuditEntries{}, fmt.Errorf("GET %s: a page from %d says more from %d", api.PathAudit, start, p.Next)
+		}
+		start = p.Next
+	}
+}
+
+// AuditPage is one page of GET /api/audit from index start; limit 0 asks
+// for the largest page (api.AuditPageMax).
+func (c *Client) AuditPage(ctx context.Context, meeting string, start int64, limit int) (api.AuditEntries, error) {
+	return call[api.AuditEntries](ctx, c, http.MethodGet, api.PathAudit+"?"+pageQuery(meeting, start, limit), c.bearer, nil, http.StatusOK)
+}
+
+// pageQuery is the query of a page of the audit log.
+func pageQuery(meeting string, start int64, limit int) string {
+	q := url.Values{"start": {strconv.FormatInt(start, 10)}}
+	if meeting != "" {
+		q.Set("meeting", meeting)
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	return q.Encode()
 }
 
 // AuditExport streams GET /api/audit/export for one meeting ("" = every
@@ -331,12 +388,5 @@ func (c *Client) ConsistencyProof(ctx context.Context, from, to int64) (api.Cons
 // ("" = every meeting's, with the operator token) from index start; limit
 // 0 asks for the largest page.
 func (c *Client) AuditEntries(ctx context.Context, meeting string, start int64, limit int) (api.AuditPage, error) {
-	q := url.Values{"start": {strconv.FormatInt(start, 10)}}
-	if meeting != "" {
-		q.Set("meeting", meeting)
-	}
-	if limit > 0 {
-		q.Set("limit", strconv.Itoa(limit))
-	}
-	return call[api.AuditPage](ctx, c, http.MethodGet, api.PathAuditEntries+"?"+q.Encode(), c.bearer, nil, http.StatusOK)
+	return call[api.AuditPage](ctx, c, http.MethodGet, api.PathAuditEntries+"?"+pageQuery(meeting, start, limit), c.bearer, nil, http.StatusOK)
 }

@@ -31,10 +31,6 @@ func (s *Server) handleGeo(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, api.Geo{Countries: geo.Countries(), Regions: geo.Regions(), Groups: groups})
 }
 
-func (s *Server) handleNodes(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, s.owner.live().list())
-}
-
 // readPolicy reads a policy from the request body and combines it with the
 // floor, answering the error itself when it cannot.
 func (s *Server) readPolicy(w http.ResponseWriter, r *http.Request) (policy.Policy, policy.Effective, bool) {
@@ -356,20 +352,6 @@ func (s *Server) auditScope(r *http.Request) (meeting string, all bool, e *api.E
 		return "", false, e
 	}
 	return meeting, false, nil
-}
-
-func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
-	meeting, all, e := s.auditScope(r)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
-	entries, err := s.audit.entries(r.Context(), meeting, all)
-	if err != nil {
-		s.fail(w, "read audit log", err)
-		return
-	}
-	writeJSON(w, http.StatusOK, api.AuditEntries{PublicKey: s.PublicKey(), Entries: entries})
 }
 
 // handleAuditExport answers an export (format 2, audit.WriteExport)

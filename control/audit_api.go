@@ -124,26 +124,55 @@ func (s *Server) handleAuditEntries(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	start, e := treeNumber(r, "start", 0)
+	start, limit, e := auditPageRange(r)
 	if e != nil {
 		writeError(w, e)
 		return
 	}
-	limit, e := treeNumber(r, "limit", api.AuditPageMax)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
-	if limit == 0 {
-		writeError(w, apiErr(http.StatusBadRequest, "bad_number", "limit must be at least 1 (at most %d)", api.AuditPageMax))
-		return
-	}
-	p, err := s.audit.readPage(r.Context(), meeting, all, start, int(min(limit, api.AuditPageMax)))
+	p, err := s.audit.readPage(r.Context(), meeting, all, start, limit)
 	if err != nil {
 		s.fail(w, "read audit log", err)
 		return
 	}
 	writeJSON(w, http.StatusOK, api.AuditPage{Entries: p.Entries, More: p.More, Next: p.Next, Size: p.Size})
+}
+
+// handleAudit answers GET /api/audit: a page of entries, as
+// handleAuditEntries, with the control plane's public key. A page is one
+// batched read of at most api.AuditPageMax records, whatever the log's size.
+func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
+	meeting, all, e := s.auditScope(r)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	start, limit, e := auditPageRange(r)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	p, err := s.audit.readPage(r.Context(), meeting, all, start, limit)
+	if err != nil {
+		s.fail(w, "read audit log", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.AuditEntries{PublicKey: s.PublicKey(), Entries: p.Entries, More: p.More, Next: p.Next, Size: p.Size})
+}
+
+// auditPageRange reads ?start= (default 0) and ?limit= (default and most
+// api.AuditPageMax; a larger one is cut to it, 0 is an error).
+func auditPageRange(r *http.Request) (start int64, limit int, e *api.Error) {
+	if start, e = treeNumber(r, "start", 0); e != nil {
+		return 0, 0, e
+	}
+	n, e := treeNumber(r, "limit", api.AuditPageMax)
+	if e != nil {
+		return 0, 0, e
+	}
+	if n == 0 {
+		return 0, 0, apiErr(http.StatusBadRequest, "bad_number", "limit must be at least 1 (at most %d)", api.AuditPageMax)
+	}
+	return start, int(min(n, api.AuditPageMax)), nil
 }
 
 // joinAudit is the log's state for a join answer: the newest checkpoint

@@ -275,7 +275,7 @@ func (s *Server) handleLobby(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, m.waiting(s.now()))
+	writeLobby(w, r, m, s.now())
 }
 
 func (s *Server) handleLobbyDecision(w http.ResponseWriter, r *http.Request) {

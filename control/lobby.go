@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/oakmeet/oakmeet/api"
@@ -120,13 +121,53 @@ func admit(m *meeting, req api.JoinRequest, name string, loc api.JoinLocation, n
 	return a, nil
 }
 
-// waiting lists the lobby as the host sees it.
-func (m *meeting) waiting(now time.Time) api.Lobby {
+// waiting lists the lobby as the host sees it, oldest first: at most
+// limit entries after the ticket after ("" = from the start).
+func (m *meeting) waiting(now time.Time, after string, limit int) api.Lobby {
 	out := api.Lobby{Waiting: []api.LobbyEntry{}}
+	skipping := after != ""
 	for _, t := range m.Tickets {
-		if t.Decision == "" && now.Sub(t.LastAsk) <= lobbyTicketTTL {
-			out.Waiting = append(out.Waiting, api.LobbyEntry{Ticket: t.Ticket, Name: t.Name, Location: t.Location, Since: t.Since, Removed: t.Removed})
+		if t.Decision != "" || now.Sub(t.LastAsk) > lobbyTicketTTL {
+			continue
 		}
+		if skipping {
+			skipping = t.Ticket != after
+			continue
+		}
+		if len(out.Waiting) == limit {
+			out.More = true
+			break
+		}
+		out.Waiting = append(out.Waiting, api.LobbyEntry{Ticket: t.Ticket, Name: t.Name, Location: t.Location, Since: t.Since, Removed: t.Removed})
 	}
 	return out
+}
+
+// writeLobby answers GET .../lobby with the page ?after= and ?limit= ask
+// for. An after that names no waiting ticket (it was decided or expired)
+// starts from the beginning, so the host sees who waits.
+func writeLobby(w http.ResponseWriter, r *http.Request, m *meeting, now time.Time) {
+	limit, e := pageLimit(r, api.LobbyPageMax)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	after := r.URL.Query().Get("after")
+	if after != "" && m.ticket(after, now) == nil {
+		after = ""
+	}
+	writeJSON(w, http.StatusOK, m.waiting(now, after, limit))
+}
+
+// pageLimit reads ?limit=: 1 or more, default and at most max.
+func pageLimit(r *http.Request, max int) (int, *api.Error) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return max, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, apiErr(http.StatusBadRequest, "bad_number", "limit=%q is not a whole number from 1 to %d", v, max)
+	}
+	return min(n, max), nil
 }

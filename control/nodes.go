@@ -2,8 +2,11 @@ package control
 
 import (
 	"maps"
+	"net/http"
+	"net/url"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -179,22 +182,62 @@ func (v *liveView) node(id string) nodeState {
 	return nodeState{}
 }
 
+// handleNodes lists the nodes a page at a time, in id order
+// (api.NodesPageMax).
+func (s *Server) handleNodes(w http.ResponseWriter, r *http.Request) {
+	limit, e := pageLimit(r, api.NodesPageMax)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	after := r.URL.Query().Get("after")
+	nodes, more := s.owner.live().page(after, limit)
+	if more {
+		q := url.Values{"after": {nodes[len(nodes)-1].ID}, "limit": {strconv.Itoa(limit)}}
+		w.Header().Set("Link", "<"+api.PathNodes+"?"+q.Encode()+`>; rel="next"`)
+	}
+	writeJSON(w, http.StatusOK, nodes)
+}
+
+// page is at most limit nodes with ids after after, in id order, and
+// whether more follow.
+func (v *liveView) page(after string, limit int) ([]api.Node, bool) {
+	from, _ := slices.BinarySearchFunc(v.nodes, after, func(n *nodeState, id string) int { return strings.Compare(n.Info.ID, id) })
+	if from < len(v.nodes) && v.nodes[from].Info.ID == after {
+		from++
+	}
+	rest := v.nodes[from:]
+	more := len(rest) > limit
+	if more {
+		rest = rest[:limit]
+	}
+	out := make([]api.Node, 0, len(rest))
+	for _, n := range rest {
+		out = append(out, v.apiNode(n))
+	}
+	return out, more
+}
+
 func (v *liveView) list() []api.Node {
 	out := make([]api.Node, 0, len(v.nodes))
 	for _, n := range v.nodes {
-		a := api.Node{
-			ID: n.Info.ID, Country: n.Info.Country, Region: n.Info.Region, URL: n.Info.URL,
-			Healthy: n.Healthy, Draining: n.Draining, Certified: n.Cert.ok, CertError: n.Cert.msg,
-			Load:     api.Load{Load: n.Load, Assigned: v.assigned[n.Info.ID]},
-			Capacity: api.Capacity{MaxParticipants: n.Info.MaxParticipants, MaxBitrateBps: n.Info.MaxBitrateBps},
-		}
-		if !n.LastSeen.IsZero() {
-			t := n.LastSeen.UTC()
-			a.LastSeen = &t
-		}
-		out = append(out, a)
+		out = append(out, v.apiNode(n))
 	}
 	return out
+}
+
+func (v *liveView) apiNode(n *nodeState) api.Node {
+	a := api.Node{
+		ID: n.Info.ID, Country: n.Info.Country, Region: n.Info.Region, URL: n.Info.URL,
+		Healthy: n.Healthy, Draining: n.Draining, Certified: n.Cert.ok, CertError: n.Cert.msg,
+		Load:     api.Load{Load: n.Load, Assigned: v.assigned[n.Info.ID]},
+		Capacity: api.Capacity{MaxParticipants: n.Info.MaxParticipants, MaxBitrateBps: n.Info.MaxBitrateBps},
+	}
+	if !n.LastSeen.IsZero() {
+		t := n.LastSeen.UTC()
+		a.LastSeen = &t
+	}
+	return a
 }
 
 func sameInfo(a, b cluster.NodeInfo) bool {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"sort"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/oakmeet/oakmeet/api"
@@ -203,10 +205,20 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	all, err := s.meetings.all(r.Context())
+	rep, err := s.report.get(r.Context(), s.deploymentReport)
 	if err != nil {
 		s.fail(w, "report", err)
 		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+// deploymentReport reads every meeting: its cost grows with the
+// deployment, so it runs only through reportCache.
+func (s *Server) deploymentReport(ctx context.Context) (api.DeploymentReport, error) {
+	all, err := s.meetings.all(ctx)
+	if err != nil {
+		return api.DeploymentReport{}, err
 	}
 	// Only the nodes' usage counts here, not each meeting's audit chain.
 	now := s.now().UTC()
@@ -214,5 +226,63 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
 	for _, m := range all {
 		nodes = append(nodes, nodeUsage(m, now)...)
 	}
-	writeJSON(w, http.StatusOK, api.DeploymentReport{Meetings: len(all), Countries: byCountry(nodes)})
+	return api.DeploymentReport{Meetings: len(all), Countries: byCountry(nodes), Computed: now}, nil
+}
+
+// reportCache keeps the last deployment report for api.ReportMaxAge and
+// lets one request compute a new one while the others wait for it, so the
+// store sees at most one full read per ReportMaxAge whatever the request
+// rate. mu is never held across the computation. The zero value is ready.
+type reportCache struct {
+	mu       sync.Mutex
+	rep      api.DeploymentReport
+	at       time.Time     // when rep was computed; zero: none yet
+	inflight chan struct{} // closed when the running computation ends
+	// maxAge and now are for tests; zero and nil mean api.ReportMaxAge
+	// and time.Now.
+	maxAge time.Duration
+	now    func() time.Time
+	// computed counts computations.
+	computed atomic.Int64
+}
+
+func (c *reportCache) get(ctx context.Context, compute func(context.Context) (api.DeploymentReport, error)) (api.DeploymentReport, error) {
+	for {
+		c.mu.Lock()
+		now, maxAge := time.Now(), c.maxAge
+		if c.now != nil {
+			now = c.now()
+		}
+		if maxAge <= 0 {
+			maxAge = api.ReportMaxAge
+		}
+		if !c.at.IsZero() && now.Sub(c.at) < maxAge {
+			rep := c.rep
+			c.mu.Unlock()
+			return rep, nil
+		}
+		if wait := c.inflight; wait != nil {
+			c.mu.Unlock()
+			select {
+			case <-wait:
+				continue // computed (or failed: then this request tries)
+			case <-ctx.Done():
+				return api.DeploymentReport{}, ctx.Err()
+			}
+		}
+		done := make(chan struct{})
+		c.inflight = done
+		c.mu.Unlock()
+
+		c.computed.Add(1)
+		rep, err := compute(ctx)
+		c.mu.Lock()
+		c.inflight = nil
+		if err == nil {
+			c.rep, c.at = rep, now
+		}
+		c.mu.Unlock()
+		close(done)
+		return rep, err
+	}
 }

@@ -138,6 +138,7 @@ type Server struct {
 	ready   atomic.Bool
 	// operatorHash is the hash of Config.OperatorToken ("" without one).
 	operatorHash string
+	report       reportCache // the deployment report, shared (report.go)
 }
 
 // New validates the configuration and publishes the token-verification key

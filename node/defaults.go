@@ -3,6 +3,9 @@ package node
 import (
 	"crypto/rand"
 	"strings"
+	"time"
+
+	"github.com/oakmeet/oakmeet/signal"
 )
 
 // DefaultID is the id a node gets when its operator names none:
@@ -25,4 +28,68 @@ func randomSuffix() string {
 		b[i] = alphabet[int(b[i])%len(alphabet)] // 32 letters: no bias
 	}
 	return string(b[:])
+}
+
+// WebSocketLimits bound every signaling connection a node accepts (from
+// participants and from other nodes' relay links). Zero fields take the
+// defaults of DefaultWebSocketLimits; a negative duration turns that check
+// off.
+type WebSocketLimits struct {
+	// FirstMessageBytes caps the one message a connection may send before
+	// its token is checked (a join or a link): an unauthenticated peer
+	// cannot make the node buffer more.
+	FirstMessageBytes int64
+	// MessageBytes caps one message afterwards. A larger frame ends the
+	// connection (close status 1009); a message within it but over the
+	// protocol's own limits is answered with an error and the connection
+	// stays.
+	MessageBytes int64
+	// JoinTimeout is how long a new connection may take to send its first
+	// message.
+	JoinTimeout time.Duration
+	// PingInterval is how often the node pings a quiet connection, and
+	// PongTimeout how long it waits for the pong before it closes it.
+	PingInterval time.Duration
+	PongTimeout  time.Duration
+	// IdleTimeout closes a connection from which nothing (no message, no
+	// pong) has arrived for this long.
+	IdleTimeout time.Duration
+}
+
+// DefaultWebSocketLimits are the limits a node uses unless told otherwise.
+// MessageBytes leaves room above signal.MaxRelayBytes so that a relay
+// message over the protocol's limit is refused by the protocol, not by the
+// transport.
+func DefaultWebSocketLimits() WebSocketLimits {
+	return WebSocketLimits{
+		FirstMessageBytes: signal.MaxMessageBytes,
+		MessageBytes:      signal.MaxRelayBytes + signal.MaxMessageBytes,
+		JoinTimeout:       10 * time.Second,
+		PingInterval:      15 * time.Second,
+		PongTimeout:       10 * time.Second,
+		IdleTimeout:       45 * time.Second,
+	}
+}
+
+// withDefaults fills zero fields from DefaultWebSocketLimits.
+func (w WebSocketLimits) withDefaults() WebSocketLimits {
+	d := DefaultWebSocketLimits()
+	if w.FirstMessageBytes <= 0 {
+		w.FirstMessageBytes = d.FirstMessageBytes
+	}
+	if w.MessageBytes <= 0 {
+		w.MessageBytes = d.MessageBytes
+	}
+	for _, f := range []struct{ v, def *time.Duration }{
+		{&w.JoinTimeout, &d.JoinTimeout}, {&w.PingInterval, &d.PingInterval},
+		{&w.PongTimeout, &d.PongTimeout}, {&w.IdleTimeout, &d.IdleTimeout},
+	} {
+		if *f.v == 0 {
+			*f.v = *f.def
+		}
+	}
+	if w.JoinTimeout < 0 {
+		w.JoinTimeout = d.JoinTimeout // a first message is always awaited with a bound
+	}
+	return w
 }

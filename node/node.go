@@ -83,6 +83,9 @@ type Config struct {
 	// Timing is the cluster's clock settings, the same as the control
 	// plane's; zero fields take cluster.DefaultTiming.
 	Timing cluster.Timing
+	// WebSocket bounds each signaling connection; zero fields take
+	// DefaultWebSocketLimits.
+	WebSocket WebSocketLimits
 }
 
 // Node is a running media node.

@@ -29,21 +29,28 @@ const (
 	CodeNotReady     = "node_not_ready"
 )
 
-// joinTimeout bounds how long a new connection may take to send its token;
-// like handshakeTimeout a safety bound, not a cluster clock.
-const joinTimeout = 10 * time.Second
-
 func (n *Node) handleSignaling(w http.ResponseWriter, r *http.Request) {
+	lim := n.cfg.WebSocket.withDefaults()
+	alive := &liveness{}
+	alive.seen()
 	// Participants authenticate with the join token, not cookies, so any
 	// origin (the web app is served by the control plane) may connect.
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true,
+		OnPongReceived: func(context.Context, []byte) { alive.seen() }})
 	if err != nil {
 		return // Accept has answered the HTTP request
 	}
-	conn := sfu.WebSocketConn(ws)
-	ctx := r.Context()
+	conn := &liveConn{Conn: sfu.WebSocketConn(ws), alive: alive}
+	ws.SetReadLimit(lim.FirstMessageBytes)
+	ctx, cancel := context.WithCancel(r.Context())
+	stop := n.keepAlive(ctx, ws, lim, alive, r.RemoteAddr)
+	defer func() {
+		cancel()
+		stop()
+	}()
 
-	first, code, msg := readFirst(ctx, conn)
+	first, code, msg := readFirst(ctx, conn, lim.JoinTimeout)
+	ws.SetReadLimit(lim.MessageBytes)
 	if code == "" && first.Type == signal.TypeLink {
 		n.acceptLink(ctx, conn, first)
 		return
@@ -93,12 +100,15 @@ func (n *Node) handleSignaling(w http.ResponseWriter, r *http.Request) {
 
 // readFirst reads a connection's first message: a participant's join, or
 // another node's link.
-func readFirst(ctx context.Context, conn sfu.Conn) (signal.Message, string, string) {
-	rctx, cancel := context.WithTimeout(ctx, joinTimeout)
+func readFirst(ctx context.Context, conn sfu.Conn, timeout time.Duration) (signal.Message, string, string) {
+	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	data, err := conn.Read(rctx)
+	if errors.Is(err, websocket.ErrMessageTooBig) {
+		return signal.Message{}, CodeBadJoin, "first message too large"
+	}
 	if err != nil {
-		return signal.Message{}, CodeBadJoin, "no join message within " + joinTimeout.String()
+		return signal.Message{}, CodeBadJoin, "no join message within " + timeout.String()
 	}
 	m, err := signal.Decode(data)
 	if err != nil {

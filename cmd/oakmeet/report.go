@@ -54,7 +54,13 @@ func printReport[R any](stdout io.Writer, asJSON bool, rep R, err error, table f
 }
 
 func deploymentTable(tw io.Writer, rep api.DeploymentReport) {
-	fmt.Fprintf(tw, "Traffic of %d meetings by the country of the node that carried it\n\n", rep.Meetings)
+	fmt.Fprintf(tw, "Traffic of %d meetings by the country of the node that carried it", rep.Meetings)
+	if !rep.Computed.IsZero() {
+		// The control plane reads every meeting at most once per
+		// api.ReportMaxAge: say how fresh the figures are.
+		fmt.Fprintf(tw, ", as of %s", rep.Computed.UTC().Format(time.RFC3339))
+	}
+	fmt.Fprint(tw, "\n\n")
 	countryTable(tw, rep.Countries)
 }
 

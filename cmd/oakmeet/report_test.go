@@ -23,7 +23,7 @@ func TestReportCommand(t *testing.T) {
 		case "/api/meetings/m%201/report":
 			_ = json.NewEncoder(w).Encode(rep)
 		case "/api/report":
-			_ = json.NewEncoder(w).Encode(api.DeploymentReport{Meetings: 3, Countries: rep.Countries})
+			_ = json.NewEncoder(w).Encode(api.DeploymentReport{Meetings: 3, Countries: rep.Countries, Computed: rep.Created})
 		default:
 			w.WriteHeader(http.StatusNotFound)
 			_ = json.NewEncoder(w).Encode(api.Errorf(http.StatusNotFound, api.CodeNotFound, "no meeting %q", "m2"))
@@ -40,7 +40,7 @@ func TestReportCommand(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &back); code != 0 || err != nil || back.Title != "Board" || back.Countries[0].Bytes != 1234 {
 		t.Fatalf("meeting JSON: %d %q %v", code, out, err)
 	}
-	if code, out, _ := runCmd("report", "--server", srv.URL); code != 0 || !strings.Contains(out, "Traffic of 3 meetings") {
+	if code, out, _ := runCmd("report", "--server", srv.URL); code != 0 || !strings.Contains(out, "Traffic of 3 meetings by the country of the node that carried it, as of 2026-11-27T08:00:00Z") {
 		t.Fatalf("deployment table: %d %q", code, out)
 	}
 	if code, _, errOut := runCmd("report", "--server", srv.URL, "--meeting", "m2"); code != 1 || !strings.Contains(errOut, `no meeting "m2" (not_found)`) {
