@@ -14,9 +14,9 @@ import (
 	"strings"
 
 	"github.com/oakmeet/oakmeet/api"
-	"github.com/oakmeet/oakmeet/httpserve"
 	"github.com/oakmeet/oakmeet/apiclient"
 	"github.com/oakmeet/oakmeet/audit"
+	"github.com/oakmeet/oakmeet/httpserve"
 )
 
 // ForkedLog is a control plane that shows its clients another log than
