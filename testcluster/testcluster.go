@@ -28,6 +28,7 @@ import (
 	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/control"
 	"github.com/oakmeet/oakmeet/demo"
+	"github.com/oakmeet/oakmeet/httpserve/httpservetest"
 	"github.com/oakmeet/oakmeet/locate"
 	"github.com/oakmeet/oakmeet/natsauth"
 	"github.com/oakmeet/oakmeet/node"
@@ -83,6 +84,10 @@ type Cluster struct {
 	// operator is the deployment's operator token; API sends it.
 	operator  string
 	lobbyWait time.Duration
+	// ca and leaf are the TLS certificates under WithTLS (ca nil: plain).
+	ca     *httpservetest.CA
+	leaf   httpservetest.Leaf
+	client *http.Client
 
 	mu      sync.Mutex
 	secrets map[string]string // join secret by meeting, of CreateMeeting's meetings
@@ -174,9 +179,15 @@ func (c *Cluster) startControl() {
 		t.Fatal(err)
 	}
 	c.Srv = srv
-	c.http = httptest.NewServer(srv.Handler())
+	c.http = httptest.NewUnstartedServer(srv.Handler())
+	if c.ca != nil {
+		c.http.TLS, c.http.EnableHTTP2 = c.leaf.ServerTLS(), true
+		c.http.StartTLS()
+	} else {
+		c.http.Start()
+	}
 	c.URL = c.http.URL
-	c.API = apiclient.New(c.URL, nil).WithBearer(c.operator)
+	c.API = apiclient.New(c.URL, c.HTTPClient()).WithBearer(c.operator)
 	c.mu.Lock()
 	for _, h := range c.hosts {
 		h.Client = c.API
@@ -203,7 +214,9 @@ func (c *Cluster) StartNode(s NodeSpec) {
 		t.Fatal(err)
 	}
 	identity, cert := c.Enroll(s.ID, s.Country, s.Region, time.Hour)
+	serverTLS, peerTLS := c.nodeTLS()
 	n, err := node.New(context.Background(), node.Config{
+		TLS: serverTLS, PeerTLS: peerTLS,
 		ID: s.ID, Country: s.Country, Region: s.Region, MaxParticipants: s.Max, NATS: nc, Logger: quietLogger(),
 		LoopbackOnly: true, TURNPort: -1, Interceptors: s.Interceptors, Timing: c.Timing,
 		IdentityKey: identity, Cert: cert, TokenKey: c.key.Public().(ed25519.PublicKey),
