@@ -28,6 +28,8 @@ type CA struct {
 	cert *x509.Certificate
 	key  *ecdsa.PrivateKey
 	pem  []byte
+	// leafKey, when set, is the key of every certificate Issue signs.
+	leafKey *ecdsa.PrivateKey
 }
 
 // NewCA makes a CA valid for a day.
@@ -55,6 +57,24 @@ func NewCA(t testing.TB) *CA {
 		t.Fatal(err)
 	}
 	return &CA{t: t, cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+}
+
+// WithLeafKey makes every certificate the CA issues from now on carry key
+// (for a browser started trusting that key's SPKI hash); it returns ca.
+func (ca *CA) WithLeafKey(key *ecdsa.PrivateKey) *CA {
+	ca.leafKey = key
+	return ca
+}
+
+// SPKIHash is the base64 SHA-256 of a public key's SubjectPublicKeyInfo,
+// the form Chromium's --ignore-certificate-errors-spki-list takes.
+func SPKIHash(pub *ecdsa.PublicKey) (string, error) {
+	spki, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(spki)
+	return base64.StdEncoding.EncodeToString(sum[:]), nil
 }
 
 // PEM is the CA's certificate.
@@ -90,9 +110,12 @@ func (ca *CA) Issue(hosts ...string) Leaf {
 	if len(hosts) == 0 {
 		hosts = []string{"127.0.0.1", "localhost"}
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		ca.t.Fatal(err)
+	key := ca.leafKey
+	if key == nil {
+		var err error
+		if key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
+			ca.t.Fatal(err)
+		}
 	}
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
 	if err != nil {
@@ -128,12 +151,9 @@ func (ca *CA) Issue(hosts ...string) Leaf {
 	if l.Cert, err = tls.X509KeyPair(l.CertPEM, l.KeyPEM); err != nil {
 		ca.t.Fatal(err)
 	}
-	spki, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	if err != nil {
+	if l.SPKI, err = SPKIHash(&key.PublicKey); err != nil {
 		ca.t.Fatal(err)
 	}
-	sum := sha256.Sum256(spki)
-	l.SPKI = base64.StdEncoding.EncodeToString(sum[:])
 	return l
 }
 
