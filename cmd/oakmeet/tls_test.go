@@ -1,7 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -107,5 +113,55 @@ func TestBotTrustsItsCA(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &rep); err != nil || rep.ParticipantID == "" || rep.Node.ID != "de-fra" {
 		t.Fatalf("bot report %q: %v", out, err)
+	}
+}
+
+// serve's --http-read-timeout and --http-idle-timeout reach its server: a
+// dripped meeting creation is answered 408 in the API's error shape once
+// the read timeout passes, and an idle connection is closed.
+func TestServeTimeouts(t *testing.T) {
+	const limit = 300 * time.Millisecond
+	httpAddr := freeAddr(t)
+	out := start(t, "serve", "--demo", "--nodes", "0", "--data", t.TempDir(), "--listen", httpAddr, "--log-level", "warn",
+		"--http-read-timeout", limit.String(), "--http-idle-timeout", limit.String())
+	testcluster.WaitFor(t, 15*time.Second, "serve's banner", func() bool { return strings.Contains(out.String(), "Press Ctrl-C to stop.") })
+
+	conn, err := net.Dial("tcp", httpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	began := time.Now()
+	body := `{"title":"slow"}`
+	fmt.Fprintf(conn, "POST /api/meetings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body)+100, body)
+	// The last 100 bytes never come: the server stops waiting.
+	_ = conn.SetReadDeadline(time.Now().Add(20 * limit))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("after %s: %v", time.Since(began), err)
+	}
+	var e api.Error
+	_ = json.NewDecoder(resp.Body).Decode(&e)
+	resp.Body.Close()
+	if took := time.Since(began); resp.StatusCode != http.StatusRequestTimeout || e.Code == "" || took > 5*limit {
+		t.Fatalf("slow body: %d %+v after %s", resp.StatusCode, e, took)
+	}
+
+	idle, err := net.Dial("tcp", httpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	fmt.Fprint(idle, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(idle)
+	if resp, err = http.ReadResponse(br, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	answered := time.Now()
+	_ = idle.SetReadDeadline(time.Now().Add(20 * limit))
+	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) || time.Since(answered) > 5*limit {
+		t.Fatalf("idle connection: %v after %s", err, time.Since(answered))
 	}
 }
