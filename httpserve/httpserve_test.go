@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -233,5 +234,23 @@ func TestCertFilesErrors(t *testing.T) {
 	}
 	if _, err := httpserve.NewACME([]string{"example.org"}, ""); err == nil {
 		t.Error("ACME without a cache accepted")
+	}
+}
+
+// An ACME server offers tls-alpn-01 besides HTTP, and names outside its
+// domains get no certificate (nor a request to the CA).
+func TestACMEConfig(t *testing.T) {
+	a, err := httpserve.NewACME([]string{"meet.example"}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(a.TLS().NextProtos, "acme-tls/1") {
+		t.Errorf("NextProtos %v: no tls-alpn-01", a.TLS().NextProtos)
+	}
+	s := start(t, http.NotFoundHandler(), httpserve.Timeouts{}, a.TLS(), false)
+	conn, err := tls.Dial("tcp", s.Addr().String(), &tls.Config{ServerName: "other.example", InsecureSkipVerify: true})
+	if err == nil {
+		conn.Close()
+		t.Fatal("a certificate for a name outside --acme-domain")
 	}
 }
