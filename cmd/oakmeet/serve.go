@@ -165,6 +165,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	// The certificate is read before anything starts: a bad one is an
+	// error at once.
+	serverTLS, acme, err := st.http.serverTLS()
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(st.dataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
@@ -180,10 +186,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer closeCP()
-	serverTLS, acme, err := st.http.serverTLS()
-	if err != nil {
-		return err
-	}
 	httpSrv, err := httpserve.Listen(st.listen, httpserve.Config{Handler: srv.Handler(), Timeouts: st.http.timeouts, TLS: serverTLS, Logger: log})
 	if err != nil {
 		return err
