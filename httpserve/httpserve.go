@@ -45,7 +45,7 @@ func DefaultTimeouts() Timeouts {
 		ReadHeader:     10 * time.Second,
 		Read:           20 * time.Second,
 		Write:          60 * time.Second,
-		Idle:           60 * time.Second,
+		Idle:           20 * time.Second,
 		MaxHeaderBytes: 64 << 10,
 	}
 }
