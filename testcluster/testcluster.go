@@ -13,7 +13,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -28,6 +27,7 @@ import (
 	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/control"
 	"github.com/oakmeet/oakmeet/demo"
+	"github.com/oakmeet/oakmeet/httpserve"
 	"github.com/oakmeet/oakmeet/httpserve/httpservetest"
 	"github.com/oakmeet/oakmeet/locate"
 	"github.com/oakmeet/oakmeet/natsauth"
@@ -75,7 +75,7 @@ type Cluster struct {
 	floor       policy.Policy
 	emb         *bus.Embedded
 	auth        *natsauth.Deployment
-	http        *httptest.Server
+	http        *httpserve.Server
 	stop        context.CancelFunc
 	wg          sync.WaitGroup
 	nodes       map[string]context.CancelFunc
@@ -179,14 +179,20 @@ func (c *Cluster) startControl() {
 		t.Fatal(err)
 	}
 	c.Srv = srv
-	c.http = httptest.NewUnstartedServer(srv.Handler())
-	if c.ca != nil {
-		c.http.TLS, c.http.EnableHTTP2 = c.leaf.ServerTLS(), true
-		c.http.StartTLS()
-	} else {
-		c.http.Start()
+	// The control plane's server is built as serve builds it (httpserve),
+	// with HTTPS under WithTLS.
+	serverTLS, _ := c.nodeTLS()
+	hs, err := httpserve.Listen("127.0.0.1:0", httpserve.Config{Handler: srv.Handler(), TLS: serverTLS, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
 	}
-	c.URL = c.http.URL
+	c.http = hs
+	c.wg.Go(func() {
+		if err := hs.Serve(); err != nil {
+			t.Errorf("control http: %v", err)
+		}
+	})
+	c.URL = hs.URL()
 	c.API = apiclient.New(c.URL, c.HTTPClient()).WithBearer(c.operator)
 	c.mu.Lock()
 	for _, h := range c.hosts {
@@ -298,7 +304,7 @@ func (c *Cluster) shutdown() {
 	for id := range c.nodes {
 		c.StopNode(id)
 	}
-	c.http.Close()
+	c.closeHTTP()
 	c.stop()
 	c.wg.Wait()
 	c.emb.Shutdown()

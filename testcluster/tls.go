@@ -1,8 +1,10 @@
 package testcluster
 
 import (
+	"context"
 	"crypto/tls"
 	"net/http"
+	"time"
 
 	"github.com/oakmeet/oakmeet/httpserve/httpservetest"
 )
@@ -21,6 +23,14 @@ func (c *Cluster) HTTPClient() *http.Client {
 		return http.DefaultClient
 	}
 	return c.client
+}
+
+// closeHTTP stops the control plane's HTTP server, waiting up to 5 s for
+// requests in progress, as httptest's Close did.
+func (c *Cluster) closeHTTP() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = c.http.Shutdown(ctx)
 }
 
 // nodeTLS is the server and peer TLS configuration of the cluster's nodes
