@@ -254,3 +254,52 @@ func TestACMEConfig(t *testing.T) {
 		t.Fatal("a certificate for a name outside --acme-domain")
 	}
 }
+
+// Headers larger than MaxHeaderBytes are refused, and headers dripped
+// slower than the header timeout are cut off.
+func TestHeaderBounds(t *testing.T) {
+	const headerTimeout = 200 * time.Millisecond
+	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") })
+	s := start(t, ok, httpserve.Timeouts{MaxHeaderBytes: 4 << 10, ReadHeader: headerTimeout}, nil, false)
+	req, _ := http.NewRequest(http.MethodGet, s.URL()+"/", nil)
+	req.Header.Set("X-Big", strings.Repeat("a", 16<<10))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("16 KiB of headers: %d, want 431", resp.StatusCode)
+	}
+
+	conn, err := net.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	began := time.Now()
+	if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error, 1)
+	go func() {
+		_, err := io.ReadAll(conn)
+		closed <- err
+	}()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-closed:
+			if took := time.Since(began); took > 5*headerTimeout {
+				t.Fatalf("dripped headers kept the connection %s, header timeout %s", took, headerTimeout)
+			}
+			return
+		case <-tick.C:
+			if i > 200 {
+				t.Fatalf("dripped headers for %s without the server closing", time.Since(began))
+			}
+			_, _ = fmt.Fprintf(conn, "X-%d: y\r\n", i)
+		}
+	}
+}
