@@ -12,11 +12,11 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/oakmeet/oakmeet/api"
 	"github.com/oakmeet/oakmeet/apiclient"
 	"github.com/oakmeet/oakmeet/audit"
+	"github.com/oakmeet/oakmeet/httpserve"
 )
 
 // ForkedLog is a control plane that shows its clients another log than
@@ -37,7 +37,7 @@ type ForkedLog struct {
 	index    int64
 	edit     func(*audit.Entry)
 	front    *Front
-	srv      *http.Server
+	srv      *httpserve.Server
 }
 
 // StartForkedLog starts a fork of the log of the control plane at upstream
@@ -69,8 +69,8 @@ func StartForkedLog(upstream, operator string, key ed25519.PrivateKey, index int
 		Rewrite:       func(r *httputil.ProxyRequest) { r.SetURL(u); r.Out.Host = u.Host },
 		FlushInterval: -1,
 	})
-	f.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = f.srv.Serve(ln) }()
+	f.srv = httpserve.New(ln, httpserve.Config{Handler: mux})
+	go func() { _ = f.srv.Serve() }()
 	return f, nil
 }
 

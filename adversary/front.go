@@ -12,9 +12,9 @@ import (
 	"regexp"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/oakmeet/oakmeet/api"
+	"github.com/oakmeet/oakmeet/httpserve"
 )
 
 // JoinEdit is what a lying control plane does to one join answer before
@@ -33,7 +33,7 @@ type Front struct {
 	// control plane's.
 	URL string
 
-	srv *http.Server
+	srv *httpserve.Server
 	ln  net.Listener
 
 	mu     sync.Mutex
@@ -72,8 +72,8 @@ func StartFront(upstream string) (*Front, error) {
 		// Lobby asks are long polls; nothing here buffers a stream.
 		FlushInterval: -1,
 	}
-	f.srv = &http.Server{Handler: rp, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = f.srv.Serve(ln) }()
+	f.srv = httpserve.New(ln, httpserve.Config{Handler: rp})
+	go func() { _ = f.srv.Serve() }()
 	return f, nil
 }
 

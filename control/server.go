@@ -46,7 +46,6 @@ import (
 	"crypto/ed25519"
 	crand "crypto/rand"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,6 +61,7 @@ import (
 	"github.com/oakmeet/oakmeet/api"
 	"github.com/oakmeet/oakmeet/audit"
 	"github.com/oakmeet/oakmeet/cluster"
+	"github.com/oakmeet/oakmeet/httpserve"
 	"github.com/oakmeet/oakmeet/locate"
 	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/store"
@@ -404,7 +404,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+api.PathAuditConsistency, s.handleAuditConsistency)
 	mux.HandleFunc("GET "+api.PathAuditEntries, s.handleAuditEntries)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
-	mux.Handle("/", web.Handler())
+	mux.Handle("/", web.Handler(s.signalingOrigins()))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiErr(http.StatusNotFound, api.CodeNotFound, "no API endpoint %s %s", r.Method, r.URL.Path))
 	})
@@ -429,21 +429,21 @@ func opContext(r *http.Request) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(r.Context()), opTimeout)
 }
 
-// decodeBody reads a JSON request body strictly: unknown fields and
-// trailing data are errors, so typos do not silently weaken a policy.
+// maxBody bounds every JSON request body the API reads.
+const maxBody = 64 << 10
+
+// decodeBody reads a JSON request body strictly (httpserve.DecodeJSON):
+// unknown fields and trailing data are errors, so typos do not silently
+// weaken a policy; a body over maxBody is refused with 413, one not sent
+// within the server's read timeout with 408.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) *api.Error {
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return apiErr(http.StatusRequestEntityTooLarge, api.CodeBadRequest, "request body larger than %d bytes", mbe.Limit)
-		}
-		return apiErr(http.StatusBadRequest, api.CodeBadJSON, "request body: %v", err)
+	err := httpserve.DecodeJSON(w, r, v, maxBody)
+	if err == nil {
+		return nil
 	}
-	if dec.More() {
-		return apiErr(http.StatusBadRequest, api.CodeBadJSON, "request body: unexpected data after the JSON value")
+	var be *httpserve.BodyError
+	if errors.As(err, &be) && be.Status != http.StatusBadRequest {
+		return apiErr(be.Status, api.CodeBadRequest, "%s", be.Error())
 	}
-	return nil
+	return apiErr(http.StatusBadRequest, api.CodeBadJSON, "%s", err.Error())
 }

@@ -11,6 +11,7 @@ package node
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,11 +24,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
 	"github.com/pion/interceptor"
 
 	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/geo"
+	"github.com/oakmeet/oakmeet/httpserve"
 	"github.com/oakmeet/oakmeet/sfu"
 	"github.com/oakmeet/oakmeet/signal"
 	"github.com/oakmeet/oakmeet/store"
@@ -43,8 +46,17 @@ type Config struct {
 	// Listen is the HTTP address for signaling (host:port; port 0 = any).
 	Listen string
 	// PublicURL is the signaling URL clients are given; default
-	// ws://<listen address>/ws.
-	PublicURL       string
+	// ws://<listen address>/ws, or wss:// with TLS.
+	PublicURL string
+	// TLS, when set, makes signaling wss:// only (httpserve.CertFiles
+	// makes one from PEM files).
+	TLS *tls.Config
+	// PeerTLS is the TLS client configuration relay links to other
+	// nodes' wss:// URLs are dialled with; nil uses the system's roots.
+	PeerTLS *tls.Config
+	// HTTP bounds the signaling server's connections until they become
+	// WebSockets; zero fields take httpserve.DefaultTimeouts.
+	HTTP            httpserve.Timeouts
 	MaxParticipants int
 	MaxBitrateBps   int64
 	// Media networking: one UDP port for all ICE traffic (0 = any free
@@ -97,8 +109,9 @@ type Node struct {
 	store *store.Store
 	sfu   *sfu.SFU
 	turn  *turnServer // nil without a TURN server
-	ln    net.Listener
-	srv   *http.Server
+	srv   *httpserve.Server
+	// peerDial is how relay links to other nodes are dialled.
+	peerDial *websocket.DialOptions
 
 	draining atomic.Bool
 	leaving  atomic.Bool
@@ -203,6 +216,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		identity: cfg.IdentityKey,
 		dialing:  map[linkKey]context.CancelFunc{},
 		hosts:    map[string]*meetingHost{},
+		peerDial: peerDialOptions(cfg.PeerTLS),
 	}
 	if cfg.TokenKey != nil {
 		key := slices.Clone(cfg.TokenKey)
@@ -224,9 +238,12 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	url := cfg.PublicURL
 	if url == "" {
-		url = "ws://" + ln.Addr().String() + "/ws"
+		scheme := "ws://"
+		if cfg.TLS != nil {
+			scheme = "wss://"
+		}
+		url = scheme + ln.Addr().String() + "/ws"
 	}
-	n.ln = ln
 	n.info = cluster.NodeInfo{
 		ID: cfg.ID, Country: c.Code, Region: loc.Region, Lat: loc.Lat, Lon: loc.Lon,
 		URL: url, MaxParticipants: cfg.MaxParticipants, MaxBitrateBps: cfg.MaxBitrateBps,
@@ -242,7 +259,8 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", n.handleHealth)
 	mux.HandleFunc("GET /ws", n.handleSignaling)
-	n.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// Signaling is WebSocket, which needs HTTP/1.1: no HTTP/2 here.
+	n.srv = httpserve.New(ln, httpserve.Config{Handler: mux, Timeouts: cfg.HTTP, TLS: cfg.TLS, HTTP1Only: true, Logger: n.log})
 	return n, nil
 }
 
@@ -275,7 +293,7 @@ func (n *Node) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	serveErr := make(chan error, 1)
 	wg.Go(func() {
-		if err := n.srv.Serve(n.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := n.srv.Serve(); err != nil {
 			serveErr <- err
 		}
 	})
@@ -438,4 +456,15 @@ func (n *Node) cpuShare() float64 {
 	}
 	n.lastCPU, n.lastAt = used, now
 	return share
+}
+
+// peerDialOptions are the WebSocket options relay links are dialled with:
+// Config.PeerTLS for wss:// peers.
+func peerDialOptions(peerTLS *tls.Config) *websocket.DialOptions {
+	if peerTLS == nil {
+		return nil
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = peerTLS.Clone()
+	return &websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}}
 }

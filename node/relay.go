@@ -177,7 +177,7 @@ func (n *Node) dial(ctx context.Context, cmd cluster.Command) error {
 	}
 	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 	defer cancel()
-	ws, _, err := websocket.Dial(hctx, cmd.PeerURL, nil)
+	ws, _, err := websocket.Dial(hctx, cmd.PeerURL, n.peerDial)
 	if err != nil {
 		return fmt.Errorf("dial %s: %w", cmd.PeerURL, err)
 	}

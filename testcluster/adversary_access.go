@@ -24,7 +24,7 @@ func (c *Cluster) RestartControlAfter(edit func(nc *nats.Conn) error) {
 	for id := range c.nodes {
 		c.StopNode(id)
 	}
-	c.http.Close()
+	c.closeHTTP()
 	c.stop()
 	c.wg.Wait()
 	nc, err := c.emb.ConnectControl("store-edit")

@@ -35,7 +35,7 @@ func (c *Cluster) Do(method, path, auth string, body any, out any) int {
 	if auth != "" {
 		req.Header.Set("Authorization", "Bearer "+auth)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.HTTPClient().Do(req)
 	if err != nil {
 		c.t.Fatal(err)
 	}

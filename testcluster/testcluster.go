@@ -13,7 +13,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -29,6 +28,8 @@ import (
 	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/control"
 	"github.com/oakmeet/oakmeet/demo"
+	"github.com/oakmeet/oakmeet/httpserve"
+	"github.com/oakmeet/oakmeet/httpserve/httpservetest"
 	"github.com/oakmeet/oakmeet/locate"
 	"github.com/oakmeet/oakmeet/natsauth"
 	"github.com/oakmeet/oakmeet/node"
@@ -76,7 +77,7 @@ type Cluster struct {
 	floor       policy.Policy
 	emb         *bus.Embedded
 	auth        *natsauth.Deployment
-	http        *httptest.Server
+	http        *httpserve.Server
 	stop        context.CancelFunc
 	wg          sync.WaitGroup
 	nodes       map[string]context.CancelFunc
@@ -85,6 +86,10 @@ type Cluster struct {
 	// operator is the deployment's operator token; API sends it.
 	operator  string
 	lobbyWait time.Duration
+	// ca and leaf are the TLS certificates under WithTLS (ca nil: plain).
+	ca     *httpservetest.CA
+	leaf   httpservetest.Leaf
+	client *http.Client
 
 	mu      sync.Mutex
 	secrets map[string]string // join secret by meeting, of CreateMeeting's meetings
@@ -208,9 +213,21 @@ func (c *Cluster) startControl() {
 		t.Fatal(err)
 	}
 	c.Srv = srv
-	c.http = httptest.NewServer(srv.Handler())
-	c.URL = c.http.URL
-	c.API = apiclient.New(c.URL, nil).WithBearer(c.operator)
+	// The control plane's server is built as serve builds it (httpserve),
+	// with HTTPS under WithTLS.
+	serverTLS, _ := c.nodeTLS()
+	hs, err := httpserve.Listen("127.0.0.1:0", httpserve.Config{Handler: srv.Handler(), TLS: serverTLS, Logger: c.logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.http = hs
+	c.wg.Go(func() {
+		if err := hs.Serve(); err != nil {
+			t.Errorf("control http: %v", err)
+		}
+	})
+	c.URL = hs.URL()
+	c.API = apiclient.New(c.URL, c.HTTPClient()).WithBearer(c.operator)
 	c.mu.Lock()
 	for _, h := range c.hosts {
 		h.Client = c.API
@@ -237,7 +254,9 @@ func (c *Cluster) StartNode(s NodeSpec) {
 		t.Fatal(err)
 	}
 	identity, cert := c.Enroll(s.ID, s.Country, s.Region, time.Hour)
+	serverTLS, peerTLS := c.nodeTLS()
 	n, err := node.New(context.Background(), node.Config{
+		TLS: serverTLS, PeerTLS: peerTLS,
 		ID: s.ID, Country: s.Country, Region: s.Region, MaxParticipants: s.Max, NATS: nc, Logger: c.logger(),
 		LoopbackOnly: true, TURNPort: -1, Interceptors: s.Interceptors, Timing: c.Timing,
 		IdentityKey: identity, Cert: cert, TokenKey: c.key.Public().(ed25519.PublicKey),
@@ -319,7 +338,7 @@ func (c *Cluster) shutdown() {
 	for id := range c.nodes {
 		c.StopNode(id)
 	}
-	c.http.Close()
+	c.closeHTTP()
 	c.stop()
 	c.wg.Wait()
 	c.emb.Shutdown()

@@ -414,7 +414,7 @@ const checkpointMsgJS = `(async (v) => {
 func TestCheckpointMessageMatchesGo(t *testing.T) {
 	b := newBrowser(t, "checkpoint-msg", browserOpts{})
 	mux := http.NewServeMux()
-	mux.Handle("/", web.Handler())
+	mux.Handle("/", web.Handler(nil))
 	mux.HandleFunc("/checkpoint-test", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
 		_, _ = w.Write([]byte(checkpointMsgPage))
@@ -605,7 +605,7 @@ func runVectors(t *testing.T, name string, vectors any, check string) []string {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/", web.Handler())
+	mux.Handle("/", web.Handler(nil))
 	mux.HandleFunc("/auditlog-test", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
 		_, _ = w.Write([]byte(auditlogPage))

@@ -179,7 +179,7 @@ func (l *scriptedLog) answer(pid, node, country, cp string, idx int64) string {
 
 func (l *scriptedLog) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/", web.Handler())
+	mux.Handle("/", web.Handler(nil))
 	mux.HandleFunc("/auditwatch-test", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
 		_, _ = w.Write([]byte(auditwatchPage))

@@ -72,7 +72,7 @@ func runBotWith(t *testing.T, c *testcluster.Cluster, m api.CreatedMeeting, name
 		defer close(done)
 		rep, err := bot.Run(ctx, bot.Config{
 			Server: c.URL, Meeting: l.Meeting, Secret: l.Secret, HostFingerprint: l.HostFingerprint,
-			Name: name, Country: country, Linger: botLinger, LoopbackOnly: true,
+			Name: name, Country: country, Linger: botLinger, LoopbackOnly: true, HTTPClient: c.HTTPClient(),
 			Ready: func(id string) { in <- id },
 		})
 		switch {

@@ -2,6 +2,9 @@ package web_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"fmt"
 	"os"
 	"os/exec"
@@ -9,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/oakmeet/oakmeet/httpserve/httpservetest"
 )
 
 // The browser tests drive real headless Chromium with a fake camera and
@@ -62,6 +67,10 @@ type chromium struct {
 	// page: a browser of its own would have given a page that much less
 	// than its window size.
 	frameWidth, frameHeight int
+	// tlsKey is the one server key whose certificates the browser accepts
+	// from any issuer (--ignore-certificate-errors-spki-list): tests serve
+	// HTTPS with certificates their own CA issues for it.
+	tlsKey *ecdsa.PrivateKey
 }
 
 // sharedChromium is package-level because the tests of the package share
@@ -111,8 +120,17 @@ func (c *chromium) launch(path string) error {
 	if err != nil {
 		return err
 	}
+	tlsKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	spki, err := httpservetest.SPKIHash(&tlsKey.PublicKey)
+	if err != nil {
+		return err
+	}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
+		chromedp.Flag("ignore-certificate-errors-spki-list", spki),
 		chromedp.NoFirstRun,
 		chromedp.NoDefaultBrowserCheck,
 		chromedp.Headless,
@@ -148,6 +166,6 @@ func (c *chromium) launch(path string) error {
 		stop()
 		return fmt.Errorf("start: %w", err)
 	}
-	c.ctx, c.stop, c.frameWidth, c.frameHeight = ctx, stop, frame[0], frame[1]
+	c.ctx, c.stop, c.frameWidth, c.frameHeight, c.tlsKey = ctx, stop, frame[0], frame[1], tlsKey
 	return nil
 }

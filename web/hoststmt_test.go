@@ -33,7 +33,7 @@ window.ready = true;
 func TestHostStatementsMatchGo(t *testing.T) {
 	b := newBrowser(t, "hoststmt", browserOpts{})
 	mux := http.NewServeMux()
-	mux.Handle("/", web.Handler())
+	mux.Handle("/", web.Handler(nil))
 	mux.HandleFunc("/hoststmt-test", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
 		_, _ = w.Write([]byte(hoststmtPage))

@@ -22,7 +22,7 @@ import (
 // (testdata/jsunit at /test/) and the Go side's test vectors.
 func jsunitServer(t *testing.T) *httptest.Server {
 	mux := http.NewServeMux()
-	mux.Handle("/", web.Handler())
+	mux.Handle("/", web.Handler(nil))
 	mux.Handle("/test/", http.StripPrefix("/test/", http.FileServer(http.Dir("testdata/jsunit"))))
 	mux.HandleFunc("/vectors/sframe.json", func(w http.ResponseWriter, r *http.Request) {
 		http.ServeFile(w, r, "../e2ee/sframe/testdata/sframe-rfc9605-vectors.json")

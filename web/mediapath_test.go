@@ -88,7 +88,7 @@ func (n *scriptedNode) serve(w http.ResponseWriter, r *http.Request) {
 
 func scriptedServer(t *testing.T, node *scriptedNode) *httptest.Server {
 	mux := http.NewServeMux()
-	mux.Handle("/", web.Handler())
+	mux.Handle("/", web.Handler(nil))
 	mux.HandleFunc("/nodesession-test", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
 		_, _ = w.Write([]byte(nodesessionPage))

@@ -39,7 +39,7 @@ window.ready = true;
 func TestNodeCertsMatchGo(t *testing.T) {
 	b := newBrowser(t, "nodecert", browserOpts{})
 	mux := http.NewServeMux()
-	mux.Handle("/", web.Handler())
+	mux.Handle("/", web.Handler(nil))
 	mux.HandleFunc("/nodecert-test", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
 		_, _ = w.Write([]byte(nodecertPage))

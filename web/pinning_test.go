@@ -37,7 +37,7 @@ window.ready = true;
 // policy is counted in puts.
 func hostcontrolServer(t *testing.T, preview func() any, puts *atomic.Int32) *httptest.Server {
 	mux := http.NewServeMux()
-	mux.Handle("/", web.Handler())
+	mux.Handle("/", web.Handler(nil))
 	mux.HandleFunc("/hostcontrol-test", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
 		_, _ = w.Write([]byte(hostcontrolPage))

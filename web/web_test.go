@@ -8,7 +8,7 @@ import (
 )
 
 func TestHandler(t *testing.T) {
-	h := Handler()
+	h := Handler(nil)
 	get := func(method, path string, hdr map[string]string) *httptest.ResponseRecorder {
 		r := httptest.NewRequest(method, path, nil)
 		for k, v := range hdr {

@@ -37,6 +37,7 @@ func runBot(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		logLevel    = fs.String("log-level", "warn", "debug, info, warn or error")
 		cpFile      = fs.String("checkpoints", "", "append each audit log checkpoint held to FILE; the checkpoints FILE already holds are held first, and the log must extend them")
 		auditKey    = fs.String("audit-key", "", "the audit log's verifier key to insist on (name+hash+key, GET /api/config audit_verifier_key); default: the control plane's at the first join")
+		caFile      = fs.String("ca", "", "CA certificates (PEM) the control plane's https:// and the nodes' wss:// are verified with (default: the system's)")
 		_           = fs.String("config", "", "config file of 'flag = value' lines")
 	)
 	fs.Usage = func() {
@@ -77,6 +78,10 @@ func runBot(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	hc, err := caFileClient("--ca", *caFile)
+	if err != nil {
+		return err
+	}
 	held, appendCheckpoint, closeFile, err := checkpointFile(*cpFile, stderr)
 	if err != nil {
 		return err
@@ -85,7 +90,7 @@ func runBot(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	rep, err := bot.Run(ctx, bot.Config{
 		Server: *server, Meeting: *meeting, Secret: *secret, HostFingerprint: *fingerprint,
 		Name: *name, Country: *country, Duration: *duration, LoopbackOnly: *loopback, Logger: log,
-		AuditKey: *auditKey, Checkpoints: held, OnCheckpoint: appendCheckpoint,
+		AuditKey: *auditKey, Checkpoints: held, OnCheckpoint: appendCheckpoint, HTTPClient: hc,
 		Ready: func(pid string) {
 			fmt.Fprintf(stderr, "joined meeting %s as %s; publishing the test clips\n", *meeting, pid)
 		},

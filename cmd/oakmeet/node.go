@@ -22,7 +22,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		region    = fs.String("region", "", "region id (default: the certificate's; any other is an error)")
 		natsURL   = fs.String("nats", "nats://127.0.0.1:4222", "NATS URL of the cluster")
 		listen    = fs.String("listen", "127.0.0.1:0", "signaling HTTP address")
-		publicURL = fs.String("public-url", "", "signaling URL given to clients (default ws://<listen>/ws)")
+		publicURL = fs.String("public-url", "", "signaling URL given to clients (default ws://<listen>/ws, wss:// with --tls-cert)")
 		maxP      = fs.Int("max-participants", 100, "capacity in participants (0 = unlimited)")
 		maxBR     = fs.Int64("max-bitrate", 0, "capacity in bits per second, in plus out (0 = unlimited)")
 		udpPort   = fs.Int("udp-port", 0, "the one UDP port for all media (0 = any free port)")
@@ -34,8 +34,22 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		heartbeat = fs.Duration("heartbeat-interval", time.Second, "how often the node reports; must match the control plane's --heartbeat-interval")
 		logLevel  = fs.String("log-level", "info", "debug, info, warn or error")
 		_         = fs.String("config", "", "config file of 'flag = value' lines")
+		peerCA    = fs.String("peer-ca", "", "CA certificates (PEM) other nodes' wss:// signaling is verified with when relaying to them (default: the system's)")
+		httpF     = addHTTPFlags(fs, "signaling (wss://)", false)
 	)
 	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	httpSt, err := httpF.settings()
+	if err != nil {
+		return err
+	}
+	serverTLS, _, err := httpSt.serverTLS()
+	if err != nil {
+		return err
+	}
+	peerTLS, err := caFileTLS("--peer-ca", *peerCA)
+	if err != nil {
 		return err
 	}
 	log, timing, err := processSetup(stderr, *logLevel, *heartbeat)
@@ -62,6 +76,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		MaxParticipants: *maxP, MaxBitrateBps: *maxBR, Logger: log,
 		UDPPort: *udpPort, TCPPort: *tcpPort, PublicIP: *publicIP, LoopbackOnly: *loopback, TURNPort: *turnPort,
 		Timing: timing, IdentityKey: e.Identity, Cert: string(e.Cert), TokenKey: e.TokenKey,
+		TLS: serverTLS, PeerTLS: peerTLS, HTTP: httpSt.timeouts,
 	})
 	if err != nil {
 		return err

@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -25,6 +23,7 @@ import (
 	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/control"
 	"github.com/oakmeet/oakmeet/demo"
+	"github.com/oakmeet/oakmeet/httpserve"
 	"github.com/oakmeet/oakmeet/keyfile"
 	"github.com/oakmeet/oakmeet/locate"
 	"github.com/oakmeet/oakmeet/natsauth"
@@ -75,6 +74,8 @@ type serveSettings struct {
 	// are checked with, and the revocation list in force at start.
 	enrollmentPub ed25519.PublicKey
 	revocations   []byte
+	// http is TLS and the HTTP servers' timeouts (httpflags.go).
+	http httpSettings
 }
 
 func parseServe(args []string, stderr io.Writer) (serveSettings, string, time.Duration, error) {
@@ -107,9 +108,20 @@ func parseServe(args []string, stderr io.Writer) (serveSettings, string, time.Du
 		auditOrigin  = fs.String("audit-origin", "", "name of the audit log in its signed checkpoints (default oakmeet.audit/<key hash>); clients holding checkpoints of one name reject another")
 		_            = fs.String("config", "", "config file of 'flag = value' lines")
 		applyProxy   = proxyFlags(fs)
+		httpF        = addHTTPFlags(fs, "the API and web app", true)
 	)
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return serveSettings{}, "", 0, err
+	}
+	httpSt, err := httpF.settings()
+	if err != nil {
+		return serveSettings{}, "", 0, err
+	}
+	if *demoMode && httpSt.tls() {
+		return serveSettings{}, "", 0, errors.New("--demo serves plain HTTP on loopback (its in-process nodes speak ws://, which an https page may not use); TLS is for a deployment")
+	}
+	if *demoMode && !loopbackAddr(*listen) {
+		return serveSettings{}, "", 0, fmt.Errorf("--demo --listen %s: the demo believes every client's stated location and serves loopback only (e.g. 127.0.0.1:8080)", *listen)
 	}
 	st := serveSettings{
 		listen: *listen, dataDir: *dataDir, natsURL: *natsURL, natsListen: *natsListen,
@@ -118,7 +130,7 @@ func parseServe(args []string, stderr io.Writer) (serveSettings, string, time.Du
 		locate:   locate.Config{ProxyHeader: *proxyHeader, GeoIPFile: *geoipFile, TrustClientHints: *trustHints || *demoMode},
 		tokenTTL: *tokenTTL, nodeMax: *nodeMax, enrollmentPubFile: *enrollPub,
 		operatorTokenFile: *opTokenFile, publicURL: strings.TrimRight(*publicURL, "/"),
-		auditOrigin: *auditOrigin,
+		auditOrigin: *auditOrigin, http: httpSt,
 	}
 	if st.operatorTokenFile == "" {
 		st.operatorTokenFile = filepath.Join(st.dataDir, operatorTokenName)
@@ -157,6 +169,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	// The certificate is read before anything starts: a bad one is an
+	// error at once.
+	serverTLS, acme, err := st.http.serverTLS()
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(st.dataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
@@ -172,16 +190,24 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer closeCP()
-	ln, err := net.Listen("tcp", st.listen)
+	httpSrv, err := httpserve.Listen(st.listen, httpserve.Config{Handler: srv.Handler(), Timeouts: st.http.timeouts, TLS: serverTLS, Logger: log})
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", st.listen, err)
+		return err
 	}
-	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// With ACME's http-01, a plain listener answers the CA's challenges
+	// and sends everything else to HTTPS.
+	var acmeSrv *httpserve.Server
+	if acme != nil && st.http.acmeHTTP != "" {
+		if acmeSrv, err = httpserve.Listen(st.http.acmeHTTP, httpserve.Config{Handler: acme.HTTPHandler(), Timeouts: st.http.timeouts, Logger: log}); err != nil {
+			_ = httpSrv.Close()
+			return fmt.Errorf("--acme-http: %w", err)
+		}
+	}
 
 	runCtx, stopAll := context.WithCancel(ctx)
 	defer stopAll()
 	var wg sync.WaitGroup
-	errs := make(chan error, 2+len(st.demoNodes))
+	errs := make(chan error, 3+len(st.demoNodes))
 	run := func(f func() error) {
 		wg.Go(func() {
 			if err := f(); err != nil {
@@ -195,11 +221,19 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return nil
 	})
 	run(func() error {
-		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := httpSrv.Serve(); err != nil {
 			return fmt.Errorf("http: %w", err)
 		}
 		return nil
 	})
+	if acmeSrv != nil {
+		run(func() error {
+			if err := acmeSrv.Serve(); err != nil {
+				return fmt.Errorf("acme http-01: %w", err)
+			}
+			return nil
+		})
+	}
 	startCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	for _, d := range st.demoNodes {
@@ -214,7 +248,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		n, nodeNC, err := startNode(startCtx, link, e.NATSCreds, node.Config{
 			ID: d.ID, Country: d.Country, Region: d.Region, Listen: "127.0.0.1:0",
-			MaxParticipants: st.nodeMax, Logger: log, LoopbackOnly: true, TURNPort: -1, Timing: timing,
+			MaxParticipants: st.nodeMax, Logger: log, LoopbackOnly: true, TURNPort: -1, Timing: timing, HTTP: st.http.timeouts,
 			IdentityKey: e.Identity, Cert: string(e.Cert), TokenKey: e.TokenKey,
 		})
 		if err != nil {
@@ -227,7 +261,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return n.Run(runCtx)
 		})
 	}
-	serveBanner(stdout, "http://"+ln.Addr().String(), link.url, st)
+	serveBanner(stdout, httpSrv.URL(), link.url, st)
 
 	var runErr error
 	select {
@@ -238,6 +272,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	shutCtx, c2 := context.WithTimeout(context.Background(), 5*time.Second)
 	defer c2()
 	_ = httpSrv.Shutdown(shutCtx)
+	if acmeSrv != nil {
+		_ = acmeSrv.Shutdown(shutCtx)
+	}
 	wg.Wait()
 	return runErr
 }
