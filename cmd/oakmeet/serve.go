@@ -75,6 +75,7 @@ type serveSettings struct {
 	// are checked with, and the revocation list in force at start.
 	enrollmentPub ed25519.PublicKey
 	revocations   []byte
+	limits        *limitSettings
 }
 
 func parseServe(args []string, stderr io.Writer) (serveSettings, string, time.Duration, error) {
@@ -106,6 +107,7 @@ func parseServe(args []string, stderr io.Writer) (serveSettings, string, time.Du
 		logLevel     = fs.String("log-level", "info", "debug, info, warn or error")
 		auditOrigin  = fs.String("audit-origin", "", "name of the audit log in its signed checkpoints (default oakmeet.audit/<key hash>); clients holding checkpoints of one name reject another")
 		_            = fs.String("config", "", "config file of 'flag = value' lines")
+		limits       = limitFlags(fs)
 	)
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return serveSettings{}, "", 0, err
@@ -117,7 +119,7 @@ func parseServe(args []string, stderr io.Writer) (serveSettings, string, time.Du
 		locate:   locate.Config{ProxyHeader: *proxyHeader, GeoIPFile: *geoipFile, TrustClientHints: *trustHints || *demoMode},
 		tokenTTL: *tokenTTL, nodeMax: *nodeMax, enrollmentPubFile: *enrollPub,
 		operatorTokenFile: *opTokenFile, publicURL: strings.TrimRight(*publicURL, "/"),
-		auditOrigin: *auditOrigin,
+		auditOrigin: *auditOrigin, limits: limits,
 	}
 	if st.operatorTokenFile == "" {
 		st.operatorTokenFile = filepath.Join(st.dataDir, operatorTokenName)
@@ -330,7 +332,7 @@ func startControlPlane(ctx context.Context, st serveSettings, log *slog.Logger, 
 		Store: kv, NATS: nc, Locator: loc, Floor: st.floor, Key: key, TokenTTL: st.tokenTTL,
 		EnrollmentKey: st.enrollmentPub, Revocations: st.revocations,
 		TrustClientLocation: st.locate.TrustClientHints, Logger: log, Timing: timing,
-		OperatorToken: st.operatorToken, PublicURL: st.publicURL, AuditOrigin: st.auditOrigin,
+		OperatorToken: st.operatorToken, PublicURL: st.publicURL, AuditOrigin: st.auditOrigin, Limits: st.limits.get(),
 	})
 	if err != nil {
 		return fail(err)
