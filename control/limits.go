@@ -68,7 +68,7 @@ func DefaultLimits() Limits {
 		Create:                 Rate{PerMinute: 10, Burst: 10},
 		Join:                   Rate{PerMinute: 120, Burst: 60},
 		Preview:                Rate{PerMinute: 120, Burst: 30},
-		Audit:                  Rate{PerMinute: 600, Burst: 120},
+		Audit:                  Rate{PerMinute: 3000, Burst: 300},
 		PendingSeatsPerMeeting: 25,
 		PendingSeatsPerAddress: 15,
 		PendingHold:            10 * time.Second,
