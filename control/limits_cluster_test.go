@@ -282,3 +282,29 @@ func TestPendingSeatCapsAnswer429(t *testing.T) {
 		t.Fatalf("the host's own join: %d %+v", r.status, r.err)
 	}
 }
+
+// The zero Limits are the defaults, and NoLimits (testcluster's own, and
+// serve --limits off) limits nothing.
+func TestZeroLimitsAreTheDefaultsAndNoLimitsNone(t *testing.T) {
+	burst := control.DefaultLimits().Preview.Burst
+	for _, tc := range []struct {
+		name   string
+		limits control.Limits
+		want   int // the status of the request after the default burst
+	}{
+		{"zero", control.Limits{}, http.StatusTooManyRequests},
+		{"none", control.NoLimits(), http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := testcluster.Start(t, policy.Policy{}, nil, testcluster.WithLimits(tc.limits))
+			for i := range burst {
+				if a := send(t, http.DefaultClient, http.MethodPost, c.URL+api.PathPreview, "", policy.Policy{}); a.status != http.StatusOK {
+					t.Fatalf("preview %d: %d %+v", i, a.status, a.err)
+				}
+			}
+			if a := send(t, http.DefaultClient, http.MethodPost, c.URL+api.PathPreview, "", policy.Policy{}); a.status != tc.want {
+				t.Fatalf("preview %d: %d %+v; want %d", burst, a.status, a.err, tc.want)
+			}
+		})
+	}
+}

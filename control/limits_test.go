@@ -154,3 +154,24 @@ func TestPendingSeatsAreCappedAndHeldShortly(t *testing.T) {
 		t.Fatalf("counts left after every seat went: %v %v", o.pendingByMeeting, o.pendingByAddr)
 	}
 }
+
+// A limited request costs one map lookup and a reservation, without
+// allocating once the address is known.
+func TestBucketsTakeDoesNotAllocate(t *testing.T) {
+	b := newBuckets(Rate{PerMinute: 1e9, Burst: 1 << 30}, 10)
+	a := netip.MustParseAddr("2001:db8::1")
+	b.take(a, t0)
+	if n := testing.AllocsPerRun(1000, func() { b.take(a, t0) }); n != 0 {
+		t.Fatalf("%v allocations per request", n)
+	}
+}
+
+func BenchmarkBucketsTake(b *testing.B) {
+	bk := newBuckets(DefaultLimits().Join, DefaultLimits().MaxAddresses)
+	now := t0
+	i := 0
+	for b.Loop() {
+		i++
+		bk.take(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), now)
+	}
+}
