@@ -96,7 +96,7 @@ func parseServe(args []string, stderr io.Writer) (serveSettings, string, time.Du
 		allow        = fs.String("allow", "", "deployment floor: only these countries or groups may be used, e.g. EU")
 		trustHints   = fs.Bool("trust-client-location", false, "accept the location a client states in its join request")
 		proxyHeader  = fs.String("proxy-header", "", "header carrying the client's country code, set by a trusted proxy")
-		proxies      = fs.String("trusted-proxies", "", "comma-separated CIDRs whose --proxy-header is believed")
+		proxies      = fs.String("trusted-proxies", "", "comma-separated CIDRs whose --proxy-header and --client-ip-header are believed")
 		geoipFile    = fs.String("geoip", "", "MaxMind-format country database for client locations")
 		tokenTTL     = fs.Duration("token-ttl", 2*time.Minute, "lifetime of join tokens")
 		nodeMax      = fs.Int("node-max-participants", 50, "capacity of each in-process demo node")
@@ -108,6 +108,7 @@ func parseServe(args []string, stderr io.Writer) (serveSettings, string, time.Du
 		auditOrigin  = fs.String("audit-origin", "", "name of the audit log in its signed checkpoints (default oakmeet.audit/<key hash>); clients holding checkpoints of one name reject another")
 		_            = fs.String("config", "", "config file of 'flag = value' lines")
 		limits       = limitFlags(fs)
+		applyProxy   = proxyFlags(fs)
 	)
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return serveSettings{}, "", 0, err
@@ -142,6 +143,9 @@ func parseServe(args []string, stderr io.Writer) (serveSettings, string, time.Du
 			return serveSettings{}, "", 0, fmt.Errorf("--trusted-proxies: %w", err)
 		}
 		st.locate.TrustedProxies = append(st.locate.TrustedProxies, pfx)
+	}
+	if err := applyProxy(&st); err != nil {
+		return serveSettings{}, "", 0, err
 	}
 	return st, *logLevel, *heartbeat, nil
 }
@@ -323,6 +327,7 @@ func startControlPlane(ctx context.Context, st serveSettings, log *slog.Logger, 
 	if err != nil {
 		return fail(err)
 	}
+	st.locate.Logger = log
 	loc, err := locate.New(st.locate)
 	if err != nil {
 		return fail(err)
