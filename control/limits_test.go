@@ -1,10 +1,13 @@
 package control
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"testing"
 	"time"
 
+	"github.com/oakmeet/oakmeet/locate"
 	"github.com/oakmeet/oakmeet/placement"
 )
 
@@ -173,5 +176,38 @@ func BenchmarkBucketsTake(b *testing.B) {
 	for b.Loop() {
 		i++
 		bk.take(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), now)
+	}
+}
+
+// Behind a trusted proxy the limits count the client the proxy names;
+// anyone else's header is not believed, so it cannot buy fresh buckets.
+func TestLimitsKeyByTheClientLocateNames(t *testing.T) {
+	loc, err := locate.New(locate.Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, ClientIPHeader: "X-Forwarded-For", DisableBuiltin: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{cfg: Config{Locator: loc}, now: func() time.Time { return t0 }}
+	h := s.limited(newBuckets(Rate{PerMinute: 1, Burst: 1}, 10), "test", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	ask := func(peer, forwarded string) int {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.RemoteAddr = peer + ":4711"
+		r.Header.Set("X-Forwarded-For", forwarded)
+		w := httptest.NewRecorder()
+		h(w, r)
+		return w.Code
+	}
+	for _, tc := range []struct {
+		peer, forwarded string
+		want            int
+	}{
+		{"10.0.0.1", "203.0.113.5", http.StatusNoContent},
+		{"10.0.0.2", "203.0.113.5", http.StatusTooManyRequests}, // another proxy, the same client
+		{"10.0.0.1", "203.0.113.6", http.StatusNoContent},
+		{"192.0.2.1", "203.0.113.7", http.StatusNoContent},
+		{"192.0.2.1", "203.0.113.8", http.StatusTooManyRequests}, // not a proxy: its header changes nothing
+	} {
+		if got := ask(tc.peer, tc.forwarded); got != tc.want {
+			t.Fatalf("from %s for %s: %d; want %d", tc.peer, tc.forwarded, got, tc.want)
+		}
 	}
 }
