@@ -162,7 +162,9 @@ func TestOverLimitRequestsAre429WhileOthersSucceed(t *testing.T) {
 // pending hold, a participant that connects keeps its seat, and one that
 // comes after its hold is disconnected to join again.
 func TestJoinsThatNeverConnectGiveTheirSeatsBack(t *testing.T) {
-	const max, hold = 4, 700 * time.Millisecond
+	// The hold is long enough for a real client to connect on a loaded
+	// machine, short enough to wait for twice.
+	const max, hold = 4, 1500 * time.Millisecond
 	c := testcluster.Start(t, policy.Policy{}, []testcluster.NodeSpec{{ID: "gb-lon", Country: "GB", Region: "eu-west-2", Max: max}},
 		testcluster.WithLimits(control.Limits{PendingHold: hold, PendingSeatsPerMeeting: 50, PendingSeatsPerAddress: 50,
 			Join: control.Rate{PerMinute: -1}}))
@@ -201,6 +203,26 @@ func TestJoinsThatNeverConnectGiveTheirSeatsBack(t *testing.T) {
 		for range s.Events() {
 		}
 	}()
+	routing := func() map[string]bool {
+		r, err := c.API.Routing(ctx, m.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := map[string]bool{}
+		for _, p := range r.Participants {
+			ids[p.ID] = true
+		}
+		return ids
+	}
+	testcluster.WaitFor(t, 10*hold, "the silent joins recorded as gone", func() bool {
+		ids := routing()
+		for _, jr := range silent {
+			if ids[jr.ParticipantID] {
+				return false
+			}
+		}
+		return true
+	})
 	// A silent one that turns up after its hold is sent away, reason
 	// pending_expired; its seat went to others.
 	late, err := client.Connect(ctx, silent[0], client.Options{LoopbackOnly: true})
@@ -223,17 +245,6 @@ func TestJoinsThatNeverConnectGiveTheirSeatsBack(t *testing.T) {
 	extra, err := join("extra")
 	if err != nil {
 		t.Fatalf("join beside the real participant: %v", err)
-	}
-	routing := func() map[string]bool {
-		r, err := c.API.Routing(ctx, m.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids := map[string]bool{}
-		for _, p := range r.Participants {
-			ids[p.ID] = true
-		}
-		return ids
 	}
 	testcluster.WaitFor(t, 10*hold, "the extra join's seat given back", func() bool { return !routing()[extra.ParticipantID] })
 	if ids := routing(); !ids[real.ParticipantID] || len(ids) != 1 {
