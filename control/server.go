@@ -36,8 +36,9 @@
 // wake-ups, host actions' hand-over and other meetings' updates all happen
 // outside it, and no code holds two meetings' locks.
 // meetings.mu only guards the map of those locks, owner.reportsMu only
-// the heartbeats waiting for the owner, and auditor.mu only the audit
-// log's index (the tree's own lock is taken outside it); none is held
+// the heartbeats waiting for the owner, auditor.mu only the audit
+// log's index (the tree's own lock is taken outside it), and each rate
+// limit's buckets.mu only its table of addresses (limits.go); none is held
 // with any other lock or across I/O. The mailboxes' own channels are not locks anyone holds.
 package control
 
