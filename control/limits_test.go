@@ -156,6 +156,14 @@ func TestPendingSeatsAreCappedAndHeldShortly(t *testing.T) {
 	if n := len(o.pendingByMeeting) + len(o.pendingByAddr); n != 0 {
 		t.Fatalf("counts left after every seat went: %v %v", o.pendingByMeeting, o.pendingByAddr)
 	}
+	// A hold longer than a token can wait is the token's lifetime.
+	longest := o.tokenTTL + o.timing.SeatGrace
+	for _, hold := range []time.Duration{-1, longest + time.Hour} {
+		o.pendingLimits(Limits{PendingHold: hold})
+		if got := o.holdUntil(t0).Sub(t0); got != longest {
+			t.Fatalf("hold %v: a seat waits %v; want the token's lifetime and SeatGrace, %v", hold, got, longest)
+		}
+	}
 }
 
 // A limited request costs one map lookup and a reservation, without

@@ -108,10 +108,13 @@ func (o *owner) pendingLimits(l Limits) {
 	o.perMeeting, o.perAddr, o.seatHold = l.PendingSeatsPerMeeting, l.PendingSeatsPerAddress, l.PendingHold
 }
 
-// holdUntil is when a seat taken at from stops waiting for its connection.
+// holdUntil is when a seat taken at from stops waiting for its connection:
+// after the hold, and never after its token has expired and SeatGrace
+// passed, when no connection can come.
 func (o *owner) holdUntil(from time.Time) time.Time {
-	if o.seatHold < 0 {
-		return from.Add(o.tokenTTL + o.timing.SeatGrace)
+	longest := o.tokenTTL + o.timing.SeatGrace
+	if o.seatHold < 0 || o.seatHold > longest {
+		return from.Add(longest)
 	}
 	return from.Add(o.seatHold)
 }
@@ -155,10 +158,7 @@ type pendingAsk struct {
 // overPending is the 429 for a join past a cap on waiting seats: one
 // frees within the hold.
 func (o *owner) overPending(ask pendingAsk, meetingID string) error {
-	retry := o.seatHold
-	if retry < 0 {
-		retry = o.tokenTTL + o.timing.SeatGrace
-	}
+	retry := o.holdUntil(time.Time{}).Sub(time.Time{})
 	if o.perAddr >= 0 && o.pendingByAddr[addrKey(ask.addr)] >= o.perAddr {
 		return rateLimited(retry, "this address has %d joins whose participants have not connected yet", o.perAddr)
 	}
