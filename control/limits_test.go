@@ -219,3 +219,11 @@ func TestLimitsKeyByTheClientLocateNames(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkBucketsTakeKnownAddress(b *testing.B) {
+	bk := newBuckets(Rate{PerMinute: 1e9, Burst: 1 << 30}, DefaultLimits().MaxAddresses)
+	a := netip.MustParseAddr("192.0.2.1")
+	for b.Loop() {
+		bk.take(a, t0)
+	}
+}
