@@ -103,6 +103,10 @@ type seat struct {
 	stored        bool
 }
 
+// reasonNeverConnected is the recorded departure of a participant whose
+// seat's hold passed before it connected.
+const reasonNeverConnected = "never connected"
+
 // pendingLimits sets the caps and hold of seats (before Run).
 func (o *owner) pendingLimits(l Limits) {
 	o.perMeeting, o.perAddr, o.seatHold = l.PendingSeatsPerMeeting, l.PendingSeatsPerAddress, l.PendingHold
@@ -424,7 +428,7 @@ func (o *owner) tick(ctx context.Context, now time.Time) (acts []action, meeting
 			case s.stored:
 				o.dropSeat(pid)
 				acts = append(acts, action{Kind: actLeave, Meeting: s.meeting,
-					Left: leave{Participant: pid, Node: s.node, Reason: "never connected", At: now, Unconnected: true}})
+					Left: leave{Participant: pid, Node: s.node, Reason: reasonNeverConnected, At: now, Unconnected: true}})
 			default:
 				o.dropSeat(pid)
 				o.nodes.assign(s.node, -1)

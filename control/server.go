@@ -351,7 +351,7 @@ func (s *Server) nodeEvent(ctx context.Context, ev cluster.Event) {
 			return
 		}
 		var old *participant
-		removed, late := false, false
+		removed, late, lateReason := false, false, ""
 		_, _, err := s.meetings.update(ctx, ev.Meeting, func(m *meeting) error {
 			p := m.participant(ev.Participant)
 			if p != nil && p.Removed {
@@ -361,9 +361,13 @@ func (s *Server) nodeEvent(ctx context.Context, ev cluster.Event) {
 				return errNoChange
 			}
 			if p != nil && p.Left != nil && p.Connected == nil && p.Node.ID == ev.Node {
-				// Its seat's hold passed before it came, and its seat
-				// went to others: it is not let stay (it may join again).
-				late = true
+				// Recorded gone before it came (mostly: its seat's hold
+				// passed, and the seat went to others): it is not let
+				// stay, and may join again.
+				late, lateReason = true, api.ReasonPendingExpired
+				if p.LeftReason != reasonNeverConnected {
+					lateReason = p.LeftReason // recorded gone for another reason
+				}
 				return errNoChange
 			}
 			if p == nil || p.Node.ID != ev.Node || p.Connected != nil {
@@ -387,9 +391,9 @@ func (s *Server) nodeEvent(ctx context.Context, ev cluster.Event) {
 				Cmd: cluster.Command{Kind: cluster.CommandKick, Meeting: ev.Meeting, Participant: ev.Participant, Reason: api.ReasonRemoved}}})
 		}
 		if late {
-			s.log.Info("participant connected after its seat's hold: disconnecting", "meeting", ev.Meeting, "participant", ev.Participant, "node", ev.Node)
-			_, _ = s.owner.handOver(ctx, []action{{Kind: actCommand, Meeting: ev.Meeting, Node: ev.Node, Note: "participant connected after its seat's hold: disconnecting",
-				Cmd: cluster.Command{Kind: cluster.CommandKick, Meeting: ev.Meeting, Participant: ev.Participant, Reason: api.ReasonPendingExpired}}})
+			s.log.Info("participant connected after it was recorded gone: disconnecting", "meeting", ev.Meeting, "participant", ev.Participant, "node", ev.Node, "reason", lateReason)
+			_, _ = s.owner.handOver(ctx, []action{{Kind: actCommand, Meeting: ev.Meeting, Node: ev.Node, Note: "participant connected after it was recorded gone: disconnecting",
+				Cmd: cluster.Command{Kind: cluster.CommandKick, Meeting: ev.Meeting, Participant: ev.Participant, Reason: lateReason}}})
 		}
 		if err != nil && !errors.Is(err, errNoChange) {
 			s.log.Warn("record connection", "meeting", ev.Meeting, "participant", ev.Participant, "err", err)
