@@ -327,7 +327,7 @@ func (s *Server) handleRouting(w http.ResponseWriter, r *http.Request) {
 func (s *Server) readRequest(w http.ResponseWriter, r *http.Request) (*meeting, bool) {
 	m, _, err := s.meetings.get(r.Context(), r.PathValue("id"))
 	if err != nil {
-		writeError(w, toAPIError(err))
+		s.fail(w, "read meeting", err)
 		return nil, false
 	}
 	if e := s.readerCheck(r, m); e != nil {
@@ -398,8 +398,11 @@ func (s *Server) handleAuditExport(w http.ResponseWriter, r *http.Request) {
 // not see.
 func (s *Server) fail(w http.ResponseWriter, what string, err error) {
 	ae := toAPIError(err)
-	if ae.Status >= 500 && ae.Code == api.CodeInternal {
+	switch {
+	case ae.Status >= 500 && ae.Code == api.CodeInternal:
 		s.log.Error(what, "err", err)
+	case ae.Status >= 500 && ae.Code == api.CodeUnavailable:
+		s.log.Warn(what, "err", err)
 	}
 	writeError(w, ae)
 }

@@ -1,10 +1,14 @@
 package control
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/oakmeet/oakmeet/api"
 	"github.com/oakmeet/oakmeet/geo"
@@ -33,6 +37,11 @@ func toAPIError(err error) *api.Error {
 	var ref *placement.Refusal
 	if errors.As(err, &ref) {
 		return &api.Error{Status: http.StatusServiceUnavailable, Code: ref.Code, Message: ref.Reason}
+	}
+	// A store that does not answer in time is a passing state of the
+	// deployment, not a fault of the request: the client may try again.
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoStreamResponse) {
+		return apiErr(http.StatusServiceUnavailable, api.CodeUnavailable, "the store did not answer in time; try again")
 	}
 	return apiErr(http.StatusInternalServerError, api.CodeInternal, "internal error")
 }

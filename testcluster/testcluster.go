@@ -16,6 +16,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -59,6 +60,7 @@ func World() []NodeSpec {
 // NATS server.
 type Cluster struct {
 	t   testing.TB
+	log *testLog
 	URL string            // the control plane's base URL
 	API *apiclient.Client // speaks to URL; RestartControl replaces both
 	Srv *control.Server
@@ -123,7 +125,37 @@ func WithLobbyWait(d time.Duration) Option { return func(c *Cluster) { c.lobbyWa
 // cluster has none (control.NoLimits), so tests do not limit each other.
 func WithLimits(l control.Limits) Option { return func(c *Cluster) { c.limits = l } }
 
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+// testLog carries the cluster's warnings and errors into the test's log,
+// which go test prints only when the test fails: a failure then shows what
+// the servers saw. It goes quiet when the test ends, since a server still
+// stopping must not log into a finished test.
+type testLog struct {
+	mu   sync.Mutex
+	t    testing.TB
+	done bool
+}
+
+func (l *testLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.done {
+		l.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+func (l *testLog) stop() {
+	l.mu.Lock()
+	l.done = true
+	l.mu.Unlock()
+}
+
+func (c *Cluster) logger() *slog.Logger {
+	if c.log == nil {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return slog.New(slog.NewTextHandler(c.log, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
 
 // Start runs a cluster with the given deployment floor and nodes, waits until
 // every node is healthy, and stops everything when the test ends.
@@ -140,6 +172,8 @@ func Start(t testing.TB, floor policy.Policy, nodes []NodeSpec, opts ...Option) 
 	}
 	c := &Cluster{t: t, dir: dir, auth: auth, key: key, enroll: enroll, floor: floor, nodes: map[string]context.CancelFunc{}, Timing: Timing(),
 		operator: rand.Text(), limits: control.NoLimits(), secrets: map[string]string{}, hosts: map[string]*apiclient.Host{}}
+	c.log = &testLog{t: t}
+	t.Cleanup(c.log.stop) // first registered, so it runs after every stop
 	for _, o := range opts {
 		o(c)
 	}
@@ -173,7 +207,7 @@ func (c *Cluster) startControl() {
 		t.Fatal(err)
 	}
 	srv, err := control.New(ctx, control.Config{Store: st, NATS: nc, Locator: loc, Floor: c.floor, Key: c.key,
-		EnrollmentKey: c.enroll.Public().(ed25519.PublicKey), Revocations: c.revocations, TrustClientLocation: true, Logger: quietLogger(), Timing: c.Timing,
+		EnrollmentKey: c.enroll.Public().(ed25519.PublicKey), Revocations: c.revocations, TrustClientLocation: true, Logger: c.logger(), Timing: c.Timing,
 		OperatorToken: c.operator, LobbyWait: c.lobbyWait, Limits: c.limits})
 	if err != nil {
 		t.Fatal(err)
@@ -209,7 +243,7 @@ func (c *Cluster) StartNode(s NodeSpec) {
 	}
 	identity, cert := c.Enroll(s.ID, s.Country, s.Region, time.Hour)
 	n, err := node.New(context.Background(), node.Config{
-		ID: s.ID, Country: s.Country, Region: s.Region, MaxParticipants: s.Max, NATS: nc, Logger: quietLogger(),
+		ID: s.ID, Country: s.Country, Region: s.Region, MaxParticipants: s.Max, NATS: nc, Logger: c.logger(),
 		LoopbackOnly: true, TURNPort: -1, Interceptors: s.Interceptors, Timing: c.Timing,
 		IdentityKey: identity, Cert: cert, TokenKey: c.key.Public().(ed25519.PublicKey),
 	})
