@@ -90,6 +90,7 @@ type Cluster struct {
 	ca     *httpservetest.CA
 	leaf   httpservetest.Leaf
 	client *http.Client
+	limits control.Limits
 
 	mu      sync.Mutex
 	secrets map[string]string // join secret by meeting, of CreateMeeting's meetings
@@ -124,6 +125,10 @@ func WithTiming(t cluster.Timing) Option { return func(c *Cluster) { c.Timing = 
 // WithLobbyWait holds a join's ask from the lobby open for d (the control
 // plane's default is 20 s).
 func WithLobbyWait(d time.Duration) Option { return func(c *Cluster) { c.lobbyWait = d } }
+
+// WithLimits runs the control plane with limits l; without it a test
+// cluster has none (control.NoLimits), so tests do not limit each other.
+func WithLimits(l control.Limits) Option { return func(c *Cluster) { c.limits = l } }
 
 // testLog carries the cluster's warnings and errors into the test's log,
 // which go test prints only when the test fails: a failure then shows what
@@ -171,7 +176,7 @@ func Start(t testing.TB, floor policy.Policy, nodes []NodeSpec, opts ...Option) 
 		t.Fatal(err)
 	}
 	c := &Cluster{t: t, dir: dir, auth: auth, key: key, enroll: enroll, floor: floor, nodes: map[string]context.CancelFunc{}, Timing: Timing(),
-		operator: rand.Text(), secrets: map[string]string{}, hosts: map[string]*apiclient.Host{}}
+		operator: rand.Text(), limits: control.NoLimits(), secrets: map[string]string{}, hosts: map[string]*apiclient.Host{}}
 	c.log = &testLog{t: t}
 	t.Cleanup(c.log.stop) // first registered, so it runs after every stop
 	for _, o := range opts {
@@ -208,7 +213,7 @@ func (c *Cluster) startControl() {
 	}
 	srv, err := control.New(ctx, control.Config{Store: st, NATS: nc, Locator: loc, Floor: c.floor, Key: c.key,
 		EnrollmentKey: c.enroll.Public().(ed25519.PublicKey), Revocations: c.revocations, TrustClientLocation: true, Logger: c.logger(), Timing: c.Timing,
-		OperatorToken: c.operator, LobbyWait: c.lobbyWait})
+		OperatorToken: c.operator, LobbyWait: c.lobbyWait, Limits: c.limits})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -75,7 +75,8 @@ type serveSettings struct {
 	enrollmentPub ed25519.PublicKey
 	revocations   []byte
 	// http is TLS and the HTTP servers' timeouts (httpflags.go).
-	http httpSettings
+	http   httpSettings
+	limits *limitSettings
 }
 
 func parseServe(args []string, stderr io.Writer) (serveSettings, string, time.Duration, error) {
@@ -107,6 +108,7 @@ func parseServe(args []string, stderr io.Writer) (serveSettings, string, time.Du
 		logLevel     = fs.String("log-level", "info", "debug, info, warn or error")
 		auditOrigin  = fs.String("audit-origin", "", "name of the audit log in its signed checkpoints (default oakmeet.audit/<key hash>); clients holding checkpoints of one name reject another")
 		_            = fs.String("config", "", "config file of 'flag = value' lines")
+		limits       = limitFlags(fs)
 		applyProxy   = proxyFlags(fs)
 		httpF        = addHTTPFlags(fs, "the API and web app", true)
 	)
@@ -130,7 +132,7 @@ func parseServe(args []string, stderr io.Writer) (serveSettings, string, time.Du
 		locate:   locate.Config{ProxyHeader: *proxyHeader, GeoIPFile: *geoipFile, TrustClientHints: *trustHints || *demoMode},
 		tokenTTL: *tokenTTL, nodeMax: *nodeMax, enrollmentPubFile: *enrollPub,
 		operatorTokenFile: *opTokenFile, publicURL: strings.TrimRight(*publicURL, "/"),
-		auditOrigin: *auditOrigin, http: httpSt,
+		auditOrigin: *auditOrigin, http: httpSt, limits: limits,
 	}
 	if st.operatorTokenFile == "" {
 		st.operatorTokenFile = filepath.Join(st.dataDir, operatorTokenName)
@@ -372,7 +374,7 @@ func startControlPlane(ctx context.Context, st serveSettings, log *slog.Logger, 
 		Store: kv, NATS: nc, Locator: loc, Floor: st.floor, Key: key, TokenTTL: st.tokenTTL,
 		EnrollmentKey: st.enrollmentPub, Revocations: st.revocations,
 		TrustClientLocation: st.locate.TrustClientHints, Logger: log, Timing: timing,
-		OperatorToken: st.operatorToken, PublicURL: st.publicURL, AuditOrigin: st.auditOrigin,
+		OperatorToken: st.operatorToken, PublicURL: st.publicURL, AuditOrigin: st.auditOrigin, Limits: st.limits.get(),
 	})
 	if err != nil {
 		return fail(err)
