@@ -58,9 +58,11 @@ type sentCommand struct {
 	cmd  cluster.Command
 }
 
-// rigTiming makes a node loss or a move play out in a few hundred
-// milliseconds.
-var rigTiming = cluster.DefaultTiming().Scaled(20)
+// rigTiming makes a node loss or a move play out in well under a second.
+// Heartbeats every 100 ms, down after 300 ms: a fake node's heartbeat
+// stalls that long only on a machine far past its load, where 150 ms did
+// not hold.
+var rigTiming = cluster.DefaultTiming().Scaled(10)
 
 func startRig(t *testing.T, nodes ...string) *rig {
 	t.Helper()
@@ -204,7 +206,12 @@ func (r *rig) commands(match func(sentCommand) bool) []string {
 func (r *rig) expectCommands(match func(sentCommand) bool, want ...string) {
 	r.t.Helper()
 	r.waitFor(fmt.Sprintf("commands %q", want), func() bool { return len(r.commands(match)) >= len(want) })
-	if got := r.commands(match); !slices.Equal(got, want) {
+	// What follows want may only be a kick: the rig's participants never
+	// move, so a move's deadline passing while the test looks is expected.
+	// Anything else (a second move, an order to the wrong node) fails.
+	got := r.commands(match)
+	extra := got[min(len(want), len(got)):]
+	if !slices.Equal(got[:len(want)], want) || slices.ContainsFunc(extra, func(c string) bool { return !strings.HasPrefix(c, "kick ") }) {
 		r.t.Fatalf("commands %q, want %q", got, want)
 	}
 }
@@ -217,11 +224,11 @@ func ofKind(kind string) func(sentCommand) bool {
 	return func(c sentCommand) bool { return c.cmd.Kind == kind }
 }
 
-// waitFor polls cond until it holds; a second is far more than any of
-// these tests needs.
+// waitFor polls cond until it holds. The deadline is only for a test that
+// fails: a passing one waits for its condition, however loaded the machine.
 func (r *rig) waitFor(what string, cond func() bool) {
 	r.t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			r.t.Fatalf("timed out waiting for %s", what)
