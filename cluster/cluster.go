@@ -84,7 +84,9 @@ type Timing struct {
 	// has moved may linger (make before break) before its node closes it.
 	ReplacedGrace time.Duration
 	// SeatGrace is how long after its join token expires a placed
-	// participant that never connected keeps its seat.
+	// participant that never connected keeps its seat when the control
+	// plane holds no shorter pending hold (control.Limits.PendingHold,
+	// which by default releases it much sooner).
 	SeatGrace time.Duration
 	// RelayResend is how often a wanted relay link is ordered again (with
 	// a fresh token), in case a command was lost.

@@ -15,6 +15,10 @@ const LEAVE_REASONS = {
   policy_change: 'The host changed the routing policy, and this connection could not be moved to an allowed server in time.',
   node_draining: 'The media server you were on is being taken down, and this connection could not be moved in time.',
   removed: 'The host removed you from this meeting. With the same link you can only come back if the host lets you in from the lobby.',
+  node_draining_no_allowed_node: 'The media server you were on is being taken down, and no other server the routing policy allows can take you.',
+  node_uncertified: 'The media server you were on lost its certificate, and this connection could not be moved in time.',
+  node_uncertified_no_allowed_node: 'The media server you were on lost its certificate, and no other server the routing policy allows can take you.',
+  pending_expired: 'Your connection reached the media server too late, and your place was given back. Join again.',
 };
 
 export function leaveReasonText(reason) {
