@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -147,6 +149,21 @@ type meetings struct {
 type meetingLock struct {
 	mu   sync.Mutex
 	refs int // guarded by meetings.mu
+	// last is what the previous update under this lock stored (guarded
+	// by mu): the next one starts from it without reading the store, so a
+	// burst of joins to one meeting costs one round trip each, not two.
+	// Another writer in between makes the write conflict, and the update
+	// reads the store then.
+	last *storedMeeting
+}
+
+// storedMeeting is a meeting's value as stored at a revision; m, when
+// set, is that value decoded, which no one else holds (updates start from
+// a clone of it).
+type storedMeeting struct {
+	data []byte
+	rev  uint64
+	m    *meeting
 }
 
 func newMeetings(st *store.Store) *meetings {
@@ -154,6 +171,12 @@ func newMeetings(st *store.Store) *meetings {
 }
 
 func (ms *meetings) lock(id string) func() {
+	_, unlock := ms.lockEntry(id)
+	return unlock
+}
+
+// lockEntry takes a meeting's update lock and returns it with its unlock.
+func (ms *meetings) lockEntry(id string) (*meetingLock, func()) {
 	ms.mu.Lock()
 	l, ok := ms.locks[id]
 	if !ok {
@@ -163,7 +186,7 @@ func (ms *meetings) lock(id string) func() {
 	l.refs++
 	ms.mu.Unlock()
 	l.mu.Lock()
-	return func() {
+	return l, func() {
 		l.mu.Unlock()
 		ms.mu.Lock()
 		if l.refs--; l.refs == 0 {
@@ -174,21 +197,32 @@ func (ms *meetings) lock(id string) func() {
 }
 
 func (ms *meetings) get(ctx context.Context, id string) (*meeting, uint64, error) {
+	m, rec, err := ms.read(ctx, id)
+	return m, rec.rev, err
+}
+
+// read is get with the stored bytes.
+func (ms *meetings) read(ctx context.Context, id string) (*meeting, storedMeeting, error) {
 	if !validMeetingID(id) {
-		return nil, 0, apiErr(http.StatusNotFound, api.CodeNotFound, "no meeting %q", id)
+		return nil, storedMeeting{}, apiErr(http.StatusNotFound, api.CodeNotFound, "no meeting %q", id)
 	}
 	rec, err := ms.store.Meeting(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, 0, apiErr(http.StatusNotFound, api.CodeNotFound, "no meeting %q", id)
+		return nil, storedMeeting{}, apiErr(http.StatusNotFound, api.CodeNotFound, "no meeting %q", id)
 	}
 	if err != nil {
-		return nil, 0, err
+		return nil, storedMeeting{}, err
 	}
+	m, err := decodeMeeting(id, rec.Value)
+	return m, storedMeeting{data: rec.Value, rev: rec.Revision}, err
+}
+
+func decodeMeeting(id string, data []byte) (*meeting, error) {
 	var m meeting
-	if err := json.Unmarshal(rec.Value, &m); err != nil {
-		return nil, 0, fmt.Errorf("meeting %s unreadable: %w", id, err)
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("meeting %s unreadable: %w", id, err)
 	}
-	return &m, rec.Revision, nil
+	return &m, nil
 }
 
 func (ms *meetings) create(ctx context.Context, m *meeting) error {
@@ -203,11 +237,27 @@ func (ms *meetings) create(ctx context.Context, m *meeting) error {
 // update applies fn to the meeting under its lock and stores the result,
 // returning it with its new revision. fn may return an error to abort
 // without writing; it runs again on a fresh read after a store conflict.
+//
+// It starts from what the previous update under the same lock stored,
+// when one did (see meetingLock.last), and from the store otherwise or
+// after a conflict.
 func (ms *meetings) update(ctx context.Context, id string, fn func(*meeting) error) (*meeting, uint64, error) {
-	unlock := ms.lock(id)
+	l, unlock := ms.lockEntry(id)
 	defer unlock()
+	last := l.last
+	l.last = nil // set again only by a successful write
 	for attempt := 0; ; attempt++ {
-		m, rev, err := ms.get(ctx, id)
+		var (
+			m   *meeting
+			rec storedMeeting
+			err error
+		)
+		if last != nil {
+			rec = *last
+			m = last.m.clone()
+		} else {
+			m, rec, err = ms.read(ctx, id)
+		}
 		if err != nil {
 			return nil, 0, err
 		}
@@ -218,12 +268,19 @@ func (ms *meetings) update(ctx context.Context, id string, fn func(*meeting) err
 		if err != nil {
 			return nil, 0, err
 		}
-		rev, err = ms.store.UpdateMeeting(ctx, id, data, rev)
+		rev, err := ms.store.UpdateMeeting(ctx, id, data, rec.rev)
 		if err == nil {
+			l.last = &storedMeeting{rev: rev, m: m.clone()}
 			return m, rev, nil
 		}
 		if !errors.Is(err, store.ErrConflict) || attempt >= 4 {
 			return nil, 0, err
+		}
+		if last != nil {
+			// Another writer stored the meeting since: read it, and do
+			// not count the stale start as an attempt.
+			last = nil
+			attempt--
 		}
 	}
 }
@@ -267,4 +324,43 @@ func validMeetingID(id string) bool {
 		}
 	}
 	return true
+}
+
+// clone is a copy of m that shares nothing an update changes: every
+// slice and map, and the traffic records, are copied; host statements,
+// byte strings and times behind pointers are only ever replaced, never
+// changed in place, and are shared.
+func (m *meeting) clone() *meeting {
+	c := *m
+	c.Policy = clonePolicy(m.Policy)
+	c.Participants = slices.Clone(m.Participants)
+	c.PolicyHistory = slices.Clone(m.PolicyHistory)
+	for i := range c.PolicyHistory {
+		c.PolicyHistory[i].Policy = clonePolicy(c.PolicyHistory[i].Policy)
+		c.PolicyHistory[i].Effective = clonePolicy(c.PolicyHistory[i].Effective)
+	}
+	if m.Traffic != nil {
+		c.Traffic = make(map[string]*traffic, len(m.Traffic))
+		for k, t := range m.Traffic {
+			if t != nil {
+				tc := *t
+				t = &tc
+			}
+			c.Traffic[k] = t
+		}
+	}
+	c.HostKey = slices.Clone(m.HostKey)
+	c.Host.Removals = slices.Clone(m.Host.Removals)
+	c.Host.Seq = maps.Clone(m.Host.Seq)
+	c.Tickets = slices.Clone(m.Tickets)
+	c.Removed = slices.Clone(m.Removed)
+	for i := range c.Removed {
+		c.Removed[i].Identities = slices.Clone(c.Removed[i].Identities)
+	}
+	return &c
+}
+
+func clonePolicy(p policy.Policy) policy.Policy {
+	return policy.Policy{BlockedCountries: slices.Clone(p.BlockedCountries), BlockedRegions: slices.Clone(p.BlockedRegions),
+		AllowedCountries: slices.Clone(p.AllowedCountries)}
 }

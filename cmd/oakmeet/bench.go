@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,6 +41,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		joinRate     = fs.Float64("joins-per-second", 0, "instead of media: offer this many joins per second, open loop, and measure the control plane's answers")
 		joinMeetings = fs.Int("meetings", bench.DefaultJoinMeetings, "with --joins-per-second: meetings the joins are spread over")
 		joinConc     = fs.Int("concurrency", bench.DefaultJoinConcurrencyLimit, "with --joins-per-second: joins in flight at most")
+		profileDir   = fs.String("profile", "", "with --joins-per-second and no --server: write CPU, mutex and block profiles of the run to this directory")
 	)
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
@@ -47,6 +51,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fs.Visit(func(f *flag.Flag) { serverSet = serverSet || f.Name == "server" || f.Name == "link" })
 		cfg := bench.JoinConfig{JoinsPerSecond: *joinRate, Duration: *duration, Meetings: *joinMeetings,
 			Concurrency: *joinConc, Country: *country, Progress: func(s string) { fmt.Fprintln(stderr, s) }}
+		if serverSet && *profileDir != "" {
+			return errors.New("--profile profiles the in-process deployment: not with --server or --link")
+		}
 		if serverSet {
 			cfg.Server = *server
 			if *link != "" {
@@ -57,7 +64,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				cfg.Server = l.Server
 			}
 		}
-		return runJoinBench(ctx, cfg, *asJSON, stdout, stderr)
+		return runJoinBench(ctx, cfg, *asJSON, *profileDir, stdout, stderr)
 	}
 	if *link != "" {
 		l, err := api.ParseLink(*link)
@@ -102,7 +109,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // runJoinBench offers joins to cfg.Server, or to a deployment of its own
 // in this process when that is empty, and prints the result.
-func runJoinBench(ctx context.Context, cfg bench.JoinConfig, asJSON bool, stdout, stderr io.Writer) error {
+func runJoinBench(ctx context.Context, cfg bench.JoinConfig, asJSON bool, profileDir string, stdout, stderr io.Writer) error {
 	if cfg.Server == "" {
 		url, stop, err := startBenchDeployment(ctx, stderr)
 		if err != nil {
@@ -110,6 +117,17 @@ func runJoinBench(ctx context.Context, cfg bench.JoinConfig, asJSON bool, stdout
 		}
 		defer stop()
 		cfg.Server = url
+	}
+	if profileDir != "" {
+		stopProfiles, err := startProfiles(profileDir)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := stopProfiles(); err != nil {
+				fmt.Fprintln(stderr, "profiles:", err)
+			}
+		}()
 	}
 	res, err := bench.RunJoins(ctx, cfg)
 	if err != nil {
@@ -199,4 +217,37 @@ func startBenchDeployment(ctx context.Context, stderr io.Writer) (url string, st
 		err = errors.New("it ended before serving")
 	}
 	return "", nil, fmt.Errorf("in-process deployment: %w", err)
+}
+
+// startProfiles starts a CPU profile and mutex and block sampling of this
+// process; stop writes cpu.pprof, mutex.pprof and block.pprof to dir.
+func startProfiles(dir string) (stop func() error, err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.Create(filepath.Join(dir, "cpu.pprof"))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	runtime.SetMutexProfileFraction(20)
+	runtime.SetBlockProfileRate(int(100 * time.Microsecond))
+	return func() error {
+		pprof.StopCPUProfile()
+		errs := []error{f.Close()}
+		for _, name := range []string{"mutex", "block"} {
+			out, err := os.Create(filepath.Join(dir, name+".pprof"))
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			errs = append(errs, pprof.Lookup(name).WriteTo(out, 0), out.Close())
+		}
+		runtime.SetMutexProfileFraction(0)
+		runtime.SetBlockProfileRate(0)
+		return errors.Join(errs...)
+	}, nil
 }
