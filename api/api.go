@@ -58,6 +58,10 @@ const (
 	CodeForbidden    = "forbidden"
 	CodeInternal     = "internal"
 	CodeUnavailable  = "unavailable"
+	// CodeRateLimited (429, with Retry-After): this client address is
+	// over a limit (requests a minute, or seats of joins not yet
+	// connected).
+	CodeRateLimited = "rate_limited"
 
 	// Meeting access (docs/API.md "Who may join").
 	CodeBadMeetingSecret = "bad_meeting_secret" // 403: the join link's secret is missing or wrong
@@ -96,6 +100,9 @@ type Error struct {
 	Status  int    `json:"-"`
 	Code    string `json:"code"`
 	Message string `json:"error"`
+	// RetryAfter is, on a 429 (CodeRateLimited), the whole seconds to
+	// wait before asking again, also sent as the Retry-After header.
+	RetryAfter int `json:"retry_after_seconds,omitempty"`
 }
 
 func (e *Error) Error() string {
@@ -461,6 +468,9 @@ const (
 	ReasonMoved                    = "moved"
 	// ReasonRemoved: the host removed the participant (a signed removal).
 	ReasonRemoved = "removed"
+	// ReasonPendingExpired: the participant connected after its seat's
+	// hold for a connection had passed; it must join again.
+	ReasonPendingExpired = "pending_expired"
 )
 
 // InclusionProof is GET /api/audit/proof: the hashes proving entry Index

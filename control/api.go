@@ -279,7 +279,7 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 	// As opContext, with room for an ask held in the lobby.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), opTimeout+s.cfg.LobbyWait)
 	defer cancel()
-	resp, wait, err := s.join(ctx, r.Context(), id, joinAsk{req: req, name: name, loc: loc, bearer: bearer(r)})
+	resp, wait, err := s.join(ctx, r.Context(), id, joinAsk{req: req, name: name, loc: loc, bearer: bearer(r), addr: s.clientAddr(r)})
 	if err != nil {
 		s.fail(w, "join", err) // a refusal is answered with its code, unlogged
 		return

@@ -63,7 +63,7 @@ func (e *logEnv) server(floor policy.Policy) (*Server, error) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return New(context.Background(), Config{Store: e.st, NATS: e.nc, Locator: loc, Floor: floor, Key: e.key, EnrollmentKey: testEnrollmentPub(),
+	return New(context.Background(), Config{Store: e.st, NATS: e.nc, Locator: loc, Floor: floor, Key: e.key, EnrollmentKey: testEnrollmentPub(), Limits: NoLimits(),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Timing: rigTiming, OperatorToken: rigOperator})
 }
 

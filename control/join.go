@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -26,6 +27,9 @@ type joinAsk struct {
 	// bearer is the request's bearer token: the host's own join, carrying
 	// the host token, is not held by the lock or the lobby it set.
 	bearer string
+	// addr is the client's address, for the caps on seats waiting for
+	// their connection.
+	addr netip.Addr
 }
 
 // join admits a participant or holds it in the lobby. An ask with a lobby
@@ -109,7 +113,7 @@ func (s *Server) joinOnce(ctx context.Context, meetingID string, ask joinAsk) (a
 			req.Exclude = []string{old.Node.ID}
 			req.MeetingNodes = slices.DeleteFunc(req.MeetingNodes, func(id string) bool { return id == old.Node.ID })
 		}
-		if seat, err = s.owner.reserve(ctx, pid, meetingID, req, s.now()); err != nil {
+		if seat, err = s.owner.reserve(ctx, pid, meetingID, pendingAsk{addr: ask.addr, host: isHost}, req, s.now()); err != nil {
 			// A participant back after a lost connection (its client
 			// refused nothing) may land on the node it left when no
 			// other can take it: a deployment of one node must take
@@ -120,7 +124,7 @@ func (s *Server) joinOnce(ctx context.Context, meetingID string, ask joinAsk) (a
 				return err
 			}
 			req.Exclude, req.MeetingNodes = nil, m.nodeIDs()
-			if seat, err = s.owner.reserve(ctx, pid, meetingID, req, s.now()); err != nil {
+			if seat, err = s.owner.reserve(ctx, pid, meetingID, pendingAsk{addr: ask.addr, host: isHost}, req, s.now()); err != nil {
 				return err
 			}
 		}

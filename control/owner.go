@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -55,8 +56,16 @@ type owner struct {
 	nodes    *registry
 	certs    *certifier
 	seats    map[string]seat // by participant
-	active   map[string]bool // meetings with participants
-	pending  map[string]*meetingPending
+	// pendingBy counts seats by meeting and by client address, for the
+	// caps of Limits; seatHold is how long a seat waits for its connection
+	// (negative: the token's lifetime and SeatGrace).
+	pendingByMeeting map[string]int
+	pendingByAddr    map[netip.Addr]int
+	perMeeting       int
+	perAddr          int
+	seatHold         time.Duration
+	active           map[string]bool // meetings with participants
+	pending          map[string]*meetingPending
 	// planned is the newest meeting revision each meeting was planned at
 	// (or joined at): a plan from an older read is stale and dropped, so
 	// a departure is never decided again from a read taken before it.
@@ -83,20 +92,87 @@ type owner struct {
 }
 
 // seat is a placed participant that has not connected to its node yet; it
-// is released when the join token has expired and SeatGrace passed. stored
+// is released when its hold (Limits.PendingHold) has passed. stored
 // is set once the join is in the meeting's record: a seat whose join never
 // got there is given back by the owner itself, as there is no participant
 // to record leaving.
 type seat struct {
 	meeting, node string
+	addr          netip.Addr // addrKey of the client that joined
 	deadline      time.Time
 	stored        bool
 }
 
+// pendingLimits sets the caps and hold of seats (before Run).
+func (o *owner) pendingLimits(l Limits) {
+	o.perMeeting, o.perAddr, o.seatHold = l.PendingSeatsPerMeeting, l.PendingSeatsPerAddress, l.PendingHold
+}
+
+// holdUntil is when a seat taken at from stops waiting for its connection:
+// after the hold, and never after its token has expired and SeatGrace
+// passed, when no connection can come.
+func (o *owner) holdUntil(from time.Time) time.Time {
+	longest := o.tokenTTL + o.timing.SeatGrace
+	if o.seatHold < 0 || o.seatHold > longest {
+		return from.Add(longest)
+	}
+	return from.Add(o.seatHold)
+}
+
+func (o *owner) addSeat(pid string, s seat) {
+	if old, ok := o.seats[pid]; ok {
+		o.uncount(old)
+	}
+	o.seats[pid] = s
+	o.pendingByMeeting[s.meeting]++
+	o.pendingByAddr[s.addr]++
+}
+
+// dropSeat forgets a seat; its node's count is the caller's to change.
+func (o *owner) dropSeat(pid string) (seat, bool) {
+	s, ok := o.seats[pid]
+	if ok {
+		delete(o.seats, pid)
+		o.uncount(s)
+	}
+	return s, ok
+}
+
+func (o *owner) uncount(s seat) {
+	if o.pendingByMeeting[s.meeting]--; o.pendingByMeeting[s.meeting] <= 0 {
+		delete(o.pendingByMeeting, s.meeting)
+	}
+	if o.pendingByAddr[s.addr]--; o.pendingByAddr[s.addr] <= 0 {
+		delete(o.pendingByAddr, s.addr)
+	}
+}
+
+// pendingAsk is who takes a seat, for the caps on seats waiting for their
+// connection.
+type pendingAsk struct {
+	addr netip.Addr
+	// host is the meeting's host joining: not held by the meeting's cap.
+	host bool
+}
+
+// overPending is the 429 for a join past a cap on waiting seats: one
+// frees within the hold.
+func (o *owner) overPending(ask pendingAsk, meetingID string) error {
+	retry := o.holdUntil(time.Time{}).Sub(time.Time{})
+	if o.perAddr >= 0 && o.pendingByAddr[addrKey(ask.addr)] >= o.perAddr {
+		return rateLimited(retry, "this address has %d joins whose participants have not connected yet", o.perAddr)
+	}
+	if !ask.host && o.perMeeting >= 0 && o.pendingByMeeting[meetingID] >= o.perMeeting {
+		return rateLimited(retry, "the meeting has %d joins whose participants have not connected yet", o.perMeeting)
+	}
+	return nil
+}
+
 func newOwner(t cluster.Timing, tokenTTL time.Duration, rnd *rand.Rand, certs *certifier, log *slog.Logger) *owner {
 	o := &owner{mbox: newMailbox(), log: log, timing: t, tokenTTL: tokenTTL, rand: rnd, nodes: newRegistry(), certs: certs,
-		seats: map[string]seat{}, active: map[string]bool{}, pending: map[string]*meetingPending{}, planned: map[string]uint64{},
-		held: map[string]int{}, reports: map[string]report{}, lobbyWake: map[string]chan struct{}{}}
+		seats: map[string]seat{}, pendingByMeeting: map[string]int{}, pendingByAddr: map[netip.Addr]int{}, active: map[string]bool{}, pending: map[string]*meetingPending{}, planned: map[string]uint64{},
+		held: map[string]int{}, reports: map[string]report{}, lobbyWake: map[string]chan struct{}{},
+		perMeeting: -1, perAddr: -1, seatHold: -1}
 	o.publish()
 	return o
 }
@@ -194,7 +270,7 @@ func (o *owner) load(ctx context.Context, nodes []cluster.NodeInfo, meetings []*
 				o.active[m.ID] = true
 				counts[p.Node.ID]++
 				if p.Connected == nil {
-					o.seats[p.ID] = seat{meeting: m.ID, node: p.Node.ID, deadline: p.Joined.Add(o.tokenTTL + o.timing.SeatGrace), stored: true}
+					o.addSeat(p.ID, seat{meeting: m.ID, node: p.Node.ID, deadline: o.holdUntil(p.Joined), stored: true})
 				}
 			}
 		}
@@ -213,11 +289,15 @@ type placed struct {
 }
 
 // reserve places a participant and takes its seat in one step, so two
-// joins cannot both take a node's last seat.
-func (o *owner) reserve(ctx context.Context, pid, meetingID string, req placement.Request, now time.Time) (placed, error) {
+// joins cannot both take a node's last seat, nor pass a cap on waiting
+// seats together.
+func (o *owner) reserve(ctx context.Context, pid, meetingID string, ask pendingAsk, req placement.Request, now time.Time) (placed, error) {
 	var out placed
 	var err error
 	if cerr := o.do(ctx, func() {
+		if err = o.overPending(ask, meetingID); err != nil {
+			return
+		}
 		out.Decision, err = o.nodes.snapshot().Place(req, o.rand)
 		if err != nil {
 			return
@@ -225,7 +305,7 @@ func (o *owner) reserve(ctx context.Context, pid, meetingID string, req placemen
 		out.Info = o.nodes.nodes[out.Node.ID].Info
 		out.Cert = o.nodes.nodes[out.Node.ID].Cert.text
 		o.nodes.assign(out.Node.ID, 1)
-		o.seats[pid] = seat{meeting: meetingID, node: out.Node.ID, deadline: now.Add(o.tokenTTL + o.timing.SeatGrace)}
+		o.addSeat(pid, seat{meeting: meetingID, node: out.Node.ID, addr: addrKey(ask.addr), deadline: o.holdUntil(now)})
 	}); cerr != nil {
 		return placed{}, cerr
 	}
@@ -235,8 +315,7 @@ func (o *owner) reserve(ctx context.Context, pid, meetingID string, req placemen
 // release gives back a seat reserve took for a join that did not happen.
 func (o *owner) release(ctx context.Context, pid string) error {
 	return o.do(ctx, func() {
-		if s, ok := o.seats[pid]; ok {
-			delete(o.seats, pid)
+		if s, ok := o.dropSeat(pid); ok {
 			o.nodes.assign(s.node, -1)
 		}
 	})
@@ -285,7 +364,7 @@ func (o *owner) hand(acts []action) <-chan struct{} {
 // connected is a placed participant arriving on its node: its seat is
 // taken for good.
 func (o *owner) connected(ctx context.Context, pid string) error {
-	return o.do(ctx, func() { delete(o.seats, pid) })
+	return o.do(ctx, func() { o.dropSeat(pid) })
 }
 
 // left records a participant's departure from a node in the store: its
@@ -343,11 +422,11 @@ func (o *owner) tick(ctx context.Context, now time.Time) (acts []action, meeting
 			switch {
 			case !now.After(s.deadline):
 			case s.stored:
-				delete(o.seats, pid)
+				o.dropSeat(pid)
 				acts = append(acts, action{Kind: actLeave, Meeting: s.meeting,
 					Left: leave{Participant: pid, Node: s.node, Reason: "never connected", At: now, Unconnected: true}})
 			default:
-				delete(o.seats, pid)
+				o.dropSeat(pid)
 				o.nodes.assign(s.node, -1)
 			}
 		}

@@ -213,17 +213,17 @@ func TestReserveTakesTheLastSeatOnce(t *testing.T) {
 	o := startOwner(t, de(func(n *nodeState) { n.Info.MaxParticipants = 1 }))
 	ctx := context.Background()
 	req := placement.Request{Policy: effOf(t)}
-	if _, err := o.reserve(ctx, "p1", "m1", req, t0); err != nil {
+	if _, err := o.reserve(ctx, "p1", "m1", pendingAsk{}, req, t0); err != nil {
 		t.Fatal(err)
 	}
 	var ref *placement.Refusal
-	if _, err := o.reserve(ctx, "p2", "m1", req, t0); !errors.As(err, &ref) || ref.Code != placement.CodeNoCapacity {
+	if _, err := o.reserve(ctx, "p2", "m1", pendingAsk{}, req, t0); !errors.As(err, &ref) || ref.Code != placement.CodeNoCapacity {
 		t.Fatalf("second reserve: %v", err)
 	}
 	if err := o.release(ctx, "p1"); err != nil {
 		t.Fatal(err)
 	}
-	if p, err := o.reserve(ctx, "p2", "m1", req, t0); err != nil || p.Info.URL != "ws://de-fra" {
+	if p, err := o.reserve(ctx, "p2", "m1", pendingAsk{}, req, t0); err != nil || p.Info.URL != "ws://de-fra" {
 		t.Fatalf("after release: %+v %v", p, err)
 	}
 	if err := o.joined(ctx, "m1", "p2", 3); err != nil {
@@ -254,7 +254,7 @@ func TestUnstoredSeatIsGivenBack(t *testing.T) {
 	o := startOwner(t, de(func(n *nodeState) { n.Info.MaxParticipants = 1 }))
 	ctx := context.Background()
 	req := placement.Request{Policy: effOf(t)}
-	if _, err := o.reserve(ctx, "p1", "m1", req, t0); err != nil {
+	if _, err := o.reserve(ctx, "p1", "m1", pendingAsk{}, req, t0); err != nil {
 		t.Fatal(err)
 	}
 	acts, _, err := tickActs(o.tick(ctx, t0.Add(time.Minute+fastTiming.SeatGrace+time.Microsecond)))
@@ -262,7 +262,7 @@ func TestUnstoredSeatIsGivenBack(t *testing.T) {
 		t.Fatalf("tick: %q %v", describeAll(acts), err)
 	}
 	o.heartbeat(cluster.Heartbeat{Node: de().Info}, t0.Add(time.Minute+fastTiming.SeatGrace+time.Microsecond))
-	if _, err := o.reserve(ctx, "p2", "m1", req, t0.Add(time.Minute)); err != nil {
+	if _, err := o.reserve(ctx, "p2", "m1", pendingAsk{}, req, t0.Add(time.Minute)); err != nil {
 		t.Fatalf("the expired seat was not given back: %v", err)
 	}
 }

@@ -91,7 +91,7 @@ func startRigWith(t *testing.T, forge func(*fakeNodeState), nodes ...string) *ri
 		t.Fatal(err)
 	}
 	_, key, _ := ed25519.GenerateKey(nil)
-	srv, err := New(ctx, Config{Store: st, NATS: ctl, Locator: loc, Key: key, EnrollmentKey: testEnrollmentPub(), TrustClientLocation: true,
+	srv, err := New(ctx, Config{Store: st, NATS: ctl, Locator: loc, Key: key, EnrollmentKey: testEnrollmentPub(), TrustClientLocation: true, Limits: NoLimits(),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Timing: rigTiming, OperatorToken: rigOperator, LobbyWait: rigLobbyWait})
 	if err != nil {
 		t.Fatal(err)

@@ -36,8 +36,9 @@
 // wake-ups, host actions' hand-over and other meetings' updates all happen
 // outside it, and no code holds two meetings' locks.
 // meetings.mu only guards the map of those locks, owner.reportsMu only
-// the heartbeats waiting for the owner, and auditor.mu only the audit
-// log's index (the tree's own lock is taken outside it); none is held
+// the heartbeats waiting for the owner, auditor.mu only the audit
+// log's index (the tree's own lock is taken outside it), and each rate
+// limit's buckets.mu only its table of addresses (limits.go); none is held
 // with any other lock or across I/O. The mailboxes' own channels are not locks anyone holds.
 package control
 
@@ -117,6 +118,9 @@ type Config struct {
 	// public key. Changing it starts checkpoints no client holding the
 	// old ones will accept.
 	AuditOrigin string
+	// Limits are the per-client limits (limits.go); the zero value is
+	// DefaultLimits, NoLimits turns them off.
+	Limits Limits
 }
 
 // Server is the control plane. Build it with New, serve Handler, and Run
@@ -135,6 +139,7 @@ type Server struct {
 	// store can keep seconds behind.
 	urgent  *executor
 	metrics *metrics
+	limits  *limiter
 	ready   atomic.Bool
 	// operatorHash is the hash of Config.OperatorToken ("" without one).
 	operatorHash string
@@ -178,6 +183,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		cfg.Rand = rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:])))
 	}
 	cfg.Timing = cfg.Timing.WithDefaults()
+	cfg.Limits = cfg.Limits.withDefaults()
+	if err := cfg.Limits.validate(); err != nil {
+		return nil, err
+	}
 	pub := cfg.Key.Public().(ed25519.PublicKey)
 	if cfg.AuditOrigin == "" {
 		cfg.AuditOrigin = audit.DefaultOrigin(pub)
@@ -199,6 +208,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		log:      cfg.Logger,
 		now:      cfg.Now,
 		owner:    newOwner(cfg.Timing, cfg.TokenTTL, cfg.Rand, certs, cfg.Logger),
+		limits:   newLimiter(cfg.Limits),
 		meetings: newMeetings(cfg.Store),
 		exec:     newExecutor(),
 		urgent:   newExecutor(),
@@ -206,6 +216,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.OperatorToken != "" {
 		s.operatorHash = token.HashHostToken(cfg.OperatorToken)
 	}
+	s.owner.pendingLimits(cfg.Limits)
 	s.owner.submit = s.exec.submit
 	s.owner.submitUrgent = s.urgent.submit
 	// Until Run has loaded the state, a node not heard from yet is one
@@ -340,13 +351,19 @@ func (s *Server) nodeEvent(ctx context.Context, ev cluster.Event) {
 			return
 		}
 		var old *participant
-		removed := false
+		removed, late := false, false
 		_, _, err := s.meetings.update(ctx, ev.Meeting, func(m *meeting) error {
 			p := m.participant(ev.Participant)
 			if p != nil && p.Removed {
 				// Removed before it got there, or back with its token:
 				// it is not let stay.
 				removed = true
+				return errNoChange
+			}
+			if p != nil && p.Left != nil && p.Connected == nil && p.Node.ID == ev.Node {
+				// Its seat's hold passed before it came, and its seat
+				// went to others: it is not let stay (it may join again).
+				late = true
 				return errNoChange
 			}
 			if p == nil || p.Node.ID != ev.Node || p.Connected != nil {
@@ -369,6 +386,11 @@ func (s *Server) nodeEvent(ctx context.Context, ev cluster.Event) {
 			_, _ = s.owner.handOver(ctx, []action{{Kind: actCommand, Meeting: ev.Meeting, Node: ev.Node, Note: "removed participant connected: disconnecting",
 				Cmd: cluster.Command{Kind: cluster.CommandKick, Meeting: ev.Meeting, Participant: ev.Participant, Reason: api.ReasonRemoved}}})
 		}
+		if late {
+			s.log.Info("participant connected after its seat's hold: disconnecting", "meeting", ev.Meeting, "participant", ev.Participant, "node", ev.Node)
+			_, _ = s.owner.handOver(ctx, []action{{Kind: actCommand, Meeting: ev.Meeting, Node: ev.Node, Note: "participant connected after its seat's hold: disconnecting",
+				Cmd: cluster.Command{Kind: cluster.CommandKick, Meeting: ev.Meeting, Participant: ev.Participant, Reason: api.ReasonPendingExpired}}})
+		}
 		if err != nil && !errors.Is(err, errNoChange) {
 			s.log.Warn("record connection", "meeting", ev.Meeting, "participant", ev.Participant, "err", err)
 		}
@@ -384,11 +406,11 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/config", s.handleConfig)
 	mux.HandleFunc("GET /api/geo", s.handleGeo)
 	mux.HandleFunc("GET /api/nodes", s.handleNodes)
-	mux.HandleFunc("POST /api/policy/preview", s.handlePreview)
-	mux.HandleFunc("POST /api/meetings", s.handleCreate)
+	mux.HandleFunc("POST /api/policy/preview", s.limited(s.limits.preview, "policy preview", s.handlePreview))
+	mux.HandleFunc("POST /api/meetings", s.limited(s.limits.create, "meeting creation", s.handleCreate))
 	mux.HandleFunc("GET /api/meetings/{id}", s.handleGetMeeting)
 	mux.HandleFunc("PUT /api/meetings/{id}/policy", s.handlePutPolicy)
-	mux.HandleFunc("POST /api/meetings/{id}/join", s.handleJoin)
+	mux.HandleFunc("POST /api/meetings/{id}/join", s.limited(s.limits.join, "join", s.handleJoin))
 	mux.HandleFunc("PUT /api/meetings/{id}/settings", s.handleSettings)
 	mux.HandleFunc("DELETE /api/meetings/{id}/participants/{pid}", s.handleRemove)
 	mux.HandleFunc("GET /api/meetings/{id}/lobby", s.handleLobby)
@@ -396,12 +418,12 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/meetings/{id}/routing", s.handleRouting)
 	mux.HandleFunc("GET /api/meetings/{id}/report", s.handleMeetingReport)
 	mux.HandleFunc("GET /api/report", s.handleReport)
-	mux.HandleFunc("GET /api/audit", s.handleAudit)
-	mux.HandleFunc("GET /api/audit/export", s.handleAuditExport)
-	mux.HandleFunc("GET "+api.PathAuditCheckpoint, s.handleAuditCheckpoint)
-	mux.HandleFunc("GET "+api.PathAuditProof, s.handleAuditProof)
-	mux.HandleFunc("GET "+api.PathAuditConsistency, s.handleAuditConsistency)
-	mux.HandleFunc("GET "+api.PathAuditEntries, s.handleAuditEntries)
+	mux.HandleFunc("GET /api/audit", s.limited(s.limits.audit, "audit", s.handleAudit))
+	mux.HandleFunc("GET /api/audit/export", s.limited(s.limits.audit, "audit", s.handleAuditExport))
+	mux.HandleFunc("GET "+api.PathAuditCheckpoint, s.limited(s.limits.audit, "audit", s.handleAuditCheckpoint))
+	mux.HandleFunc("GET "+api.PathAuditProof, s.limited(s.limits.audit, "audit", s.handleAuditProof))
+	mux.HandleFunc("GET "+api.PathAuditConsistency, s.limited(s.limits.audit, "audit", s.handleAuditConsistency))
+	mux.HandleFunc("GET "+api.PathAuditEntries, s.limited(s.limits.audit, "audit", s.handleAuditEntries))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	mux.Handle("/", web.Handler())
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {

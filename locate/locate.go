@@ -9,9 +9,12 @@ package locate
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/oakmeet/oakmeet/geo"
 	"github.com/oschwald/maxminddb-golang/v2"
@@ -39,7 +42,17 @@ type Config struct {
 	TrustClientHints bool
 	// DisableBuiltin skips the built-in IP-to-country table.
 	DisableBuiltin bool
+	// Logger receives a warning when the GeoIP database fails at lookup
+	// (a corrupt or truncated file that still opened), at most once per
+	// LogInterval. Nil discards.
+	Logger *slog.Logger
+	// LogInterval spaces those warnings; 0 means DefaultLogInterval.
+	LogInterval time.Duration
 }
+
+// DefaultLogInterval is how often a failing GeoIP database is reported: a
+// broken file fails for every client, and one line a minute says so.
+const DefaultLogInterval = time.Minute
 
 // Hint is what a client says about its own location.
 type Hint struct {
@@ -76,11 +89,16 @@ type Result struct {
 // place the client on a false premise.
 var ErrConflictingHint = errors.New("locate: hint region is not in hint country")
 
-// Locator answers where a client is. It is safe for concurrent use and holds
-// no state that changes after New.
+// Locator answers where a client is. It is safe for concurrent use; the only
+// state that changes after New is when it last logged a failing lookup.
 type Locator struct {
 	cfg Config
 	db  *maxminddb.Reader
+	log *slog.Logger
+	// lastLog is the UnixNano of the last GeoIP failure logged.
+	lastLog atomic.Int64
+	// lookupFailures counts GeoIP lookups that failed on bad data.
+	lookupFailures atomic.Uint64
 }
 
 // New builds a Locator, opening the GeoIP database if one is configured.
@@ -95,7 +113,14 @@ func New(cfg Config) (*Locator, error) {
 		prefixes = append(prefixes, p.Masked())
 	}
 	cfg.TrustedProxies = prefixes
-	l := &Locator{cfg: cfg}
+	if cfg.LogInterval <= 0 {
+		cfg.LogInterval = DefaultLogInterval
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	l := &Locator{cfg: cfg, log: log}
 	if cfg.GeoIPFile != "" {
 		db, err := maxminddb.Open(cfg.GeoIPFile)
 		if err != nil {
@@ -146,10 +171,7 @@ func (l *Locator) Locate(r *http.Request, hint Hint) (Result, error) {
 		return hinted, nil
 	}
 
-	client := peer
-	if viaProxy && l.cfg.ClientIPHeader != "" {
-		client = l.forwardedClient(r.Header, peer)
-	}
+	client := l.clientAddr(r.Header, peer, viaProxy)
 	if !isPublic(client) {
 		return unknown(), nil
 	}
@@ -164,6 +186,28 @@ func (l *Locator) Locate(r *http.Request, hint Hint) (Result, error) {
 		}
 	}
 	return unknown(), nil
+}
+
+// ClientAddr is the address of the client behind r: the TCP peer, or, when
+// the peer is a trusted proxy and Config.ClientIPHeader is set, the address
+// that proxy names for its client. It is the one answer to "who is this
+// client" that location and per-client limits share. The zero Addr means the
+// peer address could not be read (a request not from TCP).
+func (l *Locator) ClientAddr(r *http.Request) netip.Addr {
+	peer := remoteAddr(r.RemoteAddr)
+	return l.clientAddr(r.Header, peer, peer.IsValid() && l.trusted(peer))
+}
+
+func (l *Locator) clientAddr(h http.Header, peer netip.Addr, viaProxy bool) netip.Addr {
+	if viaProxy && l.cfg.ClientIPHeader != "" {
+		return l.forwardedClient(h, peer)
+	}
+	return peer
+}
+
+// LookupFailures is how many GeoIP lookups have failed on bad data since New.
+func (l *Locator) LookupFailures() uint64 {
+	return l.lookupFailures.Load()
 }
 
 func unknown() Result {
@@ -268,20 +312,56 @@ func isPublic(a netip.Addr) bool {
 // geoIP reads the country of a; databases without a "country" for a network
 // (anycast, some hosting ranges) may still say where it is registered, which
 // is the best evidence they have. A lookup error, such as an IPv6 address in
-// an IPv4-only database, is a miss: the next source may still know.
-func (l *Locator) geoIP(a netip.Addr) (geo.Location, bool) {
+// an IPv4-only database, is a miss: the next source may still know. A record
+// that cannot be decoded (a corrupt or truncated file that still opened) is
+// a miss too, counted and logged, and so is a panic inside the reader: a bad
+// file must cost a client its location, never the request.
+func (l *Locator) geoIP(a netip.Addr) (loc geo.Location, ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			l.lookupFailed(a, fmt.Errorf("panic in GeoIP reader: %v", p))
+			loc, ok = geo.Location{}, false
+		}
+	}()
+	if a.Is6() && l.db.Metadata.IPVersion == 4 {
+		return geo.Location{}, false // an IPv4-only database: a miss, not a fault
+	}
 	res := l.db.Lookup(a)
+	if err := res.Err(); err != nil {
+		l.lookupFailed(a, err)
+		return geo.Location{}, false
+	}
 	if !res.Found() {
 		return geo.Location{}, false
 	}
 	for _, field := range []string{"country", "registered_country"} {
-		var code string
+		var code *string
 		if err := res.DecodePath(&code, field, "iso_code"); err != nil {
+			l.lookupFailed(a, err)
+			return geo.Location{}, false
+		}
+		if code == nil {
 			continue
 		}
-		if loc, ok := geo.CountryLocation(code); ok {
+		if loc, ok := geo.CountryLocation(*code); ok {
 			return loc, true
 		}
 	}
 	return geo.Location{}, false
+}
+
+// lookupFailed counts a failed lookup and logs it, at most once per
+// LogInterval so a broken file does not flood the log.
+func (l *Locator) lookupFailed(a netip.Addr, err error) {
+	l.lookupFailures.Add(1)
+	now := time.Now().UnixNano()
+	last := l.lastLog.Load()
+	if last != 0 && now-last < int64(l.cfg.LogInterval) {
+		return
+	}
+	if !l.lastLog.CompareAndSwap(last, now) {
+		return
+	}
+	l.log.Warn("GeoIP lookup failed; client location unknown to the database",
+		"file", l.cfg.GeoIPFile, "addr", a.String(), "err", err, "failures", l.lookupFailures.Load())
 }

@@ -83,6 +83,7 @@ type Cluster struct {
 	// operator is the deployment's operator token; API sends it.
 	operator  string
 	lobbyWait time.Duration
+	limits    control.Limits
 
 	mu      sync.Mutex
 	secrets map[string]string // join secret by meeting, of CreateMeeting's meetings
@@ -118,6 +119,10 @@ func WithTiming(t cluster.Timing) Option { return func(c *Cluster) { c.Timing = 
 // plane's default is 20 s).
 func WithLobbyWait(d time.Duration) Option { return func(c *Cluster) { c.lobbyWait = d } }
 
+// WithLimits runs the control plane with limits l; without it a test
+// cluster has none (control.NoLimits), so tests do not limit each other.
+func WithLimits(l control.Limits) Option { return func(c *Cluster) { c.limits = l } }
+
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // Start runs a cluster with the given deployment floor and nodes, waits until
@@ -134,7 +139,7 @@ func Start(t testing.TB, floor policy.Policy, nodes []NodeSpec, opts ...Option) 
 		t.Fatal(err)
 	}
 	c := &Cluster{t: t, dir: dir, auth: auth, key: key, enroll: enroll, floor: floor, nodes: map[string]context.CancelFunc{}, Timing: Timing(),
-		operator: rand.Text(), secrets: map[string]string{}, hosts: map[string]*apiclient.Host{}}
+		operator: rand.Text(), limits: control.NoLimits(), secrets: map[string]string{}, hosts: map[string]*apiclient.Host{}}
 	for _, o := range opts {
 		o(c)
 	}
@@ -169,7 +174,7 @@ func (c *Cluster) startControl() {
 	}
 	srv, err := control.New(ctx, control.Config{Store: st, NATS: nc, Locator: loc, Floor: c.floor, Key: c.key,
 		EnrollmentKey: c.enroll.Public().(ed25519.PublicKey), Revocations: c.revocations, TrustClientLocation: true, Logger: quietLogger(), Timing: c.Timing,
-		OperatorToken: c.operator, LobbyWait: c.lobbyWait})
+		OperatorToken: c.operator, LobbyWait: c.lobbyWait, Limits: c.limits})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -75,6 +75,7 @@ type serveSettings struct {
 	// are checked with, and the revocation list in force at start.
 	enrollmentPub ed25519.PublicKey
 	revocations   []byte
+	limits        *limitSettings
 }
 
 func parseServe(args []string, stderr io.Writer) (serveSettings, string, time.Duration, error) {
@@ -95,7 +96,7 @@ func parseServe(args []string, stderr io.Writer) (serveSettings, string, time.Du
 		allow        = fs.String("allow", "", "deployment floor: only these countries or groups may be used, e.g. EU")
 		trustHints   = fs.Bool("trust-client-location", false, "accept the location a client states in its join request")
 		proxyHeader  = fs.String("proxy-header", "", "header carrying the client's country code, set by a trusted proxy")
-		proxies      = fs.String("trusted-proxies", "", "comma-separated CIDRs whose --proxy-header is believed")
+		proxies      = fs.String("trusted-proxies", "", "comma-separated CIDRs whose --proxy-header and --client-ip-header are believed")
 		geoipFile    = fs.String("geoip", "", "MaxMind-format country database for client locations")
 		tokenTTL     = fs.Duration("token-ttl", 2*time.Minute, "lifetime of join tokens")
 		nodeMax      = fs.Int("node-max-participants", 50, "capacity of each in-process demo node")
@@ -106,6 +107,8 @@ func parseServe(args []string, stderr io.Writer) (serveSettings, string, time.Du
 		logLevel     = fs.String("log-level", "info", "debug, info, warn or error")
 		auditOrigin  = fs.String("audit-origin", "", "name of the audit log in its signed checkpoints (default oakmeet.audit/<key hash>); clients holding checkpoints of one name reject another")
 		_            = fs.String("config", "", "config file of 'flag = value' lines")
+		limits       = limitFlags(fs)
+		applyProxy   = proxyFlags(fs)
 	)
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return serveSettings{}, "", 0, err
@@ -117,7 +120,7 @@ func parseServe(args []string, stderr io.Writer) (serveSettings, string, time.Du
 		locate:   locate.Config{ProxyHeader: *proxyHeader, GeoIPFile: *geoipFile, TrustClientHints: *trustHints || *demoMode},
 		tokenTTL: *tokenTTL, nodeMax: *nodeMax, enrollmentPubFile: *enrollPub,
 		operatorTokenFile: *opTokenFile, publicURL: strings.TrimRight(*publicURL, "/"),
-		auditOrigin: *auditOrigin,
+		auditOrigin: *auditOrigin, limits: limits,
 	}
 	if st.operatorTokenFile == "" {
 		st.operatorTokenFile = filepath.Join(st.dataDir, operatorTokenName)
@@ -140,6 +143,9 @@ func parseServe(args []string, stderr io.Writer) (serveSettings, string, time.Du
 			return serveSettings{}, "", 0, fmt.Errorf("--trusted-proxies: %w", err)
 		}
 		st.locate.TrustedProxies = append(st.locate.TrustedProxies, pfx)
+	}
+	if err := applyProxy(&st); err != nil {
+		return serveSettings{}, "", 0, err
 	}
 	return st, *logLevel, *heartbeat, nil
 }
@@ -321,6 +327,7 @@ func startControlPlane(ctx context.Context, st serveSettings, log *slog.Logger, 
 	if err != nil {
 		return fail(err)
 	}
+	st.locate.Logger = log
 	loc, err := locate.New(st.locate)
 	if err != nil {
 		return fail(err)
@@ -330,7 +337,7 @@ func startControlPlane(ctx context.Context, st serveSettings, log *slog.Logger, 
 		Store: kv, NATS: nc, Locator: loc, Floor: st.floor, Key: key, TokenTTL: st.tokenTTL,
 		EnrollmentKey: st.enrollmentPub, Revocations: st.revocations,
 		TrustClientLocation: st.locate.TrustClientHints, Logger: log, Timing: timing,
-		OperatorToken: st.operatorToken, PublicURL: st.publicURL, AuditOrigin: st.auditOrigin,
+		OperatorToken: st.operatorToken, PublicURL: st.publicURL, AuditOrigin: st.auditOrigin, Limits: st.limits.get(),
 	})
 	if err != nil {
 		return fail(err)
