@@ -175,10 +175,9 @@ func runJoinBench(ctx context.Context, cfg bench.JoinConfig, asJSON bool, profil
 func benchServeArgs(dataDir string) []string {
 	return []string{"--demo", "--data", dataDir, "--listen", "127.0.0.1:0",
 		"--node-max-participants", "100000000", "--log-level", "warn",
-		// LIMITS HOOK: joins from one address at hundreds a second, none
-		// of which connects, are what a deployment's limits are for; once
-		// serve has --limits, this list ends with "--limits", "off".
-	}
+		// Joins from one address at hundreds a second, none of which
+		// connects, are what a deployment's limits are there to stop.
+		"--limits", "off"}
 }
 
 // startBenchDeployment runs `oakmeet serve` with benchServeArgs in this
