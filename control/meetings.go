@@ -170,11 +170,6 @@ func newMeetings(st *store.Store) *meetings {
 	return &meetings{store: st, locks: map[string]*meetingLock{}}
 }
 
-func (ms *meetings) lock(id string) func() {
-	_, unlock := ms.lockEntry(id)
-	return unlock
-}
-
 // lockEntry takes a meeting's update lock and returns it with its unlock.
 func (ms *meetings) lockEntry(id string) (*meetingLock, func()) {
 	ms.mu.Lock()
