@@ -137,41 +137,44 @@ func (m *meeting) nodeIDs() []string {
 // joins does not run out of compare-and-set retries) and compare-and-set in
 // the store. The lock is held across the store's round trip; see the lock
 // order in server.go.
+//
+// The meetings this process stored or read last are kept decoded (at most
+// maxDecoded of them): an update starts from the copy without reading the
+// store, so a burst of joins to one meeting costs one round trip each, not
+// two (another writer in between makes the write conflict, and the update
+// reads the store then); a read still asks the store, but decodes only a
+// revision it does not hold.
 type meetings struct {
 	store *store.Store
 
-	mu    sync.Mutex // guards locks; never held with anything else
+	mu    sync.Mutex // guards locks and decoded; never held with anything else
 	locks map[string]*meetingLock
+	// decoded is, by meeting, its value at a stored revision, which no
+	// one changes: updates and reads take clones of it.
+	decoded map[string]storedMeeting
 }
+
+// maxDecoded bounds meetings.decoded.
+const maxDecoded = 256
 
 // meetingLock is one meeting's update lock, kept while anyone holds or
 // waits for it.
 type meetingLock struct {
 	mu   sync.Mutex
 	refs int // guarded by meetings.mu
-	// last is what the previous update under this lock stored (guarded
-	// by mu): the next one starts from it without reading the store, so a
-	// burst of joins to one meeting costs one round trip each, not two.
-	// Another writer in between makes the write conflict, and the update
-	// reads the store then.
-	last *storedMeeting
 }
 
-// storedMeeting is a meeting's value as stored at a revision; m, when
-// set, is that value decoded, which no one else holds (updates start from
-// a clone of it).
+// storedMeeting is a meeting's value as stored at a revision.
 type storedMeeting struct {
-	data []byte
-	rev  uint64
-	m    *meeting
+	rev uint64
+	m   *meeting
 }
 
 func newMeetings(st *store.Store) *meetings {
-	return &meetings{store: st, locks: map[string]*meetingLock{}}
+	return &meetings{store: st, locks: map[string]*meetingLock{}, decoded: map[string]storedMeeting{}}
 }
 
-// lockEntry takes a meeting's update lock and returns it with its unlock.
-func (ms *meetings) lockEntry(id string) (*meetingLock, func()) {
+func (ms *meetings) lock(id string) func() {
 	ms.mu.Lock()
 	l, ok := ms.locks[id]
 	if !ok {
@@ -181,7 +184,7 @@ func (ms *meetings) lockEntry(id string) (*meetingLock, func()) {
 	l.refs++
 	ms.mu.Unlock()
 	l.mu.Lock()
-	return l, func() {
+	return func() {
 		l.mu.Unlock()
 		ms.mu.Lock()
 		if l.refs--; l.refs == 0 {
@@ -191,33 +194,58 @@ func (ms *meetings) lockEntry(id string) (*meetingLock, func()) {
 	}
 }
 
-func (ms *meetings) get(ctx context.Context, id string) (*meeting, uint64, error) {
-	m, rec, err := ms.read(ctx, id)
-	return m, rec.rev, err
+// cached is the decoded value held for a meeting, if any.
+func (ms *meetings) cached(id string) (storedMeeting, bool) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	d, ok := ms.decoded[id]
+	return d, ok
 }
 
-// read is get with the stored bytes.
-func (ms *meetings) read(ctx context.Context, id string) (*meeting, storedMeeting, error) {
+// keep holds m as the meeting's value at rev (m is the caller's no more),
+// unless a newer revision is held already.
+func (ms *meetings) keep(id string, rev uint64, m *meeting) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if d, ok := ms.decoded[id]; ok && d.rev >= rev {
+		return
+	}
+	if _, ok := ms.decoded[id]; !ok && len(ms.decoded) >= maxDecoded {
+		for k := range ms.decoded { // any one makes room
+			delete(ms.decoded, k)
+			break
+		}
+	}
+	ms.decoded[id] = storedMeeting{rev: rev, m: m}
+}
+
+// forget drops the meeting's decoded value.
+func (ms *meetings) forget(id string) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	delete(ms.decoded, id)
+}
+
+func (ms *meetings) get(ctx context.Context, id string) (*meeting, uint64, error) {
 	if !validMeetingID(id) {
-		return nil, storedMeeting{}, apiErr(http.StatusNotFound, api.CodeNotFound, "no meeting %q", id)
+		return nil, 0, apiErr(http.StatusNotFound, api.CodeNotFound, "no meeting %q", id)
 	}
 	rec, err := ms.store.Meeting(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, storedMeeting{}, apiErr(http.StatusNotFound, api.CodeNotFound, "no meeting %q", id)
+		return nil, 0, apiErr(http.StatusNotFound, api.CodeNotFound, "no meeting %q", id)
 	}
 	if err != nil {
-		return nil, storedMeeting{}, err
+		return nil, 0, err
 	}
-	m, err := decodeMeeting(id, rec.Value)
-	return m, storedMeeting{data: rec.Value, rev: rec.Revision}, err
-}
-
-func decodeMeeting(id string, data []byte) (*meeting, error) {
+	if d, ok := ms.cached(id); ok && d.rev == rec.Revision {
+		return d.m.clone(), rec.Revision, nil
+	}
 	var m meeting
-	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, fmt.Errorf("meeting %s unreadable: %w", id, err)
+	if err := json.Unmarshal(rec.Value, &m); err != nil {
+		return nil, 0, fmt.Errorf("meeting %s unreadable: %w", id, err)
 	}
-	return &m, nil
+	ms.keep(id, rec.Revision, m.clone())
+	return &m, rec.Revision, nil
 }
 
 func (ms *meetings) create(ctx context.Context, m *meeting) error {
@@ -232,29 +260,25 @@ func (ms *meetings) create(ctx context.Context, m *meeting) error {
 // update applies fn to the meeting under its lock and stores the result,
 // returning it with its new revision. fn may return an error to abort
 // without writing; it runs again on a fresh read after a store conflict.
-//
-// It starts from what the previous update under the same lock stored,
-// when one did (see meetingLock.last), and from the store otherwise or
-// after a conflict.
+// It starts from the meeting's decoded value when one is held, and from
+// the store otherwise or after a conflict.
 func (ms *meetings) update(ctx context.Context, id string, fn func(*meeting) error) (*meeting, uint64, error) {
-	l, unlock := ms.lockEntry(id)
+	unlock := ms.lock(id)
 	defer unlock()
-	last := l.last
-	l.last = nil // set again only by a successful write
+	fresh := false // whether m was read from the store for this attempt
 	for attempt := 0; ; attempt++ {
 		var (
 			m   *meeting
-			rec storedMeeting
+			rev uint64
 			err error
 		)
-		if last != nil {
-			rec = *last
-			m = last.m.clone()
+		if d, ok := ms.cached(id); ok && !fresh {
+			m, rev = d.m.clone(), d.rev
 		} else {
-			m, rec, err = ms.read(ctx, id)
-		}
-		if err != nil {
-			return nil, 0, err
+			if m, rev, err = ms.get(ctx, id); err != nil {
+				return nil, 0, err
+			}
+			fresh = true
 		}
 		if err := fn(m); err != nil {
 			return nil, 0, err
@@ -263,19 +287,24 @@ func (ms *meetings) update(ctx context.Context, id string, fn func(*meeting) err
 		if err != nil {
 			return nil, 0, err
 		}
-		rev, err := ms.store.UpdateMeeting(ctx, id, data, rec.rev)
+		rev, err = ms.store.UpdateMeeting(ctx, id, data, rev)
 		if err == nil {
-			l.last = &storedMeeting{rev: rev, m: m.clone()}
+			ms.keep(id, rev, m.clone())
 			return m, rev, nil
 		}
-		if !errors.Is(err, store.ErrConflict) || attempt >= 4 {
+		if !errors.Is(err, store.ErrConflict) {
 			return nil, 0, err
 		}
-		if last != nil {
-			// Another writer stored the meeting since: read it, and do
-			// not count the stale start as an attempt.
-			last = nil
+		if !fresh {
+			// Another writer stored the meeting since the value held:
+			// read it, and do not count the stale start as an attempt.
+			ms.forget(id)
+			fresh = true
 			attempt--
+			continue
+		}
+		if attempt >= 4 {
+			return nil, 0, err
 		}
 	}
 }

@@ -140,4 +140,20 @@ func TestMeetingUpdateAfterAnotherWriter(t *testing.T) {
 	if got := names(m); !reflect.DeepEqual(got, []string{"a", "x", "b"}) || calls != 2 || !reflect.DeepEqual(firstSeen, []string{"a"}) {
 		t.Fatalf("stored %v after %d calls (first saw %v), want [a x b] after 2", got, calls, firstSeen)
 	}
+	// A read sees another writer's value, not the one held decoded.
+	m.Participants = append(m.Participants, participant{ID: "y"})
+	data, _ := json.Marshal(m)
+	_, rev, _ := ms.get(ctx, "m1")
+	if _, err := env.st.UpdateMeeting(ctx, "m1", data, rev); err != nil {
+		t.Fatal(err)
+	}
+	if m, _, err := ms.get(ctx, "m1"); err != nil || !reflect.DeepEqual(names(m), []string{"a", "x", "b", "y"}) {
+		t.Fatalf("read after another writer: %v, %v", names(m), err)
+	}
+	// A value read is the caller's: changing it changes nothing held.
+	m, _, _ = ms.get(ctx, "m1")
+	m.Participants[0].ID = "changed"
+	if m, _, _ := ms.get(ctx, "m1"); m.Participants[0].ID != "a" {
+		t.Fatalf("a read's change reached the next read: %v", names(m))
+	}
 }
