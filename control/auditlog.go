@@ -44,6 +44,7 @@ type auditor struct {
 	now    func() time.Time
 	log    *slog.Logger
 	mbox   *mailbox
+	queue  appendQueue // entries waiting for mbox's goroutine (auditbatch.go)
 	signer note.Signer
 	vkey   string
 	every  time.Duration
@@ -277,18 +278,6 @@ func (a *auditor) add(seq uint64, leaf []byte, e *audit.Entry) {
 		}
 		a.introduced[e.Meeting][e.PolicyHash] = true
 	}
-}
-
-// append seals e into its meeting's chain, gives it the next index of the
-// log and stores it, on the appender goroutine: the only writer of the
-// log in this process.
-func (a *auditor) append(ctx context.Context, e audit.Entry) (audit.Entry, error) {
-	var sealed audit.Entry
-	var err error
-	if cerr := a.mbox.call(ctx, func() { sealed, err = a.appendNow(ctx, e) }); cerr != nil {
-		return audit.Entry{}, cerr
-	}
-	return sealed, err
 }
 
 // maxAppendAttempts bounds how often one append loses the race to another

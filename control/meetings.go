@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -135,12 +137,25 @@ func (m *meeting) nodeIDs() []string {
 // joins does not run out of compare-and-set retries) and compare-and-set in
 // the store. The lock is held across the store's round trip; see the lock
 // order in server.go.
+//
+// The meetings this process stored or read last are kept decoded (at most
+// maxDecoded of them): an update starts from the copy without reading the
+// store, so a burst of joins to one meeting costs one round trip each, not
+// two (another writer in between makes the write conflict, and the update
+// reads the store then); a read still asks the store, but decodes only a
+// revision it does not hold.
 type meetings struct {
 	store *store.Store
 
-	mu    sync.Mutex // guards locks; never held with anything else
+	mu    sync.Mutex // guards locks and decoded; never held with anything else
 	locks map[string]*meetingLock
+	// decoded is, by meeting, its value at a stored revision, which no
+	// one changes: updates and reads take clones of it.
+	decoded map[string]storedMeeting
 }
+
+// maxDecoded bounds meetings.decoded.
+const maxDecoded = 256
 
 // meetingLock is one meeting's update lock, kept while anyone holds or
 // waits for it.
@@ -149,8 +164,14 @@ type meetingLock struct {
 	refs int // guarded by meetings.mu
 }
 
+// storedMeeting is a meeting's value as stored at a revision.
+type storedMeeting struct {
+	rev uint64
+	m   *meeting
+}
+
 func newMeetings(st *store.Store) *meetings {
-	return &meetings{store: st, locks: map[string]*meetingLock{}}
+	return &meetings{store: st, locks: map[string]*meetingLock{}, decoded: map[string]storedMeeting{}}
 }
 
 func (ms *meetings) lock(id string) func() {
@@ -173,6 +194,38 @@ func (ms *meetings) lock(id string) func() {
 	}
 }
 
+// cached is the decoded value held for a meeting, if any.
+func (ms *meetings) cached(id string) (storedMeeting, bool) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	d, ok := ms.decoded[id]
+	return d, ok
+}
+
+// keep holds m as the meeting's value at rev (m is the caller's no more),
+// unless a newer revision is held already.
+func (ms *meetings) keep(id string, rev uint64, m *meeting) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if d, ok := ms.decoded[id]; ok && d.rev >= rev {
+		return
+	}
+	if _, ok := ms.decoded[id]; !ok && len(ms.decoded) >= maxDecoded {
+		for k := range ms.decoded { // any one makes room
+			delete(ms.decoded, k)
+			break
+		}
+	}
+	ms.decoded[id] = storedMeeting{rev: rev, m: m}
+}
+
+// forget drops the meeting's decoded value.
+func (ms *meetings) forget(id string) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	delete(ms.decoded, id)
+}
+
 func (ms *meetings) get(ctx context.Context, id string) (*meeting, uint64, error) {
 	if !validMeetingID(id) {
 		return nil, 0, apiErr(http.StatusNotFound, api.CodeNotFound, "no meeting %q", id)
@@ -184,10 +237,14 @@ func (ms *meetings) get(ctx context.Context, id string) (*meeting, uint64, error
 	if err != nil {
 		return nil, 0, err
 	}
+	if d, ok := ms.cached(id); ok && d.rev == rec.Revision {
+		return d.m.clone(), rec.Revision, nil
+	}
 	var m meeting
 	if err := json.Unmarshal(rec.Value, &m); err != nil {
 		return nil, 0, fmt.Errorf("meeting %s unreadable: %w", id, err)
 	}
+	ms.keep(id, rec.Revision, m.clone())
 	return &m, rec.Revision, nil
 }
 
@@ -203,13 +260,25 @@ func (ms *meetings) create(ctx context.Context, m *meeting) error {
 // update applies fn to the meeting under its lock and stores the result,
 // returning it with its new revision. fn may return an error to abort
 // without writing; it runs again on a fresh read after a store conflict.
+// It starts from the meeting's decoded value when one is held, and from
+// the store otherwise or after a conflict.
 func (ms *meetings) update(ctx context.Context, id string, fn func(*meeting) error) (*meeting, uint64, error) {
 	unlock := ms.lock(id)
 	defer unlock()
+	fresh := false // whether m was read from the store for this attempt
 	for attempt := 0; ; attempt++ {
-		m, rev, err := ms.get(ctx, id)
-		if err != nil {
-			return nil, 0, err
+		var (
+			m   *meeting
+			rev uint64
+			err error
+		)
+		if d, ok := ms.cached(id); ok && !fresh {
+			m, rev = d.m.clone(), d.rev
+		} else {
+			if m, rev, err = ms.get(ctx, id); err != nil {
+				return nil, 0, err
+			}
+			fresh = true
 		}
 		if err := fn(m); err != nil {
 			return nil, 0, err
@@ -220,9 +289,21 @@ func (ms *meetings) update(ctx context.Context, id string, fn func(*meeting) err
 		}
 		rev, err = ms.store.UpdateMeeting(ctx, id, data, rev)
 		if err == nil {
+			ms.keep(id, rev, m.clone())
 			return m, rev, nil
 		}
-		if !errors.Is(err, store.ErrConflict) || attempt >= 4 {
+		if !errors.Is(err, store.ErrConflict) {
+			return nil, 0, err
+		}
+		if !fresh {
+			// Another writer stored the meeting since the value held:
+			// read it, and do not count the stale start as an attempt.
+			ms.forget(id)
+			fresh = true
+			attempt--
+			continue
+		}
+		if attempt >= 4 {
 			return nil, 0, err
 		}
 	}
@@ -267,4 +348,43 @@ func validMeetingID(id string) bool {
 		}
 	}
 	return true
+}
+
+// clone is a copy of m that shares nothing an update changes: every
+// slice and map, and the traffic records, are copied; host statements,
+// byte strings and times behind pointers are only ever replaced, never
+// changed in place, and are shared.
+func (m *meeting) clone() *meeting {
+	c := *m
+	c.Policy = clonePolicy(m.Policy)
+	c.Participants = slices.Clone(m.Participants)
+	c.PolicyHistory = slices.Clone(m.PolicyHistory)
+	for i := range c.PolicyHistory {
+		c.PolicyHistory[i].Policy = clonePolicy(c.PolicyHistory[i].Policy)
+		c.PolicyHistory[i].Effective = clonePolicy(c.PolicyHistory[i].Effective)
+	}
+	if m.Traffic != nil {
+		c.Traffic = make(map[string]*traffic, len(m.Traffic))
+		for k, t := range m.Traffic {
+			if t != nil {
+				tc := *t
+				t = &tc
+			}
+			c.Traffic[k] = t
+		}
+	}
+	c.HostKey = slices.Clone(m.HostKey)
+	c.Host.Removals = slices.Clone(m.Host.Removals)
+	c.Host.Seq = maps.Clone(m.Host.Seq)
+	c.Tickets = slices.Clone(m.Tickets)
+	c.Removed = slices.Clone(m.Removed)
+	for i := range c.Removed {
+		c.Removed[i].Identities = slices.Clone(c.Removed[i].Identities)
+	}
+	return &c
+}
+
+func clonePolicy(p policy.Policy) policy.Policy {
+	return policy.Policy{BlockedCountries: slices.Clone(p.BlockedCountries), BlockedRegions: slices.Clone(p.BlockedRegions),
+		AllowedCountries: slices.Clone(p.AllowedCountries)}
 }

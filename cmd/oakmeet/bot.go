@@ -13,7 +13,6 @@ import (
 
 	"github.com/oakmeet/oakmeet/api"
 	"github.com/oakmeet/oakmeet/audit"
-	"github.com/oakmeet/oakmeet/bench"
 	"github.com/oakmeet/oakmeet/bot"
 	"github.com/oakmeet/oakmeet/client"
 )
@@ -222,68 +221,6 @@ func printBotReport(w io.Writer, rep *bot.Report) {
 	if rep.Ended == client.ReasonRemoved {
 		fmt.Fprintln(w, "the host removed this bot from the meeting")
 	}
-}
-
-func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	var (
-		server      = fs.String("server", "http://127.0.0.1:8080", "control plane URL")
-		meeting     = fs.String("meeting", "", "meeting id (default: create one)")
-		secret      = fs.String("secret", "", "the join secret of --meeting")
-		fingerprint = fs.String("host-fingerprint", "", "the host key's fingerprint of --meeting (the link's #h=…)")
-		link        = fs.String("link", "", "the join link of the meeting to load (instead of --meeting and --secret)")
-		publishers  = fs.Int("publishers", 1, "clients sending audio and video")
-		subscribers = fs.Int("subscribers", 10, "receive-only clients")
-		duration    = fs.Duration("duration", 20*time.Second, "measured time, from --settle after the last join")
-		settle      = fs.Duration("settle", bench.DefaultWarmup, "time from the last join to the measured window")
-		concurrency = fs.Int("join-concurrency", bench.DefaultJoinConcurrency, "clients setting up their connection at once during the burst")
-		country     = fs.String("country", "DE", "join every client from this country")
-		asJSON      = fs.Bool("json", false, "print the result as one JSON object")
-		loopback    = fs.Bool("loopback", true, "media over 127.0.0.1 only (local deployments)")
-		_           = fs.String("config", "", "config file of 'flag = value' lines")
-	)
-	if err := parseFlags(fs, args, stderr); err != nil {
-		return err
-	}
-	if *link != "" {
-		l, err := api.ParseLink(*link)
-		if err != nil {
-			return err
-		}
-		*server, *meeting, *secret, *fingerprint = l.Server, l.Meeting, l.Secret, l.HostFingerprint
-	}
-	res, err := bench.Run(ctx, bench.Config{
-		Server: *server, Meeting: *meeting, Secret: *secret, HostFingerprint: *fingerprint, Publishers: *publishers, Subscribers: *subscribers,
-		Duration: *duration, Warmup: *settle, Country: *country, LoopbackOnly: *loopback, JoinConcurrency: *concurrency,
-		Progress: func(s string) { fmt.Fprintln(stderr, s) },
-	})
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(stdout, res)
-	}
-	cpu := "n/a (server not on this machine)"
-	if res.ServerCPUS != nil {
-		cpu = fmt.Sprintf("%.1f s (%.0f%% of one core)", *res.ServerCPUS, 100**res.ServerCPUS/res.DurationS)
-	}
-	fmt.Fprintf(stdout, "%d publishers × %d subscribers for %.0f s (meeting %s, %d joined; the subscribers' burst took %.1f s)\n",
-		res.Publishers, res.Subscribers, res.DurationS, res.Meeting, res.Joined, res.BurstS)
-	fmt.Fprintf(stdout, "  frames delivered  %d of %d (delivery_ratio %.4f)\n", res.FramesDelivered, res.FramesExpected, res.DeliveryRatio)
-	fmt.Fprintf(stdout, "  not decrypted     %d under a key not held, %d failing authentication\n", res.NoKey, res.DecryptFailures)
-	fmt.Fprintf(stdout, "  join→first frame  p50 %.0f  p95 %.0f  max %.0f ms (%d subscribers decrypted none)\n",
-		res.FirstFrameMs.P50, res.FirstFrameMs.P95, res.FirstFrameMaxMs, res.NoFirstFrame)
-	fmt.Fprintf(stdout, "  epochs            %d (%d since the burst began); at the end epoch %d sending, %d newest, %d acks awaited\n",
-		res.Epochs, res.EpochsSinceBurst, res.LeaderEpoch, res.LeaderNewest, res.LeaderAwaitingAcks)
-	fmt.Fprintf(stdout, "  packet loss       %d of %d (%.3f%%)\n", res.PacketsLost, res.PacketsLost+res.PacketsReceived, 100*res.LossRatio)
-	fmt.Fprintf(stdout, "  video latency     p50 %.1f  p95 %.1f  p99 %.1f ms\n", res.VideoLatencyMs.P50, res.VideoLatencyMs.P95, res.VideoLatencyMs.P99)
-	fmt.Fprintf(stdout, "  audio latency     p50 %.1f  p95 %.1f  p99 %.1f ms\n", res.AudioLatencyMs.P50, res.AudioLatencyMs.P95, res.AudioLatencyMs.P99)
-	fmt.Fprintf(stdout, "  egress            %.1f Mbit/s\n", res.EgressMbps)
-	fmt.Fprintf(stdout, "  server CPU        %s\n", cpu)
-	for _, e := range res.Errors {
-		fmt.Fprintln(stdout, "  error:", e)
-	}
-	return nil
 }
 
 // printJSON writes v as one line of JSON.
