@@ -7,6 +7,7 @@
 #
 #   scripts/fuzz.sh                  # 30s per target
 #   scripts/fuzz.sh 10m
+#   scripts/fuzz.sh 10m ./signal ./e2ee/keymsg   # only these packages
 #   FUZZ_PARALLEL=2 scripts/fuzz.sh 1m
 #   FUZZ_MATCH=keymsg scripts/fuzz.sh 5m    # only packages/targets matching
 #   FUZZ_MINIMIZE=10s scripts/fuzz.sh        # minimize new inputs longer
@@ -20,6 +21,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${1:-30s}
+shift || true
 PARALLEL=${FUZZ_PARALLEL:-1}
 # Minimizing a new input costs up to ~n²/2 runs for n bytes: unbounded (60s
 # by default) it stalls a target on every finding of a kilobyte input.
@@ -28,8 +30,12 @@ MATCH=${FUZZ_MATCH:-}
 LOGDIR=${FUZZ_LOGDIR:-$(mktemp -d "${TMPDIR:-/tmp}/oakmeet-fuzz.XXXXXX")}
 mkdir -p "$LOGDIR"
 
-mapfile -t pkgs < <(grep -rl --include='*_test.go' '^func Fuzz' . |
-	xargs -n1 dirname | sort -u)
+if [ $# -gt 0 ]; then
+	pkgs=("$@")
+else
+	mapfile -t pkgs < <(grep -rl --include='*_test.go' '^func Fuzz' . |
+		xargs -n1 dirname | sort -u)
+fi
 if [ ${#pkgs[@]} -eq 0 ]; then
 	echo "fuzz.sh: no fuzz targets found" >&2
 	exit 1
