@@ -44,6 +44,23 @@ fi
 echo "fuzz.sh: ${DURATION} per target, -parallel ${PARALLEL}, -fuzzminimizetime ${MINIMIZE}, logs in ${LOGDIR}"
 echo "fuzz.sh: generated corpus cached in $(go env GOCACHE)/fuzz"
 
+# seconds turns the fuzzer's elapsed time (30s, 1m30s, 1h0m5s) into seconds.
+seconds() {
+	local d=$1 total=0 n
+	for unit in h m s; do
+		if [[ $d =~ ^([0-9]+)$unit(.*)$ ]]; then
+			n=${BASH_REMATCH[1]}
+			d=${BASH_REMATCH[2]}
+			case $unit in
+			h) total=$((total + n * 3600)) ;;
+			m) total=$((total + n * 60)) ;;
+			s) total=$((total + n)) ;;
+			esac
+		fi
+	done
+	echo "$total"
+}
+
 rows=()
 failed=0
 for pkg in "${pkgs[@]}"; do
@@ -65,9 +82,9 @@ for pkg in "${pkgs[@]}"; do
 			-fuzzminimizetime "$MINIMIZE" -parallel "$PARALLEL" "$pkg" >"$log" 2>&1
 		rc=$?
 		# The last progress line holds the totals:
-		# fuzz: elapsed: 30s, execs: 123456 (4115/sec), new interesting: 3 (total: 12)
-		last=$(grep -E '^fuzz: elapsed: [0-9]+s, execs: [0-9]+' "$log" | tail -n1)
-		elapsed=$(echo "$last" | sed -nE 's/^fuzz: elapsed: ([0-9]+)s.*/\1/p')
+		# fuzz: elapsed: 1m30s, execs: 123456 (4115/sec), new interesting: 3 (total: 12)
+		last=$(grep -E '^fuzz: elapsed: [0-9hms]+, execs: [0-9]+' "$log" | tail -n1)
+		elapsed=$(seconds "$(echo "$last" | sed -nE 's/^fuzz: elapsed: ([0-9hms]+),.*/\1/p')")
 		execs=$(echo "$last" | sed -nE 's/.*execs: ([0-9]+) .*/\1/p')
 		newi=$(echo "$last" | sed -nE 's/.*new interesting: ([0-9]+).*/\1/p')
 		rate=-
