@@ -10,6 +10,11 @@ import (
 // hands them to nodes; a node reads its own at start) never panics, and
 // that a file it accepts names a user whose seed matches the JWT. Seeds are
 // real files: a node's and the control plane's, from a fresh deployment.
+//
+// Rate: hundreds to about a thousand inputs per second. A file that parses
+// costs an Ed25519 check of its JWT's signature, and this package's tests
+// link the NATS server, so the coverage map the fuzzer scans around every
+// input is large.
 func FuzzParseCreds(f *testing.F) {
 	d, err := New()
 	if err != nil {
