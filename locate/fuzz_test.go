@@ -34,8 +34,12 @@ func FuzzMMDB(f *testing.F) {
 		if err != nil {
 			return
 		}
-		defer db.Close()
-		l := &Locator{db: db}
+		l, err := New(Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.db = db
+		defer l.Close()
 		addr, ok := netip.AddrFromSlice(ip)
 		if !ok {
 			addr = netip.MustParseAddr("1.2.3.4")
