@@ -76,7 +76,7 @@ func effectiveErr(s *Server, p policy.Policy) *api.Error {
 // Running the whole handler per input would need NATS round trips (about a
 // millisecond each); these checks are the part that reads client bytes.
 //
-// Rate: about a thousand inputs per second, not tens of thousands. The body
+// Rate: hundreds to a couple of thousand inputs per second. The body
 // is cheap (~15 µs of CPU uninstrumented), but this package's test binary
 // links the NATS server, pion and the rest of the deployment, all of it
 // coverage-instrumented, and the fuzzer scans that whole coverage map
