@@ -7,6 +7,7 @@ package clip
 import (
 	"bytes"
 	_ "embed"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -43,6 +44,9 @@ func Video() (*Clip, error) { return parseIVF(patternIVF) }
 func Audio() (*Clip, error) { return parseOgg(toneOgg) }
 
 func parseIVF(data []byte) (*Clip, error) {
+	if err := checkIVFFrameSizes(data); err != nil {
+		return nil, err
+	}
 	r, hdr, err := ivfreader.NewWith(bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("clip: ivf: %w", err)
@@ -72,6 +76,27 @@ func parseIVF(data []byte) (*Clip, error) {
 		return nil, errors.New("clip: ivf must start with a key frame")
 	}
 	return c, nil
+}
+
+// ivfFileHeader and ivfFrameHeader are the IVF header sizes in bytes.
+const (
+	ivfFileHeader  = 32
+	ivfFrameHeader = 12
+)
+
+// checkIVFFrameSizes refuses frames longer than the bytes left: the IVF
+// reader allocates each frame's declared size (up to 4 GiB) before reading
+// it.
+func checkIVFFrameSizes(data []byte) error {
+	for off, n := ivfFileHeader, 0; len(data)-off >= ivfFrameHeader; n++ {
+		size := uint64(binary.LittleEndian.Uint32(data[off:]))
+		left := uint64(len(data) - off - ivfFrameHeader)
+		if size > left {
+			return fmt.Errorf("clip: ivf frame %d: %d bytes, only %d left", n, size, left)
+		}
+		off += ivfFrameHeader + int(size)
+	}
+	return nil
 }
 
 func parseOgg(data []byte) (*Clip, error) {
