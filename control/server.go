@@ -468,8 +468,13 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) *api.Error {
 		return nil
 	}
 	var be *httpserve.BodyError
-	if errors.As(err, &be) && be.Status != http.StatusBadRequest {
-		return apiErr(be.Status, api.CodeBadRequest, "%s", be.Error())
+	if errors.As(err, &be) {
+		switch be.Status {
+		case http.StatusRequestEntityTooLarge:
+			return apiErr(http.StatusRequestEntityTooLarge, api.CodeBadRequest, "%s", be.Error())
+		case http.StatusRequestTimeout:
+			return apiErr(http.StatusRequestTimeout, api.CodeBadRequest, "%s", be.Error())
+		}
 	}
 	return apiErr(http.StatusBadRequest, api.CodeBadJSON, "%s", err.Error())
 }
