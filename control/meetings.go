@@ -47,6 +47,74 @@ type meeting struct {
 	// Removed are the participants the host removed and their identity
 	// keys: such an identity joins through the lobby only.
 	Removed []removal `json:"removed,omitempty"`
+	// Folded is what departed participants no longer in Participants did,
+	// by node, for the meeting's report; FoldedCount is how many they were.
+	// Without folding, every join ever made would stay in the one stored
+	// record, which a holder of the link could grow past the store's
+	// message limit and so break the meeting for everyone.
+	Folded      map[string]*api.NodeUsage `json:"folded,omitempty"`
+	FoldedCount int                       `json:"folded_count,omitempty"`
+}
+
+// maxDeparted is how many departed participants a meeting's record keeps
+// in full: enough for the late events about them (a connection after its
+// seat's hold, a refusal or rejoin naming them) in any ordinary meeting;
+// older ones are folded into Folded.
+const maxDeparted = 256
+
+// foldDeparted keeps at most max departed participants in Participants,
+// folding the earliest joined of the others into Folded. A removed
+// participant is kept: its record turns its token away.
+func (m *meeting) foldDeparted(max int) {
+	departed := 0
+	for _, p := range m.Participants {
+		if p.Left != nil && !p.Removed {
+			departed++
+		}
+	}
+	if departed <= max {
+		return
+	}
+	fold := departed - max
+	kept := m.Participants[:0]
+	for _, p := range m.Participants {
+		if fold > 0 && p.Left != nil && !p.Removed {
+			fold--
+			m.FoldedCount++
+			if p.Connected != nil {
+				if m.Folded == nil {
+					m.Folded = map[string]*api.NodeUsage{}
+				}
+				u := m.Folded[p.Node.ID]
+				if u == nil {
+					u = &api.NodeUsage{Node: p.Node.ID, Country: p.Node.Country, Region: p.Node.Region}
+					m.Folded[p.Node.ID] = u
+				}
+				addUsage(u, p.Connected, p.Left)
+			}
+			continue
+		}
+		kept = append(kept, p)
+	}
+	clear(m.Participants[len(kept):])
+	m.Participants = kept
+}
+
+// addUsage counts one participant that was on u's node from connected
+// until left (nil: still there) into u.
+func addUsage(u *api.NodeUsage, connected, left *time.Time) {
+	u.Participants++
+	if left != nil {
+		u.ParticipantMinutes += left.Sub(*connected).Minutes()
+	}
+	if u.From == nil || connected.Before(*u.From) {
+		t := *connected
+		u.From = &t
+	}
+	if left != nil && (u.Until == nil || left.After(*u.Until)) {
+		t := *left
+		u.Until = &t
+	}
 }
 
 // hostRecord is what the host has stated: the newest policy and settings
@@ -283,6 +351,7 @@ func (ms *meetings) update(ctx context.Context, id string, fn func(*meeting) err
 		if err := fn(m); err != nil {
 			return nil, 0, err
 		}
+		m.foldDeparted(maxDeparted)
 		data, err := json.Marshal(m)
 		if err != nil {
 			return nil, 0, err
@@ -362,6 +431,16 @@ func (m *meeting) clone() *meeting {
 	for i := range c.PolicyHistory {
 		c.PolicyHistory[i].Policy = clonePolicy(c.PolicyHistory[i].Policy)
 		c.PolicyHistory[i].Effective = clonePolicy(c.PolicyHistory[i].Effective)
+	}
+	if m.Folded != nil {
+		c.Folded = make(map[string]*api.NodeUsage, len(m.Folded))
+		for k, u := range m.Folded {
+			if u != nil {
+				uc := *u
+				u = &uc
+			}
+			c.Folded[k] = u
+		}
 	}
 	if m.Traffic != nil {
 		c.Traffic = make(map[string]*traffic, len(m.Traffic))

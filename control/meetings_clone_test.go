@@ -27,6 +27,7 @@ func fullMeeting() *meeting {
 			Removals: []hoststmt.Statement{{Kind: hoststmt.KindRemove}}, Seq: map[string]uint64{hoststmt.KindPolicy: 1}},
 		Tickets: []lobbyTicket{{Ticket: "t1", Name: "Bob"}},
 		Removed: []removal{{Participant: "p0", Identities: [][]byte{{3}}, At: now}},
+		Folded:  map[string]*api.NodeUsage{"de-fra": {Node: "de-fra", Participants: 1}}, FoldedCount: 1,
 	}
 }
 
@@ -59,6 +60,7 @@ func TestMeetingCloneSharesNothing(t *testing.T) {
 	c.Host.Seq[hoststmt.KindPolicy] = 7
 	c.Tickets[0].Decision = hoststmt.KindAdmit
 	c.Removed[0].Identities[0] = []byte{4}
+	c.Folded["de-fra"].Participants = 5
 	if after, _ := json.Marshal(m); string(after) != string(before) {
 		t.Fatalf("changing the clone changed the original:\n%s\n%s", after, before)
 	}

@@ -81,7 +81,7 @@ func foldTraffic(m *meeting, reported map[string]nodeBytes, now time.Time) (chan
 
 func (s *Server) meetingReport(ctx context.Context, m *meeting) (*api.MeetingReport, error) {
 	r := &api.MeetingReport{Meeting: m.ID, Title: m.Title, Created: m.Created, Policies: m.PolicyHistory,
-		Refusals: []audit.Entry{}, Migrations: []audit.Entry{}, Participants: len(m.Participants)}
+		Refusals: []audit.Entry{}, Migrations: []audit.Entry{}, Participants: len(m.Participants) + m.FoldedCount}
 	r.Nodes = nodeUsage(m, s.now().UTC())
 	r.Countries = byCountry(r.Nodes)
 
@@ -105,6 +105,12 @@ func (s *Server) meetingReport(ctx context.Context, m *meeting) (*api.MeetingRep
 // nodeUsage is what each node did for a meeting up to now, by node id.
 func nodeUsage(m *meeting, now time.Time) []api.NodeUsage {
 	nodes := map[string]*api.NodeUsage{}
+	for id, f := range m.Folded {
+		if f != nil {
+			u := *f
+			nodes[id] = &u
+		}
+	}
 	use := func(id, country, region string) *api.NodeUsage {
 		u := nodes[id]
 		if u == nil {

@@ -371,7 +371,14 @@ func (s *Server) nodeEvent(ctx context.Context, ev cluster.Event) {
 				}
 				return errNoChange
 			}
-			if p == nil || p.Node.ID != ev.Node || p.Connected != nil {
+			if p == nil {
+				// Not in the record: folded away long after it was
+				// recorded gone (every join is stored before its token is
+				// handed out). It holds no seat, so it may not stay.
+				late, lateReason = true, api.ReasonPendingExpired
+				return errNoChange
+			}
+			if p.Node.ID != ev.Node || p.Connected != nil {
 				return errNoChange
 			}
 			t := ev.Time.UTC()
