@@ -33,13 +33,16 @@ func TestTLSEndToEnd(t *testing.T) {
 			t.Fatalf("node %s registered %s, want wss://", n.ID, n.URL)
 		}
 	}
-	resp, err := c.HTTPClient().Get(c.URL + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.ProtoMajor != 2 || resp.Header.Get("Strict-Transport-Security") == "" {
-		t.Errorf("app over %s, HSTS %q", resp.Proto, resp.Header.Get("Strict-Transport-Security"))
+	// The app and the API alike: HTTP/2, and HSTS on every answer.
+	for _, path := range []string{"/", "/api/config", "/api/no-such-endpoint"} {
+		resp, err := c.HTTPClient().Get(c.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.ProtoMajor != 2 || resp.Header.Get("Strict-Transport-Security") == "" {
+			t.Errorf("%s over %s, HSTS %q", path, resp.Proto, resp.Header.Get("Strict-Transport-Security"))
+		}
 	}
 	// A client that does not trust the CA gets nowhere.
 	if _, err := http.Get(c.URL + "/healthz"); err == nil {

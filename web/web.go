@@ -29,9 +29,10 @@ const (
 	cspAfter = "; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 
-// hstsMaxAge is how long a browser that reached the app over TLS keeps to
-// HTTPS for its host: a year.
-const hstsMaxAge = "max-age=31536000"
+// HSTS is the Strict-Transport-Security value every answer over TLS
+// carries, the web app's and the API's alike: a browser that reached the
+// deployment over TLS keeps to HTTPS for its host for a year.
+const HSTS = "max-age=31536000"
 
 // ContentSecurityPolicy is the policy the app is served with when its
 // media nodes' signaling origins are origins (e.g. "wss://node.example",
@@ -113,7 +114,7 @@ func Handler(signalingOrigins func() []string) http.Handler {
 		}
 		h.Set("Content-Security-Policy", ContentSecurityPolicy(origins))
 		if r.TLS != nil {
-			h.Set("Strict-Transport-Security", hstsMaxAge)
+			h.Set("Strict-Transport-Security", HSTS)
 		}
 		h.Set("Permissions-Policy", "camera=(self), microphone=(self), geolocation=()")
 		if r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, "/m/") {

@@ -365,6 +365,11 @@ func startControlPlane(ctx context.Context, st serveSettings, log *slog.Logger, 
 		return fail(err)
 	}
 	st.locate.Logger = log
+	if len(st.locate.TrustedProxies) > 0 && st.locate.ClientIPHeader == "" && st.limits != nil && !st.limits.off {
+		// Legitimate with --proxy-header alone, but then every client behind
+		// the proxy shares the proxy's address for the per-client limits.
+		log.Warn("--trusted-proxies without --client-ip-header: per-client limits count every client behind those proxies as one")
+	}
 	loc, err := locate.New(st.locate)
 	if err != nil {
 		return fail(err)
