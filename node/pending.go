@@ -35,6 +35,8 @@ func (p *pendingConns) admit(w http.ResponseWriter, r *http.Request, lim WebSock
 	}
 	if refused != nil {
 		p.mu.Unlock()
+		// The refused client gets no idle keep-alive connection to hold instead.
+		w.Header().Set("Connection", "close")
 		w.Header().Set("Content-Type", "application/json")
 		if refused.RetryAfter > 0 {
 			w.Header().Set("Retry-After", "1")
