@@ -54,6 +54,17 @@ type WebSocketLimits struct {
 	// IdleTimeout closes a connection from which nothing (no message, no
 	// pong) has arrived for this long.
 	IdleTimeout time.Duration
+	// NegotiationTimeout is how long a participant may stay after its join
+	// without any of its PeerConnections reaching connected (ICE and
+	// DTLS); then the node drops it (leave reason
+	// signal.ReasonNegotiationTimeout) and the control plane frees its seat.
+	NegotiationTimeout time.Duration
+	// MaxPending caps the connections that have not yet sent their first
+	// message, node-wide, and MaxPendingPerIP those from one remote
+	// address: an upgrade over either is answered 503 or 429 before the
+	// WebSocket is accepted. A negative value turns that cap off.
+	MaxPending      int
+	MaxPendingPerIP int
 }
 
 // DefaultWebSocketLimits are the limits a node uses unless told otherwise.
@@ -62,12 +73,15 @@ type WebSocketLimits struct {
 // transport.
 func DefaultWebSocketLimits() WebSocketLimits {
 	return WebSocketLimits{
-		FirstMessageBytes: signal.MaxMessageBytes,
-		MessageBytes:      signal.MaxRelayBytes + signal.MaxMessageBytes,
-		JoinTimeout:       10 * time.Second,
-		PingInterval:      15 * time.Second,
-		PongTimeout:       10 * time.Second,
-		IdleTimeout:       45 * time.Second,
+		FirstMessageBytes:  signal.MaxMessageBytes,
+		MessageBytes:       signal.MaxRelayBytes + signal.MaxMessageBytes,
+		JoinTimeout:        5 * time.Second,
+		PingInterval:       15 * time.Second,
+		PongTimeout:        10 * time.Second,
+		IdleTimeout:        45 * time.Second,
+		NegotiationTimeout: 20 * time.Second,
+		MaxPending:         1024,
+		MaxPendingPerIP:    32,
 	}
 }
 
@@ -83,10 +97,17 @@ func (w WebSocketLimits) withDefaults() WebSocketLimits {
 	for _, f := range []struct{ v, def *time.Duration }{
 		{&w.JoinTimeout, &d.JoinTimeout}, {&w.PingInterval, &d.PingInterval},
 		{&w.PongTimeout, &d.PongTimeout}, {&w.IdleTimeout, &d.IdleTimeout},
+		{&w.NegotiationTimeout, &d.NegotiationTimeout},
 	} {
 		if *f.v == 0 {
 			*f.v = *f.def
 		}
+	}
+	if w.MaxPending == 0 {
+		w.MaxPending = d.MaxPending
+	}
+	if w.MaxPendingPerIP == 0 {
+		w.MaxPendingPerIP = d.MaxPendingPerIP
 	}
 	if w.JoinTimeout < 0 {
 		w.JoinTimeout = d.JoinTimeout // a first message is always awaited with a bound

@@ -133,6 +133,10 @@ type Node struct {
 	hostMu sync.Mutex
 	hosts  map[string]*meetingHost
 
+	// pending counts the signaling connections that have not yet sent
+	// their first message (pending.go).
+	pending pendingConns
+
 	cpuMu   sync.Mutex
 	lastCPU time.Duration
 	lastAt  time.Time
@@ -202,7 +206,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		Logger: cfg.Logger.With("node", cfg.ID), UDPPort: cfg.UDPPort, TCPPort: cfg.TCPPort,
 		PublicIP: cfg.PublicIP, LoopbackOnly: cfg.LoopbackOnly, Interceptors: cfg.Interceptors,
 		EndedMeetingReports: endedMeetingReports(cfg.Timing), Key: cfg.IdentityKey,
-		TURNURLs: func() []string { return turnURLs },
+		TURNURLs: func() []string { return turnURLs }, NegotiationTimeout: cfg.WebSocket.withDefaults().NegotiationTimeout,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node %s: media: %w", cfg.ID, err)

@@ -31,6 +31,11 @@ const (
 
 func (n *Node) handleSignaling(w http.ResponseWriter, r *http.Request) {
 	lim := n.cfg.WebSocket.withDefaults()
+	release, ok := n.pending.admit(w, r, lim)
+	if !ok {
+		return // admit has answered the HTTP request
+	}
+	defer release()
 	alive := &liveness{}
 	alive.seen()
 	// Participants authenticate with the join token, not cookies, so any
@@ -50,6 +55,7 @@ func (n *Node) handleSignaling(w http.ResponseWriter, r *http.Request) {
 	}()
 
 	first, code, msg := readFirst(ctx, conn, lim.JoinTimeout)
+	release() // a connection that has spoken no longer counts as pending
 	ws.SetReadLimit(lim.MessageBytes)
 	if code == "" && first.Type == signal.TypeLink {
 		n.acceptLink(ctx, conn, first)
@@ -86,6 +92,8 @@ func (n *Node) handleSignaling(w http.ResponseWriter, r *http.Request) {
 		reason = "removed by the node"
 	case errors.Is(err, sfu.ErrClosed):
 		reason = "node shutting down"
+	case errors.Is(err, sfu.ErrNotNegotiated):
+		reason = signal.ReasonNegotiationTimeout
 	case err != nil:
 		reason = "connection lost"
 	}

@@ -151,9 +151,10 @@ func (s *SFU) newAPI(se webrtc.SettingEngine, onBWE func(cc.BandwidthEstimator))
 
 // newPeerConnection makes a PeerConnection for a participant or a relay
 // link: its ICE candidates go out as signaling messages for target, and a
-// failed connection ends its owner. what names it in errors.
+// failed connection ends its owner. what names it in errors. connected, if
+// set, is called each time the connection reaches connected (ICE and DTLS).
 func (s *SFU) newPeerConnection(se webrtc.SettingEngine, onBWE func(cc.BandwidthEstimator), target, what string,
-	send func(signal.Message), fail func(error),
+	send func(signal.Message), fail func(error), connected func(),
 ) (*webrtc.PeerConnection, error) {
 	if onBWE == nil {
 		onBWE = func(cc.BandwidthEstimator) {}
@@ -168,8 +169,11 @@ func (s *SFU) newPeerConnection(se webrtc.SettingEngine, onBWE func(cc.Bandwidth
 	}
 	negotiation.Trickle(pc, target, send)
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
-		if st == webrtc.PeerConnectionStateFailed {
+		switch {
+		case st == webrtc.PeerConnectionStateFailed:
 			fail(fmt.Errorf("%s peer connection failed", what))
+		case st == webrtc.PeerConnectionStateConnected && connected != nil:
+			connected()
 		}
 	})
 	return pc, nil

@@ -205,7 +205,7 @@ func (l *link) newPC(target string) (*webrtc.PeerConnection, error) {
 	if target == signal.TargetPublish {
 		se = l.sfu.linkSE
 	}
-	return l.sfu.newPeerConnection(se, nil, target, "relay "+target, l.send, l.finish)
+	return l.sfu.newPeerConnection(se, nil, target, "relay "+target, l.send, l.finish, nil)
 }
 
 func (l *link) serve() error {

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/interceptor/pkg/cc"
@@ -54,6 +55,9 @@ type session struct {
 
 	bwe cc.BandwidthEstimator // set during NewPeerConnection
 
+	// connected is set once either PeerConnection has reached connected.
+	connected atomic.Bool
+
 	// pubPC carries the participant's media to the node (the client
 	// offers); subPC carries everyone else's media to it (the node offers).
 	pubPC, subPC *webrtc.PeerConnection
@@ -100,7 +104,8 @@ func newSession(ctx context.Context, s *SFU, c Conn, id Identity) (*session, err
 }
 
 func (s *session) newPC(target string, onBWE func(cc.BandwidthEstimator)) (*webrtc.PeerConnection, error) {
-	return s.sfu.newPeerConnection(s.sfu.se, onBWE, target, target, s.sendSigned, s.finish)
+	return s.sfu.newPeerConnection(s.sfu.se, onBWE, target, target, s.sendSigned, s.finish,
+		func() { s.connected.Store(true) })
 }
 
 // sendSigned sends m, signing it first if it is a candidate: the node's
@@ -129,6 +134,10 @@ func (s *session) serve() error {
 	s.room = r
 	r.mbox.post(func() { r.join(s) })
 	s.sfu.stats.participants.Add(1)
+	if d := s.sfu.cfg.NegotiationTimeout; d > 0 {
+		t := time.AfterFunc(d, func() { s.mbox.post(s.checkConnected) })
+		defer t.Stop()
+	}
 
 	cause := s.run()
 
@@ -151,6 +160,17 @@ func (s *session) serve() error {
 		return nil
 	}
 	return cause
+}
+
+// checkConnected ends a participant whose media never connected by the
+// negotiation deadline: one that joins and then only answers pings would
+// otherwise hold its seat for as long as it likes.
+func (s *session) checkConnected() {
+	if s.connected.Load() {
+		return
+	}
+	s.send(signal.Message{Type: signal.TypeLeave, Reason: signal.ReasonNegotiationTimeout})
+	s.finish(ErrNotNegotiated)
 }
 
 func (s *session) run() error { return runOwner(s.ctx, s.mbox, s.tick) }

@@ -46,6 +46,9 @@ var (
 	ErrClosed   = errors.New("sfu: closed")
 	ErrKicked   = errors.New("sfu: participant removed")
 	ErrReplaced = errors.New("sfu: participant connected again")
+	// ErrNotNegotiated: none of the participant's PeerConnections reached
+	// connected within Config.NegotiationTimeout.
+	ErrNotNegotiated = errors.New("sfu: media not connected in time")
 )
 
 // Config configures an SFU.
@@ -89,6 +92,12 @@ type Config struct {
 	// it (nodecert.SignSDP), so that the participant's client can check it
 	// is talking to the certified node before sending media. Required.
 	Key ed25519.PrivateKey
+	// NegotiationTimeout is how long a participant may stay without any
+	// of its PeerConnections reaching connected (ICE and DTLS): then it
+	// gets a leave with signal.ReasonNegotiationTimeout and Serve returns
+	// ErrNotNegotiated. A signaling connection alone holds no seat. Zero
+	// or negative turns the check off.
+	NegotiationTimeout time.Duration
 }
 
 // vouchedICEURLs are the ICE URLs the node vouches for in its welcome:

@@ -31,6 +31,11 @@ const MaxRelayBytes = 1<<20 + 4<<10
 // message first). A client that gets it ends rather than joining again.
 const ReasonRemoved = "removed"
 
+// ReasonNegotiationTimeout is the reason of the leave a participant gets
+// when none of its PeerConnections reached connected within the node's
+// negotiation deadline. The node frees its seat; a client may join again.
+const ReasonNegotiationTimeout = "negotiation_timeout"
+
 // Type names a message kind.
 type Type string
 

@@ -32,6 +32,10 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		turnPort  = fs.Int("turn-port", 3478, "UDP port of the built-in TURN server (0 = none, -1 = any free port)")
 		drainFor  = fs.Duration("drain-timeout", 30*time.Second, "on SIGTERM or Ctrl-C, how long to wait for participants to move away before exiting")
 		heartbeat = fs.Duration("heartbeat-interval", time.Second, "how often the node reports; must match the control plane's --heartbeat-interval")
+		wsd       = node.DefaultWebSocketLimits()
+		negotiate = fs.Duration("negotiation-timeout", wsd.NegotiationTimeout, "drop a participant whose media has not connected this long after its join (negative = never)")
+		pendMax   = fs.Int("max-pending-connections", wsd.MaxPending, "signaling connections not yet joined, node-wide, beyond which upgrades get 503 (negative = no cap)")
+		pendIP    = fs.Int("max-pending-per-ip", wsd.MaxPendingPerIP, "signaling connections not yet joined from one address, beyond which upgrades get 429 (negative = no cap)")
 		logLevel  = fs.String("log-level", "info", "debug, info, warn or error")
 		_         = fs.String("config", "", "config file of 'flag = value' lines")
 		peerCA    = fs.String("peer-ca", "", "CA certificates (PEM) other nodes' wss:// signaling is verified with when relaying to them (default: the system's)")
@@ -77,6 +81,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		UDPPort: *udpPort, TCPPort: *tcpPort, PublicIP: *publicIP, LoopbackOnly: *loopback, TURNPort: *turnPort,
 		Timing: timing, IdentityKey: e.Identity, Cert: string(e.Cert), TokenKey: e.TokenKey,
 		TLS: serverTLS, PeerTLS: peerTLS, HTTP: httpSt.timeouts,
+		WebSocket: node.WebSocketLimits{NegotiationTimeout: *negotiate, MaxPending: *pendMax, MaxPendingPerIP: *pendIP},
 	})
 	if err != nil {
 		return err
