@@ -19,6 +19,7 @@ const LEAVE_REASONS = {
   node_uncertified: 'The media server you were on lost its certificate, and this connection could not be moved in time.',
   node_uncertified_no_allowed_node: 'The media server you were on lost its certificate, and no other server the routing policy allows can take you.',
   pending_expired: 'Your connection reached the media server too late, and your place was given back. Join again.',
+  negotiation_timeout: 'Your media did not connect to the media server in time, so your place was given back. Join again.',
 };
 
 export function leaveReasonText(reason) {
