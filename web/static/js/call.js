@@ -155,6 +155,7 @@ export class Call extends EventTarget {
       } catch (err) {
         const left = until - Date.now();
         if (err.status !== 429 || left <= 0 || this.state === 'ended') throw err;
+        this.rateLimitedAsks = (this.rateLimitedAsks ?? 0) + 1;
         const wait = Math.min(left, Math.max(1, err.retryAfter || 1) * 1000);
         console.info(`oakmeet: join refused for now (${err.message}); asking again in ${Math.round(wait / 1000)} s`);
         await new Promise((r) => setTimeout(r, wait));
