@@ -125,8 +125,7 @@ func (s *Server) joinOnce(ctx context.Context, meetingID string, ask joinAsk) (a
 				return err
 			}
 			req.Exclude, req.MeetingNodes = nil, m.nodeIDs()
-			pend := pendingAsk{addr: ask.addr, host: isHost, move: takesOverSeat(m, adm.from)}
-		if seat, err = s.owner.reserve(ctx, pid, meetingID, pend, req, s.now()); err != nil {
+			if seat, err = s.owner.reserve(ctx, pid, meetingID, pend, req, s.now()); err != nil {
 				return err
 			}
 		}
