@@ -35,11 +35,12 @@ type CallConfig struct {
 	// HTTPClient talks to the control plane (default http.DefaultClient).
 	HTTPClient *http.Client
 	// RejoinTimeout is how long a move keeps retrying a join that fails
-	// with a network error or a 5xx: after a node is lost, the control
-	// plane needs a few seconds to notice (default DefaultRejoinTimeout).
+	// with a network error or a 5xx (after a node is lost, the control
+	// plane needs a few seconds to notice), or a 429, asked again after
+	// its Retry-After (default DefaultRejoinTimeout).
 	RejoinTimeout time.Duration
-	// RejoinPause is the pause between those attempts (default
-	// DefaultRejoinPause).
+	// RejoinPause is the pause between those attempts, or the 429's
+	// Retry-After if longer (default DefaultRejoinPause).
 	RejoinPause time.Duration
 	// HandoverTimeout bounds how long the leg a move replaces stays open
 	// while the new leg has not carried media (default
@@ -111,8 +112,9 @@ type Move struct {
 // again as the participant's replacement and connects to the new node
 // (make before break: the old leg closes once the new one has carried
 // media, or after HandoverTimeout). A removal by the node, a join refused
-// with a 4xx, or a move not made within RejoinTimeout ends the call; its
-// legs stay open until Close.
+// with a 4xx other than 429 (asked again after its Retry-After), or a move
+// not made within RejoinTimeout ends the call; its legs stay open until
+// Close.
 type Call struct {
 	cfg CallConfig
 	log *slog.Logger
@@ -418,7 +420,8 @@ func (c *Call) handover(old, next *Leg) {
 
 // rejoin places the participant again, replacing the participant of leg
 // from (whose node the call refused, if refused is set), retrying network
-// errors and 5xx answers for a while, and starts the new leg.
+// errors, 5xx answers and 429s (after their Retry-After) until
+// RejoinTimeout, and starts the new leg.
 func (c *Call) rejoin(from *Leg, refused *RefusalError) (*Leg, error) {
 	deadline := time.Now().Add(c.cfg.RejoinTimeout)
 	for {
@@ -431,11 +434,19 @@ func (c *Call) rejoin(from *Leg, refused *RefusalError) (*Leg, error) {
 		}
 		var ae *APIError
 		_, gaveUp := AsRefusal(err)
-		if gaveUp || errors.As(err, &ae) && ae.Status < 500 || !time.Now().Before(deadline) || c.ctx.Err() != nil {
+		limited := errors.As(err, &ae) && ae.Status == http.StatusTooManyRequests
+		if gaveUp || ae != nil && ae.Status < 500 && !limited || !time.Now().Before(deadline) || c.ctx.Err() != nil {
 			return nil, err
 		}
-		c.log.Info("rejoin failed; retrying", "err", err)
-		t := time.NewTimer(c.cfg.RejoinPause)
+		pause := c.cfg.RejoinPause
+		if limited {
+			// The control plane says when it takes the join: asking
+			// sooner is refused again. Past the deadline, one last ask.
+			pause = max(pause, time.Duration(ae.RetryAfter)*time.Second)
+			pause = min(pause, time.Until(deadline))
+		}
+		c.log.Info("rejoin failed; retrying", "err", err, "in", pause)
+		t := time.NewTimer(pause)
 		select {
 		case <-t.C:
 		case <-c.ctx.Done():

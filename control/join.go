@@ -113,7 +113,8 @@ func (s *Server) joinOnce(ctx context.Context, meetingID string, ask joinAsk) (a
 			req.Exclude = []string{old.Node.ID}
 			req.MeetingNodes = slices.DeleteFunc(req.MeetingNodes, func(id string) bool { return id == old.Node.ID })
 		}
-		if seat, err = s.owner.reserve(ctx, pid, meetingID, pendingAsk{addr: ask.addr, host: isHost}, req, s.now()); err != nil {
+		pend := pendingAsk{addr: ask.addr, host: isHost, move: takesOverSeat(m, adm.from)}
+		if seat, err = s.owner.reserve(ctx, pid, meetingID, pend, req, s.now()); err != nil {
 			// A participant back after a lost connection (its client
 			// refused nothing) may land on the node it left when no
 			// other can take it: a deployment of one node must take
@@ -124,7 +125,7 @@ func (s *Server) joinOnce(ctx context.Context, meetingID string, ask joinAsk) (a
 				return err
 			}
 			req.Exclude, req.MeetingNodes = nil, m.nodeIDs()
-			if seat, err = s.owner.reserve(ctx, pid, meetingID, pendingAsk{addr: ask.addr, host: isHost}, req, s.now()); err != nil {
+			if seat, err = s.owner.reserve(ctx, pid, meetingID, pend, req, s.now()); err != nil {
 				return err
 			}
 		}
@@ -163,6 +164,25 @@ func (s *Server) joinOnce(ctx context.Context, meetingID string, ask joinAsk) (a
 	resp.RejoinSecret, resp.Host = rejoin, host
 	resp.Audit = s.audit.joinAudit(placedEntry.Index)
 	return resp, nil, err
+}
+
+// takesOverSeat reports whether a join replacing from (proved by its
+// rejoin secret) takes over a seat already held, so that the caps on
+// waiting seats do not hold it: from connected, and no other join waiting
+// for its connection replaces it. A mass move (a node lost or draining, a
+// policy change) then moves everyone, while one rejoin secret, asked
+// again and again or handed down a chain of joins that never connect,
+// holds no more than one seat past the caps.
+func takesOverSeat(m *meeting, from *participant) bool {
+	if from == nil || from.Connected == nil {
+		return false
+	}
+	for _, p := range m.Participants {
+		if p.Replaces == from.ID && p.Left == nil && p.Connected == nil {
+			return false
+		}
+	}
+	return true
 }
 
 // refused audits a placement refusal and returns err, the reason the join

@@ -46,6 +46,16 @@ type Limits struct {
 	// address, across meetings. Negative: no cap. The host's own join is
 	// not held by the meeting's cap.
 	PendingSeatsPerMeeting, PendingSeatsPerAddress int
+	// PendingSeatsPerMeetingAddress caps the seats of one meeting held by
+	// joins from one client address, so that a few addresses holding the
+	// meeting's secret cannot fill its PendingSeatsPerMeeting and lock
+	// everyone else out. Negative: no cap. The host's join is not held.
+	//
+	// A join that replaces a participant (a move, or a rejoin after a
+	// lost connection, proved by its rejoin secret) takes over a seat
+	// already held: none of these caps holds it, though its seat counts
+	// against them until it connects.
+	PendingSeatsPerMeetingAddress int
 	// PendingHold is how long a placed participant that has not connected
 	// keeps its seat. Its token stays valid for its lifetime, but a
 	// connection after the hold finds the participant recorded as gone
@@ -65,14 +75,15 @@ type Limits struct {
 // tight for a script.
 func DefaultLimits() Limits {
 	return Limits{
-		Create:                 Rate{PerMinute: 10, Burst: 10},
-		Join:                   Rate{PerMinute: 120, Burst: 60},
-		Preview:                Rate{PerMinute: 120, Burst: 30},
-		Audit:                  Rate{PerMinute: 3000, Burst: 300},
-		PendingSeatsPerMeeting: 25,
-		PendingSeatsPerAddress: 15,
-		PendingHold:            10 * time.Second,
-		MaxAddresses:           10000,
+		Create:                        Rate{PerMinute: 10, Burst: 10},
+		Join:                          Rate{PerMinute: 120, Burst: 60},
+		Preview:                       Rate{PerMinute: 120, Burst: 30},
+		Audit:                         Rate{PerMinute: 3000, Burst: 300},
+		PendingSeatsPerMeeting:        25,
+		PendingSeatsPerAddress:        15,
+		PendingSeatsPerMeetingAddress: 5,
+		PendingHold:                   10 * time.Second,
+		MaxAddresses:                  10000,
 	}
 }
 
@@ -80,7 +91,7 @@ func DefaultLimits() Limits {
 func NoLimits() Limits {
 	off := Rate{PerMinute: -1}
 	return Limits{Create: off, Join: off, Preview: off, Audit: off,
-		PendingSeatsPerMeeting: -1, PendingSeatsPerAddress: -1, PendingHold: -1, MaxAddresses: DefaultLimits().MaxAddresses}
+		PendingSeatsPerMeeting: -1, PendingSeatsPerAddress: -1, PendingSeatsPerMeetingAddress: -1, PendingHold: -1, MaxAddresses: DefaultLimits().MaxAddresses}
 }
 
 // withDefaults fills zero fields from DefaultLimits.
@@ -101,6 +112,9 @@ func (l Limits) withDefaults() Limits {
 	if l.PendingSeatsPerAddress == 0 {
 		l.PendingSeatsPerAddress = d.PendingSeatsPerAddress
 	}
+	if l.PendingSeatsPerMeetingAddress == 0 {
+		l.PendingSeatsPerMeetingAddress = d.PendingSeatsPerMeetingAddress
+	}
 	if l.PendingHold == 0 {
 		l.PendingHold = d.PendingHold
 	}
@@ -118,6 +132,13 @@ func (l Limits) validate() error {
 		}
 	}
 	return nil
+}
+
+// meetingAddr keys the seats of one meeting held by one client address
+// (its addrKey).
+type meetingAddr struct {
+	meeting string
+	addr    netip.Addr
 }
 
 // addrKey is the bucket a client address counts against. An IPv6 client

@@ -61,8 +61,10 @@ type owner struct {
 	// (negative: the token's lifetime and SeatGrace).
 	pendingByMeeting map[string]int
 	pendingByAddr    map[netip.Addr]int
+	pendingByBoth    map[meetingAddr]int
 	perMeeting       int
 	perAddr          int
+	perMeetingAddr   int
 	seatHold         time.Duration
 	active           map[string]bool // meetings with participants
 	pending          map[string]*meetingPending
@@ -110,6 +112,7 @@ const reasonNeverConnected = "never connected"
 // pendingLimits sets the caps and hold of seats (before Run).
 func (o *owner) pendingLimits(l Limits) {
 	o.perMeeting, o.perAddr, o.seatHold = l.PendingSeatsPerMeeting, l.PendingSeatsPerAddress, l.PendingHold
+	o.perMeetingAddr = l.PendingSeatsPerMeetingAddress
 }
 
 // holdUntil is when a seat taken at from stops waiting for its connection:
@@ -130,6 +133,7 @@ func (o *owner) addSeat(pid string, s seat) {
 	o.seats[pid] = s
 	o.pendingByMeeting[s.meeting]++
 	o.pendingByAddr[s.addr]++
+	o.pendingByBoth[meetingAddr{s.meeting, s.addr}]++
 }
 
 // dropSeat forgets a seat; its node's count is the caller's to change.
@@ -149,22 +153,36 @@ func (o *owner) uncount(s seat) {
 	if o.pendingByAddr[s.addr]--; o.pendingByAddr[s.addr] <= 0 {
 		delete(o.pendingByAddr, s.addr)
 	}
+	if k := (meetingAddr{s.meeting, s.addr}); o.pendingByBoth[k] <= 1 {
+		delete(o.pendingByBoth, k)
+	} else {
+		o.pendingByBoth[k]--
+	}
 }
 
 // pendingAsk is who takes a seat, for the caps on seats waiting for their
 // connection.
 type pendingAsk struct {
 	addr netip.Addr
-	// host is the meeting's host joining: not held by the meeting's cap.
+	// host is the meeting's host joining: not held by the meeting's caps.
 	host bool
+	// move is a join that proved it replaces a participant (its rejoin
+	// secret): it takes over a seat already held, so no cap holds it.
+	move bool
 }
 
 // overPending is the 429 for a join past a cap on waiting seats: one
 // frees within the hold.
 func (o *owner) overPending(ask pendingAsk, meetingID string) error {
+	if ask.move {
+		return nil
+	}
 	retry := o.holdUntil(time.Time{}).Sub(time.Time{})
 	if o.perAddr >= 0 && o.pendingByAddr[addrKey(ask.addr)] >= o.perAddr {
 		return rateLimited(retry, "this address has %d joins whose participants have not connected yet", o.perAddr)
+	}
+	if !ask.host && o.perMeetingAddr > 0 && o.pendingByBoth[meetingAddr{meetingID, addrKey(ask.addr)}] >= o.perMeetingAddr {
+		return rateLimited(retry, "this address has %d joins to this meeting whose participants have not connected yet", o.perMeetingAddr)
 	}
 	if !ask.host && o.perMeeting >= 0 && o.pendingByMeeting[meetingID] >= o.perMeeting {
 		return rateLimited(retry, "the meeting has %d joins whose participants have not connected yet", o.perMeeting)
@@ -174,9 +192,9 @@ func (o *owner) overPending(ask pendingAsk, meetingID string) error {
 
 func newOwner(t cluster.Timing, tokenTTL time.Duration, rnd *rand.Rand, certs *certifier, log *slog.Logger) *owner {
 	o := &owner{mbox: newMailbox(), log: log, timing: t, tokenTTL: tokenTTL, rand: rnd, nodes: newRegistry(), certs: certs,
-		seats: map[string]seat{}, pendingByMeeting: map[string]int{}, pendingByAddr: map[netip.Addr]int{}, active: map[string]bool{}, pending: map[string]*meetingPending{}, planned: map[string]uint64{},
+		seats: map[string]seat{}, pendingByMeeting: map[string]int{}, pendingByAddr: map[netip.Addr]int{}, pendingByBoth: map[meetingAddr]int{}, active: map[string]bool{}, pending: map[string]*meetingPending{}, planned: map[string]uint64{},
 		held: map[string]int{}, reports: map[string]report{}, lobbyWake: map[string]chan struct{}{},
-		perMeeting: -1, perAddr: -1, seatHold: -1}
+		perMeeting: -1, perAddr: -1, perMeetingAddr: -1, seatHold: -1}
 	o.publish()
 	return o
 }

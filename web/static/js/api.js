@@ -25,7 +25,11 @@ async function call(method, path, body, token) {
   } catch {
     // An empty or non-JSON answer.
   }
-  if (!resp.ok) throw new APIError(resp.status, data?.code, data?.error);
+  if (!resp.ok) {
+    const err = new APIError(resp.status, data?.code, data?.error);
+    err.retryAfter = data?.retry_after_seconds ?? 0; // on a 429, the seconds to wait
+    throw err;
+  }
   return data;
 }
 

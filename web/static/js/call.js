@@ -43,6 +43,10 @@ import { allows } from './hoststmt.js';
 import { AuditWatch } from './auditwatch.js';
 
 const RECONNECT_ATTEMPTS = 5;
+// A join answered 429 (a limit of the control plane's: during a mass move,
+// this address's join bucket) is asked again after its Retry-After, for at
+// most this long in all; the tests shorten it.
+export const RATE_LIMITED_BUDGET_MS = 30000;
 // Refusals of the nodes a call is placed on, in a row, before it gives up.
 export const MAX_REFUSALS = 3;
 // How long the call waits for the node's move message before it moves off
@@ -141,6 +145,24 @@ export class Call extends EventTarget {
   // held in the lobby asks again with its ticket until the host decides.
   // refused ({code, message}) reports that this client refused the node
   // the replaced participant was placed on.
+  // askJoin is one join ask, asked again after the Retry-After of a 429
+  // (rate_limited) until RATE_LIMITED_BUDGET_MS has passed.
+  async askJoin(body, hostToken) {
+    const until = Date.now() + (this.rateLimitedBudgetMs ?? RATE_LIMITED_BUDGET_MS);
+    for (;;) {
+      try {
+        return await api.join(this.meeting, body, hostToken);
+      } catch (err) {
+        const left = until - Date.now();
+        if (err.status !== 429 || left <= 0 || this.state === 'ended') throw err;
+        this.rateLimitedAsks = (this.rateLimitedAsks ?? 0) + 1;
+        const wait = Math.min(left, Math.max(1, err.retryAfter || 1) * 1000);
+        console.info(`oakmeet: join refused for now (${err.message}); asking again in ${Math.round(wait / 1000)} s`);
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
+  }
+
   async joinAPI(replaces, refused) {
     const body = { name: this.name, secret: this.link.secret ?? '', identity: b64(this.identity.publicKey) };
     if (this.country) body.location = { country: this.country };
@@ -150,12 +172,12 @@ export class Call extends EventTarget {
       if (refused) body.refused = { code: refused.code, message: refused.message };
     }
     const hostToken = this.link.hostToken || undefined;
-    let answer = await api.join(this.meeting, body, hostToken);
+    let answer = await this.askJoin(body, hostToken);
     while (answer?.code === 'lobby') {
       if (this.state === 'ended') throw new Error('left the lobby');
       this.lobbyTicket = answer.ticket;
       this.emit('lobby', { ticket: answer.ticket, message: answer.message ?? '' });
-      answer = await api.join(this.meeting, { ...body, lobby_ticket: answer.ticket }, hostToken);
+      answer = await this.askJoin({ ...body, lobby_ticket: answer.ticket }, hostToken);
     }
     if (this.state === 'ended') throw new Error('left the meeting');
     await this.host.adopt(answer.host);
@@ -598,7 +620,7 @@ export class Call extends EventTarget {
       console.info(`oakmeet: move failed: ${err.message}`);
       if (err instanceof NodeRefusal && err.final) this.giveUp(err);
       else if (err.refusal) this.moveRefused(reason, err.refusal);
-      else if (err.code) this.end(refusalMessage(err));
+      else if (err.code && err.code !== 'rate_limited') this.end(refusalMessage(err));
       else if (this.session?.closed) this.onLost();
       else this.setState('connected');
     }
@@ -652,7 +674,7 @@ export class Call extends EventTarget {
           this.giveUp(err);
           return;
         }
-        if (err.code) {
+        if (err.code && err.code !== 'rate_limited') {
           this.reconnecting = false;
           this.end(refusalMessage(err));
           return;
