@@ -60,19 +60,25 @@ func TestRevokedNodeLosesItsParticipants(t *testing.T) {
 	// moves (audited as migrations for node_uncertified); how soon
 	// depends on the machine's load, so it has a generous bound of its
 	// own.
+	// Each participant's deadline runs from its own order, and the two
+	// orders need not be audited at the same moment: the bound is the
+	// later one's.
 	var ordered time.Time
 	testcluster.WaitFor(t, 10*time.Second, "the moves off the revoked node ordered", func() bool {
 		a, err := c.API.Audit(ctx, m.ID)
 		if err != nil {
 			return false
 		}
+		orders := map[string]time.Time{}
 		for _, e := range a.Entries {
 			if e.Kind == audit.KindMigration && strings.HasPrefix(e.Reason, api.ReasonNodeUncertified) {
-				ordered = e.Time
-				return true
+				orders[e.Participant] = e.Time
+				if e.Time.After(ordered) {
+					ordered = e.Time
+				}
 			}
 		}
-		return false
+		return len(orders) == 2
 	})
 	t.Logf("moves ordered %s after the revocation", ordered.Sub(revoked).Round(time.Millisecond))
 	// The promise: nobody left on the revoked node past the move

@@ -159,7 +159,34 @@ func (c *Cluster) logger() *slog.Logger {
 	if c.log == nil {
 		return slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return slog.New(slog.NewTextHandler(c.log, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return slog.New(quietPion{Handler: slog.NewTextHandler(c.log, &slog.HandlerOptions{Level: slog.LevelWarn})})
+}
+
+// quietPion passes on pion's errors but not its warnings, which a test's
+// teardown makes by the hundred (writes on closed sockets) and which
+// would bury what the servers themselves said.
+type quietPion struct {
+	slog.Handler
+	pion bool
+}
+
+func (h quietPion) Handle(ctx context.Context, r slog.Record) error {
+	if h.pion && r.Level < slog.LevelError {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h quietPion) WithAttrs(attrs []slog.Attr) slog.Handler {
+	pion := h.pion
+	for _, a := range attrs {
+		pion = pion || a.Key == "pion"
+	}
+	return quietPion{Handler: h.Handler.WithAttrs(attrs), pion: pion}
+}
+
+func (h quietPion) WithGroup(name string) slog.Handler {
+	return quietPion{Handler: h.Handler.WithGroup(name), pion: h.pion}
 }
 
 // Start runs a cluster with the given deployment floor and nodes, waits until
