@@ -50,6 +50,11 @@ func limitFlags(fs *flag.FlagSet) *limitSettings {
 			ls.l.PendingSeatsPerAddress, err = parseCap(v)
 			return err
 		})
+	fs.Func("limit-pending-seats-per-meeting-address", fmt.Sprintf("seats of one meeting held by one client address's joins not yet connected, or off (default %d)", d.PendingSeatsPerMeetingAddress),
+		func(v string) (err error) {
+			ls.l.PendingSeatsPerMeetingAddress, err = parseCap(v)
+			return err
+		})
 	fs.Func("limit-pending-hold", fmt.Sprintf("how long a placed participant that has not connected keeps its seat, or off (the token's lifetime; default %s)", d.PendingHold),
 		func(v string) error {
 			if v == "off" {

@@ -30,6 +30,7 @@ func TestLimitFlags(t *testing.T) {
 		{[]string{"--limit-pending-seats-per-meeting", "8", "--limit-pending-seats-per-address", "off", "--limit-pending-hold", "3s"}, func(l *control.Limits) {
 			l.PendingSeatsPerMeeting, l.PendingSeatsPerAddress, l.PendingHold = 8, -1, 3*time.Second
 		}},
+		{[]string{"--limit-pending-seats-per-meeting-address", "2"}, func(l *control.Limits) { l.PendingSeatsPerMeetingAddress = 2 }},
 	} {
 		st, _, _, err := parseServe(append([]string{"--data", dir}, tc.args...), io.Discard)
 		if err != nil {
