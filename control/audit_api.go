@@ -119,44 +119,39 @@ func nonNil(p []tlog.Hash) []tlog.Hash {
 }
 
 func (s *Server) handleAuditEntries(w http.ResponseWriter, r *http.Request) {
-	meeting, all, e := s.auditScope(r)
-	if e != nil {
-		writeError(w, e)
-		return
+	if p, ok := s.auditPage(w, r); ok {
+		writeJSON(w, http.StatusOK, api.AuditPage{Entries: p.Entries, More: p.More, Next: p.Next, Size: p.Size})
 	}
-	start, limit, e := auditPageRange(r)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
-	p, err := s.audit.readPage(r.Context(), meeting, all, start, limit)
-	if err != nil {
-		s.fail(w, "read audit log", err)
-		return
-	}
-	writeJSON(w, http.StatusOK, api.AuditPage{Entries: p.Entries, More: p.More, Next: p.Next, Size: p.Size})
 }
 
 // handleAudit answers GET /api/audit: a page of entries, as
 // handleAuditEntries, with the control plane's public key. A page is one
 // batched read of at most api.AuditPageMax records, whatever the log's size.
 func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
+	if p, ok := s.auditPage(w, r); ok {
+		writeJSON(w, http.StatusOK, api.AuditEntries{PublicKey: s.PublicKey(), Entries: p.Entries, More: p.More, Next: p.Next, Size: p.Size})
+	}
+}
+
+// auditPage reads the page a request's scope and range name, answering
+// the request itself when it cannot.
+func (s *Server) auditPage(w http.ResponseWriter, r *http.Request) (page, bool) {
 	meeting, all, e := s.auditScope(r)
 	if e != nil {
 		writeError(w, e)
-		return
+		return page{}, false
 	}
 	start, limit, e := auditPageRange(r)
 	if e != nil {
 		writeError(w, e)
-		return
+		return page{}, false
 	}
 	p, err := s.audit.readPage(r.Context(), meeting, all, start, limit)
 	if err != nil {
 		s.fail(w, "read audit log", err)
-		return
+		return page{}, false
 	}
-	writeJSON(w, http.StatusOK, api.AuditEntries{PublicKey: s.PublicKey(), Entries: p.Entries, More: p.More, Next: p.Next, Size: p.Size})
+	return p, true
 }
 
 // auditPageRange reads ?start= (default 0) and ?limit= (default and most
