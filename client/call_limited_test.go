@@ -55,3 +55,33 @@ func TestCallMoveRetriesAfter429(t *testing.T) {
 		t.Fatalf("call ended: %v", call.Err())
 	}
 }
+
+// A call's first join answered 429 waits out its Retry-After and gets in,
+// as a person would, rather than failing: a bench's clients, many from one
+// address, meet the join limits at once.
+func TestCallFirstJoinRetriesAfter429(t *testing.T) {
+	c := testcluster.Start(t, policy.Policy{}, testcluster.World()[:2],
+		testcluster.WithLimits(control.Limits{Join: control.Rate{PerMinute: 30, Burst: 1}}))
+	s := callSetup{cluster: c, gate: newGate(t, c.URL), meeting: c.CreateMeeting(policy.Policy{}), log: newLegLog()}
+	joinPath := c.URL + api.MeetingPath(s.meeting.ID, "join")
+	testcluster.WaitFor(t, 10*time.Second, "the join bucket empty", func() bool {
+		resp, err := http.Post(joinPath, "application/json", bytes.NewReader(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusTooManyRequests
+	})
+	began := time.Now()
+	call := s.start(t, client.CallConfig{RejoinPause: 50 * time.Millisecond})
+	s.log.next(t, "first")
+	if j := s.gate.joins(); len(j) < 2 {
+		t.Fatalf("joins %q: want a refused ask and the one after it", j)
+	}
+	if d := time.Since(began); d < time.Second {
+		t.Fatalf("joined %s after the 429: sooner than its Retry-After", d)
+	}
+	if call.Err() != nil {
+		t.Fatalf("call ended: %v", call.Err())
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -65,6 +66,10 @@ func (l *Leg) MarkCarried() {
 // set. A node the call refuses is reported in the next join, which
 // replaces the refused placement, until MaxRefusals in a row: the error
 // then wraps the last *RefusalError.
+// maxFirstJoinLimited is how long a call's first join waits out 429s in
+// all before it gives up.
+const maxFirstJoinLimited = time.Minute
+
 func (c *Call) dial(from *Leg, refused *RefusalError) (*Leg, error) {
 	req := c.cfg.Join
 	req.Replaces, req.RejoinSecret, req.Refused = "", "", nil
@@ -74,11 +79,29 @@ func (c *Call) dial(from *Leg, refused *RefusalError) (*Leg, error) {
 	// Host statements new to the view, from every answer of the loop: a
 	// refused placement's answer may bring the newest.
 	var fresh []hoststmt.Statement
+	var limitedFor time.Duration
 	for {
 		if refused != nil {
 			req.Refused = refused.refusal()
 		}
 		jr, err := Join(c.ctx, c.cfg.HTTPClient, c.cfg.Server, c.cfg.Meeting, req)
+		var ae *APIError
+		if from == nil && errors.As(err, &ae) && ae.Status == http.StatusTooManyRequests && limitedFor < maxFirstJoinLimited {
+			// The control plane takes the first join later (many joins
+			// from one address at once): wait as it says, as a person
+			// would, rather than give up. Moves and rejoins wait in
+			// Call.rejoin, against their own deadline.
+			pause := max(time.Duration(ae.RetryAfter)*time.Second, time.Second)
+			limitedFor += pause
+			t := time.NewTimer(pause)
+			select {
+			case <-t.C:
+				continue
+			case <-c.ctx.Done():
+				t.Stop()
+				return nil, c.ctx.Err()
+			}
+		}
 		if err != nil {
 			if refused != nil {
 				// Not wrapped: the refusal is reported, the join's
