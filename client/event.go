@@ -103,22 +103,44 @@ func (q *eventQueue) pump() {
 	defer close(q.exited)
 	defer close(q.ch)
 	for {
-		for _, e := range q.q.Take() {
+		batch := q.q.Take()
+		for i, e := range batch {
 			select {
 			case q.ch <- e:
 			case <-q.done:
+				q.flush(batch[i:]...)
 				return
 			}
 		}
 		select {
 		case <-q.q.Ready():
 		case <-q.done:
+			q.flush()
 			return
 		}
 	}
 }
 
-// close stops delivery; events not yet taken are dropped.
+// closeGrace is how long close waits for a reader to take what is still
+// queued (the session's EventClosed among it) before dropping it.
+const closeGrace = time.Second
+
+// flush hands over held and then every queued event to a reader that
+// still reads, giving up after closeGrace for one that does not.
+func (q *eventQueue) flush(held ...Event) {
+	t := time.NewTimer(closeGrace)
+	defer t.Stop()
+	for _, e := range append(held, q.q.Take()...) {
+		select {
+		case q.ch <- e:
+		case <-t.C:
+			return
+		}
+	}
+}
+
+// close stops delivery once what is queued is taken, or after closeGrace
+// for a reader that takes nothing; what is left then is dropped.
 func (q *eventQueue) close() {
 	q.once.Do(func() { close(q.done) })
 	<-q.exited
