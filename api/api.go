@@ -69,6 +69,7 @@ const (
 	CodeBadRejoinSecret  = "bad_rejoin_secret"  // 403: replaces without its rejoin secret
 	CodeLobbyDenied      = "lobby_denied"       // 403: the host turned this join away
 	CodeLobbyExpired     = "lobby_expired"      // 404: the lobby ticket is unknown or timed out
+	CodeLobbyFull        = "lobby_full"         // 503: the meeting's lobby holds as many waiting joins as it may
 	CodeBadStatement     = "bad_host_statement" // 400/403: a host statement that does not verify or match
 	CodeNoHostKey        = "no_host_key"        // 409: the meeting was made without a host key
 	CodeNotParticipant   = "not_participant"    // 404: no such participant in the meeting

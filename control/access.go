@@ -158,6 +158,10 @@ func (m *meeting) removedIdentity(identity []byte) bool {
 // lobbyTicketTTL is how long a lobby ticket lives without an ask.
 const lobbyTicketTTL = 10 * time.Minute
 
+// maxLobbyTickets bounds a meeting's tickets, asked about or decided within
+// lobbyTicketTTL: far more people than a host admits by hand.
+const maxLobbyTickets = 200
+
 // ticket finds a live lobby ticket in constant time per comparison.
 func (m *meeting) ticket(t string, now time.Time) *lobbyTicket {
 	if t == "" {

@@ -2,7 +2,9 @@ package control
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
@@ -71,5 +73,38 @@ func TestRemovedParticipantsAreNotFolded(t *testing.T) {
 	}
 	if p := m.participant("gone"); p == nil || !p.Removed {
 		t.Fatal("the removed participant was folded")
+	}
+}
+
+// Joins held in the lobby are tickets in the meeting's one record: a few
+// addresses holding the link could grow it past the store's limit. The
+// lobby holds maxLobbyTickets; the next is told lobby_full, the record
+// stays bounded, and a ticket's expiry makes room again.
+func TestLobbyIsBoundedAndSaysSo(t *testing.T) {
+	now := time.Unix(1700000000, 0).UTC()
+	m := &meeting{ID: "m1", Lobby: true}
+	for i := range maxLobbyTickets {
+		m.pruneTickets(now)
+		if a, err := admit(m, api.JoinRequest{}, fmt.Sprintf("guest %d", i), api.JoinLocation{}, now, false); err != nil || a.lobby == nil {
+			t.Fatalf("join %d: %v, lobby %v", i, err, a.lobby)
+		}
+	}
+	m.pruneTickets(now)
+	_, err := admit(m, api.JoinRequest{}, "one more", api.JoinLocation{}, now, false)
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable || ae.Code != api.CodeLobbyFull {
+		t.Fatalf("a join past the lobby's bound: %v", err)
+	}
+	if data, _ := json.Marshal(m); len(data) > 256<<10 {
+		t.Fatalf("record is %d bytes with a full lobby", len(data))
+	}
+	// The host still comes in, and once tickets expire there is room.
+	if a, err := admit(m, api.JoinRequest{}, "Host", api.JoinLocation{}, now, true); err != nil || a.lobby != nil {
+		t.Fatalf("the host's join with a full lobby: %v, lobby %v", err, a.lobby)
+	}
+	later := now.Add(lobbyTicketTTL + time.Second)
+	m.pruneTickets(later)
+	if a, err := admit(m, api.JoinRequest{}, "later", api.JoinLocation{}, later, false); err != nil || a.lobby == nil {
+		t.Fatalf("a join once the tickets expired: %v", err)
 	}
 }

@@ -114,6 +114,12 @@ func admit(m *meeting, req api.JoinRequest, name string, loc api.JoinLocation, n
 	}
 	removed := m.removedIdentity(req.Identity)
 	if m.Lobby || removed {
+		if len(m.Tickets) >= maxLobbyTickets {
+			// Every ticket lives in the meeting's one record: without a
+			// bound, joins from a few addresses holding the link would
+			// grow it past the store's message limit and break the meeting.
+			return a, apiErr(http.StatusServiceUnavailable, api.CodeLobbyFull, "the lobby holds %d waiting joins, as many as it may: try again later", maxLobbyTickets)
+		}
 		t := lobbyTicket{Ticket: newID("t", 22), Name: name, Location: loc, Identity: req.Identity, Since: now, LastAsk: now, Removed: removed}
 		m.Tickets = append(m.Tickets, t)
 		a.lobby = &lobbyAnswer{ticket: t.Ticket}

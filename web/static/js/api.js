@@ -77,6 +77,8 @@ export function refusalMessage(err) {
       return 'The host did not let you in.';
     case 'lobby_expired':
       return 'You waited too long in the lobby, or the host ended it. Try again to ask once more.';
+    case 'lobby_full':
+      return 'The lobby of this meeting is full right now. Try again in a few minutes.';
     default:
       return err.message || 'The meeting could not be joined.';
   }

@@ -225,6 +225,7 @@ function refusalTitle(code) {
     case 'meeting_locked': return 'The meeting is locked';
     case 'lobby_denied': return 'Not let in';
     case 'lobby_expired': return 'The lobby let you go';
+    case 'lobby_full': return 'The lobby is full';
     case 'node_not_allowed_by_policy': return 'Your browser refused a media server the host’s policy does not allow';
     case 'node_cert_invalid': return 'Your browser refused a media server without a valid certificate';
     case 'node_proof_invalid': return 'Your browser refused a media server that could not prove who it is';
