@@ -16,17 +16,7 @@ import (
 func TestConcurrentAppendsOnTwoWritersMakeOneLog(t *testing.T) {
 	env := newLogEnv(t)
 	ctx := context.Background()
-	a, err := env.server(policy.Policy{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := env.server(policy.Policy{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopA, stopB := env.run(a), env.run(b)
-	defer stopA()
-	defer stopB()
+	a, b := env.twoWriters()
 	const callers, each = 16, 12
 	var wg sync.WaitGroup
 	errs := make(chan error, 2*callers*each)

@@ -67,6 +67,23 @@ func (e *logEnv) server(floor policy.Policy) (*Server, error) {
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Timing: rigTiming, OperatorToken: rigOperator})
 }
 
+// twoWriters starts two control planes on the one store and log, each
+// ready, and stops them when the test ends.
+func (e *logEnv) twoWriters() (a, b *Server) {
+	e.t.Helper()
+	var err error
+	if a, err = e.server(policy.Policy{}); err != nil {
+		e.t.Fatal(err)
+	}
+	if b, err = e.server(policy.Policy{}); err != nil {
+		e.t.Fatal(err)
+	}
+	stopA, stopB := e.run(a), e.run(b)
+	e.t.Cleanup(stopA)
+	e.t.Cleanup(stopB)
+	return a, b
+}
+
 // run runs srv until the returned stop is called, once it is ready.
 func (e *logEnv) run(srv *Server) (stop func()) {
 	e.t.Helper()
@@ -300,17 +317,7 @@ func TestNewFloorAtStartIsAPolicyChange(t *testing.T) {
 func TestSecondWriterCannotForkTheLog(t *testing.T) {
 	env := newLogEnv(t)
 	ctx := context.Background()
-	a, err := env.server(policy.Policy{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := env.server(policy.Policy{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopA, stopB := env.run(a), env.run(b)
-	defer stopA()
-	defer stopB()
+	a, b := env.twoWriters()
 	// Each writer appends after the other's entries: one log, each chain
 	// continued by whoever writes next.
 	for i := range 6 {
