@@ -105,3 +105,15 @@ export function isPresence(payload) {
   if (typeof payload === 'string') return payload.includes('"type":"presence"');
   return payload?.type === 'presence';
 }
+
+// handIcon is the raised-hand mark of tiles, the People panel and the
+// control bar.
+export function handIcon(cls = '') {
+  const span = document.createElement('span');
+  span.className = `icon ${cls}`.trim();
+  span.setAttribute('aria-hidden', 'true');
+  span.innerHTML = '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="1.8" stroke-linecap="round" stroke-linejoin="round">' +
+    '<path d="M8 13V5.5a1.5 1.5 0 0 1 3 0V11M11 10.5V4a1.5 1.5 0 0 1 3 0v6.5M14 10.5V5.5a1.5 1.5 0 0 1 3 0V12"/>' +
+    '<path d="M17 9.5a1.5 1.5 0 0 1 3 0V14a7 7 0 0 1-7 7h-1a6 6 0 0 1-5-2.7L4.3 15a1.6 1.6 0 0 1 2.6-1.9L8 14.5"/></svg>';
+  return span;
+}
