@@ -99,7 +99,8 @@ func TestMuteShowsOnOthersWithinOneSecond(t *testing.T) {
 		waitTile(b, pids[b], "Zed's hand lowered", `t.dataset.hand === undefined && t.querySelector('[data-testid=hand]').hidden`)
 	}
 	for _, b := range pages {
-		if d := evalJS[string](b, `JSON.stringify(window.oakmeet.call.ownPresence.drops)`); d != `{}` && d != `{"duplicate":1}` {
+		// A copy that came twice is harmless; anything else is a fault.
+		if d := evalJS[string](b, `JSON.stringify(Object.entries(window.oakmeet.call.ownPresence.drops).filter(([k]) => k !== 'duplicate'))`); d != `[]` {
 			t.Errorf("%s: presence messages dropped in an honest meeting: %s", b.name, d)
 		}
 		b.checkConsole()
