@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -173,6 +174,47 @@ func TestForgedPresenceIsIgnored(t *testing.T) {
 	// The path still carries Ann's real presence.
 	evalJS[bool](ann, `(document.querySelector('[data-testid=mic]').click(), true)`)
 	waitTile(bob, pid, "Ann's real mute after the forgeries", `t.dataset.mic === 'off'`)
+	ann.checkConsole()
+	bob.checkConsole()
+}
+
+// TestPresenceFollowsAMove: Ann, muted with her hand up, moves (a new
+// participant id on another node); Bob's tile of her new id shows the
+// mute and the hand again, from presence numbered afresh for that id.
+func TestPresenceFollowsAMove(t *testing.T) {
+	c, m := startMeeting(t)
+	pages := openPages(t, "ann", joinURL(c, m, "Ann", "DE"), "bob", joinURL(c, m, "Bob", "DE"))
+	ann, bob := pages[0], pages[1]
+	waitTogether(t, ann, bob)
+	before := pidOf(bob, "Ann")
+	evalJS[bool](ann, `(document.querySelector('[data-testid=mic]').click(), document.querySelector('[data-testid=raise-hand]').click(), true)`)
+	waitTile(bob, before, "Ann's tile muted with her hand up", `t.dataset.mic === 'off' && t.dataset.hand === 'up'`)
+	seqBefore := evalJS[int](bob, fmt.Sprintf(`window.oakmeet.call.presence.get(%s).seq`, jsString(before)))
+
+	// Ann's page notes the seq of the first presence it signs under each
+	// participant id.
+	evalJS[bool](ann, `((p) => {
+		window.__firstSeq = {};
+		const sendTo = p.sendTo.bind(p);
+		p.sendTo = (s, to) => {
+			if (!(s.id in window.__firstSeq)) window.__firstSeq[s.id] = (p.sentSeq.get(s.id) ?? 0) + 1;
+			return sendTo(s, to);
+		};
+		return true;
+	})(window.oakmeet.call.ownPresence)`)
+	evalJS[bool](ann, `(window.oakmeet.call.session.handle({v: 1, type: 'move', reason: 'policy_change'}), true)`)
+	ann.waitJS(60*time.Second, "Ann moved to another node",
+		`window.oakmeet.call.state === 'connected' && window.oakmeet.call.self.id !== `+jsString(before),
+		`window.oakmeet.call.state + ' ' + window.oakmeet.call.self.id`)
+	after := evalJS[string](ann, `window.oakmeet.call.self.id`)
+	bob.waitJS(60*time.Second, "Ann's old tile gone", fmt.Sprintf(`!%s`, fmt.Sprintf(tileJS, jsString(before))), `document.querySelector('[data-testid=grid]').outerHTML.slice(0, 400)`)
+	waitTile(bob, after, "Ann's new tile muted with her hand up", `t.dataset.mic === 'off' && t.dataset.hand === 'up' && !t.querySelector('.tile-muted').hidden`)
+	if first := evalJS[int](ann, fmt.Sprintf(`window.__firstSeq[%s] ?? 0`, jsString(after))); first != 1 {
+		t.Errorf("the first presence under the new id has seq %d, want 1 (the old id had reached %d)", first, seqBefore)
+	}
+	if p := evalJS[string](bob, fmt.Sprintf(`JSON.stringify(window.oakmeet.call.presence.get(%s))`, jsString(after))); !strings.Contains(p, `"mic":false`) {
+		t.Errorf("Bob holds %s for Ann's new id", p)
+	}
 	ann.checkConsole()
 	bob.checkConsole()
 }

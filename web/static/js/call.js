@@ -41,7 +41,7 @@ import { NodeSession } from './nodesession.js';
 import { NODE_NOT_ALLOWED, NodeRefusal, checkNode, hostPolicy, nodeStatus } from './nodecheck.js';
 import { allows } from './hoststmt.js';
 import { AuditWatch } from './auditwatch.js';
-import { Presence, isPresence } from './presence.js';
+import { Presence, isAnnouncement, isPresence } from './presence.js';
 
 const RECONNECT_ATTEMPTS = 5;
 // A join answered 429 (a limit of the control plane's: during a mass move,
@@ -539,6 +539,7 @@ export class Call extends EventTarget {
     this.schedule();
     if (r.error && !r.error.deferred) console.info(`oakmeet: key message from ${from} refused: ${r.error.message}`);
     if (r.error && isPresence(payload)) this.ownPresence.drop(r.error.code ?? 'malformed');
+    if (!r.error && from !== s.id && isAnnouncement(payload)) this.ownPresence.sendTo(s, [from]);
   }
 
   onTrack(s, { participant, kind, track }) {

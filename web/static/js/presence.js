@@ -102,8 +102,24 @@ export class Presence {
 // isPresence tells whether a relay payload (its JSON value or text) is a
 // presence message, to count its refusal.
 export function isPresence(payload) {
-  if (typeof payload === 'string') return payload.includes('"type":"presence"');
-  return payload?.type === 'presence';
+  return typeOf(payload) === 'presence';
+}
+
+// isAnnouncement tells whether a relay payload is an announcement: one
+// that arrives proves the relay from its sender works, so the state goes
+// back to it (a presence sent on joining may have gone before the nodes
+// linked up).
+export function isAnnouncement(payload) {
+  return typeOf(payload) === 'announce';
+}
+
+function typeOf(payload) {
+  if (typeof payload !== 'string') return payload?.type;
+  try {
+    return JSON.parse(payload)?.type;
+  } catch {
+    return undefined;
+  }
 }
 
 // handIcon is the raised-hand mark of tiles, the People panel and the
