@@ -30,6 +30,9 @@ func jsunitServer(t *testing.T) *httptest.Server {
 	mux.HandleFunc("/vectors/keymsg.json", func(w http.ResponseWriter, r *http.Request) {
 		http.ServeFile(w, r, "../e2ee/keymsg/testdata/example.json")
 	})
+	mux.HandleFunc("/vectors/presence.json", func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFile(w, r, "../e2ee/keymsg/testdata/presence.json")
+	})
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv

@@ -148,6 +148,8 @@ type Member struct {
 	nodeWait map[string]*keymsg.Node
 	// cps are the checkpoint messages of others (checkpoints.go).
 	cps checkpointState
+	// presence is others' latest verified presence (presence.go).
+	presence map[string]PeerPresence
 
 	lastAnnounce time.Time            // last broadcast of the announcement
 	sentTo       map[string]time.Time // last announcement sent to one participant
@@ -419,6 +421,8 @@ func (m *Member) HandleMessage(from string, payload []byte) ([]Outgoing, error) 
 		return nil, m.handleNode(from, msg)
 	case *keymsg.Checkpoint:
 		return nil, m.handleCheckpoint(from, msg)
+	case *keymsg.Presence:
+		return nil, m.handlePresence(from, msg)
 	default:
 		return nil, fmt.Errorf("group: message from %q: unexpected %s", from, msg.Type())
 	}

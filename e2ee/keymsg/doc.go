@@ -2,7 +2,7 @@
 // media keys, their versioned JSON wire form, exactly which bytes are signed,
 // and how an epoch secret is sealed to each member with HPKE.
 //
-// There are seven messages. An announcement binds a participant id and a
+// There are eight messages. An announcement binds a participant id and a
 // display name to an identity key and a per-meeting HPKE key, signed by that
 // identity key. An epoch message, signed by the leader, carries a roster of
 // announcements and one HPKE-sealed copy of the new epoch secret per roster
@@ -16,7 +16,9 @@
 // host-signed routing policy. A checkpoint message, signed by a member,
 // passes on a checkpoint of the deployment's transparency log the member
 // holds, so that members find out, without the server's help, whether
-// they were shown one log.
+// they were shown one log. A presence message, signed by a member, says
+// whether its microphone and camera are on, its hand raised and its screen
+// shared, numbered so that an older one cannot be replayed.
 //
 // Signatures cover a canonical binary encoding rebuilt from the decoded
 // fields, never the JSON text, so any JSON encoder interoperates. The formats

@@ -57,7 +57,11 @@ func FuzzVerify(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	for _, msg := range []Message{m, bob.ann, a, c, node} {
+	presence, err := NewPresence(Presence{Meeting: "m1", Participant: "bob", Seq: 1, Mic: true}, bob.id)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, msg := range []Message{m, bob.ann, a, c, node, presence} {
 		b, err := Encode(msg)
 		if err != nil {
 			f.Fatal(err)
@@ -82,6 +86,8 @@ func FuzzVerify(f *testing.F) {
 			_ = msg.Verify(bob.id.Public())
 		case *Checkpoint:
 			_ = msg.Verify(alice.id.Public())
+		case *Presence:
+			_ = msg.Verify(bob.id.Public())
 		}
 	})
 }

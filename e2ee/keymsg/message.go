@@ -32,11 +32,11 @@ const (
 	DigestSize      = 32                    // SHA-256 of an epoch's signed bytes
 )
 
-// Message is one of *Announcement, *Epoch, *Ack, *Commit, *Sync, *Node
-// or *Checkpoint.
+// Message is one of *Announcement, *Epoch, *Ack, *Commit, *Sync, *Node,
+// *Checkpoint or *Presence.
 type Message interface {
 	// Type is the wire "type": "announce", "epoch", "ack", "commit",
-	// "sync", "node" or "checkpoint".
+	// "sync", "node", "checkpoint" or "presence".
 	Type() string
 }
 

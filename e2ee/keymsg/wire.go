@@ -137,6 +137,11 @@ func Encode(m Message) ([]byte, error) {
 			return nil, err
 		}
 		w = wireCheckpoint{Version, m.Type(), m.Meeting, m.Participant, m.Checkpoint, enc(m.Signature)}
+	case *Presence:
+		if err := m.check(); err != nil {
+			return nil, err
+		}
+		w = m.wire()
 	default:
 		return nil, fmt.Errorf("%w: cannot encode %T", ErrMalformed, m)
 	}
@@ -189,6 +194,8 @@ func Decode(b []byte) (Message, error) {
 		m, err = decodeNode(b)
 	case "checkpoint":
 		m, err = decodeCheckpoint(b)
+	case "presence":
+		m, err = decodePresence(b)
 	default:
 		err = fmt.Errorf("%w: unknown type %q", ErrMalformed, h.Type)
 	}

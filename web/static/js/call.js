@@ -41,6 +41,7 @@ import { NodeSession } from './nodesession.js';
 import { NODE_NOT_ALLOWED, NodeRefusal, checkNode, hostPolicy, nodeStatus } from './nodecheck.js';
 import { allows } from './hoststmt.js';
 import { AuditWatch } from './auditwatch.js';
+import { Presence, isAnnouncement, isPresence } from './presence.js';
 
 const RECONNECT_ATTEMPTS = 5;
 // A join answered 429 (a limit of the control plane's: during a mass move,
@@ -93,6 +94,9 @@ export class Call extends EventTarget {
     this.identity = identity;
     this.local = local; // {audio, video, stream}
     this.tracks = new Map(); // participant -> {audio, video}
+    // Others' verified mute, camera, hand and screen, and this page's own.
+    this.presence = new Map(); // participant -> {mic, camera, hand, screen, seq}
+    this.ownPresence = new Presence(this, { mic: !!local?.audio, camera: !!local?.video });
     this.chat = [];
     this.state = 'connecting';
     this.self = { id: '', since: 0, node: null };
@@ -291,6 +295,7 @@ export class Call extends EventTarget {
     s.member = member;
     s.crypto = media;
     member.onCheckpoint = (from, text) => this.receiveCheckpoint(from, text);
+    member.onPresence = (from, p, id) => this.ownPresence.receive(from, p, id);
     member.onChange(() => this.session === s && this.emit('security'));
     const current = () => this.session === s;
     s.addEventListener('participant', () => this.participantsChanged(s));
@@ -326,6 +331,7 @@ export class Call extends EventTarget {
     }
     await this.applyHost(s);
     this.send(s, member.withNode([member.announce()]));
+    this.ownPresence.sendTo(s, ['']);
     s.announcedTo = new Set(rosterOf(s));
     await this.rosterChanged(s);
     return s;
@@ -427,6 +433,7 @@ export class Call extends EventTarget {
   }
 
   participantsChanged(s) {
+    if (this.session === s) this.ownPresence.prune(new Set(s.participants.keys()));
     if (this.session === s) this.emit('participants');
     this.rosterChanged(s);
   }
@@ -446,6 +453,7 @@ export class Call extends EventTarget {
     for (const id of fresh) this.send(s, s.member.withNode([{ to: id, payload: announce }]));
     s.announcedTo = new Set(roster);
     if (fresh.length) this.sendCheckpoint(s, fresh);
+    if (fresh.length) this.ownPresence.sendTo(s, fresh);
     this.send(s, await s.member.onRosterChange(roster));
     if (this.session === s) this.emit('security');
     if (this.ticker !== undefined) this.schedule();
@@ -530,6 +538,8 @@ export class Call extends EventTarget {
     this.send(s, r.out);
     this.schedule();
     if (r.error && !r.error.deferred) console.info(`oakmeet: key message from ${from} refused: ${r.error.message}`);
+    if (r.error && isPresence(payload)) this.ownPresence.drop(r.error.code ?? 'malformed');
+    if (!r.error && from !== s.id && isAnnouncement(payload)) this.ownPresence.sendTo(s, [from]);
   }
 
   onTrack(s, { participant, kind, track }) {

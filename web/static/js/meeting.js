@@ -7,6 +7,7 @@ import { LevelMeter, openLocal } from './localmedia.js';
 import { HostActions } from './hostcontrol.js';
 import { ChatPanel, RoutingPanel, auditAlarmText } from './panels.js';
 import { FLAG_NOT_IN_KEYS, PeoplePanel, peopleOf } from './people.js';
+import { handIcon } from './presence.js';
 
 const LEAVE_REASONS = {
   policy_no_allowed_node: 'The host changed the routing policy, and no media server it allows can take you. You were disconnected rather than moved somewhere the policy rules out.',
@@ -34,8 +35,9 @@ class Tile {
     this.label = h('span', { class: 'tile-name' }, self ? `${name} (you)` : name);
     this.micOff = icon('micOff', 'tile-muted');
     this.flag = h('div', { class: 'tile-flag', 'data-testid': 'tile-flag', hidden: true }, icon('alert'), h('span', {}, FLAG_NOT_IN_KEYS));
+    this.hand = h('div', { class: 'tile-hand', 'data-testid': 'hand', title: 'Hand raised', hidden: true }, handIcon());
     this.el = h('div', { class: 'tile', dataset: { participant: id }, role: 'group', 'aria-label': name },
-      this.video, this.avatar, this.flag, h('div', { class: 'tile-label' }, this.micOff, this.label));
+      this.video, this.avatar, this.flag, this.hand, h('div', { class: 'tile-label' }, this.micOff, this.label));
     this.setVideo(null);
     this.setMuted(false);
   }
@@ -50,7 +52,8 @@ class Tile {
     if (this.track === track) return;
     this.track = track;
     this.video.srcObject = track ? new MediaStream([track]) : null;
-    const show = () => this.el.classList.toggle('no-video', !track || track.muted || track.readyState === 'ended');
+    const show = () => this.el.classList.toggle('no-video', !track || track.muted || track.readyState === 'ended' || !!this.cameraOff);
+    this.showVideo = show;
     if (track) {
       track.addEventListener('mute', show);
       track.addEventListener('unmute', show);
@@ -62,6 +65,19 @@ class Tile {
 
   setMuted(m) {
     this.micOff.hidden = !m;
+  }
+
+  // setPresence shows a verified presence ({mic, camera, hand}, or null
+  // while none came): nothing is shown as off without one.
+  setPresence(p) {
+    const flag = (k, on, v) => (on ? this.el.setAttribute(k, v) : this.el.removeAttribute(k));
+    flag('data-mic', !!p && !p.mic, 'off');
+    flag('data-camera', !!p && !p.camera, 'off');
+    flag('data-hand', !!p?.hand, 'up');
+    this.setMuted(!!p && !p.mic);
+    this.hand.hidden = !p?.hand;
+    this.cameraOff = !!p && !p.camera;
+    this.showVideo?.();
   }
 
   // setFlagged marks a tile of someone the server shows who holds no key
@@ -128,13 +144,14 @@ export function meetingPage(root, { call, meeting, hostToken, hostKey, geo, conf
 
   const micBtn = h('button', { class: 'ctl', 'data-testid': 'mic' });
   const camBtn = h('button', { class: 'ctl', 'data-testid': 'camera' });
+  const handBtn = h('button', { class: 'ctl ctl-hand', 'data-testid': 'raise-hand', 'aria-pressed': 'false', 'aria-label': 'Raise hand', title: 'Raise hand (H)' }, handIcon());
   const mkTab = (name, ic, label) => {
     tabs[name] = h('button', { class: 'ctl ctl-quiet', 'aria-pressed': 'false', 'aria-label': label, title: label, 'data-testid': `tab-${name}`, onclick: () => showPanel(name) }, icon(ic));
     return tabs[name];
   };
   const leaveBtn = h('button', { class: 'ctl ctl-leave', 'aria-label': 'Leave meeting', title: 'Leave meeting', 'data-testid': 'leave', onclick: () => call.leave() }, icon('leave'), h('span', { class: 'ctl-text' }, 'Leave'));
   const controls = h('footer', { class: 'controls', role: 'toolbar', 'aria-label': 'Meeting controls' },
-    h('div', { class: 'ctl-group' }, micBtn, camBtn),
+    h('div', { class: 'ctl-group' }, micBtn, camBtn, handBtn),
     h('div', { class: 'ctl-group' }, mkTab('chat', 'chat', 'Chat'), mkTab('people', 'people', 'People and security code'), mkTab('routing', 'globe', 'Where this meeting runs')),
     h('div', { class: 'ctl-group' }, leaveBtn));
 
@@ -159,10 +176,20 @@ export function meetingPage(root, { call, meeting, hostToken, hostKey, geo, conf
     camBtn.setAttribute('aria-label', mine.cam ? 'Turn camera off' : 'Turn camera on');
     camBtn.title = `${mine.cam ? 'Camera off' : 'Camera on'} (V)`;
     camBtn.classList.toggle('off', !mine.cam);
+    const hand = call.ownPresence.state.hand;
+    handBtn.setAttribute('aria-pressed', String(hand));
+    handBtn.setAttribute('aria-label', hand ? 'Lower hand' : 'Raise hand');
+    handBtn.title = `${hand ? 'Lower' : 'Raise'} hand (H)`;
   };
+  handBtn.addEventListener('click', () => {
+    call.ownPresence.set({ hand: !call.ownPresence.state.hand });
+    renderControls();
+    showPresence();
+  });
   micBtn.addEventListener('click', async () => {
     mine.mic = !mine.mic;
     renderControls();
+    call.ownPresence.set({ mic: mine.mic });
     await call.setLocalTrack('audio', mine.mic ? mine.micTrack : null);
     tiles.get('self')?.setMuted(!mine.mic);
   });
@@ -178,7 +205,9 @@ export function meetingPage(root, { call, meeting, hostToken, hostKey, geo, conf
         return;
       }
       await call.setLocalTrack('video', got.video);
+      call.ownPresence.set({ camera: true });
     } else {
+      call.ownPresence.set({ camera: false });
       call.local.video?.stop();
       await call.setLocalTrack('video', null);
     }
@@ -188,6 +217,7 @@ export function meetingPage(root, { call, meeting, hostToken, hostKey, geo, conf
     if (e.target.closest?.('input, textarea, select') || e.metaKey || e.ctrlKey || e.altKey) return;
     if (e.key === 'm' || e.key === 'M') micBtn.click();
     if (e.key === 'v' || e.key === 'V') camBtn.click();
+    if (e.key === 'h' || e.key === 'H') handBtn.click();
   });
 
   const layout = () => {
@@ -242,7 +272,17 @@ export function meetingPage(root, { call, meeting, hostToken, hostKey, geo, conf
       }
     }
     flagTiles();
+    showPresence();
     layout();
+  };
+
+  // Others' tiles show only what their verified presence says; this
+  // page's own tile shows its own state.
+  const showPresence = () => {
+    for (const [id, t] of tiles) {
+      if (id !== 'self') t.setPresence(call.presence.get(id) ?? null);
+      else t.setPresence({ ...call.ownPresence.state, camera: true });
+    }
   };
 
   let flagTimer;
@@ -269,9 +309,6 @@ export function meetingPage(root, { call, meeting, hostToken, hostKey, geo, conf
       audios.set(id, el);
       el.play().catch(() => { soundBtn.hidden = false; });
       meter(id, tr.audio, t);
-      const muted = () => t.setMuted(tr.audio.muted);
-      tr.audio.addEventListener('mute', muted);
-      tr.audio.addEventListener('unmute', muted);
     }
   };
 
@@ -341,6 +378,7 @@ export function meetingPage(root, { call, meeting, hostToken, hostKey, geo, conf
   call.addEventListener('security', showSecurity);
   call.addEventListener('security', flagTiles);
   call.addEventListener('node', showNode);
+  call.addEventListener('presence', showPresence);
   const showHost = () => {
     lockedBadge.hidden = !call.host.locked;
     hostAlarm.hidden = !call.host.keyProblem;

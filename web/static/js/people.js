@@ -12,6 +12,7 @@
 
 import { clear, h, icon, initials } from './dom.js';
 import { LOBBY_POLL_MS } from './hostcontrol.js';
+import { handIcon } from './presence.js';
 
 // Flags of docs/E2EE.md's People, in the words the app shows.
 export const FLAG_NOT_IN_KEYS = 'not in the encryption — the server says they are here';
@@ -83,7 +84,9 @@ export function peopleOf(call) {
   }
   for (const k of since.keys()) if (!seen.has(k)) since.delete(k);
   list.settleAt = settleAt;
-  const rank = (p) => (p.self ? 0 : p.flags.length ? 1 : 2);
+  // Raised hands (verified presence only) come right after oneself.
+  for (const p of list) p.hand = !!(p.self ? call.ownPresence?.state.hand : call.presence?.get(p.participant)?.hand);
+  const rank = (p) => (p.self ? 0 : p.hand ? 1 : p.flags.length ? 2 : 3);
   return list.sort((a, b) => rank(a) - rank(b) || a.displayName.localeCompare(b.displayName));
 }
 
@@ -140,6 +143,7 @@ export class PeoplePanel {
     if (actions) this.buildHost();
     call.addEventListener('security', () => this.render());
     call.addEventListener('participants', () => this.render());
+    call.addEventListener('presence', () => this.render());
     call.addEventListener('host', () => this.render());
     this.render();
   }
@@ -175,12 +179,13 @@ export class PeoplePanel {
       ? h('span', { class: 'pstate removed' }, icon('x'), 'removed by the host')
       : p.inKeys ? h('span', { class: 'pstate keyed', title: 'Holds the current media key' }, icon('lock'), 'in code')
         : p.pending || (p.listed && p.settling) ? h('span', { class: 'pstate pending' }, 'joining keys…') : null;
-    const li = h('li', { 'data-participant': p.participant, class: p.flags.length ? 'flagged' : '', 'data-flags': p.flags.join('|') },
+    const li = h('li', { 'data-participant': p.participant, class: p.flags.length ? 'flagged' : '', 'data-flags': p.flags.join('|'), 'data-hand': p.hand ? 'up' : null },
       h('div', { class: 'person-row' },
         h('span', { class: 'avatar-sm' }, initials(p.displayName)),
         h('span', { class: 'person-name', 'data-testid': 'person-name' },
           h('span', { class: 'person-line' }, p.self ? `${p.displayName} (you)` : p.displayName),
           !p.self && !p.name && p.serverName ? h('small', { class: 'name-source' }, 'name as the server gives it') : null),
+        p.hand ? h('span', { class: 'person-hand', 'data-testid': 'person-hand', title: 'Hand raised' }, handIcon()) : null,
         status,
         this.actions && !p.self && !p.removed ? h('button', {
           type: 'button', class: 'btn btn-quiet btn-small btn-remove', 'data-testid': 'remove',

@@ -293,6 +293,23 @@ export class Member {
     this.onCheckpoint?.(from, c.checkpoint);
   }
 
+  // handlePresence hands a participant's presence (mic, camera, hand,
+  // screen, seq) to onPresence(from, p, identity) once it verifies with
+  // the identity key that participant announced; whether its seq is new is
+  // the caller's check (presence.js), which outlives this member.
+  async handlePresence(from, p) {
+    if (p.participant !== from) throw new GroupError('sender_mismatch', `${from} sent a presence message for ${p.participant}`);
+    if (this.removedPids.has(from)) throw new GroupError('removed', `presence message of ${from}, whom the host removed`);
+    const id = this.identityOf(from);
+    if (!id) throw new GroupError('unknown_sender', `presence message of ${from}, who has not announced themselves`);
+    try {
+      await keymsg.verifyPresence(p, id);
+    } catch (err) {
+      throw new GroupError('bad_signature', err.message);
+    }
+    this.onPresence?.(from, p, id);
+  }
+
   // checkpointMessage is this member's signed checkpoint message passing
   // on text, a checkpoint of the transparency log it holds.
   async checkpointMessage(text) {
@@ -488,6 +505,9 @@ export class Member {
             return { out, error: null };
           case 'checkpoint':
             await this.handleCheckpoint(from, msg);
+            return { out, error: null };
+          case 'presence':
+            await this.handlePresence(from, msg);
             return { out, error: null };
           default:
             return { out: await handleSync(this, from, msg, now), error: null };

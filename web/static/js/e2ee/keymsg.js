@@ -1,5 +1,5 @@
 // The key messages of docs/E2EE.md §8 — announce, epoch, ack, commit, sync,
-// node, checkpoint —
+// node, checkpoint, presence —
 // as JSON values (what travels as a relay payload), their signed bytes, the
 // epoch digest and the HPKE sealing of the epoch secret. Decoding is as
 // strict as the Go side: unknown or missing fields, wrong lengths and bad
@@ -25,6 +25,9 @@ export const MAX_CERT_LEN = 4096;
 // A transparency-log checkpoint's text, as Go's keymsg.MaxCheckpointLen
 // bounds it.
 export const MAX_CHECKPOINT_LEN = 4096;
+// A presence message's seq, as Go's keymsg.MaxPresenceSeq bounds it.
+export const MAX_PRESENCE_SEQ = 2 ** 48 - 1;
+const PRESENCE_FLAGS = ['mic', 'camera', 'hand', 'screen'];
 
 export class KeyMsgError extends Error {}
 
@@ -34,6 +37,7 @@ const ACK_LABEL = 'oakmeet-e2ee-v2 ack';
 const COMMIT_LABEL = 'oakmeet-e2ee-v2 commit';
 const NODE_LABEL = 'oakmeet-e2ee-v2 node';
 const CHECKPOINT_LABEL = 'oakmeet-e2ee-v2 checkpoint';
+const PRESENCE_LABEL = 'oakmeet-e2ee-v2 presence';
 const SEAL_LABEL = 'oakmeet-e2ee-v1 epoch secret';
 const ZERO = new Uint8Array([0]);
 
@@ -152,6 +156,8 @@ export function decode(payload) {
         throw new KeyMsgError(`keymsg: checkpoint must be 1 to ${MAX_CHECKPOINT_LEN} bytes of UTF-8`);
       }
       return { type: 'checkpoint', meeting: m.meeting, participant: m.participant, checkpoint: m.checkpoint, sig: bin('sig', m.sig, 64) };
+    case 'presence':
+      return decodePresence(m);
     case 'sync':
       exactKeys(m, ['v', 'type', 'meeting', 'epoch', 'leader'], 'sync');
       checkID('meeting', m.meeting);
@@ -161,6 +167,19 @@ export function decode(payload) {
     default:
       throw new KeyMsgError(`keymsg: unknown type ${JSON.stringify(m.type)}`);
   }
+}
+
+function checkPresence(p) {
+  checkID('meeting', p.meeting);
+  checkID('participant', p.participant);
+  if (!Number.isSafeInteger(p.seq) || p.seq < 1 || p.seq > MAX_PRESENCE_SEQ) throw new KeyMsgError(`keymsg: presence seq ${p.seq} outside 1..2^48-1`);
+  for (const f of PRESENCE_FLAGS) if (typeof p[f] !== 'boolean') throw new KeyMsgError(`keymsg: presence ${f} must be true or false`);
+}
+
+function decodePresence(m) {
+  exactKeys(m, ['v', 'type', 'meeting', 'participant', 'seq', ...PRESENCE_FLAGS, 'sig'], 'presence');
+  checkPresence(m);
+  return { type: 'presence', meeting: m.meeting, participant: m.participant, seq: m.seq, mic: m.mic, camera: m.camera, hand: m.hand, screen: m.screen, sig: bin('sig', m.sig, 64) };
 }
 
 function decodeEpoch(m) {
@@ -204,6 +223,8 @@ export function encode(m) {
       return { v: VERSION, type: 'node', meeting: m.meeting, participant: m.participant, cert: m.cert, sig: b64(m.sig) };
     case 'checkpoint':
       return { v: VERSION, type: 'checkpoint', meeting: m.meeting, participant: m.participant, checkpoint: m.checkpoint, sig: b64(m.sig) };
+    case 'presence':
+      return { v: VERSION, type: 'presence', meeting: m.meeting, participant: m.participant, seq: m.seq, mic: m.mic, camera: m.camera, hand: m.hand, screen: m.screen, sig: b64(m.sig) };
     default:
       throw new KeyMsgError(`keymsg: cannot encode ${m.type}`);
   }
@@ -281,6 +302,32 @@ export async function newCheckpoint(meeting, participant, checkpoint, identity) 
 export async function verifyCheckpoint(c, identityKey) {
   if (!(await verify(identityKey, checkpointTBS(c.meeting, c.participant, c.checkpoint), c.sig))) {
     throw new KeyMsgError(`keymsg: bad signature on the checkpoint message of ${c.participant}`);
+  }
+}
+
+// presenceTBS is what a member signs to say whether its microphone and
+// camera are on, its hand raised and its screen shared:
+// "oakmeet-e2ee-v2 presence" ‖ 0x00 ‖ lp16(meeting) ‖ lp16(participant) ‖
+// u64(seq) ‖ mic ‖ camera ‖ hand ‖ screen (one byte each, 1 or 0).
+export function presenceTBS(p) {
+  return concat(utf8(PRESENCE_LABEL), ZERO, lp16(p.meeting), lp16(p.participant), u64(p.seq), new Uint8Array(PRESENCE_FLAGS.map((f) => (p[f] ? 1 : 0))));
+}
+
+// newPresence is a member's signed presence message; state is {mic,
+// camera, hand, screen} (booleans) and seq its number, above every one
+// this participant sent before.
+export async function newPresence(meeting, participant, seq, state, identity) {
+  const p = { type: 'presence', meeting, participant, seq, mic: !!state.mic, camera: !!state.camera, hand: !!state.hand, screen: !!state.screen, sig: null };
+  checkPresence(p);
+  p.sig = await identity.sign(presenceTBS(p));
+  return p;
+}
+
+// verifyPresence checks a presence message's signature by the sender's
+// identity key. Whether its seq is new is the receiver's check.
+export async function verifyPresence(p, identityKey) {
+  if (!(await verify(identityKey, presenceTBS(p), p.sig))) {
+    throw new KeyMsgError(`keymsg: bad signature on the presence message of ${p.participant}`);
   }
 }
 
