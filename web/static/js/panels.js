@@ -201,7 +201,7 @@ export class RoutingPanel {
       // the host token) says so.
       r = await api.routing(this.meetingID, this.call.link.secret || this.actions?.token);
     } catch (err) {
-      this.showError(`Could not load where this meeting runs: ${err.message ?? err}. Trying again.`);
+      this.showError(`Could not load where this meeting runs: ${String(err.message ?? err).replace(/\.$/, '')}. Trying again…`);
       return;
     }
     this.showError('');

@@ -1,0 +1,199 @@
+package web_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+
+	"github.com/oakmeet/oakmeet/policy"
+	"github.com/oakmeet/oakmeet/testcluster"
+)
+
+// recoveryTuning shortens the media connect deadline and keeps the
+// back-off short but long enough (a first wait of about a second) for the
+// banner's countdown to be seen; it is in place before the app loads.
+const recoveryTuning = `window.oakmeetTuning = {mediaConnectMs: 10000, backoff: {baseMs: 1000, capMs: 2000, maxAttempts: 20}};`
+
+// statusLogJS records every state and text the status banner shows, so a
+// short-lived "reconnecting" is not missed between two polls.
+const statusLogJS = `(() => {
+	window.__statusLog = [];
+	const el = document.querySelector('[data-testid=status]');
+	const note = () => window.__statusLog.push({state: el.dataset.state ?? '', hidden: el.hidden, text: el.textContent,
+		attempt: Number(el.querySelector('[data-testid=status-attempt]')?.dataset.attempt ?? 0)});
+	new MutationObserver(note).observe(el, {subtree: true, childList: true, attributes: true, characterData: true});
+	return true;
+})()`
+
+type statusEntry struct {
+	State   string `json:"state"`
+	Hidden  bool   `json:"hidden"`
+	Text    string `json:"text"`
+	Attempt int    `json:"attempt"`
+}
+
+func (b *browser) statusLog() []statusEntry {
+	var log []statusEntry
+	if err := json.Unmarshal([]byte(evalJS[string](b, `JSON.stringify(window.__statusLog)`)), &log); err != nil {
+		b.t.Fatalf("%s: status log: %v", b.name, err)
+	}
+	return log
+}
+
+func (b *browser) addScript(src string) {
+	b.t.Helper()
+	if _, err := chromedp.Call(b.ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: src}); err != nil {
+		b.t.Fatalf("%s: add script: %v", b.name, err)
+	}
+}
+
+// TestJSUnitRecovery runs the unit tests of the retry policy and the
+// failure messages (testdata/jsunit/recovery.js) in Chromium.
+func TestJSUnitRecovery(t *testing.T) {
+	b := newBrowser(t, "recovery-unit", browserOpts{})
+	srv := jsunitServer(t)
+	b.navigate(srv.URL + "/test/recovery.html")
+	b.waitJS(30*time.Second, "unit tests to run", `window.__unit`, `document.body.textContent`)
+	var results []struct {
+		Name  string `json:"name"`
+		OK    bool   `json:"ok"`
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(evalJS[string](b, `window.__unit`)), &results); err != nil {
+		t.Fatal(err)
+	}
+	if len(results) < 5 {
+		t.Errorf("only %d recovery tests ran", len(results))
+	}
+	for _, r := range results {
+		if !r.OK {
+			t.Errorf("FAIL %s: %s", r.Name, r.Error)
+		}
+	}
+	b.checkConsole()
+}
+
+// TestNodeKilledPageReconnects: two pages on the German node; the node
+// is killed. The page says it is reconnecting, with a countdown and the
+// reason, joins again through the control plane (placed on the other
+// node) without a reload, and plays the other page's video again under
+// one security code.
+func TestNodeKilledPageReconnects(t *testing.T) {
+	needBrowser(t)
+	c := testcluster.Start(t, policy.Policy{}, testcluster.World()[:2])
+	m := c.CreateMeeting(policy.Policy{})
+	pages := openTabs(t, browserOpts{}, "ann", "bob")
+	ann, bob := pages[0], pages[1]
+	for _, b := range pages {
+		b.addScript(recoveryTuning)
+	}
+	ann.navigate(joinURL(c, m, "Ann", "DE"))
+	bob.navigate(joinURL(c, m, "Bob", "DE"))
+	for _, b := range pages {
+		b.waitJS(30*time.Second, "placed on the German node", `window.oakmeet?.call?.self?.node?.id === 'de-fra'`, `document.body.innerText`)
+	}
+	waitTogether(t, ann, bob)
+	for _, b := range pages {
+		evalJS[bool](b, `window.oakmeet.marker = 'before the node died', true`)
+		evalJS[bool](b, statusLogJS)
+	}
+
+	c.StopNode("de-fra")
+
+	for _, b := range pages {
+		b.waitJS(60*time.Second, "connected again on the other node",
+			`window.oakmeet.call.state === 'connected' && window.oakmeet.call.self.node?.id === 'us-iad'`,
+			`window.oakmeet.call.state + ' ' + document.querySelector('[data-testid=status]')?.textContent`)
+		if got := evalJS[string](b, `window.oakmeet.marker ?? ''`); got != "before the node died" {
+			t.Errorf("%s: the page was reloaded (marker %q)", b.name, got)
+		}
+		sawCountdown := false
+		for _, e := range b.statusLog() {
+			if e.State == "reconnecting" && !e.Hidden && strings.Contains(e.Text, "Reconnecting…") &&
+				strings.Contains(e.Text, "Lost the connection to the media server") && e.Attempt >= 1 {
+				sawCountdown = true
+			}
+		}
+		if !sawCountdown {
+			t.Errorf("%s: the banner never said it was reconnecting and why: %+v", b.name, b.statusLog())
+		}
+		if st := evalJS[string](b, `document.querySelector('[data-testid=status]').dataset.state`); st != "connected" {
+			t.Errorf("%s: banner data-state %q after reconnecting", b.name, st)
+		}
+	}
+	waitTogether(t, ann, bob)
+	for _, b := range pages {
+		if s := b.decryptStats(); s.Failures != 0 {
+			t.Errorf("%s: %d decryption failures:%s", b.name, s.Failures, s.Detail)
+		}
+		b.checkConsole()
+	}
+}
+
+// TestMediaConnectFailureShowsErrorAndRetries: a session whose media
+// connection fails (ICE 'failed', as a node behind an address the browser
+// cannot reach reports it) makes the page say it could not reach the media
+// server, count its attempts, and connect again.
+func TestMediaConnectFailureShowsErrorAndRetries(t *testing.T) {
+	c, m := startMeeting(t)
+	b := newBrowser(t, "ice", browserOpts{})
+	b.addScript(recoveryTuning)
+	b.navigate(joinURL(c, m, "Ivy", "DE"))
+	b.waitJS(30*time.Second, "connected", `window.oakmeet?.call?.state === 'connected'`, `document.body.innerText`)
+	evalJS[bool](b, statusLogJS)
+	before := evalJS[string](b, `window.oakmeet.call.self.id`)
+	evalJS[bool](b, `window.oakmeet.call.session.emit('state', {state: 'failed'}), true`)
+	b.waitJS(30*time.Second, "the reason shown", `document.querySelector('[data-testid=status-reason]')?.textContent === 'Could not reach the media server (network check failed)'`,
+		`document.querySelector('[data-testid=status]')?.textContent`)
+	b.waitJS(60*time.Second, "connected again as a new participant",
+		`window.oakmeet.call.state === 'connected' && window.oakmeet.call.self.id !== `+jsString(before),
+		`window.oakmeet.call.state + ' ' + document.querySelector('[data-testid=status]')?.textContent`)
+	attempt := 0
+	for _, e := range b.statusLog() {
+		if e.State == "reconnecting" {
+			attempt = max(attempt, e.Attempt)
+		}
+	}
+	if attempt < 1 {
+		t.Errorf("no attempt shown: %+v", b.statusLog())
+	}
+	b.waitCode(1, 30*time.Second)
+	b.checkConsole()
+}
+
+// TestPanelAndMapLoadErrors: a routing refresh that fails shows its
+// reason in the panel and clears on the next refresh that works; a map
+// that cannot be downloaded says so.
+func TestPanelAndMapLoadErrors(t *testing.T) {
+	c, m := startMeeting(t)
+	b := newBrowser(t, "panel", browserOpts{})
+	// The page's own fetch fails for the routing and the map while
+	// window.__failLoads is set, as a network error would.
+	b.addScript(`window.__failLoads = true;
+		const realFetch = window.fetch.bind(window);
+		window.fetch = (input, init) => {
+			const url = String(input?.url ?? input);
+			if (window.__failLoads && (/\/routing$/.test(url) || /\/world\.json$/.test(url))) return Promise.reject(new TypeError('Failed to fetch'));
+			return realFetch(input, init);
+		};`)
+	b.navigate(joinURL(c, m, "Pat", "DE"))
+	b.waitJS(30*time.Second, "connected", `window.oakmeet?.call?.state === 'connected'`, `document.body.innerText`)
+	if err := chromedp.Do(b.ctx, chromedp.Click(chromedp.CSS(`[data-testid=tab-routing]`))); err != nil {
+		t.Fatal(err)
+	}
+	b.waitJS(30*time.Second, "the routing error line",
+		`((e) => e && !e.hidden && e.textContent.includes('Could not load where this meeting runs: The server cannot be reached'))(document.querySelector('.side [data-testid=panel-error]'))`,
+		`document.querySelector('[data-testid=routing-panel]').innerText`)
+	b.waitJS(30*time.Second, "the map error",
+		`document.querySelector('.side [data-testid=map-error]')?.textContent === 'Map could not be loaded: Failed to fetch'`,
+		`document.querySelector('[data-testid=routing-panel]').innerText`)
+	evalJS[bool](b, `window.__failLoads = false, true`)
+	b.waitJS(30*time.Second, "the error cleared by the next refresh",
+		`document.querySelector('.side [data-testid=panel-error]').hidden && document.querySelector('[data-testid=policy-text]').textContent !== ''`,
+		`document.querySelector('[data-testid=routing-panel]').innerText`)
+	b.checkConsole()
+}
