@@ -137,7 +137,11 @@ func TestNodeKilledPageReconnects(t *testing.T) {
 // TestMediaConnectFailureShowsErrorAndRetries: a session whose media
 // connection fails (ICE 'failed', as a node behind an address the browser
 // cannot reach reports it) makes the page say it could not reach the media
-// server, count its attempts, and connect again.
+// server, count its attempts, and join again; a join that replaces one is
+// never placed on the replaced one's node, so it connects on another.
+// (A node that advertises only an unreachable address still connects over
+// loopback through peer-reflexive candidates, so the failure is the
+// session's own report.)
 func TestMediaConnectFailureShowsErrorAndRetries(t *testing.T) {
 	c, m := startMeeting(t)
 	b := newBrowser(t, "ice", browserOpts{})
@@ -150,7 +154,7 @@ func TestMediaConnectFailureShowsErrorAndRetries(t *testing.T) {
 	b.waitJS(30*time.Second, "the reason shown", `document.querySelector('[data-testid=status-reason]')?.textContent === 'Could not reach the media server (network check failed)'`,
 		`document.querySelector('[data-testid=status]')?.textContent`)
 	b.waitJS(60*time.Second, "connected again as a new participant",
-		`window.oakmeet.call.state === 'connected' && window.oakmeet.call.self.id !== `+jsString(before),
+		`window.oakmeet.call.state === 'connected' && window.oakmeet.call.self.id !== `+jsString(before)+` && window.oakmeet.call.self.node?.id !== 'de-fra'`,
 		`window.oakmeet.call.state + ' ' + document.querySelector('[data-testid=status]')?.textContent`)
 	attempt := 0
 	for _, e := range b.statusLog() {
@@ -195,5 +199,39 @@ func TestPanelAndMapLoadErrors(t *testing.T) {
 	b.waitJS(30*time.Second, "the error cleared by the next refresh",
 		`document.querySelector('.side [data-testid=panel-error]').hidden && document.querySelector('[data-testid=policy-text]').textContent !== ''`,
 		`document.querySelector('[data-testid=routing-panel]').innerText`)
+	b.checkConsole()
+}
+
+// TestFailedOffersTryAgain: when every attempt of the budget fails (here
+// the control plane cannot be reached), the page stops at 'failed' with
+// the reason and a "Try again" button, which connects once it can.
+func TestFailedOffersTryAgain(t *testing.T) {
+	c, m := startMeeting(t)
+	b := newBrowser(t, "try-again", browserOpts{})
+	b.addScript(`window.oakmeetTuning = {mediaConnectMs: 10000, backoff: {baseMs: 100, capMs: 200, maxAttempts: 3}};
+		window.__failJoins = false;
+		const realFetch = window.fetch.bind(window);
+		window.fetch = (input, init) => {
+			const url = String(input?.url ?? input);
+			if (window.__failJoins && /\/join$/.test(url)) return Promise.reject(new TypeError('Failed to fetch'));
+			return realFetch(input, init);
+		};`)
+	b.navigate(joinURL(c, m, "Tia", "DE"))
+	b.waitJS(30*time.Second, "connected", `window.oakmeet?.call?.state === 'connected'`, `document.body.innerText`)
+	evalJS[bool](b, `window.__failJoins = true, window.oakmeet.call.session.emit('state', {state: 'failed'}), true`)
+	b.waitJS(30*time.Second, "the failed state with a Try again button",
+		`((s) => s.dataset.state === 'failed' && !s.hidden && s.querySelector('[data-testid=retry]') &&
+			s.querySelector('[data-testid=status-reason]')?.textContent.startsWith('Could not reach the meeting service'))(document.querySelector('[data-testid=status]'))`,
+		`document.querySelector('[data-testid=status]').outerHTML`)
+	if n := evalJS[int](b, `window.oakmeet.call.backoff.attempt`); n != 3 {
+		t.Errorf("%d attempts before giving up, want 3", n)
+	}
+	evalJS[bool](b, `window.__failJoins = false, true`)
+	if err := chromedp.Do(b.ctx, chromedp.Click(chromedp.CSS(`[data-testid=retry]`))); err != nil {
+		t.Fatal(err)
+	}
+	b.waitJS(30*time.Second, "connected again", `window.oakmeet.call.state === 'connected' && document.querySelector('[data-testid=status]').dataset.state === 'connected'`,
+		`window.oakmeet.call.state + ' ' + document.querySelector('[data-testid=status]').textContent`)
+	b.waitCode(1, 30*time.Second)
 	b.checkConsole()
 }

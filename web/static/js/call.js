@@ -749,13 +749,16 @@ export class Call extends EventTarget {
           this.giveUp(err);
           return;
         }
-        if (err.code && err.code !== 'rate_limited') {
+        // The control plane unreachable is a reason to try again; its
+        // refusal (the host removed this participant, no allowed node) is
+        // the end.
+        if (err.code && err.code !== 'rate_limited' && err.code !== 'network') {
           this.reconnecting = false;
           this.end(refusalMessage(err));
           return;
         }
         console.info(`oakmeet: reconnect attempt ${this.backoff.attempt} failed: ${err.message}`);
-        reason = err.status || err instanceof TypeError ? failureMessage({ kind: FAIL_JOIN, detail: err.message }) : failureMessage({ kind: FAIL_LOST });
+        reason = err.code ? failureMessage({ kind: FAIL_JOIN, detail: err.message }) : failureMessage({ kind: FAIL_LOST });
       }
     }
     this.reconnecting = false;
