@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
@@ -234,4 +235,52 @@ func TestFailedOffersTryAgain(t *testing.T) {
 		`window.oakmeet.call.state + ' ' + document.querySelector('[data-testid=status]').textContent`)
 	b.waitCode(1, 30*time.Second)
 	b.checkConsole()
+}
+
+// setOffline tells the page its network went away (navigator.onLine is
+// false, with the offline event) or came back.
+func (b *browser) setOffline(offline bool) {
+	b.t.Helper()
+	if _, err := chromedp.Call(b.ctx, network.Enable, network.EnableParams{}); err != nil {
+		b.t.Fatalf("%s: network enable: %v", b.name, err)
+	}
+	if _, err := chromedp.Call(b.ctx, network.OverrideNetworkState, network.OverrideNetworkStateParams{
+		Offline: offline, DownloadThroughput: -1, UploadThroughput: -1,
+	}); err != nil {
+		b.t.Fatalf("%s: network state: %v", b.name, err)
+	}
+}
+
+// TestOfflineOnlineRecovers: a page that goes offline says so and waits;
+// back online it joins again at once and plays the other page's video.
+func TestOfflineOnlineRecovers(t *testing.T) {
+	c, m := startMeeting(t)
+	pages := openTabs(t, browserOpts{}, "ola", "ned")
+	ola, ned := pages[0], pages[1]
+	for _, b := range pages {
+		b.addScript(recoveryTuning)
+	}
+	ola.navigate(joinURL(c, m, "Ola", "DE"))
+	ned.navigate(joinURL(c, m, "Ned", "DE"))
+	waitTogether(t, ola, ned)
+	before := evalJS[string](ola, `window.oakmeet.call.self.id`)
+	ola.setOffline(true)
+	ola.waitJS(30*time.Second, "the page to say it is offline",
+		`((s) => s.dataset.state === 'reconnecting' && s.textContent.includes('Reconnecting…') && s.querySelector('[data-testid=status-reason]')?.textContent === 'You are offline')(document.querySelector('[data-testid=status]'))`,
+		`document.querySelector('[data-testid=status]').outerHTML`)
+	if n := evalJS[int](ola, `window.oakmeet.call.backoff.attempt`); n > 1 {
+		t.Errorf("%d attempts spent while offline", n)
+	}
+	ola.setOffline(false)
+	ola.waitJS(30*time.Second, "connected again as a new participant",
+		`window.oakmeet.call.state === 'connected' && window.oakmeet.call.self.id !== `+jsString(before),
+		`window.oakmeet.call.state + ' ' + document.querySelector('[data-testid=status]').textContent`)
+	waitTogether(t, ola, ned)
+	for _, b := range pages {
+		if s := b.decryptStats(); s.Failures != 0 {
+			t.Errorf("%s: %d decryption failures:%s", b.name, s.Failures, s.Detail)
+		}
+	}
+	ola.checkConsole()
+	ned.checkConsole()
 }

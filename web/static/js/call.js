@@ -717,6 +717,16 @@ export class Call extends EventTarget {
         this.setState('failed', reason);
         return;
       }
+      if (navigator.onLine === false) {
+        // No join can work while offline: wait for 'online' rather than
+        // spend attempts.
+        this.retry = null;
+        this.setState('reconnecting', failureMessage({ kind: FAIL_OFFLINE }));
+        await new Promise((resolve) => { this.wake = resolve; });
+        this.wake = undefined;
+        reason = failureMessage({ kind: FAIL_LOST });
+        continue;
+      }
       const wait = this.backoff.next();
       this.retry = { attempt: this.backoff.attempt, max: this.backoff.maxAttempts, at: Date.now() + wait, reason };
       this.setState('reconnecting', reason);
@@ -731,10 +741,7 @@ export class Call extends EventTarget {
       });
       this.wake = undefined;
       if (this.state === 'ended') break;
-      if (navigator.onLine === false) {
-        reason = failureMessage({ kind: FAIL_OFFLINE });
-        continue;
-      }
+      if (navigator.onLine === false) continue;
       try {
         const s = await this.place(await this.rejoin());
         this.tracks.clear();
