@@ -284,3 +284,29 @@ func TestOfflineOnlineRecovers(t *testing.T) {
 	ola.checkConsole()
 	ned.checkConsole()
 }
+
+// TestMediaConnectDeadline: a session whose media connection never comes
+// up (it stays "connecting", as when the network drops every packet) no
+// longer leaves the page at "Connecting to the media server…": after
+// MEDIA_CONNECT_MS the page says so and joins again.
+func TestMediaConnectDeadline(t *testing.T) {
+	c, m := startMeeting(t)
+	b := newBrowser(t, "stall", browserOpts{})
+	b.addScript(`window.oakmeetTuning = {mediaConnectMs: 3000, backoff: {baseMs: 1000, capMs: 2000}};
+		window.__stall = true;
+		const real = Object.getOwnPropertyDescriptor(RTCPeerConnection.prototype, 'connectionState');
+		Object.defineProperty(RTCPeerConnection.prototype, 'connectionState', {
+			configurable: true,
+			get() { return window.__stall ? 'connecting' : real.get.call(this); },
+		});`)
+	b.navigate(joinURL(c, m, "Sam", "DE"))
+	b.waitJS(30*time.Second, "the page to give up on the stalled connection",
+		`((s) => s?.dataset.state === 'reconnecting' && s.querySelector('[data-testid=status-reason]')?.textContent === 'The media connection did not come up in time (network check failed)')(document.querySelector('[data-testid=status]'))`,
+		`document.querySelector('[data-testid=status]')?.outerHTML`)
+	evalJS[bool](b, `window.__stall = false, true`)
+	b.waitJS(30*time.Second, "connected on the next attempt",
+		`window.oakmeet.call.state === 'connected' && document.querySelector('[data-testid=status]').dataset.state === 'connected'`,
+		`window.oakmeet.call.state + ' ' + document.querySelector('[data-testid=status]').textContent`)
+	b.waitCode(1, 30*time.Second)
+	b.checkConsole()
+}
