@@ -42,8 +42,13 @@ import { NODE_NOT_ALLOWED, NodeRefusal, checkNode, hostPolicy, nodeStatus } from
 import { allows } from './hoststmt.js';
 import { AuditWatch } from './auditwatch.js';
 import { Presence, isAnnouncement, isPresence } from './presence.js';
+import { Backoff, FAIL_ICE, FAIL_JOIN, FAIL_LOST, FAIL_NEGOTIATION, FAIL_NODE_ERROR, FAIL_OFFLINE, FAIL_TIMEOUT, failureMessage } from './recovery.js';
 
-const RECONNECT_ATTEMPTS = 5;
+// How long a session may take to carry media after it was placed before
+// it counts as failed (the node checked fine, but ICE never connects);
+// the page's tuning (window.oakmeetTuning, set before the app loads)
+// shortens it and the back-off for tests.
+export const MEDIA_CONNECT_MS = 15000;
 // A join answered 429 (a limit of the control plane's: during a mass move,
 // this address's join bucket) is asked again after its Retry-After, for at
 // most this long in all; the tests shorten it.
@@ -113,6 +118,14 @@ export class Call extends EventTarget {
     this.auditLog.addEventListener('held', () => this.gossipSoon());
     this.gossip = { sent: 0, received: 0, offered: 0 };
     this.offered = new Set();
+    const tuning = globalThis.oakmeetTuning ?? {};
+    this.mediaConnectMs = tuning.mediaConnectMs ?? MEDIA_CONNECT_MS;
+    this.backoff = new Backoff(tuning.backoff ?? {});
+    this.retry = null; // {attempt, max, at, reason} while a retry waits
+    this.onOffline = () => this.fail(this.session, { kind: FAIL_OFFLINE });
+    this.onOnline = () => this.wake?.();
+    globalThis.addEventListener?.('offline', this.onOffline);
+    globalThis.addEventListener?.('online', this.onOnline);
     this.tracker = new MoveTracker({
       join: (replaces, refused) => this.joinAPI(replaces, refused),
       connect: (answer) => this.place(answer),
@@ -204,8 +217,13 @@ export class Call extends EventTarget {
   adopt(s) {
     this.tracker.adopt(s);
     this.activate(s);
+    // A session that is placed but never carries media (ICE that never
+    // connects, a stalled negotiation) must not leave the page waiting.
+    const deadline = setTimeout(() => this.fail(s, { kind: FAIL_TIMEOUT }), this.mediaConnectMs);
+    s.ready.finally(() => clearTimeout(deadline)).catch(() => {});
     s.ready.then(() => {
       if (this.session === s) this.refusedInARow = 0;
+      if (this.session === s) this.backoff.connected();
       if (this.session === s && this.state !== 'ended' && this.state !== 'moving') this.setState('connected');
     }).catch(() => {}); // refused: onSessionRefused handles it
   }
@@ -315,8 +333,11 @@ export class Call extends EventTarget {
     s.addEventListener('removed', (e) => !moving() && current() && this.onRemoved(e.detail.reason));
     s.addEventListener('closed', () => {
       this.retire(s);
-      if (!moving() && current()) this.onLost();
+      if (!moving() && current()) this.onLost({ kind: FAIL_LOST });
     });
+    s.addEventListener('state', (e) => e.detail.state === 'failed' && !moving() && this.fail(s, { kind: FAIL_ICE }));
+    s.addEventListener('node-error', (e) => !moving() && this.fail(s, { kind: FAIL_NODE_ERROR, detail: e.detail.message }));
+    s.addEventListener('warning', (e) => !moving() && this.fail(s, { kind: FAIL_NEGOTIATION, detail: e.detail.message }));
     const close = s.close.bind(s);
     s.close = (reason) => {
       close(reason);
@@ -435,7 +456,15 @@ export class Call extends EventTarget {
   participantsChanged(s) {
     if (this.session === s) this.ownPresence.prune(new Set(s.participants.keys()));
     if (this.session === s) this.emit('participants');
-    this.rosterChanged(s);
+    this.rosterChanged(s).catch((err) => this.keyFailed(s, 'roster change', err));
+  }
+
+  // keyFailed reports a key operation that threw: to the console with its
+  // context, and to the page (key-error), since media it cannot key does
+  // not play.
+  keyFailed(s, what, err) {
+    console.warn(`oakmeet: key schedule (${what}) of ${s?.id ?? 'no session'} failed: ${err?.message ?? err}`);
+    if (this.session === s) this.emit('key-error', { message: `Encryption keys could not be updated (${what}): ${err?.message ?? err}` });
   }
 
   async rosterChanged(s) {
@@ -524,7 +553,7 @@ export class Call extends EventTarget {
     this.tickAt = at;
     this.ticker = setTimeout(() => {
       this.tickAt = undefined;
-      this.tick().finally(() => this.schedule(true));
+      this.tick().catch((err) => this.keyFailed(this.session, 'tick', err)).finally(() => this.schedule(true));
     }, at - now);
   }
 
@@ -534,7 +563,13 @@ export class Call extends EventTarget {
 
   async onRelay(s, { from, payload }) {
     if (!this.sessions.has(s)) return;
-    const r = await s.member.handleMessage(from, payload);
+    let r;
+    try {
+      r = await s.member.handleMessage(from, payload);
+    } catch (err) {
+      this.keyFailed(s, `message from ${from}`, err);
+      return;
+    }
     this.send(s, r.out);
     this.schedule();
     if (r.error && !r.error.deferred) console.info(`oakmeet: key message from ${from} refused: ${r.error.message}`);
@@ -665,18 +700,65 @@ export class Call extends EventTarget {
     return this.joinAPI('');
   }
 
-  // onLost reconnects through the control plane after an unexpected drop.
-  async onLost() {
+  // fail gives up on session s, if it is still the current one, and
+  // reconnects: the session's node failed in a way that will not mend.
+  fail(s, failure) {
+    if (!s || this.session !== s || this.state === 'ended' || this.reconnecting) return;
+    if (failure.kind !== FAIL_OFFLINE) console.info(`oakmeet: media connection failed: ${failureMessage(failure)}`);
+    s.close('failed');
+    this.onLost(failure);
+  }
+
+  // onLost reconnects through the control plane after an unexpected drop,
+  // with back-off (recovery.js); the reason and the retry's time stay on
+  // the call for the page. The join may place this call on another node,
+  // checked as every node is; each new session is a participant of its
+  // own with its own member and Worker. After the budget of attempts the
+  // call stops at 'failed' until retryNow.
+  async onLost(failure = { kind: FAIL_LOST }) {
     if (this.state === 'ended' || this.reconnecting) return;
     this.reconnecting = true;
-    this.setState('reconnecting');
-    for (let i = 0; i < RECONNECT_ATTEMPTS && this.state !== 'ended'; i++) {
-      await new Promise((r) => setTimeout(r, Math.min(8000, 500 * 2 ** i)));
+    this.backoff.failed();
+    let reason = failureMessage(navigator.onLine === false ? { kind: FAIL_OFFLINE } : failure);
+    while (this.state !== 'ended') {
+      if (this.backoff.exhausted) {
+        this.reconnecting = false;
+        this.retry = null;
+        this.setState('failed', reason);
+        return;
+      }
+      if (navigator.onLine === false) {
+        // No join can work while offline: wait for 'online' rather than
+        // spend attempts.
+        this.retry = null;
+        this.setState('reconnecting', failureMessage({ kind: FAIL_OFFLINE }));
+        await new Promise((resolve) => { this.wake = resolve; });
+        this.wake = undefined;
+        reason = failureMessage({ kind: FAIL_LOST });
+        continue;
+      }
+      const wait = this.backoff.next();
+      this.retry = { attempt: this.backoff.attempt, max: this.backoff.maxAttempts, at: Date.now() + wait, reason };
+      this.setState('reconnecting', reason);
+      this.emit('retry', this.retry);
+      await new Promise((resolve) => {
+        const timer = setTimeout(resolve, wait);
+        // Coming back online (or "Try again") retries at once.
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wake = undefined;
+      if (this.state === 'ended') break;
+      if (navigator.onLine === false) continue;
       try {
         const s = await this.place(await this.rejoin());
         this.tracks.clear();
-        this.adopt(s);
         this.reconnecting = false;
+        this.retry = null;
+        this.setState('connecting');
+        this.adopt(s);
         return;
       } catch (err) {
         if (err instanceof NodeRefusal && err.final) {
@@ -684,15 +766,30 @@ export class Call extends EventTarget {
           this.giveUp(err);
           return;
         }
-        if (err.code && err.code !== 'rate_limited') {
+        // The control plane unreachable is a reason to try again; its
+        // refusal (the host removed this participant, no allowed node) is
+        // the end.
+        if (err.code && err.code !== 'rate_limited' && err.code !== 'network') {
           this.reconnecting = false;
           this.end(refusalMessage(err));
           return;
         }
+        console.info(`oakmeet: reconnect attempt ${this.backoff.attempt} failed: ${err.message}`);
+        reason = err.code ? failureMessage({ kind: FAIL_JOIN, detail: err.message }) : failureMessage({ kind: FAIL_LOST });
       }
     }
     this.reconnecting = false;
-    this.end('The connection to the meeting was lost.');
+  }
+
+  // retryNow starts over after the call stopped at 'failed', or cuts a
+  // waiting retry short.
+  retryNow() {
+    if (this.state === 'failed') {
+      this.backoff.reset();
+      this.onLost({ kind: FAIL_LOST });
+    } else {
+      this.wake?.();
+    }
   }
 
   end(reason) {
@@ -700,6 +797,9 @@ export class Call extends EventTarget {
     clearTimeout(this.ticker);
     clearTimeout(this.selfMoveTimer);
     clearTimeout(this.gossipTimer);
+    globalThis.removeEventListener?.('offline', this.onOffline);
+    globalThis.removeEventListener?.('online', this.onOnline);
+    this.wake?.();
     this.auditLog.stop();
     this.setState('ended', reason);
     for (const s of [...this.sessions]) s.close();

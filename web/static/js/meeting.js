@@ -8,6 +8,7 @@ import { HostActions } from './hostcontrol.js';
 import { ChatPanel, RoutingPanel, auditAlarmText } from './panels.js';
 import { FLAG_NOT_IN_KEYS, PeoplePanel, peopleOf } from './people.js';
 import { handIcon } from './presence.js';
+import { countdownText } from './recovery.js';
 
 const LEAVE_REASONS = {
   policy_no_allowed_node: 'The host changed the routing policy, and no media server it allows can take you. You were disconnected rather than moved somewhere the policy rules out.',
@@ -321,25 +322,48 @@ export function meetingPage(root, { call, meeting, hostToken, hostKey, geo, conf
     flashTimer = setTimeout(() => { status.hidden = true; }, 4000);
   };
 
+  // The banner says the connection state in words (data-state for
+  // tests and styles), why a retry waits (status-reason), which attempt
+  // it is, and counts down to it; after the last attempt, "Try again".
+  let countdown;
+  const banner = (state, cls, text, reason = '') => {
+    clearInterval(countdown);
+    status.hidden = false;
+    status.className = `status-banner ${cls}`;
+    status.dataset.state = state;
+    const textEl = h('span', { class: 'status-text', 'data-testid': 'status-text' }, text);
+    const retry = call.retry;
+    clear(status, textEl,
+      reason ? h('span', { class: 'status-reason', 'data-testid': 'status-reason' }, reason) : null,
+      state === 'reconnecting' && retry ? h('span', { class: 'status-attempt', 'data-testid': 'status-attempt', 'data-attempt': String(retry.attempt) }, `Attempt ${retry.attempt} of ${retry.max}`) : null,
+      state === 'failed' ? h('button', { class: 'btn btn-primary status-retry', 'data-testid': 'retry', onclick: () => call.retryNow() }, 'Try again') : null);
+    if (state === 'reconnecting' && retry) {
+      const tick = () => { textEl.textContent = countdownText(retry.at - Date.now()); };
+      tick();
+      countdown = setInterval(tick, 250);
+    }
+  };
+  call.addEventListener('key-error', (e) => flash(e.detail.message));
+  call.addEventListener('retry', () => call.state === 'reconnecting' && showState({ state: call.state, reason: call.reason }));
+
   const showState = ({ state, reason }) => {
     view.dataset.state = state;
     const node = call.self.node;
     const where = node ? ` in ${node.country}` : '';
     if (state === 'connecting') {
-      status.hidden = false;
-      status.className = 'status-banner';
-      status.textContent = `Connecting to the media server${where}…`;
+      banner('connecting', '', `Connecting to the media server${where}…`);
     } else if (state === 'reconnecting') {
-      status.hidden = false;
-      status.className = 'status-banner warn';
-      status.textContent = 'Connection lost. Reconnecting…';
+      banner('reconnecting', 'warn', 'Reconnecting…', reason || 'Lost the connection to the media server');
+    } else if (state === 'failed') {
+      banner('failed', 'warn', 'Could not reconnect to the meeting.', reason);
     } else if (state === 'moving') {
-      status.hidden = false;
-      status.className = 'status-banner';
-      status.textContent = 'The routing policy changed. Moving you to an allowed server…';
+      banner('connecting', '', 'The routing policy changed. Moving you to an allowed server…');
     } else if (state === 'connected') {
+      clearInterval(countdown);
+      status.dataset.state = 'connected';
       status.hidden = true;
     } else if (state === 'ended') {
+      clearInterval(countdown);
       for (const m of meters.values()) m.stop();
       for (const t of call.local.stream?.getTracks() ?? []) t.stop();
       call.local.video?.stop();

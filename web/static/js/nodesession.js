@@ -35,6 +35,8 @@ import { NODE_PROOF_INVALID, NodeRefusal } from './nodecheck.js';
 
 const PROTOCOL_VERSION = 1;
 const WELCOME_TIMEOUT_MS = 10000;
+// Error codes of the node after which this session's media cannot go on.
+const FATAL_NODE_ERRORS = new Set(['bad_sdp', 'unexpected_answer', 'unsupported_version', 'unexpected_type']);
 
 export class NodeSession extends EventTarget {
   // answer is the control plane's join answer; local is {audio, video}
@@ -327,7 +329,11 @@ export class NodeSession extends EventTarget {
         this.send({ type: 'pong' });
         break;
       case 'error':
-        this.emit('warning', { message: `${m.code}: ${m.message ?? ''}` });
+        // An offer or answer the node could not use leaves the media
+        // connection without a way forward: the call reconnects. Errors
+        // about one message (a chat line, a candidate, a layer) do not.
+        if (FATAL_NODE_ERRORS.has(m.code)) this.emit('node-error', { code: m.code, message: `${m.code}: ${m.message ?? ''}` });
+        else console.info(`oakmeet: the media server ${this.node?.id ?? ''} reported ${m.code}: ${m.message ?? ''}`);
         break;
       default:
         break;

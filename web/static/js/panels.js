@@ -69,7 +69,11 @@ export class RoutingPanel {
     this.policyText = h('p', { class: 'small', 'data-testid': 'policy-text' });
     this.relays = h('p', { class: 'small', 'data-testid': 'relays' });
     this.hostBox = h('div', { class: 'host-box' });
+    // A refresh that failed says so here, rather than leaving the panel
+    // empty or stale; the next refresh tries again and clears it.
+    this.error = h('p', { class: 'panel-error', 'data-testid': 'panel-error', role: 'status', hidden: true });
     this.el = h('div', { class: 'panel routing', 'data-testid': 'routing-panel' },
+      this.error,
       h('div', { class: 'my-node' }, h('p', { class: 'eyebrow' }, 'Your media goes through'), h('p', { class: 'node-line' }, this.nodeCountry, this.nodeDetail), this.myMark, this.auditMark),
       this.mapBox,
       h('div', { class: 'map-legend' },
@@ -94,6 +98,11 @@ export class RoutingPanel {
     this.timer = setInterval(() => this.poll(), ROUTING_POLL_MS);
   }
 
+  showError(text) {
+    this.error.hidden = !text;
+    this.error.textContent = text;
+  }
+
   renderNode() {
     const n = this.call.self.node;
     this.nodeCountry.textContent = n?.country ?? '';
@@ -108,7 +117,8 @@ export class RoutingPanel {
     let checks;
     try {
       checks = await this.call.nodeChecks();
-    } catch {
+    } catch (err) {
+      console.info(`oakmeet: checking everyone's media server: ${err.message}`);
       return;
     }
     if (gen !== this.checkGen) return;
@@ -190,9 +200,11 @@ export class RoutingPanel {
       // One meeting's routing is for its members: the join secret (or
       // the host token) says so.
       r = await api.routing(this.meetingID, this.call.link.secret || this.actions?.token);
-    } catch {
+    } catch (err) {
+      this.showError(`Could not load where this meeting runs: ${String(err.message ?? err).replace(/\.$/, '')}. Trying again…`);
       return;
     }
+    this.showError('');
     const names = (cs) => cs.map((c) => this.countries.get(c)?.name ?? c).join(', ');
     const ep = r.effective_policy ?? {};
     const parts = [];

@@ -14,7 +14,14 @@ function svg(tag, attrs) {
 }
 
 export function loadMap() {
-  data ??= fetch('/world.json').then((r) => r.json());
+  // A failed download is not kept: the next map asks again.
+  data ??= fetch('/world.json').then((r) => {
+    if (!r.ok) throw new Error(`HTTP ${r.status}`);
+    return r.json();
+  }).catch((err) => {
+    data = undefined;
+    throw err;
+  });
   return data;
 }
 
@@ -47,6 +54,16 @@ export class WorldMap {
         g.append(c);
       }
       this.el.append(g, this.nodes);
+    }).catch((err) => {
+      // The map is an aid, not the routing facts: the panel's text still
+      // says where media goes. Say why the map is missing.
+      console.info(`oakmeet: the world map: ${err.message}`);
+      const note = document.createElement('p');
+      note.className = 'map-error';
+      note.dataset.testid = 'map-error';
+      note.textContent = `Map could not be loaded: ${err.message}`;
+      container.append(note);
+      this.failed = err;
     });
   }
 
