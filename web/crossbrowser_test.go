@@ -47,11 +47,11 @@ func (p *firefoxPage) evalInto(js string, out any) {
 
 const (
 	// anyRemoteFramesJS is remoteFramesJS for either browser: Firefox
-	// leaves getVideoPlaybackQuality at 0 for a MediaStream and counts
-	// decoded frames in mozDecodedFrames instead.
+	// leaves getVideoPlaybackQuality at 0 for a MediaStream, and (ESR 140)
+	// mozDecodedFrames too for a remote track; mozPaintedFrames counts.
 	anyRemoteFramesJS = `Object.fromEntries([...document.querySelectorAll('video[data-participant]')]
 		.filter((v) => v.dataset.participant !== 'self')
-		.map((v) => [v.dataset.participant, Math.max(v.getVideoPlaybackQuality?.().totalVideoFrames ?? 0, v.mozDecodedFrames ?? 0)]))`
+		.map((v) => [v.dataset.participant, Math.max(v.getVideoPlaybackQuality?.().totalVideoFrames ?? 0, v.mozPaintedFrames ?? 0, v.mozDecodedFrames ?? 0)]))`
 	// kindStatsJS sums the Worker's counters by operation and kind, and
 	// its failures: frames dropped for anything but a missing key.
 	kindStatsJS = `window.oakmeet.stats().then((s) => s.reduce((a, x) => {
@@ -166,6 +166,8 @@ func TestFirefoxPageAndBotDecryptEachOther(t *testing.T) {
 	}
 	pageID := evalFirefox[string](page, `window.oakmeet.call.self.id`)
 	waitPlaying(page, 1, 60*time.Second)
+	page.waitJS(30*time.Second, "the call connected", `window.oakmeet.call.state === 'connected' && document.querySelector('[data-testid=status]').hidden`,
+		`window.oakmeet.call.state + ' ' + [window.oakmeet.call.session.pub?.connectionState, window.oakmeet.call.session.sub?.connectionState] + ' ' + document.querySelector('[data-testid=status]').textContent`)
 	code := codeFor(page, 2, 30*time.Second)
 	if s := statsOf(page); s.DecodeVideo == 0 || s.Failures != 0 {
 		t.Errorf("page decrypted %d video frames from the bot with %d failures:%s", s.DecodeVideo, s.Failures, s.Detail)
