@@ -63,6 +63,9 @@ const (
 	}, {}))`
 )
 
+// connStatesJS is the call's state and its connections', for a failure.
+const connStatesJS = `JSON.stringify(((c) => [c?.state, c?.session?.pub?.connectionState, c?.session?.sub?.connectionState, c?.session?.sub?.signalingState])(window.oakmeet?.call))`
+
 type kindStats struct {
 	DecodeAudio int    `json:"decode_audio"`
 	DecodeVideo int    `json:"decode_video"`
@@ -84,7 +87,7 @@ func waitPlaying(p jsPage, n int, d time.Duration) {
 	p.test().Helper()
 	p.waitJS(d, fmt.Sprintf("%d remote videos playing", n),
 		fmt.Sprintf(`Object.values(%s).filter((f) => f >= 5).length >= %d`, anyRemoteFramesJS, n),
-		`JSON.stringify(`+anyRemoteFramesJS+`) + ' ' + document.querySelector('[data-testid=status]')?.textContent`)
+		`JSON.stringify(`+anyRemoteFramesJS+`) + ' ' + document.querySelector('[data-testid=status]')?.textContent + ' ' + `+connStatesJS)
 	var first map[string]int
 	p.evalInto(anyRemoteFramesJS, &first)
 	p.waitJS(d, "remote video frames advancing",
