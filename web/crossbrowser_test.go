@@ -1,8 +1,10 @@
 package web_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"image/png"
 	"strings"
 	"testing"
 	"time"
@@ -241,5 +243,13 @@ func TestBrowserWithoutEncodedFramesIsTold(t *testing.T) {
 	page.waitJS(30*time.Second, "the camera preview", `document.querySelector('.preview-video')?.srcObject?.getVideoTracks().length > 0`, `document.body.innerText`)
 	if evalFirefox[bool](page, `!!window.oakmeet?.call`) {
 		t.Error("the page joined")
+	}
+	// What a user sees of it: the page as the window shows it.
+	img, err := png.Decode(bytes.NewReader(page.screenshot()))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	if w := img.Bounds().Dx(); w != defaultWidth {
+		t.Errorf("screenshot %d px wide, want %d", w, defaultWidth)
 	}
 }
