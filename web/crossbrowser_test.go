@@ -252,4 +252,5 @@ func TestBrowserWithoutEncodedFramesIsTold(t *testing.T) {
 	if w := img.Bounds().Dx(); w != defaultWidth {
 		t.Errorf("screenshot %d px wide, want %d", w, defaultWidth)
 	}
+	page.checkConsole()
 }

@@ -169,7 +169,7 @@ func (f *firefox) event(method string, params json.RawMessage) {
 	f.mu.Unlock()
 	if p != nil {
 		p.mu.Lock()
-		p.console = append(p.console, fmt.Sprintf("%s %s %s", e.Type, e.Level, e.Text))
+		p.console = append(p.console, firefoxLog{kind: e.Type, level: e.Level, text: e.Text})
 		p.mu.Unlock()
 	}
 }
@@ -197,8 +197,16 @@ type firefoxPage struct {
 	userContext string
 
 	mu      sync.Mutex
-	console []string
+	console []firefoxLog
 }
+
+// firefoxLog is a log.entryAdded event: kind "console" or "javascript"
+// (an uncaught exception), level "debug", "info", "warn" or "error".
+type firefoxLog struct {
+	kind, level, text string
+}
+
+func (l firefoxLog) String() string { return l.kind + " " + l.level + " " + l.text }
 
 // firefoxOpts are what a page needs before it loads: preload is a
 // function declaration run in every document before the page's scripts.
@@ -320,7 +328,11 @@ func (p *firefoxPage) waitJS(d time.Duration, what, cond, detail string) {
 func (p *firefoxPage) consoleText() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return "  " + strings.Join(p.console, "\n  ") + "\n"
+	var s strings.Builder
+	for _, m := range p.console {
+		fmt.Fprintf(&s, "  %s\n", m)
+	}
+	return s.String()
 }
 
 // checkConsole fails the test on any error logged or thrown in the page.
@@ -329,7 +341,7 @@ func (p *firefoxPage) checkConsole() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, m := range p.console {
-		if strings.Contains(m, " error ") {
+		if m.level == "error" {
 			p.t.Errorf("%s: console: %s", p.name, m)
 		}
 	}
