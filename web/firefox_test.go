@@ -127,6 +127,9 @@ func (f *firefox) launch(path string) error {
 			}
 		}
 		close(found)
+		// Whatever a line too long for the scanner left: Firefox must
+		// never block writing to a pipe nobody reads.
+		_, _ = io.Copy(io.Discard, r)
 	}()
 	var url string
 	select {
