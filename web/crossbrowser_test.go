@@ -66,7 +66,8 @@ const (
 )
 
 // connStatesJS is the call's state and its connections', for a failure.
-const connStatesJS = `JSON.stringify(((c) => [c?.state, c?.session?.pub?.connectionState, c?.session?.sub?.connectionState, c?.session?.sub?.signalingState])(window.oakmeet?.call))`
+const connStatesJS = `JSON.stringify(((c) => [c?.state, c?.session?.pub?.connectionState, c?.session?.sub?.connectionState, c?.session?.sub?.signalingState,
+	[...(c?.session?.tracks?.values() ?? [])].map((t) => t.participant + ':' + t.kind)])(window.oakmeet?.call))`
 
 type kindStats struct {
 	DecodeAudio int    `json:"decode_audio"`
@@ -128,6 +129,19 @@ func TestChromiumAndFirefoxSeeAndHearEachOther(t *testing.T) {
 	fox.navigate(joinURL(c, m, "Fiona", "DE"))
 
 	pages := []jsPage{chrome, fox}
+	// Whichever page a failure names, the other's side of it is there too.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for _, p := range pages {
+			var states string
+			var stats map[string]any
+			p.evalInto(connStatesJS, &states)
+			p.evalInto(kindStatsJS, &stats)
+			t.Logf("%s at the failure: %s %v", p.label(), states, stats)
+		}
+	})
 	for _, p := range pages {
 		waitPlaying(p, 1, 60*time.Second)
 	}
