@@ -138,8 +138,9 @@ func TestChromiumAndFirefoxSeeAndHearEachOther(t *testing.T) {
 			var states string
 			var stats map[string]any
 			p.evalInto(connStatesJS, &states)
+			t.Logf("%s at the failure: %s", p.label(), states)
 			p.evalInto(kindStatsJS, &stats)
-			t.Logf("%s at the failure: %s %v", p.label(), states, stats)
+			t.Logf("%s at the failure: %v", p.label(), stats)
 		}
 	})
 	for _, p := range pages {
