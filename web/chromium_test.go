@@ -81,6 +81,7 @@ var sharedChromium chromium
 func TestMain(m *testing.M) {
 	code := m.Run()
 	sharedChromium.close()
+	sharedFirefox.close()
 	os.Exit(code)
 }
 

@@ -11,6 +11,7 @@ import { loadIdentity } from './e2ee/identity.js';
 import { loadHostKey } from './hoststmt.js';
 import { describeMediaError, LevelMeter, listDevices, openLocal } from './localmedia.js';
 import { meetingPage } from './meeting.js';
+import { missingForE2EE, unsupportedText } from './support.js';
 
 // link is what this tab holds of the meeting link: {secret, fingerprint,
 // hostToken}. The page is one closure over its elements and the local
@@ -20,7 +21,7 @@ import { meetingPage } from './meeting.js';
 export async function lobbyPage(root, id, link) {
   const hostToken = link.hostToken;
   const params = new URLSearchParams(location.search);
-  const [config, geo] = await Promise.all([api.config(), api.geo()]);
+  const [config, geo, missing] = await Promise.all([api.config(), api.geo(), missingForE2EE()]);
   let meeting;
   try {
     meeting = await api.meeting(id);
@@ -122,8 +123,10 @@ export async function lobbyPage(root, id, link) {
       h('div', { class: 'field' }, h('label', { for: 'mic-select', class: 'field-label' }, 'Microphone'), micSel)),
     from ? h('div', { class: 'field' }, h('label', { for: 'from', class: 'field-label' }, 'Join from'), from,
       h('p', { class: 'field-hint' }, 'This demo deployment trusts the location you state; it decides which server you are placed on.')) : null,
+    missing.length ? h('p', { class: 'join-error', role: 'alert', 'data-testid': 'browser-unsupported' }, unsupportedText(missing)) : null,
     error,
     h('div', { class: 'actions' }, joinBtn));
+  joinBtn.disabled = missing.length > 0;
   const formBox = h('div', { class: 'join-box' }, form, waiting.el);
   const setWaiting = (on) => {
     form.hidden = on;
@@ -139,6 +142,7 @@ export async function lobbyPage(root, id, link) {
       formBox)));
 
   const join = async () => {
+    if (missing.length) return;
     const n = name.value.trim();
     if (!n) {
       name.focus();
