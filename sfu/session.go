@@ -63,13 +63,13 @@ type session struct {
 	pubPC, subPC *webrtc.PeerConnection
 
 	// owned by run
-	pubs     map[*webrtc.RTPReceiver]*publishedTrack
-	downs    map[string]*downSlot
-	pubNeg   *negotiation.Answerer // on pubPC
+	pubs   map[*webrtc.RTPReceiver]*publishedTrack
+	downs  map[string]*downSlot
+	pubNeg *negotiation.Answerer // on pubPC
 	// sources is the newest publish offer's declaration: track source by
 	// transceiver mid.
-	sources map[string]string
-	subNeg   *negotiation.Offerer  // on subPC
+	sources  map[string]string
+	subNeg   *negotiation.Offerer // on subPC
 	lastTick time.Time
 }
 

@@ -280,7 +280,7 @@ export class Call extends EventTarget {
       name: this.name, policyHash: this.host.policyHash,
     });
     const s = new NodeSession({
-      answer, local: { audio: this.local.audio, video: this.local.video }, e2ee: media, stream: this.local.stream,
+      answer, local: { audio: this.local.audio, video: this.local.video, screen: this.local.screen, screenAudio: this.local.screenAudio }, e2ee: media, stream: this.local.stream,
       meeting: this.meeting, cert, hostKey: hp.key, statement: hp.wire,
     });
     s.nodeCert = cert;
@@ -532,16 +532,25 @@ export class Call extends EventTarget {
     if (r.error && !r.error.deferred) console.info(`oakmeet: key message from ${from} refused: ${r.error.message}`);
   }
 
-  onTrack(s, { participant, kind, track }) {
+  onTrack(s, { participant, kind, track, id }) {
     if (this.session !== s && this.session) {
       // A session still being moved to: its tracks show once it is current.
-      s.earlyTracks = [...(s.earlyTracks ?? []), { participant, kind, track }];
+      s.earlyTracks = [...(s.earlyTracks ?? []), { participant, kind, track, id }];
       return;
     }
-    this.setTrack(participant, kind, track);
+    this.setTrack(participant, kind, track, id);
   }
 
-  setTrack(participant, kind, track) {
+  setTrack(participant, kind, track, id) {
+    if (!track) {
+      // A share that stopped (nodesession.js): only the track it names.
+      const cur = this.tracks.get(participant);
+      if (cur?.[kind] && (!id || cur[kind].id === id)) {
+        delete cur[kind];
+        this.emit('track', { participant, kind, track: null });
+      }
+      return;
+    }
     const t = this.tracks.get(participant) ?? {};
     t[kind] = track;
     this.tracks.set(participant, t);
@@ -565,6 +574,14 @@ export class Call extends EventTarget {
 
   sendChat(text) {
     this.session?.sendChat(text);
+  }
+
+  // setScreen shares a screen ({screen, screenAudio} MediaStreamTracks) on
+  // every live session, and on those a move opens later; null stops.
+  async setScreen({ screen = null, screenAudio = null } = {}) {
+    this.local.screen = screen;
+    this.local.screenAudio = screenAudio;
+    for (const s of this.sessions) await s.setScreen({ screen, screenAudio });
   }
 
   async setLocalTrack(kind, track) {
@@ -610,7 +627,7 @@ export class Call extends EventTarget {
       const s = await this.tracker.move(reason, refused);
       console.info(`oakmeet: moved to ${s.node?.id}`);
       this.tracks.clear();
-      for (const t of s.earlyTracks ?? []) this.setTrack(t.participant, t.kind, t.track);
+      for (const t of s.earlyTracks ?? []) this.setTrack(t.participant, t.kind, t.track, t.id);
       s.earlyTracks = [];
       this.activate(s);
       this.setState('connected');
