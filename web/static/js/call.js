@@ -532,20 +532,20 @@ export class Call extends EventTarget {
     if (r.error && !r.error.deferred) console.info(`oakmeet: key message from ${from} refused: ${r.error.message}`);
   }
 
-  onTrack(s, { participant, kind, track, id }) {
+  onTrack(s, { participant, kind, track }) {
     if (this.session !== s && this.session) {
       // A session still being moved to: its tracks show once it is current.
-      s.earlyTracks = [...(s.earlyTracks ?? []), { participant, kind, track, id }];
+      s.earlyTracks = [...(s.earlyTracks ?? []), { participant, kind, track }];
       return;
     }
-    this.setTrack(participant, kind, track, id);
+    this.setTrack(participant, kind, track);
   }
 
-  setTrack(participant, kind, track, id) {
+  setTrack(participant, kind, track) {
     if (!track) {
-      // A share that stopped (nodesession.js): only the track it names.
+      // A share that stopped (nodesession.js).
       const cur = this.tracks.get(participant);
-      if (cur?.[kind] && (!id || cur[kind].id === id)) {
+      if (cur?.[kind]) {
         delete cur[kind];
         this.emit('track', { participant, kind, track: null });
       }
@@ -578,7 +578,8 @@ export class Call extends EventTarget {
 
   // setScreen shares a screen ({screen, screenAudio} MediaStreamTracks) on
   // every live session, and on those a move opens later; null stops.
-  async setScreen({ screen = null, screenAudio = null } = {}) {
+  async setScreen(tracks) {
+    const { screen = null, screenAudio = null } = tracks ?? {};
     this.local.screen = screen;
     this.local.screenAudio = screenAudio;
     for (const s of this.sessions) await s.setScreen({ screen, screenAudio });
@@ -627,7 +628,7 @@ export class Call extends EventTarget {
       const s = await this.tracker.move(reason, refused);
       console.info(`oakmeet: moved to ${s.node?.id}`);
       this.tracks.clear();
-      for (const t of s.earlyTracks ?? []) this.setTrack(t.participant, t.kind, t.track, t.id);
+      for (const t of s.earlyTracks ?? []) this.setTrack(t.participant, t.kind, t.track);
       s.earlyTracks = [];
       this.activate(s);
       this.setState('connected');

@@ -32,7 +32,7 @@
 import { b64, fromB64 } from './e2ee/bytes.js';
 import { verifySDP } from './nodecert.js';
 import { NODE_PROOF_INVALID, NodeRefusal } from './nodecheck.js';
-import { SCREEN_KINDS, addScreenSenders, kindOfSource, offerSources } from './screenshare.js';
+import { SCREEN_KINDS, addScreenSenders, kindOfSource, msidTrackID, offerSources } from './screenshare.js';
 
 const PROTOCOL_VERSION = 1;
 const WELCOME_TIMEOUT_MS = 10000;
@@ -240,7 +240,8 @@ export class NodeSession extends EventTarget {
 
   // setScreen publishes the shared screen's tracks ({screen, screenAudio},
   // nulls to stop) as extra transceivers of the publish connection.
-  async setScreen({ screen = null, screenAudio = null } = {}) {
+  async setScreen(tracks) {
+    const { screen = null, screenAudio = null } = tracks ?? {};
     this.local.screen = screen;
     this.local.screenAudio = screenAudio;
     if (!this.welcome || this.closed) return; // the welcome's publish takes them
@@ -289,7 +290,11 @@ export class NodeSession extends EventTarget {
     const stream = ev.streams[0];
     const participant = stream?.id ?? '';
     this.e2ee?.unprotectReceiver(ev.receiver, ev.track.kind, participant);
-    const kind = kindOfSource(this.tracks.get(ev.track.id)?.source, ev.track.kind);
+    // A reused transceiver keeps its first track's id: the node's track id
+    // is the msid of the m-line.
+    const id = msidTrackID(this.sub.remoteDescription?.sdp, ev.transceiver?.mid) ?? ev.track.id;
+    const kind = kindOfSource(this.tracks.get(id)?.source, ev.track.kind);
+    if (SCREEN_KINDS.includes(kind)) (this.screenIDs ??= new Map()).set(`${participant}/${kind}`, id);
     this.emit('track', { track: ev.track, participant, kind, receiver: ev.receiver });
     ev.track.addEventListener('ended', () => this.emit('track-ended', { track: ev.track, participant }));
   }
@@ -338,7 +343,11 @@ export class NodeSession extends EventTarget {
         this.tracks.delete(m.track.id);
         // A remote track only mutes when its m-line goes inactive: a
         // share that stopped is reported ended here.
-        if (SCREEN_KINDS.includes(kind)) this.emit('track', { track: null, participant: m.track.participant, kind, id: m.track.id });
+        const key = `${m.track.participant}/${kind}`;
+        if (SCREEN_KINDS.includes(kind) && this.screenIDs?.get(key) === m.track.id) {
+          this.screenIDs.delete(key);
+          this.emit('track', { track: null, participant: m.track.participant, kind });
+        }
         break;
       }
       case 'chat':

@@ -23,6 +23,19 @@ export function kindOfSource(source, mediaKind) {
   return KIND_OF[source] ?? mediaKind;
 }
 
+// msidTrackID is the track id of the a=msid line of the m-section with the
+// given mid in sdp, or undefined.
+export function msidTrackID(sdp, mid) {
+  if (!sdp || mid === null || mid === undefined) return undefined;
+  for (const section of sdp.split(/\r?\nm=/).slice(1)) {
+    const lines = section.split(/\r?\n/);
+    if (!lines.includes(`a=mid:${mid}`)) continue;
+    const msid = lines.find((l) => l.startsWith('a=msid:'));
+    return msid?.slice('a=msid:'.length).split(' ')[1];
+  }
+  return undefined;
+}
+
 // offerSources is the `sources` of a NodeSession's publish offer: the
 // source of every transceiver that sends a track, by mid.
 export function offerSources(s) {
