@@ -187,18 +187,20 @@ func TestScreenShareSurvivesMove(t *testing.T) {
 	}
 	waitVideosAdvancing(1, 60*time.Second, host, guest)
 	before := evalJS[string](host, `window.oakmeet.call.self.id`)
-	host.clickShare()
-	guest.waitScreenAdvancing(before, 60*time.Second)
-
-	if err := chromedp.Do(host.ctx,
+	// The policy is edited first and applied once the share plays.
+	edit, cancelEdit := context.WithTimeout(host.ctx, 60*time.Second)
+	defer cancelEdit()
+	if err := chromedp.Do(edit,
 		chromedp.Click(chromedp.CSS(`[data-testid=tab-routing]`)),
 		chromedp.SendKeys(chromedp.CSS(`.side [data-testid=block-input]`), "Germany"+kb.Enter),
 	); err != nil {
 		t.Fatalf("edit policy: %v", err)
 	}
+	host.clickShare()
+	guest.waitScreenAdvancing(before, 60*time.Second)
 	applied := false
 	for try := 0; try < 3 && !applied; try++ {
-		if err := chromedp.Do(host.ctx, chromedp.Click(chromedp.CSS(`.side [data-testid=apply-policy]`))); err != nil {
+		if err := chromedp.Do(edit, chromedp.Click(chromedp.CSS(`.side [data-testid=apply-policy]`))); err != nil {
 			t.Fatalf("apply policy: %v", err)
 		}
 		deadline := time.Now().Add(2 * time.Second)
