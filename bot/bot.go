@@ -28,6 +28,7 @@ import (
 	"github.com/oakmeet/oakmeet/e2ee/group"
 	"github.com/oakmeet/oakmeet/e2ee/identity"
 	"github.com/oakmeet/oakmeet/e2ee/mediaframe"
+	"github.com/oakmeet/oakmeet/signal"
 	"github.com/oakmeet/oakmeet/stamp"
 )
 
@@ -49,6 +50,16 @@ type Config struct {
 	Duration time.Duration
 	// NoPublish makes a receive-only bot (load generator subscribers).
 	NoPublish bool
+	// Screen also publishes a second video track declared as a shared
+	// screen (signal.SourceScreen), from the same synthetic clip.
+	Screen bool
+	// OnFrame, if set, is told of every frame the bot decrypts and
+	// counts, by the publisher and the track's source; OnTrackEnded of
+	// every remote track whose media ended, with what it counted of it.
+	// Both are called on the track's reading goroutine and must not block
+	// for long.
+	OnFrame      func(participantID, source string)
+	OnTrackEnded func(TrackReport)
 	// Linger is how long the bot keeps receiving after it stops
 	// publishing at the end, so frames in flight are counted.
 	Linger time.Duration
@@ -147,6 +158,9 @@ type Report struct {
 	Ended  string        `json:"ended,omitempty"`
 	Sent   SentCounts    `json:"sent"`
 	Tracks []TrackReport `json:"tracks"`
+	// FramesBySource is how many frames the bot decrypted and counted, by
+	// track source (signal.Source*), of every track together.
+	FramesBySource map[string]int64 `json:"frames_by_source"`
 	// JoinedAt is when the bot was first connected to its node, and
 	// FirstFrameAt when it first decrypted a frame (absent if never).
 	JoinedAt     time.Time  `json:"joined_at"`
@@ -191,15 +205,17 @@ func nodeRef(n client.NodeInfo) NodeRef {
 
 // SentCounts is what the bot published.
 type SentCounts struct {
-	VideoFrames int64 `json:"video_frames"`
-	AudioFrames int64 `json:"audio_frames"`
+	VideoFrames  int64 `json:"video_frames"`
+	AudioFrames  int64 `json:"audio_frames"`
+	ScreenFrames int64 `json:"screen_frames,omitempty"`
 }
 
 // TrackReport is one remote track the bot received.
 type TrackReport struct {
 	ParticipantID string `json:"participant_id"`
 	TrackID       string `json:"track_id"`
-	Kind          string `json:"kind"` // "audio" or "video"
+	Kind          string `json:"kind"`   // "audio" or "video"
+	Source        string `json:"source"` // signal.Source*: camera, microphone, screen, screen_audio
 	Packets       int64  `json:"packets"`
 	Bytes         int64  `json:"bytes"`
 	Frames        int64  `json:"frames"`
@@ -270,7 +286,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	})
 	defer stopRecv()
 
-	r := &runner{cfg: cfg, id: id, pubCtx: pubCtx, rx: newReceiver(window{cfg.MeasureFrom, cfg.MeasureUntil}), legs: map[*client.Leg]*leg{},
+	r := &runner{cfg: cfg, id: id, pubCtx: pubCtx, rx: newReceiver(window{cfg.MeasureFrom, cfg.MeasureUntil}, cfg.OnFrame, cfg.OnTrackEnded), legs: map[*client.Leg]*leg{},
 		host: client.NewHostView(cfg.HostFingerprint)}
 	// The call joins, and moves, with pubCtx: a bot that is leaving does
 	// not move any more.
@@ -337,8 +353,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.People, rep.Keys = cur.keys.people(policy), cur.keys.status()
 	_ = call.Close()
 	rep.KeyChanges = r.history()
-	rep.Sent = SentCounts{VideoFrames: r.sentVideo.Load(), AudioFrames: r.sentAudio.Load()}
+	rep.Sent = SentCounts{VideoFrames: r.sentVideo.Load(), AudioFrames: r.sentAudio.Load(), ScreenFrames: r.sentScreen.Load()}
 	rep.Tracks, rep.FirstFrameAt = r.rx.report()
+	rep.FramesBySource = map[string]int64{}
+	for _, t := range rep.Tracks {
+		rep.FramesBySource[t.Source] += t.Frames
+	}
 	rep.Host = r.host.Report()
 	rep.Checkpoints = append([]string{}, call.Audit().Checkpoints()...)
 	rep.Audit = call.Audit().Status()
@@ -392,7 +412,7 @@ type runner struct {
 	pubCtx context.Context
 	rx     *receiver
 
-	sentVideo, sentAudio atomic.Int64
+	sentVideo, sentAudio, sentScreen atomic.Int64
 
 	mu         sync.Mutex
 	legs       map[*client.Leg]*leg // every leg the call made
@@ -624,6 +644,20 @@ func (r *runner) publish(l *leg) error {
 		}, at, from, sent)
 		r.sentAudio.Add(n)
 	})
+	if r.cfg.Screen {
+		st, err := sess.PublishVideo(client.TrackOptions{ID: "screen", Source: signal.SourceScreen})
+		if err != nil {
+			return fmt.Errorf("publish screen: %w", err)
+		}
+		l.wg.Go(func() {
+			var plain []byte
+			n := play(ctx, video, func(buf []byte, f clip.Frame, now time.Time) ([]byte, error) {
+				plain = stamp.AppendVP8(plain[:0], f.Data, now)
+				return m.Protect(buf, mediaframe.VP8, plain)
+			}, st, from, func() {})
+			r.sentScreen.Add(n)
+		})
+	}
 	return nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/oakmeet/oakmeet/e2ee/group"
 	"github.com/oakmeet/oakmeet/e2ee/mediaframe"
 	"github.com/oakmeet/oakmeet/e2ee/sframe"
+	"github.com/oakmeet/oakmeet/signal"
 	"github.com/oakmeet/oakmeet/stamp"
 )
 
@@ -27,17 +28,23 @@ type receiver struct {
 	first  atomic.Int64 // when the first frame was decrypted (Unix ns), 0 before
 	mu     sync.Mutex
 	tracks map[string]*TrackReport
+	// onFrame and onEnded are Config.OnFrame and OnTrackEnded (nil: none).
+	onFrame func(participantID, source string)
+	onEnded func(TrackReport)
 }
 
-func newReceiver(w window) *receiver {
-	return &receiver{win: w, tracks: map[string]*TrackReport{}}
+func newReceiver(w window, onFrame func(string, string), onEnded func(TrackReport)) *receiver {
+	return &receiver{win: w, tracks: map[string]*TrackReport{}, onFrame: onFrame, onEnded: onEnded}
 }
 
 // read consumes one remote track until it ends, assembling frames to read
 // their send stamps.
 func (r *receiver) read(ev client.Event, keys *group.Member) {
 	t := ev.Track
-	st := &TrackReport{ParticipantID: ev.Participant.ID, TrackID: ev.Info.ID, Kind: t.Kind().String()}
+	st := &TrackReport{ParticipantID: ev.Participant.ID, TrackID: ev.Info.ID, Kind: t.Kind().String(), Source: ev.Info.Source}
+	if st.Source == "" { // a node that does not name sources
+		st.Source = signal.DefaultSource(st.Kind)
+	}
 	var seen seqTracker
 	var asm frameAssembler
 	video := t.Kind() == webrtc.RTPCodecTypeVideo
@@ -92,12 +99,18 @@ func (r *receiver) read(ev client.Event, keys *group.Member) {
 			continue
 		}
 		st.Frames++
+		if r.onFrame != nil {
+			r.onFrame(st.ParticipantID, st.Source)
+		}
 		if ok && len(st.latencies) < maxLatencies {
 			st.latencies = append(st.latencies, float64(time.Since(sent).Microseconds())/1000)
 		}
 	}
 	st.Lost = seen.lost()
 	st.LatencyMs = Summarize(st.latencies)
+	if r.onEnded != nil {
+		r.onEnded(*st)
+	}
 	r.add(st)
 }
 
@@ -198,7 +211,10 @@ func (r *receiver) report() ([]TrackReport, *time.Time) {
 		if out[i].ParticipantID != out[j].ParticipantID {
 			return out[i].ParticipantID < out[j].ParticipantID
 		}
-		return out[i].Kind < out[j].Kind
+		if out[i].Kind != out[j].Kind {
+			return out[i].Kind < out[j].Kind
+		}
+		return out[i].Source < out[j].Source
 	})
 	return out, first
 }

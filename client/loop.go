@@ -285,7 +285,16 @@ func (s *Session) participant(id string) signal.Participant {
 func (s *Session) negotiate() { s.pub.Renegotiate() }
 
 func (s *Session) negotiationHooks(target string) negotiation.Config {
-	return negotiation.Config{Send: s.send, Failed: func(step negotiation.Step, err error) {
+	send := s.send
+	if target == signal.TargetPublish {
+		send = func(m signal.Message) {
+			if m.Type == signal.TypeOffer {
+				m.Sources = s.sources()
+			}
+			s.send(m)
+		}
+	}
+	return negotiation.Config{Send: send, Failed: func(step negotiation.Step, err error) {
 		var what string
 		switch step {
 		case negotiation.StepOffer:

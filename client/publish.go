@@ -24,12 +24,16 @@ type TrackOptions struct {
 	// Simulcast lists the rids of the layers to send, lowest quality first
 	// by convention ("q", "h", "f"); video only. Empty sends one layer.
 	Simulcast []string
+	// Source is what the track shows (signal.Source*), declared in the
+	// publish offer; empty leaves the node's default for the kind.
+	Source string
 }
 
 // LocalTrack is a published track. Frames are written per layer.
 type LocalTrack struct {
 	s       *Session
 	id      string
+	source  string
 	kind    webrtc.RTPCodecType
 	layers  []*localLayer
 	sender  *webrtc.RTPSender
@@ -58,7 +62,7 @@ func (s *Session) PublishVideo(o TrackOptions) (*LocalTrack, error) {
 }
 
 func (s *Session) publish(kind webrtc.RTPCodecType, codec webrtc.RTPCodecCapability, o TrackOptions) (*LocalTrack, error) {
-	t := &LocalTrack{s: s, id: o.ID, kind: kind}
+	t := &LocalTrack{s: s, id: o.ID, source: o.Source, kind: kind}
 	rids := o.Simulcast
 	if len(rids) == 0 {
 		rids = []string{""}
@@ -96,6 +100,30 @@ func (s *Session) publish(kind webrtc.RTPCodecType, codec webrtc.RTPCodecCapabil
 
 // ID is the local track id.
 func (t *LocalTrack) ID() string { return t.id }
+
+// Source is the source the track declares ("" for the kind's default).
+func (t *LocalTrack) Source() string { return t.source }
+
+// sources is the publish offer's declaration: the source of every track
+// that names one, by its transceiver's mid. Called once the offer is the
+// local description, so every sending transceiver has its mid.
+func (s *Session) sources() map[string]string {
+	var out map[string]string
+	for _, tr := range s.pubPC.GetTransceivers() {
+		if tr.Sender() == nil {
+			continue
+		}
+		l, ok := tr.Sender().Track().(*localLayer)
+		if !ok || l.t.source == "" || tr.Mid() == "" {
+			continue
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[tr.Mid()] = l.t.source
+	}
+	return out
+}
 
 // Layers lists the rids this track sends ("" for a track without simulcast).
 func (t *LocalTrack) Layers() []string {

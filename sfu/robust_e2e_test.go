@@ -49,6 +49,7 @@ func TestBadInputGetsErrorAndMeetingStaysIntact(t *testing.T) {
 		// any answer is unexpected before its SDP is looked at.
 		{`{"v":1,"type":"answer","sdp":"garbage"}`, sfu.CodeUnexpectedAnswer},
 		{`{"v":1,"type":"teleport"}`, signal.CodeUnknownType},
+		{`{"v":1,"type":"offer","sdp":"v=0","sources":{"0":"webcam"}}`, signal.CodeBadSources},
 		{`{"v":1,"type":"welcome","id":"x"}`, sfu.CodeUnexpectedType},
 		{`{"v":7,"type":"chat","text":"hi"}`, signal.CodeUnsupportedVersion},
 		{`{"v":1,"type":"chat","text":`, signal.CodeBadJSON},

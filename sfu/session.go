@@ -63,10 +63,13 @@ type session struct {
 	pubPC, subPC *webrtc.PeerConnection
 
 	// owned by run
-	pubs     map[*webrtc.RTPReceiver]*publishedTrack
-	downs    map[string]*downSlot
-	pubNeg   *negotiation.Answerer // on pubPC
-	subNeg   *negotiation.Offerer  // on subPC
+	pubs   map[*webrtc.RTPReceiver]*publishedTrack
+	downs  map[string]*downSlot
+	pubNeg *negotiation.Answerer // on pubPC
+	// sources is the newest publish offer's declaration: track source by
+	// transceiver mid.
+	sources  map[string]string
+	subNeg   *negotiation.Offerer // on subPC
 	lastTick time.Time
 }
 
@@ -213,6 +216,9 @@ func (s *session) sendError(code, msg string) {
 func (s *session) handle(m signal.Message) {
 	switch m.Type {
 	case signal.TypeOffer:
+		if m.Sources != nil {
+			s.sources = m.Sources
+		}
 		s.onOffer(m.SDP)
 	case signal.TypeAnswer:
 		s.subNeg.Answer(m.SDP, nil)
@@ -309,7 +315,8 @@ func (s *session) onTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 	pub := s.pubs[r]
 	fresh := pub == nil
 	if fresh {
-		info := signal.Track{ID: newTrackID(), Participant: s.id.Participant, Stream: s.id.Participant, Kind: t.Kind().String()}
+		info := signal.Track{ID: newTrackID(), Participant: s.id.Participant, Stream: s.id.Participant, Kind: t.Kind().String(),
+			Source: s.trackSource(r, t.Kind().String())}
 		for _, tr := range r.Tracks() {
 			if tr.RID() != "" {
 				info.Layers = append(info.Layers, tr.RID())
@@ -333,6 +340,23 @@ func (s *session) onTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 		s.sfu.stats.tracksIn.Add(1)
 		s.room.mbox.post(func() { s.room.publish(s, pub) })
 	}
+}
+
+// trackSource is the source the publisher declared for the transceiver of
+// r, or the default of its kind. A declaration of the wrong kind (a
+// "screen" audio track) is not believed.
+func (s *session) trackSource(r *webrtc.RTPReceiver, kind string) string {
+	for _, tr := range s.pubPC.GetTransceivers() {
+		if tr.Receiver() != r {
+			continue
+		}
+		src := s.sources[tr.Mid()]
+		audio := src == signal.SourceMicrophone || src == signal.SourceScreenAudio
+		if src != "" && audio == (kind == signal.KindAudio) {
+			return src
+		}
+	}
+	return signal.DefaultSource(kind)
 }
 
 // readReceiverRTCP drains the publisher's RTCP (sender reports) so the

@@ -18,6 +18,7 @@ const (
 	CodeUnsupportedVersion = "unsupported_version"
 	CodeUnknownType        = "unknown_type"
 	CodeBadMessage         = "bad_message"
+	CodeBadSources         = "bad_sources"
 )
 
 // Error is a protocol-level refusal with a stable machine code.
@@ -170,6 +171,9 @@ func (m *Message) validate() error {
 		if m.SDP == "" {
 			return missing("sdp")
 		}
+		if err := validSources(m.Sources); err != nil {
+			return err
+		}
 	case TypeCandidate:
 		if m.Candidate == nil {
 			return missing("candidate")
@@ -233,6 +237,34 @@ func (m *Message) validate() error {
 	return nil
 }
 
+// validSources checks an offer's source declaration: known sources only,
+// short mids, a few entries, and at most one screen and one screen audio
+// track, so a publisher cannot make every receiver lay out many shares.
+func validSources(sources map[string]string) error {
+	if len(sources) > MaxSources {
+		return refuse(CodeBadSources, "%d sources, at most %d", len(sources), MaxSources)
+	}
+	screens, screenAudio := 0, 0
+	for mid, src := range sources {
+		if mid == "" || len(mid) > MaxMidBytes {
+			return refuse(CodeBadSources, "source mid of %d bytes, want 1 to %d", len(mid), MaxMidBytes)
+		}
+		if !KnownSource(src) {
+			return refuse(CodeBadSources, "unknown source %q", src)
+		}
+		switch src {
+		case SourceScreen:
+			screens++
+		case SourceScreenAudio:
+			screenAudio++
+		}
+	}
+	if screens > 1 || screenAudio > 1 {
+		return refuse(CodeBadSources, "at most one screen and one screen audio track")
+	}
+	return nil
+}
+
 // normalise gives every accepted message one canonical in-memory form, so
 // that Decode(Encode(m)) == m: empty lists become nil (they are omitted on
 // the wire) and the opaque payload is compacted (the encoder compacts it).
@@ -253,6 +285,9 @@ func (m *Message) normalise() error {
 	}
 	if len(m.ICEServers) == 0 {
 		m.ICEServers = nil
+	}
+	if len(m.Sources) == 0 {
+		m.Sources = nil
 	}
 	if len(m.Nonce) == 0 {
 		m.Nonce = nil

@@ -107,6 +107,40 @@ const (
 	KindVideo = "video"
 )
 
+// Track sources: what a published track shows, declared by its publisher
+// in the publish offer (Message.Sources). A receiver tells a shared screen
+// from a camera by it. An undeclared audio track is SourceMicrophone, an
+// undeclared video track SourceCamera.
+const (
+	SourceCamera      = "camera"
+	SourceMicrophone  = "microphone"
+	SourceScreen      = "screen"
+	SourceScreenAudio = "screen_audio"
+)
+
+// Limits of an offer's Sources declaration.
+const (
+	MaxSources  = 8
+	MaxMidBytes = 64
+)
+
+// KnownSource reports whether s is a track source of this protocol version.
+func KnownSource(s string) bool {
+	switch s {
+	case SourceCamera, SourceMicrophone, SourceScreen, SourceScreenAudio:
+		return true
+	}
+	return false
+}
+
+// DefaultSource is the source of an undeclared track of kind kind.
+func DefaultSource(kind string) string {
+	if kind == KindAudio {
+		return SourceMicrophone
+	}
+	return SourceCamera
+}
+
 // Message is every protocol message. Only the fields of its Type are set; the
 // rest are zero and omitted on the wire. One flat struct keeps the envelope
 // ({"v":1,"type":...}) and the body in a single JSON object.
@@ -146,6 +180,9 @@ type Message struct {
 
 	// offer, answer
 	SDP string `json:"sdp,omitempty"`
+	// Sources (publish offer only): the source of each track the offer
+	// sends, by the transceiver's mid.
+	Sources map[string]string `json:"sources,omitempty"`
 
 	// candidate: Target says which of the participant's two
 	// PeerConnections it belongs to (TargetPublish or TargetSubscribe).
@@ -209,6 +246,7 @@ type Track struct {
 	Stream      string   `json:"stream,omitempty"`
 	Kind        string   `json:"kind"`
 	Layers      []string `json:"layers,omitempty"` // simulcast rids, empty when not simulcast
+	Source      string   `json:"source,omitempty"` // Source* constant; empty from older nodes
 }
 
 // Candidate is a trickled ICE candidate, shaped like the browser's

@@ -41,6 +41,13 @@ func TestDecodeRefusals(t *testing.T) {
 		{"too large", `{"v":1,"type":"chat","text":"` + strings.Repeat("a", MaxMessageBytes) + `"}`, CodeTooLarge},
 		{"host without payload", `{"v":1,"type":"host"}`, CodeBadMessage},
 		{"host with null payload", `{"v":1,"type":"host","payload":null}`, CodeBadMessage},
+		{"offer with unknown source", `{"v":1,"type":"offer","sdp":"v=0","sources":{"0":"webcam"}}`, CodeBadSources},
+		{"offer with empty source mid", `{"v":1,"type":"offer","sdp":"v=0","sources":{"":"camera"}}`, CodeBadSources},
+		{"offer with long source mid", `{"v":1,"type":"offer","sdp":"v=0","sources":{"` + strings.Repeat("m", MaxMidBytes+1) + `":"camera"}}`, CodeBadSources},
+		{"offer with too many sources", `{"v":1,"type":"offer","sdp":"v=0","sources":{"0":"camera","1":"camera","2":"camera","3":"camera","4":"camera","5":"camera","6":"camera","7":"camera","8":"camera"}}`, CodeBadSources},
+		{"offer with two screens", `{"v":1,"type":"offer","sdp":"v=0","sources":{"0":"screen","1":"screen"}}`, CodeBadSources},
+		{"offer with two screen audios", `{"v":1,"type":"offer","sdp":"v=0","sources":{"0":"screen_audio","1":"screen_audio"}}`, CodeBadSources},
+		{"sources not strings", `{"v":1,"type":"offer","sdp":"v=0","sources":{"0":1}}`, CodeBadJSON},
 		{"host statement too large", `{"v":1,"type":"host","payload":"` + strings.Repeat("a", hoststmt.MaxBytes) + `"}`, CodeTooLarge},
 	}
 	for _, tc := range tests {
@@ -80,6 +87,8 @@ func TestRoundTrip(t *testing.T) {
 			Tracks:       []Track{{ID: "t1", Participant: "p2", Stream: "p2", Kind: KindVideo, Layers: []string{"q", "h", "f"}}},
 			ICEServers:   []ICEServer{{URLs: []string{"turn:127.0.0.1:3478"}, Username: "u", Credential: "c"}}},
 		{Type: TypeOffer, SDP: "v=0\r\n"},
+		{Type: TypeOffer, SDP: "v=0\r\n", Sources: map[string]string{"0": SourceMicrophone, "1": SourceCamera, "2": SourceScreen, "3": SourceScreenAudio}},
+		{Type: TypeTrackPublished, Track: &Track{ID: "t2", Participant: "p2", Kind: KindVideo, Source: SourceScreen}},
 		{Type: TypeCandidate, Candidate: &Candidate{Candidate: "candidate:1 1 udp 1 127.0.0.1 5000 typ host", SDPMid: &mid, SDPMLineIndex: &idx}, Target: TargetSubscribe},
 		{Type: TypeParticipantLeft, Participant: &Participant{ID: "p2"}},
 		{Type: TypeTrackPublished, Track: &Track{ID: "t1", Participant: "p2", Kind: KindAudio}},
@@ -114,6 +123,27 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+func TestSourcesAtTheirLimits(t *testing.T) {
+	sources := map[string]string{strings.Repeat("m", MaxMidBytes): SourceScreen}
+	for i := range MaxSources - 1 {
+		sources[string(rune('a'+i))] = SourceCamera
+	}
+	b, err := Encode(Message{Type: TypeOffer, SDP: "v=0", Sources: sources})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Decode(b)
+	if err != nil {
+		t.Fatalf("%d sources with a %d-byte mid refused: %v", len(sources), MaxMidBytes, err)
+	}
+	if !reflect.DeepEqual(m.Sources, sources) {
+		t.Fatalf("sources = %v, want %v", m.Sources, sources)
+	}
+	if DefaultSource(KindAudio) != SourceMicrophone || DefaultSource(KindVideo) != SourceCamera {
+		t.Fatal("undeclared tracks do not default to microphone and camera")
+	}
+}
+
 func TestRelayPayloadIsOpaque(t *testing.T) {
 	in := `{"v":1,"type":"relay","to":"","payload":{"z":1,  "a":"<&>"}}`
 	m, err := Decode([]byte(in))
@@ -138,6 +168,9 @@ func FuzzDecode(f *testing.F) {
 		`{"v":1,"type":"candidate","candidate":{"candidate":"c","sdpMid":"0","sdpMLineIndex":0},"target":"publish"}`,
 		`{"v":1,"type":"chat","text":"\ud800","time":-1}`,
 		`{"v":1,"type":"subscribe","track_id":"t","layer":"low"}`,
+		`{"v":1,"type":"offer","sdp":"v=0","sources":{"0":"microphone","1":"camera","2":"screen","3":"screen_audio"}}`,
+		`{"v":1,"type":"track_published","track":{"id":"t","participant":"p","kind":"video","source":"screen"}}`,
+		`{"v":1,"type":"offer","sdp":"v=0","sources":{}}`,
 		`{"v":2}`,
 		`{"v":1,"type":"move","reason":"policy"}`,
 		`{"v":1,"type":"link","token":"r1.a.b","nonce":"` + strings.Repeat("A", 43) + `="}`,

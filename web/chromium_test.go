@@ -141,6 +141,8 @@ func (c *chromium) launch(path string) error {
 		chromedp.WindowSize(defaultWidth, defaultHeight),
 		chromedp.Flag("use-fake-device-for-media-stream", true),
 		chromedp.Flag("use-fake-ui-for-media-stream", true),
+		// getDisplayMedia picks the whole (fake) screen without a picker.
+		chromedp.Flag("auto-select-desktop-capture-source", "Entire screen"),
 		chromedp.Flag("allow-loopback-in-peer-connection", true),
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
 		chromedp.Flag("disable-quic", true),

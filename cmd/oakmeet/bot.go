@@ -31,6 +31,7 @@ func runBot(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		name        = fs.String("name", "bot", "display name")
 		country     = fs.String("country", "", "join from this country (where the deployment trusts client hints)")
 		duration    = fs.Duration("duration", 0, "how long to stay (default: until interrupted)")
+		screen      = fs.Bool("screen", false, "also publish a shared screen: a second video track declared as source \"screen\"")
 		asJSON      = fs.Bool("json", false, "print one JSON object with the results on the last line")
 		loopback    = fs.Bool("loopback", true, "media over 127.0.0.1 only (local deployments)")
 		logLevel    = fs.String("log-level", "warn", "debug, info, warn or error")
@@ -88,7 +89,7 @@ func runBot(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	defer closeFile()
 	rep, err := bot.Run(ctx, bot.Config{
 		Server: *server, Meeting: *meeting, Secret: *secret, HostFingerprint: *fingerprint,
-		Name: *name, Country: *country, Duration: *duration, LoopbackOnly: *loopback, Logger: log,
+		Name: *name, Country: *country, Duration: *duration, LoopbackOnly: *loopback, Logger: log, Screen: *screen,
 		AuditKey: *auditKey, Checkpoints: held, OnCheckpoint: appendCheckpoint, HTTPClient: hc,
 		Ready: func(pid string) {
 			fmt.Fprintf(stderr, "joined meeting %s as %s; publishing the test clips\n", *meeting, pid)
@@ -180,6 +181,9 @@ func printBotReport(w io.Writer, rep *bot.Report) {
 	}
 	fmt.Fprintf(w, "participant %s on node %s (%s %s); sent %d video and %d audio frames\n",
 		rep.ParticipantID, rep.Node.ID, rep.Node.Country, rep.Node.Region, rep.Sent.VideoFrames, rep.Sent.AudioFrames)
+	if rep.Sent.ScreenFrames > 0 {
+		fmt.Fprintf(w, "sent %d frames of a shared screen\n", rep.Sent.ScreenFrames)
+	}
 	for _, r := range rep.Refusals {
 		fmt.Fprintf(w, "refused node %s: %s (%s)\n", r.Node, r.Message, r.Code)
 	}
@@ -215,8 +219,8 @@ func printBotReport(w io.Writer, rep *bot.Report) {
 		fmt.Fprintln(w, line)
 	}
 	for _, t := range rep.Tracks {
-		fmt.Fprintf(w, "  from %s %-5s %6d frames %7d packets %4d lost %4d undecryptable  latency p50 %.1f ms p95 %.1f ms\n",
-			t.ParticipantID, t.Kind, t.Frames, t.Packets, t.Lost, t.DecryptFailures, t.LatencyMs.P50, t.LatencyMs.P95)
+		fmt.Fprintf(w, "  from %s %-5s %-12s %6d frames %7d packets %4d lost %4d undecryptable  latency p50 %.1f ms p95 %.1f ms\n",
+			t.ParticipantID, t.Kind, t.Source, t.Frames, t.Packets, t.Lost, t.DecryptFailures, t.LatencyMs.P50, t.LatencyMs.P95)
 	}
 	if rep.Ended == client.ReasonRemoved {
 		fmt.Fprintln(w, "the host removed this bot from the meeting")

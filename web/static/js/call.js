@@ -302,7 +302,7 @@ export class Call extends EventTarget {
       name: this.name, policyHash: this.host.policyHash,
     });
     const s = new NodeSession({
-      answer, local: { audio: this.local.audio, video: this.local.video }, e2ee: media, stream: this.local.stream,
+      answer, local: { audio: this.local.audio, video: this.local.video, screen: this.local.screen, screenAudio: this.local.screenAudio }, e2ee: media, stream: this.local.stream,
       meeting: this.meeting, cert, hostKey: hp.key, statement: hp.wire,
     });
     s.nodeCert = cert;
@@ -587,6 +587,15 @@ export class Call extends EventTarget {
   }
 
   setTrack(participant, kind, track) {
+    if (!track) {
+      // A share that stopped (nodesession.js).
+      const cur = this.tracks.get(participant);
+      if (cur?.[kind]) {
+        delete cur[kind];
+        this.emit('track', { participant, kind, track: null });
+      }
+      return;
+    }
     const t = this.tracks.get(participant) ?? {};
     t[kind] = track;
     this.tracks.set(participant, t);
@@ -610,6 +619,18 @@ export class Call extends EventTarget {
 
   sendChat(text) {
     this.session?.sendChat(text);
+  }
+
+  // setScreen shares a screen ({screen, screenAudio} MediaStreamTracks) on
+  // every live session, and on those a move opens later; null stops.
+  async setScreen(tracks) {
+    const { screen = null, screenAudio = null } = tracks ?? {};
+    this.local.screen = screen;
+    this.local.screenAudio = screenAudio;
+    // The others learn of the share from this member's signed presence,
+    // not only from the node's word that a screen track exists.
+    this.ownPresence?.set({ screen: Boolean(screen) });
+    for (const s of this.sessions) await s.setScreen({ screen, screenAudio });
   }
 
   async setLocalTrack(kind, track) {

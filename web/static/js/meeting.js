@@ -9,6 +9,7 @@ import { ChatPanel, RoutingPanel, auditAlarmText } from './panels.js';
 import { FLAG_NOT_IN_KEYS, PeoplePanel, peopleOf } from './people.js';
 import { handIcon } from './presence.js';
 import { countdownText } from './recovery.js';
+import { ScreenShare } from './screenshare.js';
 
 const LEAVE_REASONS = {
   policy_no_allowed_node: 'The host changed the routing policy, and no media server it allows can take you. You were disconnected rather than moved somewhere the policy rules out.',
@@ -146,13 +147,14 @@ export function meetingPage(root, { call, meeting, hostToken, hostKey, geo, conf
   const micBtn = h('button', { class: 'ctl', 'data-testid': 'mic' });
   const camBtn = h('button', { class: 'ctl', 'data-testid': 'camera' });
   const handBtn = h('button', { class: 'ctl ctl-hand', 'data-testid': 'raise-hand', 'aria-pressed': 'false', 'aria-label': 'Raise hand', title: 'Raise hand (H)' }, handIcon());
+  const screenShare = new ScreenShare({ call, grid, parked, flash: (text) => flash(text), onChange: () => layout() });
   const mkTab = (name, ic, label) => {
     tabs[name] = h('button', { class: 'ctl ctl-quiet', 'aria-pressed': 'false', 'aria-label': label, title: label, 'data-testid': `tab-${name}`, onclick: () => showPanel(name) }, icon(ic));
     return tabs[name];
   };
   const leaveBtn = h('button', { class: 'ctl ctl-leave', 'aria-label': 'Leave meeting', title: 'Leave meeting', 'data-testid': 'leave', onclick: () => call.leave() }, icon('leave'), h('span', { class: 'ctl-text' }, 'Leave'));
   const controls = h('footer', { class: 'controls', role: 'toolbar', 'aria-label': 'Meeting controls' },
-    h('div', { class: 'ctl-group' }, micBtn, camBtn, handBtn),
+    h('div', { class: 'ctl-group' }, micBtn, camBtn, screenShare.button, handBtn),
     h('div', { class: 'ctl-group' }, mkTab('chat', 'chat', 'Chat'), mkTab('people', 'people', 'People and security code'), mkTab('routing', 'globe', 'Where this meeting runs')),
     h('div', { class: 'ctl-group' }, leaveBtn));
 

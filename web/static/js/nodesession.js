@@ -32,6 +32,7 @@
 import { b64, fromB64 } from './e2ee/bytes.js';
 import { verifySDP } from './nodecert.js';
 import { NODE_PROOF_INVALID, NodeRefusal } from './nodecheck.js';
+import { SCREEN_KINDS, addScreenSenders, kindOfSource, msidTrackID, offerSources } from './screenshare.js';
 
 const PROTOCOL_VERSION = 1;
 const WELCOME_TIMEOUT_MS = 10000;
@@ -58,13 +59,15 @@ export class NodeSession extends EventTarget {
     this.verifiedSDP = 0;
     this.id = answer.participant_id;
     this.node = answer.node;
-    this.local = { audio: local?.audio ?? null, video: local?.video ?? null };
+    this.local = { audio: local?.audio ?? null, video: local?.video ?? null, screen: local?.screen ?? null, screenAudio: local?.screenAudio ?? null };
     this.stream = stream ?? new MediaStream();
     this.e2ee = e2ee;
     this.ws = null;
     this.pub = null;
     this.sub = null;
-    this.senders = { audio: null, video: null };
+    this.senders = { audio: null, video: null, screen: null, screenAudio: null };
+    this.answered = Promise.resolve();
+    this.negotiations = Promise.resolve();
     this.pending = { publish: [], subscribe: [] };
     this.subQueue = Promise.resolve();
     this.closed = false;
@@ -198,7 +201,7 @@ export class NodeSession extends EventTarget {
   // publish (re)negotiates the publish connection with the current local
   // tracks; it makes the connection on first use.
   async publish() {
-    const kinds = ['audio', 'video'].filter((k) => this.local[k]);
+    const kinds = ['audio', 'video', ...SCREEN_KINDS].filter((k) => this.local[k]);
     if (!kinds.length && !this.pub) return;
     if (!this.pub) {
       this.pub = new RTCPeerConnection(this.pcConfig());
@@ -214,6 +217,7 @@ export class NodeSession extends EventTarget {
         if (this.sendingStopped) tr.sender.replaceTrack(null).catch(() => {});
         this.e2ee?.protectSender(tr.sender, kind);
       }
+      addScreenSenders(this);
       await this.offer();
     }
   }
@@ -222,7 +226,33 @@ export class NodeSession extends EventTarget {
     const offer = await this.pub.createOffer();
     await this.pub.setLocalDescription(offer);
     this.awaitingAnswer = true;
-    this.send({ type: 'offer', sdp: this.pub.localDescription.sdp });
+    this.answered = new Promise((resolve) => { this.markAnswered = resolve; });
+    this.send({ type: 'offer', sdp: this.pub.localDescription.sdp, sources: offerSources(this) });
+  }
+
+  // renegotiate offers the publish connection's changed transceivers once
+  // the node has answered the offer before (offers never overlap).
+  renegotiate() {
+    this.negotiations = this.negotiations.then(async () => {
+      await this.answered;
+      if (!this.closed && this.pub) await this.offer();
+    }).catch((err) => this.emit('warning', { message: `publish offer: ${err.message}` }));
+    return this.negotiations;
+  }
+
+  // setScreen publishes the shared screen's tracks ({screen, screenAudio},
+  // nulls to stop) as extra transceivers of the publish connection.
+  async setScreen(tracks) {
+    const { screen = null, screenAudio = null } = tracks ?? {};
+    this.local.screen = screen;
+    this.local.screenAudio = screenAudio;
+    if (!this.welcome || this.closed) return; // the welcome's publish takes them
+    if (!this.pub) {
+      await this.publish();
+      return;
+    }
+    addScreenSenders(this);
+    await this.renegotiate();
   }
 
   // setTrack swaps a local track (camera off/on, device change) without
@@ -252,7 +282,7 @@ export class NodeSession extends EventTarget {
     if (!this.sendingStopped) return;
     await this.stopped;
     this.sendingStopped = false;
-    for (const kind of ['audio', 'video']) {
+    for (const kind of ['audio', 'video', ...SCREEN_KINDS]) {
       const sender = this.senders[kind];
       if (sender && !this.closed) await sender.replaceTrack(this.local[kind]).catch(() => {});
     }
@@ -262,7 +292,12 @@ export class NodeSession extends EventTarget {
     const stream = ev.streams[0];
     const participant = stream?.id ?? '';
     this.e2ee?.unprotectReceiver(ev.receiver, ev.track.kind, participant);
-    this.emit('track', { track: ev.track, participant, kind: ev.track.kind, receiver: ev.receiver });
+    // A reused transceiver keeps its first track's id: the node's track id
+    // is the msid of the m-line.
+    const id = msidTrackID(this.sub.remoteDescription?.sdp, ev.transceiver?.mid) ?? ev.track.id;
+    const kind = kindOfSource(this.tracks.get(id)?.source, ev.track.kind);
+    if (SCREEN_KINDS.includes(kind)) (this.screenIDs ??= new Map()).set(`${participant}/${kind}`, id);
+    this.emit('track', { track: ev.track, participant, kind, receiver: ev.receiver });
     ev.track.addEventListener('ended', () => this.emit('track-ended', { track: ev.track, participant }));
   }
 
@@ -284,6 +319,7 @@ export class NodeSession extends EventTarget {
         this.awaitingAnswer = false;
         this.proven(m, 'answer').then((ok) => ok && this.pub?.setRemoteDescription({ type: 'answer', sdp: m.sdp })
           .then(() => this.flushCandidates('publish')))
+          .finally(() => this.markAnswered?.())
           .catch((err) => this.emit('warning', { message: `publish answer: ${err.message}` }));
         break;
       case 'offer':
@@ -304,9 +340,18 @@ export class NodeSession extends EventTarget {
         this.tracks.set(m.track.id, m.track);
         this.checkState();
         break;
-      case 'track_unpublished':
+      case 'track_unpublished': {
+        const kind = kindOfSource(this.tracks.get(m.track.id)?.source ?? m.track.source, m.track.kind);
         this.tracks.delete(m.track.id);
+        // A remote track only mutes when its m-line goes inactive: a
+        // share that stopped is reported ended here.
+        const key = `${m.track.participant}/${kind}`;
+        if (SCREEN_KINDS.includes(kind) && this.screenIDs?.get(key) === m.track.id) {
+          this.screenIDs.delete(key);
+          this.emit('track', { track: null, participant: m.track.participant, kind });
+        }
         break;
+      }
       case 'chat':
         this.emit('chat', m);
         break;
