@@ -7,6 +7,7 @@ import { LevelMeter, openLocal } from './localmedia.js';
 import { HostActions } from './hostcontrol.js';
 import { ChatPanel, RoutingPanel, auditAlarmText } from './panels.js';
 import { FLAG_NOT_IN_KEYS, PeoplePanel, peopleOf } from './people.js';
+import { Subscriptions } from './subscriptions.js';
 
 const LEAVE_REASONS = {
   policy_no_allowed_node: 'The host changed the routing policy, and no media server it allows can take you. You were disconnected rather than moved somewhere the policy rules out.',
@@ -381,5 +382,6 @@ export function meetingPage(root, { call, meeting, hostToken, hostKey, geo, conf
   showHost();
   showAudit();
   showState({ state: call.state, reason: call.reason });
-  window.oakmeet = { call, stats: () => call.stats() };
+  const subs = new Subscriptions(call);
+  window.oakmeet = { call, stats: () => call.stats(), subscriptions: () => subs.snapshot() };
 }
