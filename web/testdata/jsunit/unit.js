@@ -18,6 +18,7 @@ import { eq, prng, runAll, test, throwsAsync } from './testlib.js';
 import './groupsim.js';
 import './scale.js';
 import './worker.js';
+import './layout.js';
 
 // JSON numbers above 2^53 lose precision in JSON.parse: read KIDs and CTRs
 // as strings.
