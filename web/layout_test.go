@@ -20,9 +20,8 @@ const flowingVideoJS = `(async () => {
 
 // TestTwelvePeopleSubscribeOnlyVisible: in a meeting of twelve, a page of
 // phone size shows the speaker and a page of three (of four pages); it
-// pauses every other
-// camera, pulls at most those four, and plays the next page's after
-// page-next.
+// pauses every other camera, pulls at most those four, and plays the next
+// page's after page-next.
 func TestTwelvePeopleSubscribeOnlyVisible(t *testing.T) {
 	c, m := startMeeting(t)
 	ann := newBrowser(t, "ann", browserOpts{width: 390, height: 800})
