@@ -25,7 +25,8 @@ type downTrack struct {
 
 	bound atomic.Pointer[binding]
 
-	// target is the quality index this subscriber should receive now.
+	// target is the quality index this subscriber should receive now;
+	// layerOff while the subscriber has paused the track.
 	target atomic.Int32
 	// want (asked for by the subscriber) and cap (from bandwidth
 	// estimation) are owned by the subscriber's session goroutine.
@@ -98,6 +99,14 @@ func (d *downTrack) write(layer int, pkt *rtp.Packet, keyStart bool, now int64, 
 	}
 	target := int(d.target.Load())
 	d.mu.Lock()
+	if target < 0 {
+		// Paused: what the subscriber gets after resuming starts afresh
+		// (from a key frame for video), with sequence numbers and
+		// timestamps continuing from the last packet sent.
+		d.rw.restart()
+		d.mu.Unlock()
+		return
+	}
 	res := d.rw.rewrite(layer, target, pkt.SequenceNumber, pkt.Timestamp, keyStart, d.pub.needKeyFrames(), now, b.clock)
 	d.mu.Unlock()
 	if res.wantKey {

@@ -205,6 +205,7 @@ type trackStats struct {
 	seqOrder   []uint16
 	firstIsKey bool // the first video packet received started a key frame
 	ssrc       uint32
+	keySeqs    map[uint16]bool // sequence numbers of packets that started key frames
 }
 
 func newCollector(s *client.Session) *collector {
@@ -216,7 +217,7 @@ func newCollector(s *client.Session) *collector {
 			c.events = append(c.events, e)
 			switch e.Type {
 			case client.EventTrackAdded:
-				ts := &trackStats{publisher: e.Info.Participant, kind: e.Track.Kind(), added: time.Now(), seqs: map[uint16]bool{}, layers: map[byte]int{}, ssrc: uint32(e.Track.SSRC())}
+				ts := &trackStats{publisher: e.Info.Participant, kind: e.Track.Kind(), added: time.Now(), seqs: map[uint16]bool{}, keySeqs: map[uint16]bool{}, layers: map[byte]int{}, ssrc: uint32(e.Track.SSRC())}
 				c.tracks[e.Info.ID] = ts
 				c.readers.Add(1)
 				go c.read(e.Track, ts)
@@ -256,6 +257,7 @@ func (c *collector) read(tr *webrtc.TrackRemote, ts *trackStats) {
 		if ts.kind == webrtc.RTPCodecTypeVideo && len(pkt.Payload) > 11 && pkt.Payload[0]&0x10 != 0 {
 			if pkt.Payload[1]&0x01 == 0 {
 				ts.keyFrames++
+				ts.keySeqs[pkt.SequenceNumber] = true
 				if ts.firstKey.IsZero() {
 					ts.firstKey = time.Now()
 				}
@@ -279,6 +281,10 @@ func (c *collector) stats(publisher string, kind webrtc.RTPCodecType) (trackStat
 				cp.layers[k] = v
 			}
 			cp.seqOrder = append([]uint16(nil), ts.seqOrder...)
+			cp.keySeqs = make(map[uint16]bool, len(ts.keySeqs))
+			for k, v := range ts.keySeqs {
+				cp.keySeqs[k] = v
+			}
 			cp.seqs = make(map[uint16]bool, len(ts.seqs))
 			for k, v := range ts.seqs {
 				cp.seqs[k] = v

@@ -19,9 +19,15 @@ func ridQuality(rid string) (int, bool) {
 	return 0, false
 }
 
+// layerOff is the quality index of a paused subscription: nothing of the
+// track is forwarded and no bandwidth is spent on it.
+const layerOff = -1
+
 // layerName maps a subscribe request's layer to a quality index.
 func layerName(name string) (int, bool) {
 	switch name {
+	case signal.LayerOff:
+		return layerOff, true
 	case signal.LayerLow:
 		return 0, true
 	case signal.LayerMedium:
@@ -34,8 +40,11 @@ func layerName(name string) (int, bool) {
 
 // pickLayer chooses, among the available layers, the best one not above
 // want; when every available layer is above want it takes the lowest. It
-// returns -1 when no layer is available.
+// returns -1 when no layer is available or want is layerOff.
 func pickLayer(available [numLayers]bool, want int) int {
+	if want < 0 {
+		return layerOff
+	}
 	for q := min(want, numLayers-1); q >= 0; q-- {
 		if available[q] {
 			return q
@@ -51,7 +60,7 @@ func pickLayer(available [numLayers]bool, want int) int {
 
 // allocation is one video subscription as the bandwidth allocator sees it.
 type allocation struct {
-	want  int               // quality the subscriber asked for
+	want  int               // quality the subscriber asked for, layerOff when paused
 	avail [numLayers]bool   // layers the publisher sends
 	rate  [numLayers]uint64 // measured bits per second of each layer
 }
@@ -59,13 +68,14 @@ type allocation struct {
 // allocate spends a subscriber's estimated bandwidth (bits per second) over
 // its video subscriptions: every subscription first gets its lowest layer,
 // then subscriptions are raised one step at a time, round robin, while the
-// budget allows and they stay at or below what was asked for. It returns the
-// highest layer each subscription may receive.
+// budget allows and they stay at or below what was asked for. Paused
+// subscriptions get nothing, so what they would cost goes to the others. It
+// returns the highest layer each subscription may receive (-1: none).
 func allocate(budget uint64, subs []allocation) []int {
 	out := make([]int, len(subs))
 	var spent uint64
 	for i, s := range subs {
-		out[i] = pickLayer(s.avail, 0)
+		out[i] = pickLayer(s.avail, min(s.want, 0))
 		if out[i] >= 0 {
 			spent += s.rate[out[i]]
 		}

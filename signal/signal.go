@@ -88,6 +88,9 @@ const (
 	LayerHigh   = "high"
 	LayerMedium = "medium"
 	LayerLow    = "low"
+	// LayerOff pauses a track: the node forwards nothing of it to this
+	// subscriber until a later subscribe names a layer.
+	LayerOff = "off"
 )
 
 // A participant has two PeerConnections with the node. On the publish

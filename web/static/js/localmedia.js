@@ -2,7 +2,16 @@
 // audio levels (for the microphone meter and the speaking indicator) with
 // one shared WebAudio context.
 
-export const VIDEO = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24, max: 30 } };
+export const VIDEO = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 24, max: 30 } };
+
+// CAMERA_LAYERS are the camera's simulcast encodings (180p/360p/720p from a
+// 720p capture): each receiver gets the one that fits its tile, and the node
+// caps it by the receiver's bandwidth. The rids are those the node knows.
+export const CAMERA_LAYERS = [
+  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+];
 
 // open asks for the devices wanted; it returns {stream, audio, video,
 // error}: what it got, and why something is missing.

@@ -10,6 +10,8 @@ import { FLAG_NOT_IN_KEYS, PeoplePanel, peopleOf } from './people.js';
 import { handIcon } from './presence.js';
 import { countdownText } from './recovery.js';
 import { ScreenShare } from './screenshare.js';
+import { Subscriptions } from './subscriptions.js';
+import { layout as decideLayout } from './layout.js';
 
 const LEAVE_REASONS = {
   policy_no_allowed_node: 'The host changed the routing policy, and no media server it allows can take you. You were disconnected rather than moved somewhere the policy rules out.',
@@ -107,7 +109,14 @@ export function meetingPage(root, { call, meeting, hostToken, hostKey, geo, conf
   const hostAlarm = h('div', { class: 'alarm-banner', role: 'alert', 'data-testid': 'host-key-warning', hidden: true });
   const auditAlarm = h('button', { class: 'alarm-banner audit-alarm', role: 'alert', 'data-testid': 'audit-alarm', hidden: true, onclick: () => showPanel('routing', true) });
   const lobbyNotice = h('button', { class: 'lobby-notice', 'data-testid': 'lobby-notice', hidden: true, onclick: () => showPanel('people', true) });
-  const stage = h('main', { class: 'stage' }, grid, hostAlarm, auditAlarm, status, lobbyNotice, soundBtn);
+  // The view per layout.js: which tiles are shown, which large, which page.
+  const pager = { page: 0, prev: null, seq: new Map() };
+  const pageLabel = h('span', { 'data-testid': 'page-label' });
+  const pageBar = h('div', { class: 'pager', 'data-testid': 'pager', hidden: true },
+    h('button', { class: 'btn', 'data-testid': 'page-prev', 'aria-label': 'Previous page', onclick: () => { pager.page--; layout(); } }, '‹'),
+    pageLabel,
+    h('button', { class: 'btn', 'data-testid': 'page-next', 'aria-label': 'Next page', onclick: () => { pager.page++; layout(); } }, '›'));
+  const stage = h('main', { class: 'stage' }, grid, pageBar, hostAlarm, auditAlarm, status, lobbyNotice, soundBtn);
 
   const actions = hostToken ? new HostActions({ meeting: meeting.id, token: hostToken, key: hostKey, view: call.host }) : null;
   const countries = new Map(geo.countries.map((c) => [c.code, c]));
@@ -223,8 +232,37 @@ export function meetingPage(root, { call, meeting, hostToken, hostKey, geo, conf
     if (e.key === 'h' || e.key === 'H') handBtn.click();
   });
 
+  const arrange = () => {
+    const els = new Map();
+    for (const [id, t] of tiles) els.set(id, { el: t.el, kind: 'camera', self: id === 'self', lastSpoke: t.lastLoud ?? 0 });
+    for (const el of grid.querySelectorAll('.screen-tile')) {
+      const id = `screen:${el.dataset.screen}`;
+      els.set(id, { el, kind: 'screen', self: el.dataset.screen === 'self', lastSpoke: 0 });
+    }
+    for (const id of els.keys()) if (!pager.seq.has(id)) pager.seq.set(id, pager.seq.size);
+    for (const id of pager.seq.keys()) if (!els.has(id)) pager.seq.delete(id);
+    const l = decideLayout({
+      tiles: [...els].map(([id, e]) => ({ id, kind: e.kind, self: e.self, lastSpoke: e.lastSpoke, joinedSeq: pager.seq.get(id) })),
+      page: pager.page, w: stage.clientWidth, h: stage.clientHeight, now: performance.now(), prev: pager.prev,
+    });
+    pager.prev = l;
+    pager.page = l.page;
+    const shown = new Set(l.visible);
+    for (const [id, e] of els) {
+      e.el.setAttribute('data-visible', String(shown.has(id)));
+      e.el.hidden = !shown.has(id);
+      e.el.classList.toggle('large', id === l.large);
+    }
+    grid.dataset.mode = l.mode;
+    pageBar.hidden = l.pages <= 1;
+    pageLabel.textContent = `${l.page + 1} / ${l.pages}`;
+    return l;
+  };
+  setInterval(() => { if (pager.prev?.mode === 'speaker') arrange(); }, 500);
+
   const layout = () => {
-    const n = Math.max(1, tiles.size);
+    const l = arrange();
+    const n = Math.max(1, l.mode === 'grid' ? tiles.size : l.visible.length - 1);
     const narrow = stage.clientWidth < 640;
     const cols = narrow ? (n <= 2 ? 1 : 2) : n <= 1 ? 1 : n <= 4 ? 2 : n <= 9 ? 3 : 4;
     grid.style.setProperty('--cols', cols);
@@ -445,5 +483,6 @@ export function meetingPage(root, { call, meeting, hostToken, hostKey, geo, conf
   showHost();
   showAudit();
   showState({ state: call.state, reason: call.reason });
-  window.oakmeet = { call, stats: () => call.stats() };
+  const subs = new Subscriptions(call);
+  window.oakmeet = { call, stats: () => call.stats(), subscriptions: () => subs.snapshot() };
 }

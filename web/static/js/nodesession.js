@@ -33,6 +33,7 @@ import { b64, fromB64 } from './e2ee/bytes.js';
 import { verifySDP } from './nodecert.js';
 import { NODE_PROOF_INVALID, NodeRefusal } from './nodecheck.js';
 import { SCREEN_KINDS, addScreenSenders, kindOfSource, msidTrackID, offerSources } from './screenshare.js';
+import { CAMERA_LAYERS } from './localmedia.js';
 
 const PROTOCOL_VERSION = 1;
 const WELCOME_TIMEOUT_MS = 10000;
@@ -212,7 +213,9 @@ export class NodeSession extends EventTarget {
       for (const kind of ['audio', 'video']) {
         const track = this.local[kind];
         if (!track) continue;
-        const tr = this.pub.addTransceiver(track, { direction: 'sendonly', streams: [this.stream] });
+        const init = { direction: 'sendonly', streams: [this.stream] };
+        if (kind === 'video') init.sendEncodings = CAMERA_LAYERS;
+        const tr = this.pub.addTransceiver(track, init);
         this.senders[kind] = tr.sender;
         if (this.sendingStopped) tr.sender.replaceTrack(null).catch(() => {});
         this.e2ee?.protectSender(tr.sender, kind);

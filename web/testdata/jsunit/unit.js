@@ -19,6 +19,7 @@ import './groupsim.js';
 import './scale.js';
 import './worker.js';
 import './presence.js';
+import './layout.js';
 
 // JSON numbers above 2^53 lose precision in JSON.parse: read KIDs and CTRs
 // as strings.
