@@ -23,11 +23,14 @@ export function perPage(w, h) {
 // since is when large became large.
 export function layout({ tiles, page = 0, w = 1280, h = 800, now = 0, prev = null }) {
   const all = tiles.map((t) => t.id);
-  if (tiles.length <= GRID_MAX) {
+  // A shared screen is what everyone came to see: it is large however few
+  // people there are.
+  if (tiles.length <= GRID_MAX && !tiles.some((t) => t.kind === 'screen')) {
     return { mode: 'grid', large: null, strip: all, page: 0, pages: 1, visible: all, since: now };
   }
   const byId = new Map(tiles.map((t) => [t.id, t]));
-  const screens = tiles.filter((t) => t.kind === 'screen').sort((a, b) => b.joinedSeq - a.joinedSeq);
+  // Someone else's screen before one's own, then the newest share.
+  const screens = tiles.filter((t) => t.kind === 'screen').sort((a, b) => Number(a.self) - Number(b.self) || b.joinedSeq - a.joinedSeq);
   let large = null;
   let since = now;
   if (screens.length) {

@@ -58,3 +58,15 @@ test('layout: pages of the strip, sized to the viewport', () => {
   eq(phone.pages, 4, 'phone pages');
   eq(phone.visible.length, 5, 'phone visible: large, 3, self');
 });
+
+test('layout: a screen share is large even in a small meeting, another\'s before one\'s own', () => {
+  const t = cams(2);
+  t.push({ id: 'screen:self', kind: 'screen', self: true, lastSpoke: 0, joinedSeq: 5 });
+  const own = layout({ tiles: t });
+  eq(own.mode, 'speaker', 'mode with a share');
+  eq(own.large, 'screen:self', 'the only share is large');
+  t.push({ id: 'screen:p1', kind: 'screen', self: false, lastSpoke: 0, joinedSeq: 4 });
+  const l = layout({ tiles: t });
+  eq(l.large, 'screen:p1', "someone else's share before one's own");
+  eq(l.visible.includes('p1') && l.visible.includes('self'), true, 'the cameras stay shown');
+});
