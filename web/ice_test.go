@@ -78,22 +78,24 @@ func (b *browser) iceLog() []iceEntry {
 	return log
 }
 
-// networkCheckFailed: the reasons the page gives for a media connection
-// that never came up (recovery.js, FAIL_ICE and FAIL_TIMEOUT); which one
-// depends on whether the browser's ICE gives up before the page's deadline.
-func networkCheckFailed(reason string) bool {
-	return reason == "Could not reach the media server (network check failed)" ||
-		reason == "The media connection did not come up in time (network check failed)"
-}
+// The reasons the page gives (recovery.js) for an ICE check that failed
+// and for a media connection that did not come up before its deadline.
+const (
+	iceFailedReason   = "Could not reach the media server (network check failed)"
+	iceTimedOutReason = "The media connection did not come up in time (network check failed)"
+)
 
 // TestICEFailureShowsErrorAndRetries: the German node's ICE UDP socket is
 // behind a firewall that drops every datagram; its signaling works. A
-// page placed there says it could not reach the media server because the
-// network check failed, counts its attempt, and joins again on the
-// American node, where it plays a Go bot's video with no decryption
-// failure. A second page, in a meeting whose policy allows only Germany,
-// keeps retrying there with a growing attempt count and the same reason,
-// never claiming to be connected, until the firewall opens.
+// page placed there waits for the browser's own ICE to fail (its connect
+// deadline is longer), says it could not reach the media server because
+// the network check failed, counts its attempt, and joins again as a new
+// participant on the American node (a replacing join is never placed on
+// the node it replaces), where it plays a Go bot's video with no
+// decryption failure under one security code. A second page, in a meeting
+// whose policy allows only Germany and with a short connect deadline,
+// keeps retrying there with a growing attempt count and the deadline's
+// reason, never claiming to be connected, until the firewall opens.
 func TestICEFailureShowsErrorAndRetries(t *testing.T) {
 	needBrowser(t)
 	fw := &firewall{}
@@ -111,14 +113,18 @@ func TestICEFailureShowsErrorAndRetries(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("bot did not join")
 	}
-	// The connect deadline leaves a loaded machine time to connect where
-	// it can; gus, who never can, tries more often.
-	ivy.addScript(`window.oakmeetTuning = {mediaConnectMs: 6000, backoff: {baseMs: 500, capMs: 1000, maxAttempts: 20}};` + iceLogJS)
+	// Chromium gives up on ICE checks that get no answer after about 14 s:
+	// ivy's deadline is beyond that (and below the node's negotiation
+	// timeout of 20 s, after which the node removes the participant),
+	// gus's well before.
+	ivy.addScript(`window.oakmeetTuning = {mediaConnectMs: 19000, backoff: {baseMs: 500, capMs: 1000, maxAttempts: 20}};` + iceLogJS)
 	gus.addScript(`window.oakmeetTuning = {mediaConnectMs: 3000, backoff: {baseMs: 500, capMs: 1000, maxAttempts: 20}};` + iceLogJS)
 	ivy.navigate(joinURL(c, m, "Ivy", "DE"))
 	gus.navigate(joinURL(c, germanOnly, "Gus", "DE"))
 
-	ivy.waitJS(60*time.Second, "connected on the American node",
+	ivy.waitJS(60*time.Second, "placed on the German node", `window.oakmeet?.call?.self?.node?.id === 'de-fra'`, `document.body.innerText`)
+	first := evalJS[string](ivy, `window.oakmeet.call.self.id`)
+	ivy.waitJS(90*time.Second, "connected on the American node",
 		`window.oakmeet?.call?.state === 'connected' && window.oakmeet.call.self.node?.id === 'us-iad'`,
 		`(window.oakmeet?.call?.state ?? '') + ' ' + document.querySelector('[data-testid=status]')?.textContent`)
 	log := ivy.iceLog()
@@ -136,8 +142,11 @@ func TestICEFailureShowsErrorAndRetries(t *testing.T) {
 	switch {
 	case failed == nil:
 		t.Errorf("ivy: never said it was reconnecting from the German node: %+v", log)
-	case !networkCheckFailed(failed.Reason):
-		t.Errorf("ivy: reconnecting with reason %q, want the network check's", failed.Reason)
+	case failed.Reason != iceFailedReason:
+		t.Errorf("ivy: reconnecting with reason %q, want %q", failed.Reason, iceFailedReason)
+	}
+	if id := evalJS[string](ivy, `window.oakmeet.call.self.id`); id == first {
+		t.Errorf("ivy: still participant %s after joining again", id)
 	}
 	ivy.waitVideoAdvancing(1, 60*time.Second)
 	if s := ivy.decryptStats(); s.Video == 0 || s.Failures != 0 {
@@ -146,6 +155,7 @@ func TestICEFailureShowsErrorAndRetries(t *testing.T) {
 	if st := evalJS[string](ivy, `document.querySelector('[data-testid=status]').dataset.state`); st != "connected" {
 		t.Errorf("ivy: banner data-state %q after reconnecting", st)
 	}
+	ivy.waitCode(2, 30*time.Second)
 	ivy.checkConsole()
 
 	gus.waitJS(60*time.Second, "a third attempt on the blocked node",
@@ -165,8 +175,8 @@ func TestICEFailureShowsErrorAndRetries(t *testing.T) {
 			t.Errorf("gus: attempt %d after %d: %+v", e.Attempt, attempt, log)
 		}
 		attempt = e.Attempt
-		if e.State != "reconnecting" || !networkCheckFailed(e.Reason) {
-			t.Errorf("gus: attempt %d shown as %s with reason %q, want reconnecting because the network check failed", e.Attempt, e.State, e.Reason)
+		if e.State != "reconnecting" || e.Reason != iceTimedOutReason {
+			t.Errorf("gus: attempt %d shown as %s with reason %q, want reconnecting with %q", e.Attempt, e.State, e.Reason, iceTimedOutReason)
 		}
 	}
 	if n := fw.dropped.Load(); n == 0 {
