@@ -66,6 +66,9 @@ type Config struct {
 	TCPPort      int
 	PublicIP     string
 	LoopbackOnly bool
+	// WrapUDP wraps the ICE UDP socket in loopback mode (sfu.Config.WrapUDP):
+	// for tests and network shaping.
+	WrapUDP func(net.PacketConn) net.PacketConn
 	// TURNPort is the built-in TURN server's UDP port: 0 = no TURN
 	// server, -1 = any free port.
 	TURNPort int
@@ -204,7 +207,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	var turnURLs []string
 	media, err := sfu.New(sfu.Config{
 		Logger: cfg.Logger.With("node", cfg.ID), UDPPort: cfg.UDPPort, TCPPort: cfg.TCPPort,
-		PublicIP: cfg.PublicIP, LoopbackOnly: cfg.LoopbackOnly, Interceptors: cfg.Interceptors,
+		PublicIP: cfg.PublicIP, LoopbackOnly: cfg.LoopbackOnly, Interceptors: cfg.Interceptors, WrapUDP: cfg.WrapUDP,
 		EndedMeetingReports: endedMeetingReports(cfg.Timing), Key: cfg.IdentityKey,
 		TURNURLs: func() []string { return turnURLs }, NegotiationTimeout: cfg.WebSocket.withDefaults().NegotiationTimeout,
 	})

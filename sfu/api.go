@@ -59,7 +59,11 @@ func (s *SFU) settingEngine() (webrtc.SettingEngine, error) {
 		if err != nil {
 			return se, fmt.Errorf("listen udp %d: %w", s.cfg.UDPPort, err)
 		}
-		s.udpMux = webrtc.NewICEUDPMux(logs.NewLogger("udpmux"), udp)
+		var conn net.PacketConn = udp
+		if s.cfg.WrapUDP != nil {
+			conn = s.cfg.WrapUDP(udp)
+		}
+		s.udpMux = webrtc.NewICEUDPMux(logs.NewLogger("udpmux"), conn)
 	} else {
 		// One socket per local address: replies leave from the address the
 		// client reached, which a wildcard socket does not guarantee.

@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -63,6 +64,11 @@ type Config struct {
 	PublicIP string
 	// LoopbackOnly keeps ICE on 127.0.0.1, for tests and demos.
 	LoopbackOnly bool
+	// WrapUDP, if set, wraps the ICE UDP socket before the node uses it:
+	// for tests and network shaping (a firewall that drops datagrams, say).
+	// Only the LoopbackOnly socket is wrapped; with one socket per local
+	// address it is ignored.
+	WrapUDP func(net.PacketConn) net.PacketConn
 	// MaxMessageBytes bounds one signaling message (default signal.MaxMessageBytes)
 	// other than a relay message.
 	MaxMessageBytes int

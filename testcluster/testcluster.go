@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -44,6 +45,9 @@ type NodeSpec struct {
 	Max                 int // participants; 0 = unlimited
 	// Interceptors see every packet the node's media engine handles.
 	Interceptors []interceptor.Factory
+	// WrapUDP wraps the node's ICE UDP socket (node.Config.WrapUDP), e.g.
+	// to put a firewall in front of it.
+	WrapUDP func(net.PacketConn) net.PacketConn
 }
 
 // World is eight of the demo's nodes, on five continents, including CN
@@ -290,7 +294,7 @@ func (c *Cluster) StartNode(s NodeSpec) {
 	n, err := node.New(context.Background(), node.Config{
 		TLS: serverTLS, PeerTLS: peerTLS,
 		ID: s.ID, Country: s.Country, Region: s.Region, MaxParticipants: s.Max, NATS: nc, Logger: c.logger(),
-		LoopbackOnly: true, TURNPort: -1, Interceptors: s.Interceptors, Timing: c.Timing,
+		LoopbackOnly: true, TURNPort: -1, Interceptors: s.Interceptors, WrapUDP: s.WrapUDP, Timing: c.Timing,
 		IdentityKey: identity, Cert: cert, TokenKey: c.key.Public().(ed25519.PublicKey),
 	})
 	if err != nil {
