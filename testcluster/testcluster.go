@@ -48,6 +48,9 @@ type NodeSpec struct {
 	// WrapUDP wraps the node's ICE UDP socket (node.Config.WrapUDP), e.g.
 	// to put a firewall in front of it.
 	WrapUDP func(net.PacketConn) net.PacketConn
+	// NegotiationTimeout is how long the node lets a participant's media
+	// take to connect (0: the node's default).
+	NegotiationTimeout time.Duration
 }
 
 // World is eight of the demo's nodes, on five continents, including CN
@@ -295,6 +298,7 @@ func (c *Cluster) StartNode(s NodeSpec) {
 		TLS: serverTLS, PeerTLS: peerTLS,
 		ID: s.ID, Country: s.Country, Region: s.Region, MaxParticipants: s.Max, NATS: nc, Logger: c.logger(),
 		LoopbackOnly: true, TURNPort: -1, Interceptors: s.Interceptors, WrapUDP: s.WrapUDP, Timing: c.Timing,
+		WebSocket:   node.WebSocketLimits{NegotiationTimeout: s.NegotiationTimeout},
 		IdentityKey: identity, Cert: cert, TokenKey: c.key.Public().(ed25519.PublicKey),
 	})
 	if err != nil {
