@@ -190,3 +190,35 @@ func TestICEFailureShowsErrorAndRetries(t *testing.T) {
 		`window.oakmeet.call.state + ' ' + document.querySelector('[data-testid=status]')?.textContent`)
 	gus.checkConsole()
 }
+
+// TestNodeNegotiationDeadlineIsRetried: a node that gives up on a page's
+// media (its negotiation deadline, well before the page's own and before
+// the browser's ICE gives up) sends leave negotiation_timeout. The page
+// takes that as a connection that failed and retries; it does not end the
+// call as it would on the host's removal.
+func TestNodeNegotiationDeadlineIsRetried(t *testing.T) {
+	needBrowser(t)
+	fw := &firewall{}
+	fw.on.Store(true)
+	specs := testcluster.World()[:1] // de-fra
+	specs[0].WrapUDP = fw.wrap
+	specs[0].NegotiationTimeout = 2 * time.Second
+	c := testcluster.Start(t, policy.Policy{}, specs)
+	m := c.CreateMeeting(policy.Policy{})
+	ned := newBrowser(t, "ned", browserOpts{})
+	ned.addScript(`window.oakmeetTuning = {mediaConnectMs: 60000, backoff: {baseMs: 300, capMs: 600, maxAttempts: 20}};` + iceLogJS)
+	ned.navigate(joinURL(c, m, "Ned", "DE"))
+	ned.waitJS(60*time.Second, "a second attempt after the node's deadline",
+		`Number(document.querySelector('[data-testid=status-attempt]')?.dataset.attempt ?? 0) >= 2`,
+		`(window.oakmeet?.call?.state ?? '') + ' ' + document.querySelector('[data-testid=status]')?.outerHTML + ' ' + (document.querySelector('[data-testid=ended]')?.textContent ?? '')`)
+	for _, e := range ned.iceLog() {
+		if e.Call == "ended" || e.State == "failed" || e.State == "connected" {
+			t.Fatalf("ned: %s/%s on a node that cannot connect: %+v", e.State, e.Call, ned.iceLog())
+		}
+	}
+	fw.on.Store(false)
+	ned.waitJS(60*time.Second, "connected once the node is reachable",
+		`window.oakmeet.call.state === 'connected' && document.querySelector('[data-testid=status]').dataset.state === 'connected'`,
+		`window.oakmeet.call.state + ' ' + document.querySelector('[data-testid=status]')?.textContent`)
+	ned.checkConsole()
+}

@@ -60,6 +60,9 @@ export const MAX_REFUSALS = 3;
 export const SELF_MOVE_MS = 3000;
 // How often, at most, a call passes on the newest checkpoint it holds.
 export const GOSSIP_MS = 2000;
+// signal.ReasonNegotiationTimeout: the reason of the node's leave when no
+// media connection came up within its deadline.
+const NEGOTIATION_TIMEOUT = 'negotiation_timeout';
 const TICK_MIN_MS = 50;
 const TICK_MAX_MS = 1000;
 
@@ -330,7 +333,13 @@ export class Call extends EventTarget {
     // While a move is under way the old node may end the old connection
     // as soon as the new one is up: that is the move, not the end.
     const moving = () => this.tracker.moving && current();
-    s.addEventListener('removed', (e) => !moving() && current() && this.onRemoved(e.detail.reason));
+    s.addEventListener('removed', (e) => {
+      if (moving() || !current()) return;
+      // The node gave up on media that never connected (its negotiation
+      // deadline): that is a failed connection to retry, not the end.
+      if (e.detail.reason === NEGOTIATION_TIMEOUT) this.fail(s, { kind: FAIL_ICE });
+      else this.onRemoved(e.detail.reason);
+    });
     s.addEventListener('closed', () => {
       this.retire(s);
       if (!moving() && current()) this.onLost({ kind: FAIL_LOST });
