@@ -36,6 +36,9 @@ func TestTwelvePeopleSubscribeOnlyVisible(t *testing.T) {
 		`JSON.stringify(window.oakmeet.subscriptions())`)
 	ann.waitJS(60*time.Second, "at most four videos flowing",
 		flowingVideoJS+`.then((j) => { const n = JSON.parse(j).length; return n >= 1 && n <= `+fmt.Sprint(k)+`; })`, flowingVideoJS)
+	// The title counts everyone, not the tiles a page shows.
+	ann.waitJS(10*time.Second, "the title counting twelve people", `document.querySelector('.meeting-title .count')?.textContent === '12 people'`,
+		`document.querySelector('.meeting-title .count')?.textContent`)
 	before := evalJS[string](ann, `JSON.stringify(window.oakmeet.subscriptions())`)
 	var subs map[string]string
 	if err := json.Unmarshal([]byte(before), &subs); err != nil {
