@@ -267,6 +267,8 @@ export function meetingPage(root, { call, meeting, hostToken, hostKey, geo, conf
     const cols = narrow ? (n <= 2 ? 1 : 2) : n <= 1 ? 1 : n <= 4 ? 2 : n <= 9 ? 3 : 4;
     grid.style.setProperty('--cols', cols);
     grid.style.setProperty('--rows', Math.ceil(n / cols));
+    // The strip of small tiles under the large one is one row.
+    grid.style.setProperty('--strip', Math.max(1, l.visible.length - 1));
     // Everyone in the meeting, not only the tiles this page shows.
     const people = tiles.size;
     countEl.textContent = `${people} ${people === 1 ? 'person' : 'people'}`;
