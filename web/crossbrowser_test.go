@@ -163,6 +163,12 @@ func TestChromiumAndFirefoxSeeAndHearEachOther(t *testing.T) {
 	}
 	chrome.checkConsole()
 	fox.checkConsole()
+	// A Worker replaced on the way is no failure, but worth seeing.
+	for _, l := range strings.Split(fox.consoleText(), "\n") {
+		if strings.Contains(l, "media encryption Worker") {
+			t.Logf("firefox console: %s", strings.TrimSpace(l))
+		}
+	}
 }
 
 // TestFirefoxPageAndBotDecryptEachOther is TestPageAndBotDecryptEachOther
