@@ -29,6 +29,7 @@ export class MediaCrypto {
     // replaced, and what it was sent must reach the one that replaces it.
     this.queue = [];
     this.isReady = false;
+    this.closed = false;
     const tuning = globalThis.oakmeetTuning ?? {};
     this.readyMs = tuning.workerReadyMs ?? WORKER_READY_MS;
     this.attempts = tuning.workerAttempts ?? WORKER_ATTEMPTS;
@@ -91,9 +92,8 @@ export class MediaCrypto {
         done(m.stats);
       }
     });
-    // Asked rather than only told: a 'ready' the module posted before this
-    // listener existed is not lost, and the answer proves it handles
-    // messages.
+    // Messages wait in the Worker until its module has set its handler, so
+    // an answer proves the module evaluated and handles them.
     w.postMessage({ type: 'ping' });
   }
 
