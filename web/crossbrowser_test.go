@@ -163,6 +163,12 @@ func TestChromiumAndFirefoxSeeAndHearEachOther(t *testing.T) {
 	}
 	chrome.checkConsole()
 	fox.checkConsole()
+	// A Worker replaced on the way is no failure, but worth seeing.
+	for _, l := range strings.Split(fox.consoleText(), "\n") {
+		if strings.Contains(l, "media encryption Worker") {
+			t.Logf("firefox console: %s", strings.TrimSpace(l))
+		}
+	}
 }
 
 // TestFirefoxPageAndBotDecryptEachOther is TestPageAndBotDecryptEachOther
@@ -268,4 +274,50 @@ func TestBrowserWithoutEncodedFramesIsTold(t *testing.T) {
 		t.Errorf("screenshot %d px wide, want %d", w, defaultWidth)
 	}
 	page.checkConsole()
+}
+
+// failFirstWorkers makes the page's first media Worker one that evaluates
+// but never answers, and its second one whose module does not load, as a
+// module fetch that hangs or fails under load would.
+const failFirstWorkers = `() => {
+	window.oakmeetTuning = { workerReadyMs: 3000 };
+	const W = window.Worker;
+	const urls = ['/js/e2ee/sframe.js', '/js/e2ee/absent.js'];
+	let n = 0;
+	window.Worker = class extends W {
+		constructor(url, opts) {
+			if (opts?.name === 'oakmeet-sframe' && n < urls.length) url = urls[n++];
+			super(url, opts);
+		}
+	};
+}`
+
+// TestFirefoxReplacesAWorkerThatDoesNotStart: a media Worker that does not
+// answer in time, and one whose module fails to load, are replaced before
+// any transform is attached; the page then plays a bot's video and
+// encrypts its own audio and video. Without the replacement no frame gets
+// through at all.
+func TestFirefoxReplacesAWorkerThatDoesNotStart(t *testing.T) {
+	needFirefox(t)
+	c := testcluster.Start(t, policy.Policy{}, testcluster.World()[:1])
+	m := c.CreateMeeting(policy.Policy{})
+	b := runBot(t, c, m, "Bot", "DE")
+	page := newFirefoxPage(t, "firefox", firefoxOpts{preload: failFirstWorkers})
+	select {
+	case <-b.ready:
+	case <-time.After(30 * time.Second):
+		t.Fatal("bot did not join")
+	}
+	page.navigate(joinURL(c, m, "Ada", "DE"))
+	waitPlaying(page, 1, 60*time.Second)
+	waitDecoded(page, 30*time.Second)
+	page.waitJS(30*time.Second, "own audio and video encrypted",
+		`(`+kindStatsJS+`).then((s) => s.encode_audio > 0 && s.encode_video > 0)`, `(`+kindStatsJS+`).then(JSON.stringify)`)
+	console := page.consoleText()
+	for _, want := range []string{"no answer within 3000 ms); starting attempt 2", "starting attempt 3"} {
+		if !strings.Contains(console, want) {
+			t.Errorf("console lacks %q:\n%s", want, console)
+		}
+	}
+	b.stop()
 }

@@ -237,8 +237,11 @@ func newFirefoxPage(t *testing.T, name string, o firefoxOpts) *firefoxPage {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		// Removing the user context closes its window too.
-		_ = f.conn.call(ctx, "browser.removeUserContext", map[string]any{"userContext": p.userContext}, nil)
+		// Removing the user context closes its window too; one left open
+		// would go on using the CPU and network of the tests after it.
+		if err := f.conn.call(ctx, "browser.removeUserContext", map[string]any{"userContext": p.userContext}, nil); err != nil {
+			t.Errorf("%s: close: %v", name, err)
+		}
 		f.mu.Lock()
 		delete(f.pages, p.context)
 		f.mu.Unlock()

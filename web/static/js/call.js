@@ -300,6 +300,7 @@ export class Call extends EventTarget {
     const cert = await checkNode(this.host, answer.node);
     const hp = hostPolicy(this.host);
     const media = new MediaCrypto();
+    await media.ready();
     const member = await Member.create({
       meeting: this.meeting, participant: answer.participant_id, identity: this.identity, media,
       name: this.name, policyHash: this.host.policyHash,

@@ -88,6 +88,10 @@ self.onmessage = (e) => {
     case 'stream':
       run(m.readable, m.writable, m.options, null);
       break;
+    case 'ping':
+      // The page attaches transforms only after this answer (media.js).
+      self.postMessage({ type: 'ready' });
+      break;
     case 'stats':
       self.postMessage({ req: m.req, stats: [...transforms.values()].map((t) => ({ ...t.options, ...t.stats })) });
       break;
