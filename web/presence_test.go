@@ -218,3 +218,34 @@ func TestPresenceFollowsAMove(t *testing.T) {
 	ann.checkConsole()
 	bob.checkConsole()
 }
+
+// TestReplayedAnnouncementsAreAnsweredOnce: a server that replays Ann's
+// announcement to Bob fifty times gets Bob's presence back to Ann at most
+// once in the answer interval, not one signed message per copy.
+func TestReplayedAnnouncementsAreAnsweredOnce(t *testing.T) {
+	c, m := startMeeting(t)
+	pages := openPages(t, "ann", joinURL(c, m, "Ann", "DE"), "bob", joinURL(c, m, "Bob", "DE"))
+	ann, bob := pages[0], pages[1]
+	waitTogether(t, ann, bob)
+	pid := pidOf(bob, "Ann")
+	announcement := evalJS[string](ann, `JSON.stringify(window.oakmeet.call.session.member.announcement)`)
+	evalJS[bool](bob, `((call) => {
+		window.__toAnn = 0;
+		window.__answers = 0;
+		const s = call.session;
+		const send = s.sendRelay.bind(s);
+		s.sendRelay = (to, payload) => { if (payload?.type === 'presence' && to === `+jsString(pid)+`) window.__toAnn++; return send(to, payload); };
+		const answer = call.ownPresence.answer.bind(call.ownPresence);
+		call.ownPresence.answer = (s, from) => { window.__answers++; return answer(s, from); };
+		return true;
+	})(window.oakmeet.call)`)
+	for range 50 {
+		evalJS[bool](bob, fmt.Sprintf(injectJS, jsString(pid), announcement))
+	}
+	bob.waitJS(60*time.Second, "the fifty announcements taken and any answer sent", `window.__answers === 50 && window.oakmeet.call.ownPresence.busy === null`, `JSON.stringify({answers: window.__answers, toAnn: window.__toAnn})`)
+	if n := evalJS[float64](bob, `window.__toAnn`); n > 1 {
+		t.Fatalf("Bob sent Ann %v presence messages for 50 copies of her announcement", n)
+	}
+	ann.checkConsole()
+	bob.checkConsole()
+}

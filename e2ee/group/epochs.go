@@ -292,6 +292,7 @@ func (m *Member) adopt(st *epochState, now time.Time) {
 	m.epochs = slices.Delete(m.epochs, 0, i)
 	m.sending = st
 	m.sender.Store(st.sender)
+	m.presenceKeysChanged()
 }
 
 // advance moves every epoch newer than the sending one along: adopt those

@@ -149,7 +149,7 @@ type Member struct {
 	// cps are the checkpoint messages of others (checkpoints.go).
 	cps checkpointState
 	// presence is others' latest verified presence (presence.go).
-	presence map[string]PeerPresence
+	presence presenceState
 
 	lastAnnounce time.Time            // last broadcast of the announcement
 	sentTo       map[string]time.Time // last announcement sent to one participant

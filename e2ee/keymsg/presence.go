@@ -59,8 +59,9 @@ func (p *Presence) check() error {
 }
 
 // Verify checks the structure and that the signature is by identityKey,
-// the key of the participant's verified announcement or roster entry.
-// Whether Seq is new is the receiver's check.
+// the key the receiver's sending epoch lists for the participant (an
+// announced key alone does not count, docs/E2EE.md §8.10). Whether Seq is
+// new is the receiver's check.
 func (p *Presence) Verify(identityKey ed25519.PublicKey) error {
 	if err := p.check(); err != nil {
 		return err

@@ -104,7 +104,8 @@ export class Call extends EventTarget {
     this.tracks = new Map(); // participant -> {audio, video}
     // Others' verified mute, camera, hand and screen, and this page's own.
     this.presence = new Map(); // participant -> {mic, camera, hand, screen, seq}
-    this.ownPresence = new Presence(this, { mic: !!local?.audio, camera: !!local?.video });
+    this.ownPresence = new Presence(this, { mic: !!local?.audio, camera: !!local?.video },
+      { answerMs: globalThis.oakmeetTuning?.presenceAnswerMs });
     this.chat = [];
     this.state = 'connecting';
     this.self = { id: '', since: 0, node: null };
@@ -317,7 +318,7 @@ export class Call extends EventTarget {
     s.member = member;
     s.crypto = media;
     member.onCheckpoint = (from, text) => this.receiveCheckpoint(from, text);
-    member.onPresence = (from, p, id) => this.ownPresence.receive(from, p, id);
+    member.onPresence = (from, p, id) => this.ownPresence.receive(s, from, p, id);
     member.onChange(() => this.session === s && this.emit('security'));
     const current = () => this.session === s;
     s.addEventListener('participant', () => this.participantsChanged(s));
@@ -458,6 +459,7 @@ export class Call extends EventTarget {
   // activate makes s the session the page shows.
   activate(s) {
     this.self = { id: s.id, since: s.since, node: s.node };
+    this.ownPresence.activate(s);
     this.emit('node', s.node);
     this.emit('participants');
     this.emit('security');
@@ -583,8 +585,8 @@ export class Call extends EventTarget {
     this.send(s, r.out);
     this.schedule();
     if (r.error && !r.error.deferred) console.info(`oakmeet: key message from ${from} refused: ${r.error.message}`);
-    if (r.error && isPresence(payload)) this.ownPresence.drop(r.error.code ?? 'malformed');
-    if (!r.error && from !== s.id && isAnnouncement(payload)) this.ownPresence.sendTo(s, [from]);
+    if (r.error && !r.error.deferred && isPresence(payload)) this.ownPresence.drop(r.error.code ?? 'malformed');
+    if (!r.error && from !== s.id && isAnnouncement(payload)) this.ownPresence.answer(s, from);
   }
 
   onTrack(s, { participant, kind, track }) {

@@ -23,6 +23,7 @@ import { securityCode } from './securitycode.js';
 import { listedUnheard, nextTick, people, status, unheard } from './groupview.js';
 import { handleEpoch, handleSync, syncLeader, tryEpoch } from './epochs.js';
 import { rekey, rekeyDue } from './leader.js';
+import { handlePresence, initPresence, presenceKeysChanged } from './grouppresence.js';
 
 export const DEFAULT_REKEY_MS = 5 * 60 * 1000;
 export const DEFAULT_GRACE_MS = 10 * 1000;
@@ -109,6 +110,7 @@ export class Member {
     m.removedPids = new Set();
     m.removedIds = new Set(); // hex identity keys
     m.cache = new keymsg.VerifyCache();
+    initPresence(m);
     m.queue = Promise.resolve();
     m.listeners = new Set();
     m.dirty = false;
@@ -295,19 +297,11 @@ export class Member {
 
   // handlePresence hands a participant's presence (mic, camera, hand,
   // screen, seq) to onPresence(from, p, identity) once it verifies with
-  // the identity key that participant announced; whether its seq is new is
-  // the caller's check (presence.js), which outlives this member.
-  async handlePresence(from, p) {
-    if (p.participant !== from) throw new GroupError('sender_mismatch', `${from} sent a presence message for ${p.participant}`);
-    if (this.removedPids.has(from)) throw new GroupError('removed', `presence message of ${from}, whom the host removed`);
-    const id = this.identityOf(from);
-    if (!id) throw new GroupError('unknown_sender', `presence message of ${from}, who has not announced themselves`);
-    try {
-      await keymsg.verifyPresence(p, id);
-    } catch (err) {
-      throw new GroupError('bad_signature', err.message);
-    }
-    this.onPresence?.(from, p, id);
+  // the key the sending epoch names for that participant and its seq is
+  // new (grouppresence.js); onPresence(from, null) takes back what was
+  // shown for one the sending epoch no longer names with that key.
+  handlePresence(from, p) {
+    return handlePresence(this, from, p);
   }
 
   // checkpointMessage is this member's signed checkpoint message passing
@@ -650,6 +644,7 @@ export class Member {
     this.epochs = this.epochs.slice(i);
     this.sending = st;
     this.gen++;
+    presenceKeysChanged(this);
     await this.media.setSender(st.own.kid, st.own.baseKey);
   }
 
