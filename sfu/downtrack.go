@@ -91,8 +91,8 @@ func (d *downTrack) StreamID() string { return d.pub.info.Stream }
 func (d *downTrack) Kind() webrtc.RTPCodecType { return d.pub.kind }
 
 // write forwards one packet of layer if it belongs to what this subscriber
-// receives. hdr is the caller's scratch header.
-func (d *downTrack) write(layer int, pkt *rtp.Packet, keyStart bool, now int64, hdr *rtp.Header) {
+// receives. f is the caller's scratch.
+func (d *downTrack) write(layer int, pkt *rtp.Packet, keyStart bool, now int64, f *forwarder) {
 	b := d.bound.Load()
 	if b == nil {
 		return
@@ -108,6 +108,13 @@ func (d *downTrack) write(layer int, pkt *rtp.Packet, keyStart bool, now int64, 
 		return
 	}
 	res := d.rw.rewrite(layer, target, pkt.SequenceNumber, pkt.Timestamp, keyStart, d.pub.needKeyFrames(), now, b.clock)
+	var m vp8Rewrite
+	if res.forward && d.pub.needKeyFrames() {
+		if desc, ok := parseVP8Desc(pkt.Payload); ok {
+			m.desc, m.on = desc, true
+			m.pic, m.tl0 = d.rw.vp8(desc.picture(pkt.Payload), desc.tl0(pkt.Payload), res.newest)
+		}
+	}
 	d.mu.Unlock()
 	if res.wantKey {
 		d.pub.requestKeyFrame(target)
@@ -115,10 +122,25 @@ func (d *downTrack) write(layer int, pkt *rtp.Packet, keyStart bool, now int64, 
 	if !res.forward {
 		return
 	}
-	d.send(b, pkt, res.seq, res.ts, hdr)
+	d.send(b, pkt, res.seq, res.ts, m, f)
 }
 
-func (d *downTrack) send(b *binding, pkt *rtp.Packet, seq uint16, ts uint32, hdr *rtp.Header) {
+// vp8Rewrite is the outgoing PictureID and TL0PICIDX of one VP8 packet.
+type vp8Rewrite struct {
+	on   bool
+	desc vp8Desc
+	pic  uint16
+	tl0  uint8
+}
+
+func (d *downTrack) send(b *binding, pkt *rtp.Packet, seq uint16, ts uint32, m vp8Rewrite, f *forwarder) {
+	hdr := &f.hdr
+	payload := pkt.Payload
+	if m.on && (m.desc.picAt != 0 || m.desc.tl0At != 0) && len(payload) <= len(f.payload) {
+		payload = f.payload[:copy(f.payload, payload)]
+		m.desc.setPicture(payload, m.pic)
+		m.desc.setTL0(payload, m.tl0)
+	}
 	hdr.Version = 2
 	hdr.Padding = pkt.Padding
 	hdr.PaddingSize = pkt.PaddingSize
@@ -134,7 +156,7 @@ func (d *downTrack) send(b *binding, pkt *rtp.Packet, seq uint16, ts uint32, hdr
 	hdr.Extension = false
 	hdr.ExtensionProfile = 0
 	hdr.Extensions = hdr.Extensions[:0]
-	n, err := b.w.WriteRTP(hdr, pkt.Payload)
+	n, err := b.w.WriteRTP(hdr, payload)
 	if err != nil {
 		return
 	}
@@ -176,12 +198,12 @@ func (d *downTrack) retransmit(seq uint16, s *nackScratch) bool {
 		return false
 	}
 	d.mu.Lock()
-	layer, src, tsOff, ok := d.rw.lookup(seq)
+	p, src, ok := d.rw.lookupPoint(seq)
 	d.mu.Unlock()
 	if !ok {
 		return false
 	}
-	l := d.pub.layers[layer].Load()
+	l := d.pub.layers[p.layer].Load()
 	if l == nil || l.cache == nil {
 		return false
 	}
@@ -192,8 +214,15 @@ func (d *downTrack) retransmit(seq uint16, s *nackScratch) bool {
 	if err := s.f.pkt.Unmarshal(s.buf[:n]); err != nil {
 		return false
 	}
+	var m vp8Rewrite
+	if d.pub.needKeyFrames() {
+		pl := s.f.pkt.Payload
+		if desc, ok := parseVP8Desc(pl); ok {
+			m = vp8Rewrite{on: true, desc: desc, pic: (desc.picture(pl) - p.picOff) & 0x7fff, tl0: desc.tl0(pl) - p.tl0Off}
+		}
+	}
 	d.stats.retransmits.Add(1)
-	d.send(b, &s.f.pkt, seq, s.f.pkt.Timestamp-tsOff, &s.f.hdr)
+	d.send(b, &s.f.pkt, seq, s.f.pkt.Timestamp-p.tsOff, m, s.f)
 	return true
 }
 

@@ -16,6 +16,8 @@ type switchPoint struct {
 	layer    int
 	seqOff   uint16
 	tsOff    uint32
+	picOff   uint16
+	tl0Off   uint8
 }
 
 // rewriter turns the packets of one or more source layers into a single
@@ -31,9 +33,18 @@ type rewriter struct {
 	lastSeq  uint16 // newest outgoing sequence number
 	lastTS   uint32
 	lastAt   int64 // nanoseconds, when lastTS was sent
-	history  [8]switchPoint
-	hist     int // number of valid entries, newest at history[(histPos-1)&7]
-	histPos  int
+	// VP8 PictureID and TL0PICIDX are rewritten like sequence numbers:
+	// receivers (libwebrtc's frame reference finder) tie frames together
+	// by them, and each simulcast layer counts its own.
+	picOff     uint16
+	tl0Off     uint8
+	lastPic    uint16
+	lastTL0    uint8
+	picStarted bool
+	picPending bool // the offsets are set from the next VP8 packet
+	history    [8]switchPoint
+	hist       int // number of valid entries, newest at history[(histPos-1)&7]
+	histPos    int
 }
 
 func newRewriter() rewriter { return rewriter{current: -1} }
@@ -49,6 +60,7 @@ type rewriteResult struct {
 	ts      uint32
 	forward bool
 	wantKey bool // the packet was dropped while waiting for a key frame
+	newest  bool // the packet is the newest forwarded so far
 }
 
 // rewrite maps one packet of layer (source seq/ts) onto the outgoing stream.
@@ -72,6 +84,7 @@ func (r *rewriter) rewrite(layer, target int, seq uint16, ts uint32, keyStart, n
 	if !r.started || seqAfter(out.seq, r.lastSeq) {
 		r.started = true
 		r.lastSeq, r.lastTS, r.lastAt = out.seq, out.ts, now
+		out.newest = true
 	}
 	if seq-r.floorSeq > maxReorder {
 		r.floorSeq = seq - maxReorder
@@ -96,22 +109,51 @@ func (r *rewriter) switchTo(layer int, seq uint16, ts uint32, now int64, clockRa
 	}
 	r.current = layer
 	r.floorSeq = seq
-	r.history[r.histPos&7] = switchPoint{outStart: seq - r.seqOff, layer: layer, seqOff: r.seqOff, tsOff: r.tsOff}
+	r.picPending = true
+	r.history[r.histPos&7] = switchPoint{outStart: seq - r.seqOff, layer: layer, seqOff: r.seqOff, tsOff: r.tsOff, picOff: r.picOff, tl0Off: r.tl0Off}
 	r.histPos++
 	r.hist = min(r.hist+1, len(r.history))
+}
+
+// vp8 maps the PictureID and TL0PICIDX of a packet rewrite forwarded onto
+// the outgoing stream: the first picture after a switch or resume follows
+// the last one sent, as its key frame is the first TL0 picture of the new
+// stretch. newest is rewriteResult.newest.
+func (r *rewriter) vp8(pic uint16, tl0 uint8, newest bool) (uint16, uint8) {
+	if r.picPending {
+		r.picPending = false
+		if r.picStarted {
+			r.picOff = pic - (r.lastPic + 1)
+			r.tl0Off = tl0 - (r.lastTL0 + 1)
+		}
+		h := &r.history[(r.histPos-1)&7]
+		h.picOff, h.tl0Off = r.picOff, r.tl0Off
+	}
+	outPic, outTL0 := (pic-r.picOff)&0x7fff, tl0-r.tl0Off
+	if newest || !r.picStarted {
+		r.picStarted = true
+		r.lastPic, r.lastTL0 = outPic, outTL0
+	}
+	return outPic, outTL0
 }
 
 // lookup maps an outgoing sequence number back to its source layer and
 // sequence number, and the timestamp offset in force for it.
 func (r *rewriter) lookup(outSeq uint16) (layer int, srcSeq uint16, tsOff uint32, ok bool) {
+	p, src, ok := r.lookupPoint(outSeq)
+	return p.layer, src, p.tsOff, ok
+}
+
+// lookupPoint is lookup with all the offsets in force for outSeq.
+func (r *rewriter) lookupPoint(outSeq uint16) (p switchPoint, srcSeq uint16, ok bool) {
 	if !r.started || seqAfter(outSeq, r.lastSeq) {
-		return 0, 0, 0, false
+		return p, 0, false
 	}
 	for i := 1; i <= r.hist; i++ {
 		p := r.history[(r.histPos-i)&7]
 		if !seqAfter(p.outStart, outSeq) {
-			return p.layer, outSeq + p.seqOff, p.tsOff, true
+			return p, outSeq + p.seqOff, true
 		}
 	}
-	return 0, 0, 0, false
+	return switchPoint{}, 0, false
 }

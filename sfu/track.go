@@ -250,10 +250,13 @@ func (p *publishedTrack) requestKeyFrame(quality int) {
 type forwarder struct {
 	pkt rtp.Packet
 	hdr rtp.Header
+	// payload holds a payload rewritten for one subscriber; the packet's
+	// own is shared by all of them.
+	payload []byte
 }
 
 func newForwarder() *forwarder {
-	return &forwarder{hdr: rtp.Header{Extensions: make([]rtp.Extension, 0, 4)}}
+	return &forwarder{hdr: rtp.Header{Extensions: make([]rtp.Extension, 0, 4)}, payload: make([]byte, maxPacket)}
 }
 
 // forward is the steady-state packet path: cache the packet for NACK, count
@@ -273,6 +276,6 @@ func (p *publishedTrack) forward(l *upLayer, raw []byte, f *forwarder) {
 		return
 	}
 	for _, d := range *downs {
-		d.write(l.quality, &f.pkt, key, now, &f.hdr)
+		d.write(l.quality, &f.pkt, key, now, f)
 	}
 }

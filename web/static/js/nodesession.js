@@ -74,6 +74,9 @@ export class NodeSession extends EventTarget {
     this.closed = false;
     this.welcome = null;
     this.tracks = new Map(); // node track id -> track info
+    // A browser's remote track id need not be the node's (Firefox makes
+    // its own): remote MediaStreamTrack -> node track id, for subscribe.
+    this.nodeIDs = new WeakMap();
     this.participants = new Map(); // the others: id -> {id, name, since, seq}
     this.seq = 0;
     let ready;
@@ -298,11 +301,15 @@ export class NodeSession extends EventTarget {
     // A reused transceiver keeps its first track's id: the node's track id
     // is the msid of the m-line.
     const id = msidTrackID(this.sub.remoteDescription?.sdp, ev.transceiver?.mid) ?? ev.track.id;
+    this.nodeIDs.set(ev.track, id);
     const kind = kindOfSource(this.tracks.get(id)?.source, ev.track.kind);
     if (SCREEN_KINDS.includes(kind)) (this.screenIDs ??= new Map()).set(`${participant}/${kind}`, id);
     this.emit('track', { track: ev.track, participant, kind, receiver: ev.receiver });
     ev.track.addEventListener('ended', () => this.emit('track-ended', { track: ev.track, participant }));
   }
+
+  // nodeTrackID is the node's id of a remote track of this session.
+  nodeTrackID(track) { return this.nodeIDs.get(track) ?? track.id; }
 
   checkState() {
     const states = [this.pub?.connectionState, this.sub?.connectionState].filter(Boolean);

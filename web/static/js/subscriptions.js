@@ -44,15 +44,17 @@ export class Subscriptions {
       for (const kind of ['video', 'screen']) {
         const track = tr[kind];
         if (!track) continue;
-        seen.add(track.id);
+        // The node's id, which a browser's own track id need not be.
+        const id = s.nodeTrackID?.(track) ?? track.id;
+        seen.add(id);
         const el = tileFor(pid, kind);
         // A track whose tile is not made yet keeps what it has.
         if (!el) continue;
         const visible = el.getAttribute('data-visible') !== 'false' && !el.hidden;
         const layer = layerFor(kind, visible, el.getBoundingClientRect().width);
-        if (this.asked.get(track.id) === layer) continue;
-        this.asked.set(track.id, layer);
-        s.send({ type: 'subscribe', track_id: track.id, layer });
+        if (this.asked.get(id) === layer) continue;
+        this.asked.set(id, layer);
+        s.send({ type: 'subscribe', track_id: id, layer });
       }
     }
     for (const id of this.asked.keys()) if (!seen.has(id)) this.asked.delete(id);
