@@ -1,8 +1,6 @@
 package web_test
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -16,20 +14,7 @@ import (
 // and eleven bots) in speaker view with pages, and a page reconnecting
 // after its node died.
 func TestScreenshotsOfSharingAndRecovery(t *testing.T) {
-	dir := os.Getenv("OAKMEET_SCREENSHOTS")
-	if dir == "" {
-		t.Skip("set OAKMEET_SCREENSHOTS=DIR to write screenshots")
-	}
-	needBrowser(t)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	save := func(b *browser, name string) {
-		t.Helper()
-		if err := os.WriteFile(filepath.Join(dir, name), b.screenshot(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	save := screenshotSaver(t)
 
 	t.Run("share", func(t *testing.T) {
 		c, m := startMeeting(t)

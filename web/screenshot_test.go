@@ -25,20 +25,7 @@ import (
 // verified of everyone's node (all verified; one flagged as in a country
 // the host's policy blocks).
 func TestScreenshots(t *testing.T) {
-	dir := os.Getenv("OAKMEET_SCREENSHOTS")
-	if dir == "" {
-		t.Skip("set OAKMEET_SCREENSHOTS=DIR to write screenshots")
-	}
-	needBrowser(t)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	save := func(b *browser, name string) {
-		t.Helper()
-		if err := os.WriteFile(filepath.Join(dir, name), b.screenshot(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	save := screenshotSaver(t)
 	c := testcluster.Start(t, policy.Policy{}, testcluster.World())
 
 	ada := newBrowser(t, "ada", browserOpts{width: 1280, height: 820})
@@ -157,4 +144,24 @@ func TestScreenshots(t *testing.T) {
 	vs[0].waitJS(20*time.Second, "a node flagged", `document.querySelector('[data-testid=verified-nodes] li[data-status=not_allowed]')`, checksJS)
 	evalJS[bool](vs[0], `document.querySelector('[data-testid=verified-nodes]').scrollIntoView({block: 'center'}), true`)
 	save(vs[0], "routing-not-allowed.png")
+}
+
+// screenshotSaver skips the test unless OAKMEET_SCREENSHOTS names a
+// directory, and returns what writes a page's screenshot there.
+func screenshotSaver(t *testing.T) func(b *browser, name string) {
+	t.Helper()
+	dir := os.Getenv("OAKMEET_SCREENSHOTS")
+	if dir == "" {
+		t.Skip("set OAKMEET_SCREENSHOTS=DIR to write screenshots")
+	}
+	needBrowser(t)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return func(b *browser, name string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), b.screenshot(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
