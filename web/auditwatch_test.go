@@ -311,6 +311,14 @@ func TestAuditWatchHoldsTheLogToAccount(t *testing.T) {
 		t.Errorf("pinned key %q, want %q", got, l.vkey)
 	}
 	honest := l.checkpoint()
+	// A join answer built before the newest checkpoint was signed (its
+	// checkpoint of 2 entries, handled after the poll that brought 9) is
+	// no alarm: the tree of 9 extends it.
+	evalJS[bool](b, `(window.watches['m-1'].joined(`+answer+`), true)`)
+	b.waitJS(5*time.Second, "the older answer checked", `window.watches['m-1'].queue.then(() => true)`, watchState("m-1"))
+	if st := evalJS[string](b, `window.watches['m-1'].state`); st != "consistent" {
+		t.Fatalf("an older join answer's checkpoint: %s (%s)", st, evalJS[string](b, `window.watches['m-1'].reason`))
+	}
 
 	// Truncated and re-signed: the page that held 9 entries alarms.
 	l.keep(4)

@@ -127,7 +127,7 @@ export class AuditWatch extends EventTarget {
       }
       this.every = Math.max(MIN_POLL_MS, Number(a.every_ms) || 2000);
       await this.check(async () => {
-        await this.consider(a.checkpoint, 'the join answer');
+        await this.consider(a.checkpoint, 'the join answer', true);
         await this.checkEntries();
       });
       this.schedule();
@@ -310,7 +310,7 @@ export class AuditWatch extends EventTarget {
   // consider checks a checkpoint the server gave (from names where) and
   // holds it if it extends the newest held. A proof that does not come
   // is Unavailable.
-  async consider(note, from) {
+  async consider(note, from, mayBeOlder = false) {
     if (this.state === 'inconsistent') return;
     const newest = this.held.at(-1);
     if (newest?.note === note) return;
@@ -319,6 +319,20 @@ export class AuditWatch extends EventTarget {
       cp = await openCheckpoint(note, this.verifier);
     } catch (err) {
       this.alarm(`the checkpoint in ${from} is not signed by the log's key: ${err.message}`);
+      return;
+    }
+    if (newest && cp.size < newest.size && mayBeOlder) {
+      // A join answer is built with the newest checkpoint signed when it
+      // was answered; a poll since may already have brought a newer one.
+      // An older checkpoint is no alarm if the newer one held extends it.
+      // (The server's latest checkpoint, polled, may never be older.)
+      const proof = cp.size > 0 ? await this.consistency(cp.size, newest.size) : [];
+      try {
+        await checkConsistency(cp, newest, proof);
+      } catch (err) {
+        if (!(err instanceof AuditError)) throw err;
+        this.alarm(`the checkpoint in ${from} (${cp.size} entries) is not a prefix of the one of ${newest.size} held: ${err.message}`);
+      }
       return;
     }
     if (newest) {
