@@ -220,6 +220,11 @@ export class Call extends EventTarget {
 
   adopt(s) {
     this.tracker.adopt(s);
+    // Tracks that arrived while s was being placed, before it was the
+    // current session (a reconnect, a refused node replaced): without
+    // them the page would show the others' tiles dark on the new node.
+    for (const t of s.earlyTracks ?? []) this.setTrack(t.participant, t.kind, t.track);
+    s.earlyTracks = [];
     this.activate(s);
     // A session that is placed but never carries media (ICE that never
     // connects, a stalled negotiation) must not leave the page waiting.
