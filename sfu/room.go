@@ -145,8 +145,11 @@ func (r *room) join(s *session) {
 	// among the members.
 	if reason, kicked := s.sfu.wasKicked(r.meeting, s.id.Participant); kicked {
 		s.mbox.post(func() {
-			s.send(signal.Message{Type: signal.TypeLeave, Reason: reason})
+			// The cause first: the peer may answer the leave and hang up
+			// before a later finish, and the first cause wins. Teardown
+			// still flushes the leave.
 			s.finish(fmt.Errorf("%w: %s", ErrKicked, reason))
+			s.send(signal.Message{Type: signal.TypeLeave, Reason: reason})
 		})
 		return
 	}
@@ -296,8 +299,8 @@ func (r *room) kick(participant, reason string) {
 		return
 	}
 	m.mbox.post(func() {
+		m.finish(fmt.Errorf("%w: %s", ErrKicked, reason)) // the cause first, as in join
 		m.send(signal.Message{Type: signal.TypeLeave, Reason: reason})
-		m.finish(fmt.Errorf("%w: %s", ErrKicked, reason))
 	})
 }
 
