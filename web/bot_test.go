@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/oakmeet/oakmeet/api"
 	"github.com/oakmeet/oakmeet/bot"
 	"github.com/oakmeet/oakmeet/policy"
+	"github.com/oakmeet/oakmeet/signal"
 	"github.com/oakmeet/oakmeet/testcluster"
 )
 
@@ -40,6 +43,52 @@ type testBot struct {
 	// stop makes it leave: it stops publishing and reports after
 	// botLinger more of receiving, for the frames still in flight.
 	stop context.CancelFunc
+	// frames counts what it has decrypted so far, by publisher and source.
+	frames *frameCounts
+}
+
+// frameCounts is what a bot has decrypted so far, told by its OnFrame.
+type frameCounts struct {
+	mu sync.Mutex
+	n  map[[2]string]int // participant id, source
+}
+
+func (f *frameCounts) add(pid, source string) {
+	f.mu.Lock()
+	f.n[[2]string{pid, source}]++
+	f.mu.Unlock()
+}
+
+func (f *frameCounts) of(pid, source string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.n[[2]string{pid, source}]
+}
+
+// waitDecrypted waits until the bot has decrypted at least n frames of
+// each of pid's sources. What a page has encrypted says little about what
+// one receiver got: a page's camera sends three simulcast layers, and the
+// node forwards one of them.
+func (b testBot) waitDecrypted(t *testing.T, pid string, n int, d time.Duration, sources ...string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		done := true
+		for _, s := range sources {
+			done = done && b.frames.of(pid, s) >= n
+		}
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			got := make([]string, len(sources))
+			for i, s := range sources {
+				got[i] = fmt.Sprintf("%s %d", s, b.frames.of(pid, s))
+			}
+			t.Fatalf("the bot decrypted %s frames from %s within %v, want %d of each", strings.Join(got, ", "), pid, d, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // runBot starts a bot in the meeting with its join link; it stays until
@@ -58,6 +107,7 @@ func runBotWith(t *testing.T, c *testcluster.Cluster, m api.CreatedMeeting, name
 	}
 	out := make(chan *bot.Report, 1)
 	in := make(chan string, 1)
+	frames := &frameCounts{n: map[[2]string]int{}}
 	// The bot leaves before the cluster stops (cleanups run last first).
 	// What goes wrong as the test ends is no failure; after stop it is.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -73,7 +123,8 @@ func runBotWith(t *testing.T, c *testcluster.Cluster, m api.CreatedMeeting, name
 		rep, err := bot.Run(ctx, bot.Config{
 			Server: c.URL, Meeting: l.Meeting, Secret: l.Secret, HostFingerprint: l.HostFingerprint,
 			Name: name, Country: country, Linger: botLinger, LoopbackOnly: true, HTTPClient: c.HTTPClient(),
-			Ready: func(id string) { in <- id },
+			Ready:   func(id string) { in <- id },
+			OnFrame: frames.add,
 		})
 		switch {
 		case ended != nil:
@@ -89,7 +140,7 @@ func runBotWith(t *testing.T, c *testcluster.Cluster, m api.CreatedMeeting, name
 		}
 		out <- rep
 	}()
-	return testBot{ready: in, report: out, stop: cancel}
+	return testBot{ready: in, report: out, stop: cancel, frames: frames}
 }
 
 // TestPageAndBotDecryptEachOther: the JavaScript and Go implementations of
@@ -122,6 +173,7 @@ func TestPageAndBotDecryptEachOther(t *testing.T) {
 	// has sent the bot as many frames of each kind as the bot must decrypt
 	// (and the bot keeps receiving botLinger longer), the bot may leave.
 	page.waitEncoded(botFrames, 20*time.Second)
+	b.waitDecrypted(t, pageID, botFrames, 20*time.Second, signal.SourceMicrophone, signal.SourceCamera)
 	b.stop()
 
 	var rep *bot.Report

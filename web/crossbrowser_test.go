@@ -11,6 +11,7 @@ import (
 
 	"github.com/oakmeet/oakmeet/bot"
 	"github.com/oakmeet/oakmeet/policy"
+	"github.com/oakmeet/oakmeet/signal"
 	"github.com/oakmeet/oakmeet/testcluster"
 )
 
@@ -203,6 +204,7 @@ func TestFirefoxPageAndBotDecryptEachOther(t *testing.T) {
 	page.waitJS(30*time.Second, fmt.Sprintf("%d more frames of audio and of video encrypted", botFrames),
 		fmt.Sprintf(`(%s).then((s) => s.encode_audio >= %d && s.encode_video >= %d)`, kindStatsJS, from.EncodeAudio+botFrames, from.EncodeVideo+botFrames),
 		`(`+kindStatsJS+`).then(JSON.stringify)`)
+	b.waitDecrypted(t, pageID, botFrames, 30*time.Second, signal.SourceMicrophone, signal.SourceCamera)
 	b.stop()
 
 	var rep *bot.Report
