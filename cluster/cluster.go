@@ -97,6 +97,11 @@ type Timing struct {
 	// signs a checkpoint that includes it, and so how often clients look
 	// for a new one while the log grows.
 	CheckpointEvery time.Duration
+	// SweepInterval is how often the leader plans every active meeting
+	// as a safety net; between sweeps enforcement reacts to changes (the
+	// meetings bucket's watch, node health and events) and to each
+	// meeting's own next deadline.
+	SweepInterval time.Duration
 }
 
 // DefaultTiming is the production setting.
@@ -110,6 +115,7 @@ func DefaultTiming() Timing {
 		RelayResend:       5 * time.Second,
 		TrafficEvery:      2 * time.Second,
 		CheckpointEvery:   2 * time.Second,
+		SweepInterval:     30 * time.Second,
 	}
 }
 
@@ -129,6 +135,7 @@ func (t Timing) WithDefaults() Timing {
 	fill(&t.RelayResend, d.RelayResend)
 	fill(&t.TrafficEvery, d.TrafficEvery)
 	fill(&t.CheckpointEvery, d.CheckpointEvery)
+	fill(&t.SweepInterval, d.SweepInterval)
 	return t
 }
 
@@ -157,6 +164,7 @@ func (t Timing) Scaled(f float64) Timing {
 		RelayResend:       s(t.RelayResend),
 		TrafficEvery:      s(t.TrafficEvery),
 		CheckpointEvery:   s(t.CheckpointEvery),
+		SweepInterval:     s(t.SweepInterval),
 	}
 }
 
