@@ -54,7 +54,11 @@ type ForwardResponse struct {
 	Header map[string][]string `json:"header,omitempty"`
 	Body   []byte              `json:"body,omitempty"`
 	More   bool                `json:"more,omitempty"`
-	Leader string              `json:"leader,omitempty"`
+	// Working is a keep-alive sent while the leader's handler has not
+	// answered yet (a lobby wait, a slow store): a forwarding replica that
+	// hears nothing for a few of them knows the leader is gone.
+	Working bool   `json:"working,omitempty"`
+	Leader  string `json:"leader,omitempty"`
 }
 
 // ForwardChunk bounds the body bytes of one ForwardResponse, well inside
