@@ -484,6 +484,11 @@ const (
 	// ReasonPendingExpired: the participant connected after its seat's
 	// hold for a connection had passed; it must join again.
 	ReasonPendingExpired = "pending_expired"
+	// ReasonJoinInterrupted is the recorded departure of a participant
+	// whose join was stored but never answered: the control plane stopped
+	// (or its store failed) before the placement was logged, so no join
+	// token exists and no media can have flowed.
+	ReasonJoinInterrupted = "join interrupted"
 )
 
 // InclusionProof is GET /api/audit/proof: the hashes proving entry Index
