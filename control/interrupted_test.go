@@ -440,3 +440,42 @@ func TestBurstOfJoinsCutLeavesNothingHalfDone(t *testing.T) {
 	waitUntil(t, "every seat released", func() bool { return b.assigned() == 0 })
 	b.verifyLog(t)
 }
+
+func TestJoinWhoseLogFailsIsDroppedAtOnce(t *testing.T) {
+	env := newCutEnv(t, 0, "n1:DE")
+	a := env.start()
+	m := a.create(t)
+	// Someone with write access to JetStream but not the key puts a
+	// record in the log between the join's store and its append: the
+	// append cannot go after it, and the join fails in a living process.
+	nc, err := env.emb.ConnectControl("forger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	forger, err := store.Open(context.Background(), nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.srv.audit.cut.stored = func() error {
+		ctx := context.Background()
+		last, err := forger.AuditLastSeq(ctx)
+		if err == nil {
+			_, err = forger.AppendAudit(ctx, m.ID, []byte(`{"forged":true}`), last)
+		}
+		return err
+	}
+	if _, err := a.join(m, "DE"); err == nil {
+		t.Fatal("a join whose placement could not be logged was answered")
+	}
+	stored := a.meeting(t, m.ID).Participants
+	if len(stored) != 1 || stored[0].Left == nil || stored[0].LeftReason != api.ReasonJoinInterrupted {
+		t.Fatalf("participants %+v, want the failed join recorded gone %q", stored, api.ReasonJoinInterrupted)
+	}
+	if n := a.assigned(); n != 0 {
+		t.Fatalf("%d participants counted on the node, want none", n)
+	}
+	if got := a.logged(t, m.ID)[stored[0].ID]; len(got) != 0 {
+		t.Fatalf("the failed join's entries %q in a log that took none", got)
+	}
+}
