@@ -40,11 +40,12 @@ type cutEnv struct {
 // cutPlane is one control plane of a cutEnv, with a NATS connection of
 // its own: closing it is that control plane's crash, not the next one's.
 type cutPlane struct {
-	srv  *Server
-	nc   *nats.Conn
-	api  *apiclient.Client
-	url  string
-	stop func()
+	srv *Server
+	nc  *nats.Conn
+	api *apiclient.Client
+	url string
+	// halt stops Run and waits for it; stop also closes the HTTP server.
+	halt, stop func()
 }
 
 // errDied is what a join cut by a test hook answers: the process is gone.
@@ -115,14 +116,19 @@ func (e *cutEnv) start() *cutPlane {
 	hs := httptest.NewServer(srv.Handler())
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
-	var once sync.Once
+	var halted, stopped sync.Once
 	p := &cutPlane{srv: srv, nc: nc, url: hs.URL, api: apiclient.New(hs.URL, hs.Client()).WithBearer(rigOperator)}
-	p.stop = func() {
-		once.Do(func() {
+	p.halt = func() {
+		halted.Do(func() {
 			cancel()
 			if err := <-done; err != nil {
 				e.t.Errorf("run: %v", err)
 			}
+		})
+	}
+	p.stop = func() {
+		stopped.Do(func() {
+			p.halt()
 			hs.Close()
 		})
 	}
@@ -478,4 +484,28 @@ func TestJoinWhoseLogFailsIsDroppedAtOnce(t *testing.T) {
 	if got := a.logged(t, m.ID)[stored[0].ID]; len(got) != 0 {
 		t.Fatalf("the failed join's entries %q in a log that took none", got)
 	}
+}
+
+func TestJoinOfAStoppingControlPlaneIsDroppedAtOnce(t *testing.T) {
+	env := newCutEnv(t, 0, "n1:DE")
+	a := env.start()
+	m := a.create(t)
+	// The control plane stops (a leader stepping down) once the join is
+	// logged: its owner no longer takes the seat, so it is not answered.
+	a.srv.audit.cut.logged = func() error { a.halt(); return nil }
+	if _, err := a.join(m, "DE"); err == nil {
+		t.Fatal("a join of a stopped control plane was answered")
+	}
+	stored := a.meeting(t, m.ID).Participants
+	if len(stored) != 1 || stored[0].Left == nil || stored[0].LeftReason != api.ReasonJoinInterrupted {
+		t.Fatalf("participants %+v, want the unanswered join recorded gone %q", stored, api.ReasonJoinInterrupted)
+	}
+	a.stop()
+
+	b := env.start()
+	if n := b.assigned(); n != 0 {
+		t.Fatalf("%d participants counted on the node, want none", n)
+	}
+	b.verifyLog(t)
+	b.joinAgain(t, m)
 }

@@ -177,13 +177,21 @@ func (s *Server) joinOnce(ctx context.Context, meetingID string, ask joinAsk) (a
 	if err := cutAt(s.audit.cut.logged); err != nil {
 		return api.JoinResponse{}, nil, err
 	}
+	// A join logged but failing now (the control plane stopping) is
+	// never answered either: no token names it, so it goes at once
+	// rather than wait for a hold that a stopped owner no longer keeps.
 	if err := s.owner.joined(ctx, meetingID, pid, rev); err != nil {
+		s.dropJoin(ctx, meetingID, pid, err)
 		return api.JoinResponse{}, nil, err
 	}
 	resp, err := s.joinResponse(meetingID, pid, adm.name, seat, ask.loc)
+	if err != nil {
+		s.dropJoin(ctx, meetingID, pid, err)
+		return api.JoinResponse{}, nil, err
+	}
 	resp.RejoinSecret, resp.Host = rejoin, host
 	resp.Audit = s.audit.joinAudit(placedEntry.Index)
-	return resp, nil, err
+	return resp, nil, nil
 }
 
 // takesOverSeat reports whether a join replacing from (proved by its
