@@ -507,7 +507,7 @@ type joinsLogged struct {
 }
 
 // recentBatch is how many entries recentJoins reads at a time.
-const recentBatch = 512
+const recentBatch = 4096
 
 // recentJoins reads the log back from its newest entry, a batch at a
 // time, to the first batch holding an entry older than since: the joins
