@@ -485,9 +485,9 @@ const (
 	// hold for a connection had passed; it must join again.
 	ReasonPendingExpired = "pending_expired"
 	// ReasonJoinInterrupted is the recorded departure of a participant
-	// whose join was stored but never answered: the control plane stopped
-	// (or its store failed) before the placement was logged, so no join
-	// token exists and no media can have flowed.
+	// whose join was stored but never answered (the control plane died,
+	// stopped, or its store or log failed before the answer): no join
+	// token names it, so no media can have flowed.
 	ReasonJoinInterrupted = "join interrupted"
 )
 
