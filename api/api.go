@@ -484,6 +484,11 @@ const (
 	// ReasonPendingExpired: the participant connected after its seat's
 	// hold for a connection had passed; it must join again.
 	ReasonPendingExpired = "pending_expired"
+	// ReasonJoinInterrupted is the recorded departure of a participant
+	// whose join was stored but never answered (the control plane died,
+	// stopped, or its store or log failed before the answer): no join
+	// token names it, so no media can have flowed.
+	ReasonJoinInterrupted = "join interrupted"
 )
 
 // InclusionProof is GET /api/audit/proof: the hashes proving entry Index

@@ -66,6 +66,10 @@ type auditor struct {
 	byMeeting map[string][]int64 // chain → its entries' indexes, ascending
 
 	checkpoint atomic.Pointer[signedCheckpoint]
+
+	// cut is where a test makes the control plane die in the middle of a
+	// join, either side of the placement's append (interrupted.go).
+	cut joinCut
 }
 
 // signedCheckpoint is a checkpoint and its signed note.
@@ -493,6 +497,53 @@ func (a *auditor) readPage(ctx context.Context, meeting string, all bool, start 
 		return page{}, fmt.Errorf("audit log: read %d of the %d records of entries %d..%d", i, len(seqs), idx[0], idx[len(idx)-1])
 	}
 	return p, nil
+}
+
+// joinsLogged are the participants whose joins the newest part of the log
+// names: placed (a placement or migration entry) or dropped (a
+// join_interrupted entry).
+type joinsLogged struct {
+	placed, dropped map[string]bool
+}
+
+// recentBatch is how many entries recentJoins reads at a time.
+const recentBatch = 4096
+
+// recentJoins reads the log back from its newest entry, a batch at a
+// time, to the first batch holding an entry older than since: the joins
+// recent enough to still hold a seat. The rebuild reads the whole log but
+// knows nothing of seats; reading the tail again afterwards keeps what is
+// collected, and read, bounded by the joins of that window, however long
+// the log. Entries are in the order they were stored, their times by
+// their writers' clocks, so since must allow for those clocks.
+func (a *auditor) recentJoins(ctx context.Context, since time.Time) (joinsLogged, error) {
+	out := joinsLogged{placed: map[string]bool{}, dropped: map[string]bool{}}
+	a.mu.RLock()
+	end := int64(len(a.seqs))
+	a.mu.RUnlock()
+	for end > 0 {
+		start := max(0, end-recentBatch)
+		p, err := a.readPage(ctx, "", true, start, int(end-start))
+		if err != nil {
+			return joinsLogged{}, err
+		}
+		older := false
+		for _, e := range p.Entries {
+			switch {
+			case e.Time.Before(since):
+				older = true
+			case e.Kind == audit.KindPlacement || e.Kind == audit.KindMigration:
+				out.placed[e.Participant] = true
+			case e.Kind == kindJoinInterrupted:
+				out.dropped[e.Participant] = true
+			}
+		}
+		if older {
+			break
+		}
+		end = start
+	}
+	return out, nil
 }
 
 // entries reads a meeting's chain, or every chain when all is true.

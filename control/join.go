@@ -15,6 +15,7 @@ import (
 	"github.com/oakmeet/oakmeet/locate"
 	"github.com/oakmeet/oakmeet/placement"
 	"github.com/oakmeet/oakmeet/policy"
+	"github.com/oakmeet/oakmeet/store"
 	"github.com/oakmeet/oakmeet/token"
 	"github.com/oakmeet/oakmeet/turncred"
 )
@@ -85,10 +86,14 @@ func (s *Server) joinOnce(ctx context.Context, meetingID string, ask joinAsk) (a
 		eff      policy.Effective
 		adm      admission
 		host     api.HostState
+		// added: the last run of the update added the participant, so
+		// an error of the store after it may hide a write that landed.
+		added bool
 	)
 	loc := api.JoinLocation{Country: ask.loc.Location.Country, Source: string(ask.loc.Source)}
 	_, rev, err := s.meetings.update(ctx, meetingID, func(m *meeting) error {
 		var err error
+		added = false
 		if reserved { // a retry after a store conflict
 			if err := s.owner.release(ctx, pid); err != nil {
 				return err
@@ -141,10 +146,16 @@ func (s *Server) joinOnce(ctx context.Context, meetingID string, ask joinAsk) (a
 			Replaces: replaces, Identity: adm.identity, RejoinHash: rejoinHash,
 		})
 		host = hostState(m, eff.Hash())
+		added = true
 		return nil
 	})
 	if err != nil && reserved {
 		_ = s.owner.release(ctx, pid)
+	}
+	if err != nil && added && !errors.Is(err, store.ErrConflict) {
+		// The write may have been stored and its answer lost: a
+		// participant no answer will name must not stay in the record.
+		s.dropJoin(ctx, meetingID, pid, err)
 	}
 	if err != nil {
 		return api.JoinResponse{}, nil, s.refused(ctx, meetingID, pid, eff, ask.loc, err)
@@ -152,18 +163,35 @@ func (s *Server) joinOnce(ctx context.Context, meetingID string, ask joinAsk) (a
 	if adm.lobby != nil {
 		return api.JoinResponse{}, adm.lobby, nil
 	}
+	// From here to the answer, a control plane that dies leaves the join
+	// for the next one to finish (interrupted.go).
+	if err := cutAt(s.audit.cut.stored); err != nil {
+		return api.JoinResponse{}, nil, err
+	}
 	placedEntry, err := s.auditPlacement(ctx, meetingID, pid, eff, seat.Decision, ask.loc, adm.from)
 	if err != nil {
+		s.dropJoin(ctx, meetingID, pid, err)
 		return api.JoinResponse{}, nil, err
 	}
 	s.metrics.placements.WithLabelValues(seat.Node.Country).Inc()
+	if err := cutAt(s.audit.cut.logged); err != nil {
+		return api.JoinResponse{}, nil, err
+	}
+	// A join logged but failing now (the control plane stopping) is
+	// never answered either: no token names it, so it goes at once
+	// rather than wait for a hold that a stopped owner no longer keeps.
 	if err := s.owner.joined(ctx, meetingID, pid, rev); err != nil {
+		s.dropJoin(ctx, meetingID, pid, err)
 		return api.JoinResponse{}, nil, err
 	}
 	resp, err := s.joinResponse(meetingID, pid, adm.name, seat, ask.loc)
+	if err != nil {
+		s.dropJoin(ctx, meetingID, pid, err)
+		return api.JoinResponse{}, nil, err
+	}
 	resp.RejoinSecret, resp.Host = rejoin, host
 	resp.Audit = s.audit.joinAudit(placedEntry.Index)
-	return resp, nil, err
+	return resp, nil, nil
 }
 
 // takesOverSeat reports whether a join replacing from (proved by its

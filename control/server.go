@@ -334,6 +334,9 @@ func (s *Server) loadState(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("control: load meetings: %w", err)
 	}
+	if all, err = s.finishInterruptedJoins(ctx, all); err != nil {
+		return fmt.Errorf("control: interrupted joins: %w", err)
+	}
 	if err := s.owner.load(ctx, infos, all, s.now()); err != nil {
 		return fmt.Errorf("control: load state: %w", err)
 	}
