@@ -187,8 +187,12 @@ func (m *machine) result(o op, sent time.Time, res outcome, rev uint64, now time
 		if o.kind != opRenew && m.leading {
 			return // a take that raced our own renewal cannot be: ignore
 		}
-		if o.kind == opRenew && (!m.leading || o.rev != m.ourRev) {
-			return // an answer to a renewal of a lease we no longer hold
+		if o.kind == opRenew && (!m.leader(now) || o.rev != m.ourRev) {
+			// An answer to a renewal of a lease we no longer hold: we
+			// stepped down already, and take it back (a new term) once
+			// the watch shows it is still ours.
+			m.leading = false
+			return
 		}
 		m.leading = true
 		m.ourRev, m.term, m.lastSent = rev, o.lease.Term, sent
