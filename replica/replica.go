@@ -86,6 +86,10 @@ type Replica struct {
 	handler http.Handler
 	changed chan struct{} // closed (and replaced) when status or srv changes
 
+	// handlerOf is the HTTP handler of a control plane; tests wrap it.
+	handlerOf func(*control.Server) http.Handler
+	// onRole, when set, hears each change of role at once (tests).
+	onRole func(leader bool, term uint64)
 	// abandon makes Run end without stepping down cleanly or deleting its
 	// lease, as a killed process would (tests).
 	abandon bool
@@ -127,7 +131,8 @@ func New(cfg Config) (*Replica, error) {
 		cfg.Now = time.Now
 	}
 	return &Replica{cfg: cfg, log: cfg.Logger.With("replica", cfg.ID), metrics: newMetrics(),
-		status: Status{ID: cfg.ID}, changed: make(chan struct{})}, nil
+		status: Status{ID: cfg.ID}, changed: make(chan struct{}),
+		handlerOf: (*control.Server).Handler}, nil
 }
 
 func validID(id string) bool {
@@ -243,11 +248,6 @@ func (r *Replica) Run(ctx context.Context) error {
 
 	m := newMachine(r.cfg.ID, r.cfg.LeaseTTL)
 	var lead *leadership
-	defer func() {
-		if lead != nil {
-			lead.stop()
-		}
-	}()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -265,10 +265,12 @@ func (r *Replica) Run(ctx context.Context) error {
 		timer.Reset(untilOrIdle(wake, now))
 		select {
 		case <-ctx.Done():
-			return r.shutdown(kv, m, lead)
+			r.shutdown(kv, m, lead)
+			return nil
 		case e, ok := <-w.Updates():
 			if !ok {
-				return r.shutdown(kv, m, lead)
+				r.shutdown(kv, m, lead)
+				return errors.New("replica: the lease watch ended (NATS connection closed)")
 			}
 			observeEntry(m, e, r.cfg.Now())
 		case <-timer.C:
@@ -359,10 +361,16 @@ func (r *Replica) setRole(ctx context.Context, m *machine, now time.Time, lead *
 	switch {
 	case leader && lead == nil:
 		r.log.Info("leading the control plane", "term", m.term)
+		if r.onRole != nil {
+			r.onRole(true, m.term)
+		}
 		lead = r.startLeading(ctx, m.term)
 	case !leader && lead != nil:
 		r.log.Info("no longer leading the control plane", "term", lead.term, "leader", st.Leader)
 		lead.stop()
+		if r.onRole != nil {
+			r.onRole(false, lead.term)
+		}
 		lead = nil
 	}
 	if r.Status() != st {
@@ -373,13 +381,19 @@ func (r *Replica) setRole(ctx context.Context, m *machine, now time.Time, lead *
 }
 
 // shutdown steps down and deletes our lease at its revision.
-func (r *Replica) shutdown(kv jetstream.KeyValue, m *machine, lead *leadership) error {
-	if r.abandon {
-		return nil
-	}
+func (r *Replica) shutdown(kv jetstream.KeyValue, m *machine, lead *leadership) {
 	if lead != nil {
 		lead.stop()
-		lead.wait()
+		if !r.abandon {
+			lead.wait()
+		}
+		if r.onRole != nil {
+			r.onRole(false, lead.term)
+		}
+	}
+	defer r.update(func() { r.status = Status{ID: r.cfg.ID} })
+	if r.abandon {
+		return
 	}
 	if rev, ok := m.release(r.cfg.Now()); ok {
 		ctx, cancel := context.WithTimeout(context.Background(), r.cfg.LeaseTTL)
@@ -388,8 +402,6 @@ func (r *Replica) shutdown(kv jetstream.KeyValue, m *machine, lead *leadership) 
 			r.log.Warn("could not delete the lease at shutdown; another replica takes over when it expires", "err", err)
 		}
 	}
-	r.update(func() { r.status = Status{ID: r.cfg.ID} })
-	return nil
 }
 
 // leadership is one term of ours: the control plane and the subscription
@@ -453,7 +465,7 @@ func (r *Replica) lead(ctx context.Context, l *leadership) {
 		case <-time.After(backoff):
 		}
 	}
-	h := srv.Handler()
+	h := r.handlerOf(srv)
 	runDone := make(chan error, 1)
 	go func() { runDone <- srv.Run(ctx) }()
 	if !waitReady(ctx, h, runDone) {
