@@ -3,7 +3,6 @@ package replica
 import (
 	"context"
 	"crypto/ed25519"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -203,12 +202,4 @@ func get(t *testing.T, url string, hdr ...string) (*http.Response, string) {
 		t.Fatalf("GET %s: %v", url, err)
 	}
 	return resp, string(body)
-}
-
-func ids(reps []*testReplica) string {
-	var s []string
-	for _, r := range reps {
-		s = append(s, fmt.Sprintf("%s:%+v", r.r.cfg.ID, r.r.Status()))
-	}
-	return strings.Join(s, " ")
 }
