@@ -25,7 +25,7 @@ import (
 // rig is one NATS server with JetStream and replicas on it, each with its
 // own connection, control plane and HTTP server.
 type rig struct {
-	t      *testing.T
+	t      testing.TB
 	emb    *bus.Embedded
 	key    ed25519.PrivateKey
 	enroll ed25519.PublicKey
@@ -53,7 +53,7 @@ type testReplica struct {
 	done   chan error
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	t.Helper()
 	emb, err := bus.Embed(bus.EmbedConfig{StoreDir: filepath.Join(t.TempDir(), "js")})
 	if err != nil {
