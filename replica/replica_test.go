@@ -4,15 +4,20 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/oakmeet/oakmeet/api"
+	"github.com/oakmeet/oakmeet/apiclient"
+	"github.com/oakmeet/oakmeet/bus"
 	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/testcluster"
 )
@@ -334,5 +339,104 @@ func TestLeaderGoneMidRequest(t *testing.T) {
 	e := decodeError(t, a.body)
 	if a.resp.StatusCode != http.StatusServiceUnavailable || e.Code != api.CodeUnavailable || e.Message != msgSilent {
 		t.Fatalf("%d %+v", a.resp.StatusCode, e)
+	}
+}
+
+func TestAPIClientRetriesThroughAFailover(t *testing.T) {
+	g := newRig(t)
+	g.tune = func(c *Config) { c.ForwardWait = 50 * time.Millisecond }
+	reps := []*testReplica{g.start("r1"), g.start("r2"), g.start("r3")}
+	old := g.leader(reps, 10*time.Second)
+	var f *testReplica
+	for _, tr := range reps {
+		if tr != old {
+			f = tr
+		}
+	}
+	testcluster.WaitFor(t, 5*time.Second, "the follower knows the leader", func() bool { return f.r.Status().Leader == old.r.cfg.ID })
+	old.r.abandon = true
+	old.cancel()
+	<-old.done
+	old.done <- nil
+	c := apiclient.New(f.url, nil)
+	if _, err := c.Config(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Meeting(context.Background(), "nosuch"); !strings.Contains(fmt.Sprint(err), api.CodeNotFound) {
+		t.Fatalf("the new leader's answer: %v", err)
+	}
+	_, metrics := get(t, f.url+"/metrics")
+	if !strings.Contains(metrics, `oakmeet_replica_forward_failures_total{reason="no_leader"}`) {
+		t.Fatalf("no request met the election, nothing was retried:\n%s", metrics)
+	}
+}
+
+// Only the leader takes forwarded requests, and no media node can take,
+// send or answer one.
+func TestForwardSubjectIsTheLeadersOnly(t *testing.T) {
+	g := newRig(t)
+	reps := []*testReplica{g.start("r1"), g.start("r2"), g.start("r3")}
+	leader := g.leader(reps, 10*time.Second)
+	for _, tr := range reps {
+		testcluster.WaitFor(t, 5*time.Second, "everyone knows the leader", func() bool { return tr.r.Status().Leader == leader.r.cfg.ID })
+	}
+
+	creds, err := g.emb.Auth().NodeCreds("n1", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	denied := make(chan string, 16)
+	nc, err := bus.Connect(g.emb.URL(), "oakmeet-node-n1", bus.Creds(creds), bus.NATSOptions(nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		if errors.Is(err, nats.ErrPermissionViolation) || strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
+			denied <- err.Error()
+		}
+	})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	stolen := make(chan *nats.Msg, 16)
+	if _, err := nc.ChanSubscribe(cluster.SubjectForward, stolen); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nc.ChanQueueSubscribe(cluster.SubjectForward, "leader", stolen); err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.Publish(cluster.SubjectForward, []byte(`{"method":"GET","url":"/api/config","host":"x"}`))
+	_ = nc.Publish("_INBOX.control.forged", []byte(`{"seq":0,"status":200}`))
+	_ = nc.Flush()
+	for range 4 {
+		select {
+		case <-denied:
+		case <-time.After(5 * time.Second):
+			t.Fatal("a node's subscribe or publish on the forward subject or a control inbox was not refused")
+		}
+	}
+
+	const n = 20
+	viaFollowers := 0
+	for i := range n {
+		tr := reps[i%len(reps)]
+		if tr != leader {
+			viaFollowers++
+		}
+		if resp, _ := get(t, tr.url+"/api/config"); resp.StatusCode != http.StatusOK || resp.Header.Get(HeaderLeader) != leader.r.cfg.ID {
+			t.Fatalf("%d %v", resp.StatusCode, resp.Header)
+		}
+	}
+	select {
+	case m := <-stolen:
+		t.Fatalf("a node received a forwarded request: %q", m.Data)
+	default:
+	}
+	for _, tr := range reps {
+		_, metrics := get(t, tr.url+"/metrics")
+		want := "oakmeet_replica_served_forwarded_total 0"
+		if tr == leader {
+			want = fmt.Sprintf("oakmeet_replica_served_forwarded_total %d", viaFollowers)
+		}
+		if !strings.Contains(metrics, want) {
+			t.Fatalf("%s: want %q in\n%s", tr.r.cfg.ID, want, metrics)
+		}
 	}
 }
