@@ -60,7 +60,12 @@ type Config struct {
 	// a forwarding replica waits for the leader's next word; default 3
 	// keep-alives.
 	KeepAlive, ForwardTimeout time.Duration
-	Logger                    *slog.Logger
+	// Settle is how long the leader's control plane, once its state is
+	// loaded, waits before it takes requests: long enough for every live
+	// node's heartbeat to reach it, so no join is refused for want of a
+	// node it has not heard yet.
+	Settle time.Duration
+	Logger *slog.Logger
 	// Now is the clock of the lease; it must be monotonic (time.Now is).
 	Now func() time.Time
 }
@@ -228,7 +233,9 @@ const (
 
 // Run takes part in the election until ctx ends, leading when it holds
 // the lease. At the end it steps down and deletes its lease, so another
-// replica takes over at once.
+// replica takes over at once. A control plane that cannot start (or stops
+// on its own) while we lead ends Run the same way, with its error: a
+// replica that cannot lead must not hold the lease.
 func (r *Replica) Run(ctx context.Context) error {
 	js, err := jetstream.New(r.cfg.NATS)
 	if err != nil {
@@ -263,7 +270,15 @@ func (r *Replica) Run(ctx context.Context) error {
 		}
 		lead = r.setRole(ctx, m, now, lead)
 		timer.Reset(untilOrIdle(wake, now))
+		var failed chan error
+		if lead != nil {
+			failed = lead.failed
+		}
 		select {
+		case err := <-failed:
+			r.log.Error("stepping down", "err", err)
+			r.shutdown(kv, m, lead)
+			return err
 		case <-ctx.Done():
 			r.shutdown(kv, m, lead)
 			return nil
@@ -410,6 +425,9 @@ type leadership struct {
 	term   uint64
 	cancel context.CancelFunc
 	done   chan struct{}
+	// failed says why the control plane could not start or stopped on
+	// its own; the replica then steps down and Run returns it.
+	failed chan error
 	r      *Replica
 
 	mu  sync.Mutex // guards sub against stop racing the start
@@ -418,7 +436,7 @@ type leadership struct {
 
 func (r *Replica) startLeading(ctx context.Context, term uint64) *leadership {
 	lctx, cancel := context.WithCancel(ctx)
-	l := &leadership{term: term, cancel: cancel, done: make(chan struct{}), r: r}
+	l := &leadership{term: term, cancel: cancel, done: make(chan struct{}), failed: make(chan error, 1), r: r}
 	go func() {
 		defer close(l.done)
 		r.lead(lctx, l)
@@ -449,46 +467,43 @@ func (l *leadership) wait() { <-l.done }
 // lead builds the control plane, runs it, and once it is ready takes
 // requests: our own and forwarded ones.
 func (r *Replica) lead(ctx context.Context, l *leadership) {
-	var srv *control.Server
-	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
-		var err error
-		if srv, err = r.cfg.New(ctx); err == nil {
-			break
+	began := time.Now()
+	srv, err := r.cfg.New(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			l.failed <- fmt.Errorf("replica: could not start the control plane: %w", err)
 		}
-		if ctx.Err() != nil {
-			return
-		}
-		r.log.Error("could not start the control plane; trying again", "err", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
+		return
 	}
 	h := r.handlerOf(srv)
 	runDone := make(chan error, 1)
 	go func() { runDone <- srv.Run(ctx) }()
-	if !waitReady(ctx, h, runDone) {
-		if err := <-runDone; err != nil && ctx.Err() == nil {
-			r.log.Error("control plane stopped", "err", err)
+	ready := waitReady(ctx, h, runDone)
+	if ready && r.cfg.Settle > 0 {
+		select {
+		case <-ctx.Done():
+			ready = false
+		case <-time.After(r.cfg.Settle):
 		}
-		return
 	}
-	l.mu.Lock()
-	if ctx.Err() == nil {
-		sub, err := r.cfg.NATS.QueueSubscribe(cluster.SubjectForward, "leader", r.serveForwarded(ctx, h))
-		if err != nil {
-			r.log.Error("cannot take forwarded requests", "err", err)
+	if ready {
+		r.log.Info("control plane ready; taking requests", "term", l.term, "start", time.Since(began).Round(time.Millisecond))
+		l.mu.Lock()
+		if ctx.Err() == nil {
+			sub, err := r.cfg.NATS.QueueSubscribe(cluster.SubjectForward, "leader", r.serveForwarded(ctx, h))
+			if err != nil {
+				r.log.Error("cannot take forwarded requests", "err", err)
+			}
+			if sub != nil {
+				_ = sub.SetPendingLimits(-1, -1)
+			}
+			l.sub = sub
+			r.update(func() { r.srv, r.handler = srv, h })
 		}
-		if sub != nil {
-			_ = sub.SetPendingLimits(-1, -1)
-		}
-		l.sub = sub
-		r.update(func() { r.srv, r.handler = srv, h })
+		l.mu.Unlock()
 	}
-	l.mu.Unlock()
 	if err := <-runDone; err != nil && ctx.Err() == nil {
-		r.log.Error("control plane stopped", "err", err)
+		l.failed <- fmt.Errorf("replica: control plane stopped: %w", err)
 	}
 }
 

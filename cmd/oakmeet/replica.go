@@ -102,7 +102,10 @@ func newReplica(st serveSettings, cp *controlPlane, log *slog.Logger) (*replica.
 	if st.replica.leaseTTL <= 0 {
 		return nil, fmt.Errorf("--lease-ttl %s: must be positive", st.replica.leaseTTL)
 	}
-	r, err := replica.New(replica.Config{ID: id, NATS: cp.nc, New: cp.newServer, LeaseTTL: st.replica.leaseTTL, Logger: log})
+	// A new leader waits for a heartbeat of every live node before it
+	// places anyone.
+	settle := cp.cfg.Timing.HeartbeatInterval * 3 / 2
+	r, err := replica.New(replica.Config{ID: id, NATS: cp.nc, New: cp.newServer, LeaseTTL: st.replica.leaseTTL, Settle: settle, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("--replica-id: %w", err)
 	}

@@ -250,23 +250,6 @@ func TestSIGKILLedLeaderMidJoinBurst(t *testing.T) {
 			}
 		})
 	}
-	killedAt := make(chan time.Time, 1)
-	go func() {
-		// SIGKILL the leader once a third of the joins are answered,
-		// while the rest are in flight.
-		done.Wait()
-		killedAt <- time.Now()
-		_ = g.procs[leader].cmd.Process.Kill()
-	}()
-	for i := range joins {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	killed := <-killedAt
-	lastJoin := time.Now()
-
-	// The first answer of the new leader.
 	var survivor int
 	for i := range g.urls {
 		if i != leader {
@@ -274,15 +257,42 @@ func TestSIGKILLedLeaderMidJoinBurst(t *testing.T) {
 			break
 		}
 	}
-	testcluster.WaitFor(t, 20*time.Second, "a new leader", func() bool {
-		resp, err := http.Get(g.urls[survivor] + api.PathConfig)
-		if err != nil {
-			return false
+	takeover := make(chan time.Duration, 1)
+	go func() {
+		// SIGKILL the leader once a third of the joins are answered,
+		// while the rest are in flight, and time the first answer of
+		// the next leader.
+		done.Wait()
+		killed := time.Now()
+		_ = g.procs[leader].cmd.Process.Kill()
+		old := fmt.Sprintf("r%d", leader+1)
+		// A request the dead leader took is never answered: each poll
+		// gives up soon, so the first answer is seen when it comes.
+		hc := &http.Client{Timeout: 200 * time.Millisecond}
+		for time.Since(killed) < 30*time.Second {
+			resp, err := hc.Get(g.urls[survivor] + api.PathConfig)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK && resp.Header.Get(replica.HeaderLeader) != old {
+					takeover <- time.Since(killed)
+					return
+				}
+			}
+			time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
 		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK && resp.Header.Get(replica.HeaderLeader) != fmt.Sprintf("r%d", leader+1)
-	})
-	t.Logf("new leader answering at most %s after the SIGKILL", time.Since(killed).Round(time.Millisecond))
+		takeover <- -1
+	}()
+	for i := range joins {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	lastJoin := time.Now()
+	d := <-takeover
+	if d < 0 {
+		t.Fatal("no new leader answered within 30 s of the SIGKILL")
+	}
+	t.Logf("the new leader answered %s after the SIGKILL", d.Round(time.Millisecond))
 
 	ok, failed := 0, 0
 	for i, r := range results {
