@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -194,13 +195,42 @@ func (r *Replica) Handler() http.Handler {
 			r.serveMetrics(w, req)
 			return
 		}
-		if h, _ := r.local(); h != nil {
-			w.Header().Set(HeaderLeader, r.cfg.ID)
-			h.ServeHTTP(w, req)
+		if req.Method == http.MethodGet && req.URL.Path == api.PathHealth {
+			r.serveHealth(w, req)
 			return
 		}
-		r.forward(w, req)
+		r.serve(w, req)
 	})
+}
+
+// serve answers req from our control plane, or forwards it.
+func (r *Replica) serve(w http.ResponseWriter, req *http.Request) {
+	if h, _ := r.local(); h != nil {
+		w.Header().Set(HeaderLeader, r.cfg.ID)
+		h.ServeHTTP(w, req)
+		return
+	}
+	r.forward(w, req)
+}
+
+// serveHealth is the control plane's /healthz with the replica that
+// answered and the leader.
+func (r *Replica) serveHealth(w http.ResponseWriter, req *http.Request) {
+	rec := httptest.NewRecorder()
+	rec.Header().Set(HeaderReplica, r.cfg.ID)
+	r.serve(rec, req)
+	maps.Copy(w.Header(), rec.Header())
+	body := rec.Body.Bytes()
+	var h api.Health
+	if rec.Code == http.StatusOK && json.Unmarshal(body, &h) == nil {
+		h.Replica, h.Leader = r.cfg.ID, rec.Header().Get(HeaderLeader)
+		if b, err := json.Marshal(h); err == nil {
+			body = append(b, '\n')
+			w.Header().Del("Content-Length")
+		}
+	}
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(body)
 }
 
 // serveMetrics answers GET /metrics: the replica's own metrics, after

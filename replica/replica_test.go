@@ -43,9 +43,13 @@ func TestOneLeaderAndFailover(t *testing.T) {
 					testcluster.WaitFor(t, 5*time.Second, "followers know the leader", func() bool {
 						return tr.r.Status().Leader == old.r.cfg.ID
 					})
-					resp, _ := get(t, tr.url+"/healthz")
+					resp, body := get(t, tr.url+"/healthz")
 					if resp.StatusCode != http.StatusOK || resp.Header.Get(HeaderLeader) != old.r.cfg.ID || resp.Header.Get(HeaderReplica) != tr.r.cfg.ID {
 						t.Fatalf("follower's /healthz: %d %v", resp.StatusCode, resp.Header)
+					}
+					var h api.Health
+					if err := json.Unmarshal([]byte(body), &h); err != nil || h.Status != "ok" || h.Replica != tr.r.cfg.ID || h.Leader != old.r.cfg.ID {
+						t.Fatalf("follower's /healthz: %s", body)
 					}
 				}
 			}
