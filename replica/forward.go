@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -443,6 +444,9 @@ func readBody(w http.ResponseWriter, req *http.Request) ([]byte, *api.Error) {
 	if err != nil {
 		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
 			return nil, api.Errorf(http.StatusRequestEntityTooLarge, api.CodeBadRequest, "request body larger than %d bytes", maxBody)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, api.Errorf(http.StatusRequestTimeout, api.CodeBadRequest, "request body: not received within the server's read timeout")
 		}
 		return nil, api.Errorf(http.StatusBadRequest, api.CodeBadRequest, "read request body: %s", err)
 	}

@@ -102,9 +102,13 @@ func newReplica(st serveSettings, cp *controlPlane, log *slog.Logger) (*replica.
 	if st.replica.leaseTTL <= 0 {
 		return nil, fmt.Errorf("--lease-ttl %s: must be positive", st.replica.leaseTTL)
 	}
-	// A new leader waits for a heartbeat of every live node before it
-	// places anyone.
-	settle := cp.cfg.Timing.HeartbeatInterval * 3 / 2
+	// On a NATS cluster, a new leader waits for a heartbeat of every live
+	// node before it places anyone. The embedded NATS has one replica
+	// and no failover: it starts as it always did.
+	var settle time.Duration
+	if st.natsURL != "" {
+		settle = cp.cfg.Timing.HeartbeatInterval * 3 / 2
+	}
 	r, err := replica.New(replica.Config{ID: id, NATS: cp.nc, New: cp.newServer, LeaseTTL: st.replica.leaseTTL, Settle: settle, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("--replica-id: %w", err)
