@@ -13,8 +13,9 @@
 // control.Server's Run) with a subscription to forwarded requests whose
 // handlers run on goroutines bounded by maxForwarded. Replica.mu guards
 // only what the HTTP side reads (the status, the current Server and its
-// handler, the channel closed at each change); it is never held across
-// I/O or with another lock.
+// handler, the channel closed at each change) and is never held across
+// I/O. leadership.mu guards the forward subscription while it is made or
+// undone; lock order: leadership.mu, then Replica.mu.
 package replica
 
 import (

@@ -444,3 +444,41 @@ func TestForwardSubjectIsTheLeadersOnly(t *testing.T) {
 		}
 	}
 }
+
+// A streamed answer (the audit export) reaches the client part by part:
+// the client reads the first part while the leader's handler still waits
+// to write the second.
+func TestStreamedAnswerIsFlushedThroughTheFollower(t *testing.T) {
+	g := newRig(t)
+	firstRead := make(chan struct{})
+	g.extra = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "first\n")
+		http.NewResponseController(w).Flush() //nolint:errcheck
+		select {
+		case <-firstRead:
+			_, _ = io.WriteString(w, "second\n")
+		case <-time.After(10 * time.Second):
+			_, _ = io.WriteString(w, "the first part never arrived\n")
+		}
+	})
+	reps := []*testReplica{g.start("r1"), g.start("r2")}
+	leader := g.leader(reps, 10*time.Second)
+	f := reps[0]
+	if f == leader {
+		f = reps[1]
+	}
+	resp, err := http.Get(f.url + "/test/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	buf := make([]byte, len("first\n"))
+	if _, err := io.ReadFull(resp.Body, buf); err != nil || string(buf) != "first\n" {
+		t.Fatalf("first part %q: %v", buf, err)
+	}
+	close(firstRead)
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil || string(rest) != "second\n" {
+		t.Fatalf("rest %q: %v", rest, err)
+	}
+}
