@@ -117,9 +117,9 @@ func (r *Replica) serveForwarded(ctx context.Context, h http.Handler) nats.MsgHa
 			return
 		}
 		out := &forwardWriter{nc: r.cfg.NATS, reply: m.Reply, leader: r.cfg.ID, header: http.Header{}, keepAlive: r.cfg.KeepAlive}
-		req, _, err := decodeForward(ctx, m.Data)
+		req, fr, err := decodeForward(ctx, m.Data)
 		if err != nil {
-			r.log.Warn("refusing a forwarded request", "err", err)
+			r.log.Warn("refusing a forwarded request", "from", fr.From, "err", err)
 			out.fail(api.Errorf(http.StatusBadRequest, api.CodeBadRequest, "%s", err))
 			return
 		}
