@@ -140,6 +140,10 @@ type Geo struct {
 type Health struct {
 	Status       string `json:"status"`
 	HealthyNodes int    `json:"healthy_nodes"`
+	// Replica is the control-plane replica that answered, Leader the one
+	// whose control plane did (another when Replica forwarded it).
+	Replica string `json:"replica,omitempty"`
+	Leader  string `json:"leader,omitempty"`
 }
 
 // Node is a node as GET /api/nodes lists it.

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/oakmeet/oakmeet/api"
 	"github.com/oakmeet/oakmeet/policy"
@@ -29,6 +30,9 @@ type Client struct {
 	// bearer is sent with the calls that read a meeting's routing,
 	// report or audit log, or the whole deployment's (WithBearer).
 	bearer string
+	// retryFor bounds the retries of a 503 unavailable (retry.go); nil
+	// is DefaultRetryFor.
+	retryFor *time.Duration
 }
 
 // New returns a client of the control plane at base (e.g.
@@ -291,9 +295,10 @@ func decode(resp *http.Response, method, path string, v any) error {
 
 func (c *Client) do(ctx context.Context, method, path, bearer string, body any) (*http.Response, error) {
 	var rd io.Reader
+	var b []byte
 	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
+		var err error
+		if b, err = json.Marshal(body); err != nil {
 			return nil, fmt.Errorf("%s %s: encode request: %w", method, path, err)
 		}
 		rd = bytes.NewReader(b)
@@ -308,7 +313,7 @@ func (c *Client) do(ctx context.Context, method, path, bearer string, body any) 
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
-	resp, err := c.hc.Do(req)
+	resp, err := c.send(ctx, req, b)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}

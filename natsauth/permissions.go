@@ -25,10 +25,16 @@ func ControlPermissions() jwt.Permissions {
 			"$KV." + cluster.BucketMeetings + ".>",
 			"$KV." + cluster.BucketNodes + ".>",
 			"$KV." + cluster.BucketControl + ".>",
+			"$KV." + cluster.BucketLeader + ".>",
+			// Replicas forward requests to the leader, which answers
+			// into the forwarding replica's inbox.
+			cluster.SubjectForward,
+			inboxRoot + ".control.>",
 		}},
 		Sub: jwt.Permission{Allow: jwt.StringList{
 			cluster.SubjectHeartbeat("*"),
 			cluster.SubjectEvents("*"),
+			cluster.SubjectForward,
 			inboxRoot + ".control.>",
 		}},
 	}

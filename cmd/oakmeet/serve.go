@@ -77,6 +77,8 @@ type serveSettings struct {
 	// http is TLS and the HTTP servers' timeouts (httpflags.go).
 	http   httpSettings
 	limits *limitSettings
+	// replica is this process's part in the election (replica.go).
+	replica replicaSettings
 }
 
 func parseServe(args []string, stderr io.Writer) (serveSettings, string, time.Duration, error) {
@@ -111,6 +113,7 @@ func parseServe(args []string, stderr io.Writer) (serveSettings, string, time.Du
 		limits       = limitFlags(fs)
 		applyProxy   = proxyFlags(fs)
 		httpF        = addHTTPFlags(fs, "the API and web app", true)
+		replicaF     = replicaFlags(fs)
 	)
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return serveSettings{}, "", 0, err
@@ -132,7 +135,7 @@ func parseServe(args []string, stderr io.Writer) (serveSettings, string, time.Du
 		locate:   locate.Config{ProxyHeader: *proxyHeader, GeoIPFile: *geoipFile, TrustClientHints: *trustHints || *demoMode},
 		tokenTTL: *tokenTTL, nodeMax: *nodeMax, enrollmentPubFile: *enrollPub,
 		operatorTokenFile: *opTokenFile, publicURL: strings.TrimRight(*publicURL, "/"),
-		auditOrigin: *auditOrigin, http: httpSt, limits: limits,
+		auditOrigin: *auditOrigin, http: httpSt, limits: limits, replica: replicaF.get(),
 	}
 	if st.operatorTokenFile == "" {
 		st.operatorTokenFile = filepath.Join(st.dataDir, operatorTokenName)
@@ -187,12 +190,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if st.operatorToken, err = loadOrCreateOperatorToken(st.operatorTokenFile); err != nil {
 		return err
 	}
-	srv, link, auth, closeCP, err := startControlPlane(ctx, st, log, timing)
+	cp, link, auth, closeCP, err := startControlPlane(ctx, st, log, timing)
 	if err != nil {
 		return err
 	}
 	defer closeCP()
-	httpSrv, err := httpserve.Listen(st.listen, httpserve.Config{Handler: srv.Handler(), Timeouts: st.http.timeouts, TLS: serverTLS, Logger: log})
+	rep, err := newReplica(st, cp, log)
+	if err != nil {
+		return err
+	}
+	httpSrv, err := httpserve.Listen(st.listen, httpserve.Config{Handler: rep.Handler(), Timeouts: st.http.timeouts, TLS: serverTLS, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -217,9 +224,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 		})
 	}
-	run(func() error { return srv.Run(runCtx) })
+	run(func() error { return rep.Run(runCtx) })
 	run(func() error {
-		watchRevocations(runCtx, st.dataDir, st.revocations, srv.SetRevocations, log)
+		watchRevocations(runCtx, st.dataDir, st.revocations, leaderRevocations(rep), log)
 		return nil
 	})
 	run(func() error {
@@ -241,7 +248,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, d := range st.demoNodes {
 		// Each in-process node is enrolled as another would be: its own
 		// NATS identity, certificate and identity key.
-		e, err := issueEnrollment(demoEnroll, auth, srv.PublicKey(),
+		e, err := issueEnrollment(demoEnroll, auth, cp.publicKey(),
 			nodecert.Cert{NodeID: d.ID, Country: d.Country, Region: d.Region}, demoCertValidity)
 		if err != nil {
 			stopAll()
@@ -307,8 +314,9 @@ func (st *serveSettings) resolveEnrollment() (ed25519.PrivateKey, error) {
 
 // startControlPlane opens the signing key, the deployment's NATS identities,
 // NATS (embedded unless --nats names one), the store and the locator, and
-// builds the control plane on them; close releases them all.
-func startControlPlane(ctx context.Context, st serveSettings, log *slog.Logger, timing cluster.Timing) (srv *control.Server, link natsLink, auth *natsauth.Deployment, close func(), err error) {
+// readies what each election builds the control plane on; close releases
+// them all.
+func startControlPlane(ctx context.Context, st serveSettings, log *slog.Logger, timing cluster.Timing) (cp *controlPlane, link natsLink, auth *natsauth.Deployment, close func(), err error) {
 	var closers []func()
 	closeAll := func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -320,7 +328,7 @@ func startControlPlane(ctx context.Context, st serveSettings, log *slog.Logger, 
 			closeAll()
 		}
 	}()
-	fail := func(err error) (*control.Server, natsLink, *natsauth.Deployment, func(), error) {
+	fail := func(err error) (*controlPlane, natsLink, *natsauth.Deployment, func(), error) {
 		return nil, natsLink{}, nil, nil, err
 	}
 	key, err := keyfile.LoadOrCreate(filepath.Join(st.dataDir, controlKeyFile))
@@ -375,16 +383,13 @@ func startControlPlane(ctx context.Context, st serveSettings, log *slog.Logger, 
 		return fail(err)
 	}
 	closers = append(closers, func() { _ = loc.Close() })
-	srv, err = control.New(startCtx, control.Config{
+	cp = &controlPlane{nc: nc, dataDir: st.dataDir, cfg: control.Config{
 		Store: kv, NATS: nc, Locator: loc, Floor: st.floor, Key: key, TokenTTL: st.tokenTTL,
 		EnrollmentKey: st.enrollmentPub, Revocations: st.revocations,
 		TrustClientLocation: st.locate.TrustClientHints, Logger: log, Timing: timing,
 		OperatorToken: st.operatorToken, PublicURL: st.publicURL, AuditOrigin: st.auditOrigin, Limits: st.limits.get(),
-	})
-	if err != nil {
-		return fail(err)
-	}
-	return srv, link, auth, closeAll, nil
+	}}
+	return cp, link, auth, closeAll, nil
 }
 
 // controlCreds is the control plane's NATS identity: --nats-creds, or one

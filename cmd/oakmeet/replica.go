@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/oakmeet/oakmeet/control"
+	"github.com/oakmeet/oakmeet/keyfile"
+	"github.com/oakmeet/oakmeet/replica"
+)
+
+// serve always runs the control plane as a replica: alone (the embedded
+// NATS) it leads at once; with others on one NATS cluster, the one
+// holding the lease runs the control plane and the rest forward to it.
+
+// replicaIDFile keeps a replica's id under --data, so a restarted leader
+// takes its lease back at once.
+const replicaIDFile = "replica.id"
+
+type replicaSettings struct {
+	id       string // "" = the one in <data>/replica.id
+	leaseTTL time.Duration
+}
+
+type replicaFlagValues struct {
+	id       *string
+	leaseTTL *time.Duration
+}
+
+func replicaFlags(fs *flag.FlagSet) replicaFlagValues {
+	return replicaFlagValues{
+		id:       fs.String("replica-id", "", "this control-plane replica's name among those on one NATS cluster (default: a random one kept in <data>/"+replicaIDFile+")"),
+		leaseTTL: fs.Duration("lease-ttl", 2*time.Second, "how long the leader's lease lasts unrenewed; another replica takes over after it"),
+	}
+}
+
+func (v replicaFlagValues) get() replicaSettings {
+	return replicaSettings{id: *v.id, leaseTTL: *v.leaseTTL}
+}
+
+// loadOrCreateReplicaID reads the replica id under dataDir, or makes one
+// there on first start.
+func loadOrCreateReplicaID(dataDir string) (string, error) {
+	path := filepath.Join(dataDir, replicaIDFile)
+	data, err := os.ReadFile(path)
+	if err == nil {
+		return strings.TrimSpace(string(data)), nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("replica id: %w", err)
+	}
+	id := "r-" + strings.ToLower(rand.Text()[:12])
+	if err := keyfile.WriteAtomic(path, []byte(id+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("replica id: %w", err)
+	}
+	return id, nil
+}
+
+// controlPlane is what each election's control.Server is built on.
+type controlPlane struct {
+	nc      *nats.Conn
+	dataDir string
+	cfg     control.Config
+}
+
+func (cp *controlPlane) publicKey() ed25519.PublicKey {
+	return cp.cfg.Key.Public().(ed25519.PublicKey)
+}
+
+// newServer builds the control plane with the newest revocation list.
+func (cp *controlPlane) newServer(ctx context.Context) (*control.Server, error) {
+	cfg := cp.cfg
+	_, list, err := readRevocations(cp.dataDir, cfg.EnrollmentKey)
+	if err != nil {
+		return nil, err
+	}
+	if list != nil {
+		cfg.Revocations = list
+	}
+	return control.New(ctx, cfg)
+}
+
+func newReplica(st serveSettings, cp *controlPlane, log *slog.Logger) (*replica.Replica, error) {
+	id := st.replica.id
+	if id == "" {
+		var err error
+		if id, err = loadOrCreateReplicaID(st.dataDir); err != nil {
+			return nil, err
+		}
+	}
+	if st.replica.leaseTTL <= 0 {
+		return nil, fmt.Errorf("--lease-ttl %s: must be positive", st.replica.leaseTTL)
+	}
+	// On a NATS cluster, a new leader waits for a heartbeat of every live
+	// node before it places anyone. The embedded NATS has one replica
+	// and no failover: it starts as it always did.
+	var settle time.Duration
+	if st.natsURL != "" {
+		settle = cp.cfg.Timing.HeartbeatInterval * 3 / 2
+	}
+	r, err := replica.New(replica.Config{ID: id, NATS: cp.nc, New: cp.newServer, LeaseTTL: st.replica.leaseTTL, Settle: settle, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("--replica-id: %w", err)
+	}
+	return r, nil
+}
+
+// leaderRevocations hands a new revocation list to the control plane this
+// replica runs, if it leads; the next one built reads the list from disk.
+func leaderRevocations(r *replica.Replica) func(context.Context, []byte) error {
+	return func(ctx context.Context, list []byte) error {
+		if s := r.Server(); s != nil {
+			return s.SetRevocations(ctx, list)
+		}
+		return nil
+	}
+}
