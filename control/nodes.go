@@ -43,10 +43,31 @@ type registry struct {
 	version  uint64         // changes whenever placement's view would
 	snap     *placement.Snapshot
 	snapVer  uint64
+	// touched are nodes changed in a way a plan of their meetings looks at
+	// (health, draining, registration, certificate, reported relay links)
+	// since the owner last took them (takeTouched).
+	touched map[string]bool
 }
 
 func newRegistry() *registry {
-	return &registry{nodes: map[string]*nodeState{}, assigned: map[string]int{}, version: 1}
+	return &registry{nodes: map[string]*nodeState{}, assigned: map[string]int{}, version: 1, touched: map[string]bool{}}
+}
+
+// takeTouched returns the nodes touched since the last call, sorted.
+func (r *registry) takeTouched() []string {
+	if len(r.touched) == 0 {
+		return nil
+	}
+	ids := slices.Sorted(maps.Keys(r.touched))
+	clear(r.touched)
+	return ids
+}
+
+// sameRelays reports whether two reports list the same relay links.
+func sameRelays(a, b []cluster.RelayLink) bool {
+	return slices.EqualFunc(a, b, func(x, y cluster.RelayLink) bool {
+		return x.Meeting == y.Meeting && x.Peer == y.Peer && x.Dialer == y.Dialer && x.Connected == y.Connected && x.Since.Equal(y.Since)
+	})
 }
 
 // known adds a registration read from storage; it stays unhealthy until a
@@ -54,6 +75,7 @@ func newRegistry() *registry {
 func (r *registry) known(info cluster.NodeInfo) {
 	if _, ok := r.nodes[info.ID]; !ok {
 		r.nodes[info.ID] = &nodeState{Info: info}
+		r.touched[info.ID] = true
 		r.version++
 	}
 }
@@ -75,6 +97,10 @@ func (r *registry) heartbeat(hb cluster.Heartbeat, cert certStatus, now time.Tim
 	if changed {
 		r.version++
 	}
+	if !ok || !old.Healthy || old.Draining != hb.Draining || !sameInfo(old.Info, hb.Node) || old.Cert.ok != cert.ok ||
+		old.Cert.code != cert.code || !sameRelays(old.Relays, hb.Relays) {
+		r.touched[hb.Node.ID] = true
+	}
 	return !old.Healthy
 }
 
@@ -88,6 +114,7 @@ func (r *registry) expire(now time.Time, timeout time.Duration) []cluster.NodeIn
 			c.Healthy = false
 			c.Relays = nil // a silent node's links are gone with it
 			r.nodes[id] = &c
+			r.touched[id] = true
 			down = append(down, n.Info)
 		}
 	}
@@ -104,6 +131,7 @@ func (r *registry) setCert(id string, st certStatus) {
 		c := *n
 		c.Cert = st
 		r.nodes[id] = &c
+		r.touched[id] = true
 		r.version++
 	}
 }

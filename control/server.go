@@ -268,49 +268,49 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	defer hbSub.Unsubscribe()
 
-	evSub, err := s.cfg.NATS.Subscribe(cluster.SubjectEvents("*"), func(m *nats.Msg) {
-		ev, ok := fromNode(s, m, "node event", func(ev cluster.Event) string { return ev.Node })
-		if !ok {
-			return
-		}
-		s.nodeEvent(ctx, ev)
-	})
+	events, err := s.openEvents(ctx)
 	if err != nil {
-		return fmt.Errorf("control: subscribe to node events: %w", err)
+		return err
 	}
-	defer evSub.Unsubscribe()
-
 	if err := s.loadState(ctx); err != nil {
 		return err
 	}
 	if err := s.auditFloorChanges(ctx); err != nil {
 		return err
 	}
-	s.ready.Store(true)
-	defer s.ready.Store(false)
-
-	// Move deadlines are kept on a clock of their own: the tick reads and
-	// plans every meeting and may take a while on a loaded store.
+	// Node events are taken in once the state is loaded: none is lost
+	// meanwhile, as the stream keeps them until they are acknowledged.
 	wg.Go(func() {
-		t := time.NewTicker(s.cfg.Timing.HeartbeatInterval / 4)
-		defer t.Stop()
 		for {
+			err := s.consumeEvents(ctx, events)
+			if ctx.Err() != nil {
+				return
+			}
+			s.log.Error("node events: consuming again", "err", err)
 			select {
 			case <-ctx.Done():
 				return
-			case <-t.C:
-				_, _ = s.owner.expire(ctx, s.now())
+			case <-time.After(s.cfg.Timing.HeartbeatInterval):
 			}
 		}
 	})
-	tick := time.NewTicker(s.cfg.Timing.HeartbeatInterval / 2)
-	defer tick.Stop()
+	wg.Go(func() { s.watchMeetings(ctx) })
+	wg.Go(func() { s.planLoop(ctx) })
+	s.ready.Store(true)
+	defer s.ready.Store(false)
+
+	// Move deadlines and silent nodes are kept on a clock of their own,
+	// which reads no meeting: planning may take a while on a loaded
+	// store.
+	t := time.NewTicker(tickEvery(s.cfg.Timing))
+	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-tick.C:
-			s.tick(ctx)
+		case <-t.C:
+			_, _ = s.owner.expire(ctx, s.now())
+			s.housekeep(ctx)
 		}
 	}
 }

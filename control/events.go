@@ -1,0 +1,54 @@
+package control
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/oakmeet/oakmeet/cluster"
+	"github.com/oakmeet/oakmeet/store"
+)
+
+// eventsConsumer is the durable name under which the control plane takes
+// node events from their stream: one name for every control plane of a
+// deployment, so the next one resumes where the last acknowledged.
+const eventsConsumer = "control"
+
+// eventsAckWait is how long an event handed out waits for its
+// acknowledgement before it is delivered again: well past one event's
+// store round trips, short enough that an event a stopped control plane
+// held is redelivered soon after the next one starts.
+const eventsAckWait = 10 * time.Second
+
+// consumeEvents takes in node events from the events stream until ctx
+// ends, one at a time and in order, acknowledging each once nodeEvent has
+// returned. An event cut off by ctx is left unacknowledged, for the next
+// control plane to take in. Events are processed idempotently, so one
+// delivered again changes nothing more.
+func (s *Server) consumeEvents(ctx context.Context, c *store.EventConsumer) error {
+	return c.Consume(ctx, func(m store.EventMsg) {
+		ev, ok := fromNode(s, &nats.Msg{Subject: m.Subject, Data: m.Data}, "node event", func(ev cluster.Event) string { return ev.Node })
+		if !ok {
+			_ = m.Ack() // never valid, whoever takes it in
+			return
+		}
+		s.nodeEvent(ctx, ev)
+		if ctx.Err() != nil {
+			return
+		}
+		if err := m.Ack(); err != nil {
+			s.log.Warn("acknowledge node event", "subject", m.Subject, "err", err)
+		}
+	})
+}
+
+// openEvents binds the control plane's consumer of node events.
+func (s *Server) openEvents(ctx context.Context) (*store.EventConsumer, error) {
+	c, err := s.cfg.Store.EventConsumer(ctx, eventsConsumer, eventsAckWait)
+	if err != nil {
+		return nil, fmt.Errorf("control: %w", err)
+	}
+	return c, nil
+}
