@@ -46,13 +46,16 @@ type dueState struct {
 	// wake tells the planning loop something became due (buffered 1,
 	// never blocks the owner).
 	wake chan struct{}
-	// plans counts the plans carried out (not those found stale).
-	plans uint64
+	// plans counts the plans carried out (not those found stale), in all
+	// and by meeting while enforcement follows it.
+	plans   uint64
+	plansOf map[string]uint64
 }
 
 func newDueState() dueState {
 	return dueState{due: map[string]struct{}{}, at: map[string]time.Time{}, trafficDirty: map[string]bool{},
-		byNode: map[string]map[string]struct{}{}, nodesOf: map[string][]string{}, wake: make(chan struct{}, 1)}
+		byNode: map[string]map[string]struct{}{}, nodesOf: map[string][]string{}, wake: make(chan struct{}, 1),
+		plansOf: map[string]uint64{}}
 }
 
 // markDue asks for the meeting to be planned soon.
@@ -213,6 +216,7 @@ func (o *owner) trafficChanged(prev, next map[string]uint64, now time.Time) {
 // it uses, whether its traffic is still to store, and its next deadline.
 func (o *owner) planDone(m *meeting, before, after *meetingPending, now time.Time) {
 	o.sched.plans++
+	o.sched.plansOf[m.ID]++
 	o.index(m.ID, meetingNodes(m, after))
 	if o.sched.trafficDirty[m.ID] {
 		// The plan looked at the counts unless TrafficEvery had not passed
@@ -222,7 +226,7 @@ func (o *owner) planDone(m *meeting, before, after *meetingPending, now time.Tim
 		}
 	}
 	if after == nil && !o.active[m.ID] {
-		delete(o.sched.trafficDirty, m.ID)
+		o.forgetMeeting(m.ID)
 		return
 	}
 	o.schedule(m.ID, nextDeadline(after, o.sched.trafficDirty[m.ID], o.timing))
@@ -233,6 +237,7 @@ func (o *owner) planDone(m *meeting, before, after *meetingPending, now time.Tim
 func (o *owner) forgetMeeting(id string) {
 	o.index(id, nil)
 	delete(o.sched.trafficDirty, id)
+	delete(o.sched.plansOf, id)
 }
 
 // sweepStep adds the next few meetings of the safety sweep to what is due,

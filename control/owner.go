@@ -502,8 +502,10 @@ func (o *owner) tick(ctx context.Context, now time.Time) (acts []action, meeting
 			// Participants on nodes not heard from since the start are
 			// taken for gone from now on (plan's Started).
 			o.sched.graceOver = true
-			for id := range o.active {
-				o.markDue(id)
+			for id := range o.sched.byNode {
+				if n, ok := o.nodes.nodes[id]; !ok || !n.Healthy {
+					o.markNode(id)
+				}
 			}
 		}
 		o.nodesChanged()
