@@ -242,16 +242,16 @@ func (o *owner) forgetMeeting(id string) {
 
 // sweepStep adds the next few meetings of the safety sweep to what is due,
 // starting a new sweep once the last is through and SweepInterval has
-// passed since it started. A sweep is spread over ticks (every tickEvery)
-// so that it plans len(active)×tickEvery/SweepInterval meetings at each.
-func (o *owner) sweepStep(now time.Time, tickEvery time.Duration) {
+// passed since it started. A sweep is spread over ticks (one each every)
+// so that it plans len(active)×every/SweepInterval meetings at each.
+func (o *owner) sweepStep(now time.Time, every time.Duration) {
 	if len(o.sched.sweep) == 0 {
 		if now.Before(o.sched.sweepNext) {
 			return
 		}
 		o.sched.sweep = slices.Sorted(maps.Keys(o.active))
 		o.sched.sweepNext = now.Add(o.timing.SweepInterval)
-		rounds := max(int(o.timing.SweepInterval/max(tickEvery, time.Nanosecond)), 1)
+		rounds := max(int(o.timing.SweepInterval/max(every, time.Nanosecond)), 1)
 		o.sched.sweepBatch = max((len(o.sched.sweep)+rounds-1)/rounds, 1)
 	}
 	n := min(o.sched.sweepBatch, len(o.sched.sweep))

@@ -84,7 +84,7 @@ func (s *Server) planDue(ctx context.Context) (time.Time, error) {
 	// trip after another made a round of many meetings as slow as their
 	// sum. The owner orders the plans and the executor their actions, so
 	// reading in parallel changes no outcome.
-	sem := make(chan struct{}, tickReaders)
+	sem := make(chan struct{}, planReaders)
 	var wg sync.WaitGroup
 	for _, id := range ids {
 		sem <- struct{}{}
@@ -101,8 +101,8 @@ func (s *Server) planDue(ctx context.Context) (time.Time, error) {
 	return next, nil
 }
 
-// tickReaders is how many meetings planDue reads and plans at once.
-const tickReaders = 8
+// planReaders is how many meetings planDue reads and plans at once.
+const planReaders = 8
 
 // carryOut does what a plan decided, each action once, in order.
 func (s *Server) carryOut(ctx context.Context, acts []action) {

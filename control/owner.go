@@ -78,8 +78,8 @@ type owner struct {
 	// (or joined at): a plan from an older read is stale and dropped, so
 	// a departure is never decided again from a read taken before it.
 	planned map[string]uint64
-	// held are meetings whose policy is being changed: the tick does not
-	// plan them until the change's own plan, which carries out its audit
+	// held are meetings whose policy is being changed: planning what is
+	// due does not take them until the change's own plan, which carries out its audit
 	// entry first, so no move is logged before the change that caused it.
 	held    map[string]int
 	started time.Time
@@ -394,7 +394,7 @@ func (o *owner) joined(ctx context.Context, meetingID, pid string, rev uint64) e
 	})
 }
 
-// hold keeps the tick from planning a meeting while its policy changes;
+// hold keeps a due meeting from being planned while its policy changes;
 // the change's plan (planOpts.unhold) lets go.
 func (o *owner) hold(ctx context.Context, meetingID string) error {
 	return o.do(ctx, func() { o.held[meetingID]++ })

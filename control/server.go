@@ -11,7 +11,13 @@
 // no I/O. Enforcement is decided by a pure plan (plan.go) on the owner, which
 // hands the plan's actions, in the same step, to the executor (executor.go):
 // one goroutine that carries batches out in the order they were decided,
-// on the control plane's context, never a request's. The audit log has its
+// on the control plane's context, never a request's. A meeting is planned
+// when something it depends on changed (due.go): its record (a watch on
+// the meetings bucket, watch.go, which also keeps the decoded meetings
+// current so plans need no store round trip), a node it uses, its own next
+// deadline; a slow safety sweep plans every active meeting besides. Node
+// events come through a JetStream stream with one durable consumer
+// (events.go), so none is lost while no control plane runs. The audit log has its
 // own goroutine that alone appends, and signs its checkpoints
 // (auditlog.go); proofs and reads of entries go to its Merkle tree, its
 // index and the stream without waiting for it. The API reads
@@ -242,8 +248,10 @@ func (s *Server) SetRevocations(ctx context.Context, list []byte) error {
 func (s *Server) PublicKey() ed25519.PublicKey { return s.cfg.Key.Public().(ed25519.PublicKey) }
 
 // Run starts the owner of live state and the audit appender, follows node
-// heartbeats and events, and enforces every meeting's policy until ctx
-// ends. It returns once everything it started has stopped.
+// heartbeats, node events (from their stream: those published while no
+// control plane ran are taken in now) and the meetings bucket, and
+// enforces every meeting's policy until ctx ends. It returns once
+// everything it started has stopped.
 func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
