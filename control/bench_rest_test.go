@@ -31,6 +31,7 @@ import (
 //
 //	OAKMEET_BENCH_REST=30s go test -count=1 -run TestBenchEnforcementAtRest -v ./control/
 //	OAKMEET_BENCH_LATENCY=200 go test -count=1 -run TestBenchHeartbeatToDecision -v ./control/
+//	OAKMEET_BENCH_SILENT=30 go test -count=1 -run TestBenchSilentNodeToDecision -v ./control/
 //
 // Both use the default timing. Without the variables they are skipped.
 
@@ -51,13 +52,15 @@ type benchNodes struct {
 	infos    []cluster.NodeInfo
 	conns    map[string]*nats.Conn
 	draining map[string]bool
+	silent   map[string]bool
+	lastBeat map[string]time.Time
 	bytes    map[string]map[string]uint64 // by node, by meeting
 	load     map[string]int
 }
 
 func newBenchNodes(t testing.TB, emb *bus.Embedded, n int) *benchNodes {
 	t.Helper()
-	b := &benchNodes{conns: map[string]*nats.Conn{}, draining: map[string]bool{}, bytes: map[string]map[string]uint64{}, load: map[string]int{}}
+	b := &benchNodes{conns: map[string]*nats.Conn{}, draining: map[string]bool{}, silent: map[string]bool{}, lastBeat: map[string]time.Time{}, bytes: map[string]map[string]uint64{}, load: map[string]int{}}
 	for i := range n {
 		id := fmt.Sprintf("de-%02d", i)
 		info := enrolled(cluster.NodeInfo{ID: id, Country: "DE", Region: "eu-central-1", URL: "ws://" + id, MaxParticipants: 100000})
@@ -77,11 +80,17 @@ func newBenchNodes(t testing.TB, emb *bus.Embedded, n int) *benchNodes {
 func (b *benchNodes) beat(i int) {
 	b.mu.Lock()
 	info := b.infos[i]
+	if b.silent[info.ID] {
+		b.mu.Unlock()
+		return
+	}
+	b.lastBeat[info.ID] = time.Now()
 	hb := cluster.Heartbeat{Node: info, Draining: b.draining[info.ID], MeetingBytes: b.bytes[info.ID],
 		Load: cluster.Load{Participants: b.load[info.ID]}, Sent: time.Now()}
 	data, _ := json.Marshal(hb)
 	b.mu.Unlock()
 	_ = b.conns[info.ID].Publish(cluster.SubjectHeartbeat(info.ID), data)
+	_ = b.conns[info.ID].Flush()
 }
 
 // run publishes every node's heartbeat every interval until ctx ends.
@@ -309,4 +318,86 @@ func newBenchHTTP(t testing.TB, srv *Server) string {
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
 	return hs.URL
+}
+
+// From the moment a node's heartbeat is overdue (its last one plus
+// HeartbeatTimeout) to the departure recorded for a participant there (the
+// time the plan stamps on it): median and 99th percentile, default timing.
+func TestBenchSilentNodeToDecision(t *testing.T) {
+	var runs int
+	if _, err := fmt.Sscan(os.Getenv("OAKMEET_BENCH_SILENT"), &runs); err != nil || runs <= 0 {
+		t.Skip("set OAKMEET_BENCH_SILENT to a number of runs (30) to measure")
+	}
+	emb, nc, st := benchEnv(t)
+	nodes := newBenchNodes(t, emb, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go nodes.run(ctx, cluster.DefaultTiming().HeartbeatInterval)
+	srv := benchServer(t, st, nc)
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	cl := apiclient.New(newBenchHTTP(t, srv), nil).WithBearer(rigOperator)
+	waitUntil := func(what string, cond func() bool) {
+		deadline := time.Now().Add(30 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(2 * time.Millisecond) // polling interval
+		}
+	}
+	healthy := func() bool { h, err := cl.Health(ctx); return err == nil && h.HealthyNodes == 2 }
+	waitUntil("both nodes healthy", healthy)
+	timeout := cluster.DefaultTiming().HeartbeatTimeout
+	// For 2 × HeartbeatTimeout after its start a control plane takes no
+	// node for gone (plan's Started): the runs begin after.
+	time.Sleep(2 * timeout)
+	var lat []time.Duration
+	for range runs {
+		created, _, err := cl.CreateHosted(ctx, api.CreateRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		jr, err := cl.Join(ctx, created.ID, api.JoinRequest{Location: api.Hint{Country: "DE"}, Secret: created.JoinSecret})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, _ := json.Marshal(cluster.Event{Kind: cluster.EventConnected, Node: jr.Node.ID, Meeting: created.ID, Participant: jr.ParticipantID, Time: time.Now()})
+		if err := nodes.conns[jr.Node.ID].Publish(cluster.SubjectEvents(jr.Node.ID), ev); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil("the connection recorded", func() bool {
+			m, _, err := srv.meetings.get(ctx, created.ID)
+			return err == nil && m.participant(jr.ParticipantID).Connected != nil
+		})
+		i := slices.IndexFunc(nodes.infos, func(n cluster.NodeInfo) bool { return n.ID == jr.Node.ID })
+		nodes.beat(i)
+		nodes.mu.Lock()
+		nodes.silent[jr.Node.ID] = true
+		overdue := nodes.lastBeat[jr.Node.ID].Add(timeout)
+		nodes.mu.Unlock()
+		var left time.Time
+		waitUntil("the departure recorded", func() bool {
+			m, _, err := srv.meetings.get(ctx, created.ID)
+			if err != nil {
+				return false
+			}
+			if p := m.participant(jr.ParticipantID); p.Left != nil {
+				left = *p.Left
+				return true
+			}
+			return false
+		})
+		lat = append(lat, left.Sub(overdue))
+		nodes.mu.Lock()
+		nodes.silent[jr.Node.ID] = false
+		nodes.mu.Unlock()
+		nodes.beat(i)
+		waitUntil("the node back", healthy)
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	t.Logf("heartbeat overdue to departure recorded over %d runs: median %s, p90 %s, p99 %s, max %s", len(lat),
+		lat[len(lat)/2].Round(time.Microsecond), lat[len(lat)*9/10].Round(time.Microsecond), lat[len(lat)*99/100].Round(time.Microsecond), lat[len(lat)-1].Round(time.Microsecond))
+	cancel()
+	<-done
 }

@@ -75,9 +75,8 @@ func (s *Server) planLoop(ctx context.Context) {
 // waits for what it decided to be carried out, so plans never pile up
 // behind a slow store.
 func (s *Server) planDue(ctx context.Context) (time.Time, error) {
-	var ids []string
-	var next time.Time
-	if err := s.owner.mbox.call(ctx, func() { ids, next = s.owner.takeDue(s.now()) }); err != nil {
+	ids, next, err := s.owner.due(ctx, s.now())
+	if err != nil {
 		return time.Time{}, err
 	}
 	// Meetings the cache does not hold are read a few at a time: one round

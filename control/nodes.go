@@ -125,6 +125,18 @@ func (r *registry) expire(now time.Time, timeout time.Duration) []cluster.NodeIn
 	return down
 }
 
+// nextExpiry is when the first healthy node will have been silent for
+// longer than timeout (zero: no node is healthy).
+func (r *registry) nextExpiry(timeout time.Duration) time.Time {
+	var next time.Time
+	for _, n := range r.nodes {
+		if at := n.LastSeen.Add(timeout + time.Nanosecond); n.Healthy && (next.IsZero() || at.Before(next)) {
+			next = at
+		}
+	}
+	return next
+}
+
 // setCert records a node's certificate status changing.
 func (r *registry) setCert(id string, st certStatus) {
 	if n, ok := r.nodes[id]; ok {

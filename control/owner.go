@@ -476,11 +476,7 @@ func (o *owner) tick(ctx context.Context, now time.Time) (acts []action, meeting
 		before := maps.Clone(o.sched.due)
 		// Certificates expire as time passes, between heartbeats too.
 		acts = append(acts, o.recheckCerts(now)...)
-		for _, n := range o.nodes.expire(now, o.timing.HeartbeatTimeout) {
-			o.log.Warn("node unhealthy: no heartbeat", "node", n.ID, "country", n.Country, "timeout", o.timing.HeartbeatTimeout)
-			acts = append(acts, action{Kind: actAudit, Entry: audit.Entry{Kind: audit.KindNodeDown, Node: n.ID, NodeCountry: n.Country,
-				Reason: fmt.Sprintf("no heartbeat for %s", o.timing.HeartbeatTimeout)}})
-		}
+		acts = append(acts, o.expireNodes(now)...)
 		var expired []string
 		for pid, s := range o.seats {
 			if now.After(s.deadline) {
@@ -519,6 +515,36 @@ func (o *owner) tick(ctx context.Context, now time.Time) (acts []action, meeting
 		done = o.hand(acts)
 	})
 	return acts, meetings, done, err
+}
+
+// expireNodes marks the nodes silent for longer than HeartbeatTimeout
+// unhealthy and returns the audit entries that calls for.
+func (o *owner) expireNodes(now time.Time) []action {
+	var acts []action
+	for _, n := range o.nodes.expire(now, o.timing.HeartbeatTimeout) {
+		o.log.Warn("node unhealthy: no heartbeat", "node", n.ID, "country", n.Country, "timeout", o.timing.HeartbeatTimeout)
+		acts = append(acts, action{Kind: actAudit, Entry: audit.Entry{Kind: audit.KindNodeDown, Node: n.ID, NodeCountry: n.Country,
+			Reason: fmt.Sprintf("no heartbeat for %s", o.timing.HeartbeatTimeout)}})
+	}
+	return acts
+}
+
+// due takes what is due at now (takeDue) after marking unhealthy the nodes
+// whose heartbeat is overdue, so that their meetings are planned at once
+// rather than at the next tick; next is also when the next node will be
+// overdue.
+func (o *owner) due(ctx context.Context, now time.Time) (ids []string, next time.Time, err error) {
+	err = o.do(ctx, func() {
+		if acts := o.expireNodes(now); len(acts) > 0 {
+			o.hand(acts)
+			o.nodesChanged()
+		}
+		ids, next = o.takeDue(now)
+		if at := o.nodes.nextExpiry(o.timing.HeartbeatTimeout); !at.IsZero() && (next.IsZero() || at.Before(next)) {
+			next = at
+		}
+	})
+	return ids, next, err
 }
 
 // tickEvery is how often tick is called.
