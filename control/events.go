@@ -17,10 +17,13 @@ import (
 const eventsConsumer = "control"
 
 // eventsAckWait is how long an event handed out waits for its
-// acknowledgement before it is delivered again: well past one event's
-// store round trips, short enough that an event a stopped control plane
-// held is redelivered soon after the next one starts.
-const eventsAckWait = 10 * time.Second
+// acknowledgement before it is delivered again (5 s by default): well past
+// one event's store round trips, short enough that the events a control
+// plane held when it was killed reach the next one soon after it starts.
+// (One that stops cleanly hands them back at once.)
+func eventsAckWait(t cluster.Timing) time.Duration {
+	return max(5*t.HeartbeatInterval, 200*time.Millisecond)
+}
 
 // consumeEvents takes in node events from the events stream until ctx
 // ends, one at a time and in order, acknowledging each once nodeEvent has
@@ -36,6 +39,9 @@ func (s *Server) consumeEvents(ctx context.Context, c *store.EventConsumer) erro
 		}
 		s.nodeEvent(ctx, ev)
 		if ctx.Err() != nil {
+			// Cut off, or never begun (handed out before the stop): the
+			// next control plane takes it at once.
+			_ = m.Nak()
 			return
 		}
 		if err := m.Ack(); err != nil {
@@ -46,7 +52,7 @@ func (s *Server) consumeEvents(ctx context.Context, c *store.EventConsumer) erro
 
 // openEvents binds the control plane's consumer of node events.
 func (s *Server) openEvents(ctx context.Context) (*store.EventConsumer, error) {
-	c, err := s.cfg.Store.EventConsumer(ctx, eventsConsumer, eventsAckWait)
+	c, err := s.cfg.Store.EventConsumer(ctx, eventsConsumer, eventsAckWait(s.cfg.Timing))
 	if err != nil {
 		return nil, fmt.Errorf("control: %w", err)
 	}
