@@ -238,6 +238,7 @@ func (o *owner) forgetMeeting(id string) {
 	o.index(id, nil)
 	delete(o.sched.trafficDirty, id)
 	delete(o.sched.plansOf, id)
+	delete(o.sched.at, id) // its heap entry is skipped when it surfaces
 }
 
 // sweepStep adds the next few meetings of the safety sweep to what is due,

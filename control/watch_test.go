@@ -238,3 +238,24 @@ func TestMeetingAtRestIsNotPlannedAgain(t *testing.T) {
 		t.Fatalf("a meeting at rest was planned %d times more", got-n)
 	}
 }
+
+// A meeting across two nodes has its relay link ordered again every
+// RelayResend, with no sweep to plan it: its own deadline does.
+func TestRelayIsOrderedAgainAtItsDeadline(t *testing.T) {
+	e := newRigEnv(t, quietTiming, "de-fra:DE", "us-iad:US")
+	r, _ := e.start(nil)
+	m := r.createMeeting(policy.Policy{})
+	r.join(m.ID, "DE", "")
+	r.join(m.ID, "US", "")
+	relays := func() []string {
+		return r.commands(func(c sentCommand) bool { return c.cmd.Kind == cluster.CommandRelay && c.cmd.Meeting == m.ID })
+	}
+	r.waitFor("the link ordered", func() bool { return len(relays()) >= 1 })
+	first := time.Now()
+	r.waitFor("the link ordered twice more", func() bool { return len(relays()) >= 3 })
+	// Two resends take two intervals; the test may see the first order late,
+	// so only one is asked for.
+	if took := time.Since(first); took < quietTiming.RelayResend {
+		t.Fatalf("three orders within %s, RelayResend is %s", took, quietTiming.RelayResend)
+	}
+}
