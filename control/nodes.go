@@ -44,23 +44,29 @@ type registry struct {
 	snap     *placement.Snapshot
 	snapVer  uint64
 	// touched are nodes changed in a way a plan of their meetings looks at
-	// (health, draining, registration, certificate, reported relay links)
-	// since the owner last took them (takeTouched).
+	// (health, draining, registration, certificate) since the owner last
+	// took them (takeTouched); relayed are the meetings whose relay links,
+	// as some node reports them, changed meanwhile.
 	touched map[string]bool
+	relayed map[string]bool
 }
 
 func newRegistry() *registry {
-	return &registry{nodes: map[string]*nodeState{}, assigned: map[string]int{}, version: 1, touched: map[string]bool{}}
+	return &registry{nodes: map[string]*nodeState{}, assigned: map[string]int{}, version: 1, touched: map[string]bool{}, relayed: map[string]bool{}}
 }
 
-// takeTouched returns the nodes touched since the last call, sorted.
-func (r *registry) takeTouched() []string {
-	if len(r.touched) == 0 {
-		return nil
+// takeTouched returns the nodes touched and the meetings whose reported
+// links changed since the last call, sorted.
+func (r *registry) takeTouched() (nodes, meetings []string) {
+	if len(r.touched) > 0 {
+		nodes = slices.Sorted(maps.Keys(r.touched))
+		clear(r.touched)
 	}
-	ids := slices.Sorted(maps.Keys(r.touched))
-	clear(r.touched)
-	return ids
+	if len(r.relayed) > 0 {
+		meetings = slices.Sorted(maps.Keys(r.relayed))
+		clear(r.relayed)
+	}
+	return nodes, meetings
 }
 
 // sameRelays reports whether two reports list the same relay links.
@@ -98,8 +104,16 @@ func (r *registry) heartbeat(hb cluster.Heartbeat, cert certStatus, now time.Tim
 		r.version++
 	}
 	if !ok || !old.Healthy || old.Draining != hb.Draining || !sameInfo(old.Info, hb.Node) || old.Cert.ok != cert.ok ||
-		old.Cert.code != cert.code || !sameRelays(old.Relays, hb.Relays) {
+		old.Cert.code != cert.code {
 		r.touched[hb.Node.ID] = true
+	}
+	if !sameRelays(old.Relays, hb.Relays) {
+		for _, l := range old.Relays {
+			r.relayed[l.Meeting] = true
+		}
+		for _, l := range hb.Relays {
+			r.relayed[l.Meeting] = true
+		}
 	}
 	return !old.Healthy
 }

@@ -244,10 +244,16 @@ func (o *owner) do(ctx context.Context, f func()) error {
 }
 
 // nodesChanged makes due the meetings on every node changed since the
-// last call.
+// last call, and those whose links a node reports differently.
 func (o *owner) nodesChanged() {
-	for _, id := range o.nodes.takeTouched() {
+	nodes, relayed := o.nodes.takeTouched()
+	for _, id := range nodes {
 		o.markNode(id)
+	}
+	for _, id := range relayed {
+		if o.active[id] || o.pending[id] != nil {
+			o.markDue(id)
+		}
 	}
 }
 
