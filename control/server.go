@@ -41,7 +41,8 @@
 // taken while it is held: audit appends, NATS commands, lobby waits and
 // wake-ups, host actions' hand-over and other meetings' updates all happen
 // outside it, and no code holds two meetings' locks.
-// meetings.mu only guards the map of those locks, owner.reportsMu only
+// meetings.mu only guards the map of those locks and the decoded
+// meetings (never held across a store round trip), owner.reportsMu only
 // the heartbeats waiting for the owner, auditor.mu only the audit
 // log's index (the tree's own lock is taken outside it), and each rate
 // limit's buckets.mu only its table of addresses (limits.go); none is held
