@@ -28,6 +28,7 @@ type Store struct {
 	nodes    jetstream.KeyValue
 	control  jetstream.KeyValue
 	audit    jetstream.Stream
+	events   jetstream.Stream
 }
 
 // Open binds to (creating where missing) oakmeet's buckets and stream.
@@ -69,6 +70,9 @@ func Open(ctx context.Context, nc *nats.Conn) (*Store, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open audit stream: %w", err)
+	}
+	if s.events, err = openEvents(ctx, js, 1); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
