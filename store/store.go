@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -30,25 +31,68 @@ type Store struct {
 	audit    jetstream.Stream
 }
 
-// Open binds to (creating where missing) oakmeet's buckets and stream.
+// Options are how OpenWith makes the buckets and streams.
+type Options struct {
+	// Replicas is how many JetStream servers keep each bucket and stream
+	// (1 when zero): with 3, a cluster loses none of it to one server's
+	// death. More than 1 needs a clustered JetStream with that many servers.
+	Replicas int
+}
+
+// Open binds to (creating where missing) oakmeet's buckets and stream, each
+// kept by one JetStream server.
 func Open(ctx context.Context, nc *nats.Conn) (*Store, error) {
+	return OpenWith(ctx, nc, Options{})
+}
+
+// OpenWith binds to (creating where missing) oakmeet's buckets and stream
+// with opts. One that exists with another replica count is changed to
+// opts.Replicas, which a clustered JetStream does in place. While a
+// cluster is still electing its leader, or has fewer servers up than
+// opts.Replicas, it retries until ctx ends.
+func OpenWith(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
+	if opts.Replicas == 0 {
+		opts.Replicas = 1
+	}
+	if opts.Replicas < 1 || opts.Replicas > maxReplicas {
+		return nil, fmt.Errorf("store: %d replicas: want 1 to %d", opts.Replicas, maxReplicas)
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	s := &Store{js: js}
 	kv := func(bucket, desc string) (jetstream.KeyValue, error) {
-		b, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:      bucket,
-			Description: desc,
-			Storage:     jetstream.FileStorage,
-			History:     1,
+		var b jetstream.KeyValue
+		err := retry(ctx, func(ctx context.Context) (err error) {
+			b, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+				Bucket:      bucket,
+				Description: desc,
+				Storage:     jetstream.FileStorage,
+				History:     1,
+				Replicas:    opts.Replicas,
+			})
+			return err
 		})
 		if err != nil {
-			return nil, fmt.Errorf("open bucket %s: %w", bucket, err)
+			return nil, fmt.Errorf("open bucket %s (%d replicas): %w", bucket, opts.Replicas, err)
 		}
 		return b, nil
 	}
+	stream := func(cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+		cfg.Replicas = opts.Replicas
+		var st jetstream.Stream
+		err := retry(ctx, func(ctx context.Context) (err error) {
+			st, err = js.CreateOrUpdateStream(ctx, cfg)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("open stream %s (%d replicas): %w", cfg.Name, opts.Replicas, err)
+		}
+		return st, nil
+	}
+	// Every bucket and stream of the deployment is made here, with the
+	// same replicas.
 	if s.meetings, err = kv(cluster.BucketMeetings, "oakmeet meetings"); err != nil {
 		return nil, err
 	}
@@ -58,7 +102,7 @@ func Open(ctx context.Context, nc *nats.Conn) (*Store, error) {
 	if s.control, err = kv(cluster.BucketControl, "oakmeet control-plane values"); err != nil {
 		return nil, err
 	}
-	s.audit, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s.audit, err = stream(jetstream.StreamConfig{
 		Name:        cluster.StreamAudit,
 		Description: "oakmeet audit log (hash-chained, signed)",
 		Subjects:    []string{"oakmeet.audit.>"},
@@ -68,9 +112,61 @@ func Open(ctx context.Context, nc *nats.Conn) (*Store, error) {
 		DenyPurge:  true,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("open audit stream: %w", err)
+		return nil, err
 	}
 	return s, nil
+}
+
+// maxReplicas is JetStream's own bound on a stream's replicas.
+const maxReplicas = 5
+
+// Bounds of OpenWith's retries: each try gets attemptTimeout (a request
+// to a cluster without a leader may go unanswered), then waits from
+// retryMin, doubling up to retryMax.
+const (
+	attemptTimeout = 2 * time.Second
+	retryMin       = 50 * time.Millisecond
+	retryMax       = time.Second
+)
+
+// retry runs f until it succeeds, fails for good, or ctx ends; the error
+// is the last one f returned.
+func retry(ctx context.Context, f func(context.Context) error) error {
+	wait := retryMin
+	for {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		err := f(actx)
+		cancel()
+		if err == nil || !transient(err) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, retryMax)
+	}
+}
+
+// JetStream's answers when fewer servers are up than the replicas asked
+// for (nats-server's JSInsufficientResourcesErr, JSClusterNoPeersErrF).
+const (
+	jsErrInsufficientResources jetstream.ErrorCode = 10023
+	jsErrNoPeers               jetstream.ErrorCode = 10005
+)
+
+// transient reports whether a JetStream request may succeed when tried
+// again: the cluster has no leader yet, too few servers are up for the
+// replicas asked, or nothing answered in time.
+func transient(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Code == 503 || apiErr.ErrorCode == jsErrInsufficientResources ||
+			apiErr.ErrorCode == jsErrNoPeers
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }
 
 // OpenReader is a handle for a process that may only read control-plane
