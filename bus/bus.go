@@ -181,13 +181,12 @@ func clusterOptions(opts *server.Options, cc *ClusterConfig, auth *natsauth.Depl
 	}
 	opts.ServerName = cc.ServerName
 	opts.Cluster = server.ClusterOpts{
-		Name:           cc.Name,
-		Host:           host,
-		Port:           port,
-		Username:       user,
-		Password:       pass,
-		AuthTimeout:    5,
-		ConnectRetries: -1,
+		Name:        cc.Name,
+		Host:        host,
+		Port:        port,
+		Username:    user,
+		Password:    pass,
+		AuthTimeout: 5,
 	}
 	if cc.TLS != nil {
 		opts.Cluster.TLSConfig = cc.TLS
@@ -264,6 +263,10 @@ func (e *Embedded) JetStreamReady() bool {
 	}
 	return !e.srv.JetStreamIsClustered() || e.srv.JetStreamIsCurrent()
 }
+
+// JetStreamLeader reports whether this server leads its cluster's
+// JetStream meta group (which places streams and answers their creation).
+func (e *Embedded) JetStreamLeader() bool { return e.srv.JetStreamIsLeader() }
 
 // Auth is the deployment the server trusts.
 func (e *Embedded) Auth() *natsauth.Deployment { return e.auth }

@@ -1,0 +1,93 @@
+package testcluster_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/oakmeet/oakmeet/api"
+	"github.com/oakmeet/oakmeet/policy"
+	"github.com/oakmeet/oakmeet/store"
+	"github.com/oakmeet/oakmeet/testcluster"
+)
+
+// On three clustered NATS servers with every bucket and stream replicated
+// three times, the deployment outlives any one server: joins go on, and
+// what was stored before is read after.
+func TestNATSClusterOutlivesAServer(t *testing.T) {
+	c := testcluster.Start(t, policy.Policy{}, testcluster.World()[:2], testcluster.WithNATSCluster(3))
+	if c.NATSServers() != 3 {
+		t.Fatalf("%d NATS servers", c.NATSServers())
+	}
+	m := c.CreateMeeting(policy.Policy{})
+	if _, ae, _ := c.Join(m.ID, "DE"); ae != nil {
+		t.Fatalf("join: %v", ae)
+	}
+	ctx := context.Background()
+	st := c.Store()
+	if err := st.PutControl(ctx, "probe", []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+
+	// The JetStream meta leader is the server whose loss costs most.
+	leader := c.NATSMetaLeader()
+	killed := time.Now()
+	c.KillNATSServer(leader)
+	recovered := waitWritable(t, st, "after-kill")
+	t.Logf("KV writes succeed again %s after the JetStream meta leader was killed", recovered.Sub(killed).Round(time.Millisecond))
+	if v, err := st.Control(ctx, "probe"); err != nil || string(v) != "after-kill" {
+		t.Fatalf("probe %q, %v", v, err)
+	}
+	c.WaitHealthy(2)
+	joinEventually(t, c, m.ID)
+	// The meeting stored before the loss is still there, with its
+	// participants.
+	if _, err := st.Meeting(ctx, m.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	// The server comes back and catches up; then losing another still
+	// leaves a quorum.
+	c.RestartNATSServer(leader)
+	other := (leader + 1) % 3
+	testcluster.WaitFor(t, 30*time.Second, "the restarted server caught up", func() bool { return c.NATSCurrent(leader) })
+	c.KillNATSServer(other)
+	waitWritable(t, st, "after-second-kill")
+	c.WaitHealthy(2)
+	joinEventually(t, c, m.ID)
+	c.RestartNATSServer(other)
+}
+
+// waitWritable writes a control value until a write succeeds, and returns
+// when it did.
+func waitWritable(t *testing.T, st *store.Store, value string) time.Time {
+	t.Helper()
+	var last error
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		last = st.PutControl(ctx, "probe", []byte(value))
+		cancel()
+		if last == nil {
+			return time.Now()
+		}
+	}
+	t.Fatalf("no KV write succeeded in 30 s: %v", last)
+	return time.Time{}
+}
+
+// joinEventually joins until a join is placed: while JetStream elects new
+// stream leaders a join may be refused as unavailable, never half done.
+func joinEventually(t *testing.T, c *testcluster.Cluster, id string) {
+	t.Helper()
+	var last *api.Error
+	start := time.Now()
+	testcluster.WaitFor(t, 30*time.Second, "a join placed", func() bool {
+		_, ae, _ := c.Join(id, "DE")
+		last = ae
+		return ae == nil
+	})
+	if last == nil {
+		t.Logf("join placed %s after the servers were ready to write", time.Since(start).Round(time.Millisecond))
+	}
+}
