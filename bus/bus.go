@@ -180,6 +180,10 @@ func clusterOptions(opts *server.Options, cc *ClusterConfig, auth *natsauth.Depl
 		return fmt.Errorf("embedded nats cluster: routes beyond loopback (%s, %s) require TLS", cc.Listen, strings.Join(cc.Routes, ", "))
 	}
 	opts.ServerName = cc.ServerName
+	// A member that stops cleanly (Stop) hands its JetStream leaderships
+	// over first and then closes its clients within this.
+	opts.LameDuckDuration = 2 * time.Second
+	opts.LameDuckGracePeriod = 0
 	opts.Cluster = server.ClusterOpts{
 		Name:        cc.Name,
 		Host:        host,
@@ -268,6 +272,12 @@ func (e *Embedded) JetStreamReady() bool {
 // JetStream meta group (which places streams and answers their creation).
 func (e *Embedded) JetStreamLeader() bool { return e.srv.JetStreamIsLeader() }
 
+// LeadsStream reports whether this server leads the replicas of the
+// oakmeet account's stream name (a KV bucket's is "KV_<bucket>").
+func (e *Embedded) LeadsStream(name string) bool {
+	return e.srv.JetStreamIsStreamLeader(e.auth.Account(), name)
+}
+
 // Auth is the deployment the server trusts.
 func (e *Embedded) Auth() *natsauth.Deployment { return e.auth }
 
@@ -289,7 +299,18 @@ func (e *Embedded) ConnectNode(id string) (*nats.Conn, error) {
 	return Connect(e.URL(), "oakmeet-node-"+id, Creds(creds), CA(e.ca))
 }
 
-// Shutdown stops the server and waits for it to finish.
+// Stop stops the server cleanly: a cluster member first hands the
+// leadership of every JetStream replica it leads to another member, so
+// writes go on without waiting for an election (JetStream's takes seconds);
+// a lone server just shuts down.
+func (e *Embedded) Stop() {
+	if e.srv.JetStreamIsClustered() {
+		e.srv.LameDuckShutdown()
+	}
+	e.Shutdown()
+}
+
+// Shutdown stops the server at once and waits for it to finish.
 func (e *Embedded) Shutdown() {
 	e.srv.Shutdown()
 	e.srv.WaitForShutdown()

@@ -240,6 +240,23 @@ func (c *Cluster) NATSMetaLeader() int {
 	return leader
 }
 
+// NATSStreamLeader is the index of the server leading the replicas of
+// stream name, waiting for it to have one.
+func (c *Cluster) NATSStreamLeader(name string) int {
+	c.t.Helper()
+	leader := -1
+	WaitFor(c.t, 30*time.Second, "a leader of stream "+name, func() bool {
+		for i, m := range c.natsc.members {
+			if m.emb != nil && m.emb.LeadsStream(name) {
+				leader = i
+				return true
+			}
+		}
+		return false
+	})
+	return leader
+}
+
 // NATSCurrent reports whether server i runs and its JetStream has caught
 // up with the cluster's.
 func (c *Cluster) NATSCurrent(i int) bool {
