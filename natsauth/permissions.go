@@ -31,6 +31,9 @@ func ControlPermissions() jwt.Permissions {
 			"$KV." + cluster.BucketControl + ".>",
 			"$KV." + cluster.BucketLeader + ".>",
 			cluster.SubjectForward,
+			// The leader answers a forwarded request in parts, to the
+			// forwarding replica's inbox.
+			inboxRoot + ".control.>",
 		}},
 		Sub: jwt.Permission{Allow: jwt.StringList{
 			cluster.SubjectHeartbeat("*"),
