@@ -183,7 +183,7 @@ func clusterOptions(opts *server.Options, cc *ClusterConfig, auth *natsauth.Depl
 	// A member that stops cleanly (Stop) hands its JetStream leaderships
 	// over first and then closes its clients within this.
 	opts.LameDuckDuration = 2 * time.Second
-	opts.LameDuckGracePeriod = 0
+	opts.LameDuckGracePeriod = time.Millisecond
 	opts.Cluster = server.ClusterOpts{
 		Name:        cc.Name,
 		Host:        host,
