@@ -133,7 +133,14 @@ func Embed(cfg EmbedConfig) (*Embedded, error) {
 	}
 	if !srv.ReadyForConnections(timeout) {
 		srv.Shutdown()
-		return nil, fmt.Errorf("embedded nats: not ready after %s (is %s:%d free?)", timeout, host, port)
+		what := net.JoinHostPort(host, strconv.Itoa(port))
+		if port == server.RANDOM_PORT {
+			what = host + ", a random port"
+		}
+		if cfg.Cluster != nil {
+			what += ", and " + cfg.Cluster.Listen + " for routes"
+		}
+		return nil, fmt.Errorf("embedded nats: not ready after %s (is %s free?)", timeout, what)
 	}
 	return &Embedded{srv: srv, auth: cfg.Auth, ca: cfg.TLSCA}, nil
 }

@@ -74,6 +74,9 @@ func OpenWith(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) 
 			})
 			return err
 		})
+		if err == nil {
+			err = settled(ctx, js, "KV_"+bucket, opts.Replicas)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("open bucket %s (%d replicas): %w", bucket, opts.Replicas, err)
 		}
@@ -86,6 +89,9 @@ func OpenWith(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) 
 			st, err = js.CreateOrUpdateStream(ctx, cfg)
 			return err
 		})
+		if err == nil {
+			err = settled(ctx, js, cfg.Name, opts.Replicas)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("open stream %s (%d replicas): %w", cfg.Name, opts.Replicas, err)
 		}
@@ -115,6 +121,46 @@ func OpenWith(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) 
 		return nil, err
 	}
 	return s, nil
+}
+
+// settled waits until stream has a leader and replicas-1 followers that
+// have caught up with it. A stream whose replicas were just raised is
+// still copying itself to the new ones, and a write sent meanwhile may go
+// unanswered; one opened here is written to at once.
+func settled(ctx context.Context, js jetstream.JetStream, stream string, replicas int) error {
+	if replicas <= 1 {
+		return nil
+	}
+	wait := retryMin
+	for {
+		var why string
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		s, err := js.Stream(actx, stream)
+		cancel()
+		switch {
+		case err != nil:
+			why = err.Error()
+		case s.CachedInfo().Cluster == nil || s.CachedInfo().Cluster.Leader == "":
+			why = "no leader"
+		default:
+			current := 0
+			for _, p := range s.CachedInfo().Cluster.Replicas {
+				if p.Current {
+					current++
+				}
+			}
+			if current >= replicas-1 {
+				return nil
+			}
+			why = fmt.Sprintf("%d of %d followers current", current, replicas-1)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("replicas of %s not settled (%s): %w", stream, why, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, retryMax)
+	}
 }
 
 // maxReplicas is JetStream's own bound on a stream's replicas.

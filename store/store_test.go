@@ -3,7 +3,10 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -181,5 +184,110 @@ func TestNodes(t *testing.T) {
 	ns, err := s.Nodes(ctx)
 	if err != nil || len(ns) != 1 || string(ns[0]) != "y" {
 		t.Fatalf("nodes %q, %v", ns, err)
+	}
+}
+
+func TestOpenWithReplicasNeedsAClusteredJetStream(t *testing.T) {
+	e, err := bus.Embed(bus.EmbedConfig{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown()
+	nc, err := e.ConnectControl("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	if _, err := OpenWith(ctx, nc, Options{Replicas: 3}); err == nil || !strings.Contains(err.Error(), "3 replicas") {
+		t.Fatalf("3 replicas on one server: %v", err)
+	}
+	// Said at once, not after waiting out the context: nothing changes
+	// by trying again.
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("took %s", d)
+	}
+	for _, n := range []int{-1, 6} {
+		if _, err := OpenWith(ctx, nc, Options{Replicas: n}); err == nil {
+			t.Fatalf("%d replicas accepted", n)
+		}
+	}
+}
+
+// cluster3 is three embedded NATS servers clustered on loopback, one
+// deployment.
+func cluster3(t *testing.T) []*bus.Embedded {
+	t.Helper()
+	auth, err := natsauth.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var addrs, routes []string
+	for range 3 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, l.Addr().String())
+		routes = append(routes, "nats-route://"+l.Addr().String())
+		_ = l.Close()
+	}
+	var out []*bus.Embedded
+	for i, a := range addrs {
+		e, err := bus.Embed(bus.EmbedConfig{StoreDir: t.TempDir(), Auth: auth,
+			Cluster: &bus.ClusterConfig{Name: "c", ServerName: fmt.Sprintf("s%d", i), Listen: a, Routes: routes}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(e.Shutdown)
+		out = append(out, e)
+	}
+	return out
+}
+
+// A deployment that started on one replica grows to three in place: the
+// buckets and the stream keep what they held.
+func TestOpenWithRaisesTheReplicasOfWhatExists(t *testing.T) {
+	servers := cluster3(t)
+	nc, err := servers[1].ConnectControl("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// Open waits out the cluster's first leader election.
+	s1, err := Open(ctx, nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s1.CreateMeeting(ctx, "m1", []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s1.AppendAudit(ctx, "m1", []byte("r1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	s3, err := OpenWith(ctx, nc, Options{Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"KV_oakmeet_meetings", "KV_oakmeet_nodes", "KV_oakmeet_control", "OAKMEET_AUDIT"} {
+		st, err := s3.js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := st.CachedInfo().Config.Replicas; r != 3 {
+			t.Fatalf("%s: %d replicas", name, r)
+		}
+	}
+	if r, err := s3.Meeting(ctx, "m1"); err != nil || string(r.Value) != "a" {
+		t.Fatalf("meeting after the change: %q, %v", r.Value, err)
+	}
+	// A second writer's append at a stale sequence is a conflict on the
+	// replicated log too.
+	if _, err := s3.AppendAudit(ctx, "m1", []byte("r2"), 0); !errors.Is(err, ErrConflict) {
+		t.Fatalf("stale append: %v", err)
 	}
 }
