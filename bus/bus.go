@@ -275,6 +275,10 @@ func (e *Embedded) JetStreamReady() bool {
 	return !e.srv.JetStreamIsClustered() || e.srv.JetStreamIsCurrent()
 }
 
+// ServerName is the server's name in its cluster (what JetStream names
+// stream leaders by; store.StepDownLeaders takes it).
+func (e *Embedded) ServerName() string { return e.srv.Name() }
+
 // JetStreamLeader reports whether this server leads its cluster's
 // JetStream meta group (which places streams and answers their creation).
 func (e *Embedded) JetStreamLeader() bool { return e.srv.JetStreamIsLeader() }

@@ -5,6 +5,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -351,6 +352,60 @@ func (s *Store) Control(ctx context.Context, key string) ([]byte, error) {
 func (s *Store) PutControl(ctx context.Context, key string, value []byte) error {
 	if _, err := s.control.Put(ctx, key, value); err != nil {
 		return fmt.Errorf("store control value %s: %w", key, err)
+	}
+	return nil
+}
+
+// StepDownLeaders hands the leadership of every replicated stream of the
+// deployment (the buckets, the audit log, and the leader's lease and the
+// events stream where they exist) that NATS server server leads to
+// another of its replicas. A process that embeds a cluster member and
+// does the deployment's work calls it on taking that work up: should the
+// process then die abruptly, its server held no stream leader, and the
+// writes of whoever takes over need not wait out a JetStream election
+// (seconds; nats-server's are not configurable). Streams with one replica
+// are left alone.
+func (s *Store) StepDownLeaders(ctx context.Context, server string) error {
+	names := []string{"KV_" + cluster.BucketMeetings, "KV_" + cluster.BucketNodes, "KV_" + cluster.BucketControl,
+		cluster.StreamAudit, "KV_" + cluster.BucketLeader, cluster.StreamEvents}
+	var errs []error
+	for _, name := range names {
+		st, err := s.js.Stream(ctx, name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("stream %s: %w", name, err))
+			continue
+		}
+		info := st.CachedInfo()
+		if info.Config.Replicas <= 1 || info.Cluster == nil || info.Cluster.Leader != server {
+			continue
+		}
+		if err := s.stepDown(ctx, name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Store) stepDown(ctx context.Context, stream string) error {
+	msg, err := s.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+stream, nil)
+	if err != nil {
+		return fmt.Errorf("step down as leader of %s: %w", stream, err)
+	}
+	var resp struct {
+		Success bool                `json:"success"`
+		Error   *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return fmt.Errorf("step down as leader of %s: %w", stream, err)
+	}
+	if resp.Error != nil {
+		return fmt.Errorf("step down as leader of %s: %w", stream, resp.Error)
+	}
+	if !resp.Success {
+		return fmt.Errorf("step down as leader of %s: refused", stream)
 	}
 	return nil
 }

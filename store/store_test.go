@@ -291,3 +291,52 @@ func TestOpenWithRaisesTheReplicasOfWhatExists(t *testing.T) {
 		t.Fatalf("stale append: %v", err)
 	}
 }
+
+// A server that leads the deployment's streams hands them to the others.
+func TestStepDownLeadersMovesThemOffAServer(t *testing.T) {
+	servers := cluster3(t)
+	nc, err := servers[0].ConnectControl("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := OpenWith(ctx, nc, Options{Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.js.Stream(ctx, "KV_oakmeet_meetings")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := st.CachedInfo().Cluster.Leader
+	if err := s.StepDownLeaders(ctx, leader); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		names := []string{"KV_oakmeet_meetings", "KV_oakmeet_nodes", "KV_oakmeet_control", "OAKMEET_AUDIT"}
+		led := ""
+		for _, name := range names {
+			st, err := s.js.Stream(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c := st.CachedInfo().Cluster; c == nil || c.Leader == "" || c.Leader == leader {
+				led = name
+			}
+		}
+		if led == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still led by %s, or by none", led, leader)
+		}
+		time.Sleep(50 * time.Millisecond) // polling interval, not synchronisation
+	}
+	// And writes go on.
+	if _, err := s.CreateMeeting(ctx, "m1", []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -257,6 +257,9 @@ func (c *Cluster) NATSStreamLeader(name string) int {
 	return leader
 }
 
+// NATSServerName is server i's name in the NATS cluster.
+func (c *Cluster) NATSServerName(i int) string { return c.natsMember(i).name }
+
 // NATSCurrent reports whether server i runs and its JetStream has caught
 // up with the cluster's.
 func (c *Cluster) NATSCurrent(i int) bool {

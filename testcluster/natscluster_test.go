@@ -61,6 +61,26 @@ func TestNATSClusterOutlivesAServer(t *testing.T) {
 		t.Fatalf("probe %q, %v", v, err)
 	}
 	c.RestartNATSServer(other)
+
+	// A server that handed its leaderships over first is lost without an
+	// election: the next join does not wait.
+	testcluster.WaitFor(t, 30*time.Second, "the restarted server caught up", func() bool { return c.NATSCurrent(other) })
+	third := c.NATSStreamLeader("KV_" + cluster.BucketMeetings)
+	// The restarted server may still be catching up on a stream, whose
+	// state then takes a while to answer.
+	testcluster.WaitFor(t, 30*time.Second, "leaderships handed over", func() bool {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		return st.StepDownLeaders(sctx, c.NATSServerName(third)) == nil
+	})
+	testcluster.WaitFor(t, 30*time.Second, "the meetings bucket led elsewhere", func() bool {
+		return c.NATSStreamLeader("KV_"+cluster.BucketMeetings) != third
+	})
+	killed = time.Now()
+	c.KillNATSServer(third)
+	t.Logf("KV writes succeed %s after a server that had stepped down as leader was killed", waitWritable(t, st, "after-third-kill").Sub(killed).Round(time.Millisecond))
+	joinEventually(t, c, m.ID)
+	t.Logf("a join is placed %s after a server that had stepped down as leader was killed", time.Since(killed).Round(time.Millisecond))
 }
 
 // waitWritable writes a control value until a write succeeds, and returns
