@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"io"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/oakmeet/oakmeet/api"
 	"github.com/oakmeet/oakmeet/apiclient"
+	"github.com/oakmeet/oakmeet/bus"
 	"github.com/oakmeet/oakmeet/natsauth"
 )
 
@@ -198,4 +200,27 @@ func TestServeOnANATSCluster(t *testing.T) {
 		"--loopback", "--turn-port", "-1", "--log-level", "warn")
 	c := apiclient.New("http://"+httpAddr[1], nil)
 	waitNode(t, c, nodeOut, "de-1 certified on another replica", func(n api.Node) bool { return n.ID == "de-1" && n.Healthy && n.Certified })
+}
+
+// Routes that stay on this machine go plain; any that leave it get a
+// certificate of the deployment's CA that both ends of a route verify.
+func TestRouteTLSBeyondLoopbackOnly(t *testing.T) {
+	data := t.TempDir()
+	plain, err := routeTLS(data, &bus.ClusterConfig{Listen: "127.0.0.1:6222", Routes: []string{"nats-route://127.0.0.1:6223", "nats-route://localhost:6224"}})
+	if err != nil || plain != nil {
+		t.Fatalf("loopback routes: %v, %v", plain, err)
+	}
+	for _, cc := range []*bus.ClusterConfig{
+		{Listen: "0.0.0.0:6222", Routes: []string{"nats-route://127.0.0.1:6223"}},
+		{Listen: "127.0.0.1:6222", Routes: []string{"nats-route://10.0.0.2:6222"}},
+	} {
+		cfg, err := routeTLS(data, cc)
+		if err != nil || cfg == nil || cfg.ClientAuth != tls.RequireAndVerifyClientCert || cfg.RootCAs == nil || len(cfg.Certificates) != 1 {
+			t.Fatalf("%+v: %+v, %v", cc, cfg, err)
+		}
+	}
+	// The CA is the deployment's, which replica init hands on.
+	if _, err := os.Stat(filepath.Join(natsDir(data), "ca.key")); err != nil {
+		t.Fatal(err)
+	}
 }
