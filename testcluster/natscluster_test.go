@@ -115,3 +115,15 @@ func joinEventually(t *testing.T, c *testcluster.Cluster, id string) {
 		return ae == nil
 	})
 }
+
+// The whole deployment restarted on its NATS cluster keeps its meetings.
+func TestNATSClusterRestartControl(t *testing.T) {
+	c := testcluster.Start(t, policy.Policy{}, testcluster.World()[:1], testcluster.WithNATSCluster(3))
+	m := c.CreateMeeting(policy.Policy{})
+	c.RestartControl()
+	c.StartNode(testcluster.World()[0])
+	c.WaitHealthy(1)
+	if _, ae, _ := c.Join(m.ID, "DE"); ae != nil {
+		t.Fatalf("join after the restart: %v", ae)
+	}
+}
