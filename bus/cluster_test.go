@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/natsauth"
 )
@@ -205,4 +207,35 @@ func TestConnectSeveralURLs(t *testing.T) {
 			t.Errorf("url list %q accepted", bad)
 		}
 	}
+}
+
+// A server list or a route list never panics, and what is accepted names
+// a host.
+func FuzzServerAndRouteLists(f *testing.F) {
+	for _, s := range []string{"nats://127.0.0.1:4222", "nats://a:1, tls://b:2", "", ",", "nats-route://127.0.0.1:6222",
+		"nats-route://u:p@h:1", "nats://[::1]:4222", "%", "nats://h:1,,nats://", "nats-route://10.0.0.1:6222"} {
+		f.Add(s)
+	}
+	auth, err := natsauth.New()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, list string) {
+		if urls, err := splitURLs(list); err == nil {
+			for _, u := range urls {
+				if u.Hostname() == "" {
+					t.Fatalf("%q: accepted %v without a host", list, u)
+				}
+			}
+		}
+		var opts server.Options
+		cc := &ClusterConfig{Name: "c", ServerName: "s", Listen: "127.0.0.1:0", Routes: strings.Split(list, ",")}
+		if err := clusterOptions(&opts, cc, auth); err == nil {
+			for _, r := range opts.Routes {
+				if r.Scheme != "nats-route" || r.Hostname() == "" || r.User == nil || !isLoopback(r.Hostname()) {
+					t.Fatalf("%q: accepted route %v", list, r)
+				}
+			}
+		}
+	})
 }
