@@ -167,10 +167,13 @@ func settled(ctx context.Context, js jetstream.JetStream, stream string, replica
 // maxReplicas is JetStream's own bound on a stream's replicas.
 const maxReplicas = 5
 
-// Bounds of OpenWith's retries: each try gets attemptTimeout (a request
-// to a cluster without a leader may go unanswered), then waits from
+// Bounds of OpenWith's retries. A request to a cluster without a leader,
+// or one creating a stream that another process is creating at the same
+// moment (replicas starting together), may go unanswered: each try gets
+// from attemptMin, doubling up to attemptTimeout, and the next waits from
 // retryMin, doubling up to retryMax.
 const (
+	attemptMin     = 250 * time.Millisecond
 	attemptTimeout = 2 * time.Second
 	retryMin       = 50 * time.Millisecond
 	retryMax       = time.Second
@@ -179,9 +182,10 @@ const (
 // retry runs f until it succeeds, fails for good, or ctx ends; the error
 // is the last one f returned.
 func retry(ctx context.Context, f func(context.Context) error) error {
-	wait := retryMin
+	wait, timeout := retryMin, attemptMin
 	for {
-		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		actx, cancel := context.WithTimeout(ctx, timeout)
+		timeout = min(2*timeout, attemptTimeout)
 		err := f(actx)
 		cancel()
 		if err == nil || !transient(err) || ctx.Err() != nil {

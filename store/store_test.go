@@ -340,3 +340,54 @@ func TestStepDownLeadersMovesThemOffAServer(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Three processes that start together, each with its own cluster member
+// and each opening the store at once, all get it: creations that race
+// with one another are tried again.
+func TestOpenWithOnMembersStartingTogether(t *testing.T) {
+	auth, err := natsauth.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var addrs, routes []string
+	for range 3 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, l.Addr().String())
+		routes = append(routes, "nats-route://"+l.Addr().String())
+		_ = l.Close()
+	}
+	errs := make(chan error, 3)
+	for i := range 3 {
+		dir := t.TempDir()
+		go func() {
+			e, err := bus.Embed(bus.EmbedConfig{StoreDir: dir, Auth: auth,
+				Cluster: &bus.ClusterConfig{Name: "c", ServerName: fmt.Sprintf("s%d", i), Listen: addrs[i], Routes: routes}})
+			if err != nil {
+				errs <- err
+				return
+			}
+			t.Cleanup(e.Shutdown)
+			nc, err := e.ConnectControl("test")
+			if err != nil {
+				errs <- err
+				return
+			}
+			t.Cleanup(nc.Close)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			s, err := OpenWith(ctx, nc, Options{Replicas: 3})
+			if err == nil {
+				_, err = s.CreateMeeting(ctx, fmt.Sprintf("m%d", i), []byte("a"))
+			}
+			errs <- err
+		}()
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
