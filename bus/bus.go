@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -47,6 +48,9 @@ type EmbedConfig struct {
 	// Cluster, when set, makes the server a member of a NATS cluster with
 	// JetStream clustered across its members.
 	Cluster *ClusterConfig
+	// Logger receives the server's warnings and errors (its notices at
+	// debug level); nil keeps it silent.
+	Logger *slog.Logger
 }
 
 // ClusterConfig makes an embedded server one member of a NATS cluster.
@@ -125,6 +129,9 @@ func Embed(cfg EmbedConfig) (*Embedded, error) {
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	if cfg.Logger != nil {
+		srv.SetLoggerV2(natsLogger{cfg.Logger.With("nats", opts.ServerName)}, false, false, false)
 	}
 	go srv.Start()
 	timeout := cfg.ReadyTimeout
@@ -205,6 +212,16 @@ func clusterOptions(opts *server.Options, cc *ClusterConfig, auth *natsauth.Depl
 	}
 	return nil
 }
+
+// natsLogger passes the server's log to slog.
+type natsLogger struct{ l *slog.Logger }
+
+func (n natsLogger) Noticef(format string, v ...any) { n.l.Debug(fmt.Sprintf(format, v...)) }
+func (n natsLogger) Warnf(format string, v ...any)   { n.l.Warn(fmt.Sprintf(format, v...)) }
+func (n natsLogger) Fatalf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
+func (n natsLogger) Errorf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
+func (n natsLogger) Debugf(format string, v ...any)  { n.l.Debug(fmt.Sprintf(format, v...)) }
+func (n natsLogger) Tracef(format string, v ...any)  { n.l.Debug(fmt.Sprintf(format, v...)) }
 
 func listenAddress(listen string) (string, int, error) {
 	if listen == "" {

@@ -136,6 +136,7 @@ func (c *Cluster) embedMember(i int) {
 		Auth:     c.auth,
 		Cluster: &bus.ClusterConfig{Name: "oakmeet-test", ServerName: m.name,
 			Listen: net.JoinHostPort("127.0.0.1", strconv.Itoa(m.route)), Routes: routes},
+		Logger: c.logger(),
 	})
 	if err != nil {
 		t.Fatalf("NATS server %d: %v", i, err)

@@ -354,7 +354,7 @@ func startControlPlane(ctx context.Context, st serveSettings, log *slog.Logger, 
 			}
 		}
 		emb, err := bus.Embed(bus.EmbedConfig{StoreDir: filepath.Join(st.dataDir, "jetstream"), Listen: st.natsListen,
-			Auth: auth, TLS: serverTLS, TLSCA: ca, Cluster: st.natsCluster})
+			Auth: auth, TLS: serverTLS, TLSCA: ca, Cluster: st.natsCluster, Logger: log})
 		if err != nil {
 			return fail(err)
 		}
