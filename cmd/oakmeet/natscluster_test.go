@@ -19,6 +19,10 @@ import (
 
 func TestReplicaInitCopiesTheSharedSecretsOnly(t *testing.T) {
 	from, to := t.TempDir(), filepath.Join(t.TempDir(), "r2")
+	// Each replica keeps its own id.
+	if err := os.WriteFile(filepath.Join(from, "replica.id"), []byte("r1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	// From has never been served: init makes its secrets as serve would,
 	// and serve later keeps them.
 	if code, out, errOut := runCmd("replica", "init", "--data", to, "--from", from); code != 0 {
@@ -49,8 +53,8 @@ func TestReplicaInitCopiesTheSharedSecretsOnly(t *testing.T) {
 		}
 	}
 	// Neither the enrollment key, which may stay offline, nor anything
-	// of the JetStream store.
-	for _, p := range []string{enrollmentKeyFile, "jetstream"} {
+	// of the JetStream store, nor the replica's id.
+	for _, p := range []string{enrollmentKeyFile, "jetstream", "replica.id"} {
 		if _, err := os.Stat(filepath.Join(to, p)); !os.IsNotExist(err) {
 			t.Fatalf("%s copied: %v", p, err)
 		}
