@@ -64,7 +64,8 @@ func (c *Cluster) NATSServers() int {
 }
 
 // KillNATSServer shuts server i (0 ≤ i < NATSServers()) down at once:
-// its connections drop and its clients reconnect to the others.
+// its connections drop and its clients reconnect to the others. NATS()
+// is then another running server.
 func (c *Cluster) KillNATSServer(i int) {
 	c.t.Helper()
 	m := c.natsMember(i)
@@ -73,6 +74,17 @@ func (c *Cluster) KillNATSServer(i int) {
 	}
 	m.emb.Shutdown()
 	m.emb = nil
+	c.pickNATS()
+}
+
+// pickNATS makes the first running member the one NATS() returns.
+func (c *Cluster) pickNATS() {
+	for _, o := range c.natsc.members {
+		if o.emb != nil {
+			c.emb = o.emb
+			return
+		}
+	}
 }
 
 // RestartNATSServer starts server i again, on its ports and store, after
@@ -84,6 +96,7 @@ func (c *Cluster) RestartNATSServer(i int) {
 		c.t.Fatalf("NATS server %d is running", i)
 	}
 	c.embedMember(i)
+	c.pickNATS()
 }
 
 func (c *Cluster) natsMember(i int) *natsMember {
