@@ -124,10 +124,11 @@ func OpenWith(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) 
 	return s, nil
 }
 
-// settled waits until stream has a leader and replicas-1 followers that
-// have caught up with it. A stream whose replicas were just raised is
+// settled waits until stream has a leader and enough followers caught up
+// with it to make a quorum. A stream whose replicas were just raised is
 // still copying itself to the new ones, and a write sent meanwhile may go
-// unanswered; one opened here is written to at once.
+// unanswered; one opened here is written to at once. A quorum, not all:
+// a process restarting while another member is down must still start.
 func settled(ctx context.Context, js jetstream.JetStream, stream string, replicas int) error {
 	if replicas <= 1 {
 		return nil
@@ -146,14 +147,15 @@ func settled(ctx context.Context, js jetstream.JetStream, stream string, replica
 		default:
 			current := 0
 			for _, p := range s.CachedInfo().Cluster.Replicas {
-				if p.Current {
+				// A member that went away keeps its last Current.
+				if p.Current && !p.Offline {
 					current++
 				}
 			}
-			if current >= replicas-1 {
+			if current >= replicas/2 {
 				return nil
 			}
-			why = fmt.Sprintf("%d of %d followers current", current, replicas-1)
+			why = fmt.Sprintf("%d of %d followers current, %d needed", current, replicas-1, replicas/2)
 		}
 		select {
 		case <-ctx.Done():

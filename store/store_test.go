@@ -391,3 +391,61 @@ func TestOpenWithOnMembersStartingTogether(t *testing.T) {
 		}
 	}
 }
+
+// A process that restarts while another member is down still opens its
+// store: two of three replicas are a quorum.
+func TestOpenWithWhileAMemberIsDown(t *testing.T) {
+	servers := cluster3(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	nc, err := servers[0].ConnectControl("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	s, err := OpenWith(ctx, nc, Options{Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateMeeting(ctx, "m1", []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	servers[2].Shutdown()
+	// Once the leader sees the member gone, not every replica is current.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ictx, icancel := context.WithTimeout(ctx, time.Second)
+		st, err := s.js.Stream(ictx, "KV_oakmeet_meetings")
+		icancel()
+		if err == nil && st.CachedInfo().Cluster != nil {
+			down := 0
+			for _, p := range st.CachedInfo().Cluster.Replicas {
+				if !p.Current || p.Offline {
+					down++
+				}
+			}
+			if down > 0 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the leader never saw the member gone")
+		}
+		time.Sleep(50 * time.Millisecond) // polling interval, not synchronisation
+	}
+	nc2, err := servers[1].ConnectControl("again")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc2.Close()
+	s2, err := OpenWith(ctx, nc2, Options{Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s2.Meeting(ctx, "m1"); err != nil || string(r.Value) != "a" {
+		t.Fatalf("meeting %q, %v", r.Value, err)
+	}
+	if _, err := s2.CreateMeeting(ctx, "m2", []byte("b")); err != nil {
+		t.Fatal(err)
+	}
+}
