@@ -72,6 +72,8 @@ else
     pids+=($!)
   done
 fi
+replicas_note=""
+[ "$REPLICAS" -gt 1 ] && replicas_note=" (replicas on ports $PORT-$((PORT + REPLICAS - 1)))"
 for r in $(seq "$REPLICAS"); do
   # A cluster's JetStream needs a quorum of members before any serve is up.
   for _ in $(seq 600); do
@@ -100,7 +102,7 @@ for _ in $(seq 100); do
 done
 
 cat <<MSG
-oakmeet cluster running: control plane http://127.0.0.1:$PORT ($REPLICAS replica(s) from port $PORT), NATS $nats_urls
+oakmeet cluster running: control plane http://127.0.0.1:$PORT$replicas_note, NATS $nats_urls
 nodes: DE FR JP US BR CN (logs and data in $DATA)
 
   curl -s http://127.0.0.1:$PORT/api/nodes
