@@ -194,6 +194,9 @@ func clusterOptions(opts *server.Options, cc *ClusterConfig, auth *natsauth.Depl
 		return fmt.Errorf("embedded nats cluster: routes beyond loopback (%s, %s) require TLS", cc.Listen, strings.Join(cc.Routes, ", "))
 	}
 	opts.ServerName = cc.ServerName
+	// A member that is down is dialled every second; its absence is said
+	// once a minute, not every time.
+	opts.ReconnectErrorReports = 60
 	// A member that stops cleanly (Stop) hands its JetStream leaderships
 	// over first and then closes its clients within this.
 	opts.LameDuckDuration = 2 * time.Second

@@ -39,6 +39,7 @@ echo "building oakmeet into $BIN"
 go build -o "$BIN" ./cmd/oakmeet
 
 pids=()
+serve_pids=()
 cleanup() {
   trap - INT TERM EXIT
   echo; echo "stopping the cluster"
@@ -52,6 +53,7 @@ if [ "$REPLICAS" -eq 1 ]; then
   "$BIN" serve --nodes 0 --listen "127.0.0.1:$PORT" --nats-listen "127.0.0.1:$NATS_PORT" \
     --trust-client-location --data "$DATA/control" >"$DATA/control.log" 2>&1 &
   pids+=($!)
+  serve_pids=($!)
 else
   routes=""; nats_urls=""
   for r in $(seq "$REPLICAS"); do
@@ -70,6 +72,7 @@ else
       --nats-server-name "r$r" ${replica_flag:+--replica-id "r$r"} \
       --trust-client-location --data "$dir" >"$DATA/control-$r.log" 2>&1 &
     pids+=($!)
+    serve_pids+=($!)
   done
 fi
 replicas_note=""
@@ -112,4 +115,6 @@ nodes: DE FR JP US BR CN (logs and data in $DATA)
 
 Press Ctrl-C to stop.
 MSG
-wait "${pids[0]}"
+# With replicas, the cluster runs on while any of them does: one may be
+# killed to watch another take over.
+wait "${serve_pids[@]}"

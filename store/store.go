@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -370,30 +371,39 @@ func (s *Store) PutControl(ctx context.Context, key string, value []byte) error 
 // process then die abruptly, its server held no stream leader, and the
 // writes of whoever takes over need not wait out a JetStream election
 // (seconds; nats-server's are not configurable). Streams with one replica
-// are left alone.
+// are left alone. Each stream is asked at once and given stepDownWait: one
+// whose state cannot be had (its servers, or the cluster's meta leader,
+// just lost) is skipped with an error rather than holding up the rest.
 func (s *Store) StepDownLeaders(ctx context.Context, server string) error {
 	names := []string{"KV_" + cluster.BucketMeetings, "KV_" + cluster.BucketNodes, "KV_" + cluster.BucketControl,
 		cluster.StreamAudit, "KV_" + cluster.BucketLeader, cluster.StreamEvents}
-	var errs []error
-	for _, name := range names {
-		st, err := s.js.Stream(ctx, name)
-		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			continue
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("stream %s: %w", name, err))
-			continue
-		}
-		info := st.CachedInfo()
-		if info.Config.Replicas <= 1 || info.Cluster == nil || info.Cluster.Leader != server {
-			continue
-		}
-		if err := s.stepDown(ctx, name); err != nil {
-			errs = append(errs, err)
-		}
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(ctx, stepDownWait)
+			defer cancel()
+			st, err := s.js.Stream(ctx, name)
+			if errors.Is(err, jetstream.ErrStreamNotFound) {
+				return
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("stream %s: %w", name, err)
+				return
+			}
+			info := st.CachedInfo()
+			if info.Config.Replicas <= 1 || info.Cluster == nil || info.Cluster.Leader != server {
+				return
+			}
+			errs[i] = s.stepDown(ctx, name)
+		})
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
+
+// stepDownWait bounds StepDownLeaders' work on one stream.
+const stepDownWait = time.Second
 
 func (s *Store) stepDown(ctx context.Context, stream string) error {
 	msg, err := s.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+stream, nil)
