@@ -20,6 +20,13 @@ const eventsMaxAge = time.Hour
 // eventsStreamConfig is the stream that keeps node events (nodes publish
 // them plainly on cluster.SubjectEvents) until the control plane has
 // acknowledged them, with replicas JetStream copies.
+// eventsPerNode bounds what the stream keeps of one node: far more than
+// the connects and leaves of a full node within eventsMaxAge.
+const eventsPerNode = 100_000
+
+// eventMaxBytes bounds one event; a real one is a few hundred bytes.
+const eventMaxBytes = 16 << 10
+
 func eventsStreamConfig(replicas int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        cluster.StreamEvents,
@@ -27,19 +34,14 @@ func eventsStreamConfig(replicas int) jetstream.StreamConfig {
 		Subjects:    []string{cluster.SubjectEvents("*")},
 		Retention:   jetstream.LimitsPolicy,
 		MaxAge:      eventsMaxAge,
-		Storage:     jetstream.FileStorage,
-		Replicas:    max(replicas, 1),
+		// Each node has a subject of its own: a node that floods it
+		// pushes out only its own oldest events, never another's.
+		MaxMsgsPerSubject: eventsPerNode,
+		MaxMsgSize:        eventMaxBytes,
+		Discard:           jetstream.DiscardOld,
+		Storage:           jetstream.FileStorage,
+		Replicas:          max(replicas, 1),
 	}
-}
-
-// openEvents creates the events stream where missing (or brings its
-// configuration up to date).
-func openEvents(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.Stream, error) {
-	st, err := js.CreateOrUpdateStream(ctx, eventsStreamConfig(replicas))
-	if err != nil {
-		return nil, fmt.Errorf("open events stream: %w", err)
-	}
-	return st, nil
 }
 
 // EventMsg is one node event taken from the stream. Ack tells the stream it

@@ -123,7 +123,7 @@ func OpenWith(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) 
 	if err != nil {
 		return nil, err
 	}
-	if s.events, err = openEvents(ctx, js, 1); err != nil {
+	if s.events, err = stream(eventsStreamConfig(opts.Replicas)); err != nil {
 		return nil, err
 	}
 	return s, nil
