@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -16,6 +17,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -74,6 +76,7 @@ type replicaState struct {
 	timing ReplicaTiming
 	ports  []int // each replica's HTTP port, kept across restarts
 	reps   []*runningReplica
+	dying  []*runningReplica // killed, still winding down
 	lb     *balancer
 }
 
@@ -111,7 +114,7 @@ func (c *Cluster) startReplicas() {
 	}
 	serverTLS, _ := c.nodeTLS()
 	tr, _ := c.HTTPClient().Transport.(*http.Transport) // nil: the default
-	lb := newBalancer(backends, tr)
+	lb := newBalancer(backends, tr, c.logWriter())
 	hs, err := httpserve.Listen("127.0.0.1:0", httpserve.Config{Handler: lb, TLS: serverTLS, Logger: c.logger()})
 	if err != nil {
 		t.Fatal(err)
@@ -225,18 +228,24 @@ func (c *Cluster) stopReplica(i int, abrupt bool) {
 		c.reps.lb.tr.base.CloseIdleConnections()
 		rr.nc.Close() // before the cancel: the lease cannot be deleted
 		rr.cancel()
-	} else {
-		rr.cancel()
-		<-rr.done
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = rr.hs.Shutdown(ctx)
-		cancel()
-		rr.nc.Close()
+		// What is left of it winds down on its own, as a dead process's
+		// sockets do; the cluster's shutdown waits for it.
+		c.reps.dying = append(c.reps.dying, rr)
+		return
 	}
+	rr.cancel()
+	rr.wait(c.t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_ = rr.hs.Shutdown(ctx)
+	cancel()
+	rr.nc.Close()
+}
+
+func (rr *runningReplica) wait(t testing.TB) {
 	select {
 	case <-rr.done:
 	case <-time.After(20 * time.Second):
-		c.t.Errorf("replica %s did not stop", rr.id)
+		t.Errorf("replica %s did not stop", rr.id)
 	}
 }
 
@@ -248,17 +257,25 @@ func (c *Cluster) stopReplicas() {
 	for _, rr := range running {
 		rr.cancel()
 	}
+	for _, rr := range c.reps.dying {
+		rr.wait(c.t)
+	}
+	c.reps.dying = nil
 	for _, rr := range running {
-		select {
-		case <-rr.done:
-		case <-time.After(20 * time.Second):
-			c.t.Errorf("replica %s did not stop", rr.id)
-		}
+		rr.wait(c.t)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = rr.hs.Shutdown(ctx)
 		cancel()
 		rr.nc.Close()
 	}
+}
+
+// logWriter is where the test's log goes (nowhere once it has ended).
+func (c *Cluster) logWriter() io.Writer {
+	if c.log == nil {
+		return io.Discard
+	}
+	return c.log
 }
 
 // Replicas is how many control-plane replicas the cluster runs (0 without
@@ -368,7 +385,7 @@ type balancer struct {
 	sent []int
 }
 
-func newBalancer(backends []*url.URL, client *http.Transport) *balancer {
+func newBalancer(backends []*url.URL, client *http.Transport, errLog io.Writer) *balancer {
 	// A transport of its own, so that a killed replica's idle connections
 	// can be dropped without touching anyone else's.
 	base := http.DefaultTransport.(*http.Transport).Clone()
@@ -384,6 +401,7 @@ func newBalancer(backends []*url.URL, client *http.Transport) *balancer {
 		},
 		Transport:     b.tr,
 		FlushInterval: -1, // audit watches and other streams pass at once
+		ErrorLog:      log.New(errLog, "balancer: ", 0),
 	}
 	return b
 }
