@@ -392,6 +392,7 @@ func newBalancer(backends []*url.URL, client *http.Transport, errLog io.Writer) 
 	if client != nil {
 		base = client.Clone()
 	}
+	base.MaxIdleConnsPerHost = 64 // a connection per request in flight, not a new one per request
 	b := &balancer{backends: backends, sent: make([]int, len(backends))}
 	b.tr = &failoverTransport{b: b, base: base}
 	b.proxy = &httputil.ReverseProxy{
