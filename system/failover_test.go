@@ -230,6 +230,11 @@ func takeover(tb testing.TB, c *testcluster.Cluster) (killed int, elected, ready
 	if next := c.Leader(); next == killed {
 		tb.Fatalf("replica %d, killed, leads", killed)
 	}
+	for i := range c.Replicas() {
+		if n := c.ReplicaRestarts(i); n > 0 {
+			tb.Logf("replica %d exited on its own and was started again %d times (its control plane could not start)", i, n)
+		}
+	}
 	return killed, elected, ready
 }
 

@@ -83,12 +83,15 @@ type replicaState struct {
 // runningReplica is one replica with what it runs on; nil fields once
 // killed.
 type runningReplica struct {
-	id     string
-	r      *replica.Replica
-	nc     *nats.Conn
-	hs     *httpserve.Server
-	cancel context.CancelFunc
-	done   chan struct{}
+	id string
+	// cur is the replica running now: a new one after it exited on its
+	// own (it could not lead).
+	cur      atomic.Pointer[replica.Replica]
+	restarts atomic.Int32
+	nc       *nats.Conn
+	hs       *httpserve.Server
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
 // startReplicas is startControl under WithReplicas.
@@ -138,6 +141,17 @@ func (c *Cluster) startReplicas() {
 		nc.Close()
 	}
 	WaitFor(t, 30*time.Second, "a control-plane leader", func() bool { return c.Leader() >= 0 })
+	// Up means every replica has seen the lease: a replica whose watch of
+	// a lease bucket created a moment before has not delivered yet would
+	// only take over once its watch recovers (seconds).
+	WaitFor(t, 30*time.Second, "every replica knowing the leader", func() bool {
+		for _, rr := range c.reps.reps {
+			if rr.cur.Load().Status().Leader == "" {
+				return false
+			}
+		}
+		return true
+	})
 	c.Srv = c.LeaderServer()
 	WaitFor(t, 10*time.Second, "control ready", func() bool {
 		_, err := c.API.Health(context.Background())
@@ -162,38 +176,64 @@ func (c *Cluster) startReplica(i int) {
 	}
 	tm := c.reps.timing
 	log := c.logger().With("replica", id)
-	r, err := replica.New(replica.Config{ID: id, NATS: nc, Replicas: c.NATSServers(),
+	cfg := replica.Config{ID: id, NATS: nc, Replicas: c.NATSServers(),
 		LeaseTTL: tm.LeaseTTL, ForwardWait: tm.ForwardWait, KeepAlive: tm.KeepAlive, ForwardTimeout: tm.ForwardTimeout,
 		// As serve does on a NATS cluster: a new leader hears every live
 		// node's heartbeat before it places anyone.
 		Settle: c.Timing.HeartbeatInterval * 3 / 2,
 		Logger: log,
 		New:    func(ctx context.Context) (*control.Server, error) { return c.newControl(ctx, nc) },
-	})
+	}
+	r, err := replica.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	rr := &runningReplica{id: id, nc: nc, cancel: cancel, done: make(chan struct{})}
+	rr.cur.Store(r)
 	serverTLS, _ := c.nodeTLS()
 	hs, err := httpserve.Listen(net.JoinHostPort("127.0.0.1", strconv.Itoa(c.reps.ports[i])),
-		httpserve.Config{Handler: r.Handler(), TLS: serverTLS, Logger: log})
+		httpserve.Config{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			rr.cur.Load().Handler().ServeHTTP(w, req)
+		}), TLS: serverTLS, Logger: log})
 	if err != nil {
 		t.Fatalf("replica %s: %v", id, err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	rr := &runningReplica{id: id, r: r, nc: nc, hs: hs, cancel: cancel, done: make(chan struct{})}
+	rr.hs = hs
 	c.reps.reps[i] = rr
-	go func() {
-		// A killed replica's Run ends on its closed connection with an
-		// error; that is the kill, not a failure.
-		_ = hs.Serve()
-	}()
+	go func() { _ = hs.Serve() }()
 	go func() {
 		defer close(rr.done)
-		if err := r.Run(ctx); err != nil && ctx.Err() == nil && !nc.IsClosed() {
-			t.Errorf("replica %s: %v", id, err)
+		for {
+			err := rr.cur.Load().Run(ctx)
+			// A killed replica's Run ends on its closed connection; that
+			// is the kill, not a failure.
+			if ctx.Err() != nil || nc.IsClosed() {
+				return
+			}
+			// A replica whose control plane could not start when it won
+			// the lease gives the lease up and exits, and its process is
+			// started again by whatever supervises it: so here.
+			c.logWarn("replica exited; starting it again, as its supervisor would", "replica", id, "err", err)
+			rr.restarts.Add(1)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(tm.LeaseTTL / 4):
+			}
+			next, err := replica.New(cfg)
+			if err != nil {
+				t.Errorf("replica %s: %v", id, err)
+				return
+			}
+			rr.cur.Store(next)
 		}
 	}()
 }
+
+// logWarn says something into the test's log (which shows only when the
+// test fails).
+func (c *Cluster) logWarn(msg string, args ...any) { c.logger().Warn(msg, args...) }
 
 // newControl builds a control plane as startControl does, for a replica's
 // election, on the replica's connection.
@@ -295,7 +335,7 @@ func (c *Cluster) Replica(i int) *replica.Replica {
 	c.t.Helper()
 	c.replicaIndex(i)
 	if rr := c.reps.reps[i]; rr != nil {
-		return rr.r
+		return rr.cur.Load()
 	}
 	return nil
 }
@@ -315,7 +355,10 @@ func (c *Cluster) replicaIndex(i int) {
 func (c *Cluster) Leader() int {
 	leader := -1
 	for i, rr := range c.reps.reps {
-		if rr == nil || !rr.r.Status().IsLeader || rr.r.Server() == nil {
+		if rr == nil {
+			continue
+		}
+		if r := rr.cur.Load(); !r.Status().IsLeader || r.Server() == nil {
 			continue
 		}
 		if leader >= 0 {
@@ -344,7 +387,7 @@ func (c *Cluster) LeaderServer() *control.Server {
 		return c.Srv
 	}
 	if i := c.Leader(); i >= 0 {
-		return c.reps.reps[i].r.Server()
+		return c.reps.reps[i].cur.Load().Server()
 	}
 	return nil
 }
@@ -462,6 +505,18 @@ func (f *failoverTransport) RoundTrip(req *http.Request) (*http.Response, error)
 func refused(err error) bool {
 	var op *net.OpError
 	return errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &op) && op.Op == "dial"
+}
+
+// ReplicaRestarts is how many times replica i exited on its own (its
+// control plane could not start when it won the lease) and was started
+// again, since Start or its RestartReplica.
+func (c *Cluster) ReplicaRestarts(i int) int {
+	c.t.Helper()
+	c.replicaIndex(i)
+	if rr := c.reps.reps[i]; rr != nil {
+		return int(rr.restarts.Load())
+	}
+	return 0
 }
 
 // BalancedRequests is how many requests the balancer has sent to each
