@@ -141,22 +141,31 @@ func readLog(t *testing.T, cl *apiclient.Client) logState {
 	if err != nil {
 		t.Fatalf("checkpoint: %v", err)
 	}
-	// A read of the R3 audit stream can meet "no responders" for a
-	// moment (answered 500) with nothing failing; that is not what these
-	// tests are after, so it is retried, and said.
+	a := auditAll(t, cl, "")
+	return logState{entries: a.Entries, checkpoint: cp}
+}
+
+// auditAll reads a meeting's log ("" = all of it). A read of the R3
+// audit stream can meet "no responders" for a moment, answered 500, with
+// nothing failing; that is not what these tests are after, so it is
+// retried, and said.
+func auditAll(t *testing.T, cl *apiclient.Client, meeting string) api.AuditEntries {
+	t.Helper()
 	var a api.AuditEntries
+	var last error
 	refused := 0
 	testcluster.WaitFor(t, 10*time.Second, "the audit log read", func() bool {
-		if a, err = cl.Audit(ctx, ""); err != nil {
-			refused++
+		var err error
+		if a, err = cl.Audit(context.Background(), meeting); err != nil {
+			refused, last = refused+1, err
 			return false
 		}
 		return true
 	})
 	if refused > 0 {
-		t.Logf("reading the audit log failed %d times before it worked (last: %v)", refused, err)
+		t.Logf("reading the audit log failed %d times before it worked (last: %v)", refused, last)
 	}
-	return logState{entries: a.Entries, checkpoint: cp}
+	return a
 }
 
 // checkLogKept reads the log through cl and fails unless it verifies, is
@@ -173,10 +182,7 @@ func checkLogKept(t *testing.T, cl *apiclient.Client, before logState) {
 	if err != nil {
 		t.Fatalf("the log after the failure does not verify against the checkpoint held before: %v", err)
 	}
-	a, err := cl.Audit(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := auditAll(t, cl, "")
 	byIndex := map[int64]audit.Entry{}
 	for _, e := range a.Entries {
 		byIndex[e.Index] = e
@@ -361,10 +367,7 @@ func TestFailoverPolicyChangeAndSilentNodeDuringTakeover(t *testing.T) {
 
 	// The log: the JP bot's move comes after the policy change and within
 	// 5 s of its acceptance.
-	a, err := replicaClient(c, other(c, killed)).Audit(ctx, m.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := auditAll(t, replicaClient(c, other(c, killed)), m.ID)
 	var change, moved *audit.Entry
 	defer func() {
 		if t.Failed() {
