@@ -16,6 +16,7 @@ import (
 	"github.com/oakmeet/oakmeet/audit"
 	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/locate"
+	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/store"
 )
 
@@ -135,12 +136,18 @@ func fillBenchLog(t *testing.T, st *store.Store, key ed25519.PrivateKey, nodes [
 	defer wg.Wait()
 	defer cancel()
 	old := time.Now().Add(-time.Hour).UTC()
+	// The meetings' policy as the floor makes it, so that no start
+	// records a change of it.
+	eff, err := policy.Combine(policy.Policy{}, policy.Policy{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	entry := func(i int) audit.Entry {
 		m := i % meetingsN
 		id := fmt.Sprintf("bench%05d", m)
 		node := nodes[m%len(nodes)]
 		if i < meetingsN {
-			return audit.Entry{Kind: audit.KindMeetingCreated, Meeting: id, Time: old}
+			return audit.Entry{Kind: audit.KindMeetingCreated, Meeting: id, PolicyHash: eff.Hash(), Time: old}
 		}
 		e := audit.Entry{Kind: audit.KindPlacement, Meeting: id, Participant: fmt.Sprintf("p%d%s", i/meetingsN, id),
 			Node: node.ID, Reason: "bench", Time: old}
