@@ -445,17 +445,30 @@ func (ms *meetings) update(ctx context.Context, id string, fn func(*meeting) err
 	}
 }
 
+// all is every stored meeting, read in one pass over the bucket (see
+// store.Meetings). The values are shared with the decoded copies: like
+// forPlan's, they must not be changed. A revision held decoded already is
+// not decoded again, so a second read soon after the first (the start
+// reads them for the state, then for the floor) costs the pass alone.
 func (ms *meetings) all(ctx context.Context) ([]*meeting, error) {
-	ids, err := ms.store.MeetingIDs(ctx)
+	recs, err := ms.store.Meetings(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*meeting, 0, len(ids))
-	for _, id := range ids {
-		m, _, err := ms.get(ctx, id)
-		if err != nil {
-			return nil, err
+	out := make([]*meeting, 0, len(recs))
+	for _, r := range recs {
+		if !validMeetingID(r.ID) {
+			return nil, apiErr(http.StatusNotFound, api.CodeNotFound, "no meeting %q", r.ID)
 		}
+		if d, ok := ms.cached(r.ID); ok && d.rev == r.Revision {
+			out = append(out, d.m)
+			continue
+		}
+		m := &meeting{}
+		if err := json.Unmarshal(r.Value, m); err != nil {
+			return nil, fmt.Errorf("meeting %s unreadable: %w", r.ID, err)
+		}
+		ms.keep(r.ID, r.Revision, m)
 		out = append(out, m)
 	}
 	return out, nil
