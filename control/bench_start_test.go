@@ -77,6 +77,15 @@ func TestBenchStart(t *testing.T) {
 	wg.Wait()
 	t.Logf("stored %d meetings in %s", meetingsN, time.Since(start).Round(time.Millisecond))
 
+	for range 2 {
+		last, _ := st.AuditLastSeq(ctx)
+		begin := time.Now()
+		n := 0
+		if err := st.ReadAudit(ctx, "", true, 1, last, 0, func(store.AuditRecord) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("read %d records alone in %s", n, time.Since(begin).Round(time.Millisecond))
+	}
 	loc, err := locate.New(locate.Config{TrustClientHints: true, DisableBuiltin: true})
 	if err != nil {
 		t.Fatal(err)
