@@ -108,3 +108,37 @@ func TestDecodeRecordsKeepsOrder(t *testing.T) {
 		}
 	}
 }
+
+// Whatever a stored record holds, decoding it gives an error or an entry
+// whose canonical form is the record, and the same outcome alone as in a
+// batch.
+func FuzzDecodeRecord(f *testing.F) {
+	e := audit.Entry{Index: 3, Meeting: "m", Seq: 2, Kind: audit.KindPlacement, Participant: "p", Node: "de-fra", NodeCountry: "DE"}
+	leaf, err := audit.LeafData(&e)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(leaf)
+	f.Add([]byte("{"))
+	f.Add([]byte(`{"index":1}`))
+	f.Add([]byte(strings.Replace(string(leaf), `,"kind"`, `, "kind"`, 1)))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := store.AuditRecord{Seq: 1, Chain: "m", Data: data}
+		got, err := decodeRecord(r)
+		if err == nil {
+			again, lerr := audit.LeafData(&got)
+			if lerr != nil || string(again) != string(data) {
+				t.Fatalf("accepted %q, whose canonical form is %q (%v)", data, again, lerr)
+			}
+		}
+		batch := make([]store.AuditRecord, 200)
+		for i := range batch {
+			batch[i] = r
+		}
+		for i, d := range decodeRecords(batch) {
+			if (d.err == nil) != (err == nil) || (err == nil && d.e.Hash != got.Hash) {
+				t.Fatalf("record %d of a batch decoded as %v, alone as %v", i, d.err, err)
+			}
+		}
+	})
+}
