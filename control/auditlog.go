@@ -189,18 +189,23 @@ func (a *auditor) checkSigned(cp audit.Checkpoint) error {
 // against a signed root.
 //
 // Records are taken a batch at a time: what needs no other record
-// (decoding, the canonical form) is done for the whole batch on every
-// core, then each entry is checked against the log before it, in order.
-// A start reads the whole log, and decoding is most of its cost.
+// (decoding, the canonical form) is done for a whole batch on every core
+// while the batch before it is checked, each entry against the log
+// before it, in order. A start reads the whole log, and decoding is most
+// of its cost.
 func (a *auditor) catchUp(ctx context.Context, to uint64, signedFrom int64) error {
 	if to <= a.lastSeq {
 		return nil
 	}
-	batch := make([]store.AuditRecord, 0, catchUpBatch)
-	take := func() error {
-		decoded := decodeRecords(batch)
-		for i, r := range batch {
-			e, err := decoded[i].e, decoded[i].err
+	var batch []store.AuditRecord
+	var decoding *decodingBatch // decoded while the one before is checked
+	check := func(b *decodingBatch) error {
+		if b == nil {
+			return nil
+		}
+		<-b.done
+		for i, r := range b.recs {
+			e, err := b.out[i].e, b.out[i].err
 			if err == nil {
 				err = a.follows(r, &e, a.tree.Size() >= signedFrom)
 			}
@@ -209,7 +214,6 @@ func (a *auditor) catchUp(ctx context.Context, to uint64, signedFrom int64) erro
 			}
 			a.add(r.Seq, r.Data, &e)
 		}
-		batch = batch[:0]
 		return nil
 	}
 	err := a.store.ReadAudit(ctx, "", true, a.lastSeq+1, to, 0, func(r store.AuditRecord) error {
@@ -217,12 +221,40 @@ func (a *auditor) catchUp(ctx context.Context, to uint64, signedFrom int64) erro
 		if len(batch) < catchUpBatch {
 			return nil
 		}
-		return take()
+		prev := decoding
+		decoding, batch = decodeBatch(batch), nil
+		return check(prev)
 	})
-	if err != nil {
-		return err
+	if err == nil {
+		err = check(decoding)
+		decoding = nil
 	}
-	return take()
+	if err == nil {
+		err = check(decodeBatch(batch))
+	}
+	if decoding != nil {
+		<-decoding.done // nothing is left running
+	}
+	return err
+}
+
+// decodingBatch is a batch of records being decoded; out is its
+// decoding's once done is closed.
+type decodingBatch struct {
+	recs []store.AuditRecord
+	out  []decodedRecord
+	done chan struct{}
+}
+
+// decodeBatch starts decoding recs (decodeRecords) on a goroutine of its
+// own, which writes only the batch's out.
+func decodeBatch(recs []store.AuditRecord) *decodingBatch {
+	b := &decodingBatch{recs: recs, done: make(chan struct{})}
+	go func() {
+		defer close(b.done)
+		b.out = decodeRecords(recs)
+	}()
+	return b
 }
 
 // catchUpBatch is how many records catchUp decodes at once: enough to
