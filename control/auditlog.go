@@ -294,7 +294,7 @@ func decodeRecords(recs []store.AuditRecord) []decodedRecord {
 }
 
 // decodeRecord decodes a stored record as an entry, which it must be in
-// the canonical form of: the half of check that needs no other record.
+// the canonical form of: the checks that need no other record.
 func decodeRecord(r store.AuditRecord) (audit.Entry, error) {
 	var e audit.Entry
 	if err := json.Unmarshal(r.Data, &e); err != nil {
