@@ -30,6 +30,10 @@ type Lease struct {
 	Term    uint64    `json:"term"`
 	TTLMs   int64     `json:"ttl_ms"`
 	Renewed time.Time `json:"renewed"`
+	// Released marks a lease its holder gave up (a clean shutdown, a
+	// control plane that could not start): any replica may take it at
+	// once, with a higher term.
+	Released bool `json:"released,omitempty"`
 }
 
 // ForwardRequest is an HTTP request a replica received and hands to the

@@ -51,6 +51,17 @@ type Config struct {
 	// New builds the control plane at each election, on the leadership's
 	// context.
 	New func(ctx context.Context) (*control.Server, error)
+	// Fatal says whether an error of a control plane that could not start
+	// (or stopped on its own) is one no retry can cure; Run then ends with
+	// it. Any other such error makes the replica step down, give up its
+	// lease and stay in the election, taking the lease again only after a
+	// back-off (RetryBackoff, doubling up to 8 lease TTLs): a store still
+	// electing its own leaders after a NATS server died is no reason to
+	// end the process. nil: every error is retried.
+	Fatal func(error) bool
+	// RetryBackoff is the first pause after a control plane failed;
+	// default half the lease TTL.
+	RetryBackoff time.Duration
 	// LeaseTTL is how long a lease not renewed stays the holder's; default
 	// 2 s.
 	LeaseTTL time.Duration
@@ -121,6 +132,9 @@ func New(cfg Config) (*Replica, error) {
 	}
 	if cfg.ForwardWait == 0 {
 		cfg.ForwardWait = 8 * time.Second
+	}
+	if cfg.RetryBackoff <= 0 {
+		cfg.RetryBackoff = cfg.LeaseTTL / 2
 	}
 	if cfg.KeepAlive == 0 {
 		cfg.KeepAlive = time.Second
@@ -263,10 +277,11 @@ const (
 )
 
 // Run takes part in the election until ctx ends, leading when it holds
-// the lease. At the end it steps down and deletes its lease, so another
+// the lease. At the end it steps down and releases its lease, so another
 // replica takes over at once. A control plane that cannot start (or stops
-// on its own) while we lead ends Run the same way, with its error: a
-// replica that cannot lead must not hold the lease.
+// on its own) while we lead makes us step down the same way, at once (a
+// replica that cannot lead must not hold the lease), and stand again
+// after a back-off; only an error cfg.Fatal names ends Run.
 func (r *Replica) Run(ctx context.Context) error {
 	js, err := jetstream.New(r.cfg.NATS)
 	if err != nil {
@@ -286,6 +301,7 @@ func (r *Replica) Run(ctx context.Context) error {
 
 	m := newMachine(r.cfg.ID, r.cfg.LeaseTTL)
 	var lead *leadership
+	backoff := r.cfg.RetryBackoff
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -307,9 +323,19 @@ func (r *Replica) Run(ctx context.Context) error {
 		}
 		select {
 		case err := <-failed:
-			r.log.Error("stepping down", "err", err)
-			r.shutdown(kv, m, lead)
-			return err
+			if r.cfg.Fatal != nil && r.cfg.Fatal(err) {
+				r.log.Error("stepping down for good", "err", err)
+				r.shutdown(kv, m, lead)
+				return err
+			}
+			if lead.wasReady() {
+				backoff = r.cfg.RetryBackoff // it did serve: a new failure
+			}
+			r.log.Error("stepping down; standing again after a pause", "err", err, "pause", backoff)
+			r.stepDown(kv, m, lead)
+			lead = nil
+			m.holdOff(r.cfg.Now().Add(backoff))
+			backoff = min(2*backoff, 8*r.cfg.LeaseTTL)
 		case <-ctx.Done():
 			r.shutdown(kv, m, lead)
 			return nil
@@ -426,8 +452,15 @@ func (r *Replica) setRole(ctx context.Context, m *machine, now time.Time, lead *
 	return lead
 }
 
-// shutdown steps down and deletes our lease at its revision.
+// shutdown steps down and releases our lease.
 func (r *Replica) shutdown(kv jetstream.KeyValue, m *machine, lead *leadership) {
+	defer r.update(func() { r.status = Status{ID: r.cfg.ID} })
+	r.stepDown(kv, m, lead)
+}
+
+// stepDown ends our leadership and marks our lease released at its
+// revision, so another replica takes over at once.
+func (r *Replica) stepDown(kv jetstream.KeyValue, m *machine, lead *leadership) {
 	if lead != nil {
 		lead.stop()
 		if !r.abandon {
@@ -437,15 +470,15 @@ func (r *Replica) shutdown(kv jetstream.KeyValue, m *machine, lead *leadership) 
 			r.onRole(false, lead.term)
 		}
 	}
-	defer r.update(func() { r.status = Status{ID: r.cfg.ID} })
 	if r.abandon {
 		return
 	}
-	if rev, ok := m.release(r.cfg.Now()); ok {
+	if o, ok := m.release(r.cfg.Now()); ok {
 		ctx, cancel := context.WithTimeout(context.Background(), r.cfg.LeaseTTL)
 		defer cancel()
-		if err := kv.Delete(ctx, cluster.LeaderKey, jetstream.LastRevision(rev)); err != nil {
-			r.log.Warn("could not delete the lease at shutdown; another replica takes over when it expires", "err", err)
+		data, _ := json.Marshal(o.lease) // a Lease always encodes
+		if _, err := kv.Update(ctx, cluster.LeaderKey, data, o.rev); err != nil {
+			r.log.Warn("could not release the lease; another replica takes over when it expires", "err", err)
 		}
 	}
 }
@@ -460,6 +493,7 @@ type leadership struct {
 	// its own; the replica then steps down and Run returns it.
 	failed chan error
 	r      *Replica
+	ready  chan struct{} // closed once it takes requests
 
 	mu  sync.Mutex // guards sub against stop racing the start
 	sub *nats.Subscription
@@ -467,7 +501,8 @@ type leadership struct {
 
 func (r *Replica) startLeading(ctx context.Context, term uint64) *leadership {
 	lctx, cancel := context.WithCancel(ctx)
-	l := &leadership{term: term, cancel: cancel, done: make(chan struct{}), failed: make(chan error, 1), r: r}
+	l := &leadership{term: term, cancel: cancel, done: make(chan struct{}), failed: make(chan error, 1), r: r,
+		ready: make(chan struct{})}
 	go func() {
 		defer close(l.done)
 		r.lead(lctx, l)
@@ -494,6 +529,16 @@ func (l *leadership) stop() {
 }
 
 func (l *leadership) wait() { <-l.done }
+
+// wasReady says whether the leadership got as far as taking requests.
+func (l *leadership) wasReady() bool {
+	select {
+	case <-l.ready:
+		return true
+	default:
+		return false
+	}
+}
 
 // lead builds the control plane, runs it, and once it is ready takes
 // requests: our own and forwarded ones.
@@ -530,6 +575,7 @@ func (r *Replica) lead(ctx context.Context, l *leadership) {
 			}
 			l.sub = sub
 			r.update(func() { r.srv, r.handler = srv, h })
+			close(l.ready)
 		}
 		l.mu.Unlock()
 	}
