@@ -20,6 +20,7 @@ package replica
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,6 +47,14 @@ type Config struct {
 	// back at once.
 	ID   string
 	NATS *nats.Conn
+	// Key is the control plane's signing key, the same in every replica:
+	// it signs the lease's forwarding key and each forwarded request, and
+	// its public half checks them.
+	Key ed25519.PrivateKey
+	// ReplayWindow is how far from the leader's clock a forwarded
+	// request's issue time may be; the leader remembers the requests it
+	// took for that long. Default 30 s.
+	ReplayWindow time.Duration
 	// Replicas is the JetStream replica count of the lease bucket; 0 = 1.
 	Replicas int
 	// New builds the control plane at each election, on the leadership's
@@ -102,7 +111,11 @@ type Replica struct {
 	status  Status
 	srv     *control.Server
 	handler http.Handler
-	changed chan struct{} // closed (and replaced) when status or srv changes
+	target  target        // where a forwarded request is sealed to
+	changed chan struct{} // closed (and replaced) when status, srv or target changes
+
+	// publish sends a part of a forwarded answer; tests make it misbehave.
+	publish func(subject string, data []byte) error
 
 	// handlerOf is the HTTP handler of a control plane; tests wrap it.
 	handlerOf func(*control.Server) http.Handler
@@ -120,6 +133,12 @@ func New(cfg Config) (*Replica, error) {
 	}
 	if cfg.NATS == nil || cfg.New == nil {
 		return nil, errors.New("replica: NATS and New are required")
+	}
+	if len(cfg.Key) != ed25519.PrivateKeySize {
+		return nil, errors.New("replica: the control plane's Ed25519 key is required")
+	}
+	if cfg.ReplayWindow <= 0 {
+		cfg.ReplayWindow = 30 * time.Second
 	}
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1
@@ -153,7 +172,7 @@ func New(cfg Config) (*Replica, error) {
 	}
 	return &Replica{cfg: cfg, log: cfg.Logger.With("replica", cfg.ID), metrics: newMetrics(),
 		status: Status{ID: cfg.ID}, changed: make(chan struct{}),
-		handlerOf: (*control.Server).Handler}, nil
+		handlerOf: (*control.Server).Handler, publish: cfg.NATS.Publish}, nil
 }
 
 func validID(id string) bool {
@@ -189,6 +208,35 @@ func (r *Replica) local() (http.Handler, <-chan struct{}) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.handler, r.changed
+}
+
+// forwardTo is local's and where a forwarded request is sealed to.
+func (r *Replica) forwardTo() (http.Handler, target, <-chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.handler, r.target, r.changed
+}
+
+// observeTarget takes in where forwarded requests go from a watched entry
+// of the lease.
+func (r *Replica) observeTarget(e jetstream.KeyValueEntry) {
+	if e == nil {
+		return
+	}
+	var t target
+	var l cluster.Lease
+	if e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &l) == nil && !l.Released {
+		t = leaseTarget(r.cfg.Key.Public().(ed25519.PublicKey), l)
+	}
+	r.mu.Lock()
+	same := r.target.same(t)
+	r.mu.Unlock()
+	if !same {
+		if t.err != nil {
+			r.log.Warn("not forwarding to the lease in force", "err", t.err)
+		}
+		r.update(func() { r.target = t })
+	}
 }
 
 // update changes what the HTTP side sees and wakes those waiting for it.
@@ -301,6 +349,7 @@ func (r *Replica) Run(ctx context.Context) error {
 
 	m := newMachine(r.cfg.ID, r.cfg.LeaseTTL)
 	var lead *leadership
+	var tk *termKey // the forwarding key of the term we lead or stand for
 	backoff := r.cfg.RetryBackoff
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -308,6 +357,12 @@ func (r *Replica) Run(ctx context.Context) error {
 		now := r.cfg.Now()
 		o, wake := m.next(now)
 		if o.kind != opNone {
+			if tk == nil || tk.term != o.lease.Term {
+				if tk, err = newTermKey(o.lease.Term); err != nil {
+					return err
+				}
+			}
+			o.lease = signLease(r.cfg.Key, o.lease, tk)
 			rev, res := r.write(ctx, kv, m, o)
 			m.result(o, now, res, rev, r.cfg.Now())
 			if res != written {
@@ -315,7 +370,7 @@ func (r *Replica) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		lead = r.setRole(ctx, m, now, lead)
+		lead = r.setRole(ctx, m, now, lead, tk)
 		timer.Reset(untilOrIdle(wake, now))
 		var failed chan error
 		if lead != nil {
@@ -345,6 +400,7 @@ func (r *Replica) Run(ctx context.Context) error {
 				return errors.New("replica: the lease watch ended (NATS connection closed)")
 			}
 			observeEntry(m, e, r.cfg.Now())
+			r.observeTarget(e)
 		case <-timer.C:
 		}
 	}
@@ -424,7 +480,7 @@ func (r *Replica) write(ctx context.Context, kv jetstream.KeyValue, m *machine, 
 
 // setRole starts or stops leadership as the machine says, and publishes
 // the status.
-func (r *Replica) setRole(ctx context.Context, m *machine, now time.Time, lead *leadership) *leadership {
+func (r *Replica) setRole(ctx context.Context, m *machine, now time.Time, lead *leadership, tk *termKey) *leadership {
 	leader := m.leader(now)
 	st := Status{ID: r.cfg.ID, Leader: m.holder(now), Term: m.lease.Term, IsLeader: leader}
 	if leader {
@@ -436,7 +492,7 @@ func (r *Replica) setRole(ctx context.Context, m *machine, now time.Time, lead *
 		if r.onRole != nil {
 			r.onRole(true, m.term)
 		}
-		lead = r.startLeading(ctx, m.term)
+		lead = r.startLeading(ctx, m.term, tk)
 	case !leader && lead != nil:
 		r.log.Info("no longer leading the control plane", "term", lead.term, "leader", st.Leader)
 		lead.stop()
@@ -494,15 +550,16 @@ type leadership struct {
 	failed chan error
 	r      *Replica
 	ready  chan struct{} // closed once it takes requests
+	key    *termKey      // the term's forwarding key, in our lease
 
 	mu  sync.Mutex // guards sub against stop racing the start
 	sub *nats.Subscription
 }
 
-func (r *Replica) startLeading(ctx context.Context, term uint64) *leadership {
+func (r *Replica) startLeading(ctx context.Context, term uint64, tk *termKey) *leadership {
 	lctx, cancel := context.WithCancel(ctx)
 	l := &leadership{term: term, cancel: cancel, done: make(chan struct{}), failed: make(chan error, 1), r: r,
-		ready: make(chan struct{})}
+		ready: make(chan struct{}), key: tk}
 	go func() {
 		defer close(l.done)
 		r.lead(lctx, l)
@@ -566,7 +623,15 @@ func (r *Replica) lead(ctx context.Context, l *leadership) {
 		r.log.Info("control plane ready; taking requests", "term", l.term, "start", time.Since(began).Round(time.Millisecond))
 		l.mu.Lock()
 		if ctx.Err() == nil {
-			sub, err := r.cfg.NATS.QueueSubscribe(cluster.SubjectForward, "leader", r.serveForwarded(ctx, h))
+			var sub *nats.Subscription
+			var err error
+			if l.key == nil || l.key.term != l.term {
+				// Cannot be: every lease we write names the key of its term.
+				err = fmt.Errorf("no forwarding key of term %d", l.term)
+			} else {
+				op := newOpener(r.cfg.ID, l.key, r.cfg.Key.Public().(ed25519.PublicKey), r.cfg.ReplayWindow, time.Now)
+				sub, err = r.cfg.NATS.QueueSubscribe(cluster.SubjectForward, "leader", r.serveForwarded(ctx, h, op))
+			}
 			if err != nil {
 				r.log.Error("cannot take forwarded requests", "err", err)
 			}

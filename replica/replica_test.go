@@ -264,6 +264,17 @@ func putLease(t *testing.T, g *rig, l cluster.Lease) {
 	}
 }
 
+// signed is l with a forwarding key signed with the deployment's control
+// key, as a replica that died would have left it.
+func (g *rig) signed(l cluster.Lease) cluster.Lease {
+	g.t.Helper()
+	tk, err := newTermKey(l.Term)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return signLease(g.key, l, tk)
+}
+
 func decodeError(t *testing.T, body string) api.Error {
 	t.Helper()
 	var e api.Error
@@ -276,7 +287,7 @@ func decodeError(t *testing.T, body string) api.Error {
 func TestNoLeaderAnswersUnavailableAfterForwardWait(t *testing.T) {
 	g := newRig(t)
 	g.tune = func(c *Config) { c.ForwardWait = 300 * time.Millisecond }
-	putLease(t, g, cluster.Lease{Replica: "ghost", Term: 7, TTLMs: time.Hour.Milliseconds()})
+	putLease(t, g, g.signed(cluster.Lease{Replica: "ghost", Term: 7, TTLMs: time.Hour.Milliseconds()}))
 	f := g.start("r1")
 	start := time.Now()
 	resp, body := get(t, f.url+"/api/config")

@@ -71,7 +71,7 @@ func (g *rig) logger() *slog.Logger {
 
 func (g *rig) config(id string, nc *nats.Conn) Config {
 	cfg := Config{
-		ID: id, NATS: nc, LeaseTTL: 400 * time.Millisecond, ForwardWait: 5 * time.Second,
+		ID: id, NATS: nc, Key: g.key, LeaseTTL: 400 * time.Millisecond, ForwardWait: 5 * time.Second,
 		KeepAlive: 50 * time.Millisecond, ForwardTimeout: 300 * time.Millisecond, Logger: g.logger(),
 		New: func(ctx context.Context) (*control.Server, error) {
 			st, err := store.Open(ctx, nc)

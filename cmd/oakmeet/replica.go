@@ -150,7 +150,7 @@ func newReplica(st serveSettings, cp *controlPlane, log *slog.Logger) (*replica.
 	if st.natsURL != "" {
 		settle = cp.cfg.Timing.HeartbeatInterval * 3 / 2
 	}
-	r, err := replica.New(replica.Config{ID: id, NATS: cp.nc, New: cp.newServer, Fatal: fatalStart,
+	r, err := replica.New(replica.Config{ID: id, NATS: cp.nc, Key: cp.cfg.Key, New: cp.newServer, Fatal: fatalStart,
 		LeaseTTL: st.replica.leaseTTL, Settle: settle, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("--replica-id: %w", err)
