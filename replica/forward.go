@@ -414,10 +414,10 @@ type heard int
 
 const (
 	partGot      heard = iota // a part of the answer
-	partNotTaken                // nobody took the request, or its term is over: safe to send again
-	partSilent                  // nothing for ForwardTimeout
-	partBroken                  // a part that is not the leader's next: the answer cannot be trusted
-	partStale                   // the leader refused it as issued outside its window
+	partNotTaken              // nobody took the request, or its term is over: safe to send again
+	partSilent                // nothing for ForwardTimeout
+	partBroken                // a part that is not the leader's next: the answer cannot be trusted
+	partStale                 // the leader refused it as issued outside its window
 )
 
 // next waits for the leader's next word on ch after part seq: a part of
