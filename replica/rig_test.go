@@ -33,6 +33,9 @@ type rig struct {
 	tune func(*Config)
 	// extra handlers the leader's control plane serves beside the API.
 	extra http.Handler
+	// wrapPublish, when set, stands between a leader and the bus for
+	// each part of a forwarded answer.
+	wrapPublish func(next func(subject string, data []byte) error) func(subject string, data []byte) error
 
 	mu    sync.Mutex
 	roles []roleChange
@@ -105,6 +108,9 @@ func (g *rig) start(id string) *testReplica {
 	r, err := New(g.config(id, nc))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if g.wrapPublish != nil {
+		r.publish = g.wrapPublish(r.publish)
 	}
 	r.onRole = func(leader bool, term uint64) {
 		g.mu.Lock()
