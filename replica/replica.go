@@ -277,15 +277,22 @@ func (r *Replica) serve(w http.ResponseWriter, req *http.Request) {
 }
 
 // serveHealth is the control plane's /healthz with the replica that
-// answered and the leader.
+// answered and the leader. The answer is taken whole before anything is
+// written: a leader's answer cut short after its status (silent, or its
+// handler aborting) is a 503 here, never the status it began with.
 func (r *Replica) serveHealth(w http.ResponseWriter, req *http.Request) {
 	rec := httptest.NewRecorder()
 	rec.Header().Set(HeaderReplica, r.cfg.ID)
-	r.serve(rec, req)
+	if !serveWhole(r.serve, rec, req) {
+		r.metrics.failed.WithLabelValues("health_cut").Inc()
+		w.Header().Set("Retry-After", "1")
+		writeError(w, api.Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, msgSilent))
+		return
+	}
 	maps.Copy(w.Header(), rec.Header())
 	body := rec.Body.Bytes()
 	var h api.Health
-	if rec.Code == http.StatusOK && json.Unmarshal(body, &h) == nil {
+	if rec.Code == http.StatusOK && json.Unmarshal(body, &h) == nil && h.Status != "" {
 		h.Replica, h.Leader = r.cfg.ID, rec.Header().Get(HeaderLeader)
 		if b, err := json.Marshal(h); err == nil {
 			body = append(b, '\n')
@@ -294,6 +301,21 @@ func (r *Replica) serveHealth(w http.ResponseWriter, req *http.Request) {
 	}
 	w.WriteHeader(rec.Code)
 	_, _ = w.Write(body)
+}
+
+// serveWhole runs serve on w and says whether it ended without cutting
+// its answer short (http.ErrAbortHandler).
+func serveWhole(serve func(http.ResponseWriter, *http.Request), w http.ResponseWriter, req *http.Request) (whole bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler {
+				panic(p)
+			}
+			whole = false
+		}
+	}()
+	serve(w, req)
+	return true
 }
 
 // serveMetrics answers GET /metrics: the replica's own metrics, after
