@@ -32,26 +32,64 @@ func (s *Server) enforce(ctx context.Context, m *meeting, rev uint64, opts planO
 	return p, nil
 }
 
-// tick is the periodic work: silent nodes, stale seats, then every meeting
-// with participants. It waits for what it decided to be carried out, so
-// ticks never pile up behind a slow store.
-func (s *Server) tick(ctx context.Context) {
-	_, ids, done, err := s.owner.tick(ctx, s.now())
-	if err != nil {
-		return
+// housekeep is the periodic work on live state alone: silent nodes,
+// stale seats, certificates and the safety sweep's next step. It reads no
+// meeting; what it makes due is planned by planLoop.
+func (s *Server) housekeep(ctx context.Context) {
+	_, _, _, _ = s.owner.tick(ctx, s.now())
+}
+
+// planLoop plans the meetings that are due (due.go) until ctx ends: when
+// the owner says something became due, and when the earliest deadline
+// comes.
+func (s *Server) planLoop(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		next, err := s.planDue(ctx)
+		if err != nil {
+			return
+		}
+		wait := time.Hour
+		if !next.IsZero() {
+			wait = max(next.Sub(s.now()), 0)
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.owner.sched.wake:
+		case <-timer.C:
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
 	}
-	s.exec.wait(ctx, done)
-	// Meetings are read and planned a few at a time: one round trip to the
-	// store after another made a tick of many meetings as slow as their
+}
+
+// planDue plans every meeting due now, reading each from the decoded
+// copy the watch keeps current, and returns when the next deadline is. It
+// waits for what it decided to be carried out, so plans never pile up
+// behind a slow store.
+func (s *Server) planDue(ctx context.Context) (time.Time, error) {
+	ids, next, err := s.owner.due(ctx, s.now())
+	if err != nil {
+		return time.Time{}, err
+	}
+	// Meetings the cache does not hold are read a few at a time: one round
+	// trip after another made a round of many meetings as slow as their
 	// sum. The owner orders the plans and the executor their actions, so
 	// reading in parallel changes no outcome.
-	sem := make(chan struct{}, tickReaders)
+	sem := make(chan struct{}, planReaders)
 	var wg sync.WaitGroup
 	for _, id := range ids {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			m, rev, err := s.meetings.get(ctx, id)
+			m, rev, err := s.meetings.forPlan(ctx, id)
 			if err != nil {
 				return
 			}
@@ -59,10 +97,11 @@ func (s *Server) tick(ctx context.Context) {
 		})
 	}
 	wg.Wait()
+	return next, nil
 }
 
-// tickReaders is how many meetings a tick reads and plans at once.
-const tickReaders = 8
+// planReaders is how many meetings planDue reads and plans at once.
+const planReaders = 8
 
 // carryOut does what a plan decided, each action once, in order.
 func (s *Server) carryOut(ctx context.Context, acts []action) {

@@ -176,6 +176,11 @@ func (m *meeting) active() []participant {
 	return out
 }
 
+// hasActive reports whether any participant has not left.
+func (m *meeting) hasActive() bool {
+	return slices.ContainsFunc(m.Participants, func(p participant) bool { return p.Left == nil })
+}
+
 func (m *meeting) participant(id string) *participant {
 	for i := range m.Participants {
 		if m.Participants[i].ID == id {
@@ -206,20 +211,27 @@ func (m *meeting) nodeIDs() []string {
 // the store. The lock is held across the store's round trip; see the lock
 // order in server.go.
 //
-// The meetings this process stored or read last are kept decoded (at most
-// maxDecoded of them): an update starts from the copy without reading the
-// store, so a burst of joins to one meeting costs one round trip each, not
-// two (another writer in between makes the write conflict, and the update
-// reads the store then); a read still asks the store, but decodes only a
-// revision it does not hold.
+// Meetings are kept decoded: every meeting with participants, and of the
+// others the ones stored or read last (at most maxDecoded). An update
+// starts from the copy without reading the store, so a burst of joins to
+// one meeting costs one round trip each, not two (another writer in
+// between makes the write conflict, and the update reads the store then);
+// a read still asks the store, but decodes only a revision it does not
+// hold. While the meetings bucket is watched (watch.go) the copies are
+// kept current, and enforcement plans from them without a round trip.
 type meetings struct {
 	store *store.Store
 
-	mu    sync.Mutex // guards locks and decoded; never held with anything else
+	mu    sync.Mutex // guards locks, decoded, idle and watched; never held with anything else
 	locks map[string]*meetingLock
-	// decoded is, by meeting, its value at a stored revision, which no
-	// one changes: updates and reads take clones of it.
+	// decoded is, by meeting with participants, its value at a stored
+	// revision, which no one changes: updates and reads take clones of
+	// it. idle is the same for meetings without participants.
 	decoded map[string]storedMeeting
+	idle    map[string]storedMeeting
+	// watched is set while the watch has delivered every stored value and
+	// follows the changes.
+	watched bool
 }
 
 // maxDecoded bounds meetings.decoded.
@@ -239,7 +251,7 @@ type storedMeeting struct {
 }
 
 func newMeetings(st *store.Store) *meetings {
-	return &meetings{store: st, locks: map[string]*meetingLock{}, decoded: map[string]storedMeeting{}}
+	return &meetings{store: st, locks: map[string]*meetingLock{}, decoded: map[string]storedMeeting{}, idle: map[string]storedMeeting{}}
 }
 
 func (ms *meetings) lock(id string) func() {
@@ -266,7 +278,14 @@ func (ms *meetings) lock(id string) func() {
 func (ms *meetings) cached(id string) (storedMeeting, bool) {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
-	d, ok := ms.decoded[id]
+	return ms.cachedLocked(id)
+}
+
+func (ms *meetings) cachedLocked(id string) (storedMeeting, bool) {
+	if d, ok := ms.decoded[id]; ok {
+		return d, true
+	}
+	d, ok := ms.idle[id]
 	return d, ok
 }
 
@@ -275,16 +294,23 @@ func (ms *meetings) cached(id string) (storedMeeting, bool) {
 func (ms *meetings) keep(id string, rev uint64, m *meeting) {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
-	if d, ok := ms.decoded[id]; ok && d.rev >= rev {
+	if d, ok := ms.cachedLocked(id); ok && d.rev >= rev {
 		return
 	}
-	if _, ok := ms.decoded[id]; !ok && len(ms.decoded) >= maxDecoded {
-		for k := range ms.decoded { // any one makes room
-			delete(ms.decoded, k)
+	d := storedMeeting{rev: rev, m: m}
+	if m.hasActive() {
+		delete(ms.idle, id)
+		ms.decoded[id] = d
+		return
+	}
+	delete(ms.decoded, id)
+	if _, ok := ms.idle[id]; !ok && len(ms.idle) >= maxDecoded {
+		for k := range ms.idle { // any one makes room
+			delete(ms.idle, k)
 			break
 		}
 	}
-	ms.decoded[id] = storedMeeting{rev: rev, m: m}
+	ms.idle[id] = d
 }
 
 // forget drops the meeting's decoded value.
@@ -292,6 +318,47 @@ func (ms *meetings) forget(id string) {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	delete(ms.decoded, id)
+	delete(ms.idle, id)
+}
+
+// setWatched records whether the watch keeps the decoded values current.
+func (ms *meetings) setWatched(on bool) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	ms.watched = on
+}
+
+// forPlan is the meeting's newest value for a plan, which only reads it
+// (it is shared, and must not be changed): the decoded copy while the
+// watch keeps it current, a read of the store otherwise.
+func (ms *meetings) forPlan(ctx context.Context, id string) (*meeting, uint64, error) {
+	ms.mu.Lock()
+	d, ok := ms.cachedLocked(id)
+	ok = ok && ms.watched
+	ms.mu.Unlock()
+	if ok {
+		return d.m, d.rev, nil
+	}
+	return ms.get(ctx, id)
+}
+
+// observe takes in a change the watch saw: the value is decoded unless
+// the revision is held already (this process wrote it). It returns whether
+// the meeting has participants now.
+func (ms *meetings) observe(c store.MeetingChange) (active bool, err error) {
+	if c.Deleted {
+		ms.forget(c.ID)
+		return false, nil
+	}
+	if d, ok := ms.cached(c.ID); ok && d.rev >= c.Revision {
+		return d.m.hasActive(), nil
+	}
+	var m meeting
+	if err := json.Unmarshal(c.Value, &m); err != nil {
+		return false, fmt.Errorf("meeting %s unreadable: %w", c.ID, err)
+	}
+	ms.keep(c.ID, c.Revision, &m)
+	return m.hasActive(), nil
 }
 
 func (ms *meetings) get(ctx context.Context, id string) (*meeting, uint64, error) {

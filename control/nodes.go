@@ -43,10 +43,37 @@ type registry struct {
 	version  uint64         // changes whenever placement's view would
 	snap     *placement.Snapshot
 	snapVer  uint64
+	// touched are nodes changed in a way a plan of their meetings looks at
+	// (health, draining, registration, certificate) since the owner last
+	// took them (takeTouched); relayed are the meetings whose relay links,
+	// as some node reports them, changed meanwhile.
+	touched map[string]bool
+	relayed map[string]bool
 }
 
 func newRegistry() *registry {
-	return &registry{nodes: map[string]*nodeState{}, assigned: map[string]int{}, version: 1}
+	return &registry{nodes: map[string]*nodeState{}, assigned: map[string]int{}, version: 1, touched: map[string]bool{}, relayed: map[string]bool{}}
+}
+
+// takeTouched returns the nodes touched and the meetings whose reported
+// links changed since the last call, sorted.
+func (r *registry) takeTouched() (nodes, meetings []string) {
+	if len(r.touched) > 0 {
+		nodes = slices.Sorted(maps.Keys(r.touched))
+		clear(r.touched)
+	}
+	if len(r.relayed) > 0 {
+		meetings = slices.Sorted(maps.Keys(r.relayed))
+		clear(r.relayed)
+	}
+	return nodes, meetings
+}
+
+// sameRelays reports whether two reports list the same relay links.
+func sameRelays(a, b []cluster.RelayLink) bool {
+	return slices.EqualFunc(a, b, func(x, y cluster.RelayLink) bool {
+		return x.Meeting == y.Meeting && x.Peer == y.Peer && x.Dialer == y.Dialer && x.Connected == y.Connected && x.Since.Equal(y.Since)
+	})
 }
 
 // known adds a registration read from storage; it stays unhealthy until a
@@ -54,6 +81,7 @@ func newRegistry() *registry {
 func (r *registry) known(info cluster.NodeInfo) {
 	if _, ok := r.nodes[info.ID]; !ok {
 		r.nodes[info.ID] = &nodeState{Info: info}
+		r.touched[info.ID] = true
 		r.version++
 	}
 }
@@ -75,6 +103,18 @@ func (r *registry) heartbeat(hb cluster.Heartbeat, cert certStatus, now time.Tim
 	if changed {
 		r.version++
 	}
+	if !ok || !old.Healthy || old.Draining != hb.Draining || !sameInfo(old.Info, hb.Node) || old.Cert.ok != cert.ok ||
+		old.Cert.code != cert.code {
+		r.touched[hb.Node.ID] = true
+	}
+	if !sameRelays(old.Relays, hb.Relays) {
+		for _, l := range old.Relays {
+			r.relayed[l.Meeting] = true
+		}
+		for _, l := range hb.Relays {
+			r.relayed[l.Meeting] = true
+		}
+	}
 	return !old.Healthy
 }
 
@@ -88,6 +128,7 @@ func (r *registry) expire(now time.Time, timeout time.Duration) []cluster.NodeIn
 			c.Healthy = false
 			c.Relays = nil // a silent node's links are gone with it
 			r.nodes[id] = &c
+			r.touched[id] = true
 			down = append(down, n.Info)
 		}
 	}
@@ -98,12 +139,25 @@ func (r *registry) expire(now time.Time, timeout time.Duration) []cluster.NodeIn
 	return down
 }
 
+// nextExpiry is when the first healthy node will have been silent for
+// longer than timeout (zero: no node is healthy).
+func (r *registry) nextExpiry(timeout time.Duration) time.Time {
+	var next time.Time
+	for _, n := range r.nodes {
+		if at := n.LastSeen.Add(timeout + time.Nanosecond); n.Healthy && (next.IsZero() || at.Before(next)) {
+			next = at
+		}
+	}
+	return next
+}
+
 // setCert records a node's certificate status changing.
 func (r *registry) setCert(id string, st certStatus) {
 	if n, ok := r.nodes[id]; ok {
 		c := *n
 		c.Cert = st
 		r.nodes[id] = &c
+		r.touched[id] = true
 		r.version++
 	}
 }

@@ -68,12 +68,18 @@ type owner struct {
 	seatHold         time.Duration
 	active           map[string]bool // meetings with participants
 	pending          map[string]*meetingPending
+	// shown are the meetings of pending with moves or links being closed:
+	// all the API reads of pending (liveView), kept apart so that
+	// publishing copies only those, however many meetings are live.
+	shown map[string]*meetingPending
+	// sched is what is due to be planned (due.go).
+	sched dueState
 	// planned is the newest meeting revision each meeting was planned at
 	// (or joined at): a plan from an older read is stale and dropped, so
 	// a departure is never decided again from a read taken before it.
 	planned map[string]uint64
-	// held are meetings whose policy is being changed: the tick does not
-	// plan them until the change's own plan, which carries out its audit
+	// held are meetings whose policy is being changed: planning what is
+	// due does not take them until the change's own plan, which carries out its audit
 	// entry first, so no move is logged before the change that caused it.
 	held    map[string]int
 	started time.Time
@@ -193,7 +199,7 @@ func (o *owner) overPending(ask pendingAsk, meetingID string) error {
 func newOwner(t cluster.Timing, tokenTTL time.Duration, rnd *rand.Rand, certs *certifier, log *slog.Logger) *owner {
 	o := &owner{mbox: newMailbox(), log: log, timing: t, tokenTTL: tokenTTL, rand: rnd, nodes: newRegistry(), certs: certs,
 		seats: map[string]seat{}, pendingByMeeting: map[string]int{}, pendingByAddr: map[netip.Addr]int{}, pendingByBoth: map[meetingAddr]int{}, active: map[string]bool{}, pending: map[string]*meetingPending{}, planned: map[string]uint64{},
-		held: map[string]int{}, reports: map[string]report{}, lobbyWake: map[string]chan struct{}{},
+		held: map[string]int{}, shown: map[string]*meetingPending{}, sched: newDueState(), reports: map[string]report{}, lobbyWake: map[string]chan struct{}{},
 		perMeeting: -1, perAddr: -1, perMeetingAddr: -1, seatHold: -1}
 	o.publish()
 	return o
@@ -208,17 +214,47 @@ func (o *owner) run(ctx context.Context) {
 }
 
 func (o *owner) publish() {
-	o.view.Store(o.nodes.publish(o.pending))
+	o.view.Store(o.nodes.publish(o.shown))
 	o.dirty = false
+}
+
+// setPending records what enforcement remembers of a meeting (nil:
+// nothing).
+func (o *owner) setPending(id string, p *meetingPending) {
+	if p == nil {
+		delete(o.pending, id)
+	} else {
+		o.pending[id] = p
+	}
+	if p != nil && len(p.moves)+len(p.closed) > 0 {
+		o.shown[id] = p
+	} else {
+		delete(o.shown, id)
+	}
 }
 
 // do runs f on the owner and publishes what it changed before returning.
 func (o *owner) do(ctx context.Context, f func()) error {
 	return o.mbox.call(ctx, func() {
 		f()
+		o.nodesChanged()
 		o.dirty = true
 		o.publish()
 	})
+}
+
+// nodesChanged makes due the meetings on every node changed since the
+// last call, and those whose links a node reports differently.
+func (o *owner) nodesChanged() {
+	nodes, relayed := o.nodes.takeTouched()
+	for _, id := range nodes {
+		o.markNode(id)
+	}
+	for _, id := range relayed {
+		if o.active[id] || o.pending[id] != nil {
+			o.markDue(id)
+		}
+	}
 }
 
 func (o *owner) live() *liveView { return o.view.Load() }
@@ -256,12 +292,18 @@ func (o *owner) takeHeartbeat(hb cluster.Heartbeat, now time.Time) {
 		held = prev.Cert
 	}
 	st := o.certs.check(hb.Node, held, now)
+	var prevBytes map[string]uint64
+	if prev != nil {
+		prevBytes = prev.MeetingBytes
+	}
+	o.trafficChanged(prevBytes, hb.MeetingBytes, now)
 	if o.nodes.heartbeat(hb, st, now) {
 		o.log.Info("node healthy", "node", hb.Node.ID, "country", hb.Node.Country, "certified", st.ok)
 	}
 	if acts := o.certChange(prev, hb.Node, st); len(acts) > 0 {
 		o.hand(acts)
 	}
+	o.nodesChanged()
 	o.dirty = true
 }
 
@@ -288,6 +330,7 @@ func (o *owner) load(ctx context.Context, nodes []cluster.NodeInfo, meetings []*
 		}
 		counts := map[string]int{}
 		for _, m := range meetings {
+			o.index(m.ID, meetingNodes(m, o.pending[m.ID]))
 			for _, p := range m.active() {
 				o.active[m.ID] = true
 				counts[p.Node.ID]++
@@ -298,6 +341,7 @@ func (o *owner) load(ctx context.Context, nodes []cluster.NodeInfo, meetings []*
 		}
 		o.nodes.resetAssigned(counts)
 		o.started = now
+		o.sched.sweepNext = now.Add(o.timing.SweepInterval)
 	})
 }
 
@@ -356,7 +400,7 @@ func (o *owner) joined(ctx context.Context, meetingID, pid string, rev uint64) e
 	})
 }
 
-// hold keeps the tick from planning a meeting while its policy changes;
+// hold keeps a due meeting from being planned while its policy changes;
 // the change's plan (planOpts.unhold) lets go.
 func (o *owner) hold(ctx context.Context, meetingID string) error {
 	return o.do(ctx, func() { o.held[meetingID]++ })
@@ -403,7 +447,8 @@ func (o *owner) leaveFailed(ctx context.Context, meetingID, pid string) error {
 			if _, ok := p.leaving[pid]; ok {
 				n := p.clone()
 				delete(n.leaving, pid)
-				o.pending[meetingID] = n
+				o.setPending(meetingID, n)
+				o.markDue(meetingID)
 			}
 		}
 	})
@@ -422,77 +467,117 @@ func (o *owner) replaced(ctx context.Context, meetingID, oldPID, oldNode string,
 		} else {
 			n.moves[oldPID] = move{node: oldNode, reason: api.ReasonMoved, deadline: deadline, kickReason: api.ReasonMoved}
 		}
-		o.pending[meetingID] = n
+		o.setPending(meetingID, n)
+		o.schedule(meetingID, nextDeadline(n, o.sched.trafficDirty[meetingID], o.timing))
 	})
 }
 
 // tick expires silent nodes and stale seats, hands what that asks for to
-// the executor (done is closed once it is carried out), and returns it with
-// the meetings to plan.
+// the executor (done is closed once it is carried out), makes due the
+// meetings that calls for (those on a node gone silent, those waiting for
+// the end of the start-up grace) and takes the next step of the safety
+// sweep; meetings are those it made due. It is called every tickEvery.
 func (o *owner) tick(ctx context.Context, now time.Time) (acts []action, meetings []string, done <-chan struct{}, err error) {
 	err = o.do(ctx, func() {
-		var resting []string // meetings without participants whose final counts may still come
+		before := maps.Clone(o.sched.due)
 		// Certificates expire as time passes, between heartbeats too.
 		acts = append(acts, o.recheckCerts(now)...)
-		for _, n := range o.nodes.expire(now, o.timing.HeartbeatTimeout) {
-			o.log.Warn("node unhealthy: no heartbeat", "node", n.ID, "country", n.Country, "timeout", o.timing.HeartbeatTimeout)
-			acts = append(acts, action{Kind: actAudit, Entry: audit.Entry{Kind: audit.KindNodeDown, Node: n.ID, NodeCountry: n.Country,
-				Reason: fmt.Sprintf("no heartbeat for %s", o.timing.HeartbeatTimeout)}})
+		acts = append(acts, o.expireNodes(now)...)
+		var expired []string
+		for pid, s := range o.seats {
+			if now.After(s.deadline) {
+				expired = append(expired, pid)
+			}
 		}
-		for _, pid := range slices.Sorted(maps.Keys(o.seats)) {
+		slices.Sort(expired)
+		for _, pid := range expired {
 			s := o.seats[pid]
-			switch {
-			case !now.After(s.deadline):
-			case s.stored:
-				o.dropSeat(pid)
+			o.dropSeat(pid)
+			if s.stored {
 				acts = append(acts, action{Kind: actLeave, Meeting: s.meeting,
 					Left: leave{Participant: pid, Node: s.node, Reason: reasonNeverConnected, At: now, Unconnected: true}})
-			default:
-				o.dropSeat(pid)
+			} else {
 				o.nodes.assign(s.node, -1)
 			}
 		}
-		// A meeting at rest keeps only the links it closed, for a while.
-		for id, p := range o.pending {
-			if !o.active[id] {
-				n := &meetingPending{closed: maps.Clone(p.closed), trafficAt: p.trafficAt}
-				maps.DeleteFunc(n.closed, func(_ [2]string, at time.Time) bool { return now.Sub(at) > closedWindow(o.timing) })
-				if now.Before(p.restUntil) {
-					n.restUntil = p.restUntil
-					resting = append(resting, id)
+		if !o.sched.graceOver && now.Sub(o.started) > 2*o.timing.HeartbeatTimeout {
+			// Participants on nodes not heard from since the start are
+			// taken for gone from now on (plan's Started).
+			o.sched.graceOver = true
+			for id := range o.sched.byNode {
+				if n, ok := o.nodes.nodes[id]; !ok || !n.Healthy {
+					o.markNode(id)
 				}
-				o.pending[id] = n
-			}
-			if !o.active[id] && o.pending[id].empty() {
-				delete(o.pending, id)
 			}
 		}
-		meetings = slices.DeleteFunc(append(slices.Collect(maps.Keys(o.active)), resting...), func(id string) bool { return o.held[id] > 0 })
+		o.nodesChanged()
+		o.sweepStep(now, tickEvery(o.timing))
+		for id := range o.sched.due {
+			if _, ok := before[id]; !ok {
+				meetings = append(meetings, id)
+			}
+		}
 		slices.Sort(meetings)
 		done = o.hand(acts)
 	})
 	return acts, meetings, done, err
 }
 
+// expireNodes marks the nodes silent for longer than HeartbeatTimeout
+// unhealthy and returns the audit entries that calls for.
+func (o *owner) expireNodes(now time.Time) []action {
+	var acts []action
+	for _, n := range o.nodes.expire(now, o.timing.HeartbeatTimeout) {
+		o.log.Warn("node unhealthy: no heartbeat", "node", n.ID, "country", n.Country, "timeout", o.timing.HeartbeatTimeout)
+		acts = append(acts, action{Kind: actAudit, Entry: audit.Entry{Kind: audit.KindNodeDown, Node: n.ID, NodeCountry: n.Country,
+			Reason: fmt.Sprintf("no heartbeat for %s", o.timing.HeartbeatTimeout)}})
+	}
+	return acts
+}
+
+// due takes what is due at now (takeDue) after marking unhealthy the nodes
+// whose heartbeat is overdue, so that their meetings are planned at once
+// rather than at the next tick; next is also when the next node will be
+// overdue.
+func (o *owner) due(ctx context.Context, now time.Time) (ids []string, next time.Time, err error) {
+	err = o.do(ctx, func() {
+		if acts := o.expireNodes(now); len(acts) > 0 {
+			o.hand(acts)
+			o.nodesChanged()
+		}
+		ids, next = o.takeDue(now)
+		if at := o.nodes.nextExpiry(o.timing.HeartbeatTimeout); !at.IsZero() && (next.IsZero() || at.Before(next)) {
+			next = at
+		}
+	})
+	return ids, next, err
+}
+
+// tickEvery is how often tick is called.
+func tickEvery(t cluster.Timing) time.Duration { return t.HeartbeatInterval / 4 }
+
 // expire disconnects, in every meeting, the participants whose move
 // deadline has passed, and hands that to the executor. It needs no read of
-// the meetings, so a deadline is kept however long the tick's round of
-// reads and plans takes on a loaded store.
+// the meetings, so a deadline is kept however long planning takes on a
+// loaded store.
 func (o *owner) expire(ctx context.Context, now time.Time) (acts []action, err error) {
 	err = o.do(ctx, func() {
-		for _, id := range slices.Sorted(maps.Keys(o.pending)) {
-			pend := o.pending[id]
-			due := false
+		var due []string
+		for id, pend := range o.pending {
 			for _, mv := range pend.moves {
-				due = due || now.After(mv.deadline)
+				if now.After(mv.deadline) {
+					due = append(due, id)
+					break
+				}
 			}
-			if !due {
-				continue
-			}
+		}
+		slices.Sort(due)
+		for _, id := range due {
+			pend := o.pending[id]
 			p := &planner{planInput: planInput{Meeting: &meeting{ID: id}, Nodes: o.nodes.view(), Pending: pend, Now: now, Timing: o.timing},
 				next: pend.clone()}
 			p.expireMoves()
-			o.pending[id] = p.next
+			o.setPending(id, p.next)
 			acts = append(acts, p.acts...)
 		}
 		var urgent, rest []action
@@ -538,13 +623,17 @@ func (o *owner) plan(ctx context.Context, m *meeting, rev uint64, eff policy.Eff
 	err := o.do(ctx, func() {
 		if opts.unhold {
 			o.unholdLocked(m.ID)
+			if _, due := o.sched.due[m.ID]; due && o.held[m.ID] == 0 {
+				o.markDue(m.ID) // what came meanwhile is planned next
+			}
 		}
 		if rev < o.planned[m.ID] {
 			out = planned{acts: opts.lead, done: o.hand(opts.lead), stale: true}
 			return
 		}
 		o.planned[m.ID] = rev
-		acts, next := plan(planInput{Meeting: m, Policy: eff, Nodes: o.nodes.view(), Pending: o.pending[m.ID],
+		before := o.pending[m.ID]
+		acts, next := plan(planInput{Meeting: m, Policy: eff, Nodes: o.nodes.view(), Pending: before,
 			Now: now, Started: o.started, Timing: o.timing})
 		if len(m.active()) == 0 {
 			delete(o.active, m.ID)
@@ -552,9 +641,11 @@ func (o *owner) plan(ctx context.Context, m *meeting, rev uint64, eff policy.Eff
 			o.active[m.ID] = true
 		}
 		if next.empty() && !o.active[m.ID] {
-			delete(o.pending, m.ID)
+			o.setPending(m.ID, nil)
+			o.planDone(m, before, nil, now)
 		} else {
-			o.pending[m.ID] = next
+			o.setPending(m.ID, next)
+			o.planDone(m, before, next, now)
 		}
 		acts = append(slices.Clip(opts.lead), acts...)
 		out = planned{acts: acts, done: o.hand(acts)}

@@ -11,7 +11,13 @@
 // no I/O. Enforcement is decided by a pure plan (plan.go) on the owner, which
 // hands the plan's actions, in the same step, to the executor (executor.go):
 // one goroutine that carries batches out in the order they were decided,
-// on the control plane's context, never a request's. The audit log has its
+// on the control plane's context, never a request's. A meeting is planned
+// when something it depends on changed (due.go): its record (a watch on
+// the meetings bucket, watch.go, which also keeps the decoded meetings
+// current so plans need no store round trip), a node it uses, its own next
+// deadline; a slow safety sweep plans every active meeting besides. Node
+// events come through a JetStream stream with one durable consumer
+// (events.go), so none is lost while no control plane runs. The audit log has its
 // own goroutine that alone appends, and signs its checkpoints
 // (auditlog.go); proofs and reads of entries go to its Merkle tree, its
 // index and the stream without waiting for it. The API reads
@@ -35,7 +41,8 @@
 // taken while it is held: audit appends, NATS commands, lobby waits and
 // wake-ups, host actions' hand-over and other meetings' updates all happen
 // outside it, and no code holds two meetings' locks.
-// meetings.mu only guards the map of those locks, owner.reportsMu only
+// meetings.mu only guards the map of those locks and the decoded
+// meetings (never held across a store round trip), owner.reportsMu only
 // the heartbeats waiting for the owner, auditor.mu only the audit
 // log's index (the tree's own lock is taken outside it), and each rate
 // limit's buckets.mu only its table of addresses (limits.go); none is held
@@ -242,8 +249,10 @@ func (s *Server) SetRevocations(ctx context.Context, list []byte) error {
 func (s *Server) PublicKey() ed25519.PublicKey { return s.cfg.Key.Public().(ed25519.PublicKey) }
 
 // Run starts the owner of live state and the audit appender, follows node
-// heartbeats and events, and enforces every meeting's policy until ctx
-// ends. It returns once everything it started has stopped.
+// heartbeats, node events (from their stream: those published while no
+// control plane ran are taken in now) and the meetings bucket, and
+// enforces every meeting's policy until ctx ends. It returns once
+// everything it started has stopped.
 func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -268,49 +277,49 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	defer hbSub.Unsubscribe()
 
-	evSub, err := s.cfg.NATS.Subscribe(cluster.SubjectEvents("*"), func(m *nats.Msg) {
-		ev, ok := fromNode(s, m, "node event", func(ev cluster.Event) string { return ev.Node })
-		if !ok {
-			return
-		}
-		s.nodeEvent(ctx, ev)
-	})
+	events, err := s.openEvents(ctx)
 	if err != nil {
-		return fmt.Errorf("control: subscribe to node events: %w", err)
+		return err
 	}
-	defer evSub.Unsubscribe()
-
 	if err := s.loadState(ctx); err != nil {
 		return err
 	}
 	if err := s.auditFloorChanges(ctx); err != nil {
 		return err
 	}
-	s.ready.Store(true)
-	defer s.ready.Store(false)
-
-	// Move deadlines are kept on a clock of their own: the tick reads and
-	// plans every meeting and may take a while on a loaded store.
+	// Node events are taken in once the state is loaded: none is lost
+	// meanwhile, as the stream keeps them until they are acknowledged.
 	wg.Go(func() {
-		t := time.NewTicker(s.cfg.Timing.HeartbeatInterval / 4)
-		defer t.Stop()
 		for {
+			err := s.consumeEvents(ctx, events)
+			if ctx.Err() != nil {
+				return
+			}
+			s.log.Error("node events: consuming again", "err", err)
 			select {
 			case <-ctx.Done():
 				return
-			case <-t.C:
-				_, _ = s.owner.expire(ctx, s.now())
+			case <-time.After(s.cfg.Timing.HeartbeatInterval):
 			}
 		}
 	})
-	tick := time.NewTicker(s.cfg.Timing.HeartbeatInterval / 2)
-	defer tick.Stop()
+	wg.Go(func() { s.watchMeetings(ctx) })
+	wg.Go(func() { s.planLoop(ctx) })
+	s.ready.Store(true)
+	defer s.ready.Store(false)
+
+	// Move deadlines and silent nodes are kept on a clock of their own,
+	// which reads no meeting: planning may take a while on a loaded
+	// store.
+	t := time.NewTicker(tickEvery(s.cfg.Timing))
+	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-tick.C:
-			s.tick(ctx)
+		case <-t.C:
+			_, _ = s.owner.expire(ctx, s.now())
+			s.housekeep(ctx)
 		}
 	}
 }

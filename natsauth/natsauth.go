@@ -7,6 +7,9 @@
 package natsauth
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -16,6 +19,8 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
+
+	"github.com/oakmeet/oakmeet/cluster"
 )
 
 // Key files under a deployment's NATS directory: nkey seeds, 0600.
@@ -211,7 +216,45 @@ resolver_preload: {
 
 // ControlCreds is a credentials file for the control plane.
 func (d *Deployment) ControlCreds() ([]byte, error) {
-	return d.user("oakmeet-control", ControlPermissions(), time.Time{})
+	return d.user(controlUser, ControlPermissions(), time.Time{})
+}
+
+// controlUser is the control plane's user name; a replica's adds
+// "-<name>".
+const controlUser = "oakmeet-control"
+
+// ReplicaCreds is a credentials file for one control-plane replica: the
+// control plane's permissions under a name of its own, so that the NATS
+// server's connection list and its errors say which replica is which.
+func (d *Deployment) ReplicaCreds(name string) ([]byte, error) {
+	if err := ValidReplicaName(name); err != nil {
+		return nil, err
+	}
+	return d.user(controlUser+"-"+name, ControlPermissions(), time.Time{})
+}
+
+// ValidReplicaName checks a replica's name: the same alphabet and length as
+// a node id, since it ends up in a NATS user name and in logs.
+func ValidReplicaName(name string) error {
+	if err := cluster.ValidNodeID(name); err != nil {
+		return fmt.Errorf("replica name: %w", err)
+	}
+	return nil
+}
+
+// RouteAuth is the user and password with which the servers of one NATS
+// cluster admit each other's routes. It is derived from the account key, so
+// every server that holds the deployment's keys agrees on it without another
+// secret to copy, and no one without the keys can join the cluster (a route
+// sees every account's messages).
+func (d *Deployment) RouteAuth() (user, password string, err error) {
+	seed, err := d.account.Seed()
+	if err != nil {
+		return "", "", err
+	}
+	mac := hmac.New(sha256.New, seed)
+	mac.Write([]byte("oakmeet nats route v1"))
+	return "oakmeet-route", hex.EncodeToString(mac.Sum(nil)), nil
 }
 
 // NodeCreds is a credentials file for media node id and nothing else,

@@ -13,7 +13,11 @@ const inboxRoot = "_INBOX"
 
 // ControlPermissions is the control plane's job: command any node, hear
 // every node's heartbeats and events, and own the account's JetStream (the
-// KV buckets and the audit stream).
+// KV buckets, the audit stream, and the events stream it consumes through
+// $JS.API and acks on $JS.ACK). Replicas of the control plane also hold
+// the leader's lease (BucketLeader) and hand each other requests on
+// SubjectForward, which no other identity may touch: the leader trusts
+// what a forwarded request says of its client.
 func ControlPermissions() jwt.Permissions {
 	return jwt.Permissions{
 		Pub: jwt.Permission{Allow: jwt.StringList{
@@ -26,9 +30,9 @@ func ControlPermissions() jwt.Permissions {
 			"$KV." + cluster.BucketNodes + ".>",
 			"$KV." + cluster.BucketControl + ".>",
 			"$KV." + cluster.BucketLeader + ".>",
-			// Replicas forward requests to the leader, which answers
-			// into the forwarding replica's inbox.
 			cluster.SubjectForward,
+			// The leader answers a forwarded request in parts, to the
+			// forwarding replica's inbox.
 			inboxRoot + ".control.>",
 		}},
 		Sub: jwt.Permission{Allow: jwt.StringList{

@@ -168,3 +168,37 @@ func expandHosts(hosts []string) []string {
 	}
 	return out
 }
+
+// RouteTLS is the configuration of a NATS server's cluster routes: a fresh
+// certificate for hosts that serves both ends of a route (each server dials
+// some routes and accepts others), and the CA as the only authority for the
+// peer's certificate either way, so that only servers this CA certified can
+// join the cluster.
+func (ca *CA) RouteTLS(hosts ...string) (*tls.Config, error) {
+	key, tmpl, err := newTemplate("oakmeet NATS route", 1)
+	if err != nil {
+		return nil, err
+	}
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	for _, h := range expandHosts(hosts) {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		return nil, fmt.Errorf("nats route certificate: %w", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.cert)
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
+		RootCAs:      pool,
+		ClientCAs:    pool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+	}, nil
+}

@@ -4,13 +4,34 @@
 # six separate `oakmeet node` processes, each labelled in its own country.
 # Everything listens on 127.0.0.1. Ctrl-C stops it all (nodes drain first).
 #
+# With --replicas N the control plane is N `oakmeet serve` processes, each
+# embedding one member of an N-server NATS cluster (JetStream replicas N)
+# on one deployment's secrets (`oakmeet replica init`); the nodes are given
+# every member's NATS URL. Replica i serves HTTP on PORT+i-1, NATS on
+# NATS_PORT+i-1 and routes on ROUTE_PORT+i-1.
+#
 #   scripts/cluster.sh            # control plane on http://127.0.0.1:8080
+#   scripts/cluster.sh --replicas 3
 #   PORT=9090 NATS_PORT=4333 scripts/cluster.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+REPLICAS=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --replicas) REPLICAS=${2:?--replicas needs a number}; shift 2 ;;
+    --replicas=*) REPLICAS=${1#*=}; shift ;;
+    *) echo "usage: $0 [--replicas N]" >&2; exit 2 ;;
+  esac
+done
+case "$REPLICAS" in
+  [1-5]) ;;
+  *) echo "--replicas $REPLICAS: want 1 to 5" >&2; exit 2 ;;
+esac
+
 PORT=${PORT:-8080}
 NATS_PORT=${NATS_PORT:-4222}
+ROUTE_PORT=${ROUTE_PORT:-6222}
 DATA=${DATA:-$(mktemp -d -t oakmeet-cluster.XXXXXX)}
 BIN="$DATA/oakmeet"
 
@@ -18,6 +39,7 @@ echo "building oakmeet into $BIN"
 go build -o "$BIN" ./cmd/oakmeet
 
 pids=()
+serve_pids=()
 cleanup() {
   trap - INT TERM EXIT
   echo; echo "stopping the cluster"
@@ -26,12 +48,41 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-"$BIN" serve --nodes 0 --listen "127.0.0.1:$PORT" --nats-listen "127.0.0.1:$NATS_PORT" \
-  --trust-client-location --data "$DATA/control" >"$DATA/control.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do
-  curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
-  sleep 0.1
+nats_urls="nats://127.0.0.1:$NATS_PORT"
+if [ "$REPLICAS" -eq 1 ]; then
+  "$BIN" serve --nodes 0 --listen "127.0.0.1:$PORT" --nats-listen "127.0.0.1:$NATS_PORT" \
+    --trust-client-location --data "$DATA/control" >"$DATA/control.log" 2>&1 &
+  pids+=($!)
+  serve_pids=($!)
+else
+  routes=""; nats_urls=""
+  for r in $(seq "$REPLICAS"); do
+    routes="${routes:+$routes,}nats-route://127.0.0.1:$((ROUTE_PORT + r - 1))"
+    nats_urls="${nats_urls:+$nats_urls,}nats://127.0.0.1:$((NATS_PORT + r - 1))"
+  done
+  # Replica ids, where serve knows them, name each replica's lease.
+  replica_flag=""
+  "$BIN" serve --help 2>&1 | grep -q -- '-replica-id' && replica_flag=yes
+  for r in $(seq "$REPLICAS"); do
+    dir="$DATA/control"; [ "$r" -gt 1 ] && dir="$DATA/control-$r"
+    # Every replica holds the same keys, control key and operator token.
+    [ "$r" -gt 1 ] && "$BIN" replica init --data "$dir" --from "$DATA/control" >/dev/null
+    "$BIN" serve --nodes 0 --listen "127.0.0.1:$((PORT + r - 1))" --nats-listen "127.0.0.1:$((NATS_PORT + r - 1))" \
+      --nats-cluster oakmeet --nats-cluster-listen "127.0.0.1:$((ROUTE_PORT + r - 1))" --nats-routes "$routes" \
+      --nats-server-name "r$r" ${replica_flag:+--replica-id "r$r"} \
+      --trust-client-location --data "$dir" >"$DATA/control-$r.log" 2>&1 &
+    pids+=($!)
+    serve_pids+=($!)
+  done
+fi
+replicas_note=""
+[ "$REPLICAS" -gt 1 ] && replicas_note=" (replicas on ports $PORT-$((PORT + REPLICAS - 1)))"
+for r in $(seq "$REPLICAS"); do
+  # A cluster's JetStream needs a quorum of members before any serve is up.
+  for _ in $(seq 600); do
+    curl -fsS "http://127.0.0.1:$((PORT + r - 1))/healthz" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
 done
 
 i=0
@@ -42,7 +93,7 @@ for spec in DE:eu-central-1 FR:eu-west-3 JP:ap-northeast-1 US:us-east-1 BR:sa-ea
   "$BIN" enroll --data "$DATA/control" --id "$id" --country "$cc" --region "$region" \
     --out "$DATA/enroll-$id" >/dev/null
   "$BIN" node --enrollment "$DATA/enroll-$id" \
-    --nats "nats://127.0.0.1:$NATS_PORT" --listen "127.0.0.1:$((PORT + 100 + i))" --loopback \
+    --nats "$nats_urls" --listen "127.0.0.1:$((PORT + 100 + i))" --loopback \
     --turn-port "$((PORT + 200 + i))" --drain-timeout 10s >"$DATA/node-$cc.log" 2>&1 &
   pids+=($!)
 done
@@ -54,7 +105,7 @@ for _ in $(seq 100); do
 done
 
 cat <<MSG
-oakmeet cluster running: control plane http://127.0.0.1:$PORT, NATS nats://127.0.0.1:$NATS_PORT
+oakmeet cluster running: control plane http://127.0.0.1:$PORT$replicas_note, NATS $nats_urls
 nodes: DE FR JP US BR CN (logs and data in $DATA)
 
   curl -s http://127.0.0.1:$PORT/api/nodes
@@ -64,4 +115,6 @@ nodes: DE FR JP US BR CN (logs and data in $DATA)
 
 Press Ctrl-C to stop.
 MSG
-wait "${pids[0]}"
+# With replicas, the cluster runs on while any of them does: one may be
+# killed to watch another take over.
+wait "${serve_pids[@]}"

@@ -40,7 +40,7 @@ func (s *Store) AppendAudit(ctx context.Context, chain string, record []byte, ex
 		jetstream.WithExpectLastSequence(expectLast))
 	if err != nil {
 		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
 			return 0, fmt.Errorf("append audit to %q: %w", chain, ErrConflict)
 		}
 		return 0, fmt.Errorf("append audit to %q: %w", chain, err)

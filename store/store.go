@@ -5,8 +5,11 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -28,27 +31,77 @@ type Store struct {
 	nodes    jetstream.KeyValue
 	control  jetstream.KeyValue
 	audit    jetstream.Stream
+	events   jetstream.Stream
 }
 
-// Open binds to (creating where missing) oakmeet's buckets and stream.
+// Options are how OpenWith makes the buckets and streams.
+type Options struct {
+	// Replicas is how many JetStream servers keep each bucket and stream
+	// (1 when zero): with 3, a cluster loses none of it to one server's
+	// death. More than 1 needs a clustered JetStream with that many servers.
+	Replicas int
+}
+
+// Open binds to (creating where missing) oakmeet's buckets and stream, each
+// kept by one JetStream server.
 func Open(ctx context.Context, nc *nats.Conn) (*Store, error) {
+	return OpenWith(ctx, nc, Options{})
+}
+
+// OpenWith binds to (creating where missing) oakmeet's buckets and stream
+// with opts. One that exists with another replica count is changed to
+// opts.Replicas, which a clustered JetStream does in place. While a
+// cluster is still electing its leader, or has fewer servers up than
+// opts.Replicas, it retries until ctx ends.
+func OpenWith(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
+	if opts.Replicas == 0 {
+		opts.Replicas = 1
+	}
+	if opts.Replicas < 1 || opts.Replicas > maxReplicas {
+		return nil, fmt.Errorf("store: %d replicas: want 1 to %d", opts.Replicas, maxReplicas)
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	s := &Store{js: js}
 	kv := func(bucket, desc string) (jetstream.KeyValue, error) {
-		b, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:      bucket,
-			Description: desc,
-			Storage:     jetstream.FileStorage,
-			History:     1,
+		var b jetstream.KeyValue
+		err := retry(ctx, func(ctx context.Context) (err error) {
+			b, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+				Bucket:      bucket,
+				Description: desc,
+				Storage:     jetstream.FileStorage,
+				History:     1,
+				Replicas:    opts.Replicas,
+			})
+			return err
 		})
+		if err == nil {
+			err = settled(ctx, js, "KV_"+bucket, opts.Replicas)
+		}
 		if err != nil {
-			return nil, fmt.Errorf("open bucket %s: %w", bucket, err)
+			return nil, fmt.Errorf("open bucket %s (%d replicas): %w", bucket, opts.Replicas, err)
 		}
 		return b, nil
 	}
+	stream := func(cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+		cfg.Replicas = opts.Replicas
+		var st jetstream.Stream
+		err := retry(ctx, func(ctx context.Context) (err error) {
+			st, err = js.CreateOrUpdateStream(ctx, cfg)
+			return err
+		})
+		if err == nil {
+			err = settled(ctx, js, cfg.Name, opts.Replicas)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("open stream %s (%d replicas): %w", cfg.Name, opts.Replicas, err)
+		}
+		return st, nil
+	}
+	// Every bucket and stream of the deployment is made here, with the
+	// same replicas.
 	if s.meetings, err = kv(cluster.BucketMeetings, "oakmeet meetings"); err != nil {
 		return nil, err
 	}
@@ -58,7 +111,7 @@ func Open(ctx context.Context, nc *nats.Conn) (*Store, error) {
 	if s.control, err = kv(cluster.BucketControl, "oakmeet control-plane values"); err != nil {
 		return nil, err
 	}
-	s.audit, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s.audit, err = stream(jetstream.StreamConfig{
 		Name:        cluster.StreamAudit,
 		Description: "oakmeet audit log (hash-chained, signed)",
 		Subjects:    []string{"oakmeet.audit.>"},
@@ -68,9 +121,110 @@ func Open(ctx context.Context, nc *nats.Conn) (*Store, error) {
 		DenyPurge:  true,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("open audit stream: %w", err)
+		return nil, err
+	}
+	if s.events, err = stream(eventsStreamConfig(opts.Replicas)); err != nil {
+		return nil, err
 	}
 	return s, nil
+}
+
+// settled waits until stream has a leader and enough followers caught up
+// with it to make a quorum. A stream whose replicas were just raised is
+// still copying itself to the new ones, and a write sent meanwhile may go
+// unanswered; one opened here is written to at once. A quorum, not all:
+// a process restarting while another member is down must still start.
+func settled(ctx context.Context, js jetstream.JetStream, stream string, replicas int) error {
+	if replicas <= 1 {
+		return nil
+	}
+	wait := retryMin
+	for {
+		var why string
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		s, err := js.Stream(actx, stream)
+		cancel()
+		switch {
+		case err != nil:
+			why = err.Error()
+		case s.CachedInfo().Cluster == nil || s.CachedInfo().Cluster.Leader == "":
+			why = "no leader"
+		default:
+			current := 0
+			for _, p := range s.CachedInfo().Cluster.Replicas {
+				// A member that went away keeps its last Current.
+				if p.Current && !p.Offline {
+					current++
+				}
+			}
+			if current >= replicas/2 {
+				return nil
+			}
+			why = fmt.Sprintf("%d of %d followers current, %d needed", current, replicas-1, replicas/2)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("replicas of %s not settled (%s): %w", stream, why, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, retryMax)
+	}
+}
+
+// maxReplicas is JetStream's own bound on a stream's replicas.
+const maxReplicas = 5
+
+// Bounds of OpenWith's retries. A request to a cluster without a leader,
+// or one creating a stream that another process is creating at the same
+// moment (replicas starting together), may go unanswered: each try gets
+// from attemptMin, doubling up to attemptTimeout, and the next waits from
+// retryMin, doubling up to retryMax.
+const (
+	attemptMin     = 250 * time.Millisecond
+	attemptTimeout = 2 * time.Second
+	retryMin       = 50 * time.Millisecond
+	retryMax       = time.Second
+)
+
+// retry runs f until it succeeds, fails for good, or ctx ends; the error
+// is the last one f returned.
+func retry(ctx context.Context, f func(context.Context) error) error {
+	wait, timeout := retryMin, attemptMin
+	for {
+		actx, cancel := context.WithTimeout(ctx, timeout)
+		timeout = min(2*timeout, attemptTimeout)
+		err := f(actx)
+		cancel()
+		if err == nil || !transient(err) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, retryMax)
+	}
+}
+
+// JetStream's answers when fewer servers are up than the replicas asked
+// for (nats-server's JSInsufficientResourcesErr, JSClusterNoPeersErrF).
+const (
+	jsErrInsufficientResources jetstream.ErrorCode = 10023
+	jsErrNoPeers               jetstream.ErrorCode = 10005
+)
+
+// transient reports whether a JetStream request may succeed when tried
+// again: the cluster has no leader yet, too few servers are up for the
+// replicas asked, or nothing answered in time.
+func transient(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Code == 503 || apiErr.ErrorCode == jsErrInsufficientResources ||
+			apiErr.ErrorCode == jsErrNoPeers
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }
 
 // OpenReader is a handle for a process that may only read control-plane
@@ -209,6 +363,69 @@ func (s *Store) Control(ctx context.Context, key string) ([]byte, error) {
 func (s *Store) PutControl(ctx context.Context, key string, value []byte) error {
 	if _, err := s.control.Put(ctx, key, value); err != nil {
 		return fmt.Errorf("store control value %s: %w", key, err)
+	}
+	return nil
+}
+
+// StepDownLeaders hands the leadership of every replicated stream of the
+// deployment (the buckets, the audit log, and the leader's lease and the
+// events stream where they exist) that NATS server server leads to
+// another of its replicas. A process that embeds a cluster member and
+// does the deployment's work calls it on taking that work up: should the
+// process then die abruptly, its server held no stream leader, and the
+// writes of whoever takes over need not wait out a JetStream election
+// (seconds; nats-server's are not configurable). Streams with one replica
+// are left alone. Each stream is asked at once and given stepDownWait: one
+// whose state cannot be had (its servers, or the cluster's meta leader,
+// just lost) is skipped with an error rather than holding up the rest.
+func (s *Store) StepDownLeaders(ctx context.Context, server string) error {
+	names := []string{"KV_" + cluster.BucketMeetings, "KV_" + cluster.BucketNodes, "KV_" + cluster.BucketControl,
+		cluster.StreamAudit, "KV_" + cluster.BucketLeader, cluster.StreamEvents}
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(ctx, stepDownWait)
+			defer cancel()
+			st, err := s.js.Stream(ctx, name)
+			if errors.Is(err, jetstream.ErrStreamNotFound) {
+				return
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("stream %s: %w", name, err)
+				return
+			}
+			info := st.CachedInfo()
+			if info.Config.Replicas <= 1 || info.Cluster == nil || info.Cluster.Leader != server {
+				return
+			}
+			errs[i] = s.stepDown(ctx, name)
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// stepDownWait bounds StepDownLeaders' work on one stream.
+const stepDownWait = time.Second
+
+func (s *Store) stepDown(ctx context.Context, stream string) error {
+	msg, err := s.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+stream, nil)
+	if err != nil {
+		return fmt.Errorf("step down as leader of %s: %w", stream, err)
+	}
+	var resp struct {
+		Success bool                `json:"success"`
+		Error   *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return fmt.Errorf("step down as leader of %s: %w", stream, err)
+	}
+	if resp.Error != nil {
+		return fmt.Errorf("step down as leader of %s: %w", stream, resp.Error)
+	}
+	if !resp.Success {
+		return fmt.Errorf("step down as leader of %s: refused", stream)
 	}
 	return nil
 }

@@ -36,7 +36,6 @@ import (
 	"github.com/oakmeet/oakmeet/node"
 	"github.com/oakmeet/oakmeet/nodecert"
 	"github.com/oakmeet/oakmeet/policy"
-	"github.com/oakmeet/oakmeet/store"
 )
 
 // NodeSpec describes a node to start.
@@ -83,6 +82,7 @@ type Cluster struct {
 	revoked     []nodecert.Revocation
 	floor       policy.Policy
 	emb         *bus.Embedded
+	natsc       natsState
 	auth        *natsauth.Deployment
 	http        *httpserve.Server
 	stop        context.CancelFunc
@@ -227,20 +227,10 @@ func Start(t testing.TB, floor policy.Policy, nodes []NodeSpec, opts ...Option) 
 
 func (c *Cluster) startControl() {
 	t := c.t
-	emb, err := bus.Embed(bus.EmbedConfig{StoreDir: filepath.Join(c.dir, "jetstream"), Auth: c.auth})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.emb = emb
-	nc, err := emb.ConnectControl("control")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c.startNATS()
+	nc := c.connectControl()
 	ctx := context.Background()
-	st, err := store.Open(ctx, nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := c.openStore(nc)
 	loc, err := locate.New(locate.Config{TrustClientHints: true, DisableBuiltin: true})
 	if err != nil {
 		t.Fatal(err)
@@ -288,10 +278,7 @@ func (c *Cluster) startControl() {
 // StartNode starts a media node (loopback media) and registers it.
 func (c *Cluster) StartNode(s NodeSpec) {
 	t := c.t
-	nc, err := c.emb.ConnectNode(s.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := c.connectNode(s.ID)
 	identity, cert := c.Enroll(s.ID, s.Country, s.Region, time.Hour)
 	serverTLS, peerTLS := c.nodeTLS()
 	n, err := node.New(context.Background(), node.Config{
@@ -381,7 +368,7 @@ func (c *Cluster) shutdown() {
 	c.closeHTTP()
 	c.stop()
 	c.wg.Wait()
-	c.emb.Shutdown()
+	c.stopNATS()
 }
 
 // WaitHealthy waits until exactly n nodes are healthy.

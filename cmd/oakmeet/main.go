@@ -32,6 +32,7 @@ func commands() map[string]command {
 		"node":    {"run a media node from its enrollment", runNode},
 		"enroll":  {"write a media node's enrollment: its own NATS credentials and CA", runEnroll},
 		"nats":    {"print the NATS server configuration or control credentials of a deployment", runNATS},
+		"replica": {"give another control-plane replica the deployment's shared secrets, or its own NATS credentials", runReplica},
 		"audit":   {"export or verify the audit log", runAudit},
 		"bot":     {"join a meeting as a headless participant publishing test media", runBot},
 		"bench":   {"load a deployment with publishers and subscribers and measure delivery", runBench},

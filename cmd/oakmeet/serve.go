@@ -79,6 +79,10 @@ type serveSettings struct {
 	limits *limitSettings
 	// replica is this process's part in the election (replica.go).
 	replica replicaSettings
+	// natsCluster makes the embedded NATS a cluster member (nil: alone);
+	// jsReplicas is every bucket's and stream's JetStream replicas.
+	natsCluster *bus.ClusterConfig
+	jsReplicas  int
 }
 
 func parseServe(args []string, stderr io.Writer) (serveSettings, string, time.Duration, error) {
@@ -114,6 +118,7 @@ func parseServe(args []string, stderr io.Writer) (serveSettings, string, time.Du
 		applyProxy   = proxyFlags(fs)
 		httpF        = addHTTPFlags(fs, "the API and web app", true)
 		replicaF     = replicaFlags(fs)
+		natsCl       = addNATSClusterFlags(fs)
 	)
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return serveSettings{}, "", 0, err
@@ -139,6 +144,9 @@ func parseServe(args []string, stderr io.Writer) (serveSettings, string, time.Du
 	}
 	if st.operatorTokenFile == "" {
 		st.operatorTokenFile = filepath.Join(st.dataDir, operatorTokenName)
+	}
+	if st.natsCluster, st.jsReplicas, err = natsCl.settings(st.natsURL); err != nil {
+		return serveSettings{}, "", 0, err
 	}
 	all := demo.Nodes()
 	n := *nodes
@@ -348,12 +356,18 @@ func startControlPlane(ctx context.Context, st serveSettings, log *slog.Logger, 
 		if err != nil {
 			return fail(err)
 		}
+		if st.natsCluster != nil {
+			if st.natsCluster.TLS, err = routeTLS(st.dataDir, st.natsCluster); err != nil {
+				return fail(err)
+			}
+		}
 		emb, err := bus.Embed(bus.EmbedConfig{StoreDir: filepath.Join(st.dataDir, "jetstream"), Listen: st.natsListen,
-			Auth: auth, TLS: serverTLS, TLSCA: ca})
+			Auth: auth, TLS: serverTLS, TLSCA: ca, Cluster: st.natsCluster, Logger: log})
 		if err != nil {
 			return fail(err)
 		}
-		closers = append(closers, emb.Shutdown)
+		// Stop hands a cluster member's JetStream leaderships over first.
+		closers = append(closers, emb.Stop)
 		link = natsLink{url: emb.URL(), ca: ca}
 		log.Info("embedded NATS with JetStream", "url", link.url, "store", filepath.Join(st.dataDir, "jetstream"), "tls", serverTLS != nil)
 	} else if st.natsTLS.ca != "" {
@@ -366,9 +380,11 @@ func startControlPlane(ctx context.Context, st serveSettings, log *slog.Logger, 
 		return fail(err)
 	}
 	closers = append(closers, nc.Close)
-	startCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	kv, err := store.Open(startCtx, nc)
+	// A cluster's members start one by one: the store waits for enough
+	// of them to elect a JetStream leader and hold its replicas.
+	openCtx, cancelOpen := context.WithTimeout(ctx, clusterStartTimeout)
+	defer cancelOpen()
+	kv, err := store.OpenWith(openCtx, nc, store.Options{Replicas: st.jsReplicas})
 	if err != nil {
 		return fail(err)
 	}
@@ -393,8 +409,11 @@ func startControlPlane(ctx context.Context, st serveSettings, log *slog.Logger, 
 }
 
 // controlCreds is the control plane's NATS identity: --nats-creds, or one
-// the deployment's account key issues.
+// the deployment's account key issues (a cluster member's names it).
 func controlCreds(st serveSettings, auth *natsauth.Deployment) ([]byte, error) {
+	if st.natsCreds == "" && st.natsCluster != nil {
+		return auth.ReplicaCreds(st.natsCluster.ServerName)
+	}
 	if st.natsCreds == "" {
 		return auth.ControlCreds()
 	}

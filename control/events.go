@@ -1,0 +1,60 @@
+package control
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/oakmeet/oakmeet/cluster"
+	"github.com/oakmeet/oakmeet/store"
+)
+
+// eventsConsumer is the durable name under which the control plane takes
+// node events from their stream: one name for every control plane of a
+// deployment, so the next one resumes where the last acknowledged.
+const eventsConsumer = "control"
+
+// eventsAckWait is how long an event handed out waits for its
+// acknowledgement before it is delivered again (5 s by default): well past
+// one event's store round trips, short enough that the events a control
+// plane held when it was killed reach the next one soon after it starts.
+// (One that stops cleanly hands them back at once.)
+func eventsAckWait(t cluster.Timing) time.Duration {
+	return max(5*t.HeartbeatInterval, 200*time.Millisecond)
+}
+
+// consumeEvents takes in node events from the events stream until ctx
+// ends, one at a time and in order, acknowledging each once nodeEvent has
+// returned. An event cut off by ctx is left unacknowledged, for the next
+// control plane to take in. Events are processed idempotently, so one
+// delivered again changes nothing more.
+func (s *Server) consumeEvents(ctx context.Context, c *store.EventConsumer) error {
+	return c.Consume(ctx, func(m store.EventMsg) {
+		ev, ok := fromNode(s, &nats.Msg{Subject: m.Subject, Data: m.Data}, "node event", func(ev cluster.Event) string { return ev.Node })
+		if !ok {
+			_ = m.Ack() // never valid, whoever takes it in
+			return
+		}
+		s.nodeEvent(ctx, ev)
+		if ctx.Err() != nil {
+			// Cut off, or never begun (handed out before the stop): the
+			// next control plane takes it at once.
+			_ = m.Nak()
+			return
+		}
+		if err := m.Ack(); err != nil {
+			s.log.Warn("acknowledge node event", "subject", m.Subject, "err", err)
+		}
+	})
+}
+
+// openEvents binds the control plane's consumer of node events.
+func (s *Server) openEvents(ctx context.Context) (*store.EventConsumer, error) {
+	c, err := s.cfg.Store.EventConsumer(ctx, eventsConsumer, eventsAckWait(s.cfg.Timing))
+	if err != nil {
+		return nil, fmt.Errorf("control: %w", err)
+	}
+	return c, nil
+}
