@@ -143,14 +143,15 @@ func newReplica(st serveSettings, cp *controlPlane, log *slog.Logger) (*replica.
 	if st.replica.leaseTTL <= 0 {
 		return nil, fmt.Errorf("--lease-ttl %s: must be positive", st.replica.leaseTTL)
 	}
-	// On a NATS cluster, a new leader waits for a heartbeat of every live
-	// node before it places anyone. The embedded NATS has one replica
-	// and no failover: it starts as it always did.
+	// On a NATS cluster (external, or embedded members of one), a new
+	// leader waits for a heartbeat of every live node before it places
+	// anyone. A lone embedded NATS has one replica and no failover: it
+	// starts as it always did.
 	var settle time.Duration
-	if st.natsURL != "" {
+	if st.natsURL != "" || st.natsCluster != nil {
 		settle = cp.cfg.Timing.HeartbeatInterval * 3 / 2
 	}
-	r, err := replica.New(replica.Config{ID: id, NATS: cp.nc, Key: cp.cfg.Key, New: cp.newServer, Fatal: fatalStart,
+	r, err := replica.New(replica.Config{ID: id, NATS: cp.nc, Key: cp.cfg.Key, Replicas: st.jsReplicas, New: cp.newServer, Fatal: fatalStart,
 		LeaseTTL: st.replica.leaseTTL, Settle: settle, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("--replica-id: %w", err)
