@@ -225,11 +225,11 @@ func (o *opener) open(data []byte) ([]byte, *answerKey, cluster.SealedRequest, e
 		return nil, nil, sr, refuse("term", true, "sealed request from %q: sealed to %q term %d, not to us (term %d)", sr.From, sr.Leader, sr.Term, o.tk.term)
 	}
 	now := o.now()
+	o.forget(now)
 	issued := time.UnixMilli(sr.Issued)
 	if d := now.Sub(issued); d > o.window || d < -o.window {
 		return nil, nil, sr, refuse("stale", true, "sealed request from %q: issued %s from now, outside the %s window (are the replicas' clocks apart?)", sr.From, d.Round(time.Millisecond), o.window)
 	}
-	o.forget(now)
 	if _, ok := o.seen[sr.ID]; ok {
 		return nil, nil, sr, refuse("replay", false, "sealed request from %q: taken already", sr.From)
 	}

@@ -317,3 +317,55 @@ func TestAForgedLeaseIsNotForwardedTo(t *testing.T) {
 		})
 	}
 }
+
+func TestOpenerWindowAndReplays(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(nil)
+	tk, err := newTermKey(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := leaseTarget(key.Public().(ed25519.PublicKey), signLease(key, cluster.Lease{Replica: "r1", Term: 4}, tk))
+	now := time.Unix(1_800_000_000, 0)
+	op := newOpener("r1", tk, key.Public().(ed25519.PublicKey), 30*time.Second, func() time.Time { return now })
+	plain := []byte(`{"from":"r2","method":"GET","url":"/","host":"x"}`)
+	reason := func(data []byte) string {
+		_, _, _, err := op.open(data)
+		if err == nil {
+			return ""
+		}
+		rf, ok := isRefusal(err)
+		if !ok {
+			t.Fatalf("not a refusal: %v", err)
+		}
+		return rf.reason
+	}
+	fresh, _, _ := sealRequest(key, "r2", tg, now.Add(-10*time.Second), plain)
+	if r := reason(fresh); r != "" {
+		t.Fatalf("fresh: %s", r)
+	}
+	if r := reason(fresh); r != "replay" {
+		t.Fatalf("again: %s", r)
+	}
+	for _, d := range []time.Duration{-31 * time.Second, 31 * time.Second} {
+		old, _, _ := sealRequest(key, "r2", tg, now.Add(d), plain)
+		if r := reason(old); r != "stale" {
+			t.Fatalf("issued %s away: %s", d, r)
+		}
+	}
+	// Once out of the window the id is forgotten, and the request is
+	// refused as stale instead.
+	now = now.Add(25 * time.Second)
+	if r := reason(fresh); r != "stale" {
+		t.Fatalf("after the window: %s", r)
+	}
+	if len(op.seen) != 0 || len(op.order) != 0 {
+		t.Fatalf("remembers %d", len(op.seen))
+	}
+	other, _ := newTermKey(5)
+	op5 := newOpener("r1", other, key.Public().(ed25519.PublicKey), 30*time.Second, func() time.Time { return now })
+	if _, _, _, err := op5.open(fresh); err == nil {
+		t.Fatal("another term opened it")
+	} else if rf, _ := isRefusal(err); rf.reason != "term" || !rf.answer {
+		t.Fatalf("%+v", rf)
+	}
+}
