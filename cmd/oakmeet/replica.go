@@ -42,7 +42,7 @@ type replicaFlagValues struct {
 
 func replicaFlags(fs *flag.FlagSet) replicaFlagValues {
 	return replicaFlagValues{
-		id:       fs.String("replica-id", "", "this control-plane replica's name among those on one NATS cluster (default: a random one kept in <data>/"+replicaIDFile+")"),
+		id:       fs.String("replica-id", "", "this control-plane replica's name among those on one NATS cluster (default: --nats-server-name with --nats-cluster, else a random one kept in <data>/"+replicaIDFile+")"),
 		leaseTTL: fs.Duration("lease-ttl", 2*time.Second, "how long the leader's lease lasts unrenewed; another replica takes over after it"),
 	}
 }
@@ -134,6 +134,12 @@ func newReplica(st serveSettings, cp *controlPlane, log *slog.Logger) (*replica.
 		return nil, err
 	}
 	id := st.replica.id
+	if id == "" && st.natsCluster != nil {
+		// A member of an embedded cluster is one process with one name:
+		// its NATS server's, which also names its NATS user
+		// (ReplicaCreds) and is as stable across restarts.
+		id = st.natsCluster.ServerName
+	}
 	if id == "" {
 		var err error
 		if id, err = loadOrCreateReplicaID(st.dataDir); err != nil {
