@@ -15,8 +15,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/oakmeet/oakmeet/audit"
 	"github.com/oakmeet/oakmeet/control"
 	"github.com/oakmeet/oakmeet/keyfile"
+	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/replica"
 )
 
@@ -40,7 +42,7 @@ type replicaFlagValues struct {
 
 func replicaFlags(fs *flag.FlagSet) replicaFlagValues {
 	return replicaFlagValues{
-		id:       fs.String("replica-id", "", "this control-plane replica's name among those on one NATS cluster (default: a random one kept in <data>/"+replicaIDFile+")"),
+		id:       fs.String("replica-id", "", "this control-plane replica's name among those on one NATS cluster (default: --nats-server-name with --nats-cluster, else a random one kept in <data>/"+replicaIDFile+")"),
 		leaseTTL: fs.Duration("lease-ttl", 2*time.Second, "how long the leader's lease lasts unrenewed; another replica takes over after it"),
 	}
 }
@@ -91,8 +93,53 @@ func (cp *controlPlane) newServer(ctx context.Context) (*control.Server, error) 
 	return control.New(ctx, cfg)
 }
 
+// checkControlConfig finds, before the replica stands for election, what
+// would make every control.New fail whatever the store says: such an
+// error ends serve at once instead of at each election.
+func checkControlConfig(cfg control.Config) error {
+	if len(cfg.Key) != ed25519.PrivateKeySize {
+		return errors.New("control plane: an Ed25519 signing key is required")
+	}
+	floor, err := cfg.Floor.Normalize()
+	if err == nil {
+		_, err = policy.Combine(floor, policy.Policy{})
+	}
+	if err != nil {
+		return fmt.Errorf("deployment floor (--block, --block-regions, --allow): %w", err)
+	}
+	return nil
+}
+
+// refusedLog is what control.New says of a stored audit log it will not
+// extend: no retry changes the log, so serve ends with it.
+const refusedLog = "this control plane will not extend"
+
+// fatalStart says whether a control plane's start error is one no retry
+// can cure. Everything else (a store without quorum for a moment, a
+// stream still electing its leader) is retried by the replica.
+func fatalStart(err error) bool {
+	for _, e := range []error{audit.ErrInconsistent, audit.ErrCheckpoint, audit.ErrEntry, audit.ErrChain, audit.ErrOrder} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	// control.New refusing the configuration itself, should
+	// checkControlConfig not have caught it.
+	s := err.Error()
+	return strings.Contains(s, refusedLog) || strings.Contains(s, "control: deployment floor") || strings.Contains(s, "control: limit ")
+}
+
 func newReplica(st serveSettings, cp *controlPlane, log *slog.Logger) (*replica.Replica, error) {
+	if err := checkControlConfig(cp.cfg); err != nil {
+		return nil, err
+	}
 	id := st.replica.id
+	if id == "" && st.natsCluster != nil {
+		// A member of an embedded cluster is one process with one name:
+		// its NATS server's, which also names its NATS user
+		// (ReplicaCreds) and is as stable across restarts.
+		id = st.natsCluster.ServerName
+	}
 	if id == "" {
 		var err error
 		if id, err = loadOrCreateReplicaID(st.dataDir); err != nil {
@@ -102,14 +149,16 @@ func newReplica(st serveSettings, cp *controlPlane, log *slog.Logger) (*replica.
 	if st.replica.leaseTTL <= 0 {
 		return nil, fmt.Errorf("--lease-ttl %s: must be positive", st.replica.leaseTTL)
 	}
-	// On a NATS cluster, a new leader waits for a heartbeat of every live
-	// node before it places anyone. The embedded NATS has one replica
-	// and no failover: it starts as it always did.
+	// On a NATS cluster (external, or embedded members of one), a new
+	// leader waits for a heartbeat of every live node before it places
+	// anyone. A lone embedded NATS has one replica and no failover: it
+	// starts as it always did.
 	var settle time.Duration
-	if st.natsURL != "" {
+	if st.natsURL != "" || st.natsCluster != nil {
 		settle = cp.cfg.Timing.HeartbeatInterval * 3 / 2
 	}
-	r, err := replica.New(replica.Config{ID: id, NATS: cp.nc, New: cp.newServer, LeaseTTL: st.replica.leaseTTL, Settle: settle, Logger: log})
+	r, err := replica.New(replica.Config{ID: id, NATS: cp.nc, Key: cp.cfg.Key, Replicas: st.jsReplicas, New: cp.newServer, Fatal: fatalStart,
+		LeaseTTL: st.replica.leaseTTL, Settle: settle, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("--replica-id: %w", err)
 	}
