@@ -91,10 +91,15 @@ func loadOrCreateKey(path string, kind nkeys.PrefixByte) (nkeys.KeyPair, error) 
 		if err != nil {
 			return nil, err
 		}
-		if err := writePrivate(path, append(seed, '\n')); err != nil {
+		created, err := createPrivate(path, append(seed, '\n'))
+		if err != nil {
 			return nil, fmt.Errorf("nats key %s: %w", path, err)
 		}
-		return kp, nil
+		if created {
+			return kp, nil
+		}
+		// Another process made the key first: its key is the one.
+		return loadOrCreateKey(path, kind)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("nats key: %w", err)
@@ -121,6 +126,28 @@ func prefixLetter(kind nkeys.PrefixByte) nkeys.PrefixByte {
 		return 'U'
 	}
 	return 0
+}
+
+// createPrivate writes data owner-only at path unless a file is there
+// already (false): two processes making a deployment's keys at once end up
+// with one key, never each their own. Like writePrivate, a crash never
+// leaves half a key.
+func createPrivate(path string, data []byte) (bool, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return false, err
+	}
+	defer func() { _ = os.Remove(tmp.Name()) }()
+	_, werr := tmp.Write(data)
+	if err := errors.Join(werr, tmp.Chmod(0o600), tmp.Sync(), tmp.Close()); err != nil {
+		return false, err
+	}
+	// A link, unlike a rename, does not replace what is there.
+	err = os.Link(tmp.Name(), path)
+	if errors.Is(err, os.ErrExist) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // writePrivate writes data owner-only beside path and renames it into place,
