@@ -269,6 +269,36 @@ func ValidReplicaName(name string) error {
 	return nil
 }
 
+// SystemCreds is a credentials file for a user of the system account, for
+// a process's own embedded server to be told what only the system account
+// may tell it (its JetStream meta leader's step-down). It is never written
+// anywhere nor handed to another process: the system account sees and
+// commands every server.
+func (d *Deployment) SystemCreds() ([]byte, error) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, err
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return nil, err
+	}
+	uc := jwt.NewUserClaims(pub)
+	uc.Name = "oakmeet-system"
+	// Only what the step-down needs.
+	uc.Pub.Allow.Add("$JS.API.META.LEADER.STEPDOWN")
+	uc.Sub.Allow.Add(inboxRoot + ".system.>")
+	token, err := uc.Encode(d.system)
+	if err != nil {
+		return nil, fmt.Errorf("system user jwt: %w", err)
+	}
+	seed, err := kp.Seed()
+	if err != nil {
+		return nil, err
+	}
+	return jwt.FormatUserConfig(token, seed)
+}
+
 // RouteAuth is the user and password with which the servers of one NATS
 // cluster admit each other's routes. It is derived from the account key, so
 // every server that holds the deployment's keys agrees on it without another
