@@ -16,10 +16,12 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/oakmeet/oakmeet/audit"
+	"github.com/oakmeet/oakmeet/bus"
 	"github.com/oakmeet/oakmeet/control"
 	"github.com/oakmeet/oakmeet/keyfile"
 	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/replica"
+	"github.com/oakmeet/oakmeet/store"
 )
 
 // serve always runs the control plane as a replica: alone (the embedded
@@ -74,6 +76,10 @@ type controlPlane struct {
 	nc      *nats.Conn
 	dataDir string
 	cfg     control.Config
+	// member is this process's server of an embedded NATS cluster (nil
+	// with a lone or an external NATS).
+	member *bus.Embedded
+	log    *slog.Logger
 }
 
 func (cp *controlPlane) publicKey() ed25519.PublicKey {
@@ -90,7 +96,39 @@ func (cp *controlPlane) newServer(ctx context.Context) (*control.Server, error) 
 	if list != nil {
 		cfg.Revocations = list
 	}
+	if cp.member != nil {
+		go cp.leadNothing(ctx, cfg.Store)
+	}
 	return control.New(ctx, cfg)
+}
+
+// leadNothingEvery is how often a leading replica that embeds a NATS
+// cluster member hands its server's JetStream leaderships over.
+const leadNothingEvery = 5 * time.Second
+
+// leadNothing keeps, while ctx (the leadership) lasts, this process's NATS
+// server from leading JetStream's meta group or any of the deployment's
+// streams. The leader's process embeds that server: should it die, every
+// stream its server led would wait out a JetStream election (4 to 9 s, not
+// configurable) before the next leader could renew a lease or write, and
+// the takeover would take that long. A stream is handed over only while
+// its other replicas are all there, so this repeats until it holds.
+func (cp *controlPlane) leadNothing(ctx context.Context, st *store.Store) {
+	t := time.NewTicker(leadNothingEvery)
+	defer t.Stop()
+	for {
+		hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := errors.Join(cp.member.StepDownMeta(hctx), st.StepDownLeaders(hctx, cp.member.ServerName()))
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			cp.log.Debug("handing this server's JetStream leaderships to the other members", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // checkControlConfig finds, before the replica stands for election, what
