@@ -8,8 +8,10 @@
 package bus
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -298,6 +300,47 @@ func (e *Embedded) JetStreamReady() bool {
 // ServerName is the server's name in its cluster (what JetStream names
 // stream leaders by; store.StepDownLeaders takes it).
 func (e *Embedded) ServerName() string { return e.srv.Name() }
+
+// StepDownMeta hands the leadership of the cluster's JetStream meta group
+// to another member if this server holds it, so that this process's
+// abrupt death costs no meta election (seconds, during which no consumer,
+// watch or key listing can be made). A process that does the deployment's
+// work calls it on taking that work up, beside store.StepDownLeaders.
+func (e *Embedded) StepDownMeta(ctx context.Context) error {
+	if !e.srv.JetStreamIsClustered() || !e.srv.JetStreamIsLeader() {
+		return nil
+	}
+	creds, err := e.auth.SystemCreds()
+	if err != nil {
+		return err
+	}
+	nc, err := Connect(e.URL(), "oakmeet-system", Creds(creds), CA(e.ca))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	msg, err := nc.RequestWithContext(ctx, "$JS.API.META.LEADER.STEPDOWN", nil)
+	if err != nil {
+		return fmt.Errorf("meta leader step-down: %w", err)
+	}
+	var resp struct {
+		Success bool `json:"success"`
+		Error   *struct {
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return fmt.Errorf("meta leader step-down: %w", err)
+	}
+	if !resp.Success {
+		why := "refused"
+		if resp.Error != nil {
+			why = resp.Error.Description
+		}
+		return fmt.Errorf("meta leader step-down: %s", why)
+	}
+	return nil
+}
 
 // JetStreamLeader reports whether this server leads its cluster's
 // JetStream meta group (which places streams and answers their creation).

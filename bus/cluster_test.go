@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -238,4 +239,44 @@ func FuzzServerAndRouteLists(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The meta leader hands its leadership over on request; a member that is
+// not the leader has nothing to hand.
+func TestStepDownMeta(t *testing.T) {
+	auth, err := natsauth.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startCluster(t, []member{{auth: auth}, {auth: auth}, {auth: auth}})
+	leader := func() int {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			for i, e := range s {
+				if e.JetStreamLeader() {
+					return i
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no meta leader")
+			}
+			time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
+		}
+	}
+	l := leader()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s[(l+1)%3].StepDownMeta(ctx); err != nil {
+		t.Fatalf("a follower's step-down: %v", err)
+	}
+	if err := s[l].StepDownMeta(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for leader() == l {
+		if time.Now().After(deadline) {
+			t.Fatal("the meta leader kept its leadership")
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -186,24 +187,115 @@ func (a *auditor) checkSigned(cp audit.Checkpoint) error {
 // Each entry of index signedFrom or later must carry this control
 // plane's hash and signature; those before it are the caller's to check
 // against a signed root.
+//
+// Records are taken a batch at a time: what needs no other record
+// (decoding, the canonical form) is done for a whole batch on every core
+// while the batch before it is checked, each entry against the log
+// before it, in order. A start reads the whole log, and decoding is most
+// of its cost.
 func (a *auditor) catchUp(ctx context.Context, to uint64, signedFrom int64) error {
 	if to <= a.lastSeq {
 		return nil
 	}
-	return a.store.ReadAudit(ctx, "", true, a.lastSeq+1, to, 0, func(r store.AuditRecord) error {
-		e, err := a.check(r, a.tree.Size() >= signedFrom)
-		if err != nil {
-			return fmt.Errorf("control: %w: stream sequence %d: %v; this control plane will not extend it (export it with the version that wrote it, then move the stream %s aside to start a new log)", errAlteredLog, r.Seq, err, cluster.StreamAudit)
+	var batch []store.AuditRecord
+	var decoding *decodingBatch // decoded while the one before is checked
+	check := func(b *decodingBatch) error {
+		if b == nil {
+			return nil
 		}
-		a.add(r.Seq, r.Data, &e)
+		<-b.done
+		for i, r := range b.recs {
+			e, err := b.out[i].e, b.out[i].err
+			if err == nil {
+				err = a.follows(r, &e, a.tree.Size() >= signedFrom)
+			}
+			if err != nil {
+				return fmt.Errorf("control: %w: stream sequence %d: %v; this control plane will not extend it (export it with the version that wrote it, then move the stream %s aside to start a new log)", errAlteredLog, r.Seq, err, cluster.StreamAudit)
+			}
+			a.add(r.Seq, r.Data, &e)
+		}
 		return nil
+	}
+	err := a.store.ReadAudit(ctx, "", true, a.lastSeq+1, to, 0, func(r store.AuditRecord) error {
+		batch = append(batch, r)
+		if len(batch) < catchUpBatch {
+			return nil
+		}
+		prev := decoding
+		decoding, batch = decodeBatch(batch), nil
+		return check(prev)
 	})
+	if err == nil {
+		err = check(decoding)
+		decoding = nil
+	}
+	if err == nil {
+		err = check(decodeBatch(batch))
+	}
+	if decoding != nil {
+		<-decoding.done // nothing is left running
+	}
+	return err
 }
 
-// check decodes a stored record and checks that it is the next entry of
-// the log and of its chain, and when signed is true that this control
-// plane's key sealed it.
-func (a *auditor) check(r store.AuditRecord, signed bool) (audit.Entry, error) {
+// decodingBatch is a batch of records being decoded; out is its
+// decoding's once done is closed.
+type decodingBatch struct {
+	recs []store.AuditRecord
+	out  []decodedRecord
+	done chan struct{}
+}
+
+// decodeBatch starts decoding recs (decodeRecords) on a goroutine of its
+// own, which writes only the batch's out.
+func decodeBatch(recs []store.AuditRecord) *decodingBatch {
+	b := &decodingBatch{recs: recs, done: make(chan struct{})}
+	go func() {
+		defer close(b.done)
+		b.out = decodeRecords(recs)
+	}()
+	return b
+}
+
+// catchUpBatch is how many records catchUp decodes at once: enough to
+// share out among the cores, few enough that the first checks are not
+// kept waiting.
+const catchUpBatch = 1024
+
+// decodedRecord is a stored record decoded as an entry, or why it is not
+// one.
+type decodedRecord struct {
+	e   audit.Entry
+	err error
+}
+
+// decodeRecords decodes each record (decodeRecord), sharing them out
+// among GOMAXPROCS goroutines that touch only their own part of the
+// result.
+func decodeRecords(recs []store.AuditRecord) []decodedRecord {
+	out := make([]decodedRecord, len(recs))
+	workers := min(runtime.GOMAXPROCS(0), (len(recs)+127)/128)
+	if workers <= 1 {
+		for i, r := range recs {
+			out[i].e, out[i].err = decodeRecord(r)
+		}
+		return out
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(recs); i += workers {
+				out[i].e, out[i].err = decodeRecord(recs[i])
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// decodeRecord decodes a stored record as an entry, which it must be in
+// the canonical form of: the checks that need no other record.
+func decodeRecord(r store.AuditRecord) (audit.Entry, error) {
 	var e audit.Entry
 	if err := json.Unmarshal(r.Data, &e); err != nil {
 		return e, fmt.Errorf("not an entry: %v", err)
@@ -215,11 +307,18 @@ func (a *auditor) check(r store.AuditRecord, signed bool) (audit.Entry, error) {
 	if string(leaf) != string(r.Data) {
 		return e, errors.New("not in the canonical form of an entry")
 	}
+	return e, nil
+}
+
+// follows checks that e, decoded from r, is the next entry of the log and
+// of its chain, and when signed is true that this control plane's key
+// sealed it.
+func (a *auditor) follows(r store.AuditRecord, e *audit.Entry, signed bool) error {
 	if want := a.tree.Size(); e.Index != want {
-		return e, fmt.Errorf("entry of meeting %q seq %d has index %d at position %d of the log", e.Meeting, e.Seq, e.Index, want)
+		return fmt.Errorf("entry of meeting %q seq %d has index %d at position %d of the log", e.Meeting, e.Seq, e.Index, want)
 	}
 	if e.Meeting != r.Chain {
-		return e, fmt.Errorf("entry of meeting %q stored in the chain of %q", e.Meeting, r.Chain)
+		return fmt.Errorf("entry of meeting %q stored in the chain of %q", e.Meeting, r.Chain)
 	}
 	head := audit.Head{}
 	if c := a.chains[e.Meeting]; c != nil {
@@ -230,14 +329,14 @@ func (a *auditor) check(r store.AuditRecord, signed bool) (audit.Entry, error) {
 		prev = audit.GenesisHash
 	}
 	if e.Seq != head.Seq+1 || e.PrevHash != prev {
-		return e, fmt.Errorf("entry of meeting %q seq %d does not follow seq %d of its chain", e.Meeting, e.Seq, head.Seq)
+		return fmt.Errorf("entry of meeting %q seq %d does not follow seq %d of its chain", e.Meeting, e.Seq, head.Seq)
 	}
 	if signed {
-		if err := a.sealedHere(&e, head); err != nil {
-			return e, fmt.Errorf("entry of meeting %q seq %d (index %d): %v", e.Meeting, e.Seq, e.Index, err)
+		if err := a.sealedHere(e, head); err != nil {
+			return fmt.Errorf("entry of meeting %q seq %d (index %d): %v", e.Meeting, e.Seq, e.Index, err)
 		}
 	}
-	return e, nil
+	return nil
 }
 
 // sealedHere checks e's hash and its signature with this control plane's

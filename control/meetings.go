@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -445,18 +446,49 @@ func (ms *meetings) update(ctx context.Context, id string, fn func(*meeting) err
 	}
 }
 
+// all is every stored meeting, read in one pass over the bucket (see
+// store.Meetings). The values are shared with the decoded copies: like
+// forPlan's, they must not be changed. A revision held decoded already is
+// not decoded again, so a second read soon after the first (the start
+// reads them for the state, then for the floor) costs the pass alone; the
+// others are decoded on every core.
 func (ms *meetings) all(ctx context.Context) ([]*meeting, error) {
-	ids, err := ms.store.MeetingIDs(ctx)
+	recs, err := ms.store.Meetings(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*meeting, 0, len(ids))
-	for _, id := range ids {
-		m, _, err := ms.get(ctx, id)
-		if err != nil {
-			return nil, err
+	out := make([]*meeting, len(recs))
+	var todo []int // indexes of recs to decode
+	for i, r := range recs {
+		if !validMeetingID(r.ID) {
+			return nil, apiErr(http.StatusNotFound, api.CodeNotFound, "no meeting %q", r.ID)
 		}
-		out = append(out, m)
+		if d, ok := ms.cached(r.ID); ok && d.rev == r.Revision {
+			out[i] = d.m
+			continue
+		}
+		todo = append(todo, i)
+	}
+	errs := make([]error, len(recs))
+	workers := max(1, min(runtime.GOMAXPROCS(0), (len(todo)+63)/64))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for j := w; j < len(todo); j += workers {
+				i := todo[j]
+				m := &meeting{}
+				if errs[i] = json.Unmarshal(recs[i].Value, m); errs[i] == nil {
+					out[i] = m
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, i := range todo {
+		if errs[i] != nil {
+			return nil, fmt.Errorf("meeting %s unreadable: %w", recs[i].ID, errs[i])
+		}
+		ms.keep(recs[i].ID, recs[i].Revision, out[i])
 	}
 	return out, nil
 }

@@ -151,6 +151,18 @@ type Server struct {
 	// operatorHash is the hash of Config.OperatorToken ("" without one).
 	operatorHash string
 	report       reportCache // the deployment report, shared (report.go)
+	// startup is how long each phase of the start took; written before
+	// ready is set, read after it.
+	startup startPhases
+}
+
+// startPhases is how long a start took, by phase: a new leader of
+// replicas serves nothing until they are done.
+type startPhases struct {
+	Rebuild     time.Duration // the audit log read and checked (New)
+	Meetings    time.Duration // registrations and every meeting read
+	Interrupted time.Duration // joins cut in half found and recorded gone
+	Load        time.Duration // the owner given the state, the floor audited
 }
 
 // New validates the configuration and publishes the token-verification key
@@ -206,9 +218,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	// The log is read before anything is served: a log this process
 	// cannot extend stops it here, and the first checkpoint is of what
 	// is stored.
+	rebuildStart := time.Now()
 	if err := auditor.rebuild(ctx); err != nil {
 		return nil, err
 	}
+	rebuilt := time.Since(rebuildStart)
 	s := &Server{
 		audit:    auditor,
 		cfg:      cfg,
@@ -220,6 +234,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		meetings: newMeetings(cfg.Store),
 		exec:     newExecutor(),
 		urgent:   newExecutor(),
+		startup:  startPhases{Rebuild: rebuilt},
 	}
 	if cfg.OperatorToken != "" {
 		s.operatorHash = token.HashHostToken(cfg.OperatorToken)
@@ -284,9 +299,11 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.loadState(ctx); err != nil {
 		return err
 	}
+	floorStart := time.Now()
 	if err := s.auditFloorChanges(ctx); err != nil {
 		return err
 	}
+	s.startup.Load += time.Since(floorStart)
 	// Node events are taken in once the state is loaded: none is lost
 	// meanwhile, as the stream keeps them until they are acknowledged.
 	wg.Go(func() {
@@ -305,6 +322,8 @@ func (s *Server) Run(ctx context.Context) error {
 	})
 	wg.Go(func() { s.watchMeetings(ctx) })
 	wg.Go(func() { s.planLoop(ctx) })
+	s.log.Info("control plane ready", "audit_rebuild", s.startup.Rebuild, "read_meetings", s.startup.Meetings,
+		"interrupted_joins", s.startup.Interrupted, "load", s.startup.Load)
 	s.ready.Store(true)
 	defer s.ready.Store(false)
 
@@ -326,6 +345,7 @@ func (s *Server) Run(ctx context.Context) error {
 
 // loadState reads registrations and meetings left by a previous run.
 func (s *Server) loadState(ctx context.Context) error {
+	phase := time.Now()
 	regs, err := s.cfg.Store.Nodes(ctx)
 	if err != nil {
 		return fmt.Errorf("control: %w", err)
@@ -343,12 +363,15 @@ func (s *Server) loadState(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("control: load meetings: %w", err)
 	}
+	s.startup.Meetings, phase = time.Since(phase), time.Now()
 	if all, err = s.finishInterruptedJoins(ctx, all); err != nil {
 		return fmt.Errorf("control: interrupted joins: %w", err)
 	}
+	s.startup.Interrupted, phase = time.Since(phase), time.Now()
 	if err := s.owner.load(ctx, infos, all, s.now()); err != nil {
 		return fmt.Errorf("control: load state: %w", err)
 	}
+	s.startup.Load = time.Since(phase)
 	s.log.Info("control plane state loaded", "nodes", len(regs), "meetings", len(all))
 	return nil
 }

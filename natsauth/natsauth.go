@@ -91,10 +91,15 @@ func loadOrCreateKey(path string, kind nkeys.PrefixByte) (nkeys.KeyPair, error) 
 		if err != nil {
 			return nil, err
 		}
-		if err := writePrivate(path, append(seed, '\n')); err != nil {
+		created, err := createPrivate(path, append(seed, '\n'))
+		if err != nil {
 			return nil, fmt.Errorf("nats key %s: %w", path, err)
 		}
-		return kp, nil
+		if created {
+			return kp, nil
+		}
+		// Another process made the key first: its key is the one.
+		return loadOrCreateKey(path, kind)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("nats key: %w", err)
@@ -121,6 +126,28 @@ func prefixLetter(kind nkeys.PrefixByte) nkeys.PrefixByte {
 		return 'U'
 	}
 	return 0
+}
+
+// createPrivate writes data owner-only at path unless a file is there
+// already (false): two processes making a deployment's keys at once end up
+// with one key, never each their own. Like writePrivate, a crash never
+// leaves half a key.
+func createPrivate(path string, data []byte) (bool, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return false, err
+	}
+	defer func() { _ = os.Remove(tmp.Name()) }()
+	_, werr := tmp.Write(data)
+	if err := errors.Join(werr, tmp.Chmod(0o600), tmp.Sync(), tmp.Close()); err != nil {
+		return false, err
+	}
+	// A link, unlike a rename, does not replace what is there.
+	err = os.Link(tmp.Name(), path)
+	if errors.Is(err, os.ErrExist) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // writePrivate writes data owner-only beside path and renames it into place,
@@ -240,6 +267,36 @@ func ValidReplicaName(name string) error {
 		return fmt.Errorf("replica name: %w", err)
 	}
 	return nil
+}
+
+// SystemCreds is a credentials file for a user of the system account, for
+// a process's own embedded server to be told what only the system account
+// may tell it (its JetStream meta leader's step-down). It is never written
+// anywhere nor handed to another process: the system account sees and
+// commands every server.
+func (d *Deployment) SystemCreds() ([]byte, error) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, err
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return nil, err
+	}
+	uc := jwt.NewUserClaims(pub)
+	uc.Name = "oakmeet-system"
+	// Only what the step-down needs.
+	uc.Pub.Allow.Add("$JS.API.META.LEADER.STEPDOWN")
+	uc.Sub.Allow.Add(inboxRoot + ".system.>")
+	token, err := uc.Encode(d.system)
+	if err != nil {
+		return nil, fmt.Errorf("system user jwt: %w", err)
+	}
+	seed, err := kp.Seed()
+	if err != nil {
+		return nil, err
+	}
+	return jwt.FormatUserConfig(token, seed)
 }
 
 // RouteAuth is the user and password with which the servers of one NATS

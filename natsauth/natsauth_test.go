@@ -54,3 +54,39 @@ func TestNodeCredsNameTheNodeAndItsInbox(t *testing.T) {
 		t.Fatal("a node id with subject wildcards was given credentials")
 	}
 }
+
+// Processes making a deployment's keys at the same moment all end up with
+// the same ones.
+func TestLoadOrCreateAtOnceAgrees(t *testing.T) {
+	dir := t.TempDir()
+	const n = 8
+	accounts := make(chan string, n)
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			d, err := LoadOrCreate(dir)
+			if err != nil {
+				errs <- err
+				return
+			}
+			accounts <- d.Account()
+		}()
+	}
+	first := ""
+	for range n {
+		select {
+		case err := <-errs:
+			t.Fatal(err)
+		case a := <-accounts:
+			if first == "" {
+				first = a
+			} else if a != first {
+				t.Fatalf("account %s and %s from one directory", first, a)
+			}
+		}
+	}
+	again, err := LoadOrCreate(dir)
+	if err != nil || again.Account() != first {
+		t.Fatalf("account now %s, %v", again.Account(), err)
+	}
+}

@@ -33,6 +33,8 @@ const (
 	msgNoLeader = "no control-plane leader (election in progress)"
 	msgSilent   = "the control-plane leader stopped answering; the request may or may not have been carried out"
 	msgBusy     = "the control-plane leader is handling as many forwarded requests as it may; try again"
+	msgBroken   = "the control-plane leader's answer failed authentication (altered, reordered or not the leader's)"
+	msgStale    = "the control-plane leader refused the forwarded request as issued outside its replay window (are the replicas' clocks apart?)"
 )
 
 // decodeForward turns a forwarded request into the request the leader's
@@ -107,19 +109,37 @@ func plainText(s string) bool {
 	return true
 }
 
-// serveForwarded is the leader's handler of forwarded requests: each runs
-// through h on its own goroutine, on the leadership's context (a client
-// hanging up at the forwarding replica cancels nothing here).
-func (r *Replica) serveForwarded(ctx context.Context, h http.Handler) nats.MsgHandler {
+// serveForwarded is the leader's handler of forwarded requests: each is
+// opened by op (sizes, signature, term and replay window checked first),
+// then runs through h on its own goroutine, on the leadership's context (a
+// client hanging up at the forwarding replica cancels nothing here).
+func (r *Replica) serveForwarded(ctx context.Context, h http.Handler, op *opener) nats.MsgHandler {
 	sem := make(chan struct{}, maxForwarded)
 	return func(m *nats.Msg) {
 		if m.Reply == "" {
 			return
 		}
-		out := &forwardWriter{nc: r.cfg.NATS, reply: m.Reply, leader: r.cfg.ID, header: http.Header{}, keepAlive: r.cfg.KeepAlive}
-		req, fr, err := decodeForward(ctx, m.Data)
+		plain, ak, sr, err := op.open(m.Data)
 		if err != nil {
-			r.log.Warn("refusing a forwarded request", "from", fr.From, "err", err)
+			rf, _ := isRefusal(err)
+			r.metrics.refused.WithLabelValues(rf.reason).Inc()
+			if !rf.answer {
+				r.log.Debug("dropping a forwarded request", "err", err)
+				return
+			}
+			r.log.Warn("refusing a forwarded request", "from", sr.From, "err", err)
+			msg := nats.NewMsg(m.Reply)
+			msg.Header.Set(cluster.HeaderForwardRefused, rf.reason)
+			_ = r.cfg.NATS.PublishMsg(msg)
+			return
+		}
+		out := &forwardWriter{publish: r.publish, key: ak, reply: m.Reply, leader: r.cfg.ID, header: http.Header{}, keepAlive: r.cfg.KeepAlive}
+		req, fr, err := decodeForward(ctx, plain)
+		if err == nil && fr.From != sr.From {
+			err = fmt.Errorf("forwarded request: from %q inside, %q outside", fr.From, sr.From)
+		}
+		if err != nil {
+			r.log.Warn("refusing a forwarded request", "from", sr.From, "err", err)
 			out.fail(api.Errorf(http.StatusBadRequest, api.CodeBadRequest, "%s", err))
 			return
 		}
@@ -139,9 +159,11 @@ func (r *Replica) serveForwarded(ctx context.Context, h http.Handler) nats.MsgHa
 
 // forwardWriter is the ResponseWriter of a forwarded request: it sends
 // the status and headers, the body in chunks of at most
-// cluster.ForwardChunk, and keep-alives while it has nothing else to send.
+// cluster.ForwardChunk, and keep-alives while it has nothing else to send,
+// each part sealed under the request's answer key.
 type forwardWriter struct {
-	nc        *nats.Conn
+	publish   func(subject string, data []byte) error
+	key       *answerKey
 	reply     string
 	leader    string
 	keepAlive time.Duration
@@ -174,7 +196,7 @@ func (f *forwardWriter) Write(p []byte) (int, error) {
 	}
 	f.buf = append(f.buf, p...)
 	for len(f.buf) >= cluster.ForwardChunk {
-		if err := f.sendLocked(f.buf[:cluster.ForwardChunk], true, false); err != nil {
+		if err := f.sendLocked(cluster.ForwardResponse{Body: f.buf[:cluster.ForwardChunk], More: true}); err != nil {
 			return 0, err
 		}
 		f.buf = f.buf[cluster.ForwardChunk:]
@@ -190,15 +212,15 @@ func (f *forwardWriter) Flush() {
 		f.status = http.StatusOK
 	}
 	if len(f.buf) > 0 || !f.sentHead {
-		_ = f.sendLocked(f.buf, true, false)
+		_ = f.sendLocked(cluster.ForwardResponse{Body: f.buf, More: true})
 		f.buf = nil
 	}
 }
 
-// sendLocked publishes one part of the answer; f.mu is held.
-func (f *forwardWriter) sendLocked(body []byte, more, working bool) error {
-	resp := cluster.ForwardResponse{Seq: f.seq, Body: body, More: more, Working: working, Leader: f.leader}
-	if !working && !f.sentHead {
+// sendLocked seals and publishes one part of the answer; f.mu is held.
+func (f *forwardWriter) sendLocked(resp cluster.ForwardResponse) error {
+	resp.Seq, resp.Leader = f.seq, f.leader
+	if !resp.Working && !f.sentHead {
 		resp.Status, resp.Header = f.status, f.header.Clone()
 		f.sentHead = true
 	}
@@ -206,9 +228,10 @@ func (f *forwardWriter) sendLocked(body []byte, more, working bool) error {
 	if err != nil {
 		return err
 	}
+	part := f.key.seal(uint32(f.seq), data)
 	f.seq++
 	f.lastSend = time.Now()
-	return f.nc.Publish(f.reply, data)
+	return f.publish(f.reply, part)
 }
 
 // serve runs req through h and sends the answer, with keep-alives while
@@ -227,17 +250,21 @@ func (f *forwardWriter) serve(h http.Handler, req *http.Request) {
 			}
 			f.mu.Lock()
 			if !f.done && time.Since(f.lastSend) >= f.keepAlive/2 {
-				_ = f.sendLocked(nil, true, true)
+				_ = f.sendLocked(cluster.ForwardResponse{More: true, Working: true})
 			}
 			f.mu.Unlock()
 		}
 	})
+	aborted := false
 	func() {
 		defer func() {
-			// A handler that aborts (http.ErrAbortHandler) or fails ends
-			// the answer; the forwarding replica then aborts its own.
-			if p := recover(); p != nil && p != http.ErrAbortHandler {
-				panic(p)
+			// A handler that aborts (http.ErrAbortHandler) ends the
+			// answer; the forwarding replica then aborts its own.
+			if p := recover(); p != nil {
+				if p != http.ErrAbortHandler {
+					panic(p)
+				}
+				aborted = true
 			}
 		}()
 		h.ServeHTTP(f, req)
@@ -249,7 +276,12 @@ func (f *forwardWriter) serve(h http.Handler, req *http.Request) {
 	if f.status == 0 {
 		f.status = http.StatusOK
 	}
-	_ = f.sendLocked(f.buf, false, false)
+	if aborted {
+		// What is buffered is not sent: the answer is not whole.
+		_ = f.sendLocked(cluster.ForwardResponse{Aborted: true})
+	} else {
+		_ = f.sendLocked(cluster.ForwardResponse{Body: f.buf})
+	}
 	f.buf, f.done = nil, true
 }
 
@@ -260,11 +292,14 @@ func (f *forwardWriter) fail(e *api.Error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.status = e.Status
-	_ = f.sendLocked(append(data, '\n'), false, false)
+	_ = f.sendLocked(cluster.ForwardResponse{Body: append(data, '\n')})
 	f.done = true
 }
 
-// forward sends req to the leader and copies its answer to w.
+// sealedOverhead bounds what sealing adds to a forwarded request's JSON.
+const sealedOverhead = 512
+
+// forward seals req to the leader, sends it and copies its answer to w.
 func (r *Replica) forward(w http.ResponseWriter, req *http.Request) {
 	body, berr := readBody(w, req)
 	if berr != nil {
@@ -273,12 +308,12 @@ func (r *Replica) forward(w http.ResponseWriter, req *http.Request) {
 	}
 	fr := cluster.ForwardRequest{From: r.cfg.ID, Method: req.Method, URL: req.URL.RequestURI(), Host: req.Host,
 		Header: req.Header, Body: body, RemoteAddr: req.RemoteAddr, TLS: req.TLS != nil}
-	data, err := json.Marshal(fr)
+	plain, err := json.Marshal(fr)
 	if err != nil {
 		writeError(w, api.Errorf(http.StatusBadRequest, api.CodeBadRequest, "request: %s", err))
 		return
 	}
-	if int64(len(data)) > r.cfg.NATS.MaxPayload() {
+	if int64(len(plain)+sealedOverhead) > r.cfg.NATS.MaxPayload() || len(plain) > cluster.MaxSealed-sealedOverhead {
 		writeError(w, api.Errorf(http.StatusRequestEntityTooLarge, api.CodeBadRequest, "request headers and body too large to forward"))
 		return
 	}
@@ -296,8 +331,14 @@ func (r *Replica) forward(w http.ResponseWriter, req *http.Request) {
 	give := time.NewTimer(r.cfg.ForwardWait)
 	defer give.Stop()
 	pause := 20 * time.Millisecond
+	var (
+		sealed    []byte
+		key       *answerKey
+		sealedFor target
+		sealedAt  time.Time
+	)
 	for {
-		h, changed := r.local()
+		h, tg, changed := r.forwardTo()
 		if h != nil {
 			// We became the leader while waiting.
 			req.Body = http.NoBody
@@ -308,28 +349,54 @@ func (r *Replica) forward(w http.ResponseWriter, req *http.Request) {
 			h.ServeHTTP(w, req)
 			return
 		}
-		if err := r.cfg.NATS.PublishMsg(&nats.Msg{Subject: cluster.SubjectForward, Reply: inbox, Data: data}); err != nil {
-			r.metrics.failed.WithLabelValues("nats").Inc()
-			writeError(w, api.Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "cannot reach the control-plane leader: %s", err))
-			return
+		why := api.Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, msgNoLeader)
+		switch {
+		case tg.present && tg.err != nil:
+			why = api.Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "%s", tg.err)
+		case tg.present:
+			// The same bytes go again while the lease stands: a leader
+			// that took them once drops the copy as a replay, and its
+			// answer comes here.
+			if sealed == nil || !tg.same(sealedFor) || time.Since(sealedAt) > r.cfg.ReplayWindow/2 {
+				sealedAt = time.Now()
+				if sealed, key, err = sealRequest(r.cfg.Key, r.cfg.ID, tg, sealedAt, plain); err != nil {
+					writeError(w, api.Errorf(http.StatusInternalServerError, api.CodeInternal, "seal the request: %s", err))
+					return
+				}
+				sealedFor = tg
+			}
+			if err := r.cfg.NATS.PublishMsg(&nats.Msg{Subject: cluster.SubjectForward, Reply: inbox, Data: sealed}); err != nil {
+				r.metrics.failed.WithLabelValues("nats").Inc()
+				writeError(w, api.Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "cannot reach the control-plane leader: %s", err))
+				return
+			}
+			first, got := r.next(ch, key, tg.leader, -1)
+			switch got {
+			case partGot:
+				r.metrics.forwarded.Inc()
+				r.copyAnswer(w, ch, key, first)
+				return
+			case partSilent:
+				r.metrics.failed.WithLabelValues("silent").Inc()
+				writeError(w, api.Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, msgSilent))
+				return
+			case partBroken:
+				r.metrics.failed.WithLabelValues("broken").Inc()
+				writeError(w, api.Errorf(http.StatusBadGateway, api.CodeInternal, msgBroken))
+				return
+			case partStale:
+				r.metrics.failed.WithLabelValues("stale").Inc()
+				writeError(w, api.Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, msgStale))
+				return
+			}
+			// Nobody took it, or its term is over: wait for a leader,
+			// then send it again.
 		}
-		first, taken := r.next(ch, nil, -1)
-		if taken {
-			r.metrics.forwarded.Inc()
-			r.copyAnswer(w, ch, first)
-			return
-		}
-		if first == nil {
-			r.metrics.failed.WithLabelValues("silent").Inc()
-			writeError(w, api.Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, msgSilent))
-			return
-		}
-		// Nobody took it: wait for a leader, then send it again.
 		select {
 		case <-give.C:
 			r.metrics.failed.WithLabelValues("no_leader").Inc()
 			w.Header().Set("Retry-After", "1")
-			writeError(w, api.Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, msgNoLeader))
+			writeError(w, why)
 			return
 		case <-changed:
 		case <-time.After(pause):
@@ -342,46 +409,69 @@ type readCloser struct{ *bytes.Reader }
 
 func (readCloser) Close() error { return nil }
 
-// next waits for the leader's next word on ch: a part of the answer
-// (Working keep-alives are waited through) with taken true; a "no
-// responders" status (nobody took the request) as a non-nil message with
-// taken false; nil after ForwardTimeout of silence. A part must follow
-// seq and come from leader (when not "").
-func (r *Replica) next(ch <-chan *nats.Msg, leader *string, seq int) (*cluster.ForwardResponse, bool) {
+// heard says what the leader's next word was.
+type heard int
+
+const (
+	partGot      heard = iota // a part of the answer
+	partNotTaken              // nobody took the request, or its term is over: safe to send again
+	partSilent                // nothing for ForwardTimeout
+	partBroken                // a part that is not the leader's next: the answer cannot be trusted
+	partStale                 // the leader refused it as issued outside its window
+)
+
+// next waits for the leader's next word on ch after part seq: a part of
+// the answer (Working keep-alives are waited through), opened with key,
+// from leader.
+func (r *Replica) next(ch <-chan *nats.Msg, key *answerKey, leader string, seq int) (*cluster.ForwardResponse, heard) {
 	t := time.NewTimer(r.cfg.ForwardTimeout)
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
-			return nil, false
+			return nil, partSilent
 		case m := <-ch:
-			if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+			if len(m.Data) == 0 && (m.Header.Get("Status") == "503" || m.Header.Get(cluster.HeaderForwardRefused) != "") {
 				if seq >= 0 {
 					continue // not an answer to this request anymore
 				}
-				return &cluster.ForwardResponse{}, false
+				if m.Header.Get(cluster.HeaderForwardRefused) == "stale" {
+					return nil, partStale
+				}
+				return nil, partNotTaken
 			}
-			resp, err := parseResponse(m.Data)
-			if err != nil || resp.Seq != seq+1 || (leader != nil && *leader != "" && resp.Leader != *leader) {
-				// A lost or foreign part: the answer cannot be trusted
-				// whole.
-				r.log.Warn("broken forwarded answer", "err", err, "seq", resp.Seq, "want", seq+1)
-				return nil, false
+			resp, err := openResponse(key, m.Data, seq+1)
+			if err == nil && resp.Leader != leader {
+				err = fmt.Errorf("forwarded answer: from %q, not %q", resp.Leader, leader)
+			}
+			if err != nil {
+				r.log.Warn("broken forwarded answer", "err", err)
+				return nil, partBroken
 			}
 			seq = resp.Seq
 			if resp.Working {
 				t.Reset(r.cfg.ForwardTimeout)
-				if leader != nil && *leader == "" {
-					*leader = resp.Leader
-				}
 				continue
 			}
-			return &resp, true
+			return &resp, partGot
 		}
 	}
 }
 
-// parseResponse reads one part of a forwarded answer.
+// openResponse opens part seq of a forwarded answer.
+func openResponse(key *answerKey, data []byte, seq int) (cluster.ForwardResponse, error) {
+	plain, err := key.open(data, uint32(seq))
+	if err != nil {
+		return cluster.ForwardResponse{}, fmt.Errorf("forwarded answer: %w", err)
+	}
+	resp, err := parseResponse(plain)
+	if err == nil && resp.Seq != seq {
+		err = fmt.Errorf("forwarded answer: part %d sealed as %d", resp.Seq, seq)
+	}
+	return resp, err
+}
+
+// parseResponse reads one opened part of a forwarded answer.
 func parseResponse(data []byte) (cluster.ForwardResponse, error) {
 	var resp cluster.ForwardResponse
 	if err := json.Unmarshal(data, &resp); err != nil {
@@ -398,10 +488,15 @@ func parseResponse(data []byte) (cluster.ForwardResponse, error) {
 
 // copyAnswer writes the leader's answer, whose first part is first, to w,
 // flushing each part as it comes.
-func (r *Replica) copyAnswer(w http.ResponseWriter, ch <-chan *nats.Msg, first *cluster.ForwardResponse) {
+func (r *Replica) copyAnswer(w http.ResponseWriter, ch <-chan *nats.Msg, key *answerKey, first *cluster.ForwardResponse) {
 	if first.Status == 0 {
 		r.metrics.failed.WithLabelValues("broken").Inc()
 		writeError(w, api.Errorf(http.StatusBadGateway, api.CodeInternal, "the control-plane leader's answer had no status"))
+		return
+	}
+	if first.Aborted {
+		r.metrics.failed.WithLabelValues("aborted").Inc()
+		writeError(w, api.Errorf(http.StatusBadGateway, api.CodeInternal, "the control-plane leader's handler gave up on the request"))
 		return
 	}
 	for k, vs := range first.Header {
@@ -415,6 +510,10 @@ func (r *Replica) copyAnswer(w http.ResponseWriter, ch <-chan *nats.Msg, first *
 	leader, part := first.Leader, first
 	rc := http.NewResponseController(w)
 	for {
+		if part.Aborted {
+			r.metrics.failed.WithLabelValues("aborted").Inc()
+			panic(http.ErrAbortHandler)
+		}
 		if len(part.Body) > 0 {
 			if _, err := w.Write(part.Body); err != nil {
 				return // the client hung up; the leader's work goes on
@@ -424,8 +523,8 @@ func (r *Replica) copyAnswer(w http.ResponseWriter, ch <-chan *nats.Msg, first *
 			return
 		}
 		_ = rc.Flush()
-		next, ok := r.next(ch, &leader, part.Seq)
-		if !ok {
+		next, got := r.next(ch, key, leader, part.Seq)
+		if got != partGot {
 			r.metrics.failed.WithLabelValues("silent").Inc()
 			// The status is sent: all that is left is to cut the answer
 			// short so the client sees it is not whole.

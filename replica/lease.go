@@ -65,6 +65,10 @@ type machine struct {
 	// retryAt holds back a write after one failed, until the key is seen
 	// to change or the time passes.
 	retryAt time.Time
+	// heldUntil holds back taking the lease after our control plane
+	// failed to start, whatever the key does: another replica may well
+	// succeed where we did not.
+	heldUntil time.Time
 }
 
 func newMachine(id string, ttl time.Duration) *machine {
@@ -130,7 +134,7 @@ func (m *machine) holder(now time.Time) string {
 	if m.leader(now) {
 		return m.id
 	}
-	if !m.present || m.expired(now) {
+	if !m.present || m.lease.Released || m.expired(now) {
 		return ""
 	}
 	return m.lease.Replica
@@ -148,6 +152,9 @@ func (m *machine) next(now time.Time) (op, time.Time) {
 	if now.Before(m.retryAt) {
 		return op{}, m.soonest(m.retryAt)
 	}
+	if !m.leading && now.Before(m.heldUntil) {
+		return op{}, m.heldUntil
+	}
 	if m.leading {
 		if now.Before(m.renewFrom) {
 			return op{}, m.soonest(m.renewFrom)
@@ -157,7 +164,7 @@ func (m *machine) next(now time.Time) (op, time.Time) {
 	switch {
 	case !m.present:
 		return op{kind: opCreate, lease: m.leaseValue(m.maxTerm+1, now)}, time.Time{}
-	case m.lease.Replica == m.id || m.expired(now):
+	case m.lease.Released || m.lease.Replica == m.id || m.expired(now):
 		return op{kind: opTake, rev: m.rev, lease: m.leaseValue(m.maxTerm+1, now)}, time.Time{}
 	}
 	ttl := m.ttl
@@ -220,12 +227,20 @@ func (m *machine) retryDelay() time.Duration {
 	return max(m.ttl/20, time.Millisecond)
 }
 
-// release is the delete to make at a clean shutdown: our revision, if we
-// lead.
-func (m *machine) release(now time.Time) (uint64, bool) {
+// holdOff keeps us from taking the lease before until.
+func (m *machine) holdOff(until time.Time) {
+	m.heldUntil = until
+}
+
+// release is the write that gives up our lease at a clean shutdown: the
+// lease marked released, at our revision, if we lead. It keeps the term,
+// so the next leader's is higher even if it never saw ours.
+func (m *machine) release(now time.Time) (op, bool) {
 	if !m.leader(now) {
-		return 0, false
+		return op{}, false
 	}
 	m.leading = false
-	return m.ourRev, true
+	l := m.leaseValue(m.term, now)
+	l.Released = true
+	return op{kind: opRenew, rev: m.ourRev, lease: l}, true
 }

@@ -186,11 +186,21 @@ func TestLeaseStepsDownOnConflictOrForeignWrite(t *testing.T) {
 	if !m.leader(at(ttl / 2)) {
 		t.Fatal("an older revision seen late took the lease away")
 	}
-	if rev, ok := m.release(at(ttl / 2)); !ok || rev != 2 {
-		t.Fatalf("release: %d %v", rev, ok)
+	rel, ok := m.release(at(ttl / 2))
+	if !ok || rel.rev != 2 || !rel.lease.Released || rel.lease.Term != 1 {
+		t.Fatalf("release: %+v %v", rel, ok)
 	}
 	if m.leader(at(ttl / 2)) {
 		t.Fatal("leads after release")
+	}
+	// Another replica takes a released lease at once, with a higher term.
+	b := newMachine("b", ttl)
+	b.observe(true, 3, rel.lease, at(ttl))
+	if o, _ := b.next(at(ttl)); o.kind != opTake || o.rev != 3 || o.lease.Term != 2 {
+		t.Fatalf("after a release: %+v", o)
+	}
+	if h := b.holder(at(ttl)); h != "" {
+		t.Fatalf("holder of a released lease: %q", h)
 	}
 }
 

@@ -18,6 +18,7 @@ type metrics struct {
 	forwarded prometheus.Counter
 	served    prometheus.Counter
 	failed    *prometheus.CounterVec
+	refused   *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -33,8 +34,10 @@ func newMetrics() *metrics {
 			Name: "oakmeet_replica_served_forwarded_total", Help: "Forwarded requests this replica served as the leader."}),
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "oakmeet_replica_forward_failures_total", Help: "Forwarded requests not answered by a leader, by reason."}, []string{"reason"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "oakmeet_replica_forward_refused_total", Help: "Sealed forwarded requests this replica, leading, did not serve, by reason (malformed, signature, term, stale, replay, open)."}, []string{"reason"}),
 	}
-	m.reg.MustRegister(m.leader, m.term, m.forwarded, m.served, m.failed)
+	m.reg.MustRegister(m.leader, m.term, m.forwarded, m.served, m.failed, m.refused)
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 	return m
 }

@@ -20,6 +20,7 @@ package replica
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,11 +47,30 @@ type Config struct {
 	// back at once.
 	ID   string
 	NATS *nats.Conn
+	// Key is the control plane's signing key, the same in every replica:
+	// it signs the lease's forwarding key and each forwarded request, and
+	// its public half checks them.
+	Key ed25519.PrivateKey
+	// ReplayWindow is how far from the leader's clock a forwarded
+	// request's issue time may be; the leader remembers the requests it
+	// took for that long. Default 30 s.
+	ReplayWindow time.Duration
 	// Replicas is the JetStream replica count of the lease bucket; 0 = 1.
 	Replicas int
 	// New builds the control plane at each election, on the leadership's
 	// context.
 	New func(ctx context.Context) (*control.Server, error)
+	// Fatal says whether an error of a control plane that could not start
+	// (or stopped on its own) is one no retry can cure; Run then ends with
+	// it. Any other such error makes the replica step down, give up its
+	// lease and stay in the election, taking the lease again only after a
+	// back-off (RetryBackoff, doubling up to 8 lease TTLs): a store still
+	// electing its own leaders after a NATS server died is no reason to
+	// end the process. nil: every error is retried.
+	Fatal func(error) bool
+	// RetryBackoff is the first pause after a control plane failed;
+	// default half the lease TTL.
+	RetryBackoff time.Duration
 	// LeaseTTL is how long a lease not renewed stays the holder's; default
 	// 2 s.
 	LeaseTTL time.Duration
@@ -91,7 +111,11 @@ type Replica struct {
 	status  Status
 	srv     *control.Server
 	handler http.Handler
-	changed chan struct{} // closed (and replaced) when status or srv changes
+	target  target        // where a forwarded request is sealed to
+	changed chan struct{} // closed (and replaced) when status, srv or target changes
+
+	// publish sends a part of a forwarded answer; tests make it misbehave.
+	publish func(subject string, data []byte) error
 
 	// handlerOf is the HTTP handler of a control plane; tests wrap it.
 	handlerOf func(*control.Server) http.Handler
@@ -110,6 +134,12 @@ func New(cfg Config) (*Replica, error) {
 	if cfg.NATS == nil || cfg.New == nil {
 		return nil, errors.New("replica: NATS and New are required")
 	}
+	if len(cfg.Key) != ed25519.PrivateKeySize {
+		return nil, errors.New("replica: the control plane's Ed25519 key is required")
+	}
+	if cfg.ReplayWindow <= 0 {
+		cfg.ReplayWindow = 30 * time.Second
+	}
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1
 	}
@@ -121,6 +151,9 @@ func New(cfg Config) (*Replica, error) {
 	}
 	if cfg.ForwardWait == 0 {
 		cfg.ForwardWait = 8 * time.Second
+	}
+	if cfg.RetryBackoff <= 0 {
+		cfg.RetryBackoff = cfg.LeaseTTL / 2
 	}
 	if cfg.KeepAlive == 0 {
 		cfg.KeepAlive = time.Second
@@ -139,7 +172,7 @@ func New(cfg Config) (*Replica, error) {
 	}
 	return &Replica{cfg: cfg, log: cfg.Logger.With("replica", cfg.ID), metrics: newMetrics(),
 		status: Status{ID: cfg.ID}, changed: make(chan struct{}),
-		handlerOf: (*control.Server).Handler}, nil
+		handlerOf: (*control.Server).Handler, publish: cfg.NATS.Publish}, nil
 }
 
 func validID(id string) bool {
@@ -175,6 +208,35 @@ func (r *Replica) local() (http.Handler, <-chan struct{}) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.handler, r.changed
+}
+
+// forwardTo is local's and where a forwarded request is sealed to.
+func (r *Replica) forwardTo() (http.Handler, target, <-chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.handler, r.target, r.changed
+}
+
+// observeTarget takes in where forwarded requests go from a watched entry
+// of the lease.
+func (r *Replica) observeTarget(e jetstream.KeyValueEntry) {
+	if e == nil {
+		return
+	}
+	var t target
+	var l cluster.Lease
+	if e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &l) == nil && !l.Released {
+		t = leaseTarget(r.cfg.Key.Public().(ed25519.PublicKey), l)
+	}
+	r.mu.Lock()
+	same := r.target.same(t)
+	r.mu.Unlock()
+	if !same {
+		if t.err != nil {
+			r.log.Warn("not forwarding to the lease in force", "err", t.err)
+		}
+		r.update(func() { r.target = t })
+	}
 }
 
 // update changes what the HTTP side sees and wakes those waiting for it.
@@ -215,15 +277,22 @@ func (r *Replica) serve(w http.ResponseWriter, req *http.Request) {
 }
 
 // serveHealth is the control plane's /healthz with the replica that
-// answered and the leader.
+// answered and the leader. The answer is taken whole before anything is
+// written: a leader's answer cut short after its status (silent, or its
+// handler aborting) is a 503 here, never the status it began with.
 func (r *Replica) serveHealth(w http.ResponseWriter, req *http.Request) {
 	rec := httptest.NewRecorder()
 	rec.Header().Set(HeaderReplica, r.cfg.ID)
-	r.serve(rec, req)
+	if !serveWhole(r.serve, rec, req) {
+		r.metrics.failed.WithLabelValues("health_cut").Inc()
+		w.Header().Set("Retry-After", "1")
+		writeError(w, api.Errorf(http.StatusServiceUnavailable, api.CodeUnavailable, msgSilent))
+		return
+	}
 	maps.Copy(w.Header(), rec.Header())
 	body := rec.Body.Bytes()
 	var h api.Health
-	if rec.Code == http.StatusOK && json.Unmarshal(body, &h) == nil {
+	if rec.Code == http.StatusOK && json.Unmarshal(body, &h) == nil && h.Status != "" {
 		h.Replica, h.Leader = r.cfg.ID, rec.Header().Get(HeaderLeader)
 		if b, err := json.Marshal(h); err == nil {
 			body = append(b, '\n')
@@ -232,6 +301,21 @@ func (r *Replica) serveHealth(w http.ResponseWriter, req *http.Request) {
 	}
 	w.WriteHeader(rec.Code)
 	_, _ = w.Write(body)
+}
+
+// serveWhole runs serve on w and says whether it ended without cutting
+// its answer short (http.ErrAbortHandler).
+func serveWhole(serve func(http.ResponseWriter, *http.Request), w http.ResponseWriter, req *http.Request) (whole bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler {
+				panic(p)
+			}
+			whole = false
+		}
+	}()
+	serve(w, req)
+	return true
 }
 
 // serveMetrics answers GET /metrics: the replica's own metrics, after
@@ -263,10 +347,11 @@ const (
 )
 
 // Run takes part in the election until ctx ends, leading when it holds
-// the lease. At the end it steps down and deletes its lease, so another
+// the lease. At the end it steps down and releases its lease, so another
 // replica takes over at once. A control plane that cannot start (or stops
-// on its own) while we lead ends Run the same way, with its error: a
-// replica that cannot lead must not hold the lease.
+// on its own) while we lead makes us step down the same way, at once (a
+// replica that cannot lead must not hold the lease), and stand again
+// after a back-off; only an error cfg.Fatal names ends Run.
 func (r *Replica) Run(ctx context.Context) error {
 	js, err := jetstream.New(r.cfg.NATS)
 	if err != nil {
@@ -286,12 +371,20 @@ func (r *Replica) Run(ctx context.Context) error {
 
 	m := newMachine(r.cfg.ID, r.cfg.LeaseTTL)
 	var lead *leadership
+	var tk *termKey // the forwarding key of the term we lead or stand for
+	backoff := r.cfg.RetryBackoff
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
 		now := r.cfg.Now()
 		o, wake := m.next(now)
 		if o.kind != opNone {
+			if tk == nil || tk.term != o.lease.Term {
+				if tk, err = newTermKey(o.lease.Term); err != nil {
+					return err
+				}
+			}
+			o.lease = signLease(r.cfg.Key, o.lease, tk)
 			rev, res := r.write(ctx, kv, m, o)
 			m.result(o, now, res, rev, r.cfg.Now())
 			if res != written {
@@ -299,7 +392,7 @@ func (r *Replica) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		lead = r.setRole(ctx, m, now, lead)
+		lead = r.setRole(ctx, m, now, lead, tk)
 		timer.Reset(untilOrIdle(wake, now))
 		var failed chan error
 		if lead != nil {
@@ -307,9 +400,19 @@ func (r *Replica) Run(ctx context.Context) error {
 		}
 		select {
 		case err := <-failed:
-			r.log.Error("stepping down", "err", err)
-			r.shutdown(kv, m, lead)
-			return err
+			if r.cfg.Fatal != nil && r.cfg.Fatal(err) {
+				r.log.Error("stepping down for good", "err", err)
+				r.shutdown(kv, m, lead)
+				return err
+			}
+			if lead.wasReady() {
+				backoff = r.cfg.RetryBackoff // it did serve: a new failure
+			}
+			r.log.Error("stepping down; standing again after a pause", "err", err, "pause", backoff)
+			r.stepDown(kv, m, lead)
+			lead = nil
+			m.holdOff(r.cfg.Now().Add(backoff))
+			backoff = min(2*backoff, 8*r.cfg.LeaseTTL)
 		case <-ctx.Done():
 			r.shutdown(kv, m, lead)
 			return nil
@@ -319,6 +422,7 @@ func (r *Replica) Run(ctx context.Context) error {
 				return errors.New("replica: the lease watch ended (NATS connection closed)")
 			}
 			observeEntry(m, e, r.cfg.Now())
+			r.observeTarget(e)
 		case <-timer.C:
 		}
 	}
@@ -398,7 +502,7 @@ func (r *Replica) write(ctx context.Context, kv jetstream.KeyValue, m *machine, 
 
 // setRole starts or stops leadership as the machine says, and publishes
 // the status.
-func (r *Replica) setRole(ctx context.Context, m *machine, now time.Time, lead *leadership) *leadership {
+func (r *Replica) setRole(ctx context.Context, m *machine, now time.Time, lead *leadership, tk *termKey) *leadership {
 	leader := m.leader(now)
 	st := Status{ID: r.cfg.ID, Leader: m.holder(now), Term: m.lease.Term, IsLeader: leader}
 	if leader {
@@ -410,7 +514,7 @@ func (r *Replica) setRole(ctx context.Context, m *machine, now time.Time, lead *
 		if r.onRole != nil {
 			r.onRole(true, m.term)
 		}
-		lead = r.startLeading(ctx, m.term)
+		lead = r.startLeading(ctx, m.term, tk)
 	case !leader && lead != nil:
 		r.log.Info("no longer leading the control plane", "term", lead.term, "leader", st.Leader)
 		lead.stop()
@@ -426,8 +530,15 @@ func (r *Replica) setRole(ctx context.Context, m *machine, now time.Time, lead *
 	return lead
 }
 
-// shutdown steps down and deletes our lease at its revision.
+// shutdown steps down and releases our lease.
 func (r *Replica) shutdown(kv jetstream.KeyValue, m *machine, lead *leadership) {
+	defer r.update(func() { r.status = Status{ID: r.cfg.ID} })
+	r.stepDown(kv, m, lead)
+}
+
+// stepDown ends our leadership and marks our lease released at its
+// revision, so another replica takes over at once.
+func (r *Replica) stepDown(kv jetstream.KeyValue, m *machine, lead *leadership) {
 	if lead != nil {
 		lead.stop()
 		if !r.abandon {
@@ -437,15 +548,15 @@ func (r *Replica) shutdown(kv jetstream.KeyValue, m *machine, lead *leadership) 
 			r.onRole(false, lead.term)
 		}
 	}
-	defer r.update(func() { r.status = Status{ID: r.cfg.ID} })
 	if r.abandon {
 		return
 	}
-	if rev, ok := m.release(r.cfg.Now()); ok {
+	if o, ok := m.release(r.cfg.Now()); ok {
 		ctx, cancel := context.WithTimeout(context.Background(), r.cfg.LeaseTTL)
 		defer cancel()
-		if err := kv.Delete(ctx, cluster.LeaderKey, jetstream.LastRevision(rev)); err != nil {
-			r.log.Warn("could not delete the lease at shutdown; another replica takes over when it expires", "err", err)
+		data, _ := json.Marshal(o.lease) // a Lease always encodes
+		if _, err := kv.Update(ctx, cluster.LeaderKey, data, o.rev); err != nil {
+			r.log.Warn("could not release the lease; another replica takes over when it expires", "err", err)
 		}
 	}
 }
@@ -460,14 +571,17 @@ type leadership struct {
 	// its own; the replica then steps down and Run returns it.
 	failed chan error
 	r      *Replica
+	ready  chan struct{} // closed once it takes requests
+	key    *termKey      // the term's forwarding key, in our lease
 
 	mu  sync.Mutex // guards sub against stop racing the start
 	sub *nats.Subscription
 }
 
-func (r *Replica) startLeading(ctx context.Context, term uint64) *leadership {
+func (r *Replica) startLeading(ctx context.Context, term uint64, tk *termKey) *leadership {
 	lctx, cancel := context.WithCancel(ctx)
-	l := &leadership{term: term, cancel: cancel, done: make(chan struct{}), failed: make(chan error, 1), r: r}
+	l := &leadership{term: term, cancel: cancel, done: make(chan struct{}), failed: make(chan error, 1), r: r,
+		ready: make(chan struct{}), key: tk}
 	go func() {
 		defer close(l.done)
 		r.lead(lctx, l)
@@ -495,6 +609,16 @@ func (l *leadership) stop() {
 
 func (l *leadership) wait() { <-l.done }
 
+// wasReady says whether the leadership got as far as taking requests.
+func (l *leadership) wasReady() bool {
+	select {
+	case <-l.ready:
+		return true
+	default:
+		return false
+	}
+}
+
 // lead builds the control plane, runs it, and once it is ready takes
 // requests: our own and forwarded ones.
 func (r *Replica) lead(ctx context.Context, l *leadership) {
@@ -521,7 +645,15 @@ func (r *Replica) lead(ctx context.Context, l *leadership) {
 		r.log.Info("control plane ready; taking requests", "term", l.term, "start", time.Since(began).Round(time.Millisecond))
 		l.mu.Lock()
 		if ctx.Err() == nil {
-			sub, err := r.cfg.NATS.QueueSubscribe(cluster.SubjectForward, "leader", r.serveForwarded(ctx, h))
+			var sub *nats.Subscription
+			var err error
+			if l.key == nil || l.key.term != l.term {
+				// Cannot be: every lease we write names the key of its term.
+				err = fmt.Errorf("no forwarding key of term %d", l.term)
+			} else {
+				op := newOpener(r.cfg.ID, l.key, r.cfg.Key.Public().(ed25519.PublicKey), r.cfg.ReplayWindow, time.Now)
+				sub, err = r.cfg.NATS.QueueSubscribe(cluster.SubjectForward, "leader", r.serveForwarded(ctx, h, op))
+			}
 			if err != nil {
 				r.log.Error("cannot take forwarded requests", "err", err)
 			}
@@ -530,6 +662,7 @@ func (r *Replica) lead(ctx context.Context, l *leadership) {
 			}
 			l.sub = sub
 			r.update(func() { r.srv, r.handler = srv, h })
+			close(l.ready)
 		}
 		l.mu.Unlock()
 	}

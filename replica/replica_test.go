@@ -264,6 +264,17 @@ func putLease(t *testing.T, g *rig, l cluster.Lease) {
 	}
 }
 
+// signed is l with a forwarding key signed with the deployment's control
+// key, as a replica that died would have left it.
+func (g *rig) signed(l cluster.Lease) cluster.Lease {
+	g.t.Helper()
+	tk, err := newTermKey(l.Term)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return signLease(g.key, l, tk)
+}
+
 func decodeError(t *testing.T, body string) api.Error {
 	t.Helper()
 	var e api.Error
@@ -276,7 +287,7 @@ func decodeError(t *testing.T, body string) api.Error {
 func TestNoLeaderAnswersUnavailableAfterForwardWait(t *testing.T) {
 	g := newRig(t)
 	g.tune = func(c *Config) { c.ForwardWait = 300 * time.Millisecond }
-	putLease(t, g, cluster.Lease{Replica: "ghost", Term: 7, TTLMs: time.Hour.Milliseconds()})
+	putLease(t, g, g.signed(cluster.Lease{Replica: "ghost", Term: 7, TTLMs: time.Hour.Milliseconds()}))
 	f := g.start("r1")
 	start := time.Now()
 	resp, body := get(t, f.url+"/api/config")
@@ -480,5 +491,67 @@ func TestStreamedAnswerIsFlushedThroughTheFollower(t *testing.T) {
 	rest, err := io.ReadAll(resp.Body)
 	if err != nil || string(rest) != "second\n" {
 		t.Fatalf("rest %q: %v", rest, err)
+	}
+}
+
+// A follower's /healthz is 503 whenever the leader's answer is not whole,
+// whatever status it began with.
+func TestFollowerHealthIsNeverOKForACutAnswer(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		health http.HandlerFunc
+		// silence drops the leader's parts after the first.
+		silence bool
+		status  int
+	}{
+		{"leader silent after its status", func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusOK)
+			http.NewResponseController(w).Flush() //nolint:errcheck
+			_, _ = io.WriteString(w, `{"status":"ok"}`)
+		}, true, http.StatusServiceUnavailable},
+		{"leader's handler aborts after its status", func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusOK)
+			_, _ = io.WriteString(w, `{"status":"ok"`)
+			panic(http.ErrAbortHandler)
+		}, false, http.StatusBadGateway},
+		{"leader's handler aborts after a flushed status", func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusOK)
+			http.NewResponseController(w).Flush() //nolint:errcheck
+			panic(http.ErrAbortHandler)
+		}, false, http.StatusServiceUnavailable},
+		{"leader answers an error with 200", func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusOK)
+			_, _ = io.WriteString(w, `{"code":"unavailable","error":"`+msgSilent+`"}`)
+		}, false, http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newRig(t)
+			g.healthz = tc.health
+			if tc.silence {
+				g.wrapPublish = func(next func(string, []byte) error) func(string, []byte) error {
+					return func(subject string, data []byte) error {
+						if p, err := cluster.ParseSealedPart(data); err == nil && p.Seq > 0 {
+							return nil
+						}
+						return next(subject, data)
+					}
+				}
+			}
+			_, f := twoReplicas(t, g)
+			resp, body := get(t, f.url+api.PathHealth)
+			if resp.StatusCode != tc.status {
+				t.Fatalf("%d %s", resp.StatusCode, body)
+			}
+			if tc.status == http.StatusOK {
+				// Passed on as the leader gave it, not made into a Health.
+				if strings.Contains(body, `"replica"`) || !strings.Contains(body, msgSilent) {
+					t.Fatalf("%s", body)
+				}
+				return
+			}
+			if e := decodeError(t, body); e.Code == "" {
+				t.Fatalf("%s", body)
+			}
+		})
 	}
 }

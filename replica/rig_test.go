@@ -5,11 +5,13 @@ import (
 	"crypto/ed25519"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,8 +33,12 @@ type rig struct {
 	enroll ed25519.PublicKey
 	// tune adjusts each replica's config before it starts.
 	tune func(*Config)
-	// extra handlers the leader's control plane serves beside the API.
-	extra http.Handler
+	// extra handlers the leader's control plane serves beside the API;
+	// healthz, when set, instead of its /healthz.
+	extra, healthz http.Handler
+	// wrapPublish, when set, stands between a leader and the bus for
+	// each part of a forwarded answer.
+	wrapPublish func(next func(subject string, data []byte) error) func(subject string, data []byte) error
 
 	mu    sync.Mutex
 	roles []roleChange
@@ -71,7 +77,7 @@ func (g *rig) logger() *slog.Logger {
 
 func (g *rig) config(id string, nc *nats.Conn) Config {
 	cfg := Config{
-		ID: id, NATS: nc, LeaseTTL: 400 * time.Millisecond, ForwardWait: 5 * time.Second,
+		ID: id, NATS: nc, Key: g.key, LeaseTTL: 400 * time.Millisecond, ForwardWait: 5 * time.Second,
 		KeepAlive: 50 * time.Millisecond, ForwardTimeout: 300 * time.Millisecond, Logger: g.logger(),
 		New: func(ctx context.Context) (*control.Server, error) {
 			st, err := store.Open(ctx, nc)
@@ -106,15 +112,34 @@ func (g *rig) start(id string) *testReplica {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if g.wrapPublish != nil {
+		r.publish = g.wrapPublish(r.publish)
+	}
 	r.onRole = func(leader bool, term uint64) {
 		g.mu.Lock()
 		defer g.mu.Unlock()
 		g.roles = append(g.roles, roleChange{id: id, leader: leader, term: term, at: time.Now()})
 	}
-	if g.extra != nil {
+	if g.extra != nil || g.healthz != nil {
 		r.handlerOf = func(s *control.Server) http.Handler {
 			api := s.Handler()
+			var ready atomic.Bool
 			return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+				if g.healthz != nil && req.URL.Path == "/healthz" && ready.Load() {
+					g.healthz.ServeHTTP(w, req)
+					return
+				}
+				if req.URL.Path == "/healthz" {
+					// The control plane's own until it is ready, so the
+					// replica knows when to take requests.
+					rec := httptest.NewRecorder()
+					api.ServeHTTP(rec, req)
+					ready.Store(rec.Code == http.StatusOK)
+					maps.Copy(w.Header(), rec.Header())
+					w.WriteHeader(rec.Code)
+					_, _ = w.Write(rec.Body.Bytes())
+					return
+				}
 				if strings.HasPrefix(req.URL.Path, "/test/") {
 					w.Header().Set("Test-Served-By", id)
 					g.extra.ServeHTTP(w, req)

@@ -63,10 +63,14 @@ else
   # Replica ids, where serve knows them, name each replica's lease.
   replica_flag=""
   "$BIN" serve --help 2>&1 | grep -q -- '-replica-id' && replica_flag=yes
+  # Every replica holds the same keys, control key and operator token,
+  # made before any serve starts: one starting would make its own at the
+  # same moment.
+  for r in $(seq 2 "$REPLICAS"); do
+    "$BIN" replica init --data "$DATA/control-$r" --from "$DATA/control" >/dev/null
+  done
   for r in $(seq "$REPLICAS"); do
     dir="$DATA/control"; [ "$r" -gt 1 ] && dir="$DATA/control-$r"
-    # Every replica holds the same keys, control key and operator token.
-    [ "$r" -gt 1 ] && "$BIN" replica init --data "$dir" --from "$DATA/control" >/dev/null
     "$BIN" serve --nodes 0 --listen "127.0.0.1:$((PORT + r - 1))" --nats-listen "127.0.0.1:$((NATS_PORT + r - 1))" \
       --nats-cluster oakmeet --nats-cluster-listen "127.0.0.1:$((ROUTE_PORT + r - 1))" --nats-routes "$routes" \
       --nats-server-name "r$r" ${replica_flag:+--replica-id "r$r"} \
@@ -117,4 +121,4 @@ Press Ctrl-C to stop.
 MSG
 # With replicas, the cluster runs on while any of them does: one may be
 # killed to watch another take over.
-wait "${serve_pids[@]}"
+wait "${serve_pids[@]}" || true # a replica killed on purpose is no error

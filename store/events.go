@@ -33,7 +33,12 @@ func eventsStreamConfig(replicas int) jetstream.StreamConfig {
 		Description: "oakmeet node events, kept until the control plane has taken them in",
 		Subjects:    []string{cluster.SubjectEvents("*")},
 		Retention:   jetstream.LimitsPolicy,
-		MaxAge:      eventsMaxAge,
+		// No acknowledgement to publishers: JetStream would send it to
+		// whatever reply subject a node names, with the account's rights
+		// (into a bucket's key, the audit log, the lease); nodes publish
+		// plainly and never read one.
+		NoAck:  true,
+		MaxAge: eventsMaxAge,
 		// Each node has a subject of its own: a node that floods it
 		// pushes out only its own oldest events, never another's.
 		MaxMsgsPerSubject: eventsPerNode,

@@ -399,12 +399,25 @@ func (s *Store) StepDownLeaders(ctx context.Context, server string) error {
 			if info.Config.Replicas <= 1 || info.Cluster == nil || info.Cluster.Leader != server {
 				return
 			}
+			// Only to replicas that are all there: one just lost may still
+			// be chosen, and its election would then have to time out
+			// (the very wait this is meant to spare). The caller asks
+			// again later.
+			for _, p := range info.Cluster.Replicas {
+				if p == nil || p.Offline || !p.Current || p.Active > stepDownFresh {
+					return
+				}
+			}
 			errs[i] = s.stepDown(ctx, name)
 		})
 	}
 	wg.Wait()
 	return errors.Join(errs...)
 }
+
+// stepDownFresh is how recently every other replica of a stream must have
+// been heard for StepDownLeaders to hand its leadership over.
+const stepDownFresh = 2 * time.Second
 
 // stepDownWait bounds StepDownLeaders' work on one stream.
 const stepDownWait = time.Second

@@ -1,8 +1,16 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/oakmeet/oakmeet/audit"
 )
 
 func TestReplicaIDIsKeptUnderData(t *testing.T) {
@@ -27,11 +35,31 @@ func TestServeRejectsBadReplicaSettings(t *testing.T) {
 	}{
 		{[]string{"--replica-id", "no spaces"}, "--replica-id"},
 		{[]string{"--lease-ttl", "0s"}, "--lease-ttl"},
+		// Found before the replica stands: no election would cure it.
+		{[]string{"--block", "ZZ"}, "deployment floor"},
 	} {
 		args := append([]string{"serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0"}, tc.args...)
 		code, _, errOut := runCmd(args...)
 		if code != 1 || !strings.Contains(errOut, tc.want) {
 			t.Errorf("%v: %d %q", tc.args, code, errOut)
+		}
+	}
+}
+
+func TestFatalStartErrors(t *testing.T) {
+	for _, tc := range []struct {
+		err   error
+		fatal bool
+	}{
+		{fmt.Errorf("store control value audit_checkpoint: %w", jetstream.ErrNoStreamResponse), false},
+		{fmt.Errorf("control: %w", context.DeadlineExceeded), false},
+		{fmt.Errorf("control: %w", nats.ErrNoResponders), false},
+		{fmt.Errorf("control: the stored audit log was altered or written by an older version of oakmeet: stream sequence 3: bad; %s it", refusedLog), true},
+		{fmt.Errorf("read: %w", audit.ErrChain), true},
+		{errors.New("control: deployment floor: bad"), true},
+	} {
+		if got := fatalStart(tc.err); got != tc.fatal {
+			t.Errorf("%v: fatal %v", tc.err, got)
 		}
 	}
 }

@@ -351,6 +351,7 @@ func startControlPlane(ctx context.Context, st serveSettings, log *slog.Logger, 
 		return fail(err)
 	}
 	link = natsLink{url: st.natsURL}
+	var member *bus.Embedded // this process's member of an embedded NATS cluster
 	if link.url == "" {
 		serverTLS, ca, err := embeddedTLS(st.dataDir, st.natsListen, st.natsTLS)
 		if err != nil {
@@ -368,6 +369,9 @@ func startControlPlane(ctx context.Context, st serveSettings, log *slog.Logger, 
 		}
 		// Stop hands a cluster member's JetStream leaderships over first.
 		closers = append(closers, emb.Stop)
+		if st.natsCluster != nil {
+			member = emb
+		}
 		link = natsLink{url: emb.URL(), ca: ca}
 		log.Info("embedded NATS with JetStream", "url", link.url, "store", filepath.Join(st.dataDir, "jetstream"), "tls", serverTLS != nil)
 	} else if st.natsTLS.ca != "" {
@@ -399,7 +403,7 @@ func startControlPlane(ctx context.Context, st serveSettings, log *slog.Logger, 
 		return fail(err)
 	}
 	closers = append(closers, func() { _ = loc.Close() })
-	cp = &controlPlane{nc: nc, dataDir: st.dataDir, cfg: control.Config{
+	cp = &controlPlane{nc: nc, dataDir: st.dataDir, member: member, log: log, cfg: control.Config{
 		Store: kv, NATS: nc, Locator: loc, Floor: st.floor, Key: key, TokenTTL: st.tokenTTL,
 		EnrollmentKey: st.enrollmentPub, Revocations: st.revocations,
 		TrustClientLocation: st.locate.TrustClientHints, Logger: log, Timing: timing,
