@@ -176,7 +176,7 @@ func (c *Cluster) startReplica(i int) {
 	}
 	tm := c.reps.timing
 	log := c.logger().With("replica", id)
-	cfg := replica.Config{ID: id, NATS: nc, Replicas: c.NATSServers(),
+	cfg := replica.Config{ID: id, NATS: nc, Key: c.key, Replicas: c.NATSServers(),
 		LeaseTTL: tm.LeaseTTL, ForwardWait: tm.ForwardWait, KeepAlive: tm.KeepAlive, ForwardTimeout: tm.ForwardTimeout,
 		// As serve does on a NATS cluster: a new leader hears every live
 		// node's heartbeat before it places anyone.
