@@ -427,8 +427,9 @@ func TestFailoverPolicyChangeAndSilentNodeDuringTakeover(t *testing.T) {
 // (OAKMEET_FAILOVER_NATS_KILL=1): a join whose audit append meets the
 // leader's connection while it reconnects is answered 500 internal
 // ("nats: server is disconnected") where a 503 unavailable would be
-// retried; and with the meetings bucket's leader gone, the control plane
-// can stop answering joins and heartbeats for more than 30 s.
+// retried; and in about one run in three the control plane stops
+// answering joins and taking heartbeats for more than 30 s, while every
+// stream has a leader and the leader replica keeps its lease.
 func TestFailoverNATSServerKilled(t *testing.T) {
 	if os.Getenv("OAKMEET_FAILOVER_NATS_KILL") == "" {
 		t.Skip("known not to hold yet (see the comment); OAKMEET_FAILOVER_NATS_KILL=1 runs it")
@@ -444,6 +445,14 @@ func TestFailoverNATSServerKilled(t *testing.T) {
 	t.Logf("killing NATS server %s, which leads the meetings bucket", c.NATSServerName(victim))
 	killed := time.Now()
 	c.KillNATSServer(victim)
+	defer func() {
+		if t.Failed() {
+			for _, name := range []string{"KV_" + cluster.BucketMeetings, cluster.StreamAudit, "KV_" + cluster.BucketControl, "KV_" + cluster.BucketNodes, "KV_" + cluster.BucketLeader, cluster.StreamEvents} {
+				t.Logf("stream %s: led by server %d now (-1: none)", name, c.NATSStreamLeaderNow(name))
+			}
+			t.Logf("leader replica: %d", c.Leader())
+		}
+	}()
 	load.waitOK(t, 20, "joins after the NATS server's kill")
 	t.Logf("20 joins succeeded %s after the kill", time.Since(killed).Round(time.Millisecond))
 	load.finish(t, workers)

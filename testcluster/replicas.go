@@ -529,3 +529,15 @@ func (c *Cluster) BalancedRequests() []int {
 	defer b.mu.Unlock()
 	return append([]int(nil), b.sent...)
 }
+
+// NATSStreamLeaderNow is the index of the running server leading stream
+// name at this moment, or -1: for a test to say, when something stalls,
+// which of the control plane's streams had no leader.
+func (c *Cluster) NATSStreamLeaderNow(name string) int {
+	for i, m := range c.natsc.members {
+		if m.emb != nil && m.emb.LeadsStream(name) {
+			return i
+		}
+	}
+	return -1
+}
