@@ -51,7 +51,10 @@ func defaultReplicaTiming() ReplicaTiming {
 // round-robin balancer in front of them that skips a replica whose
 // connection is refused, as a deployment's balancer does; API speaks to
 // it and retries while there is no leader. Srv is the leader's control
-// plane at Start; LeaderServer is the one leading now.
+// plane at Start; LeaderServer is the one leading now, and Revoke hands
+// its list to it. RestartControl stops and starts every replica;
+// RestartControlAfter, which edits the store of a single embedded NATS
+// server, is not for replicas.
 func WithReplicas(n int) Option {
 	return func(c *Cluster) {
 		if n < 1 {
