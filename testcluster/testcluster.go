@@ -98,6 +98,7 @@ type Cluster struct {
 	leaf   httpservetest.Leaf
 	client *http.Client
 	limits control.Limits
+	reps   replicaState
 
 	mu      sync.Mutex
 	secrets map[string]string // join secret by meeting, of CreateMeeting's meetings
@@ -227,6 +228,10 @@ func Start(t testing.TB, floor policy.Policy, nodes []NodeSpec, opts ...Option) 
 
 func (c *Cluster) startControl() {
 	t := c.t
+	if c.reps.n > 0 {
+		c.startReplicas()
+		return
+	}
 	c.startNATS()
 	nc := c.connectControl()
 	ctx := context.Background()
@@ -336,9 +341,13 @@ func (c *Cluster) Revoke(ids ...string) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	c.revocations = list
-	if err := c.Srv.SetRevocations(context.Background(), list); err != nil {
-		c.t.Fatal(err)
+	c.mu.Lock()
+	c.revocations = list // read by each new leader under WithReplicas
+	c.mu.Unlock()
+	if srv := c.LeaderServer(); srv != nil {
+		if err := srv.SetRevocations(context.Background(), list); err != nil {
+			c.t.Fatal(err)
+		}
 	}
 }
 
