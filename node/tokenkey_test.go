@@ -3,8 +3,11 @@ package node
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/policy"
@@ -24,6 +27,31 @@ func putControl(t *testing.T, m *mesh, key string, value []byte) {
 	if err := st.PutControl(context.Background(), key, value); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// answerTokenKey answers the nodes' token key requests as the control
+// plane does, with whatever the store holds now.
+func (m *mesh) answerTokenKey() {
+	t := m.t
+	st, err := store.Open(context.Background(), m.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := m.nc.Subscribe(cluster.SubjectTokenKey, func(msg *nats.Msg) {
+		if cluster.CheckNodeReply(msg.Reply) != nil {
+			return
+		}
+		var ans cluster.TokenKeyAnswer
+		ans.Key, _ = st.Control(context.Background(), cluster.KeyTokenPublicKey)
+		chain, _ := st.Control(context.Background(), cluster.KeyTokenRotation)
+		ans.Rotation = string(chain)
+		data, _ := json.Marshal(ans)
+		_ = msg.Respond(data)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
 }
 
 func pubOf(k ed25519.PrivateKey) ed25519.PublicKey { return k.Public().(ed25519.PublicKey) }
