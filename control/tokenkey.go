@@ -20,7 +20,10 @@ const tokenKeyReadTimeout = 2 * time.Second
 
 // serveTokenKey answers media nodes' token key requests
 // (cluster.SubjectTokenKey) until ctx ends. Nodes have no JetStream rights,
-// so this is how they learn the key they pin.
+// so this is how they learn the key they pin. One subscription takes the
+// requests one at a time: a node flooding them has at most one store read
+// in flight, and what it sends beyond the subscription's pending limit is
+// dropped.
 func (s *Server) serveTokenKey(ctx context.Context) (*nats.Subscription, error) {
 	sub, err := s.cfg.NATS.Subscribe(cluster.SubjectTokenKey, func(m *nats.Msg) { s.answerTokenKey(ctx, m) })
 	if err != nil {
