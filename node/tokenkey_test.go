@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/oakmeet/oakmeet/bus"
 	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/signal"
@@ -144,5 +146,60 @@ func TestTokenKeyRotationFollowsOnlyThePinnedKey(t *testing.T) {
 	// And the retired key is retired.
 	if got := f.dial(t, joinMsg(f.token(t, m.key, "de-fra", future))); got.Type != signal.TypeError || got.Code != CodeBadToken {
 		t.Fatalf("a token of the retired key: %+v", got)
+	}
+}
+
+// A node asks for the token key again on every check until the control
+// plane answers with a well-formed key, pins the first one, and never asks
+// again.
+func TestTokenKeyAskedUntilAnsweredThenPinned(t *testing.T) {
+	emb, err := bus.Embed(bus.EmbedConfig{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emb.Shutdown)
+	ctl, err := emb.ConnectControl("control")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ctl.Close)
+	nc, err := emb.ConnectNode("de-fra")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	n := &Node{cfg: Config{NATS: nc}, log: slog.New(slog.DiscardHandler)}
+	ctx := context.Background()
+	if _, err := n.tokenKey(ctx); err == nil {
+		t.Fatal("a key without a control plane")
+	}
+	answer := func(key []byte) *nats.Subscription {
+		sub, err := ctl.Subscribe(cluster.SubjectTokenKey, func(m *nats.Msg) {
+			data, _ := json.Marshal(cluster.TokenKeyAnswer{Key: key})
+			_ = m.Respond(data)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ctl.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		return sub
+	}
+	bad := answer([]byte("short"))
+	if _, err := n.tokenKey(ctx); err == nil || n.pub.Load() != nil {
+		t.Fatalf("a malformed key pinned: %v", err)
+	}
+	_ = bad.Unsubscribe()
+	_, first, _ := ed25519.GenerateKey(nil)
+	sub := answer(pubOf(first))
+	if got, err := n.tokenKey(ctx); err != nil || !got.Equal(pubOf(first)) {
+		t.Fatalf("key %x, %v", got, err)
+	}
+	_ = sub.Unsubscribe()
+	_, second, _ := ed25519.GenerateKey(nil)
+	answer(pubOf(second))
+	if got, err := n.tokenKey(ctx); err != nil || !got.Equal(pubOf(first)) {
+		t.Fatalf("pinned key now %x, %v", got, err)
 	}
 }
