@@ -46,11 +46,13 @@ const (
 	BucketMeetings = "oakmeet_meetings"
 	BucketControl  = "oakmeet_control"
 	// KeyTokenPublicKey holds the control plane's Ed25519 public key (raw
-	// 32 bytes). A node not given the key at start reads it here once and
-	// pins it; nothing written here later changes what it accepts.
+	// 32 bytes). A node not given the key at start asks the leader for it
+	// once (SubjectTokenKey) and pins it; nothing written here later
+	// changes what it accepts.
 	KeyTokenPublicKey = "token_public_key"
 	// KeyTokenRotation holds the token key's rotation statements, one a
-	// line, oldest first (token.SignRotation). Nodes pin the token key and
+	// line, oldest first (token.SignRotation); the leader hands them to
+	// nodes in its TokenKeyAnswer. Nodes pin the token key and
 	// move to another only along statements signed by the key they hold.
 	KeyTokenRotation = "token_key_rotation"
 	// StreamAudit holds the audit log; entries are on AuditSubject(chain).

@@ -291,6 +291,11 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("control: subscribe to heartbeats: %w", err)
 	}
 	defer hbSub.Unsubscribe()
+	keySub, err := s.serveTokenKey(ctx)
+	if err != nil {
+		return err
+	}
+	defer keySub.Unsubscribe()
 
 	events, err := s.openEvents(ctx)
 	if err != nil {

@@ -242,13 +242,89 @@ func TestNodeCannotWriteKVOrTheAuditLog(t *testing.T) {
 	if recs, err := n.st.AuditRecords(ctx, "", true); err != nil || len(recs) != 0 {
 		t.Fatalf("audit log now %q, %v", recs, err)
 	}
-	// What it may do, it can: read the token key.
+}
+
+// A node has no JetStream rights at all, not even a read of the token key:
+// JetStream answers to the reply subject a request names, with the
+// account's rights, so any request it may make could write its answer
+// into the audit log or a bucket's key.
+func TestNodeHasNoJetStreamRights(t *testing.T) {
+	n := startNode(t)
+	ctl := "KV_" + cluster.BucketControl
+	reqs := []struct{ what, subject, body string }{
+		{"account info", "$JS.API.INFO", ""},
+		{"control bucket info", "$JS.API.STREAM.INFO." + ctl, ""},
+		{"control bucket message", "$JS.API.STREAM.MSG.GET." + ctl, `{"last_by_subj":"$KV.` + cluster.BucketControl + `.` + cluster.KeyTokenPublicKey + `"}`},
+		{"control bucket direct get", "$JS.API.DIRECT.GET." + ctl, `{"last_by_subj":"$KV.` + cluster.BucketControl + `.` + cluster.KeyTokenPublicKey + `"}`},
+		{"token key direct get", "$JS.API.DIRECT.GET." + ctl + ".$KV." + cluster.BucketControl + "." + cluster.KeyTokenPublicKey, ""},
+		{"stream list", "$JS.API.STREAM.NAMES", ""},
+		{"events stream info", "$JS.API.STREAM.INFO." + cluster.StreamEvents, ""},
+		{"consumer on the control bucket", "$JS.API.CONSUMER.CREATE." + ctl, `{}`},
+	}
+	for _, r := range reqs {
+		msg, err := n.nc.Request(r.subject, []byte(r.body), 300*time.Millisecond)
+		if err == nil {
+			t.Fatalf("%s (%s) answered: %s", r.what, r.subject, msg.Data)
+		}
+		n.refused(t, r.what, r.subject)
+	}
+	// The reader nodes once used gets nothing either.
 	reader, err := store.OpenReader(n.nc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, err := reader.Control(ctx, cluster.KeyTokenPublicKey); err != nil || string(v) != "key" {
-		t.Fatalf("node reads token key %q, %v", v, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if v, err := reader.Control(ctx, cluster.KeyTokenPublicKey); err == nil {
+		t.Fatalf("node reads the token key from the store: %q", v)
+	}
+	// Nor may it publish anywhere JetStream listens besides.
+	for _, subject := range []string{"$JS.ACK." + cluster.StreamEvents + ".x.1.1.1.1.1", "$JS.FC.x.y.z"} {
+		if err := n.nc.Publish(subject, nil); err != nil {
+			t.Fatal(err)
+		}
+		n.refused(t, "JetStream publish", subject)
+	}
+}
+
+// The inbox a node's credentials give it is the one the control plane
+// answers token key requests into, and only the control plane may take
+// those requests: a node answering them could hand another node its key.
+func TestTokenKeyRequestsReachOnlyTheControlPlane(t *testing.T) {
+	n := startNode(t)
+	if _, err := n.nc.SubscribeSync(cluster.SubjectTokenKey); err != nil {
+		t.Fatal(err)
+	}
+	n.refused(t, "token key subscription", cluster.SubjectTokenKey)
+	d, err := natsauth.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := d.NodeCreds("de-fra", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, err := natsauth.ParseCreds(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := cluster.NodeInboxRoot + ".de-fra"; user.InboxPrefix != want {
+		t.Fatalf("node inbox %q, want %q", user.InboxPrefix, want)
+	}
+	if cluster.CheckNodeReply(user.InboxPrefix+".reply") != nil {
+		t.Fatal("the control plane would not answer into the node's inbox")
+	}
+	// The node may ask, and a control plane answering gets the answer to it.
+	sub, err := n.ctl.Subscribe(cluster.SubjectTokenKey, func(m *nats.Msg) { _ = m.Respond([]byte("answer")) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := n.ctl.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := n.nc.Request(cluster.SubjectTokenKey, nil, 5*time.Second); err != nil || string(msg.Data) != "answer" {
+		t.Fatalf("token key request: %v (%v)", err, n.nc.LastError())
 	}
 }
 

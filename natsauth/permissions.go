@@ -34,37 +34,43 @@ func ControlPermissions() jwt.Permissions {
 			// The leader answers a forwarded request in parts, to the
 			// forwarding replica's inbox.
 			inboxRoot + ".control.>",
+			// The leader answers a node's token key request in its inbox
+			// (control/tokenkey.go checks the reply is there). Not
+			// allow_responses: that would let it answer to any reply
+			// subject a requester names, the very injection nodes are
+			// kept from.
+			cluster.NodeInboxRoot + ".>",
 		}},
 		Sub: jwt.Permission{Allow: jwt.StringList{
 			cluster.SubjectHeartbeat("*"),
 			cluster.SubjectEvents("*"),
 			cluster.SubjectForward,
+			cluster.SubjectTokenKey,
 			inboxRoot + ".control.>",
 		}},
 	}
 }
 
 // NodePermissions is media node id's job and no more: report its own
-// heartbeat and events, take its own commands, and read the control
-// bucket (the token key). It writes no KV, no stream, nothing of another
-// node.
+// heartbeat and events, take its own commands, and ask the control plane
+// for the token key (cluster.SubjectTokenKey). It has no JetStream rights
+// at all, not even a read: JetStream answers to the reply subject a request
+// names, with the account's rights, and NATS checks no reply subject
+// against the requester's permissions, so a read's answer could be made to
+// land in the audit log or any bucket's key.
 func NodePermissions(id string) (jwt.Permissions, error) {
 	if err := cluster.ValidNodeID(id); err != nil {
 		return jwt.Permissions{}, err
 	}
-	ctl := "KV_" + cluster.BucketControl
 	return jwt.Permissions{
 		Pub: jwt.Permission{Allow: jwt.StringList{
 			cluster.SubjectHeartbeat(id),
 			cluster.SubjectEvents(id),
-			"$JS.API.STREAM.INFO." + ctl,
-			"$JS.API.STREAM.MSG.GET." + ctl,
-			"$JS.API.DIRECT.GET." + ctl,
-			"$JS.API.DIRECT.GET." + ctl + ".>",
+			cluster.SubjectTokenKey,
 		}},
 		Sub: jwt.Permission{Allow: jwt.StringList{
 			cluster.SubjectCommand(id),
-			inboxRoot + ".node." + id + ".>",
+			cluster.NodeInboxRoot + "." + id + ".>",
 		}},
 	}, nil
 }

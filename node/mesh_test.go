@@ -66,6 +66,7 @@ func startMesh(t *testing.T, cfgs ...Config) *mesh {
 	if err := st.PutControl(ctx, cluster.KeyTokenPublicKey, m.key.Public().(ed25519.PublicKey)); err != nil {
 		t.Fatal(err)
 	}
+	m.answerTokenKey()
 	for _, cfg := range cfgs {
 		m.start(cfg)
 	}

@@ -33,7 +33,6 @@ import (
 	"github.com/oakmeet/oakmeet/httpserve"
 	"github.com/oakmeet/oakmeet/sfu"
 	"github.com/oakmeet/oakmeet/signal"
-	"github.com/oakmeet/oakmeet/store"
 )
 
 // Config describes one node.
@@ -91,7 +90,7 @@ type Config struct {
 	// join tokens, relay tokens and TURN credentials are accepted from,
 	// unless a rotation statement signed by it hands over to another
 	// (token.FollowRotations). Nil trusts the key the control plane
-	// stored on first use (cluster.KeyTokenPublicKey) and pins that.
+	// first answers with (cluster.SubjectTokenKey) and pins that.
 	TokenKey ed25519.PublicKey
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -105,14 +104,13 @@ type Config struct {
 
 // Node is a running media node.
 type Node struct {
-	cfg   Config
-	info  cluster.NodeInfo
-	log   *slog.Logger
-	now   func() time.Time
-	store *store.Store
-	sfu   *sfu.SFU
-	turn  *turnServer // nil without a TURN server
-	srv   *httpserve.Server
+	cfg  Config
+	info cluster.NodeInfo
+	log  *slog.Logger
+	now  func() time.Time
+	sfu  *sfu.SFU
+	turn *turnServer // nil without a TURN server
+	srv  *httpserve.Server
 	// peerDial is how relay links to other nodes are dialled.
 	peerDial *websocket.DialOptions
 
@@ -195,13 +193,6 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.TokenKey != nil && len(cfg.TokenKey) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("node %s: token key has %d bytes, want %d", cfg.ID, len(cfg.TokenKey), ed25519.PublicKeySize)
 	}
-	// A node's NATS identity may read the token key and write no KV: it
-	// announces its registration in its heartbeats, the control plane
-	// stores it.
-	st, err := store.OpenReader(cfg.NATS)
-	if err != nil {
-		return nil, fmt.Errorf("node %s: %w", cfg.ID, err)
-	}
 	// The TURN server starts after the SFU; its URLs are set before the
 	// node serves any participant (New returns only then).
 	var turnURLs []string
@@ -218,7 +209,6 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		cfg:      cfg,
 		log:      cfg.Logger.With("node", cfg.ID),
 		now:      cfg.Now,
-		store:    st,
 		sfu:      media,
 		identity: cfg.IdentityKey,
 		dialing:  map[linkKey]context.CancelFunc{},

@@ -16,6 +16,10 @@ import (
 // look for rotation statements.
 const rotationReadEvery = 500 * time.Millisecond
 
+// tokenKeyWait bounds one request for the token key: a control plane
+// that has not answered by then is taken as absent.
+const tokenKeyWait = 2 * time.Second
+
 // errNoTokenKey means a token could not be checked: the node has no token
 // key pinned and could not read one.
 var errNoTokenKey = errors.New("node cannot verify tokens yet")
@@ -23,8 +27,9 @@ var errNoTokenKey = errors.New("node cannot verify tokens yet")
 // verifyToken runs verify with the pinned token key. On a bad signature it
 // looks for rotation statements leading from the pinned key and, if they
 // verify, pins the key they lead to and verifies once more. Nothing else
-// read from the store can change the key: whoever can write there cannot
-// make the node accept their tokens.
+// the node is told can change the key: whoever can write the store, or
+// answer in the control plane's place, cannot make the node accept their
+// tokens.
 func (n *Node) verifyToken(ctx context.Context, verify func(ed25519.PublicKey) error) error {
 	pub, err := n.tokenKey(ctx)
 	if err != nil {
@@ -40,20 +45,21 @@ func (n *Node) verifyToken(ctx context.Context, verify func(ed25519.PublicKey) e
 }
 
 // tokenKey returns the pinned token key. A node given none in its Config
-// trusts the first one it reads from the store (the control plane writes
-// it there at start) and never reads it again.
+// trusts the first one the control plane tells it (askTokenKey) and never
+// asks for it again; while no control plane answers, each token checked
+// asks once more.
 func (n *Node) tokenKey(ctx context.Context) (ed25519.PublicKey, error) {
 	if p := n.pub.Load(); p != nil {
 		return *p, nil
 	}
-	raw, err := n.store.Control(ctx, cluster.KeyTokenPublicKey)
+	ans, err := n.askTokenKey(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if len(raw) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("token key has %d bytes", len(raw))
+	if len(ans.Key) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("token key has %d bytes", len(ans.Key))
 	}
-	key := ed25519.PublicKey(raw)
+	key := ed25519.PublicKey(ans.Key)
 	if !n.pub.CompareAndSwap(nil, &key) {
 		return *n.pub.Load(), nil // another request pinned first
 	}
@@ -61,7 +67,20 @@ func (n *Node) tokenKey(ctx context.Context) (ed25519.PublicKey, error) {
 	return key, nil
 }
 
-// followRotation reads the rotation statements and, if they lead from
+// askTokenKey asks the control plane's leader for the token key and its
+// rotation statements, a core NATS request answered in the node's own
+// inbox: the node has no JetStream rights to read them from the store.
+func (n *Node) askTokenKey(ctx context.Context) (cluster.TokenKeyAnswer, error) {
+	ctx, cancel := context.WithTimeout(ctx, tokenKeyWait)
+	defer cancel()
+	msg, err := n.cfg.NATS.RequestWithContext(ctx, cluster.SubjectTokenKey, nil)
+	if err != nil {
+		return cluster.TokenKeyAnswer{}, fmt.Errorf("ask the control plane for the token key: %w", err)
+	}
+	return cluster.Decode[cluster.TokenKeyAnswer]("token key answer", msg.Data)
+}
+
+// followRotation asks for the rotation statements and, if they lead from
 // pinned to another key, pins that one instead.
 func (n *Node) followRotation(ctx context.Context, pinned ed25519.PublicKey) (ed25519.PublicKey, bool) {
 	// Forged tokens must not turn into a stream of store reads.
@@ -69,11 +88,11 @@ func (n *Node) followRotation(ctx context.Context, pinned ed25519.PublicKey) (ed
 	if now-last < int64(rotationReadEvery) || !n.rotationRead.CompareAndSwap(last, now) {
 		return nil, false
 	}
-	chain, err := n.store.Control(ctx, cluster.KeyTokenRotation)
+	ans, err := n.askTokenKey(ctx)
 	if err != nil {
 		return nil, false
 	}
-	next, err := token.FollowRotations(pinned, string(chain))
+	next, err := token.FollowRotations(pinned, ans.Rotation)
 	if err != nil {
 		return nil, false
 	}

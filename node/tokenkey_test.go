@@ -3,9 +3,14 @@ package node
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
+	"log/slog"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/oakmeet/oakmeet/bus"
 	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/signal"
@@ -24,6 +29,31 @@ func putControl(t *testing.T, m *mesh, key string, value []byte) {
 	if err := st.PutControl(context.Background(), key, value); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// answerTokenKey answers the nodes' token key requests as the control
+// plane does, with whatever the store holds now.
+func (m *mesh) answerTokenKey() {
+	t := m.t
+	st, err := store.Open(context.Background(), m.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := m.nc.Subscribe(cluster.SubjectTokenKey, func(msg *nats.Msg) {
+		if cluster.CheckNodeReply(msg.Reply) != nil {
+			return
+		}
+		var ans cluster.TokenKeyAnswer
+		ans.Key, _ = st.Control(context.Background(), cluster.KeyTokenPublicKey)
+		chain, _ := st.Control(context.Background(), cluster.KeyTokenRotation)
+		ans.Rotation = string(chain)
+		data, _ := json.Marshal(ans)
+		_ = msg.Respond(data)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
 }
 
 func pubOf(k ed25519.PrivateKey) ed25519.PublicKey { return k.Public().(ed25519.PublicKey) }
@@ -116,5 +146,60 @@ func TestTokenKeyRotationFollowsOnlyThePinnedKey(t *testing.T) {
 	// And the retired key is retired.
 	if got := f.dial(t, joinMsg(f.token(t, m.key, "de-fra", future))); got.Type != signal.TypeError || got.Code != CodeBadToken {
 		t.Fatalf("a token of the retired key: %+v", got)
+	}
+}
+
+// A node asks for the token key again on every check until the control
+// plane answers with a well-formed key, pins the first one, and never asks
+// again.
+func TestTokenKeyAskedUntilAnsweredThenPinned(t *testing.T) {
+	emb, err := bus.Embed(bus.EmbedConfig{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emb.Shutdown)
+	ctl, err := emb.ConnectControl("control")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ctl.Close)
+	nc, err := emb.ConnectNode("de-fra")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	n := &Node{cfg: Config{NATS: nc}, log: slog.New(slog.DiscardHandler)}
+	ctx := context.Background()
+	if _, err := n.tokenKey(ctx); err == nil {
+		t.Fatal("a key without a control plane")
+	}
+	answer := func(key []byte) *nats.Subscription {
+		sub, err := ctl.Subscribe(cluster.SubjectTokenKey, func(m *nats.Msg) {
+			data, _ := json.Marshal(cluster.TokenKeyAnswer{Key: key})
+			_ = m.Respond(data)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ctl.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		return sub
+	}
+	bad := answer([]byte("short"))
+	if _, err := n.tokenKey(ctx); err == nil || n.pub.Load() != nil {
+		t.Fatalf("a malformed key pinned: %v", err)
+	}
+	_ = bad.Unsubscribe()
+	_, first, _ := ed25519.GenerateKey(nil)
+	sub := answer(pubOf(first))
+	if got, err := n.tokenKey(ctx); err != nil || !got.Equal(pubOf(first)) {
+		t.Fatalf("key %x, %v", got, err)
+	}
+	_ = sub.Unsubscribe()
+	_, second, _ := ed25519.GenerateKey(nil)
+	answer(pubOf(second))
+	if got, err := n.tokenKey(ctx); err != nil || !got.Equal(pubOf(first)) {
+		t.Fatalf("pinned key now %x, %v", got, err)
 	}
 }
