@@ -40,8 +40,18 @@ func toAPIError(err error) *api.Error {
 	}
 	// A store that does not answer in time is a passing state of the
 	// deployment, not a fault of the request: the client may try again.
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoStreamResponse) {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
 		return apiErr(http.StatusServiceUnavailable, api.CodeUnavailable, "the store did not answer in time; try again")
+	}
+	// So is a connection between NATS servers (one of the cluster gone,
+	// the connection moving to another) or a JetStream group electing.
+	var jsErr *jetstream.APIError
+	if errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoHeartbeat) || errors.As(err, &jsErr) && jsErr.Code == http.StatusServiceUnavailable {
+		w := apiErr(http.StatusServiceUnavailable, api.CodeUnavailable, "the store is changing servers; try again")
+		w.RetryAfter = 1
+		return w
 	}
 	return apiErr(http.StatusInternalServerError, api.CodeInternal, "internal error")
 }

@@ -417,6 +417,14 @@ func (ms *meetings) update(ctx context.Context, id string, fn func(*meeting) err
 			fresh = true
 		}
 		if err := fn(m); err != nil {
+			if !fresh && !errors.Is(err, errNoChange) {
+				// A refusal is decided on the store's value, not on one
+				// held that another writer may have replaced (the watch
+				// brings its change a moment later).
+				fresh = true
+				attempt--
+				continue
+			}
 			return nil, 0, err
 		}
 		m.foldDeparted(maxDeparted)

@@ -24,6 +24,22 @@ var (
 	ErrExists   = errors.New("already exists")
 )
 
+// publishAckWait bounds the wait for an asynchronous publish's answer. By
+// default nats.go waits for ever, and an answer lost while a NATS server
+// of the cluster goes away (the connection moving to another) then held
+// the audit log's appender, and every join behind it, until its context
+// ended; now the append fails as "outcome unknown" and is settled from
+// what the stream holds.
+const publishAckWait = 5 * time.Second
+
+// opWait bounds one read or write of a single key. A write sent while its
+// stream elects a new leader (a NATS server of the cluster lost) is never
+// answered, and nats.go waits for the whole context: a join then hung for
+// its 30 s. Failing after opWait gives the caller a clear "try again"
+// (and a write whose answer was lost is settled by the caller, as any
+// unknown outcome is).
+const opWait = 5 * time.Second
+
 // Store is a handle on the buckets and stream. It is safe for concurrent use.
 type Store struct {
 	js       jetstream.JetStream
@@ -60,7 +76,7 @@ func OpenWith(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) 
 	if opts.Replicas < 1 || opts.Replicas > maxReplicas {
 		return nil, fmt.Errorf("store: %d replicas: want 1 to %d", opts.Replicas, maxReplicas)
 	}
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(publishAckWait))
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
@@ -232,7 +248,7 @@ func transient(err error) bool {
 // nothing and binds to the control bucket on each read, so it works before
 // the control plane has made the bucket. Only Control may be called on it.
 func OpenReader(nc *nats.Conn) (*Store, error) {
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(publishAckWait))
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
@@ -266,6 +282,8 @@ func keys(ctx context.Context, kv jetstream.KeyValue) ([]string, error) {
 
 // Meeting returns a meeting's stored value.
 func (s *Store) Meeting(ctx context.Context, id string) (Record, error) {
+	ctx, cancel := context.WithTimeout(ctx, opWait)
+	defer cancel()
 	r, err := get(ctx, s.meetings, id)
 	if err != nil {
 		return r, fmt.Errorf("meeting %s: %w", id, err)
@@ -275,6 +293,8 @@ func (s *Store) Meeting(ctx context.Context, id string) (Record, error) {
 
 // CreateMeeting stores a new meeting; ErrExists if the id is taken.
 func (s *Store) CreateMeeting(ctx context.Context, id string, value []byte) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, opWait)
+	defer cancel()
 	rev, err := s.meetings.Create(ctx, id, value)
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return 0, fmt.Errorf("meeting %s: %w", id, ErrExists)
@@ -288,6 +308,8 @@ func (s *Store) CreateMeeting(ctx context.Context, id string, value []byte) (uin
 // UpdateMeeting replaces a meeting's value if it is still at revision rev;
 // ErrConflict otherwise.
 func (s *Store) UpdateMeeting(ctx context.Context, id string, value []byte, rev uint64) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, opWait)
+	defer cancel()
 	n, err := s.meetings.Update(ctx, id, value, rev)
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return 0, fmt.Errorf("meeting %s: %w", id, ErrConflict)
@@ -309,6 +331,8 @@ func (s *Store) MeetingIDs(ctx context.Context) ([]string, error) {
 
 // PutNode stores a node's registration.
 func (s *Store) PutNode(ctx context.Context, id string, value []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, opWait)
+	defer cancel()
 	if _, err := s.nodes.Put(ctx, id, value); err != nil {
 		return fmt.Errorf("register node %s: %w", id, err)
 	}
@@ -345,6 +369,8 @@ func (s *Store) Nodes(ctx context.Context) ([][]byte, error) {
 
 // Control returns a control-plane value.
 func (s *Store) Control(ctx context.Context, key string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, opWait)
+	defer cancel()
 	kv := s.control
 	if kv == nil {
 		var err error
@@ -361,6 +387,8 @@ func (s *Store) Control(ctx context.Context, key string) ([]byte, error) {
 
 // PutControl stores a control-plane value.
 func (s *Store) PutControl(ctx context.Context, key string, value []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, opWait)
+	defer cancel()
 	if _, err := s.control.Put(ctx, key, value); err != nil {
 		return fmt.Errorf("store control value %s: %w", key, err)
 	}
