@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/store"
 )
@@ -32,7 +30,7 @@ func eventsAckWait(t cluster.Timing) time.Duration {
 // delivered again changes nothing more.
 func (s *Server) consumeEvents(ctx context.Context, c *store.EventConsumer) error {
 	return c.Consume(ctx, func(m store.EventMsg) {
-		ev, ok := fromNode(s, &nats.Msg{Subject: m.Subject, Data: m.Data}, "node event", func(ev cluster.Event) string { return ev.Node })
+		ev, ok := s.decodeEvent(m)
 		if !ok {
 			_ = m.Ack() // never valid, whoever takes it in
 			return
@@ -48,6 +46,21 @@ func (s *Server) consumeEvents(ctx context.Context, c *store.EventConsumer) erro
 			s.log.Warn("acknowledge node event", "subject", m.Subject, "err", err)
 		}
 	})
+}
+
+// decodeEvent checks an event from the stream (cluster.DecodeEvent) and
+// that the node it names is the one that sent it.
+func (s *Server) decodeEvent(m store.EventMsg) (cluster.Event, bool) {
+	ev, err := cluster.DecodeEvent(m.Data)
+	if err != nil {
+		s.log.Warn("ignoring malformed node event", "subject", m.Subject, "err", err)
+		return ev, false
+	}
+	if sender, ok := cluster.SubjectNode(m.Subject); !ok || ev.Node != sender {
+		s.log.Warn("ignoring node event naming another node", "subject", m.Subject, "names", ev.Node)
+		return ev, false
+	}
+	return ev, true
 }
 
 // openEvents binds the control plane's consumer of node events.

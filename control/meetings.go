@@ -101,6 +101,39 @@ func (m *meeting) foldDeparted(max int) {
 	m.Participants = kept
 }
 
+// recordBudget is the encoded size past which an update folds departed
+// participants harder than maxDeparted, and recordLimit the size no update
+// may pass: both well under the store's largest message (1 MB), so that
+// whatever participants and nodes put in a record, room remains for the
+// host's policy change and for joins.
+const (
+	recordBudget = 256 << 10
+	recordLimit  = 512 << 10
+)
+
+// encodeWithin folds departed participants beyond keep and encodes m;
+// while the encoding is over budget and departed participants remain, it
+// folds half of them more and encodes again.
+func (m *meeting) encodeWithin(keep, budget int) ([]byte, error) {
+	for {
+		m.foldDeparted(keep)
+		data, err := json.Marshal(m)
+		if err != nil || len(data) <= budget {
+			return data, err
+		}
+		departed := 0
+		for _, p := range m.Participants {
+			if p.Left != nil && !p.Removed {
+				departed++
+			}
+		}
+		if departed == 0 {
+			return data, nil
+		}
+		keep = min(keep, departed) / 2
+	}
+}
+
 // addUsage counts one participant that was on u's node from connected
 // until left (nil: still there) into u.
 func addUsage(u *api.NodeUsage, connected, left *time.Time) {
@@ -419,10 +452,12 @@ func (ms *meetings) update(ctx context.Context, id string, fn func(*meeting) err
 		if err := fn(m); err != nil {
 			return nil, 0, err
 		}
-		m.foldDeparted(maxDeparted)
-		data, err := json.Marshal(m)
+		data, err := m.encodeWithin(maxDeparted, recordBudget)
 		if err != nil {
 			return nil, 0, err
+		}
+		if len(data) > recordLimit {
+			return nil, 0, apiErr(http.StatusServiceUnavailable, api.CodeUnavailable, "meeting %s: its record would grow past %d bytes", id, recordLimit)
 		}
 		rev, err = ms.store.UpdateMeeting(ctx, id, data, rev)
 		if err == nil {

@@ -1,0 +1,98 @@
+package control
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/oakmeet/oakmeet/api"
+	"github.com/oakmeet/oakmeet/cluster"
+	"github.com/oakmeet/oakmeet/policy"
+)
+
+// A rogue node pads the reasons of its own participants' departures (each
+// '<' is stored as six bytes once JSON escapes it). The reasons are
+// replaced at decode and the record stays small: after 1,000 such
+// departures the host still changes the meeting's policy, a new
+// participant still joins and an honest departure is still stored.
+func TestPaddedDeparturesLeaveTheMeetingWritable(t *testing.T) {
+	e := newRigEnv(t, quietTiming, "de-fra:DE", "us-iad:US")
+	r, _ := e.start(nil)
+	m := r.createMeeting(policy.Policy{})
+	us := r.join(m.ID, "US", "")
+	pad := strings.Repeat("<", cluster.MaxEventBytes-300)
+	const departures = 1000
+	for range departures {
+		jr := r.join(m.ID, "DE", "")
+		raw := fmt.Sprintf(`{"kind":"disconnected","node":"de-fra","meeting":%q,"participant":%q,"reason":"%s","time":%q}`,
+			m.ID, jr.ParticipantID, pad, time.Now().UTC().Format(time.RFC3339Nano))
+		if err := e.conns["de-fra"].Publish(cluster.SubjectEvents("de-fra"), []byte(raw)); err != nil {
+			t.Fatal(err)
+		}
+		r.waitFor("the padded departure", func() bool {
+			mt, _, err := r.srv.meetings.get(context.Background(), m.ID)
+			return err == nil && mt.participant(jr.ParticipantID).Left != nil
+		})
+	}
+	mt, _, err := r.srv.meetings.get(context.Background(), m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range mt.Participants {
+		if p.Left != nil && p.LeftReason != cluster.UnreadableReason {
+			t.Fatalf("a padded reason was stored as %.40q", p.LeftReason)
+		}
+	}
+	rec, err := e.st.Meeting(context.Background(), m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("after %d padded departures the stored meeting is %d bytes", departures, len(rec.Value))
+	if len(rec.Value) > recordBudget {
+		t.Errorf("the stored meeting is %d bytes, over its budget of %d", len(rec.Value), recordBudget)
+	}
+	if _, err := r.host(m.ID).SetPolicy(context.Background(), policy.Policy{BlockedCountries: []string{"DE"}}); err != nil {
+		t.Fatalf("host's policy change: %v", err)
+	}
+	r.join(m.ID, "US", "")
+	folded := mt.FoldedCount
+	r.event(cluster.Event{Kind: cluster.EventDisconnected, Node: "us-iad", Meeting: m.ID, Participant: us.ParticipantID, Reason: "bye", Time: time.Now()})
+	r.waitFor("the honest departure", func() bool {
+		mt, _, err := r.srv.meetings.get(context.Background(), m.ID)
+		if err != nil {
+			return false
+		}
+		// The earliest departed participant is folded at once.
+		p := mt.participant(us.ParticipantID)
+		return p == nil && mt.FoldedCount > folded || p != nil && p.Left != nil
+	})
+}
+
+// A record that grew large before reasons were bounded (or through many
+// long names) is folded until it is within budget again, so the next
+// update is stored.
+func TestOversizedRecordIsFoldedWithinBudget(t *testing.T) {
+	m := &meeting{ID: "m1"}
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for i := range 100 {
+		left := at.Add(time.Minute)
+		m.Participants = append(m.Participants, participant{ID: fmt.Sprintf("p%d", i), Node: api.PlacedNode{ID: "de-fra"},
+			Joined: at, Connected: &at, Left: &left, LeftReason: strings.Repeat("<", 15000)})
+	}
+	m.Participants = append(m.Participants, participant{ID: "stays", Node: api.PlacedNode{ID: "us-iad"}, Joined: at})
+	data, err := m.encodeWithin(maxDeparted, recordBudget)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) > recordBudget {
+		t.Fatalf("encoded to %d bytes, over the budget of %d", len(data), recordBudget)
+	}
+	if m.participant("stays") == nil {
+		t.Fatal("a participant still there was folded")
+	}
+	if m.FoldedCount == 0 || m.Folded["de-fra"] == nil || m.Folded["de-fra"].Participants != m.FoldedCount {
+		t.Fatalf("folded %d, usage %+v", m.FoldedCount, m.Folded["de-fra"])
+	}
+}
