@@ -23,6 +23,19 @@ func eventsAckWait(t cluster.Timing) time.Duration {
 	return max(5*t.HeartbeatInterval, 200*time.Millisecond)
 }
 
+// eventsMaxDeliver is how many times an event whose store update fails
+// is delivered before it is given up (logged, and acknowledged): with
+// eventsRetryDelay, about two minutes by default, well past a store's
+// failover.
+const eventsMaxDeliver = 20
+
+// eventsRetryDelay is how long an event whose store update failed waits
+// before its next delivery: growing with each delivery, from one
+// heartbeat interval to ten.
+func eventsRetryDelay(t cluster.Timing, delivered uint64) time.Duration {
+	return max(t.HeartbeatInterval, 10*time.Millisecond) * time.Duration(min(delivered, 10))
+}
+
 // consumeEvents takes in node events from the events stream until ctx
 // ends, one at a time and in order, acknowledging each once nodeEvent has
 // returned. An event cut off by ctx is left unacknowledged, for the next
@@ -35,12 +48,24 @@ func (s *Server) consumeEvents(ctx context.Context, c *store.EventConsumer) erro
 			_ = m.Ack() // never valid, whoever takes it in
 			return
 		}
-		s.nodeEvent(ctx, ev)
+		err := s.nodeEvent(ctx, ev)
 		if ctx.Err() != nil {
 			// Cut off, or never begun (handed out before the stop): the
 			// next control plane takes it at once.
 			_ = m.Nak()
 			return
+		}
+		if err != nil {
+			if m.Delivered < eventsMaxDeliver {
+				// The store failed (during a failover, mostly): the
+				// event comes again once it may be back.
+				s.log.Warn("node event not taken in: will retry", "subject", m.Subject, "meeting", ev.Meeting,
+					"participant", ev.Participant, "kind", ev.Kind, "delivery", m.Delivered, "err", err)
+				_ = m.NakWithDelay(eventsRetryDelay(s.cfg.Timing, m.Delivered))
+				return
+			}
+			s.log.Error("node event given up after repeated store failures: its participant's state may be stale until the next plan",
+				"subject", m.Subject, "meeting", ev.Meeting, "participant", ev.Participant, "kind", ev.Kind, "deliveries", m.Delivered, "err", err)
 		}
 		if err := m.Ack(); err != nil {
 			s.log.Warn("acknowledge node event", "subject", m.Subject, "err", err)
@@ -65,7 +90,7 @@ func (s *Server) decodeEvent(m store.EventMsg) (cluster.Event, bool) {
 
 // openEvents binds the control plane's consumer of node events.
 func (s *Server) openEvents(ctx context.Context) (*store.EventConsumer, error) {
-	c, err := s.cfg.Store.EventConsumer(ctx, eventsConsumer, eventsAckWait(s.cfg.Timing))
+	c, err := s.cfg.Store.EventConsumer(ctx, eventsConsumer, eventsAckWait(s.cfg.Timing), eventsMaxDeliver)
 	if err != nil {
 		return nil, fmt.Errorf("control: %w", err)
 	}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/oakmeet/oakmeet/api"
 	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/policy"
@@ -95,4 +97,98 @@ func TestOversizedRecordIsFoldedWithinBudget(t *testing.T) {
 	if m.FoldedCount == 0 || m.Folded["de-fra"] == nil || m.Folded["de-fra"].Participants != m.FoldedCount {
 		t.Fatalf("folded %d, usage %+v", m.FoldedCount, m.Folded["de-fra"])
 	}
+}
+
+// A connection event that arrives while the store refuses writes (as
+// during a failover) is not acknowledged: it is delivered again, and
+// recorded once the store takes writes again.
+func TestEventRetriedWhileStoreFails(t *testing.T) {
+	e := newRigEnv(t, quietTiming, "de-fra:DE", "us-iad:US")
+	r, _ := e.start(nil)
+	m := r.createMeeting(policy.Policy{})
+	ctx := context.Background()
+	jr, err := r.api.Join(ctx, m.ID, api.JoinRequest{Location: api.Hint{Country: "US"}, Secret: r.secret(m.ID)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(e.ctl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, "KV_"+cluster.BucketMeetings)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	broken := cfg
+	broken.MaxMsgSize = 16 // no meeting fits: every write fails
+	if _, err := js.UpdateStream(ctx, broken); err != nil {
+		t.Fatal(err)
+	}
+	r.event(cluster.Event{Kind: cluster.EventConnected, Node: "us-iad", Meeting: m.ID, Participant: jr.ParticipantID, Time: time.Now()})
+	cons, err := js.Consumer(ctx, cluster.StreamEvents, eventsConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.waitFor("the event delivered again", func() bool {
+		ci, err := cons.Info(ctx)
+		return err == nil && ci.NumRedelivered > 0
+	})
+	if seated := r.hasSeat(jr.ParticipantID); !seated {
+		t.Fatal("the seat was given up though the connection was not recorded")
+	}
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	r.waitFor("the connection recorded", func() bool {
+		mt, _, err := r.srv.meetings.get(ctx, m.ID)
+		return err == nil && mt.participant(jr.ParticipantID).Connected != nil
+	})
+	r.waitFor("the event acknowledged", func() bool {
+		ci, err := cons.Info(ctx)
+		return err == nil && ci.NumAckPending == 0 && ci.NumPending == 0
+	})
+	if r.hasSeat(jr.ParticipantID) {
+		t.Fatal("the seat is still held after the connection was recorded")
+	}
+}
+
+// A node that reports another node's participant connected changes
+// nothing: the participant's seat stays held for it on its own node.
+func TestEventOfAnotherNodeKeepsTheSeat(t *testing.T) {
+	e := newRigEnv(t, quietTiming, "de-fra:DE", "us-iad:US")
+	r, _ := e.start(nil)
+	m := r.createMeeting(policy.Policy{})
+	ctx := context.Background()
+	jr, err := r.api.Join(ctx, m.ID, api.JoinRequest{Location: api.Hint{Country: "US"}, Secret: r.secret(m.ID)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.srv.nodeEvent(ctx, cluster.Event{Kind: cluster.EventConnected, Node: "de-fra", Meeting: m.ID, Participant: jr.ParticipantID, Time: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if !r.hasSeat(jr.ParticipantID) {
+		t.Fatal("another node's event released the participant's seat")
+	}
+	mt, _, err := r.srv.meetings.get(ctx, m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mt.participant(jr.ParticipantID).Connected != nil {
+		t.Fatal("another node's event recorded the participant connected")
+	}
+	r.connect(m.ID, jr)
+	if r.hasSeat(jr.ParticipantID) {
+		t.Fatal("the seat is still held after its own node's connection")
+	}
+}
+
+// hasSeat reports whether the owner holds a seat for participant pid.
+func (r *rig) hasSeat(pid string) bool {
+	r.t.Helper()
+	var ok bool
+	if err := r.owner().do(context.Background(), func() { _, ok = r.owner().seats[pid] }); err != nil {
+		r.t.Fatal(err)
+	}
+	return ok
 }

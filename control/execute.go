@@ -119,7 +119,7 @@ func (s *Server) carryOut(ctx context.Context, acts []action) {
 		case actRelay:
 			s.orderRelay(a.Meeting, a.Relay)
 		case actLeave:
-			s.participantLeft(ctx, a.Meeting, a.Left)
+			_ = s.participantLeft(ctx, a.Meeting, a.Left) // logged; the next plan decides again
 		case actAudit:
 			if _, err := s.audit.append(ctx, a.Entry); err != nil {
 				s.log.Error("audit", "kind", a.Entry.Kind, "meeting", a.Entry.Meeting, "err", err)
@@ -164,8 +164,9 @@ func (s *Server) orderRelay(meetingID string, r relayOrder) {
 }
 
 // participantLeft ends a participant's presence on a node in the store,
-// unless it has already left or moved elsewhere.
-func (s *Server) participantLeft(ctx context.Context, meetingID string, l leave) {
+// unless it has already left or moved elsewhere. It returns the store's
+// error when the departure could not be recorded.
+func (s *Server) participantLeft(ctx context.Context, meetingID string, l leave) error {
 	_, _, err := s.meetings.update(ctx, meetingID, func(m *meeting) error {
 		p := m.participant(l.Participant)
 		if p == nil || p.Left != nil || p.Node.ID != l.Node || l.Unconnected && p.Connected != nil {
@@ -176,13 +177,16 @@ func (s *Server) participantLeft(ctx context.Context, meetingID string, l leave)
 		return nil
 	})
 	if errors.Is(err, errNoChange) {
-		return
+		return nil
 	}
 	if err != nil {
 		s.log.Warn("record departure", "meeting", meetingID, "participant", l.Participant, "err", err)
 		_ = s.owner.leaveFailed(ctx, meetingID, l.Participant)
-		return
+		return err
 	}
+	// Recorded: a retry would change nothing more, so the owner's answer
+	// (only ever the end of ctx) is not the caller's concern.
 	_ = s.owner.left(ctx, l.Node)
 	s.log.Info("participant left", "meeting", meetingID, "participant", l.Participant, "node", l.Node, "reason", l.Reason)
+	return nil
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -66,6 +67,9 @@ func (e EventMsg) Ack() error { return e.msg.Ack() }
 // Nak asks for the event to be delivered again at once.
 func (e EventMsg) Nak() error { return e.msg.Nak() }
 
+// NakWithDelay asks for the event to be delivered again after d.
+func (e EventMsg) NakWithDelay(d time.Duration) error { return e.msg.NakWithDelay(d) }
+
 // EventConsumer is a durable consumer of the events stream.
 type EventConsumer struct {
 	cons jetstream.Consumer
@@ -75,8 +79,10 @@ type EventConsumer struct {
 // consumer name of the events stream: every event not yet acknowledged on
 // that name is delivered, in order, so a control plane that starts after
 // another stopped resumes where the last one acknowledged. An event not
-// acknowledged within ackWait is delivered again.
-func (s *Store) EventConsumer(ctx context.Context, name string, ackWait time.Duration) (*EventConsumer, error) {
+// acknowledged within ackWait is delivered again, up to maxDeliver times
+// in all (0: without end); the caller acknowledges the last delivery
+// itself (JetStream delivers it no more, but would count it pending).
+func (s *Store) EventConsumer(ctx context.Context, name string, ackWait time.Duration, maxDeliver int) (*EventConsumer, error) {
 	if s.events == nil {
 		return nil, errors.New("events stream: not opened by this handle")
 	}
@@ -86,6 +92,7 @@ func (s *Store) EventConsumer(ctx context.Context, name string, ackWait time.Dur
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       ackWait,
+		MaxDeliver:    cmp.Or(maxDeliver, -1),
 		// Events of one participant must be taken in in order (a
 		// connection before its departure); a handful in flight keeps
 		// redeliveries after a stall in that order too.
