@@ -471,7 +471,6 @@ func retryable(err error) error {
 	return err
 }
 
-
 // Handler is the HTTP API.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
