@@ -376,6 +376,21 @@ func (ms *meetings) forPlan(ctx context.Context, id string) (*meeting, uint64, e
 	return ms.get(ctx, id)
 }
 
+// holds reports, while the watch keeps the decoded values current,
+// whether the meeting is active (it has participants not gone) and
+// whether a value of it is held at all; watched is false otherwise, and
+// only the store knows.
+func (ms *meetings) holds(id string) (active, known, watched bool) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if !ms.watched {
+		return false, false, false
+	}
+	_, active = ms.decoded[id]
+	_, idle := ms.idle[id]
+	return active, active || idle, true
+}
+
 // observe takes in a change the watch saw: the value is decoded unless
 // the revision is held already (this process wrote it). It returns whether
 // the meeting has participants now.

@@ -384,6 +384,17 @@ func (s *Server) nodeEvent(ctx context.Context, ev cluster.Event) error {
 	if !validMeetingID(ev.Meeting) {
 		return nil
 	}
+	// Events about meetings without participants are dropped without a
+	// store read, so that a node flooding made-up meetings costs little
+	// and delays others' events little: every meeting with participants
+	// is held decoded while the watch runs. A departure from such a
+	// meeting has nothing to record; a connection to one held idle is
+	// checked (it is turned away), one to a meeting not held at all names
+	// none or one long over.
+	if active, known, watched := s.meetings.holds(ev.Meeting); watched && !active &&
+		(ev.Kind == cluster.EventDisconnected || !known) {
+		return nil
+	}
 	switch ev.Kind {
 	case cluster.EventConnected:
 		var old *participant

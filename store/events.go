@@ -21,12 +21,15 @@ const eventsMaxAge = time.Hour
 // eventsStreamConfig is the stream that keeps node events (nodes publish
 // them plainly on cluster.SubjectEvents) until the control plane has
 // acknowledged them, with replicas JetStream copies.
-// eventsPerNode bounds what the stream keeps of one node: far more than
-// the connects and leaves of a full node within eventsMaxAge.
-const eventsPerNode = 100_000
+// eventsPerNode bounds what the stream keeps of one node, and so how far
+// one node's flood can put back the events of others: several times the
+// connects and leaves a full node makes while a control plane fails over.
+const eventsPerNode = 5_000
 
-// eventMaxBytes bounds one event; a real one is a few hundred bytes.
-const eventMaxBytes = 16 << 10
+// eventsMaxBytes bounds the whole stream (MaxMsgSize times the per-node
+// cap is 10 MB a node): room for hundreds of nodes, and a bound on the
+// disk a deployment gives node events.
+const eventsMaxBytes = 256 << 20
 
 func eventsStreamConfig(replicas int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
@@ -43,7 +46,8 @@ func eventsStreamConfig(replicas int) jetstream.StreamConfig {
 		// Each node has a subject of its own: a node that floods it
 		// pushes out only its own oldest events, never another's.
 		MaxMsgsPerSubject: eventsPerNode,
-		MaxMsgSize:        eventMaxBytes,
+		MaxMsgSize:        cluster.MaxEventBytes, // the control plane refuses larger ones anyway
+		MaxBytes:          eventsMaxBytes,
 		Discard:           jetstream.DiscardOld,
 		Storage:           jetstream.FileStorage,
 		Replicas:          max(replicas, 1),
