@@ -262,6 +262,78 @@ type Event struct {
 	Time        time.Time `json:"time"`
 }
 
+// MaxEventBytes bounds one encoded event; a real one is a few hundred
+// bytes. The events stream refuses larger messages, and DecodeEvent does
+// too.
+const MaxEventBytes = 2 << 10
+
+// MaxEventReason bounds an event's Reason, in bytes.
+const MaxEventReason = 128
+
+// UnreadableReason replaces a Reason that is too long or not printable:
+// whatever a node reports ends up in the meeting's stored record and in
+// its report, so it is kept small and plain whoever sent it.
+const UnreadableReason = "node gave an unreadable reason"
+
+// DecodeEvent decodes an event a node sent and checks it: a known kind,
+// a valid node id, a meeting and participant id of at most 64 letters,
+// digits, '-' or '_'. A Reason that is not at most MaxEventReason bytes of
+// printable ASCII is replaced by UnreadableReason, so a departure is still
+// taken in.
+func DecodeEvent(data []byte) (Event, error) {
+	if len(data) > MaxEventBytes {
+		return Event{}, fmt.Errorf("decode event: %d bytes, more than %d", len(data), MaxEventBytes)
+	}
+	ev, err := Decode[Event]("event", data)
+	if err != nil {
+		return Event{}, err
+	}
+	switch ev.Kind {
+	case EventConnected, EventDisconnected:
+	default:
+		return Event{}, fmt.Errorf("event: unknown kind %q", truncate(ev.Kind))
+	}
+	if err := ValidNodeID(ev.Node); err != nil {
+		return Event{}, fmt.Errorf("event: %w", err)
+	}
+	if !validEventID(ev.Meeting) {
+		return Event{}, fmt.Errorf("event: meeting id %q is not valid", truncate(ev.Meeting))
+	}
+	if !validEventID(ev.Participant) {
+		return Event{}, fmt.Errorf("event: participant id %q is not valid", truncate(ev.Participant))
+	}
+	if !readableReason(ev.Reason) {
+		ev.Reason = UnreadableReason
+	}
+	return ev, nil
+}
+
+// validEventID reports whether id is 1-64 letters, digits, '-' or '_',
+// as every meeting and participant id is.
+func validEventID(id string) bool {
+	return ValidNodeID(id) == nil
+}
+
+func readableReason(r string) bool {
+	if len(r) > MaxEventReason {
+		return false
+	}
+	for i := 0; i < len(r); i++ {
+		if r[i] < 0x20 || r[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// truncate shortens what an error quotes of a refused event.
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
+
 // Command kinds the control plane sends to a node.
 const (
 	// CommandKick disconnects a participant, telling it Reason (a leave

@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -64,6 +66,39 @@ func TestTimingForHeartbeat(t *testing.T) {
 	for _, bad := range []time.Duration{0, -time.Second, time.Millisecond, 2 * time.Minute} {
 		if _, err := TimingForHeartbeat(bad); err == nil {
 			t.Errorf("%s accepted", bad)
+		}
+	}
+}
+
+func TestDecodeEvent(t *testing.T) {
+	ok := `{"kind":"disconnected","node":"de-1","meeting":"m1","participant":"p1","reason":%s}`
+	for _, c := range []struct{ reason, want string }{
+		{`"removed"`, "removed"},
+		{`"join interrupted"`, "join interrupted"},
+		{`"` + strings.Repeat("<", 200) + `"`, UnreadableReason},
+		{`"` + strings.Repeat("a", MaxEventReason+1) + `"`, UnreadableReason},
+		{`"` + strings.Repeat("a", MaxEventReason) + `"`, strings.Repeat("a", MaxEventReason)},
+		{`"bye\n"`, UnreadableReason},
+		{`"tschüss"`, UnreadableReason},
+	} {
+		ev, err := DecodeEvent([]byte(fmt.Sprintf(ok, c.reason)))
+		if err != nil {
+			t.Fatalf("%s: %v", c.reason, err)
+		}
+		if ev.Reason != c.want {
+			t.Errorf("reason %s decoded as %q, want %q", c.reason, ev.Reason, c.want)
+		}
+	}
+	for _, bad := range []string{
+		`{"kind":"joined","node":"de-1","meeting":"m1","participant":"p1"}`,
+		`{"kind":"connected","node":"de.1","meeting":"m1","participant":"p1"}`,
+		`{"kind":"connected","node":"de-1","meeting":"m.1","participant":"p1"}`,
+		`{"kind":"connected","node":"de-1","meeting":"m1","participant":""}`,
+		`{"kind":"connected","node":"de-1","meeting":"m1","participant":"p1","reason":"` + strings.Repeat("a", MaxEventBytes) + `"}`,
+		`not json`,
+	} {
+		if _, err := DecodeEvent([]byte(bad)); err == nil {
+			t.Errorf("%.80s accepted", bad)
 		}
 	}
 }

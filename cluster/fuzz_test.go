@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -27,6 +28,41 @@ func FuzzSubjectNode(f *testing.F) {
 		}
 		if !strings.HasPrefix(subject, "oakmeet.node."+id+".") {
 			t.Fatalf("%q is not a subject of node %q", subject, id)
+		}
+	})
+}
+
+// FuzzDecodeEvent checks that whatever a node sends, a decoded event is
+// small and plain: valid ids, a known kind, a short printable reason, and
+// its encoding stays within a bound however JSON escapes it.
+func FuzzDecodeEvent(f *testing.F) {
+	f.Add([]byte(`{"kind":"connected","node":"de-1","meeting":"m1","participant":"p1","time":"2026-01-02T03:04:05Z"}`))
+	f.Add([]byte(`{"kind":"disconnected","node":"de-1","meeting":"m1","participant":"p1","reason":"<<<<<<<<"}`))
+	f.Add([]byte(`{"kind":"disconnected","node":"de-1","meeting":"m1","participant":"p1","reason":"\u0000\u2028"}`))
+	f.Add([]byte(`{"kind":"other","node":"de.1"}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ev, err := DecodeEvent(data)
+		if err != nil {
+			return
+		}
+		if ev.Kind != EventConnected && ev.Kind != EventDisconnected {
+			t.Fatalf("kind %q accepted", ev.Kind)
+		}
+		for _, id := range []string{ev.Node, ev.Meeting, ev.Participant} {
+			if ValidNodeID(id) != nil {
+				t.Fatalf("id %q accepted", id)
+			}
+		}
+		if ev.Reason != UnreadableReason && !readableReason(ev.Reason) {
+			t.Fatalf("reason %q kept", ev.Reason)
+		}
+		out, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out) > 1024 {
+			t.Fatalf("a decoded event encodes to %d bytes", len(out))
 		}
 	})
 }

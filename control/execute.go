@@ -103,9 +103,15 @@ func (s *Server) planDue(ctx context.Context) (time.Time, error) {
 // planReaders is how many meetings planDue reads and plans at once.
 const planReaders = 8
 
-// carryOut does what a plan decided, each action once, in order.
+// carryOut does what a plan decided, each action once, in order. It
+// stops at the first action it finds ctx ended before: a control plane
+// that lost its lease (ctx ends with it), however long it was frozen,
+// sends no kick, move or relay token after.
 func (s *Server) carryOut(ctx context.Context, acts []action) {
 	for _, a := range acts {
+		if ctx.Err() != nil {
+			return
+		}
 		if a.Note != "" {
 			lvl := s.log.Info
 			if a.Warn {
@@ -115,11 +121,11 @@ func (s *Server) carryOut(ctx context.Context, acts []action) {
 		}
 		switch a.Kind {
 		case actCommand:
-			s.command(a.Node, a.Cmd)
+			s.command(ctx, a.Node, a.Cmd)
 		case actRelay:
-			s.orderRelay(a.Meeting, a.Relay)
+			s.orderRelay(ctx, a.Meeting, a.Relay)
 		case actLeave:
-			s.participantLeft(ctx, a.Meeting, a.Left)
+			_ = s.participantLeft(ctx, a.Meeting, a.Left) // logged; the next plan decides again
 		case actAudit:
 			if _, err := s.audit.append(ctx, a.Entry); err != nil {
 				s.log.Error("audit", "kind", a.Entry.Kind, "meeting", a.Entry.Meeting, "err", err)
@@ -135,7 +141,11 @@ func (s *Server) carryOut(ctx context.Context, acts []action) {
 	}
 }
 
-func (s *Server) command(node string, c cluster.Command) {
+// command sends c to node, unless ctx has ended.
+func (s *Server) command(ctx context.Context, node string, c cluster.Command) {
+	if ctx.Err() != nil {
+		return
+	}
 	data, err := json.Marshal(c)
 	if err != nil {
 		return
@@ -146,8 +156,11 @@ func (s *Server) command(node string, c cluster.Command) {
 }
 
 // orderRelay asks r.From to open (or keep) a relay link to r.To, with a
-// token that vouches for both ends.
-func (s *Server) orderRelay(meetingID string, r relayOrder) {
+// token that vouches for both ends, unless ctx has ended.
+func (s *Server) orderRelay(ctx context.Context, meetingID string, r relayOrder) {
+	if ctx.Err() != nil {
+		return
+	}
 	now := s.now()
 	a, b := r.From, r.To
 	tok, err := token.SignRelay(s.cfg.Key, token.RelayClaims{
@@ -160,12 +173,13 @@ func (s *Server) orderRelay(meetingID string, r relayOrder) {
 		s.log.Warn("relay token", "meeting", meetingID, "a", a.ID, "b", b.ID, "err", err)
 		return
 	}
-	s.command(a.ID, cluster.Command{Kind: cluster.CommandRelay, Meeting: meetingID, Peer: b.ID, PeerURL: b.URL, Token: tok})
+	s.command(ctx, a.ID, cluster.Command{Kind: cluster.CommandRelay, Meeting: meetingID, Peer: b.ID, PeerURL: b.URL, Token: tok})
 }
 
 // participantLeft ends a participant's presence on a node in the store,
-// unless it has already left or moved elsewhere.
-func (s *Server) participantLeft(ctx context.Context, meetingID string, l leave) {
+// unless it has already left or moved elsewhere. It returns the store's
+// error when the departure could not be recorded.
+func (s *Server) participantLeft(ctx context.Context, meetingID string, l leave) error {
 	_, _, err := s.meetings.update(ctx, meetingID, func(m *meeting) error {
 		p := m.participant(l.Participant)
 		if p == nil || p.Left != nil || p.Node.ID != l.Node || l.Unconnected && p.Connected != nil {
@@ -176,13 +190,16 @@ func (s *Server) participantLeft(ctx context.Context, meetingID string, l leave)
 		return nil
 	})
 	if errors.Is(err, errNoChange) {
-		return
+		return nil
 	}
 	if err != nil {
 		s.log.Warn("record departure", "meeting", meetingID, "participant", l.Participant, "err", err)
 		_ = s.owner.leaveFailed(ctx, meetingID, l.Participant)
-		return
+		return err
 	}
+	// Recorded: a retry would change nothing more, so the owner's answer
+	// (only ever the end of ctx) is not the caller's concern.
 	_ = s.owner.left(ctx, l.Node)
 	s.log.Info("participant left", "meeting", meetingID, "participant", l.Participant, "node", l.Node, "reason", l.Reason)
+	return nil
 }

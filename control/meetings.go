@@ -101,6 +101,39 @@ func (m *meeting) foldDeparted(max int) {
 	m.Participants = kept
 }
 
+// recordBudget is the encoded size past which an update folds departed
+// participants harder than maxDeparted, and recordLimit the size no update
+// may pass: both well under the store's largest message (1 MB), so that
+// whatever participants and nodes put in a record, room remains for the
+// host's policy change and for joins.
+const (
+	recordBudget = 256 << 10
+	recordLimit  = 512 << 10
+)
+
+// encodeWithin folds departed participants beyond keep and encodes m;
+// while the encoding is over budget and departed participants remain, it
+// folds half of them more and encodes again.
+func (m *meeting) encodeWithin(keep, budget int) ([]byte, error) {
+	for {
+		m.foldDeparted(keep)
+		data, err := json.Marshal(m)
+		if err != nil || len(data) <= budget {
+			return data, err
+		}
+		departed := 0
+		for _, p := range m.Participants {
+			if p.Left != nil && !p.Removed {
+				departed++
+			}
+		}
+		if departed == 0 {
+			return data, nil
+		}
+		keep = min(keep, departed) / 2
+	}
+}
+
 // addUsage counts one participant that was on u's node from connected
 // until left (nil: still there) into u.
 func addUsage(u *api.NodeUsage, connected, left *time.Time) {
@@ -343,6 +376,21 @@ func (ms *meetings) forPlan(ctx context.Context, id string) (*meeting, uint64, e
 	return ms.get(ctx, id)
 }
 
+// holds reports, while the watch keeps the decoded values current,
+// whether the meeting is active (it has participants not gone) and
+// whether a value of it is held at all; watched is false otherwise, and
+// only the store knows.
+func (ms *meetings) holds(id string) (active, known, watched bool) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if !ms.watched {
+		return false, false, false
+	}
+	_, active = ms.decoded[id]
+	_, idle := ms.idle[id]
+	return active, active || idle, true
+}
+
 // observe takes in a change the watch saw: the value is decoded unless
 // the revision is held already (this process wrote it). It returns whether
 // the meeting has participants now.
@@ -427,10 +475,12 @@ func (ms *meetings) update(ctx context.Context, id string, fn func(*meeting) err
 			}
 			return nil, 0, err
 		}
-		m.foldDeparted(maxDeparted)
-		data, err := json.Marshal(m)
+		data, err := m.encodeWithin(maxDeparted, recordBudget)
 		if err != nil {
 			return nil, 0, err
+		}
+		if len(data) > recordLimit {
+			return nil, 0, apiErr(http.StatusServiceUnavailable, api.CodeUnavailable, "meeting %s: its record would grow past %d bytes", id, recordLimit)
 		}
 		rev, err = ms.store.UpdateMeeting(ctx, id, data, rev)
 		if err == nil {

@@ -382,18 +382,30 @@ func (s *Server) loadState(ctx context.Context) error {
 }
 
 // nodeEvent follows participants connecting to and leaving their nodes.
-func (s *Server) nodeEvent(ctx context.Context, ev cluster.Event) {
+// It returns an error when the event could not be taken in and may be
+// later (the store failed, or ctx ended); an event that changes nothing,
+// or names what does not exist, is taken in.
+func (s *Server) nodeEvent(ctx context.Context, ev cluster.Event) error {
 	if !validMeetingID(ev.Meeting) {
-		return
+		return nil
+	}
+	// Events about meetings without participants are dropped without a
+	// store read, so that a node flooding made-up meetings costs little
+	// and delays others' events little: every meeting with participants
+	// is held decoded while the watch runs. A departure from such a
+	// meeting has nothing to record; a connection to one held idle is
+	// checked (it is turned away), one to a meeting not held at all names
+	// none or one long over.
+	if active, known, watched := s.meetings.holds(ev.Meeting); watched && !active &&
+		(ev.Kind == cluster.EventDisconnected || !known) {
+		return nil
 	}
 	switch ev.Kind {
 	case cluster.EventConnected:
-		if err := s.owner.connected(ctx, ev.Participant); err != nil {
-			return
-		}
 		var old *participant
-		removed, late, lateReason := false, false, ""
+		removed, late, lateReason, onNode := false, false, "", false
 		_, _, err := s.meetings.update(ctx, ev.Meeting, func(m *meeting) error {
+			removed, late, onNode, old = false, false, false, nil // this attempt's findings alone
 			p := m.participant(ev.Participant)
 			if p != nil && p.Removed {
 				// Removed before it got there, or back with its token:
@@ -418,7 +430,11 @@ func (s *Server) nodeEvent(ctx context.Context, ev cluster.Event) {
 				late, lateReason = true, api.ReasonPendingExpired
 				return errNoChange
 			}
-			if p.Node.ID != ev.Node || p.Connected != nil {
+			if p.Node.ID != ev.Node {
+				return errNoChange // another node's participant: its seat is not this node's to give back
+			}
+			onNode = p.Left == nil
+			if p.Connected != nil {
 				return errNoChange
 			}
 			t := ev.Time.UTC()
@@ -431,6 +447,17 @@ func (s *Server) nodeEvent(ctx context.Context, ev cluster.Event) {
 			}
 			return nil
 		})
+		if err != nil && !errors.Is(err, errNoChange) {
+			s.log.Warn("record connection", "meeting", ev.Meeting, "participant", ev.Participant, "err", err)
+			return retryable(err)
+		}
+		if onNode {
+			// Only once the record says it is connected on this node:
+			// its seat is no longer held for it.
+			if err := s.owner.connected(ctx, ev.Participant); err != nil {
+				return err
+			}
+		}
 		if err == nil && old != nil {
 			_ = s.owner.replaced(ctx, ev.Meeting, old.ID, old.Node.ID, s.now())
 		}
@@ -443,12 +470,21 @@ func (s *Server) nodeEvent(ctx context.Context, ev cluster.Event) {
 			_, _ = s.owner.handOver(ctx, []action{{Kind: actCommand, Meeting: ev.Meeting, Node: ev.Node, Note: "participant connected after it was recorded gone: disconnecting",
 				Cmd: cluster.Command{Kind: cluster.CommandKick, Meeting: ev.Meeting, Participant: ev.Participant, Reason: lateReason}}})
 		}
-		if err != nil && !errors.Is(err, errNoChange) {
-			s.log.Warn("record connection", "meeting", ev.Meeting, "participant", ev.Participant, "err", err)
-		}
 	case cluster.EventDisconnected:
-		s.participantLeft(ctx, ev.Meeting, leave{Participant: ev.Participant, Node: ev.Node, Reason: ev.Reason, At: ev.Time})
+		return retryable(s.participantLeft(ctx, ev.Meeting, leave{Participant: ev.Participant, Node: ev.Node, Reason: ev.Reason, At: ev.Time}))
 	}
+	return ctx.Err()
+}
+
+// retryable is err if trying again later may succeed: a store failure or
+// an ended context, not an answer about the meeting (no such meeting, its
+// record full), which a retry would only repeat.
+func retryable(err error) error {
+	var ae *api.Error
+	if err == nil || errors.Is(err, errNoChange) || errors.As(err, &ae) {
+		return nil
+	}
+	return err
 }
 
 // Handler is the HTTP API.

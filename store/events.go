@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,12 +21,15 @@ const eventsMaxAge = time.Hour
 // eventsStreamConfig is the stream that keeps node events (nodes publish
 // them plainly on cluster.SubjectEvents) until the control plane has
 // acknowledged them, with replicas JetStream copies.
-// eventsPerNode bounds what the stream keeps of one node: far more than
-// the connects and leaves of a full node within eventsMaxAge.
-const eventsPerNode = 100_000
+// eventsPerNode bounds what the stream keeps of one node, and so how far
+// one node's flood can put back the events of others: several times the
+// connects and leaves a full node makes while a control plane fails over.
+const eventsPerNode = 5_000
 
-// eventMaxBytes bounds one event; a real one is a few hundred bytes.
-const eventMaxBytes = 16 << 10
+// eventsMaxBytes bounds the whole stream (MaxMsgSize times the per-node
+// cap is 10 MB a node): room for hundreds of nodes, and a bound on the
+// disk a deployment gives node events.
+const eventsMaxBytes = 256 << 20
 
 func eventsStreamConfig(replicas int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
@@ -42,7 +46,8 @@ func eventsStreamConfig(replicas int) jetstream.StreamConfig {
 		// Each node has a subject of its own: a node that floods it
 		// pushes out only its own oldest events, never another's.
 		MaxMsgsPerSubject: eventsPerNode,
-		MaxMsgSize:        eventMaxBytes,
+		MaxMsgSize:        cluster.MaxEventBytes, // the control plane refuses larger ones anyway
+		MaxBytes:          eventsMaxBytes,
 		Discard:           jetstream.DiscardOld,
 		Storage:           jetstream.FileStorage,
 		Replicas:          max(replicas, 1),
@@ -66,6 +71,9 @@ func (e EventMsg) Ack() error { return e.msg.Ack() }
 // Nak asks for the event to be delivered again at once.
 func (e EventMsg) Nak() error { return e.msg.Nak() }
 
+// NakWithDelay asks for the event to be delivered again after d.
+func (e EventMsg) NakWithDelay(d time.Duration) error { return e.msg.NakWithDelay(d) }
+
 // EventConsumer is a durable consumer of the events stream.
 type EventConsumer struct {
 	cons jetstream.Consumer
@@ -75,8 +83,10 @@ type EventConsumer struct {
 // consumer name of the events stream: every event not yet acknowledged on
 // that name is delivered, in order, so a control plane that starts after
 // another stopped resumes where the last one acknowledged. An event not
-// acknowledged within ackWait is delivered again.
-func (s *Store) EventConsumer(ctx context.Context, name string, ackWait time.Duration) (*EventConsumer, error) {
+// acknowledged within ackWait is delivered again, up to maxDeliver times
+// in all (0: without end); the caller acknowledges the last delivery
+// itself (JetStream delivers it no more, but would count it pending).
+func (s *Store) EventConsumer(ctx context.Context, name string, ackWait time.Duration, maxDeliver int) (*EventConsumer, error) {
 	if s.events == nil {
 		return nil, errors.New("events stream: not opened by this handle")
 	}
@@ -86,6 +96,7 @@ func (s *Store) EventConsumer(ctx context.Context, name string, ackWait time.Dur
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       ackWait,
+		MaxDeliver:    cmp.Or(maxDeliver, -1),
 		// Events of one participant must be taken in in order (a
 		// connection before its departure); a handful in flight keeps
 		// redeliveries after a stall in that order too.

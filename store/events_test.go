@@ -56,7 +56,7 @@ func consumeUntil(t *testing.T, s *Store, name string, ackWait time.Duration, n 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := s.EventConsumer(ctx, name, ackWait)
+	c, err := s.EventConsumer(ctx, name, ackWait, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
