@@ -427,13 +427,13 @@ func (s *Store) StepDownLeaders(ctx context.Context, server string) error {
 			if info.Config.Replicas <= 1 || info.Cluster == nil || info.Cluster.Leader != server {
 				return
 			}
-			// Only to replicas that are all there: one just lost may still
-			// be chosen, and its election would then have to time out
-			// (the very wait this is meant to spare). The caller asks
-			// again later.
+			// Not while a replica has gone quiet without being known to be
+			// gone: one just lost may still be chosen, and its election
+			// would then have to time out (the very wait this is meant to
+			// spare). The caller asks again later.
 			for _, p := range info.Cluster.Replicas {
-				if p == nil || p.Offline || !p.Current || p.Active > stepDownFresh {
-					return
+				if p != nil && !p.Offline && (!p.Current || p.Active > stepDownFresh) {
+					return // gone quiet, and not yet known to be gone
 				}
 			}
 			errs[i] = s.stepDown(ctx, name)
