@@ -275,28 +275,12 @@ func ValidReplicaName(name string) error {
 // anywhere nor handed to another process: the system account sees and
 // commands every server.
 func (d *Deployment) SystemCreds() ([]byte, error) {
-	kp, err := nkeys.CreateUser()
-	if err != nil {
-		return nil, err
-	}
-	pub, err := kp.PublicKey()
-	if err != nil {
-		return nil, err
-	}
-	uc := jwt.NewUserClaims(pub)
-	uc.Name = "oakmeet-system"
 	// Only what the step-down needs.
-	uc.Pub.Allow.Add("$JS.API.META.LEADER.STEPDOWN")
-	uc.Sub.Allow.Add(inboxRoot + ".system.>")
-	token, err := uc.Encode(d.system)
-	if err != nil {
-		return nil, fmt.Errorf("system user jwt: %w", err)
+	p := jwt.Permissions{
+		Pub: jwt.Permission{Allow: jwt.StringList{"$JS.API.META.LEADER.STEPDOWN"}},
+		Sub: jwt.Permission{Allow: jwt.StringList{inboxRoot + ".system.>"}},
 	}
-	seed, err := kp.Seed()
-	if err != nil {
-		return nil, err
-	}
-	return jwt.FormatUserConfig(token, seed)
+	return userOf(d.system, "oakmeet-system", p, time.Time{})
 }
 
 // RouteAuth is the user and password with which the servers of one NATS
@@ -328,6 +312,12 @@ func (d *Deployment) NodeCreds(id string, notAfter time.Time) ([]byte, error) {
 const nodeUserPrefix = "oakmeet-node-"
 
 func (d *Deployment) user(name string, p jwt.Permissions, notAfter time.Time) ([]byte, error) {
+	return userOf(d.account, name, p, notAfter)
+}
+
+// userOf is a credentials file of a new user of the account whose key
+// signs it.
+func userOf(account nkeys.KeyPair, name string, p jwt.Permissions, notAfter time.Time) ([]byte, error) {
 	kp, err := nkeys.CreateUser()
 	if err != nil {
 		return nil, err
@@ -342,7 +332,7 @@ func (d *Deployment) user(name string, p jwt.Permissions, notAfter time.Time) ([
 	if !notAfter.IsZero() {
 		uc.Expires = notAfter.Unix()
 	}
-	token, err := uc.Encode(d.account)
+	token, err := uc.Encode(account)
 	if err != nil {
 		return nil, fmt.Errorf("user jwt %s: %w", name, err)
 	}

@@ -19,7 +19,6 @@ import (
 	"github.com/oakmeet/oakmeet/apiclient"
 	"github.com/oakmeet/oakmeet/bus"
 	"github.com/oakmeet/oakmeet/cluster"
-	"github.com/oakmeet/oakmeet/testcluster"
 )
 
 func TestOneLeaderAndFailover(t *testing.T) {
@@ -40,7 +39,7 @@ func TestOneLeaderAndFailover(t *testing.T) {
 			oldTerm := old.r.Status().Term
 			for _, tr := range reps {
 				if tr != old {
-					testcluster.WaitFor(t, 5*time.Second, "followers know the leader", func() bool {
+					waitFor(t, 5*time.Second, "followers know the leader", func() bool {
 						return tr.r.Status().Leader == old.r.cfg.ID
 					})
 					resp, body := get(t, tr.url+"/healthz")
@@ -74,7 +73,7 @@ func TestOneLeaderAndFailover(t *testing.T) {
 			}
 			t.Logf("%s: new leader ready %s after the old one stopped", tc.name, took)
 			for _, tr := range rest {
-				testcluster.WaitFor(t, 5*time.Second, "answers from the new leader", func() bool {
+				waitFor(t, 5*time.Second, "answers from the new leader", func() bool {
 					resp, _ := get(t, tr.url+"/api/config")
 					return resp.StatusCode == http.StatusOK && resp.Header.Get(HeaderLeader) == next.r.cfg.ID
 				})
@@ -187,7 +186,7 @@ func TestForwardedRequestReachesTheLeaderAsReceived(t *testing.T) {
 	if f == leader {
 		f = reps[1]
 	}
-	testcluster.WaitFor(t, 5*time.Second, "the follower knows the leader", func() bool { return f.r.Status().Leader == leader.r.cfg.ID })
+	waitFor(t, 5*time.Second, "the follower knows the leader", func() bool { return f.r.Status().Leader == leader.r.cfg.ID })
 
 	req, _ := http.NewRequest(http.MethodPost, f.url+"/test/echo?a=1&b=%2F", strings.NewReader(`{"x":1}`))
 	req.Host = "meet.example.org"
@@ -342,7 +341,7 @@ func TestLeaderGoneMidRequest(t *testing.T) {
 		resp.Body.Close()
 		got <- answer{resp, string(b)}
 	}()
-	testcluster.WaitFor(t, 5*time.Second, "the leader took the request", func() bool {
+	waitFor(t, 5*time.Second, "the leader took the request", func() bool {
 		_, m := get(t, leader.url+"/metrics")
 		return strings.Contains(m, "oakmeet_replica_served_forwarded_total 1")
 	})
@@ -368,7 +367,7 @@ func TestAPIClientRetriesThroughAFailover(t *testing.T) {
 			f = tr
 		}
 	}
-	testcluster.WaitFor(t, 5*time.Second, "the follower knows the leader", func() bool { return f.r.Status().Leader == old.r.cfg.ID })
+	waitFor(t, 5*time.Second, "the follower knows the leader", func() bool { return f.r.Status().Leader == old.r.cfg.ID })
 	old.r.abandon = true
 	old.cancel()
 	<-old.done
@@ -393,7 +392,7 @@ func TestForwardSubjectIsTheLeadersOnly(t *testing.T) {
 	reps := []*testReplica{g.start("r1"), g.start("r2"), g.start("r3")}
 	leader := g.leader(reps, 10*time.Second)
 	for _, tr := range reps {
-		testcluster.WaitFor(t, 5*time.Second, "everyone knows the leader", func() bool { return tr.r.Status().Leader == leader.r.cfg.ID })
+		waitFor(t, 5*time.Second, "everyone knows the leader", func() bool { return tr.r.Status().Leader == leader.r.cfg.ID })
 	}
 
 	creds, err := g.emb.Auth().NodeCreds("n1", time.Time{})

@@ -12,7 +12,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/oakmeet/oakmeet/control"
-	"github.com/oakmeet/oakmeet/testcluster"
 )
 
 // errStore is what a store still electing its stream leader answers.
@@ -80,7 +79,7 @@ func TestAFailedStartLetsAnotherReplicaLead(t *testing.T) {
 // waitRole waits until id has led at least once.
 func waitRole(t *testing.T, g *rig, id string, at *time.Time) {
 	t.Helper()
-	testcluster.WaitFor(t, 15*time.Second, id+" leads", func() bool {
+	waitFor(t, 15*time.Second, id+" leads", func() bool {
 		g.mu.Lock()
 		defer g.mu.Unlock()
 		for _, c := range g.roles {

@@ -18,10 +18,10 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/oakmeet/oakmeet/bus"
+	"github.com/oakmeet/oakmeet/cluster"
 	"github.com/oakmeet/oakmeet/control"
 	"github.com/oakmeet/oakmeet/locate"
 	"github.com/oakmeet/oakmeet/store"
-	"github.com/oakmeet/oakmeet/testcluster"
 )
 
 // rig is one NATS server with JetStream and replicas on it, each with its
@@ -89,7 +89,7 @@ func (g *rig) config(id string, nc *nats.Conn) Config {
 				return nil, err
 			}
 			return control.New(ctx, control.Config{Store: st, NATS: nc, Locator: loc, Key: g.key,
-				EnrollmentKey: g.enroll, TrustClientLocation: true, Logger: g.logger(), Timing: testcluster.Timing(),
+				EnrollmentKey: g.enroll, TrustClientLocation: true, Logger: g.logger(), Timing: testTiming(),
 				OperatorToken: "operator-token-for-tests", Limits: control.NoLimits()})
 		},
 	}
@@ -170,7 +170,7 @@ func (g *rig) start(id string) *testReplica {
 func (g *rig) leader(reps []*testReplica, within time.Duration) *testReplica {
 	g.t.Helper()
 	var got *testReplica
-	testcluster.WaitFor(g.t, within, "one leader", func() bool {
+	waitFor(g.t, within, "one leader", func() bool {
 		got = nil
 		n := 0
 		for _, tr := range reps {
@@ -227,4 +227,32 @@ func get(t *testing.T, url string, hdr ...string) (*http.Response, string) {
 		t.Fatalf("GET %s: %v", url, err)
 	}
 	return resp, string(body)
+}
+
+// waitFor polls cond until it holds or d has passed (what testcluster's
+// does; testcluster runs replicas, so these tests cannot import it).
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+// testTiming is testcluster's fast timing.
+func testTiming() cluster.Timing {
+	d := cluster.DefaultTiming()
+	return cluster.Timing{
+		HeartbeatInterval: 200 * time.Millisecond,
+		HeartbeatTimeout:  time.Second,
+		MoveDeadline:      d.MoveDeadline,
+		ReplacedGrace:     time.Second,
+		SeatGrace:         2 * time.Second,
+		RelayResend:       time.Second,
+		TrafficEvery:      400 * time.Millisecond,
+		CheckpointEvery:   100 * time.Millisecond,
+	}
 }

@@ -19,7 +19,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/oakmeet/oakmeet/cluster"
-	"github.com/oakmeet/oakmeet/testcluster"
 )
 
 // attacker is a connection to the bus with the control plane's NATS
@@ -108,7 +107,7 @@ func twoReplicas(t *testing.T, g *rig) (leader, follower *testReplica) {
 	if follower == leader {
 		follower = reps[1]
 	}
-	testcluster.WaitFor(t, 5*time.Second, "the follower knows the leader", func() bool {
+	waitFor(t, 5*time.Second, "the follower knows the leader", func() bool {
 		h, tg, _ := follower.r.forwardTo()
 		return h == nil && tg.present && tg.err == nil && tg.leader == leader.r.cfg.ID
 	})
@@ -134,7 +133,7 @@ func TestTheBusSeesNoPlaintext(t *testing.T) {
 	if resp.StatusCode != http.StatusTeapot || !strings.Contains(string(body), hostToken) || !strings.Contains(string(body), joinSecret) {
 		t.Fatalf("%d %s", resp.StatusCode, body)
 	}
-	testcluster.WaitFor(t, 5*time.Second, "the attacker saw the request and the answer", func() bool {
+	waitFor(t, 5*time.Second, "the attacker saw the request and the answer", func() bool {
 		r, in := a.seen()
 		return len(r) >= 1 && len(in) >= 1
 	})
@@ -163,7 +162,7 @@ func TestABusAttackerCannotGetARequestServed(t *testing.T) {
 	if resp, body := get(t, f.url+"/test/count"); resp.StatusCode != http.StatusOK || body != "counted" {
 		t.Fatalf("%d %q", resp.StatusCode, body)
 	}
-	testcluster.WaitFor(t, 5*time.Second, "the attacker captured the request", func() bool {
+	waitFor(t, 5*time.Second, "the attacker captured the request", func() bool {
 		r, _ := a.seen()
 		return len(r) == 1
 	})
@@ -172,7 +171,7 @@ func TestABusAttackerCannotGetARequestServed(t *testing.T) {
 
 	// Replayed as it was.
 	a.send(t, captured)
-	testcluster.WaitFor(t, 5*time.Second, "the replay refused", func() bool { return refused(t, leader, "replay") == 1 })
+	waitFor(t, 5*time.Second, "the replay refused", func() bool { return refused(t, leader, "replay") == 1 })
 
 	// Re-targeted at another term, or edited: the signature no longer fits.
 	sr, err := cluster.ParseSealedRequest(captured)
@@ -184,7 +183,7 @@ func TestABusAttackerCannotGetARequestServed(t *testing.T) {
 	sr.Term--
 	sr.Issued = time.Now().UnixMilli()
 	a.send(t, sr.Marshal())
-	testcluster.WaitFor(t, 5*time.Second, "the edited ones refused", func() bool { return refused(t, leader, "signature") == 2 })
+	waitFor(t, 5*time.Second, "the edited ones refused", func() bool { return refused(t, leader, "signature") == 2 })
 
 	// Forged: sealed to the leader's key read from the lease, signed with
 	// a key of the attacker's.
@@ -213,7 +212,7 @@ func TestABusAttackerCannotGetARequestServed(t *testing.T) {
 	}
 	a.send(t, forged)
 	a.send(t, []byte(`{"method":"GET","url":"/test/count","host":"x"}`))
-	testcluster.WaitFor(t, 5*time.Second, "the forged ones refused", func() bool {
+	waitFor(t, 5*time.Second, "the forged ones refused", func() bool {
 		return refused(t, leader, "signature") == 3 && refused(t, leader, "malformed") == 1
 	})
 
@@ -223,7 +222,7 @@ func TestABusAttackerCannotGetARequestServed(t *testing.T) {
 	leader.done <- nil
 	next := g.leader([]*testReplica{f}, 10*time.Second)
 	answer := a.send(t, captured)
-	testcluster.WaitFor(t, 5*time.Second, "the old term's request refused", func() bool { return refused(t, next, "term") == 1 })
+	waitFor(t, 5*time.Second, "the old term's request refused", func() bool { return refused(t, next, "term") == 1 })
 	select {
 	case m := <-answer:
 		if len(m.Data) != 0 || m.Header.Get(cluster.HeaderForwardRefused) != "term" {

@@ -22,7 +22,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/oakmeet/oakmeet/apiclient"
 	"github.com/oakmeet/oakmeet/bus"
 	"github.com/oakmeet/oakmeet/control"
 	"github.com/oakmeet/oakmeet/httpserve"
@@ -126,19 +125,7 @@ func (c *Cluster) startReplicas() {
 		t.Fatal(err)
 	}
 	c.reps.lb = lb
-	c.http = hs
-	c.wg.Go(func() {
-		if err := hs.Serve(); err != nil {
-			t.Errorf("balancer http: %v", err)
-		}
-	})
-	c.URL = hs.URL()
-	c.API = apiclient.New(c.URL, c.HTTPClient()).WithBearer(c.operator)
-	c.mu.Lock()
-	for _, h := range c.hosts {
-		h.Client = c.API
-	}
-	c.mu.Unlock()
+	c.serveAPI(hs, "balancer http")
 	c.stop = func() {
 		c.stopReplicas()
 		nc.Close()

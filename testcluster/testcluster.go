@@ -254,19 +254,7 @@ func (c *Cluster) startControl() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.http = hs
-	c.wg.Go(func() {
-		if err := hs.Serve(); err != nil {
-			t.Errorf("control http: %v", err)
-		}
-	})
-	c.URL = hs.URL()
-	c.API = apiclient.New(c.URL, c.HTTPClient()).WithBearer(c.operator)
-	c.mu.Lock()
-	for _, h := range c.hosts {
-		h.Client = c.API
-	}
-	c.mu.Unlock()
+	c.serveAPI(hs, "control http")
 	runCtx, cancel := context.WithCancel(ctx)
 	c.stop = func() { cancel(); nc.Close() }
 	c.wg.Go(func() {
@@ -425,6 +413,24 @@ func (c *Cluster) CreateMeeting(p policy.Policy) api.CreatedMeeting {
 	defer c.mu.Unlock()
 	c.secrets[m.ID], c.hosts[m.ID] = m.JoinSecret, h
 	return m
+}
+
+// serveAPI serves hs as the cluster's API, where c.URL, c.API and every
+// host's client point.
+func (c *Cluster) serveAPI(hs *httpserve.Server, what string) {
+	c.http = hs
+	c.wg.Go(func() {
+		if err := hs.Serve(); err != nil {
+			c.t.Errorf("%s: %v", what, err)
+		}
+	})
+	c.URL = hs.URL()
+	c.API = apiclient.New(c.URL, c.HTTPClient()).WithBearer(c.operator)
+	c.mu.Lock()
+	for _, h := range c.hosts {
+		h.Client = c.API
+	}
+	c.mu.Unlock()
 }
 
 // Secret is the join secret of a meeting CreateMeeting made ("" for any
