@@ -433,7 +433,9 @@ func (s *Store) StepDownLeaders(ctx context.Context, server string) error {
 			// spare). The caller asks again later.
 			for _, p := range info.Cluster.Replicas {
 				if p != nil && !p.Offline && (!p.Current || p.Active > stepDownFresh) {
-					return // gone quiet, and not yet known to be gone
+					// Gone quiet, and not yet known to be gone.
+					errs[i] = fmt.Errorf("stream %s: replica %s is not current; leadership kept for now", name, p.Name)
+					return
 				}
 			}
 			errs[i] = s.stepDown(ctx, name)
