@@ -240,9 +240,18 @@ func (c *Cluster) startControl() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := control.New(ctx, control.Config{Store: st, NATS: nc, Locator: loc, Floor: c.floor, Key: c.key,
+	cfg := control.Config{Store: st, NATS: nc, Locator: loc, Floor: c.floor, Key: c.key,
 		EnrollmentKey: c.enroll.Public().(ed25519.PublicKey), Revocations: c.revocations, TrustClientLocation: true, Logger: c.logger(), Timing: c.Timing,
-		OperatorToken: c.operator, LobbyWait: c.lobbyWait, Limits: c.limits})
+		OperatorToken: c.operator, LobbyWait: c.lobbyWait, Limits: c.limits}
+	srv, err := control.New(ctx, cfg)
+	// A NATS cluster just (re)started may not answer every stream yet, as
+	// serve's replicas meet after a restart: they stand again; so does
+	// this one, for a while.
+	for deadline := time.Now().Add(20 * time.Second); err != nil && c.NATSServers() > 1 && time.Now().Before(deadline); {
+		t.Logf("control plane not started yet: %v", err)
+		time.Sleep(200 * time.Millisecond) // a retry's pause, not synchronisation
+		srv, err = control.New(ctx, cfg)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
