@@ -12,8 +12,8 @@ import (
 
 // Appends are group-committed: callers queue their entries, and the
 // appender goroutine takes every entry queued since it last looked, seals
-// them in order and stores them with one pipelined write
-// (store.AppendAudits) instead of one round trip each. Under a burst of
+// them in order and stores them with one pipelined write, an atomic batch
+// (store.AppendAudits), instead of one round trip each. Under a burst of
 // joins the appender's throughput is then bounded by sealing, not by the
 // store's latency. Order, numbering and the rule that a second writer
 // cannot fork the log are those of one append at a time: an entry is
