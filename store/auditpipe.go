@@ -79,7 +79,9 @@ func (s *Store) AppendAudits(ctx context.Context, recs []AuditAppend, expectLast
 			continue
 		}
 		m.Header.Set(hdrBatchCommit, "1")
-		ack, err := s.js.PublishMsg(ctx, m)
+		pctx, cancel := context.WithTimeout(ctx, opWait)
+		ack, err := s.js.PublishMsg(pctx, m)
+		cancel()
 		if err != nil {
 			return nil, auditAppendErr(r.Chain, err)
 		}
