@@ -87,7 +87,9 @@ func (s *Store) ReadAudit(ctx context.Context, chain string, all bool, from, to 
 	if n > 0 && uint64(n) < want {
 		want = uint64(n)
 	}
-	cons, err := s.audit.CreateConsumer(ctx, jetstream.ConsumerConfig{
+	cctx, cancel := context.WithTimeout(ctx, opWait)
+	defer cancel()
+	cons, err := s.audit.CreateConsumer(cctx, jetstream.ConsumerConfig{
 		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:       from,
 		FilterSubject:     subject,
