@@ -20,8 +20,13 @@ import (
 const (
 	retryFirst = 200 * time.Millisecond
 	retryCap   = 2 * time.Second
-	// DefaultRetryFor bounds the time a request is retried in all.
-	DefaultRetryFor = 10 * time.Second
+	// DefaultRetryFor bounds the time a request is retried in all, the
+	// first attempt's included. A NATS server that dies can leave the
+	// streams it led without a leader for up to about 9 s, and a request
+	// sent to the dead one waits out the control plane's 5 s bound on a
+	// store operation before its 503: the bound leaves room for an
+	// attempt after the election.
+	DefaultRetryFor = 20 * time.Second
 )
 
 // WithRetry returns a client that retries a 503 unavailable answer for

@@ -12,8 +12,8 @@ import (
 
 // Appends are group-committed: callers queue their entries, and the
 // appender goroutine takes every entry queued since it last looked, seals
-// them in order and stores them with one pipelined write
-// (store.AppendAudits) instead of one round trip each. Under a burst of
+// them in order and stores them with one pipelined write, an atomic batch
+// (store.AppendAudits), instead of one round trip each. Under a burst of
 // joins the appender's throughput is then bounded by sealing, not by the
 // store's latency. Order, numbering and the rule that a second writer
 // cannot fork the log are those of one append at a time: an entry is
@@ -42,8 +42,13 @@ func (p *pendingAppend) finish(sealed audit.Entry, err error) {
 // maxPipelined bounds the entries of one pipelined write.
 const maxPipelined = 256
 
-// pipelineAckWait bounds the wait for one pipelined write's answers.
-const pipelineAckWait = 10 * time.Second
+// pipelineAckWait bounds the wait for one pipelined write's answer. A
+// write sent to a stream leader that dies is answered by nobody, so every
+// join waiting on it waits this long before its 503: as long as one
+// append or one key's write (store's bounds), so that a client's bounded
+// retry still has room for a second attempt after the new stream leader
+// is elected.
+const pipelineAckWait = 5 * time.Second
 
 // append seals e into its meeting's chain, gives it the next index of the
 // log and stores it, on the appender goroutine: the only writer of the

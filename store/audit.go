@@ -23,6 +23,8 @@ type AuditRecord struct {
 // AuditLastSeq is the stream sequence of the audit log's newest record (0
 // for an empty log).
 func (s *Store) AuditLastSeq(ctx context.Context) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, opWait)
+	defer cancel()
 	info, err := s.audit.Info(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("audit log state: %w", err)
@@ -36,6 +38,12 @@ func (s *Store) AuditLastSeq(ctx context.Context) (uint64, error) {
 // appended in between, the append fails with ErrConflict rather than fork
 // it.
 func (s *Store) AppendAudit(ctx context.Context, chain string, record []byte, expectLast uint64) (uint64, error) {
+	// Bounded as one key's write is (opWait): nats.go waits for the
+	// caller's whole context (a join's is a minute) for an answer that a
+	// dying stream leader never sends, and the log's one appender, with
+	// every join queued behind it, waited as long.
+	ctx, cancel := context.WithTimeout(ctx, opWait)
+	defer cancel()
 	ack, err := s.js.Publish(ctx, cluster.AuditSubject(chain), record,
 		jetstream.WithExpectLastSequence(expectLast))
 	if err != nil {
@@ -79,7 +87,9 @@ func (s *Store) ReadAudit(ctx context.Context, chain string, all bool, from, to 
 	if n > 0 && uint64(n) < want {
 		want = uint64(n)
 	}
-	cons, err := s.audit.CreateConsumer(ctx, jetstream.ConsumerConfig{
+	cctx, cancel := context.WithTimeout(ctx, opWait)
+	defer cancel()
+	cons, err := s.audit.CreateConsumer(cctx, jetstream.ConsumerConfig{
 		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:       from,
 		FilterSubject:     subject,

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,74 +21,95 @@ type AuditAppend struct {
 	Record []byte
 }
 
-// jsErrWrongLastMsgID is JetStream's answer to a publish whose expected
-// last message id is not the stream's (nats.go names no constant for it).
-const jsErrWrongLastMsgID jetstream.ErrorCode = 10070
+// JetStream's atomic batch headers (nats.go names no constants for them).
+const (
+	hdrBatchID     = "Nats-Batch-Id"
+	hdrBatchSeq    = "Nats-Batch-Sequence"
+	hdrBatchCommit = "Nats-Batch-Commit"
+)
+
+// jsErrIncompleteBatch is JetStream's answer to a batch commit when a
+// message of the batch did not arrive (or the batch was abandoned):
+// nothing of it is stored.
+const jsErrIncompleteBatch jetstream.ErrorCode = 10176
+
+// maxAuditBatch is the most records one AppendAudits call may carry: the
+// server's default limit on an atomic batch.
+const maxAuditBatch = 1000
 
 // AppendAudits appends records in order as AppendAudit would one after
-// another, but without waiting for each answer before sending the next:
-// n records cost about one round trip. The first expects the log's newest
-// record to be expectLast; every later one expects, besides the sequence
-// after its predecessor's, that the stream's last message is its
-// predecessor (each record carries a message id of its own). So a record
-// is stored only if every record before it in the call was stored right
-// before it: when another writer appends in between, or one record is
-// refused, none after it is stored, and nothing is ever stored out of
-// order or after a gap.
+// another, in one JetStream atomic batch: n records cost about one round
+// trip, and either all are stored, right after the log's newest record
+// expectLast, or none is. The batch's expected last sequence is checked
+// once, by the stream's leader, before it proposes the batch, so a batch
+// that meets another writer's record is refused as a whole; a record is
+// never stored after a gap or out of order. (Checking each record
+// against its predecessor's message id instead is done by every server
+// only when it applies the record: a mismatch there, after a change of
+// stream leader or a second writer, stops the stream on every server.)
 //
-// It returns the stream sequences of the records stored, a prefix of
-// recs, and for the first record not stored the reason: ErrConflict when
-// another writer won the race (the caller reads what won and seals the
-// rest again), anything else when the outcome is unknown.
+// It returns the stream sequences of the records stored, all of recs or
+// none, and when none the reason: ErrConflict when nothing was stored and
+// the caller may seal and send again (another writer won the race, or a
+// record of the batch was lost on the way), anything else when the
+// outcome is unknown.
 func (s *Store) AppendAudits(ctx context.Context, recs []AuditAppend, expectLast uint64) ([]uint64, error) {
-	futures := make([]jetstream.PubAckFuture, 0, len(recs))
-	var sendErr error
-	prevID := ""
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	if len(recs) > maxAuditBatch {
+		return nil, fmt.Errorf("append audit: %d records in one batch, at most %d", len(recs), maxAuditBatch)
+	}
+	id := newMsgID()
+	last := len(recs) - 1
 	for i, r := range recs {
-		id := newMsgID()
-		opts := []jetstream.PublishOpt{jetstream.WithMsgID(id), jetstream.WithExpectLastSequence(expectLast + uint64(i))}
-		if i > 0 {
-			opts = append(opts, jetstream.WithExpectLastMsgID(prevID))
+		m := nats.NewMsg(cluster.AuditSubject(r.Chain))
+		m.Data = r.Record
+		m.Header.Set(hdrBatchID, id)
+		m.Header.Set(hdrBatchSeq, strconv.Itoa(i+1))
+		if i == 0 {
+			m.Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(expectLast, 10))
 		}
-		f, err := s.js.PublishMsgAsync(&nats.Msg{Subject: cluster.AuditSubject(r.Chain), Data: r.Record}, opts...)
-		if err != nil {
-			sendErr = fmt.Errorf("append audit to %q: %w", r.Chain, err)
-			break
-		}
-		futures = append(futures, f)
-		prevID = id
-	}
-	seqs := make([]uint64, 0, len(futures))
-	for i, f := range futures {
-		select {
-		case ack := <-f.Ok():
-			if want := expectLast + uint64(i) + 1; ack.Sequence != want {
-				return seqs, fmt.Errorf("append audit to %q: stored at stream sequence %d, not %d", recs[i].Chain, ack.Sequence, want)
+		if i < last {
+			// No reply: a lost message makes the commit's answer say
+			// the batch is incomplete.
+			if err := s.js.Conn().PublishMsg(m); err != nil {
+				return nil, fmt.Errorf("append audit to %q: %w", r.Chain, err)
 			}
-			seqs = append(seqs, ack.Sequence)
-		case err := <-f.Err():
-			return seqs, auditAppendErr(recs[i].Chain, err)
-		case <-ctx.Done():
-			return seqs, fmt.Errorf("append audit to %q: %w", recs[i].Chain, ctx.Err())
+			continue
+		}
+		m.Header.Set(hdrBatchCommit, "1")
+		pctx, cancel := context.WithTimeout(ctx, opWait)
+		ack, err := s.js.PublishMsg(pctx, m)
+		cancel()
+		if err != nil {
+			return nil, auditAppendErr(r.Chain, err)
+		}
+		if first := ack.Sequence - uint64(last); ack.Sequence < uint64(last) || first != expectLast+1 {
+			return nil, fmt.Errorf("append audit to %q: batch stored ending at stream sequence %d, not %d", r.Chain, ack.Sequence, expectLast+uint64(len(recs)))
 		}
 	}
-	return seqs, sendErr
+	seqs := make([]uint64, len(recs))
+	for i := range seqs {
+		seqs[i] = expectLast + uint64(i) + 1
+	}
+	return seqs, nil
 }
 
-// auditAppendErr names an append's failure, ErrConflict when the stream
-// moved on under it.
+// auditAppendErr names an append's failure, ErrConflict when nothing was
+// stored and sending again is safe.
 func auditAppendErr(chain string, err error) error {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
 		switch apiErr.ErrorCode {
-		case jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant, jsErrWrongLastMsgID:
+		case jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant, jsErrIncompleteBatch:
 			return fmt.Errorf("append audit to %q: %w", chain, ErrConflict)
 		}
 	}
 	return fmt.Errorf("append audit to %q: %w", chain, err)
 }
 
-// newMsgID is a message id no other record carries.
+// newMsgID is an id no other batch carries.
 func newMsgID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails

@@ -4,7 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/oakmeet/oakmeet/bus"
+	"github.com/oakmeet/oakmeet/cluster"
+	"github.com/oakmeet/oakmeet/natsauth"
 )
 
 func records(chain string, n int) []AuditAppend {
@@ -68,5 +76,53 @@ func TestAppendAuditsStoresNothingAfterARefusal(t *testing.T) {
 	}
 	if last, err := s.AuditLastSeq(ctx); err != nil || last != 2 {
 		t.Fatalf("last sequence %d (%v), want 2: records stored after a refused one", last, err)
+	}
+}
+
+// A log made before appends went as atomic batches (its stream does not
+// allow them) is changed by Open to allow them, and keeps its records.
+func TestAppendAuditsOnALogMadeBefore(t *testing.T) {
+	dir := t.TempDir()
+	auth, err := natsauth.LoadOrCreate(filepath.Join(dir, "nats"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := bus.Embed(bus.EmbedConfig{StoreDir: filepath.Join(dir, "jetstream"), Auth: auth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown()
+	nc, err := e.ConnectControl("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	old, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: cluster.StreamAudit, Subjects: []string{"oakmeet.audit.>"},
+		Storage: jetstream.FileStorage, DenyDelete: true, DenyPurge: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, cluster.AuditSubject("m1"), []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	if old.CachedInfo().Config.AllowAtomicPublish {
+		t.Fatal("the old stream allows atomic batches already")
+	}
+	s, err := Open(ctx, nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs, err := s.AppendAudits(ctx, records("m1", 3), 1)
+	if err != nil || len(seqs) != 3 || seqs[0] != 2 || seqs[2] != 4 {
+		t.Fatalf("append to the old log: %v, %v", seqs, err)
+	}
+	if got := readAll(t, s, "m1", false); len(got) != 4 || string(got[0].Data) != "before" {
+		t.Fatalf("old log after the appends: %d records", len(got))
 	}
 }

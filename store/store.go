@@ -135,6 +135,8 @@ func OpenWith(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) 
 		// The log is append-only: nothing may be removed through the API.
 		DenyDelete: true,
 		DenyPurge:  true,
+		// Group-committed appends go as one atomic batch (AppendAudits).
+		AllowAtomicPublish: true,
 	})
 	if err != nil {
 		return nil, err
