@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"errors"
 	"fmt"
 	"net"
 
@@ -15,7 +16,24 @@ import (
 	"github.com/oakmeet/oakmeet/negotiation"
 	"github.com/oakmeet/oakmeet/pionlog"
 	"github.com/oakmeet/oakmeet/signal"
+	"github.com/oakmeet/oakmeet/udpbatch"
 )
+
+// sendBatch is the node's batching sockets: a publisher's reader holds
+// them over each frame it fans out (publishedTrack.read).
+type sendBatch []*udpbatch.Conn
+
+func (b sendBatch) Hold() {
+	for _, c := range b {
+		c.Hold()
+	}
+}
+
+func (b sendBatch) Release() {
+	for _, c := range b {
+		c.Release()
+	}
+}
 
 // Bandwidth estimation bounds for one subscriber, in bits per second.
 const (
@@ -59,17 +77,15 @@ func (s *SFU) settingEngine() (webrtc.SettingEngine, error) {
 		if err != nil {
 			return se, fmt.Errorf("listen udp %d: %w", s.cfg.UDPPort, err)
 		}
-		var conn net.PacketConn = udp
+		conn := s.batched(udp)
 		if s.cfg.WrapUDP != nil {
-			conn = s.cfg.WrapUDP(udp)
+			conn = s.cfg.WrapUDP(conn)
 		}
 		s.udpMux = webrtc.NewICEUDPMux(logs.NewLogger("udpmux"), conn)
 	} else {
 		// One socket per local address: replies leave from the address the
 		// client reached, which a wildcard socket does not guarantee.
-		mux, err := ice.NewMultiUDPMuxFromPort(s.cfg.UDPPort,
-			ice.UDPMuxFromPortWithNetworks(ice.NetworkTypeUDP4),
-			ice.UDPMuxFromPortWithLogger(logs.NewLogger("udpmux")))
+		mux, err := s.multiUDPMux(logs)
 		if err != nil {
 			return se, fmt.Errorf("listen udp %d: %w", s.cfg.UDPPort, err)
 		}
@@ -89,6 +105,58 @@ func (s *SFU) settingEngine() (webrtc.SettingEngine, error) {
 	}
 	se.SetNetworkTypes(networks)
 	return se, nil
+}
+
+// batched wraps one of the node's ICE sockets in a batching sender, and
+// adds it to s.sends, unless batching is off.
+func (s *SFU) batched(udp *net.UDPConn) net.PacketConn {
+	if s.cfg.SendBatchDelay < 0 {
+		return udp
+	}
+	b := udpbatch.New(udp, s.cfg.SendBatchDelay)
+	s.sends = append(s.sends, b)
+	return b
+}
+
+// multiUDPMux listens on UDPPort at every IPv4 address of every interface
+// that is up, but loopback, as ice.NewMultiUDPMuxFromPort does, on sockets
+// of its own so that they can be batched.
+func (s *SFU) multiUDPMux(logs pionlog.Factory) (ice.UDPMux, error) {
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return nil, err
+	}
+	var muxes []ice.UDPMux
+	fail := func(err error) (ice.UDPMux, error) {
+		for _, m := range muxes {
+			_ = m.Close()
+		}
+		return nil, err
+	}
+	for _, ifc := range ifaces {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			ipn, ok := a.(*net.IPNet)
+			if !ok || ipn.IP.To4() == nil {
+				continue
+			}
+			udp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: ipn.IP, Port: s.cfg.UDPPort})
+			if err != nil {
+				return fail(err)
+			}
+			muxes = append(muxes, ice.NewUDPMuxDefault(ice.UDPMuxParams{Logger: logs.NewLogger("udpmux"), UDPConn: s.batched(udp)}))
+		}
+	}
+	if len(muxes) == 0 {
+		return nil, errors.New("no IPv4 address on any interface that is up")
+	}
+	return ice.NewMultiUDPMuxDefault(muxes...), nil
 }
 
 func (s *SFU) closeMuxes() {

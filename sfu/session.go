@@ -323,6 +323,7 @@ func (s *session) onTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 			}
 		}
 		pub = newPublishedTrack(info, t.Codec().RTPCodecCapability, t.Kind(), s.pubPC.WriteRTCP, &s.sfu.stats, s.sfu.epoch)
+		pub.sends = s.sfu.sends
 		s.pubs[r] = pub
 	}
 	q := pub.quality(t.RID())

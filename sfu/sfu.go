@@ -104,6 +104,13 @@ type Config struct {
 	// ErrNotNegotiated. A signaling connection alone holds no seat. Zero
 	// or negative turns the check off.
 	NegotiationTimeout time.Duration
+	// SendBatchDelay is the longest a forwarded packet waits to leave with
+	// the rest of its frame: the packets a frame fans out to subscribers
+	// are sent together, one system call per batch and, where the kernel
+	// offers UDP GSO, one pass down the network stack per subscriber
+	// (package udpbatch). Zero means udpbatch.DefaultMaxDelay; negative
+	// sends every packet at once, alone.
+	SendBatchDelay time.Duration
 }
 
 // vouchedICEURLs are the ICE URLs the node vouches for in its welcome:
@@ -154,6 +161,9 @@ type SFU struct {
 
 	udpMux ice.UDPMux
 	tcpMux ice.TCPMux
+	// sends are the batching sockets under udpMux (none when
+	// SendBatchDelay is negative).
+	sends sendBatch
 
 	ctx    context.Context
 	cancel context.CancelFunc

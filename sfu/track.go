@@ -43,6 +43,10 @@ type publishedTrack struct {
 	// this node's participants only, never to another link.
 	origin *link
 
+	// sends, if not empty, are held over each frame fanned out, so that
+	// its packets leave for each subscriber together.
+	sends sendBatch
+
 	// downs is the subscriber list, replaced whole (copy on write) under
 	// downsMu so the packet path reads it without a lock.
 	downsMu sync.Mutex
@@ -188,9 +192,20 @@ func (p *publishedTrack) sampleRates(elapsed float64) {
 // read is the packet path of incoming stream l until t ends: it reads into
 // one buffer and one parsed packet that it reuses for its whole life. recv,
 // if not nil, counts the bytes read as well.
+//
+// A video frame's packets come in a burst; the node's sockets are held from
+// a frame's first packet to its last (the marker bit), so that each
+// subscriber's copies leave together (udpbatch bounds the wait).
 func (p *publishedTrack) read(l *upLayer, t *webrtc.TrackRemote, recv *atomic.Uint64) {
 	f := newForwarder()
 	buf := make([]byte, maxPacket)
+	held := false
+	defer func() {
+		if held {
+			p.sends.Release()
+		}
+	}()
+	batch := len(p.sends) > 0 && p.isVideo()
 	for {
 		n, _, err := t.Read(buf)
 		if err != nil {
@@ -202,7 +217,15 @@ func (p *publishedTrack) read(l *upLayer, t *webrtc.TrackRemote, recv *atomic.Ui
 		if recv != nil {
 			recv.Add(uint64(n))
 		}
+		if batch && !held {
+			p.sends.Hold()
+			held = true
+		}
 		p.forward(l, buf[:n], f)
+		if held && f.pkt.Marker {
+			p.sends.Release()
+			held = false
+		}
 	}
 }
 
