@@ -65,6 +65,10 @@ type Config struct {
 	TCPPort      int
 	PublicIP     string
 	LoopbackOnly bool
+	// SendBatchDelay is sfu.Config.SendBatchDelay: how long a forwarded
+	// packet may wait to leave with the rest of its frame (0 = 1 ms,
+	// negative = every packet alone).
+	SendBatchDelay time.Duration
 	// WrapUDP wraps the ICE UDP socket in loopback mode (sfu.Config.WrapUDP):
 	// for tests and network shaping.
 	WrapUDP func(net.PacketConn) net.PacketConn
@@ -199,7 +203,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	media, err := sfu.New(sfu.Config{
 		Logger: cfg.Logger.With("node", cfg.ID), UDPPort: cfg.UDPPort, TCPPort: cfg.TCPPort,
 		PublicIP: cfg.PublicIP, LoopbackOnly: cfg.LoopbackOnly, Interceptors: cfg.Interceptors, WrapUDP: cfg.WrapUDP,
-		EndedMeetingReports: endedMeetingReports(cfg.Timing), Key: cfg.IdentityKey,
+		EndedMeetingReports: endedMeetingReports(cfg.Timing), Key: cfg.IdentityKey, SendBatchDelay: cfg.SendBatchDelay,
 		TURNURLs: func() []string { return turnURLs }, NegotiationTimeout: cfg.WebSocket.withDefaults().NegotiationTimeout,
 	})
 	if err != nil {

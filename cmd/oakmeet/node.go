@@ -40,6 +40,8 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		_         = fs.String("config", "", "config file of 'flag = value' lines")
 		peerCA    = fs.String("peer-ca", "", "CA certificates (PEM) other nodes' wss:// signaling is verified with when relaying to them (default: the system's)")
 		httpF     = addHTTPFlags(fs, "signaling (wss://)", false)
+		batch     = fs.Duration("send-batch-delay", 0, "how long a forwarded packet may wait to leave with the rest of its frame, in one batched send (0 = 1ms, negative = every packet alone)")
+		profile   = fs.String("profile", "", "write CPU, mutex and block profiles of the node's whole run to this directory when it exits (go tool pprof reads them)")
 	)
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
@@ -77,7 +79,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	*id, *country, *region = e.Node.ID, e.Node.Country, e.Node.Region
 	n, nc, err := startNode(ctx, natsLink{url: *natsURL, ca: e.NATSCA}, e.NATSCreds, node.Config{
 		ID: *id, Country: *country, Region: *region, Listen: *listen, PublicURL: *publicURL,
-		MaxParticipants: *maxP, MaxBitrateBps: *maxBR, Logger: log,
+		MaxParticipants: *maxP, MaxBitrateBps: *maxBR, Logger: log, SendBatchDelay: *batch,
 		UDPPort: *udpPort, TCPPort: *tcpPort, PublicIP: *publicIP, LoopbackOnly: *loopback, TURNPort: *turnPort,
 		Timing: timing, IdentityKey: e.Identity, Cert: string(e.Cert), TokenKey: e.TokenKey,
 		TLS: serverTLS, PeerTLS: peerTLS, HTTP: httpSt.timeouts,
@@ -87,6 +89,17 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer nc.Close()
+	if *profile != "" {
+		stopProfiles, err := startProfiles(*profile)
+		if err != nil {
+			return fmt.Errorf("--profile: %w", err)
+		}
+		defer func() {
+			if err := stopProfiles(); err != nil {
+				fmt.Fprintln(stderr, "profiles:", err)
+			}
+		}()
+	}
 	info := n.Info()
 	fmt.Fprintf(stdout, "node %s (%s %s) serving %s\n", info.ID, info.Country, info.Region, info.URL)
 	// A signal drains the node: it takes no one new, the control plane
