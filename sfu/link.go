@@ -46,12 +46,17 @@ type RelayInfo struct {
 	Dialer        bool
 	// Connected: every PeerConnection of the link that carries media has
 	// connected.
-	Connected      bool
-	Since          time.Time
-	BytesSent      uint64 // media forwarded to the peer
-	BytesReceived  uint64 // media received from the peer
-	TracksSent     int
-	TracksReceived int
+	Connected     bool
+	Since         time.Time
+	BytesSent     uint64 // media forwarded to the peer
+	BytesReceived uint64 // media received from the peer
+	// LayerBytesSent and LayerBytesReceived split the bytes by simulcast
+	// layer (low, medium, high; a track without simulcast counts as low),
+	// so an operator can see which layers a link carries.
+	LayerBytesSent     [numLayers]uint64
+	LayerBytesReceived [numLayers]uint64
+	TracksSent         int
+	TracksReceived     int
 	// Participants is how many of the peer's participants it announced.
 	Participants int
 	// PeerCert is the peer's certificate (Link.PeerCert).
@@ -94,7 +99,8 @@ type link struct {
 	// (the peer offers). One offerer per connection: no glare.
 	sendPC, recvPC *webrtc.PeerConnection
 
-	bytesSent, bytesRecv   atomic.Uint64
+	// Media bytes by layer; the totals are their sums.
+	bytesSent, bytesRecv   [numLayers]atomic.Uint64
 	tracksSent, tracksRecv atomic.Int64
 	remoteMembers          atomic.Int64
 
@@ -372,7 +378,7 @@ func (l *link) onTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 	}
 	up := pub.addLayer(q, pub.rids[q], uint32(t.SSRC()))
 	l.goMedia(func() {
-		pub.read(up, t, &l.bytesRecv)
+		pub.read(up, t, &l.bytesRecv[q])
 		l.mbox.post(func() { l.layerEnded(pub, up) })
 	})
 	l.goMedia(func() { readReceiverRTCP(r, "") })
@@ -425,7 +431,7 @@ func (l *link) subscribe(pub *publishedTrack) {
 		dt.id = linkTrackID(pub.info.ID, q)
 		dt.want, dt.cap = q, q
 		dt.target.Store(int32(q))
-		dt.link = &l.bytesSent
+		dt.link = &l.bytesSent[q]
 		sender, err := l.sendPC.AddTrack(dt)
 		if err != nil {
 			l.log.Warn("add relay stream", "track", dt.id, "err", err)
@@ -540,12 +546,18 @@ func pcReady(pc *webrtc.PeerConnection) bool {
 }
 
 func (l *link) info() RelayInfo {
-	return RelayInfo{
+	ri := RelayInfo{
 		Meeting: l.cfg.Meeting, Peer: l.cfg.Peer, Dialer: l.cfg.Dialer,
-		Connected: pcReady(l.sendPC) && pcReady(l.recvPC),
-		Since:     l.started,
-		BytesSent: l.bytesSent.Load(), BytesReceived: l.bytesRecv.Load(),
+		Connected:  pcReady(l.sendPC) && pcReady(l.recvPC),
+		Since:      l.started,
 		TracksSent: int(l.tracksSent.Load()), TracksReceived: int(l.tracksRecv.Load()),
 		Participants: int(l.remoteMembers.Load()), PeerCert: l.cfg.PeerCert,
 	}
+	for q := range numLayers {
+		ri.LayerBytesSent[q] = l.bytesSent[q].Load()
+		ri.LayerBytesReceived[q] = l.bytesRecv[q].Load()
+		ri.BytesSent += ri.LayerBytesSent[q]
+		ri.BytesReceived += ri.LayerBytesReceived[q]
+	}
+	return ri
 }
