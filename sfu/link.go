@@ -109,10 +109,13 @@ type link struct {
 	announced map[string]signal.Track    // the peer's tracks, by id
 	ups       map[string]*publishedTrack // the peer's tracks with media, by id
 	members   map[string]signal.Participant
-	sendNeg   *negotiation.Offerer  // on sendPC
-	recvNeg   *negotiation.Answerer // on recvPC
-	lastTick  time.Time
-	lastPing  time.Time
+	// wanted is, by track id of the peer's tracks with media, what this
+	// node last told the peer it needs of them (layers_wanted).
+	wanted   map[string]wantState
+	sendNeg  *negotiation.Offerer  // on sendPC
+	recvNeg  *negotiation.Answerer // on recvPC
+	lastTick time.Time
+	lastPing time.Time
 }
 
 // linkDown is one local track sent over the link: one RTP stream per
@@ -120,6 +123,24 @@ type link struct {
 type linkDown struct {
 	pub   *publishedTrack
 	slots []*downSlot
+	// ceilings is what the peer last asked for (layers_wanted), one bit
+	// per layer: for each, the best layer the track has at or below it
+	// crosses the link. Until the peer has asked (told), every layer
+	// crosses: the peer learns of a layer when its stream arrives, and a
+	// peer that never asks still gets everything.
+	ceilings uint8
+	told     bool
+}
+
+// wantState is what a node told its peer it wants of one of the peer's
+// tracks.
+type wantState struct {
+	ceilings uint8
+	sent     bool
+	// since is when the track's media first arrived: the node waits a
+	// tick before it first tells, so that the subscribers it is being
+	// added to can say what they want.
+	since time.Time
 }
 
 // linkTrackID names layer q of a track on a link's SDP (the msid track id).
@@ -180,6 +201,7 @@ func newLink(ctx context.Context, s *SFU, c Conn, cfg Link) (*link, error) {
 		announced: map[string]signal.Track{},
 		ups:       map[string]*publishedTrack{},
 		members:   map[string]signal.Participant{},
+		wanted:    map[string]wantState{},
 		lastTick:  time.Now(),
 		lastPing:  time.Now(),
 	}
@@ -299,6 +321,8 @@ func (l *link) handle(m signal.Message) {
 		}
 	case signal.TypeTrackUnpublished:
 		l.withdraw(m.Track.ID)
+	case signal.TypeLayersWanted:
+		l.onLayersWanted(m.TrackID, m.Layers)
 	case signal.TypeChat, signal.TypeRelay:
 		// The peer speaks for its own participants only.
 		if _, ok := l.members[m.From]; !ok || len(m.Text) > maxChatBytes {
@@ -371,6 +395,7 @@ func (l *link) onTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 		pub = newPublishedTrack(info, t.Codec().RTPCodecCapability, t.Kind(), l.recvPC.WriteRTCP, &l.sfu.stats, l.sfu.epoch)
 		pub.origin = l
 		l.ups[id] = pub
+		l.wanted[id] = wantState{since: time.Now()}
 	}
 	if !pub.declared[q] || pub.layers[q].Load() != nil {
 		l.log.Warn("ignoring extra relay stream", "track", t.ID())
@@ -463,6 +488,109 @@ func (l *link) unsubscribe(pub *publishedTrack) {
 	l.sendNeg.Renegotiate()
 }
 
+// Forwarding only the layers wanted behind the link.
+
+// onLayersWanted takes the peer's layers_wanted for one of this node's
+// tracks. A track this link does not send (it ended, or the peer is
+// confused) is ignored: the peer learns of its end from
+// track_unpublished.
+func (l *link) onLayersWanted(id string, names []string) {
+	d := l.downs[id]
+	if d == nil {
+		l.log.Debug("layers wanted of a track not sent", "track", id)
+		return
+	}
+	var ceilings uint8
+	for _, name := range names {
+		if q, ok := signal.WantedLayer(name); ok && q < numLayers {
+			ceilings |= 1 << q
+		}
+	}
+	d.ceilings, d.told = ceilings, true
+	l.applyWanted(d)
+}
+
+// applyWanted starts and stops the track's layers on the link so that
+// exactly those the peer wants cross. A wanted layer the publisher does
+// not send now is stood in for by the best one below it (or the lowest
+// one), as for a subscriber on this node. A layer that starts asks the
+// publisher for a key frame, so that the peer's new viewer gets a
+// picture at once.
+func (l *link) applyWanted(d *linkDown) {
+	if !d.told {
+		return
+	}
+	avail := d.pub.available(d.pub.now())
+	var on [numLayers]bool
+	for c := range numLayers {
+		if d.ceilings&(1<<c) != 0 {
+			if q := pickLayer(avail, c); q >= 0 {
+				on[q] = true
+			}
+		}
+	}
+	for _, slot := range d.slots {
+		// A link's stream carries one fixed layer, its want.
+		q := slot.dt.want
+		if !on[q] {
+			slot.dt.target.Store(layerOff)
+			continue
+		}
+		if slot.dt.target.Swap(int32(q)) != int32(q) {
+			d.pub.requestKeyFrame(q)
+		}
+	}
+}
+
+// ceilingsOf is what this node's subscribers of a relayed track need: for
+// each, the best layer it may receive (which the link may not carry yet)
+// and the one it receives now (so that it keeps receiving until the
+// better one arrives).
+func ceilingsOf(p *publishedTrack) uint8 {
+	var c uint8
+	downs := p.downs.Load()
+	if downs == nil {
+		return 0
+	}
+	for _, dt := range *downs {
+		if q := dt.ceiling.Load(); q >= 0 {
+			c |= 1 << min(q, numLayers-1)
+		}
+		if q := dt.target.Load(); q >= 0 {
+			c |= 1 << min(q, numLayers-1)
+		}
+	}
+	return c
+}
+
+// tellWanted sends layers_wanted for each of the peer's tracks whose
+// wanted layers changed.
+func (l *link) tellWanted(now time.Time) {
+	for id, w := range l.wanted {
+		p := l.ups[id]
+		if p == nil {
+			delete(l.wanted, id)
+			continue
+		}
+		if !w.sent && now.Sub(w.since) < tickInterval {
+			continue
+		}
+		c := ceilingsOf(p)
+		if w.sent && c == w.ceilings {
+			continue
+		}
+		w.ceilings, w.sent = c, true
+		l.wanted[id] = w
+		m := signal.Message{Type: signal.TypeLayersWanted, TrackID: id}
+		for q := range numLayers {
+			if c&(1<<q) != 0 {
+				m.Layers = append(m.Layers, signal.WantedLayerName(q))
+			}
+		}
+		l.send(m)
+	}
+}
+
 // Negotiation. Every SDP is signed by its node's identity key.
 
 func sdpSigned(binding []byte, signer, kind, sdp string) []byte {
@@ -526,13 +654,20 @@ func (l *link) onCandidate(target string, c *signal.Candidate) {
 }
 
 // tick measures the rates of the peer's layers (for this node's
-// subscribers' bandwidth allocation), keeps the link alive and retries a
-// deferred offer.
+// subscribers' bandwidth allocation), tells the peer which of its layers
+// are wanted here and forwards those the peer wants, keeps the link alive
+// and retries a deferred offer.
 func (l *link) tick(now time.Time) {
 	elapsed := now.Sub(l.lastTick).Seconds()
 	l.lastTick = now
 	for _, p := range l.ups {
 		p.sampleRates(elapsed)
+	}
+	l.tellWanted(now)
+	// What the publisher sends may change (a layer stops, another one
+	// starts): what stands in for a wanted layer follows.
+	for _, d := range l.downs {
+		l.applyWanted(d)
 	}
 	if now.Sub(l.lastPing) >= linkPingInterval {
 		l.lastPing = now

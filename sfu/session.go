@@ -456,7 +456,9 @@ func (s *session) onSubscribe(trackID, layer string) {
 // retarget recomputes which layer a subscription should receive and asks
 // for a key frame on it when that changes.
 func (s *session) retarget(dt *downTrack, now int64) {
-	t := pickLayer(dt.pub.available(now), min(dt.want, dt.cap))
+	ceiling := min(dt.want, dt.cap)
+	dt.ceiling.Store(int32(ceiling))
+	t := pickLayer(dt.pub.available(now), ceiling)
 	if old := dt.target.Swap(int32(t)); int(old) != t {
 		dt.pub.requestKeyFrame(t)
 	}
@@ -489,6 +491,15 @@ func (s *session) allocate() {
 			continue
 		}
 		a := allocation{want: d.dt.want, avail: pub.available(at)}
+		if pub.origin != nil {
+			// A relay link carries only the layers wanted behind it, so
+			// a layer not flowing may still be had: the allocator must be
+			// free to raise the subscription to it, or no one would ever
+			// ask for it. Its rate is the one last measured (rates of
+			// relayed layers are kept while they pause), or nothing
+			// before it first arrived, which is then learnt by trying it.
+			a.avail = pub.declared
+		}
 		for q := range pub.layers {
 			if l := pub.layers[q].Load(); l != nil {
 				a.rate[q] = l.rateBits.Load()

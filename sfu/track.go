@@ -171,7 +171,10 @@ func (p *publishedTrack) dropLayer(l *upLayer) bool {
 }
 
 // sampleRates measures each layer's rate over the elapsed seconds since
-// the previous sample; only the track's owner calls it.
+// the previous sample; only the track's owner calls it. A relayed layer
+// that brought nothing keeps its last rate: it is paused because no one
+// here wanted it, and the allocator needs its cost to decide whether to
+// want it again.
 func (p *publishedTrack) sampleRates(elapsed float64) {
 	if elapsed <= 0 {
 		return
@@ -179,6 +182,9 @@ func (p *publishedTrack) sampleRates(elapsed float64) {
 	for i := range p.layers {
 		if l := p.layers[i].Load(); l != nil {
 			b := l.bytes.Load()
+			if b == l.prev && p.origin != nil {
+				continue
+			}
 			l.rateBits.Store(uint64(float64(b-l.prev) * 8 / elapsed))
 			l.prev = b
 		}
