@@ -80,7 +80,7 @@ func TestRelayForwardsOnlyWatchedLayers(t *testing.T) {
 		// else across.
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			ok, what := onlyLayerCrosses(t, b, step.layer, 15_000)
+			ok, what := onlyLayerCrosses(t, b, step.layer, 8_000)
 			if ok {
 				t.Logf("%s: %s", step.ask, what)
 				break

@@ -490,21 +490,7 @@ func (s *session) allocate() {
 			}
 			continue
 		}
-		a := allocation{want: d.dt.want, avail: pub.available(at)}
-		if pub.origin != nil {
-			// A relay link carries only the layers wanted behind it, so
-			// a layer not flowing may still be had: the allocator must be
-			// free to raise the subscription to it, or no one would ever
-			// ask for it. Its rate is the one last measured (rates of
-			// relayed layers are kept while they pause), or nothing
-			// before it first arrived, which is then learnt by trying it.
-			a.avail = pub.declared
-		}
-		for q := range pub.layers {
-			if l := pub.layers[q].Load(); l != nil {
-				a.rate[q] = l.rateBits.Load()
-			}
-		}
+		a := pub.allocation(d.dt.want, at)
 		video = append(video, d.dt)
 		allocs = append(allocs, a)
 	}

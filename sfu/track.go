@@ -228,6 +228,27 @@ func (p *publishedTrack) available(now int64) [numLayers]bool {
 	return a
 }
 
+// allocation is the track as the bandwidth allocator sees it, for a
+// subscriber that asked for want.
+func (p *publishedTrack) allocation(want int, now int64) allocation {
+	a := allocation{want: want, avail: p.available(now)}
+	if p.origin != nil {
+		// A relay link carries only the layers wanted behind it, so a
+		// layer not flowing may still be had: the allocator must be free
+		// to raise the subscription to it, or no one would ever ask for
+		// it. Its rate is the one last measured (sampleRates keeps it
+		// while the layer pauses), or nothing before it first arrived,
+		// which is then learnt by trying it.
+		a.avail = p.declared
+	}
+	for q := range p.layers {
+		if l := p.layers[q].Load(); l != nil {
+			a.rate[q] = l.rateBits.Load()
+		}
+	}
+	return a
+}
+
 // requestKeyFrame asks the publisher for a key frame on one layer, at most
 // once per keyFrameInterval; concurrent callers race on a CAS so only one
 // sends.

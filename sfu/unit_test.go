@@ -667,3 +667,43 @@ func TestLinkForwardsTheLayersWanted(t *testing.T) {
 	// A track the link does not send is ignored.
 	l.onLayersWanted("nope", []string{signal.LayerHigh})
 }
+
+// A relayed layer that does not cross the link (no one here wanted it) is
+// still one the allocator may raise a subscriber to, at the rate it had
+// when it last crossed; a local layer that stopped is not.
+func TestRelayedLayersStayAllocatable(t *testing.T) {
+	for _, relayed := range []bool{false, true} {
+		pub := newPublishedTrack(signal.Track{ID: "t", Kind: signal.KindVideo, Layers: []string{"q", "h", "f"}},
+			webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, webrtc.RTPCodecTypeVideo,
+			func([]rtcp.Packet) error { return nil }, &counters{}, time.Now())
+		if relayed {
+			pub.origin = &link{}
+		}
+		var ls [numLayers]*upLayer
+		for q := range numLayers {
+			ls[q] = pub.addLayer(q, pub.rids[q], uint32(q))
+			ls[q].bytes.Store(uint64(1000 * (q + 1)))
+		}
+		pub.sampleRates(1)
+		// Only low goes on; medium and high stopped long ago.
+		ls[0].bytes.Add(1000)
+		pub.sampleRates(1)
+		long := int64(time.Hour)
+		ls[0].lastPkt.Store(long)
+		ls[1].lastPkt.Store(1)
+		ls[2].lastPkt.Store(1)
+
+		a := pub.allocation(2, long)
+		wantAvail := [numLayers]bool{true, relayed, relayed}
+		if a.avail != wantAvail {
+			t.Errorf("relayed %v: available %v, want %v", relayed, a.avail, wantAvail)
+		}
+		if relayed && a.rate[2] != 24000 {
+			t.Errorf("a paused relayed layer's rate is %d, want the last measured 24000", a.rate[2])
+		}
+		caps := allocate(1e9, []allocation{a})
+		if want := map[bool]int{false: 0, true: 2}[relayed]; caps[0] != want {
+			t.Errorf("relayed %v: allocated layer %d, want %d", relayed, caps[0], want)
+		}
+	}
+}
