@@ -457,7 +457,13 @@ func (s *session) onSubscribe(trackID, layer string) {
 // for a key frame on it when that changes.
 func (s *session) retarget(dt *downTrack, now int64) {
 	ceiling := min(dt.want, dt.cap)
-	dt.ceiling.Store(int32(ceiling))
+	if old := dt.ceiling.Swap(int32(ceiling)); int(old) != ceiling && dt.pub.origin != nil {
+		// The link tells its peer at once rather than at its next tick,
+		// so that a layer this subscriber now needs starts crossing
+		// promptly.
+		l := dt.pub.origin
+		l.post(func() { l.tellWanted(time.Now()) })
+	}
 	t := pickLayer(dt.pub.available(now), ceiling)
 	if old := dt.target.Swap(int32(t)); int(old) != t {
 		dt.pub.requestKeyFrame(t)
