@@ -552,12 +552,20 @@ func ceilingsOf(p *publishedTrack) uint8 {
 	if downs == nil {
 		return 0
 	}
+	// Above the track's best declared layer every ceiling means the same:
+	// clamped, a single-layer track is wanted as "low", not "high".
+	top := int32(0)
+	for q := range numLayers {
+		if p.declared[q] {
+			top = int32(q)
+		}
+	}
 	for _, dt := range *downs {
 		if q := dt.ceiling.Load(); q >= 0 {
-			c |= 1 << min(q, numLayers-1)
+			c |= 1 << min(q, top)
 		}
 		if q := dt.target.Load(); q >= 0 {
-			c |= 1 << min(q, numLayers-1)
+			c |= 1 << min(q, top)
 		}
 	}
 	return c
