@@ -31,6 +31,10 @@ type downTrack struct {
 	// want (asked for by the subscriber) and cap (from bandwidth
 	// estimation) are owned by the subscriber's session goroutine.
 	want, cap int
+	// ceiling is min(want, cap), published for the relay link a relayed
+	// track came over: it asks its peer for the layers its subscribers
+	// need, which may not be flowing yet (so not in target).
+	ceiling atomic.Int32
 
 	mu sync.Mutex // guards rw; never held across I/O
 	rw rewriter
@@ -48,6 +52,7 @@ var errCodecNotNegotiated = errors.New("codec not negotiated")
 func newDownTrack(pub *publishedTrack, stats *counters, meter *atomic.Uint64) *downTrack {
 	d := &downTrack{pub: pub, stats: stats, meter: meter, want: numLayers - 1, cap: numLayers - 1, rw: newRewriter()}
 	d.target.Store(-1)
+	d.ceiling.Store(layerOff)
 	return d
 }
 

@@ -46,12 +46,17 @@ type RelayInfo struct {
 	Dialer        bool
 	// Connected: every PeerConnection of the link that carries media has
 	// connected.
-	Connected      bool
-	Since          time.Time
-	BytesSent      uint64 // media forwarded to the peer
-	BytesReceived  uint64 // media received from the peer
-	TracksSent     int
-	TracksReceived int
+	Connected     bool
+	Since         time.Time
+	BytesSent     uint64 // media forwarded to the peer
+	BytesReceived uint64 // media received from the peer
+	// LayerBytesSent and LayerBytesReceived split the bytes by simulcast
+	// layer (low, medium, high; a track without simulcast counts as low),
+	// so an operator can see which layers a link carries.
+	LayerBytesSent     [numLayers]uint64
+	LayerBytesReceived [numLayers]uint64
+	TracksSent         int
+	TracksReceived     int
 	// Participants is how many of the peer's participants it announced.
 	Participants int
 	// PeerCert is the peer's certificate (Link.PeerCert).
@@ -94,7 +99,8 @@ type link struct {
 	// (the peer offers). One offerer per connection: no glare.
 	sendPC, recvPC *webrtc.PeerConnection
 
-	bytesSent, bytesRecv   atomic.Uint64
+	// Media bytes by layer; the totals are their sums.
+	bytesSent, bytesRecv   [numLayers]atomic.Uint64
 	tracksSent, tracksRecv atomic.Int64
 	remoteMembers          atomic.Int64
 
@@ -103,10 +109,13 @@ type link struct {
 	announced map[string]signal.Track    // the peer's tracks, by id
 	ups       map[string]*publishedTrack // the peer's tracks with media, by id
 	members   map[string]signal.Participant
-	sendNeg   *negotiation.Offerer  // on sendPC
-	recvNeg   *negotiation.Answerer // on recvPC
-	lastTick  time.Time
-	lastPing  time.Time
+	// wanted is, by track id of the peer's tracks with media, what this
+	// node last told the peer it needs of them (layers_wanted).
+	wanted   map[string]wantState
+	sendNeg  *negotiation.Offerer  // on sendPC
+	recvNeg  *negotiation.Answerer // on recvPC
+	lastTick time.Time
+	lastPing time.Time
 }
 
 // linkDown is one local track sent over the link: one RTP stream per
@@ -114,6 +123,24 @@ type link struct {
 type linkDown struct {
 	pub   *publishedTrack
 	slots []*downSlot
+	// ceilings is what the peer last asked for (layers_wanted), one bit
+	// per layer: for each, the best layer the track has at or below it
+	// crosses the link. Until the peer has asked (told), every layer
+	// crosses: the peer learns of a layer when its stream arrives, and a
+	// peer that never asks still gets everything.
+	ceilings uint8
+	told     bool
+}
+
+// wantState is what a node told its peer it wants of one of the peer's
+// tracks.
+type wantState struct {
+	ceilings uint8
+	sent     bool
+	// since is when the track's media first arrived: the node waits a
+	// tick before it first tells, so that the subscribers it is being
+	// added to can say what they want.
+	since time.Time
 }
 
 // linkTrackID names layer q of a track on a link's SDP (the msid track id).
@@ -174,6 +201,7 @@ func newLink(ctx context.Context, s *SFU, c Conn, cfg Link) (*link, error) {
 		announced: map[string]signal.Track{},
 		ups:       map[string]*publishedTrack{},
 		members:   map[string]signal.Participant{},
+		wanted:    map[string]wantState{},
 		lastTick:  time.Now(),
 		lastPing:  time.Now(),
 	}
@@ -293,6 +321,8 @@ func (l *link) handle(m signal.Message) {
 		}
 	case signal.TypeTrackUnpublished:
 		l.withdraw(m.Track.ID)
+	case signal.TypeLayersWanted:
+		l.onLayersWanted(m.TrackID, m.Layers)
 	case signal.TypeChat, signal.TypeRelay:
 		// The peer speaks for its own participants only.
 		if _, ok := l.members[m.From]; !ok || len(m.Text) > maxChatBytes {
@@ -365,6 +395,7 @@ func (l *link) onTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 		pub = newPublishedTrack(info, t.Codec().RTPCodecCapability, t.Kind(), l.recvPC.WriteRTCP, &l.sfu.stats, l.sfu.epoch)
 		pub.origin = l
 		l.ups[id] = pub
+		l.wanted[id] = wantState{since: time.Now()}
 	}
 	if !pub.declared[q] || pub.layers[q].Load() != nil {
 		l.log.Warn("ignoring extra relay stream", "track", t.ID())
@@ -372,7 +403,7 @@ func (l *link) onTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 	}
 	up := pub.addLayer(q, pub.rids[q], uint32(t.SSRC()))
 	l.goMedia(func() {
-		pub.read(up, t, &l.bytesRecv)
+		pub.read(up, t, &l.bytesRecv[q])
 		l.mbox.post(func() { l.layerEnded(pub, up) })
 	})
 	l.goMedia(func() { readReceiverRTCP(r, "") })
@@ -425,7 +456,7 @@ func (l *link) subscribe(pub *publishedTrack) {
 		dt.id = linkTrackID(pub.info.ID, q)
 		dt.want, dt.cap = q, q
 		dt.target.Store(int32(q))
-		dt.link = &l.bytesSent
+		dt.link = &l.bytesSent[q]
 		sender, err := l.sendPC.AddTrack(dt)
 		if err != nil {
 			l.log.Warn("add relay stream", "track", dt.id, "err", err)
@@ -455,6 +486,117 @@ func (l *link) unsubscribe(pub *publishedTrack) {
 	l.tracksSent.Add(-1)
 	l.send(signal.Message{Type: signal.TypeTrackUnpublished, Track: &pub.info})
 	l.sendNeg.Renegotiate()
+}
+
+// Forwarding only the layers wanted behind the link.
+
+// onLayersWanted takes the peer's layers_wanted for one of this node's
+// tracks. A track this link does not send (it ended, or the peer is
+// confused) is ignored: the peer learns of its end from
+// track_unpublished.
+func (l *link) onLayersWanted(id string, names []string) {
+	d := l.downs[id]
+	if d == nil {
+		l.log.Debug("layers wanted of a track not sent", "track", id)
+		return
+	}
+	var ceilings uint8
+	for _, name := range names {
+		if q, ok := signal.WantedLayer(name); ok && q < numLayers {
+			ceilings |= 1 << q
+		}
+	}
+	d.ceilings, d.told = ceilings, true
+	l.applyWanted(d)
+}
+
+// applyWanted starts and stops the track's layers on the link so that
+// exactly those the peer wants cross. A wanted layer the publisher does
+// not send now is stood in for by the best one below it (or the lowest
+// one), as for a subscriber on this node. A layer that starts asks the
+// publisher for a key frame, so that the peer's new viewer gets a
+// picture at once.
+func (l *link) applyWanted(d *linkDown) {
+	if !d.told {
+		return
+	}
+	avail := d.pub.available(d.pub.now())
+	var on [numLayers]bool
+	for c := range numLayers {
+		if d.ceilings&(1<<c) != 0 {
+			if q := pickLayer(avail, c); q >= 0 {
+				on[q] = true
+			}
+		}
+	}
+	for _, slot := range d.slots {
+		// A link's stream carries one fixed layer, its want.
+		q := slot.dt.want
+		if !on[q] {
+			slot.dt.target.Store(layerOff)
+			continue
+		}
+		if slot.dt.target.Swap(int32(q)) != int32(q) {
+			d.pub.requestKeyFrame(q)
+		}
+	}
+}
+
+// ceilingsOf is what this node's subscribers of a relayed track need: for
+// each, the best layer it may receive (which the link may not carry yet)
+// and the one it receives now (so that it keeps receiving until the
+// better one arrives).
+func ceilingsOf(p *publishedTrack) uint8 {
+	var c uint8
+	downs := p.downs.Load()
+	if downs == nil {
+		return 0
+	}
+	// Above the track's best declared layer every ceiling means the same:
+	// clamped, a single-layer track is wanted as "low", not "high".
+	top := int32(0)
+	for q := range numLayers {
+		if p.declared[q] {
+			top = int32(q)
+		}
+	}
+	for _, dt := range *downs {
+		if q := dt.ceiling.Load(); q >= 0 {
+			c |= 1 << min(q, top)
+		}
+		if q := dt.target.Load(); q >= 0 {
+			c |= 1 << min(q, top)
+		}
+	}
+	return c
+}
+
+// tellWanted sends layers_wanted for each of the peer's tracks whose
+// wanted layers changed.
+func (l *link) tellWanted(now time.Time) {
+	for id, w := range l.wanted {
+		p := l.ups[id]
+		if p == nil {
+			delete(l.wanted, id)
+			continue
+		}
+		if !w.sent && now.Sub(w.since) < tickInterval {
+			continue
+		}
+		c := ceilingsOf(p)
+		if w.sent && c == w.ceilings {
+			continue
+		}
+		w.ceilings, w.sent = c, true
+		l.wanted[id] = w
+		m := signal.Message{Type: signal.TypeLayersWanted, TrackID: id}
+		for q := range numLayers {
+			if c&(1<<q) != 0 {
+				m.Layers = append(m.Layers, signal.WantedLayerName(q))
+			}
+		}
+		l.send(m)
+	}
 }
 
 // Negotiation. Every SDP is signed by its node's identity key.
@@ -520,13 +662,20 @@ func (l *link) onCandidate(target string, c *signal.Candidate) {
 }
 
 // tick measures the rates of the peer's layers (for this node's
-// subscribers' bandwidth allocation), keeps the link alive and retries a
-// deferred offer.
+// subscribers' bandwidth allocation), tells the peer which of its layers
+// are wanted here and forwards those the peer wants, keeps the link alive
+// and retries a deferred offer.
 func (l *link) tick(now time.Time) {
 	elapsed := now.Sub(l.lastTick).Seconds()
 	l.lastTick = now
 	for _, p := range l.ups {
 		p.sampleRates(elapsed)
+	}
+	l.tellWanted(now)
+	// What the publisher sends may change (a layer stops, another one
+	// starts): what stands in for a wanted layer follows.
+	for _, d := range l.downs {
+		l.applyWanted(d)
 	}
 	if now.Sub(l.lastPing) >= linkPingInterval {
 		l.lastPing = now
@@ -540,12 +689,18 @@ func pcReady(pc *webrtc.PeerConnection) bool {
 }
 
 func (l *link) info() RelayInfo {
-	return RelayInfo{
+	ri := RelayInfo{
 		Meeting: l.cfg.Meeting, Peer: l.cfg.Peer, Dialer: l.cfg.Dialer,
-		Connected: pcReady(l.sendPC) && pcReady(l.recvPC),
-		Since:     l.started,
-		BytesSent: l.bytesSent.Load(), BytesReceived: l.bytesRecv.Load(),
+		Connected:  pcReady(l.sendPC) && pcReady(l.recvPC),
+		Since:      l.started,
 		TracksSent: int(l.tracksSent.Load()), TracksReceived: int(l.tracksRecv.Load()),
 		Participants: int(l.remoteMembers.Load()), PeerCert: l.cfg.PeerCert,
 	}
+	for q := range numLayers {
+		ri.LayerBytesSent[q] = l.bytesSent[q].Load()
+		ri.LayerBytesReceived[q] = l.bytesRecv[q].Load()
+		ri.BytesSent += ri.LayerBytesSent[q]
+		ri.BytesReceived += ri.LayerBytesReceived[q]
+	}
+	return ri
 }

@@ -457,7 +457,15 @@ func (s *session) onSubscribe(trackID, layer string) {
 // retarget recomputes which layer a subscription should receive and asks
 // for a key frame on it when that changes.
 func (s *session) retarget(dt *downTrack, now int64) {
-	t := pickLayer(dt.pub.available(now), min(dt.want, dt.cap))
+	ceiling := min(dt.want, dt.cap)
+	if old := dt.ceiling.Swap(int32(ceiling)); int(old) != ceiling && dt.pub.origin != nil {
+		// The link tells its peer at once rather than at its next tick,
+		// so that a layer this subscriber now needs starts crossing
+		// promptly.
+		l := dt.pub.origin
+		l.post(func() { l.tellWanted(time.Now()) })
+	}
+	t := pickLayer(dt.pub.available(now), ceiling)
 	if old := dt.target.Swap(int32(t)); int(old) != t {
 		dt.pub.requestKeyFrame(t)
 	}
@@ -489,12 +497,7 @@ func (s *session) allocate() {
 			}
 			continue
 		}
-		a := allocation{want: d.dt.want, avail: pub.available(at)}
-		for q := range pub.layers {
-			if l := pub.layers[q].Load(); l != nil {
-				a.rate[q] = l.rateBits.Load()
-			}
-		}
+		a := pub.allocation(d.dt.want, at)
 		video = append(video, d.dt)
 		allocs = append(allocs, a)
 	}

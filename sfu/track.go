@@ -175,7 +175,10 @@ func (p *publishedTrack) dropLayer(l *upLayer) bool {
 }
 
 // sampleRates measures each layer's rate over the elapsed seconds since
-// the previous sample; only the track's owner calls it.
+// the previous sample; only the track's owner calls it. A relayed layer
+// that brought nothing keeps its last rate: it is paused because no one
+// here wanted it, and the allocator needs its cost to decide whether to
+// want it again.
 func (p *publishedTrack) sampleRates(elapsed float64) {
 	if elapsed <= 0 {
 		return
@@ -183,6 +186,9 @@ func (p *publishedTrack) sampleRates(elapsed float64) {
 	for i := range p.layers {
 		if l := p.layers[i].Load(); l != nil {
 			b := l.bytes.Load()
+			if b == l.prev && p.origin != nil {
+				continue
+			}
 			l.rateBits.Store(uint64(float64(b-l.prev) * 8 / elapsed))
 			l.prev = b
 		}
@@ -241,6 +247,27 @@ func (p *publishedTrack) available(now int64) [numLayers]bool {
 		// A layer that has not sent yet is still offered: it was announced
 		// and its first packets are usually on the way.
 		a[q] = last == 0 || now-last < int64(2*time.Second)
+	}
+	return a
+}
+
+// allocation is the track as the bandwidth allocator sees it, for a
+// subscriber that asked for want.
+func (p *publishedTrack) allocation(want int, now int64) allocation {
+	a := allocation{want: want, avail: p.available(now)}
+	if p.origin != nil {
+		// A relay link carries only the layers wanted behind it, so a
+		// layer not flowing may still be had: the allocator must be free
+		// to raise the subscription to it, or no one would ever ask for
+		// it. Its rate is the one last measured (sampleRates keeps it
+		// while the layer pauses), or nothing before it first arrived,
+		// which is then learnt by trying it.
+		a.avail = p.declared
+	}
+	for q := range p.layers {
+		if l := p.layers[q].Load(); l != nil {
+			a.rate[q] = l.rateBits.Load()
+		}
 	}
 	return a
 }

@@ -5,7 +5,9 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -600,5 +602,108 @@ func TestNewNeedsAnIdentityKey(t *testing.T) {
 	if s, err := New(Config{LoopbackOnly: true}); err == nil {
 		_ = s.Close()
 		t.Fatal("an SFU without an identity key started: its SDPs could not be signed")
+	}
+}
+
+// A relay link forwards, for each layer its peer wants, the best one the
+// publisher sends at or below it, and nothing else; a layer that starts
+// asks for a key frame. Before the peer has said anything, everything
+// crosses.
+func TestLinkForwardsTheLayersWanted(t *testing.T) {
+	var plis []uint32
+	pub := newPublishedTrack(signal.Track{ID: "t", Kind: signal.KindVideo, Layers: []string{"q", "h", "f"}},
+		webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, webrtc.RTPCodecTypeVideo,
+		func(ps []rtcp.Packet) error {
+			for _, p := range ps {
+				if pli, ok := p.(*rtcp.PictureLossIndication); ok {
+					plis = append(plis, pli.MediaSSRC)
+				}
+			}
+			return nil
+		}, &counters{}, time.Now())
+	// The publisher sends low and high, not medium.
+	for _, q := range []int{0, 2} {
+		pub.addLayer(q, pub.rids[q], uint32(100+q))
+	}
+	d := &linkDown{pub: pub}
+	for q := range numLayers {
+		dt := newDownTrack(pub, &counters{}, &atomic.Uint64{})
+		dt.want, dt.cap = q, q
+		dt.target.Store(int32(q))
+		d.slots = append(d.slots, &downSlot{dt: dt})
+	}
+	l := &link{downs: map[string]*linkDown{"t": d}}
+	l.log = slog.New(slog.DiscardHandler)
+	targets := func() [numLayers]int32 {
+		var out [numLayers]int32
+		for i, s := range d.slots {
+			out[i] = s.dt.target.Load()
+		}
+		return out
+	}
+	l.applyWanted(d)
+	if got := targets(); got != [numLayers]int32{0, 1, 2} {
+		t.Fatalf("before layers_wanted: targets %v, want every layer", got)
+	}
+	for _, step := range []struct {
+		names []string
+		want  [numLayers]int32
+		plis  []uint32
+	}{
+		{[]string{signal.LayerMedium}, [numLayers]int32{0, layerOff, layerOff}, nil}, // medium stood in for by low
+		{[]string{signal.LayerHigh}, [numLayers]int32{layerOff, layerOff, 2}, []uint32{102}},
+		{[]string{signal.LayerLow, signal.LayerHigh}, [numLayers]int32{0, layerOff, 2}, []uint32{100}},
+		{nil, [numLayers]int32{layerOff, layerOff, layerOff}, nil},
+	} {
+		plis = nil
+		l.onLayersWanted("t", step.names)
+		if got := targets(); got != step.want {
+			t.Errorf("wanted %v: targets %v, want %v", step.names, got, step.want)
+		}
+		if !slices.Equal(plis, step.plis) {
+			t.Errorf("wanted %v: key frames asked of %v, want %v", step.names, plis, step.plis)
+		}
+	}
+	// A track the link does not send is ignored.
+	l.onLayersWanted("nope", []string{signal.LayerHigh})
+}
+
+// A relayed layer that does not cross the link (no one here wanted it) is
+// still one the allocator may raise a subscriber to, at the rate it had
+// when it last crossed; a local layer that stopped is not.
+func TestRelayedLayersStayAllocatable(t *testing.T) {
+	for _, relayed := range []bool{false, true} {
+		pub := newPublishedTrack(signal.Track{ID: "t", Kind: signal.KindVideo, Layers: []string{"q", "h", "f"}},
+			webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, webrtc.RTPCodecTypeVideo,
+			func([]rtcp.Packet) error { return nil }, &counters{}, time.Now())
+		if relayed {
+			pub.origin = &link{}
+		}
+		var ls [numLayers]*upLayer
+		for q := range numLayers {
+			ls[q] = pub.addLayer(q, pub.rids[q], uint32(q))
+			ls[q].bytes.Store(uint64(1000 * (q + 1)))
+		}
+		pub.sampleRates(1)
+		// Only low goes on; medium and high stopped long ago.
+		ls[0].bytes.Add(1000)
+		pub.sampleRates(1)
+		long := int64(time.Hour)
+		ls[0].lastPkt.Store(long)
+		ls[1].lastPkt.Store(1)
+		ls[2].lastPkt.Store(1)
+
+		a := pub.allocation(2, long)
+		wantAvail := [numLayers]bool{true, relayed, relayed}
+		if a.avail != wantAvail {
+			t.Errorf("relayed %v: available %v, want %v", relayed, a.avail, wantAvail)
+		}
+		if relayed && a.rate[2] != 24000 {
+			t.Errorf("a paused relayed layer's rate is %d, want the last measured 24000", a.rate[2])
+		}
+		caps := allocate(1e9, []allocation{a})
+		if want := map[bool]int{false: 0, true: 2}[relayed]; caps[0] != want {
+			t.Errorf("relayed %v: allocated layer %d, want %d", relayed, caps[0], want)
+		}
 	}
 }

@@ -196,6 +196,24 @@ func (m *Message) validate() error {
 		if m.Layer == "" {
 			return missing("layer")
 		}
+	case TypeLayersWanted:
+		if m.TrackID == "" {
+			return missing("track_id")
+		}
+		if len(m.Layers) > MaxWantedLayers {
+			return refuse(CodeBadMessage, "layers_wanted names %d layers, at most %d", len(m.Layers), MaxWantedLayers)
+		}
+		var seen [MaxWantedLayers]bool
+		for _, name := range m.Layers {
+			q, ok := WantedLayer(name)
+			if !ok {
+				return refuse(CodeBadMessage, "layers_wanted names unknown layer %q", name)
+			}
+			if seen[q] {
+				return refuse(CodeBadMessage, "layers_wanted names layer %q twice", name)
+			}
+			seen[q] = true
+		}
 	case TypeChat:
 		if m.Text == "" {
 			return missing("text")
@@ -297,6 +315,9 @@ func (m *Message) normalise() error {
 	}
 	if len(m.ICEURLs) == 0 {
 		m.ICEURLs = nil
+	}
+	if len(m.Layers) == 0 {
+		m.Layers = nil
 	}
 	for i := range m.ICEServers {
 		if len(m.ICEServers[i].URLs) == 0 {

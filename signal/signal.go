@@ -67,6 +67,9 @@ const (
 	TypeLinkChallenge Type = "link_challenge" // accepting → dialling
 	TypeLinkProof     Type = "link_proof"     // dialling → accepting
 	TypeLinkReady     Type = "link_ready"     // accepting → dialling
+	// TypeLayersWanted: a node tells its peer which simulcast layers of
+	// one of the peer's tracks it needs (receiving → sending node).
+	TypeLayersWanted Type = "layers_wanted"
 )
 
 // Known reports whether t is a message kind of this protocol version.
@@ -76,7 +79,8 @@ func Known(t Type) bool {
 		TypeParticipantJoined, TypeParticipantLeft, TypeTrackPublished,
 		TypeTrackUnpublished, TypeSubscribe, TypeChat, TypeLeave, TypeRelay,
 		TypeError, TypePing, TypePong, TypeMove, TypeHost,
-		TypeLink, TypeLinkChallenge, TypeLinkProof, TypeLinkReady:
+		TypeLink, TypeLinkChallenge, TypeLinkProof, TypeLinkReady,
+		TypeLayersWanted:
 		return true
 	}
 	return false
@@ -192,9 +196,14 @@ type Message struct {
 	Candidate *Candidate `json:"candidate,omitempty"`
 	Target    string     `json:"target,omitempty"`
 
-	// subscribe
+	// subscribe; layers_wanted (track_id and layers)
 	TrackID string `json:"track_id,omitempty"`
 	Layer   string `json:"layer,omitempty"`
+	// Layers (layers_wanted) are layer names (LayerLow, LayerMedium,
+	// LayerHigh), each at most once, at most MaxWantedLayers: for each,
+	// the sending node forwards the best layer of the track it has at or
+	// below it. Empty: forward nothing of the track.
+	Layers []string `json:"layers,omitempty"`
 
 	// chat (text, from, time), relay (to, from, payload)
 	Text    string          `json:"text,omitempty"`
@@ -220,6 +229,29 @@ type Message struct {
 	Nonce []byte `json:"nonce,omitempty"`
 	Sig   []byte `json:"sig,omitempty"`
 	Cert  string `json:"cert,omitempty"`
+}
+
+// MaxWantedLayers bounds a layers_wanted list: each layer name once.
+const MaxWantedLayers = 3
+
+// WantedLayer maps a layers_wanted layer name to its quality index (0 low,
+// 1 medium, 2 high); ok is false for any other name.
+func WantedLayer(name string) (q int, ok bool) {
+	switch name {
+	case LayerLow:
+		return 0, true
+	case LayerMedium:
+		return 1, true
+	case LayerHigh:
+		return 2, true
+	}
+	return 0, false
+}
+
+// WantedLayerName is the layers_wanted name of quality index q (0 to
+// MaxWantedLayers-1).
+func WantedLayerName(q int) string {
+	return [MaxWantedLayers]string{LayerLow, LayerMedium, LayerHigh}[q]
 }
 
 // LinkNonceBytes is the size of each node's random challenge in a relay

@@ -48,6 +48,12 @@ func TestDecodeRefusals(t *testing.T) {
 		{"offer with two screens", `{"v":1,"type":"offer","sdp":"v=0","sources":{"0":"screen","1":"screen"}}`, CodeBadSources},
 		{"offer with two screen audios", `{"v":1,"type":"offer","sdp":"v=0","sources":{"0":"screen_audio","1":"screen_audio"}}`, CodeBadSources},
 		{"sources not strings", `{"v":1,"type":"offer","sdp":"v=0","sources":{"0":1}}`, CodeBadJSON},
+		{"layers_wanted without track", `{"v":1,"type":"layers_wanted","layers":["low"]}`, CodeBadMessage},
+		{"layers_wanted unknown layer", `{"v":1,"type":"layers_wanted","track_id":"t1","layers":["q"]}`, CodeBadMessage},
+		{"layers_wanted off", `{"v":1,"type":"layers_wanted","track_id":"t1","layers":["off"]}`, CodeBadMessage},
+		{"layers_wanted twice", `{"v":1,"type":"layers_wanted","track_id":"t1","layers":["high","high"]}`, CodeBadMessage},
+		{"layers_wanted too many", `{"v":1,"type":"layers_wanted","track_id":"t1","layers":["low","medium","high","low"]}`, CodeBadMessage},
+		{"layers_wanted not strings", `{"v":1,"type":"layers_wanted","track_id":"t1","layers":[0]}`, CodeBadJSON},
 		{"host statement too large", `{"v":1,"type":"host","payload":"` + strings.Repeat("a", hoststmt.MaxBytes) + `"}`, CodeTooLarge},
 	}
 	for _, tc := range tests {
@@ -106,6 +112,8 @@ func TestRoundTrip(t *testing.T) {
 		{Type: TypeLinkProof, Sig: []byte{4}},
 		{Type: TypeLinkReady},
 		{Type: TypeAnswer, SDP: "v=0\r\n", Sig: []byte{5}},
+		{Type: TypeLayersWanted, TrackID: "t1", Layers: []string{LayerHigh, LayerLow}},
+		{Type: TypeLayersWanted, TrackID: "t1"},
 	}
 	for _, m := range msgs {
 		b, err := Encode(m)
@@ -168,6 +176,9 @@ func FuzzDecode(f *testing.F) {
 		`{"v":1,"type":"candidate","candidate":{"candidate":"c","sdpMid":"0","sdpMLineIndex":0},"target":"publish"}`,
 		`{"v":1,"type":"chat","text":"\ud800","time":-1}`,
 		`{"v":1,"type":"subscribe","track_id":"t","layer":"low"}`,
+		`{"v":1,"type":"layers_wanted","track_id":"t","layers":["low","high"]}`,
+		`{"v":1,"type":"layers_wanted","track_id":"t","layers":[]}`,
+		`{"v":1,"type":"layers_wanted","track_id":"t","layers":["low","low"]}`,
 		`{"v":1,"type":"offer","sdp":"v=0","sources":{"0":"microphone","1":"camera","2":"screen","3":"screen_audio"}}`,
 		`{"v":1,"type":"track_published","track":{"id":"t","participant":"p","kind":"video","source":"screen"}}`,
 		`{"v":1,"type":"offer","sdp":"v=0","sources":{}}`,
