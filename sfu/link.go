@@ -394,6 +394,7 @@ func (l *link) onTrack(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 	if fresh {
 		pub = newPublishedTrack(info, t.Codec().RTPCodecCapability, t.Kind(), l.recvPC.WriteRTCP, &l.sfu.stats, l.sfu.epoch)
 		pub.origin = l
+		pub.sends = l.sfu.sends
 		l.ups[id] = pub
 		l.wanted[id] = wantState{since: time.Now()}
 	}
