@@ -52,15 +52,28 @@ usage() {
 inner_pids=()
 inner_cleanup() {
   trap - INT TERM EXIT
-  local pid i
+  local pid
   for pid in "${inner_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  # Give each a while to stop cleanly, then stop it for good: a process left
-  # behind would keep the namespace, its ports and the CPU.
-  for pid in "${inner_pids[@]}"; do
-    for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
+  # livekit-server waits for its participants to leave on the first TERM
+  # and gives up waiting on the second. Whatever still runs after that is
+  # killed: a process left behind would keep the namespace and use the CPU
+  # the next run measures.
+  stop_within 3 || {
+    for pid in "${inner_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    stop_within 5
+  } || for pid in "${inner_pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+}
+
+# stop_within SECONDS: whether every process of the run ends by then.
+stop_within() {
+  local deadline=$((SECONDS + $1)) pid
+  for pid in "${inner_pids[@]}"; do
+    while kill -0 "$pid" 2>/dev/null; do
+      [ "$SECONDS" -lt "$deadline" ] || return 1
+      sleep 0.1
+    done
+  done
 }
 
 inner_traps() {
@@ -176,6 +189,7 @@ if [ -n "$QUICK" ]; then
   SCENARIOS=${SCENARIOS:-1x10} RUNS=${RUNS:-1} WINDOW=${WINDOW:-10}
 fi
 SCENARIOS=${SCENARIOS:-1x50 5x25 10x10}
+SCENARIOS=$(echo $SCENARIOS) # one space between scenarios
 RUNS=${RUNS:-3}
 WINDOW=${WINDOW:-30}
 for sc in $SCENARIOS; do
@@ -291,6 +305,12 @@ record() {
   fi
 }
 
+# fx(d): a number with d decimals (jq 1.6 has no printf), "–" for none.
+JQ_FMT='def fx(d): if type != "number" then "–" else ((. * pow(10; d)) | round) as $n
+  | ($n | fabs | tostring) as $s
+  | (if ($s | length) <= d then ("0" * (d + 1 - ($s | length))) + $s else $s end) as $p
+  | (if $n < 0 then "-" else "" end) + $p[0:($p | length) - d] + (if d > 0 then "." + $p[($p | length) - d:] else "" end) end;'
+
 failed=0
 total=$(( $(wc -w <<<"$SCENARIOS") * RUNS * 2 ))
 n=0
@@ -310,39 +330,41 @@ for sc in $SCENARIOS; do
       inner=""
       [ "$rc" -eq 0 ] || echo "  $sys $sc run $run failed (status $rc); logs in $DATA/$tag" >&2
       record "$sys" "$sc" "$run" "$tag" "$rc"
-      jq -r --arg sitting "$SITTING" --arg tag "$tag" 'select(.sitting == $sitting and .tag == $tag) |
-        if .error then "  " + .error
-        else "  \(.us_per_pkt) us/pkt, \(.fwd_pkts_per_s) pkt/s, delivery \(.delivery_frames) (frames) \(.delivery_pkts) (packets), RSS \(.rss_mb) MB"
-        end' "$OUT" | tail -1
+      jq -r --arg sitting "$SITTING" --arg tag "$tag" "$JQ_FMT"'
+        select(.sitting == $sitting and .tag == $tag)
+        | if .error then "  " + .error
+          else "  \(.us_per_pkt | fx(2)) µs/pkt, \(.fwd_pkts_per_s | fx(0)) pkt/s, delivery \(.delivery_frames | fx(4)) of frames, \(.delivery_pkts | fx(4)) of packets, RSS \(.rss_mb | fx(0)) MB"
+          end' "$OUT"
     done
   done
 done
 
 # The table: per scenario, the median of each system's µs per forwarded
-# packet over its runs, their ratio, the lowest delivery and the RSS range.
+# packet over its runs (and their range), the ratio of the medians, the
+# lowest delivery of any run, and the RSS range.
 jq -rs --arg scenarios "$SCENARIOS" --arg sitting "$SITTING" --arg date "$(date -u '+%Y-%m-%d %H:%M UTC')" \
   --arg arch "$(uname -m)" --arg cpu "$(grep -m1 '^model name' /proc/cpuinfo | sed 's/.*: *//')" \
   --arg nproc "$(nproc)" --arg commit "$COMMIT" --arg lk "$LIVEKIT_VERSION" --arg runs "$RUNS" \
-  --arg window "$WINDOW" '
-  def fx(d): if . == null then "–" else ((. * pow(10; d)) | round) as $n | ($n | fabs | tostring) as $s
-    | (if ($s | length) <= d then ("0" * (d + 1 - ($s | length))) + $s else $s end) as $p
-    | (if $n < 0 then "-" else "" end) + $p[0:($p | length) - d] + (if d > 0 then "." + $p[($p | length) - d:] else "" end) end;
+  --arg window "$WINDOW" "$JQ_FMT"'
   def median: sort | if length == 0 then null elif length % 2 == 1 then .[length / 2 | floor]
     else (.[length / 2 - 1] + .[length / 2]) / 2 end;
-  def range(d): if length == 0 then "–" else "\(min | fx(d))–\(max | fx(d))" end;
+  def span(d): if length == 0 then "–" elif min == max then min | fx(d)
+    else "\(min | fx(d))–\(max | fx(d))" end;
+  def vals(f): map(f | numbers);
+  def delivery: "\(vals(.delivery_frames) | min | fx(4)) / \(vals(.delivery_pkts) | min | fx(4))";
   [.[] | select(.sitting == $sitting)] as $all
   | def of($sys; $sc): [$all[] | select(.system == $sys and .scenario == $sc and (.error | not))];
     def failures($sc): [$all[] | select(.scenario == $sc and .error)] | length;
-  "## oakmeet vs LiveKit \($lk): media-server CPU per forwarded packet",
+  "## oakmeet / LiveKit \($lk): media-server CPU per forwarded packet",
   "",
-  "\($date); \($arch), \($cpu), \($nproc) cores; oakmeet commit \($commit); \($runs) runs each, alternating, \($window) s windows.",
+  "\($date); \($arch), \($cpu), \($nproc) cores; oakmeet commit \($commit); runs each: \($runs), alternating; \($window) s windows.",
   "",
-  "| pub × sub | LiveKit µs/pkt, median (range) | oakmeet µs/pkt, median (range) | **oakmeet / LiveKit** | delivery frames / packets, min: LiveKit | oakmeet | RSS MB: LiveKit | oakmeet | runs failed |",
+  "| pub × sub | LiveKit µs/pkt, median (range) | oakmeet µs/pkt, median (range) | **oakmeet / LiveKit** | LiveKit delivery, min (frames / packets) | oakmeet delivery, min (frames / packets) | LiveKit RSS MB | oakmeet RSS MB | failed runs |",
   "|---|---|---|---|---|---|---|---|---|",
-  ($scenarios | split(" ") | map(select(. != ""))[] as $sc
+  ($scenarios | split(" ")[] as $sc
    | of("livekit"; $sc) as $l | of("oakmeet"; $sc) as $o
-   | ($l | map(.us_per_pkt) | median) as $lm | ($o | map(.us_per_pkt) | median) as $om
-   | "| \($sc) | \($lm | fx(1)) (\($l | map(.us_per_pkt) | range(1))) | \($om | fx(1)) (\($o | map(.us_per_pkt) | range(1))) | **\(if $lm and $om and $lm > 0 then $om / $lm | fx(2) else "–" end)** | \($l | map(.delivery_frames) | min | fx(4)) / \($l | map(.delivery_pkts) | min | fx(4)) | \($o | map(.delivery_frames) | min | fx(4)) / \($o | map(.delivery_pkts) | min | fx(4)) | \($l | map(.rss_mb) | range(0)) | \($o | map(.rss_mb) | range(0)) | \(failures($sc)) |")
+   | ($l | vals(.us_per_pkt) | median) as $lm | ($o | vals(.us_per_pkt) | median) as $om
+   | "| \($sc) | \($lm | fx(1)) (\($l | vals(.us_per_pkt) | span(1))) | \($om | fx(1)) (\($o | vals(.us_per_pkt) | span(1))) | **\(if $lm and $om and $lm > 0 then $om / $lm | fx(2) else "–" end)** | \($l | delivery) | \($o | delivery) | \($l | vals(.rss_mb) | span(0)) | \($o | vals(.rss_mb) | span(0)) | \(failures($sc)) |")
 ' "$OUT" | tee "$DATA/table.md"
 echo
 echo "table in $DATA/table.md, every run in $OUT"
