@@ -56,6 +56,19 @@ type Config struct {
 	// clients time out, which measures the load generator rather than the
 	// system; people joining "at once" still arrive over a second or two.
 	JoinConcurrency int
+	// Synthetic, if set, has publishers send synthetic VP8 frames of this
+	// shape (bot.Synthetic) instead of the test clip; NoAudio sends no
+	// audio; NoE2EE sends and reads frames without SFrame. A node forwards
+	// opaque payloads either way: these shape the load other SFUs are
+	// measured with, and take the clients' own cost out of the machine
+	// they share with the node.
+	Synthetic *bot.Synthetic
+	NoAudio   bool
+	NoE2EE    bool
+	// NodePID is the media node's process, whose CPU time and memory are
+	// measured over the window; zero finds it by the port of the node the
+	// first publisher joined, when that is on this machine.
+	NodePID int
 }
 
 // DefaultJoinConcurrency is Config.JoinConcurrency's default.
@@ -106,7 +119,34 @@ type Result struct {
 	LeaderEpoch        uint64   `json:"leader_sending_epoch"`
 	EgressMbps         float64  `json:"egress_mbps"`
 	ServerCPUS         *float64 `json:"server_cpu_s,omitempty"`
-	Errors             []string `json:"errors,omitempty"`
+	// E2EE, Audio, VideoFrameBytes and FPS say what was sent: the test
+	// clips (VideoFrameBytes 0) or synthetic frames of that size and rate.
+	E2EE            bool `json:"e2ee"`
+	Audio           bool `json:"audio"`
+	VideoFrameBytes int  `json:"video_frame_bytes,omitempty"`
+	FPS             int  `json:"fps,omitempty"`
+	// PacketsSent counts the RTP packets of the frames in FramesSent;
+	// PacketsDelivered the packets of the frames in FramesDelivered, and
+	// PacketDeliveryRatio the one over (joined − 1) × PacketsSent.
+	PacketsSent         int64   `json:"packets_sent"`
+	PacketsDelivered    int64   `json:"packets_delivered"`
+	PacketDeliveryRatio float64 `json:"packet_delivery_ratio"`
+	// ForwardedPacketsPerS is PacketsDelivered per second of the window:
+	// what the node forwarded to everyone together.
+	ForwardedPacketsPerS float64 `json:"forwarded_packets_per_s"`
+	// The media node's process over the window, when it was found: its
+	// CPU time, in cores and per forwarded packet, and its resident memory
+	// at the end. NodeID is the node the first publisher joined, Nodes how
+	// many nodes the clients were placed on (the node figures are one
+	// node's only when it is 1).
+	NodeID                   string   `json:"node_id,omitempty"`
+	Nodes                    int      `json:"nodes"`
+	NodePID                  int      `json:"node_pid,omitempty"`
+	NodeCPUS                 *float64 `json:"node_cpu_s,omitempty"`
+	NodeCPUCores             *float64 `json:"node_cpu_cores,omitempty"`
+	NodeUSPerForwardedPacket *float64 `json:"node_us_per_forwarded_packet,omitempty"`
+	NodeRSSMB                *float64 `json:"node_rss_mb,omitempty"`
+	Errors                   []string `json:"errors,omitempty"`
 }
 
 // Defaults of Config's durations.
@@ -128,6 +168,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("duration %s: must be positive", cfg.Duration)
 	case cfg.Meeting != "" && cfg.Secret == "":
 		return nil, fmt.Errorf("meeting %s: its join secret is needed too", cfg.Meeting)
+	case cfg.Synthetic != nil && cfg.Synthetic.FrameBytes < bot.SyntheticMinFrameBytes:
+		return nil, fmt.Errorf("video frame bytes %d: at least %d (a VP8 key frame's header and the send stamp)", cfg.Synthetic.FrameBytes, bot.SyntheticMinFrameBytes)
+	case cfg.Synthetic != nil && (cfg.Synthetic.FPS < 1 || cfg.Synthetic.FPS > 120):
+		return nil, fmt.Errorf("fps %d: want 1 to 120", cfg.Synthetic.FPS)
+	case cfg.NodePID < 0:
+		return nil, fmt.Errorf("node pid %d: cannot be negative", cfg.NodePID)
 	case cfg.Meeting != "" && cfg.HostFingerprint == "":
 		return nil, fmt.Errorf("meeting %s: its host key fingerprint (the link's #h=) is needed too: clients check their nodes against the host-signed policy", cfg.Meeting)
 	}
@@ -170,6 +216,17 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		cfg.JoinConcurrency = DefaultJoinConcurrency
 	}
 	setup := make(chan struct{}, cfg.JoinConcurrency)
+	var nodesMu sync.Mutex
+	nodes := map[string]api.JoinNode{}
+	var firstNode api.JoinNode
+	onNode := func(n api.JoinNode) {
+		nodesMu.Lock()
+		defer nodesMu.Unlock()
+		if len(nodes) == 0 {
+			firstNode = n
+		}
+		nodes[n.ID] = n
+	}
 	join := func(from, to int) {
 		var joined sync.WaitGroup
 		joined.Add(to - from)
@@ -183,15 +240,30 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 					Server: cfg.Server, Meeting: cfg.Meeting, Secret: cfg.Secret, HostFingerprint: cfg.HostFingerprint,
 					Name:    fmt.Sprintf("bench-%d", i),
 					Country: cfg.Country, NoPublish: i >= cfg.Publishers, LoopbackOnly: cfg.LoopbackOnly,
+					Synthetic: cfg.Synthetic, NoAudio: cfg.NoAudio, NoE2EE: cfg.NoE2EE,
 					Linger: cfg.Linger, MeasureFrom: measureFrom, MeasureUntil: measureUntil,
 					HTTPClient: cfg.HTTPClient, Logger: cfg.Logger,
-					Ready: func(string) { done() },
+					OnNode: onNode, Ready: func(string) { done() },
 				})
 			})
 		}
 		joined.Wait()
 	}
 	join(0, cfg.Publishers)
+	nodesMu.Lock()
+	node := firstNode
+	nodesMu.Unlock()
+	nodePID := cfg.NodePID
+	if nodePID == 0 && node.URL != "" {
+		if pid, ok := urlPID(node.URL); ok {
+			nodePID = pid
+			progress(fmt.Sprintf("media node %s is process %d on this machine: its CPU time and memory are measured", node.ID, pid))
+		}
+	}
+	nodeCPU := func() (time.Duration, bool) { return 0, false }
+	if nodePID > 0 {
+		nodeCPU = func() (time.Duration, bool) { return processCPU(nodePID) }
+	}
 	progress(fmt.Sprintf("%d publishers joined meeting %s; %d subscribers join now", cfg.Publishers, cfg.Meeting, cfg.Subscribers))
 	burst := time.Now()
 	join(cfg.Publishers, total)
@@ -206,12 +278,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	case <-ctx.Done():
 	}
 	cpuStart, cpuOK := cpu()
+	nodeStart, nodeOK := nodeCPU()
 	select {
 	case <-time.After(time.Until(until)):
 	case <-ctx.Done():
 	}
 	cpuEnd, cpuEndOK := cpu()
+	nodeEnd, nodeEndOK := nodeCPU()
 	elapsed := time.Since(began)
+	rss, rssOK := processRSS(nodePID)
 	select {
 	case <-time.After(cfg.Linger):
 	case <-ctx.Done():
@@ -226,9 +301,37 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.ServerCPUS = &s
 	}
 	summarise(res, reports, errs, elapsed)
+	res.E2EE, res.Audio = !cfg.NoE2EE, !cfg.NoAudio
+	if cfg.Synthetic != nil {
+		res.VideoFrameBytes, res.FPS = cfg.Synthetic.FrameBytes, cfg.Synthetic.FPS
+	}
+	nodesMu.Lock()
+	res.NodeID, res.Nodes = node.ID, len(nodes)
+	nodesMu.Unlock()
+	if nodePID > 0 {
+		res.NodePID = nodePID
+	}
+	if nodeOK && nodeEndOK {
+		nodeFigures(res, nodeEnd-nodeStart, elapsed)
+	}
+	if rssOK {
+		res.NodeRSSMB = &rss
+	}
 	firstFrames(res, reports[cfg.Publishers:])
 	epochs(res, reports[0], burst)
 	return res, nil
+}
+
+// nodeFigures sets the node's CPU figures from its CPU time over the
+// window.
+func nodeFigures(res *Result, cpu, window time.Duration) {
+	s := cpu.Seconds()
+	cores := s / window.Seconds()
+	res.NodeCPUS, res.NodeCPUCores = &s, &cores
+	if res.PacketsDelivered > 0 {
+		us := s * 1e6 / float64(res.PacketsDelivered)
+		res.NodeUSPerForwardedPacket = &us
+	}
 }
 
 // firstFrames summarises the time from each subscriber's join to its
@@ -280,8 +383,10 @@ func summarise(res *Result, reports []*bot.Report, errs []error, elapsed time.Du
 		}
 		res.Joined++
 		res.FramesSent += r.Sent.VideoFrames + r.Sent.AudioFrames
+		res.PacketsSent += r.Sent.VideoPackets + r.Sent.AudioPackets
 		for _, t := range r.Tracks {
 			res.FramesDelivered += t.Frames
+			res.PacketsDelivered += t.FramePackets
 			res.NoKey += t.NoKey
 			res.DecryptFailures += t.DecryptFailures
 			res.PacketsReceived += t.Packets
@@ -298,6 +403,10 @@ func summarise(res *Result, reports []*bot.Report, errs []error, elapsed time.Du
 	if res.FramesExpected > 0 {
 		res.DeliveryRatio = float64(res.FramesDelivered) / float64(res.FramesExpected)
 	}
+	if n := res.PacketsSent * int64(max(res.Joined-1, 0)); n > 0 {
+		res.PacketDeliveryRatio = float64(res.PacketsDelivered) / float64(n)
+	}
+	res.ForwardedPacketsPerS = float64(res.PacketsDelivered) / elapsed.Seconds()
 	if n := res.PacketsReceived + res.PacketsLost; n > 0 {
 		res.LossRatio = float64(res.PacketsLost) / float64(n)
 	}

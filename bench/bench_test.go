@@ -4,11 +4,13 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/oakmeet/oakmeet/bench"
+	"github.com/oakmeet/oakmeet/bot"
 	"github.com/oakmeet/oakmeet/policy"
 	"github.com/oakmeet/oakmeet/testcluster"
 )
@@ -55,6 +57,46 @@ func TestBenchDeliversAndMeasures(t *testing.T) {
 	}
 }
 
+func TestBenchSyntheticPlainLoadMeasuresTheNode(t *testing.T) {
+	c := testcluster.Start(t, policy.Policy{}, testcluster.World()[:1])
+	res, err := bench.Run(context.Background(), bench.Config{
+		Server: c.URL, Publishers: 2, Subscribers: 1, Duration: time.Second, Country: "DE", LoopbackOnly: true,
+		Linger: 500 * time.Millisecond, Warmup: 2 * time.Second,
+		Synthetic: &bot.Synthetic{FrameBytes: 6250, FPS: 30}, NoAudio: true, NoE2EE: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Joined != 3 || len(res.Errors) != 0 {
+		t.Fatalf("joined %d, errors %v", res.Joined, res.Errors)
+	}
+	if res.E2EE || res.Audio || res.VideoFrameBytes != 6250 || res.FPS != 30 {
+		t.Errorf("the result does not say what was sent: e2ee %v, audio %v, %d bytes at %d fps", res.E2EE, res.Audio, res.VideoFrameBytes, res.FPS)
+	}
+	// Video only, ~30 frames a publisher; a 6,250-byte frame is six
+	// packets of at most 1,200 bytes.
+	if res.FramesSent < 40 || res.FramesSent > 80 || res.PacketsSent != 6*res.FramesSent {
+		t.Fatalf("sent %d frames in %d packets", res.FramesSent, res.PacketsSent)
+	}
+	if res.DeliveryRatio < 0.97 || res.DeliveryRatio > 1 || res.PacketDeliveryRatio < 0.97 || res.PacketDeliveryRatio > 1 {
+		t.Errorf("delivery %.3f of frames, %.3f of packets", res.DeliveryRatio, res.PacketDeliveryRatio)
+	}
+	if res.NoKey != 0 || res.DecryptFailures != 0 || res.AudioLatencyMs.P50 != 0 {
+		t.Errorf("no key %d, failures %d, audio latency %v", res.NoKey, res.DecryptFailures, res.AudioLatencyMs)
+	}
+	if got := res.ForwardedPacketsPerS * res.DurationS; got < float64(res.PacketsDelivered)-1 || got > float64(res.PacketsDelivered)+1 {
+		t.Errorf("%.0f forwarded per second over %.2f s, %d delivered", res.ForwardedPacketsPerS, res.DurationS, res.PacketsDelivered)
+	}
+	// The test's node runs in this process and is found by its port.
+	if res.NodePID != os.Getpid() || res.Nodes != 1 || res.NodeID == "" {
+		t.Fatalf("node %q process %d on %d nodes, want this process %d", res.NodeID, res.NodePID, res.Nodes, os.Getpid())
+	}
+	if res.NodeCPUCores == nil || *res.NodeCPUCores <= 0 || res.NodeUSPerForwardedPacket == nil || *res.NodeUSPerForwardedPacket <= 0 ||
+		res.NodeRSSMB == nil || *res.NodeRSSMB < 1 {
+		t.Errorf("node figures missing: cores %v, µs %v, RSS %v", res.NodeCPUCores, res.NodeUSPerForwardedPacket, res.NodeRSSMB)
+	}
+}
+
 func TestBenchRejectsBadConfig(t *testing.T) {
 	// A bad configuration is refused before anything reaches the server.
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -71,6 +113,9 @@ func TestBenchRejectsBadConfig(t *testing.T) {
 		{bench.Config{Publishers: 1}, "duration 0s"},
 		{bench.Config{Publishers: 1, Duration: time.Second, Meeting: "m"}, "join secret"},
 		{bench.Config{Publishers: 1, Duration: time.Second, Meeting: "m", Secret: "s"}, "host key fingerprint"},
+		{bench.Config{Publishers: 1, Duration: time.Second, Synthetic: &bot.Synthetic{FrameBytes: 10, FPS: 30}}, "video frame bytes 10"},
+		{bench.Config{Publishers: 1, Duration: time.Second, Synthetic: &bot.Synthetic{FrameBytes: 6250}}, "fps 0"},
+		{bench.Config{Publishers: 1, Duration: time.Second, NodePID: -1}, "node pid -1"},
 	} {
 		tc.cfg.Server = srv.URL
 		if _, err := bench.Run(context.Background(), tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {

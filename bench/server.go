@@ -17,27 +17,32 @@ import (
 // listening on the server URL's port, when that process is on this
 // machine and readable; ok is false otherwise.
 func serverCPU(server string) func() (time.Duration, bool) {
-	none := func() (time.Duration, bool) { return 0, false }
-	u, err := url.Parse(server)
+	pid, ok := urlPID(server)
+	if !ok {
+		return func() (time.Duration, bool) { return 0, false }
+	}
+	return func() (time.Duration, bool) { return processCPU(pid) }
+}
+
+// urlPID finds the process listening on a loopback URL's TCP port (an
+// http:// or ws:// URL with an explicit port).
+func urlPID(raw string) (int, bool) {
+	u, err := url.Parse(raw)
 	if err != nil {
-		return none
+		return 0, false
 	}
 	host, portStr, err := net.SplitHostPort(u.Host)
 	if err != nil {
-		return none
+		return 0, false
 	}
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return none
+		return 0, false
 	}
 	port, err := strconv.Atoi(portStr)
 	if err != nil {
-		return none
+		return 0, false
 	}
-	pid, ok := listenerPID(port)
-	if !ok {
-		return none
-	}
-	return func() (time.Duration, bool) { return processCPU(pid) }
+	return listenerPID(port)
 }
 
 // listenerPID finds the process with a listening TCP socket on port, from
@@ -98,4 +103,33 @@ func processCPU(pid int) (time.Duration, bool) {
 	}
 	const ticks = 100 // USER_HZ on Linux
 	return time.Duration(ut+st) * time.Second / ticks, true
+}
+
+// processRSS reads the resident memory of pid in MB of 2²⁰ bytes, as
+// VmRSS in /proc/PID/status over 1024 (the figure other SFUs' harnesses
+// report).
+func processRSS(pid int) (float64, bool) {
+	if pid <= 0 {
+		return 0, false
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, false
+	}
+	for line := range strings.Lines(string(data)) {
+		rest, ok := strings.CutPrefix(line, "VmRSS:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest) // "123456 kB"
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, false
+		}
+		kb, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		return float64(kb) / 1024, true
+	}
+	return 0, false
 }

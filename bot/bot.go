@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"sort"
 	"strings"
@@ -53,6 +54,17 @@ type Config struct {
 	// Screen also publishes a second video track declared as a shared
 	// screen (signal.SourceScreen), from the same synthetic clip.
 	Screen bool
+	// Synthetic, if set, publishes the load generator's synthetic video
+	// (see Synthetic) instead of the test clip.
+	Synthetic *Synthetic
+	// NoAudio publishes no audio track.
+	NoAudio bool
+	// NoE2EE sends frames without SFrame and counts received frames
+	// without decrypting them: for load generation only, where every
+	// client of the meeting does the same. A node forwards opaque payloads
+	// either way, so its cost is the same; the clients' is not. Every
+	// other part of the join, the key schedule included, runs as usual.
+	NoE2EE bool
 	// OnFrame, if set, is told of every frame the bot decrypts and
 	// counts, by the publisher and the track's source; OnTrackEnded of
 	// every remote track whose media ended, with what it counted of it.
@@ -83,6 +95,9 @@ type Config struct {
 	// Ready, if set, is called once the bot is connected, before it
 	// publishes; it may block to hold the bot back.
 	Ready func(participantID string)
+	// OnNode, if set, is told the node the bot first connected to, just
+	// before Ready: a load generator finds the node's process by its port.
+	OnNode func(client.NodeInfo)
 	// OnLobby, if set, is told each time the join waits in the lobby.
 	OnLobby func(api.LobbyWait)
 	// OnKeys, if set, is handed each leg's key schedule member when the
@@ -208,6 +223,9 @@ type SentCounts struct {
 	VideoFrames  int64 `json:"video_frames"`
 	AudioFrames  int64 `json:"audio_frames"`
 	ScreenFrames int64 `json:"screen_frames,omitempty"`
+	// VideoPackets and AudioPackets are the RTP packets of those frames.
+	VideoPackets int64 `json:"video_packets"`
+	AudioPackets int64 `json:"audio_packets"`
 }
 
 // TrackReport is one remote track the bot received.
@@ -219,7 +237,11 @@ type TrackReport struct {
 	Packets       int64  `json:"packets"`
 	Bytes         int64  `json:"bytes"`
 	Frames        int64  `json:"frames"`
-	Lost          int64  `json:"lost"` // packets never received, after retransmission
+	// FramePackets is the packets of those frames: counted by the frames'
+	// send stamps, as the sender counts what it sent, rather than by when
+	// a packet arrived.
+	FramePackets int64 `json:"frame_packets"`
+	Lost         int64 `json:"lost"` // packets never received, after retransmission
 	// DecryptFailures counts frames that failed authentication or were
 	// malformed; NoKey counts frames under a key this member did not hold
 	// (normal for a moment after a re-key or join); Replayed counts frames
@@ -286,7 +308,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	})
 	defer stopRecv()
 
-	r := &runner{cfg: cfg, id: id, pubCtx: pubCtx, rx: newReceiver(window{cfg.MeasureFrom, cfg.MeasureUntil}, cfg.OnFrame, cfg.OnTrackEnded), legs: map[*client.Leg]*leg{},
+	r := &runner{cfg: cfg, id: id, pubCtx: pubCtx, rx: newReceiver(window{cfg.MeasureFrom, cfg.MeasureUntil}, cfg.NoE2EE, cfg.OnFrame, cfg.OnTrackEnded), legs: map[*client.Leg]*leg{},
 		host: client.NewHostView(cfg.HostFingerprint)}
 	// The call joins, and moves, with pubCtx: a bot that is leaving does
 	// not move any more.
@@ -318,6 +340,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r.audit.Store(call.Audit())
 	if cfg.OnAudit != nil {
 		cfg.OnAudit(call.Audit())
+	}
+	if cfg.OnNode != nil {
+		cfg.OnNode(call.Current().Node())
 	}
 	// Ready comes before publishing, so a load generator can start every
 	// publisher's clock at once.
@@ -353,7 +378,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.People, rep.Keys = cur.keys.people(policy), cur.keys.status()
 	_ = call.Close()
 	rep.KeyChanges = r.history()
-	rep.Sent = SentCounts{VideoFrames: r.sentVideo.Load(), AudioFrames: r.sentAudio.Load(), ScreenFrames: r.sentScreen.Load()}
+	rep.Sent = SentCounts{VideoFrames: r.sentVideo.Load(), AudioFrames: r.sentAudio.Load(), ScreenFrames: r.sentScreen.Load(),
+		VideoPackets: r.sentVideoPkts.Load(), AudioPackets: r.sentAudioPkts.Load()}
 	rep.Tracks, rep.FirstFrameAt = r.rx.report()
 	rep.FramesBySource = map[string]int64{}
 	for _, t := range rep.Tracks {
@@ -413,6 +439,7 @@ type runner struct {
 	rx     *receiver
 
 	sentVideo, sentAudio, sentScreen atomic.Int64
+	sentVideoPkts, sentAudioPkts     atomic.Int64
 
 	mu         sync.Mutex
 	legs       map[*client.Leg]*leg // every leg the call made
@@ -599,8 +626,8 @@ func (r *runner) history() []KeyChange {
 }
 
 // publish starts real-time senders for the audio and video clips on a
-// leg, each frame stamped and encrypted. The call learns the leg carries
-// media once it has sent carriedFrames frames.
+// leg, each frame stamped and, unless NoE2EE, encrypted. The call learns
+// the leg carries media once it has sent carriedFrames frames.
 func (r *runner) publish(l *leg) error {
 	video, err := clip.Video()
 	if err != nil {
@@ -615,9 +642,11 @@ func (r *runner) publish(l *leg) error {
 	if err != nil {
 		return fmt.Errorf("publish video: %w", err)
 	}
-	at, err := sess.PublishAudio(client.TrackOptions{})
-	if err != nil {
-		return fmt.Errorf("publish audio: %w", err)
+	var at *client.LocalTrack
+	if !r.cfg.NoAudio {
+		if at, err = sess.PublishAudio(client.TrackOptions{}); err != nil {
+			return fmt.Errorf("publish audio: %w", err)
+		}
 	}
 	m, from, ctx := l.keys.m, window{r.cfg.MeasureFrom, r.cfg.MeasureUntil}, l.pubCtx
 	sent := func() {
@@ -625,62 +654,70 @@ func (r *runner) publish(l *leg) error {
 			l.call.MarkCarried()
 		}
 	}
-	l.wg.Go(func() {
+	protect := func(buf []byte, codec mediaframe.Codec, plain []byte) ([]byte, error) {
+		if r.cfg.NoE2EE {
+			return append(buf, plain...), nil
+		}
+		return m.Protect(buf, codec, plain)
+	}
+	videoFrame := func() func([]byte, clip.Frame, time.Time) ([]byte, error) {
 		var plain []byte
-		n := play(ctx, video, func(buf []byte, f clip.Frame, now time.Time) ([]byte, error) {
+		return func(buf []byte, f clip.Frame, now time.Time) ([]byte, error) {
 			plain = stamp.AppendVP8(plain[:0], f.Data, now)
-			return m.Protect(buf, mediaframe.VP8, plain)
-		}, vt, from, sent)
-		r.sentVideo.Add(n)
-	})
+			return protect(buf, mediaframe.VP8, plain)
+		}
+	}
+	var src frameSource = clipSource{clip.NewPlayer(video)}
+	if s := r.cfg.Synthetic; s != nil {
+		src = newSynthSource(*s, rand.Uint64())
+	}
 	l.wg.Go(func() {
-		var plain []byte
-		n := play(ctx, audio, func(buf []byte, f clip.Frame, now time.Time) ([]byte, error) {
-			var err error
-			if plain, err = stamp.AppendOpus(plain[:0], f.Data, now); err != nil {
-				plain = append(plain[:0], f.Data...)
-			}
-			return m.Protect(buf, mediaframe.Opus, plain)
-		}, at, from, sent)
-		r.sentAudio.Add(n)
+		n, pkts := play(ctx, src, videoFrame(), vt, from, sent)
+		r.sentVideo.Add(n)
+		r.sentVideoPkts.Add(pkts)
 	})
+	if at != nil {
+		l.wg.Go(func() {
+			var plain []byte
+			n, pkts := play(ctx, clipSource{clip.NewPlayer(audio)}, func(buf []byte, f clip.Frame, now time.Time) ([]byte, error) {
+				var err error
+				if plain, err = stamp.AppendOpus(plain[:0], f.Data, now); err != nil {
+					plain = append(plain[:0], f.Data...)
+				}
+				return protect(buf, mediaframe.Opus, plain)
+			}, at, from, sent)
+			r.sentAudio.Add(n)
+			r.sentAudioPkts.Add(pkts)
+		})
+	}
 	if r.cfg.Screen {
 		st, err := sess.PublishVideo(client.TrackOptions{ID: "screen", Source: signal.SourceScreen})
 		if err != nil {
 			return fmt.Errorf("publish screen: %w", err)
 		}
 		l.wg.Go(func() {
-			var plain []byte
-			n := play(ctx, video, func(buf []byte, f clip.Frame, now time.Time) ([]byte, error) {
-				plain = stamp.AppendVP8(plain[:0], f.Data, now)
-				return m.Protect(buf, mediaframe.VP8, plain)
-			}, st, from, func() {})
+			n, _ := play(ctx, clipSource{clip.NewPlayer(video)}, videoFrame(), st, from, func() {})
 			r.sentScreen.Add(n)
 		})
 	}
 	return nil
 }
 
-// play sends a clip's frames at their real pace until ctx ends, answering
-// key-frame requests by skipping ahead to the next key frame. onSent is
-// called for every frame written.
-func play(ctx context.Context, c *clip.Clip, frame func([]byte, clip.Frame, time.Time) ([]byte, error), t *client.LocalTrack, from window, onSent func()) int64 {
-	p := clip.NewPlayer(c)
+// play sends frames from src at their real pace until ctx ends, answering
+// key-frame requests with a key frame. onSent is called for every frame
+// written. It returns the frames, and their packets, sent in the window.
+func play(ctx context.Context, src frameSource, frame func([]byte, clip.Frame, time.Time) ([]byte, error), t *client.LocalTrack, from window, onSent func()) (frames, packets int64) {
 	buf := make([]byte, 0, 64<<10)
-	var sent int64
 	next := time.Now()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return sent
+			return frames, packets
 		case <-timer.C:
 		}
-		if t.TakeKeyFrameRequest("") {
-			p.SkipToKey()
-		}
-		f := p.Next()
+		f := src.next(t.TakeKeyFrameRequest(""))
 		now := time.Now()
 		data, err := frame(buf[:0], f, now)
 		if err != nil {
@@ -691,14 +728,16 @@ func play(ctx context.Context, c *clip.Clip, frame func([]byte, clip.Frame, time
 			continue
 		}
 		buf = data
+		before := t.Packets()
 		if err := t.WriteSample(media.Sample{Data: data, Duration: f.Duration}); err != nil {
 			if errors.Is(err, client.ErrClosed) {
-				return sent
+				return frames, packets
 			}
 		} else {
 			onSent()
 			if from.has(now) {
-				sent++
+				frames++
+				packets += t.Packets() - before
 			}
 		}
 		next = next.Add(f.Duration)

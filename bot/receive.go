@@ -25,6 +25,7 @@ const maxLatencies = 100_000
 // receiver collects per-track statistics from reader goroutines.
 type receiver struct {
 	win    window       // what is counted
+	plain  bool         // frames are not encrypted (Config.NoE2EE)
 	first  atomic.Int64 // when the first frame was decrypted (Unix ns), 0 before
 	mu     sync.Mutex
 	tracks map[string]*TrackReport
@@ -33,8 +34,8 @@ type receiver struct {
 	onEnded func(TrackReport)
 }
 
-func newReceiver(w window, onFrame func(string, string), onEnded func(TrackReport)) *receiver {
-	return &receiver{win: w, tracks: map[string]*TrackReport{}, onFrame: onFrame, onEnded: onEnded}
+func newReceiver(w window, plainFrames bool, onFrame func(string, string), onEnded func(TrackReport)) *receiver {
+	return &receiver{win: w, plain: plainFrames, tracks: map[string]*TrackReport{}, onFrame: onFrame, onEnded: onEnded}
 }
 
 // read consumes one remote track until it ends, assembling frames to read
@@ -71,15 +72,21 @@ func (r *receiver) read(ev client.Event, keys *group.Member) {
 		if len(pkt.Payload) == 0 {
 			continue // padding only (bandwidth probing): no frame
 		}
+		packets := 1
 		if video {
 			frame, _ = asm.push(&pkt)
+			packets = asm.packets
 		} else {
 			frame = pkt.Payload
 		}
 		if frame == nil {
 			continue
 		}
-		plain, err = keys.Unprotect(plain[:0], codec, frame)
+		if r.plain {
+			plain, err = append(plain[:0], frame...), nil
+		} else {
+			plain, err = keys.Unprotect(plain[:0], codec, frame)
+		}
 		if err != nil {
 			// Dropped and counted (from when the window starts), never used.
 			if r.win.started(arrived) {
@@ -99,6 +106,7 @@ func (r *receiver) read(ev client.Event, keys *group.Member) {
 			continue
 		}
 		st.Frames++
+		st.FramePackets += int64(packets)
 		if r.onFrame != nil {
 			r.onFrame(st.ParticipantID, st.Source)
 		}
@@ -155,6 +163,7 @@ type frameAssembler struct {
 	parts   []vp8Part
 	started bool
 	out     []byte
+	packets int // of the frame push last returned
 }
 
 type vp8Part struct {
@@ -185,7 +194,7 @@ func (a *frameAssembler) push(pkt *rtp.Packet) ([]byte, bool) {
 			return nil, false
 		}
 	}
-	a.out = a.out[:0]
+	a.out, a.packets = a.out[:0], len(a.parts)
 	for _, p := range a.parts {
 		a.out = append(a.out, p.payload...)
 	}

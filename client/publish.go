@@ -38,6 +38,7 @@ type LocalTrack struct {
 	layers  []*localLayer
 	sender  *webrtc.RTPSender
 	stopped atomic.Bool
+	packets atomic.Int64 // RTP packets written, every layer together
 }
 
 // ErrNoLayer is returned for a rid the track does not send.
@@ -133,6 +134,10 @@ func (t *LocalTrack) Layers() []string {
 	}
 	return out
 }
+
+// Packets is how many RTP packets the track has written, every layer
+// together: a load generator's count of what it sent.
+func (t *LocalTrack) Packets() int64 { return t.packets.Load() }
 
 // WriteSample sends one encoded frame on every layer; for a simulcast track
 // use WriteLayerSample to send each layer its own encoding.
@@ -347,6 +352,7 @@ func (l *localLayer) writeSample(s media.Sample) error {
 			}
 			return fmt.Errorf("write rtp: %w", err)
 		}
+		l.t.packets.Add(1)
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/oakmeet/oakmeet/api"
 	"github.com/oakmeet/oakmeet/bench"
+	"github.com/oakmeet/oakmeet/bot"
 )
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -37,6 +38,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		asJSON      = fs.Bool("json", false, "print the result as one JSON object")
 		loopback    = fs.Bool("loopback", true, "media over 127.0.0.1 only (local deployments)")
 		_           = fs.String("config", "", "config file of 'flag = value' lines")
+		frameBytes  = fs.Int("video-frame-bytes", 0, "publishers send synthetic VP8 frames of this many bytes (random payload, a valid frame tag, a key frame every 60 frames and on request) instead of the test clip (0 = the clip)")
+		fps         = fs.Int("fps", 30, "with --video-frame-bytes: frames per second")
+		audio       = fs.Bool("audio", true, "publishers send audio too")
+		e2ee        = fs.Bool("e2ee", true, "encrypt frames with SFrame; =false sends and reads them in the clear, for load shapes other SFUs are measured with (the node forwards opaque payloads either way: only the clients' cost changes)")
+		nodePID     = fs.Int("node-pid", 0, "the media node's process, whose CPU and memory are measured (0 = found by the port of the node the first publisher joined, when it is on this machine)")
 
 		joinRate     = fs.Float64("joins-per-second", 0, "instead of media: offer this many joins per second, open loop, and measure the control plane's answers")
 		joinMeetings = fs.Int("meetings", bench.DefaultJoinMeetings, "with --joins-per-second: meetings the joins are spread over")
@@ -73,9 +79,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		*server, *meeting, *secret, *fingerprint = l.Server, l.Meeting, l.Secret, l.HostFingerprint
 	}
+	var synthetic *bot.Synthetic
+	if *frameBytes != 0 {
+		synthetic = &bot.Synthetic{FrameBytes: *frameBytes, FPS: *fps}
+	}
 	res, err := bench.Run(ctx, bench.Config{
 		Server: *server, Meeting: *meeting, Secret: *secret, HostFingerprint: *fingerprint, Publishers: *publishers, Subscribers: *subscribers,
 		Duration: *duration, Warmup: *settle, Country: *country, LoopbackOnly: *loopback, JoinConcurrency: *concurrency,
+		Synthetic: synthetic, NoAudio: !*audio, NoE2EE: !*e2ee, NodePID: *nodePID,
 		Progress: func(s string) { fmt.Fprintln(stderr, s) },
 	})
 	if err != nil {
@@ -90,7 +101,20 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	fmt.Fprintf(stdout, "%d publishers × %d subscribers for %.0f s (meeting %s, %d joined; the subscribers' burst took %.1f s)\n",
 		res.Publishers, res.Subscribers, res.DurationS, res.Meeting, res.Joined, res.BurstS)
+	media := "the test clips"
+	if res.VideoFrameBytes > 0 {
+		media = fmt.Sprintf("synthetic VP8, %d-byte frames at %d fps", res.VideoFrameBytes, res.FPS)
+	}
+	if !res.Audio {
+		media += ", no audio"
+	}
+	if !res.E2EE {
+		media += ", not end-to-end encrypted"
+	}
+	fmt.Fprintf(stdout, "  media             %s\n", media)
 	fmt.Fprintf(stdout, "  frames delivered  %d of %d (delivery_ratio %.4f)\n", res.FramesDelivered, res.FramesExpected, res.DeliveryRatio)
+	fmt.Fprintf(stdout, "  packets delivered %d of %d (packet_delivery_ratio %.4f), %.0f forwarded per second\n",
+		res.PacketsDelivered, res.PacketsSent*int64(max(res.Joined-1, 0)), res.PacketDeliveryRatio, res.ForwardedPacketsPerS)
 	fmt.Fprintf(stdout, "  not decrypted     %d under a key not held, %d failing authentication\n", res.NoKey, res.DecryptFailures)
 	fmt.Fprintf(stdout, "  join→first frame  p50 %.0f  p95 %.0f  max %.0f ms (%d subscribers decrypted none)\n",
 		res.FirstFrameMs.P50, res.FirstFrameMs.P95, res.FirstFrameMaxMs, res.NoFirstFrame)
@@ -98,9 +122,25 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		res.Epochs, res.EpochsSinceBurst, res.LeaderEpoch, res.LeaderNewest, res.LeaderAwaitingAcks)
 	fmt.Fprintf(stdout, "  packet loss       %d of %d (%.3f%%)\n", res.PacketsLost, res.PacketsLost+res.PacketsReceived, 100*res.LossRatio)
 	fmt.Fprintf(stdout, "  video latency     p50 %.1f  p95 %.1f  p99 %.1f ms\n", res.VideoLatencyMs.P50, res.VideoLatencyMs.P95, res.VideoLatencyMs.P99)
-	fmt.Fprintf(stdout, "  audio latency     p50 %.1f  p95 %.1f  p99 %.1f ms\n", res.AudioLatencyMs.P50, res.AudioLatencyMs.P95, res.AudioLatencyMs.P99)
+	if res.Audio {
+		fmt.Fprintf(stdout, "  audio latency     p50 %.1f  p95 %.1f  p99 %.1f ms\n", res.AudioLatencyMs.P50, res.AudioLatencyMs.P95, res.AudioLatencyMs.P99)
+	}
 	fmt.Fprintf(stdout, "  egress            %.1f Mbit/s\n", res.EgressMbps)
 	fmt.Fprintf(stdout, "  server CPU        %s\n", cpu)
+	switch {
+	case res.NodeCPUCores != nil && res.NodeUSPerForwardedPacket != nil:
+		rss := "n/a"
+		if res.NodeRSSMB != nil {
+			rss = fmt.Sprintf("%.0f MB", *res.NodeRSSMB)
+		}
+		fmt.Fprintf(stdout, "  media node        %s (process %d): %.3f cores, %.2f µs per forwarded packet, RSS %s\n",
+			res.NodeID, res.NodePID, *res.NodeCPUCores, *res.NodeUSPerForwardedPacket, rss)
+		if res.Nodes > 1 {
+			fmt.Fprintf(stdout, "                    (the clients were on %d nodes: these figures are one node's)\n", res.Nodes)
+		}
+	default:
+		fmt.Fprintf(stdout, "  media node        n/a (%s not on this machine; --node-pid names it)\n", res.NodeID)
+	}
 	for _, e := range res.Errors {
 		fmt.Fprintln(stdout, "  error:", e)
 	}
