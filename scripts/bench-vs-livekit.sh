@@ -20,8 +20,9 @@
 # apart from the control plane) over a WINDOW-second window that starts 5 s
 # after everyone receives, divided by the packets the receivers got in it;
 # delivery (frames and packets received over those sent times receivers) and
-# the process's RSS at the end of the window. Definitions are those of the
-# LiveKit harness (peers/livekit-bench/README.md in the shared workspace).
+# the process's RSS at the end of the window. The definitions are those of
+# the LiveKit load harness's README (livekit-bench, kept outside this
+# repository with no LiveKit code in it; issue 17 says where).
 #
 # Each run happens in a private network namespace (unshare -n), where both
 # servers listen on fixed loopback ports: nothing collides with a test suite
@@ -207,7 +208,7 @@ LIVEKIT_SERVER and LIVEKIT_BENCH must name the LiveKit server v1.9.11 and the lo
 Neither is part of this repository; build them outside it (about 2 minutes on 2 cores):
 
   GOBIN=$SCRATCH go install github.com/livekit/livekit-server/cmd/server@v1.9.11
-  (cd peers/livekit-bench && go build -o $SCRATCH/livekitbench .)   # the shared harness
+  cd livekit-bench && go build -o $SCRATCH/livekitbench .   # the load harness (see issue 17)
   export LIVEKIT_SERVER=$SCRATCH/server LIVEKIT_BENCH=$SCRATCH/livekitbench
 MSG
   exit 2
