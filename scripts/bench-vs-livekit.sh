@@ -164,7 +164,7 @@ inner_oakmeet() {
     return 1
   fi
   run_waiting "$BIN" bench --server "http://127.0.0.1:$port" --publishers "$p" --subscribers "$s" \
-    --duration "${WINDOW}s" --video-frame-bytes 6250 --fps 30 --audio=false --e2ee=false \
+    --settle 5s --duration "${WINDOW}s" --video-frame-bytes 6250 --fps 30 --audio=false --e2ee=false \
     --node-pid "$node" --json >"$dir/result.json" 2>"$dir/bench.err"
 }
 
@@ -214,6 +214,8 @@ MSG
   exit 2
 fi
 LIVEKIT_VERSION=$("$LIVEKIT_SERVER" --version 2>&1 | awk '{print $NF}')
+[ "$LIVEKIT_VERSION" = 1.9.11 ] ||
+  echo "warning: $LIVEKIT_SERVER is version $LIVEKIT_VERSION; the published comparison is with 1.9.11" >&2
 harness_help=$("$LIVEKIT_BENCH" -h 2>&1 || true)
 grep -q -- '-pubs-subscribe' <<<"$harness_help" ||
   { echo "$LIVEKIT_BENCH has no -pubs-subscribe: build the current harness" >&2; exit 2; }
@@ -242,8 +244,11 @@ if [ -n "$missing" ]; then
 fi
 # Lines of this sitting carry its id: $OUT may hold earlier sittings too.
 SITTING="$(date -u +%Y%m%dT%H%M%SZ)-$$"
-COMMIT=$(git rev-parse --short HEAD)
-git diff --quiet HEAD -- 2>/dev/null || COMMIT="$COMMIT-dirty"
+if COMMIT=$(git rev-parse --short HEAD 2>/dev/null); then
+  git diff --quiet HEAD -- || COMMIT="$COMMIT-dirty"
+else
+  COMMIT=unknown
+fi
 
 # The harness README's configuration: dev keys, info logging (--dev alone
 # logs at debug, which costs CPU), only 127.0.0.1 offered, STUN pointed at
@@ -270,15 +275,15 @@ YAML
 
 inner=""
 cleanup() {
-  trap - INT TERM EXIT
+  trap - INT TERM
   if [ -n "$inner" ]; then
     echo; echo "stopping the run in progress"
     kill -TERM "$inner" 2>/dev/null || true
     wait "$inner" 2>/dev/null || true
   fi
-  exit 130
 }
-trap cleanup INT TERM
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
 
 # record SYSTEM SCENARIO RUN TAG RC: appends the run's line to $OUT, its
 # figures under common names (the raw result kept under "result").
@@ -292,16 +297,23 @@ record() {
            fwd_pkts_per_s: .forwarded_packets_per_s, delivery_frames: .delivery_ratio,
            delivery_pkts: .packet_delivery_ratio, rss_mb: .node_rss_mb}'
   fi
-  local head
-  head=$(jq -nc --arg sitting "$SITTING" --arg sys "$sys" --arg sc "$sc" --argjson run "$run" --arg tag "$tag" \
+  local tags
+  tags=$(jq -nc --arg sitting "$SITTING" --arg sys "$sys" --arg sc "$sc" --argjson run "$run" --arg tag "$tag" \
     --arg commit "$COMMIT" --arg lk "$LIVEKIT_VERSION" --argjson window "$WINDOW" \
     '{sitting: $sitting, system: $sys, scenario: $sc, run: $run, tag: $tag, window_s: $window,
       version: (if $sys == "livekit" then $lk else $commit end),
       date: (now | todate)}')
-  if [ "$rc" -eq 0 ] && jq -e 'type == "object"' "$res" >/dev/null 2>&1; then
-    jq -c --argjson head "$head" "\$head + ($norm) + {result: .}" "$res" >>"$OUT"
+  local why="run failed with status $rc"
+  if [ "$rc" -eq 0 ]; then
+    # A run without a CPU figure measured nothing (the server's process
+    # not found, no packet forwarded).
+    jq -e "$norm | .us_per_pkt | numbers" "$res" >/dev/null 2>&1 && why="" ||
+      why="no CPU per forwarded packet in $res"
+  fi
+  if [ -z "$why" ]; then
+    jq -c --argjson tags "$tags" "\$tags + ($norm) + {result: .}" "$res" >>"$OUT"
   else
-    jq -c --argjson rc "$rc" '. + {error: "run failed with status \($rc)"}' <<<"$head" >>"$OUT"
+    jq -c --arg why "$why" '. + {error: $why}' <<<"$tags" >>"$OUT"
     failed=$((failed + 1))
   fi
 }
@@ -322,6 +334,9 @@ for sc in $SCENARIOS; do
     for sys in livekit oakmeet; do
       n=$((n + 1))
       tag="$sys-$sc-$run"
+      # A DATA of an earlier sitting holds this tag's files: the harness
+      # would append to its result and serve would start on its state.
+      rm -rf "${DATA:?}/$tag"
       mkdir -p "$DATA/$tag"
       echo "[$n/$total] $(date -u +%H:%M:%S) $sys $sc run $run"
       rc=0
@@ -340,11 +355,15 @@ for sc in $SCENARIOS; do
   done
 done
 
+cpu_model=$(sed -n '/^model name/{s/^[^:]*: *//p;q}' /proc/cpuinfo)
+[ -n "$cpu_model" ] || cpu_model=$(lscpu 2>/dev/null | sed -n '/^Model name/{s/^[^:]*: *//p;q}' || true)
+
 # The table: per scenario, the median of each system's µs per forwarded
 # packet over its runs (and their range), the ratio of the medians, the
-# lowest delivery of any run, and the RSS range.
+# lowest delivery of any run, the RSS range, and the forwarded packets/s
+# (the same load on both: a mismatch means one did not forward it all).
 jq -rs --arg scenarios "$SCENARIOS" --arg sitting "$SITTING" --arg date "$(date -u '+%Y-%m-%d %H:%M UTC')" \
-  --arg arch "$(uname -m)" --arg cpu "$(grep -m1 '^model name' /proc/cpuinfo | sed 's/.*: *//')" \
+  --arg arch "$(uname -m)" --arg cpu "$cpu_model" \
   --arg nproc "$(nproc)" --arg commit "$COMMIT" --arg lk "$LIVEKIT_VERSION" --arg runs "$RUNS" \
   --arg window "$WINDOW" "$JQ_FMT"'
   def median: sort | if length == 0 then null elif length % 2 == 1 then .[length / 2 | floor]
@@ -360,12 +379,12 @@ jq -rs --arg scenarios "$SCENARIOS" --arg sitting "$SITTING" --arg date "$(date 
   "",
   "\($date); \($arch), \($cpu), \($nproc) cores; oakmeet commit \($commit); runs each: \($runs), alternating; \($window) s windows.",
   "",
-  "| pub × sub | LiveKit µs/pkt, median (range) | oakmeet µs/pkt, median (range) | **oakmeet / LiveKit** | LiveKit delivery, min (frames / packets) | oakmeet delivery, min (frames / packets) | LiveKit RSS MB | oakmeet RSS MB | failed runs |",
-  "|---|---|---|---|---|---|---|---|---|",
+  "| pub × sub | LiveKit µs/pkt, median (range) | oakmeet µs/pkt, median (range) | **oakmeet / LiveKit** | LiveKit delivery, min (frames / packets) | oakmeet delivery, min (frames / packets) | LiveKit RSS MB | oakmeet RSS MB | forwarded pkt/s, median: LiveKit / oakmeet | failed runs |",
+  "|---|---|---|---|---|---|---|---|---|---|",
   ($scenarios | split(" ")[] as $sc
    | of("livekit"; $sc) as $l | of("oakmeet"; $sc) as $o
    | ($l | vals(.us_per_pkt) | median) as $lm | ($o | vals(.us_per_pkt) | median) as $om
-   | "| \($sc) | \($lm | fx(1)) (\($l | vals(.us_per_pkt) | span(1))) | \($om | fx(1)) (\($o | vals(.us_per_pkt) | span(1))) | **\(if $lm and $om and $lm > 0 then $om / $lm | fx(2) else "–" end)** | \($l | delivery) | \($o | delivery) | \($l | vals(.rss_mb) | span(0)) | \($o | vals(.rss_mb) | span(0)) | \(failures($sc)) |")
+   | "| \($sc) | \($lm | fx(1)) (\($l | vals(.us_per_pkt) | span(1))) | \($om | fx(1)) (\($o | vals(.us_per_pkt) | span(1))) | **\(if $lm and $om and $lm > 0 then $om / $lm | fx(2) else "–" end)** | \($l | delivery) | \($o | delivery) | \($l | vals(.rss_mb) | span(0)) | \($o | vals(.rss_mb) | span(0)) | \($l | vals(.fwd_pkts_per_s) | median | fx(0)) / \($o | vals(.fwd_pkts_per_s) | median | fx(0)) | \(failures($sc)) |")
 ' "$OUT" | tee "$DATA/table.md"
 echo
 echo "table in $DATA/table.md, every run in $OUT"
