@@ -15,14 +15,17 @@
 # packets on both. Media are not end-to-end encrypted in oakmeet's runs
 # (--e2ee=false); its node forwards opaque payloads either way.
 #
-# Measured: the CPU time (utime+stime from /proc/PID/stat) of the one process
+# Measured, in a WINDOW-second window after 5 s of settling (LiveKit's
+# harness: from every receiver having every track; oakmeet bench: from the
+# last join): the CPU time (utime+stime, /proc/PID/stat) of the one process
 # that forwards (livekit-server; oakmeet's `node`, run as its own process
-# apart from the control plane) over a WINDOW-second window that starts 5 s
-# after everyone receives, divided by the packets the receivers got in it;
-# delivery (frames and packets received over those sent times receivers) and
-# the process's RSS at the end of the window. The definitions are those of
-# the LiveKit load harness's README (livekit-bench, kept outside this
-# repository with no LiveKit code in it; issue 17 says where).
+# apart from the control plane) in microseconds per packet the receivers got;
+# delivery, frames and packets received over those sent times receivers
+# (oakmeet bench counts the packets of the frames sent in the window, the
+# harness those arriving in it); the process's RSS at the end of the window.
+# The definitions are those of the LiveKit load harness's README
+# (livekit-bench, kept outside this repository with no LiveKit code in it;
+# issue 17 says where).
 #
 # Each run happens in a private network namespace (unshare -n), where both
 # servers listen on fixed loopback ports: nothing collides with a test suite
