@@ -64,6 +64,7 @@ type Config struct {
 	// they share with the node.
 	Synthetic *bot.Synthetic
 	NoAudio   bool
+	NoVideo   bool
 	NoE2EE    bool
 	// NodePID is the media node's process, whose CPU time and memory are
 	// measured over the window; zero finds it by the port of the node the
@@ -123,6 +124,7 @@ type Result struct {
 	// clips (VideoFrameBytes 0) or synthetic frames of that size and rate.
 	E2EE            bool `json:"e2ee"`
 	Audio           bool `json:"audio"`
+	Video           bool `json:"video"`
 	VideoFrameBytes int  `json:"video_frame_bytes,omitempty"`
 	FPS             int  `json:"fps,omitempty"`
 	// PacketsSent counts the RTP packets of the frames in FramesSent;
@@ -172,6 +174,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("video frame bytes %d: at least %d (a VP8 key frame's header and the send stamp)", cfg.Synthetic.FrameBytes, bot.SyntheticMinFrameBytes)
 	case cfg.Synthetic != nil && (cfg.Synthetic.FPS < 1 || cfg.Synthetic.FPS > 120):
 		return nil, fmt.Errorf("fps %d: want 1 to 120", cfg.Synthetic.FPS)
+	case cfg.NoAudio && cfg.NoVideo:
+		return nil, fmt.Errorf("no audio and no video: the publishers would send nothing")
 	case cfg.NodePID < 0:
 		return nil, fmt.Errorf("node pid %d: cannot be negative", cfg.NodePID)
 	case cfg.Meeting != "" && cfg.HostFingerprint == "":
@@ -240,7 +244,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 					Server: cfg.Server, Meeting: cfg.Meeting, Secret: cfg.Secret, HostFingerprint: cfg.HostFingerprint,
 					Name:    fmt.Sprintf("bench-%d", i),
 					Country: cfg.Country, NoPublish: i >= cfg.Publishers, LoopbackOnly: cfg.LoopbackOnly,
-					Synthetic: cfg.Synthetic, NoAudio: cfg.NoAudio, NoE2EE: cfg.NoE2EE,
+					Synthetic: cfg.Synthetic, NoAudio: cfg.NoAudio, NoVideo: cfg.NoVideo, NoE2EE: cfg.NoE2EE,
 					Linger: cfg.Linger, MeasureFrom: measureFrom, MeasureUntil: measureUntil,
 					HTTPClient: cfg.HTTPClient, Logger: cfg.Logger,
 					OnNode: onNode, Ready: func(string) { done() },
@@ -301,7 +305,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.ServerCPUS = &s
 	}
 	summarise(res, reports, errs, elapsed)
-	res.E2EE, res.Audio = !cfg.NoE2EE, !cfg.NoAudio
+	res.E2EE, res.Audio, res.Video = !cfg.NoE2EE, !cfg.NoAudio, !cfg.NoVideo
 	if cfg.Synthetic != nil {
 		res.VideoFrameBytes, res.FPS = cfg.Synthetic.FrameBytes, cfg.Synthetic.FPS
 	}

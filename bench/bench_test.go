@@ -116,6 +116,7 @@ func TestBenchRejectsBadConfig(t *testing.T) {
 		{bench.Config{Publishers: 1, Duration: time.Second, Synthetic: &bot.Synthetic{FrameBytes: 10, FPS: 30}}, "video frame bytes 10"},
 		{bench.Config{Publishers: 1, Duration: time.Second, Synthetic: &bot.Synthetic{FrameBytes: 6250}}, "fps 0"},
 		{bench.Config{Publishers: 1, Duration: time.Second, NodePID: -1}, "node pid -1"},
+		{bench.Config{Publishers: 1, Duration: time.Second, NoAudio: true, NoVideo: true}, "send nothing"},
 	} {
 		tc.cfg.Server = srv.URL
 		if _, err := bench.Run(context.Background(), tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -124,5 +125,45 @@ func TestBenchRejectsBadConfig(t *testing.T) {
 	}
 	if _, err := bench.Run(context.Background(), bench.Config{Server: "http://127.0.0.1:1", Publishers: 1, Duration: time.Second}); err == nil {
 		t.Fatal("unreachable server accepted")
+	}
+}
+
+func TestRampMeasuresWhatACoreCarries(t *testing.T) {
+	c := testcluster.Start(t, policy.Policy{}, testcluster.World()[:1])
+	rr, err := bench.Ramp(context.Background(), bench.Config{
+		Server: c.URL, Publishers: 1, Duration: 700 * time.Millisecond, Country: "DE", LoopbackOnly: true,
+		Linger: 300 * time.Millisecond, Warmup: 1500 * time.Millisecond,
+		Synthetic: &bot.Synthetic{FrameBytes: 2000, FPS: 30}, NoAudio: true, NoE2EE: true,
+	}, []int{1, 3}, 0.97)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rr.Steps) != 2 || rr.MinDelivery != 0.97 {
+		t.Fatalf("%d steps, min delivery %v", len(rr.Steps), rr.MinDelivery)
+	}
+	for i, st := range rr.Steps {
+		if st.StreamsOut != []int{1, 3}[i] || !st.Delivered || st.Result.Subscribers != st.Subscribers {
+			t.Errorf("step %d: %+v", i, st)
+		}
+		if st.Result.NodeCPUCores == nil || st.StreamsPerCore != float64(st.StreamsOut) / *st.Result.NodeCPUCores {
+			t.Errorf("step %d: %v streams per core from %v cores", i, st.StreamsPerCore, st.Result.NodeCPUCores)
+		}
+	}
+	// Read off the most loaded step that delivered.
+	if rr.AtSubscribers != 3 || rr.StreamsPerCore != rr.Steps[1].StreamsPerCore || rr.StreamsPerCore <= 0 {
+		t.Errorf("capacity %v streams per core at %d subscribers", rr.StreamsPerCore, rr.AtSubscribers)
+	}
+	for _, tc := range []struct {
+		steps []int
+		cfg   bench.Config
+		want  string
+	}{
+		{nil, bench.Config{}, "at least one"},
+		{[]int{5, 5}, bench.Config{}, "must rise"},
+		{[]int{1}, bench.Config{Meeting: "m"}, "a meeting per step"},
+	} {
+		if _, err := bench.Ramp(context.Background(), tc.cfg, tc.steps, 0); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ramp %v: error %v, want one about %q", tc.steps, err, tc.want)
+		}
 	}
 }

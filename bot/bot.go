@@ -57,8 +57,10 @@ type Config struct {
 	// Synthetic, if set, publishes the load generator's synthetic video
 	// (see Synthetic) instead of the test clip.
 	Synthetic *Synthetic
-	// NoAudio publishes no audio track.
+	// NoAudio publishes no audio track, NoVideo no video track (a bot
+	// with both publishes nothing).
 	NoAudio bool
+	NoVideo bool
 	// NoE2EE sends frames without SFrame and counts received frames
 	// without decrypting them: for load generation only, where every
 	// client of the meeting does the same. A node forwards opaque payloads
@@ -638,9 +640,11 @@ func (r *runner) publish(l *leg) error {
 		return err
 	}
 	sess := l.call.Session()
-	vt, err := sess.PublishVideo(client.TrackOptions{})
-	if err != nil {
-		return fmt.Errorf("publish video: %w", err)
+	var vt *client.LocalTrack
+	if !r.cfg.NoVideo {
+		if vt, err = sess.PublishVideo(client.TrackOptions{}); err != nil {
+			return fmt.Errorf("publish video: %w", err)
+		}
 	}
 	var at *client.LocalTrack
 	if !r.cfg.NoAudio {
@@ -671,11 +675,13 @@ func (r *runner) publish(l *leg) error {
 	if s := r.cfg.Synthetic; s != nil {
 		src = newSynthSource(*s, rand.Uint64())
 	}
-	l.wg.Go(func() {
-		n, pkts := play(ctx, src, videoFrame(), vt, from, sent)
-		r.sentVideo.Add(n)
-		r.sentVideoPkts.Add(pkts)
-	})
+	if vt != nil {
+		l.wg.Go(func() {
+			n, pkts := play(ctx, src, videoFrame(), vt, from, sent)
+			r.sentVideo.Add(n)
+			r.sentVideoPkts.Add(pkts)
+		})
+	}
 	if at != nil {
 		l.wg.Go(func() {
 			var plain []byte

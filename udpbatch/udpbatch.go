@@ -29,7 +29,7 @@ import (
 // Limits of one batch.
 const (
 	// MaxQueue is how many datagrams a queue takes before it leaves.
-	MaxQueue = 256
+	MaxQueue = 512
 	// maxSegments is the kernel's limit of datagrams in one GSO send
 	// (UDP_MAX_SEGMENTS), maxGSOBytes its limit of bytes.
 	maxSegments = 64

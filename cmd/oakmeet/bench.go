@@ -40,7 +40,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		_           = fs.String("config", "", "config file of 'flag = value' lines")
 		frameBytes  = fs.Int("video-frame-bytes", 0, "publishers send synthetic VP8 frames of this many bytes (random payload, a valid frame tag, a key frame every 60 frames and on request) instead of the test clip (0 = the clip)")
 		fps         = fs.Int("fps", 30, "with --video-frame-bytes: frames per second")
-		audio       = fs.Bool("audio", true, "publishers send audio too")
+		audio       = fs.Bool("audio", true, "publishers send audio")
+		video       = fs.Bool("video", true, "publishers send video")
+		ramp        = fs.String("ramp", "", "a capacity ramp instead of one run: comma-separated, rising subscriber counts (e.g. 25,50,100), a run each, until one delivers less than 99.9%; reports what one node core carries")
 		e2ee        = fs.Bool("e2ee", true, "encrypt frames with SFrame; =false sends and reads them in the clear, for load shapes other SFUs are measured with (the node forwards opaque payloads either way: only the clients' cost changes)")
 		nodePID     = fs.Int("node-pid", 0, "the media node's process, whose CPU and memory are measured (0 = found by the port of the node the first publisher joined, when it is on this machine)")
 
@@ -83,12 +85,28 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *frameBytes != 0 {
 		synthetic = &bot.Synthetic{FrameBytes: *frameBytes, FPS: *fps}
 	}
-	res, err := bench.Run(ctx, bench.Config{
+	cfg := bench.Config{
 		Server: *server, Meeting: *meeting, Secret: *secret, HostFingerprint: *fingerprint, Publishers: *publishers, Subscribers: *subscribers,
 		Duration: *duration, Warmup: *settle, Country: *country, LoopbackOnly: *loopback, JoinConcurrency: *concurrency,
-		Synthetic: synthetic, NoAudio: !*audio, NoE2EE: !*e2ee, NodePID: *nodePID,
+		Synthetic: synthetic, NoAudio: !*audio, NoVideo: !*video, NoE2EE: !*e2ee, NodePID: *nodePID,
 		Progress: func(s string) { fmt.Fprintln(stderr, s) },
-	})
+	}
+	if *ramp != "" {
+		steps, err := parseRamp(*ramp)
+		if err != nil {
+			return err
+		}
+		rr, err := bench.Ramp(ctx, cfg, steps, 0)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(stdout, rr)
+		}
+		printRamp(stdout, cfg, rr)
+		return nil
+	}
+	res, err := bench.Run(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -145,6 +163,38 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stdout, "  error:", e)
 	}
 	return nil
+}
+
+// parseRamp reads --ramp's subscriber counts.
+func parseRamp(s string) ([]int, error) {
+	var steps []int
+	for f := range strings.SplitSeq(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("--ramp %q: %q is not a subscriber count", s, f)
+		}
+		steps = append(steps, n)
+	}
+	return steps, nil
+}
+
+func printRamp(w io.Writer, cfg bench.Config, rr *bench.RampResult) {
+	fmt.Fprintf(w, "capacity ramp, %d publishers (at least %.1f%% of frames and packets delivered)\n", cfg.Publishers, 100*rr.MinDelivery)
+	fmt.Fprintf(w, "  %11s  %11s  %10s  %10s  %10s  %16s  %15s\n", "subscribers", "streams out", "frames", "packets", "node cores", "streams per core", "Mbit/s per core")
+	for _, st := range rr.Steps {
+		res := st.Result
+		cores := 0.0
+		if res.NodeCPUCores != nil {
+			cores = *res.NodeCPUCores
+		}
+		fmt.Fprintf(w, "  %11d  %11d  %10.4f  %10.4f  %10.3f  %16.0f  %15.0f\n", st.Subscribers, st.StreamsOut, res.DeliveryRatio, res.PacketDeliveryRatio, cores, st.StreamsPerCore, st.EgressMbpsPerCore)
+	}
+	if rr.AtSubscribers == 0 {
+		fmt.Fprintf(w, "  no step delivered (%s)\n", rr.Stopped)
+		return
+	}
+	fmt.Fprintf(w, "  one node core carries %.0f streams, %.0f Mbit/s of egress (read at %d subscribers; %s)\n",
+		rr.StreamsPerCore, rr.EgressMbpsPerCore, rr.AtSubscribers, rr.Stopped)
 }
 
 // runJoinBench offers joins to cfg.Server, or to a deployment of its own
