@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/coder/websocket"
+	"github.com/pion/dtls/v3"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
@@ -295,6 +296,10 @@ func (s *Session) newPeerConnection(target string, servers []webrtc.ICEServer) (
 	var se webrtc.SettingEngine
 	se.LoggerFactory = pionlog.Factory{Log: s.log}
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	// The node's order: on the publish connection this client is the DTLS
+	// server and its order decides, so it too puts AES-128-GCM first,
+	// the cheapest profile for the node to unprotect.
+	se.SetSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AEAD_AES_256_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80)
 	if s.opts.LoopbackOnly {
 		se.SetIncludeLoopbackCandidate(true)
 		se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
