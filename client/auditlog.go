@@ -167,7 +167,12 @@ type AuditWatcher struct {
 	lastErr    string
 	staleAfter int
 	staleBound time.Duration
-	pollFailed bool                // a check failed in the current poll
+	pollFailed bool // a check failed in the current poll
+	// pending is a checkpoint from elsewhere newer than any held, offered
+	// while the control plane's own could not be had: it is compared once
+	// a poll succeeds, so that an unanswered request is no alarm and a
+	// control plane that answers again cannot leave it unchecked.
+	pending    *audit.Checkpoint
 	failures   int                 // polls in a row with a failed check
 	policySeen map[int64]time.Time // when each policy change was read
 	state      AuditState          // as last published
@@ -598,6 +603,12 @@ func (w *AuditWatcher) poll() {
 	if w.consider(signed, "the control plane's checkpoint", true) == nil {
 		w.checkEntries()
 	}
+	if p := w.pending; p != nil && !w.pollFailed && w.alarmWhy == "" {
+		w.pending = nil
+		if err := w.compareOffered(*p); err != nil && w.alarmWhy == "" {
+			w.log.Debug("offered checkpoint", "err", err)
+		}
+	}
 }
 
 // checkEntries reads the meeting's entries the newest checkpoint covers
@@ -741,7 +752,22 @@ func (w *AuditWatcher) offer(signed []byte) error {
 		if w.alarmWhy != "" {
 			return fmt.Errorf("%w: %s", audit.ErrInconsistent, w.alarmWhy)
 		}
+		if newest := w.held[len(w.held)-1].cp; w.pollFailed && cp.Size > newest.Size {
+			// Its newest could not be had (a request refused or timed
+			// out, as under a burst of joins): no evidence either way yet.
+			if w.pending == nil || cp.Size > w.pending.Size {
+				w.pending = &cp
+			}
+			return fmt.Errorf("offered checkpoint of size %d, newer than the %d held: the control plane's newest could not be had to compare (%s); compared at the next poll that gets it",
+				cp.Size, newest.Size, w.lastErr)
+		}
 	}
+	return w.compareOffered(cp)
+}
+
+// compareOffered checks a checkpoint from elsewhere against the newest
+// held, once that is as new as the control plane's own.
+func (w *AuditWatcher) compareOffered(cp audit.Checkpoint) error {
 	newest := w.held[len(w.held)-1].cp
 	if cp.Size > newest.Size {
 		return w.raise("a checkpoint from elsewhere has %d entries, but the control plane's newest has %d: the log it shows lost entries, or is another one",

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -632,4 +633,66 @@ func TestAuditWatcherStaleDefaults(t *testing.T) {
 	if v := <-got; v[1] != 100*time.Second {
 		t.Fatalf("bound for a 10 s poll %v", v)
 	}
+}
+
+// unreachable is a control plane that, while down, answers no request for
+// its checkpoint: a burst of joins it refuses or times out on.
+type unreachable struct {
+	source
+	down atomic.Bool
+}
+
+func (u *unreachable) Checkpoint(ctx context.Context) ([]byte, error) {
+	if u.down.Load() {
+		return nil, errors.New("503 overloaded")
+	}
+	return u.source.Checkpoint(ctx)
+}
+
+func TestAuditWatcherComparesAnOfferOnceTheControlPlaneAnswers(t *testing.T) {
+	start := func(t *testing.T) (*testLog, *unreachable, *AuditWatcher) {
+		l, placed := meetingLog(t, newKey(t))
+		src := &unreachable{source: source{log: l}}
+		w := startWatcher(t, src, AuditOptions{Every: 20 * time.Millisecond})
+		w.joined(l.joinAnswer(placed), false)
+		waitUntil(t, "the placement proved", func() bool { return w.Status().EntriesProved == 1 })
+		return l, src, w
+	}
+	t.Run("an honest log, unreachable for a while", func(t *testing.T) {
+		l, src, w := start(t)
+		l.add(audit.Entry{Kind: audit.KindNodeDown, Node: "x"})
+		src.down.Store(true)
+		err := w.OfferCheckpoint(l.signedCheckpoint())
+		if err == nil || errors.Is(err, audit.ErrInconsistent) || w.Status().State == AuditInconsistent {
+			t.Fatalf("offer while the control plane is unreachable: %v (%+v)", err, w.Status())
+		}
+		src.down.Store(false)
+		waitUntil(t, "the offer compared", func() bool { return w.Status().Size == 5 })
+		select {
+		case <-w.Alarm():
+			t.Fatalf("alarm on an honest log: %+v", w.Status())
+		default:
+		}
+	})
+	t.Run("a log that lost entries, shown once it answers again", func(t *testing.T) {
+		l, src, w := start(t)
+		// Someone else holds a checkpoint with an entry this control
+		// plane never shows: it withholds its own, then answers with the
+		// old one.
+		grown := l.replay(t, len(l.entries), nil)
+		grown.add(audit.Entry{Kind: audit.KindPlacement, Meeting: "m1", Participant: "b", Node: "cn-1", NodeCountry: "CN", PolicyHash: "p1"})
+		src.down.Store(true)
+		if err := w.OfferCheckpoint(grown.signedCheckpoint()); err == nil || errors.Is(err, audit.ErrInconsistent) {
+			t.Fatalf("offer while the control plane is unreachable: %v", err)
+		}
+		src.down.Store(false)
+		select {
+		case <-w.Alarm():
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no alarm once the control plane answered with a log short of the offer: %+v", w.Status())
+		}
+		if s := w.Status(); s.State != AuditInconsistent || !strings.Contains(s.Reason, "lost entries") {
+			t.Fatalf("status %+v", s)
+		}
+	})
 }
