@@ -114,3 +114,19 @@ func (w WebSocketLimits) withDefaults() WebSocketLimits {
 	}
 	return w
 }
+
+// DefaultBitratePerCoreBps is the traffic, in plus out, one core of a
+// media node is given by default: what placement counts as full. On the
+// project's machine one core forwarded about 500 Mbit/s of 1.52 Mbit/s
+// video streams (some 300 streams, fanned out from one publisher: the
+// shape with the most per-subscriber work) at 99.9 % delivery
+// (docs/BENCHMARKS.md, "Capacity"); the default takes 60 % of that, the
+// rest left for joins (each a DTLS handshake), retransmissions, key frames
+// and bursts.
+const DefaultBitratePerCoreBps = 300_000_000
+
+// DefaultMaxBitrate is a node's default capacity in bits per second on
+// cores cores (at least one).
+func DefaultMaxBitrate(cores int) int64 {
+	return int64(max(cores, 1)) * DefaultBitratePerCoreBps
+}

@@ -22,3 +22,14 @@ func TestDefaultID(t *testing.T) {
 		t.Fatalf("only %d distinct ids in 20", len(seen))
 	}
 }
+
+func TestDefaultMaxBitrateFollowsTheCores(t *testing.T) {
+	for _, tc := range []struct {
+		cores int
+		want  int64
+	}{{0, 300_000_000}, {1, 300_000_000}, {2, 600_000_000}, {16, 4_800_000_000}} {
+		if got := DefaultMaxBitrate(tc.cores); got != tc.want {
+			t.Errorf("%d cores: %d bit/s, want %d", tc.cores, got, tc.want)
+		}
+	}
+}

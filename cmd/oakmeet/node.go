@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"time"
 
@@ -24,7 +25,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		listen    = fs.String("listen", "127.0.0.1:0", "signaling HTTP address")
 		publicURL = fs.String("public-url", "", "signaling URL given to clients (default ws://<listen>/ws, wss:// with --tls-cert)")
 		maxP      = fs.Int("max-participants", 100, "capacity in participants (0 = unlimited)")
-		maxBR     = fs.Int64("max-bitrate", 0, "capacity in bits per second, in plus out (0 = unlimited)")
+		maxBR     = fs.Int64("max-bitrate", node.DefaultMaxBitrate(runtime.GOMAXPROCS(0)), "capacity in bits per second, in plus out, beyond which placement counts the node full (default: 300 Mbit/s per core this process may use, from the capacity ramp in docs/BENCHMARKS.md; 0 = unlimited)")
 		udpPort   = fs.Int("udp-port", 0, "the one UDP port for all media (0 = any free port)")
 		tcpPort   = fs.Int("tcp-port", 0, "ICE-TCP fallback port (0 = off, -1 = any free port)")
 		publicIP  = fs.String("public-ip", "", "address to advertise for media behind 1:1 NAT")
