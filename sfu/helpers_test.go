@@ -206,6 +206,7 @@ type trackStats struct {
 	firstIsKey bool // the first video packet received started a key frame
 	ssrc       uint32
 	keySeqs    map[uint16]bool // sequence numbers of packets that started key frames
+	arrivals   []time.Time     // when each packet was read
 }
 
 func newCollector(s *client.Session) *collector {
@@ -252,6 +253,7 @@ func (c *collector) read(tr *webrtc.TrackRemote, ts *trackStats) {
 			ts.firstIsKey = len(pkt.Payload) > 1 && pkt.Payload[0]&0x10 != 0 && pkt.Payload[1]&0x01 == 0
 		}
 		ts.packets++
+		ts.arrivals = append(ts.arrivals, time.Now())
 		ts.seqs[pkt.SequenceNumber] = true
 		ts.seqOrder = append(ts.seqOrder, pkt.SequenceNumber)
 		if ts.kind == webrtc.RTPCodecTypeVideo && len(pkt.Payload) > 11 && pkt.Payload[0]&0x10 != 0 {
@@ -281,6 +283,7 @@ func (c *collector) stats(publisher string, kind webrtc.RTPCodecType) (trackStat
 				cp.layers[k] = v
 			}
 			cp.seqOrder = append([]uint16(nil), ts.seqOrder...)
+			cp.arrivals = append([]time.Time(nil), ts.arrivals...)
 			cp.keySeqs = make(map[uint16]bool, len(ts.keySeqs))
 			for k, v := range ts.keySeqs {
 				cp.keySeqs[k] = v
