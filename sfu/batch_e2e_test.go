@@ -50,7 +50,8 @@ func TestAPublisherWhoseFramesNeverEndHoldsNoOneBack(t *testing.T) {
 	})
 	st, _, _ := bob.recv.stats("alice", audio)
 	// Audio comes every 20 ms; a queue left to fill (512 datagrams at a
-	// few hundred a second here) would hold it for seconds.
+	// few hundred a second here) would hold it for seconds. A second
+	// leaves room for a busy machine.
 	var gap time.Duration
 	prev := from
 	for _, at := range st.arrivals {
@@ -60,7 +61,7 @@ func TestAPublisherWhoseFramesNeverEndHoldsNoOneBack(t *testing.T) {
 		gap = max(gap, at.Sub(prev))
 		prev = at
 	}
-	if gap > 250*time.Millisecond {
+	if gap > time.Second {
 		t.Fatalf("alice's audio reached bob with a gap of %s while mallory held the node's sockets", gap)
 	}
 }
