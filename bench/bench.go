@@ -148,7 +148,10 @@ type Result struct {
 	NodeCPUCores             *float64 `json:"node_cpu_cores,omitempty"`
 	NodeUSPerForwardedPacket *float64 `json:"node_us_per_forwarded_packet,omitempty"`
 	NodeRSSMB                *float64 `json:"node_rss_mb,omitempty"`
-	Errors                   []string `json:"errors,omitempty"`
+	// NodeInServer: the node runs in the control plane's process (the
+	// demo), so its figures include the control plane's work.
+	NodeInServer bool     `json:"node_in_server,omitempty"`
+	Errors       []string `json:"errors,omitempty"`
 }
 
 // Defaults of Config's durations.
@@ -170,16 +173,17 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("duration %s: must be positive", cfg.Duration)
 	case cfg.Meeting != "" && cfg.Secret == "":
 		return nil, fmt.Errorf("meeting %s: its join secret is needed too", cfg.Meeting)
-	case cfg.Synthetic != nil && cfg.Synthetic.FrameBytes < bot.SyntheticMinFrameBytes:
-		return nil, fmt.Errorf("video frame bytes %d: at least %d (a VP8 key frame's header and the send stamp)", cfg.Synthetic.FrameBytes, bot.SyntheticMinFrameBytes)
-	case cfg.Synthetic != nil && (cfg.Synthetic.FPS < 1 || cfg.Synthetic.FPS > 120):
-		return nil, fmt.Errorf("fps %d: want 1 to 120", cfg.Synthetic.FPS)
 	case cfg.NoAudio && cfg.NoVideo:
 		return nil, fmt.Errorf("no audio and no video: the publishers would send nothing")
 	case cfg.NodePID < 0:
 		return nil, fmt.Errorf("node pid %d: cannot be negative", cfg.NodePID)
 	case cfg.Meeting != "" && cfg.HostFingerprint == "":
 		return nil, fmt.Errorf("meeting %s: its host key fingerprint (the link's #h=) is needed too: clients check their nodes against the host-signed policy", cfg.Meeting)
+	}
+	if cfg.Synthetic != nil {
+		if err := cfg.Synthetic.Validate(); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = http.DefaultClient
@@ -314,6 +318,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	nodesMu.Unlock()
 	if nodePID > 0 {
 		res.NodePID = nodePID
+		serverPID, ok := urlPID(cfg.Server)
+		res.NodeInServer = ok && serverPID == nodePID
 	}
 	if nodeOK && nodeEndOK {
 		nodeFigures(res, nodeEnd-nodeStart, elapsed)

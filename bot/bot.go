@@ -274,6 +274,14 @@ type Latency struct {
 // client.MaxRefusals refused nodes in a row Run returns a
 // *client.GaveUpError with a report listing them.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if cfg.Synthetic != nil {
+		if err := cfg.Synthetic.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.NoAudio && cfg.NoVideo && !cfg.NoPublish {
+		return nil, errors.New("no audio and no video: a publishing bot would send nothing")
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -2,6 +2,7 @@ package bot
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"time"
 
@@ -29,6 +30,17 @@ const SyntheticKeyInterval = 60
 // SyntheticMinFrameBytes is the smallest synthetic frame: a key frame's
 // 10-byte header and the send stamp.
 const SyntheticMinFrameBytes = 10 + stamp.Len
+
+// Validate says what is wrong with s, if anything.
+func (s Synthetic) Validate() error {
+	switch {
+	case s.FrameBytes < SyntheticMinFrameBytes:
+		return fmt.Errorf("video frame bytes %d: at least %d (a VP8 key frame's header and the send stamp)", s.FrameBytes, SyntheticMinFrameBytes)
+	case s.FPS < 1 || s.FPS > 120:
+		return fmt.Errorf("fps %d: want 1 to 120", s.FPS)
+	}
+	return nil
+}
 
 // synthSource makes a Synthetic stream's frames. Each call reuses one
 // buffer: the caller copies or encrypts a frame before asking for the next.

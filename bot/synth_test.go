@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/oakmeet/oakmeet/stamp"
@@ -42,6 +43,20 @@ func TestSyntheticFramesAreVP8OfTheirSize(t *testing.T) {
 	for i := range want {
 		if keys[i] != want[i] {
 			t.Fatalf("key frames at %v, want %v", keys, want)
+		}
+	}
+}
+
+func TestRunRefusesABadSyntheticShape(t *testing.T) {
+	// Refused before anything is asked of the (unreachable) server; a
+	// frame too small for its header would otherwise panic the sender.
+	for _, tc := range []struct {
+		s    Synthetic
+		want string
+	}{{Synthetic{FrameBytes: 5, FPS: 30}, "video frame bytes 5"}, {Synthetic{FrameBytes: 6250, FPS: 0}, "fps 0"}} {
+		_, err := Run(t.Context(), Config{Server: "http://127.0.0.1:1", Synthetic: &tc.s})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want an error about %q", tc.s, err, tc.want)
 		}
 	}
 }

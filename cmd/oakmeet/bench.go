@@ -81,6 +81,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		*server, *meeting, *secret, *fingerprint = l.Server, l.Meeting, l.Secret, l.HostFingerprint
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["fps"] && *frameBytes == 0 {
+		return errors.New("--fps sets the rate of --video-frame-bytes's synthetic frames; the test clip keeps its own")
+	}
+	if set["ramp"] && set["subscribers"] {
+		return errors.New("--ramp names the subscriber counts: not with --subscribers")
+	}
 	var synthetic *bot.Synthetic
 	if *frameBytes != 0 {
 		synthetic = &bot.Synthetic{FrameBytes: *frameBytes, FPS: *fps}
@@ -153,6 +161,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		fmt.Fprintf(stdout, "  media node        %s (process %d): %.3f cores, %.2f µs per forwarded packet, RSS %s\n",
 			res.NodeID, res.NodePID, *res.NodeCPUCores, *res.NodeUSPerForwardedPacket, rss)
+		if res.NodeInServer {
+			fmt.Fprintln(stdout, "                    (the node runs in the control plane's process: these figures include its work)")
+		}
 		if res.Nodes > 1 {
 			fmt.Fprintf(stdout, "                    (the clients were on %d nodes: these figures are one node's)\n", res.Nodes)
 		}

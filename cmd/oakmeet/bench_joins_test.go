@@ -40,3 +40,23 @@ func TestBenchJoinsRejectsProfileWithServer(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
 }
+
+func TestBenchRefusesFlagsThatWouldBeIgnored(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--fps", "15"}, "--fps sets the rate of --video-frame-bytes"},
+		{[]string{"--ramp", "5,10", "--subscribers", "3"}, "not with --subscribers"},
+		{[]string{"--ramp", "5,x"}, `"x" is not a subscriber count`},
+		{[]string{"--video-frame-bytes", "10"}, "video frame bytes 10"},
+		{[]string{"--audio=false", "--video=false"}, "send nothing"},
+	} {
+		var out, errOut strings.Builder
+		// An unreachable server: each is refused before anything is asked.
+		code := run(context.Background(), append([]string{"bench", "--server", "http://127.0.0.1:1"}, tc.args...), &out, &errOut)
+		if code == 0 || !strings.Contains(errOut.String(), tc.want) {
+			t.Errorf("%v: exit %d: %s", tc.args, code, errOut.String())
+		}
+	}
+}
