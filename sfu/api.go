@@ -8,12 +8,12 @@ import (
 	"github.com/pion/dtls/v3"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/cc"
-	"github.com/pion/interceptor/pkg/gcc"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/oakmeet/oakmeet/bwe"
 	"github.com/oakmeet/oakmeet/negotiation"
 	"github.com/oakmeet/oakmeet/pionlog"
 	"github.com/oakmeet/oakmeet/signal"
@@ -180,7 +180,7 @@ func (s *SFU) closeMuxes() {
 // the ICE settings se. Each gets its own interceptor registry so that its
 // bandwidth estimator can be told apart from everyone else's; onBWE
 // receives it during NewPeerConnection.
-func (s *SFU) newAPI(se webrtc.SettingEngine, onBWE func(cc.BandwidthEstimator)) (*webrtc.API, error) {
+func (s *SFU) newAPI(se webrtc.SettingEngine, onBWE func(*bwe.Estimator)) (*webrtc.API, error) {
 	me, err := negotiation.MediaEngine()
 	if err != nil {
 		return nil, err
@@ -192,22 +192,15 @@ func (s *SFU) newAPI(se webrtc.SettingEngine, onBWE func(cc.BandwidthEstimator))
 	}
 	// Downlink: send-side bandwidth estimation from the subscriber's
 	// transport-cc feedback. No pacer: the node forwards as packets arrive.
-	bwe, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
-		return gcc.NewSendSideBWE(
-			gcc.SendSideBWEInitialBitrate(bweInitial),
-			gcc.SendSideBWEMinBitrate(bweMin),
-			gcc.SendSideBWEMaxBitrate(bweMax),
-			gcc.SendSideBWEPacer(gcc.NewNoOpPacer()),
-		)
+	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, kind); err != nil {
+			return nil, fmt.Errorf("transport-cc sender: %w", err)
+		}
+	}
+	ir.Add(&bwe.Factory{
+		Config: bwe.Config{Initial: bweInitial, Min: bweMin, Max: bweMax},
+		OnNew:  func(_ string, e *bwe.Estimator) { onBWE(e) },
 	})
-	if err != nil {
-		return nil, fmt.Errorf("bandwidth estimator: %w", err)
-	}
-	bwe.OnNewPeerConnection(func(_ string, e cc.BandwidthEstimator) { onBWE(e) })
-	ir.Add(bwe)
-	if err := webrtc.ConfigureTWCCHeaderExtensionSender(me, ir); err != nil {
-		return nil, fmt.Errorf("transport-cc sender: %w", err)
-	}
 	// Uplink: ask publishers to retransmit what the node missed, and give
 	// them transport-cc feedback for their own estimation. The node answers
 	// subscribers' NACKs itself from its packet caches, so pion's NACK
@@ -233,11 +226,11 @@ func (s *SFU) newAPI(se webrtc.SettingEngine, onBWE func(cc.BandwidthEstimator))
 // link: its ICE candidates go out as signaling messages for target, and a
 // failed connection ends its owner. what names it in errors. connected, if
 // set, is called each time the connection reaches connected (ICE and DTLS).
-func (s *SFU) newPeerConnection(se webrtc.SettingEngine, onBWE func(cc.BandwidthEstimator), target, what string,
+func (s *SFU) newPeerConnection(se webrtc.SettingEngine, onBWE func(*bwe.Estimator), target, what string,
 	send func(signal.Message), fail func(error), connected func(),
 ) (*webrtc.PeerConnection, error) {
 	if onBWE == nil {
-		onBWE = func(cc.BandwidthEstimator) {}
+		onBWE = func(*bwe.Estimator) {}
 	}
 	api, err := s.newAPI(se, onBWE)
 	if err != nil {

@@ -10,9 +10,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/oakmeet/oakmeet/bwe"
 	"github.com/oakmeet/oakmeet/negotiation"
 	"github.com/oakmeet/oakmeet/nodecert"
 	"github.com/oakmeet/oakmeet/signal"
@@ -53,7 +53,7 @@ type session struct {
 	endpoint
 	id Identity
 
-	bwe cc.BandwidthEstimator // set during NewPeerConnection
+	est *bwe.Estimator // set during NewPeerConnection
 
 	// connected is set once either PeerConnection has reached connected.
 	connected atomic.Bool
@@ -91,7 +91,7 @@ func newSession(ctx context.Context, s *SFU, c Conn, id Identity) (*session, err
 		sess.stop(err)
 		return nil, err
 	}
-	if sess.subPC, err = sess.newPC(signal.TargetSubscribe, func(e cc.BandwidthEstimator) { sess.bwe = e }); err != nil {
+	if sess.subPC, err = sess.newPC(signal.TargetSubscribe, func(e *bwe.Estimator) { sess.est = e }); err != nil {
 		_ = sess.pubPC.Close()
 		sess.stop(err)
 		return nil, err
@@ -106,7 +106,7 @@ func newSession(ctx context.Context, s *SFU, c Conn, id Identity) (*session, err
 	return sess, nil
 }
 
-func (s *session) newPC(target string, onBWE func(cc.BandwidthEstimator)) (*webrtc.PeerConnection, error) {
+func (s *session) newPC(target string, onBWE func(*bwe.Estimator)) (*webrtc.PeerConnection, error) {
 	return s.sfu.newPeerConnection(s.sfu.se, onBWE, target, target, s.sendSigned, s.finish,
 		func() { s.connected.Store(true) })
 }
@@ -502,8 +502,8 @@ func (s *session) allocate() {
 		allocs = append(allocs, a)
 	}
 	budget := uint64(bweMax)
-	if s.bwe != nil {
-		budget = uint64(max(s.bwe.GetTargetBitrate(), 0))
+	if s.est != nil {
+		budget = uint64(max(s.est.Target(), 0))
 	}
 	budget -= min(budget, audio)
 	caps := allocate(budget, allocs)
