@@ -294,7 +294,7 @@ func (s *Session) negotiationHooks(target string) negotiation.Config {
 			s.send(m)
 		}
 	}
-	return negotiation.Config{Send: send, Failed: func(step negotiation.Step, err error) {
+	return negotiation.Config{Send: send, Post: s.post, Failed: func(step negotiation.Step, err error) {
 		var what string
 		switch step {
 		case negotiation.StepOffer:

@@ -78,6 +78,10 @@ type Config struct {
 	// Signer, if set, signs every local description sent (signal.Message
 	// Sig) and must accept every remote one before it is applied.
 	Signer Signer
+	// Post, if set, runs f later on the goroutine that owns the
+	// negotiation. An Answerer needs it to hold back a renegotiation that
+	// comes before its connection has started (see Answerer.Offer).
+	Post func(f func())
 }
 
 // side is what both roles do: report, send, verify and keep candidates.
@@ -226,19 +230,56 @@ func (o *Offerer) Answer(sdp string, sig []byte) {
 // PeerConnection.
 type Answerer struct {
 	side
+	held *webrtc.SessionDescription // an offer waiting for the connection to start
 }
 
-// NewAnswerer negotiates pc as the answering side.
+// NewAnswerer negotiates pc as the answering side. It takes pc's ICE
+// connection state handler if cfg.Post is set.
 func NewAnswerer(pc *webrtc.PeerConnection, cfg Config) *Answerer {
-	return &Answerer{side: side{pc: pc, cfg: cfg}}
+	a := &Answerer{side: side{pc: pc, cfg: cfg}}
+	if cfg.Post != nil {
+		pc.OnICEConnectionStateChange(func(st webrtc.ICEConnectionState) {
+			if st != webrtc.ICEConnectionStateNew {
+				cfg.Post(a.release)
+			}
+		})
+	}
+	return a
 }
 
 // Offer applies a remote offer and sends the answer.
+//
+// pion starts a connection's transports in the background once the first
+// answer is set, and until it has, the ICE agent has no remote
+// credentials. A second offer applied in that window looks to pion like
+// an ICE restart (the remote credentials "changed" from none): the
+// answerer takes new credentials while the offerer keeps the first ones,
+// and the two never connect. Such an offer is held until the connection
+// has started (if Config.Post is set).
 func (a *Answerer) Offer(sdp string, sig []byte) {
 	d := webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}
 	if !a.verify(d, sig) {
 		return
 	}
+	if a.cfg.Post != nil && a.pc.CurrentRemoteDescription() != nil &&
+		a.pc.ICEConnectionState() == webrtc.ICEConnectionStateNew {
+		a.held = &d
+		return
+	}
+	a.apply(d)
+}
+
+// Holding reports whether an offer waits for the connection to start.
+func (a *Answerer) Holding() bool { return a.held != nil }
+
+func (a *Answerer) release() {
+	if d := a.held; d != nil && a.pc.ICEConnectionState() != webrtc.ICEConnectionStateNew {
+		a.held = nil
+		a.apply(*d)
+	}
+}
+
+func (a *Answerer) apply(d webrtc.SessionDescription) {
 	if err := a.pc.SetRemoteDescription(d); err != nil {
 		a.fail(StepApplyOffer, err)
 		return

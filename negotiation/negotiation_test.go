@@ -421,3 +421,64 @@ func TestCodecTable(t *testing.T) {
 		t.Errorf("VP8() carries feedback %v; MediaEngine adds it", c.RTCPFeedback)
 	}
 }
+
+// iceUfrag is the ice-ufrag an SDP gives.
+func iceUfrag(t *testing.T, sdp string) string {
+	t.Helper()
+	for line := range strings.SplitSeq(sdp, "\n") {
+		if u, ok := strings.CutPrefix(strings.TrimSpace(line), "a=ice-ufrag:"); ok {
+			return u
+		}
+	}
+	t.Fatalf("no ice-ufrag in %q", sdp)
+	return ""
+}
+
+// A second offer that follows the first answer at once, before pion has
+// started the answerer's transports (as a relay link's does when tracks
+// are added right after it opens), must not make the answerer restart
+// ICE: it would take new credentials that the offerer never uses, and
+// the two would never connect.
+func TestARenegotiationBeforeTheConnectionStartsKeepsItsCredentials(t *testing.T) {
+	oe, ae := newEnd(t, signal.TargetPublish), newEnd(t, signal.TargetSubscribe)
+	if _, err := oe.pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+		t.Fatal(err)
+	}
+	posted := make(chan func(), 64)
+	cfg := ae.config(nil)
+	cfg.Post = func(f func()) { posted <- f }
+	off, ans := negotiation.NewOfferer(oe.pc, oe.config(nil)), negotiation.NewAnswerer(ae.pc, cfg)
+
+	off.Renegotiate()
+	ans.Offer(oe.last(signal.TypeOffer).SDP, nil)
+	first := ae.last(signal.TypeAnswer)
+	off.Answer(first.SDP, nil)
+	if _, err := oe.pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+		t.Fatal(err)
+	}
+	off.Renegotiate()
+	ans.Offer(oe.last(signal.TypeOffer).SDP, nil)
+	deadline := time.After(10 * time.Second)
+	for ans.Holding() {
+		select {
+		case f := <-posted:
+			f()
+		case <-deadline:
+			t.Fatal("the held offer was never answered")
+		}
+	}
+	second := ae.last(signal.TypeAnswer)
+	off.Answer(second.SDP, nil)
+	oe.noFailures()
+	ae.noFailures()
+	if a, b := iceUfrag(t, first.SDP), iceUfrag(t, second.SDP); a != b {
+		t.Fatalf("the answerer restarted ICE: ufrag %s, then %s", a, b)
+	}
+	for _, c := range take(t, oe, 1) {
+		ans.Candidate(c)
+	}
+	for _, c := range take(t, ae, 1) {
+		off.Candidate(c)
+	}
+	waitConnected(t, oe.pc, ae.pc)
+}

@@ -216,7 +216,7 @@ func newLink(ctx context.Context, s *SFU, c Conn, cfg Link) (*link, error) {
 		l.stop(err)
 		return nil, err
 	}
-	hooks := negotiation.Config{Send: l.send, Failed: l.negotiationFailed, Signer: linkSigner(cfg)}
+	hooks := negotiation.Config{Send: l.send, Failed: l.negotiationFailed, Signer: linkSigner(cfg), Post: l.post}
 	l.sendNeg = negotiation.NewOfferer(l.sendPC, hooks)
 	l.recvNeg = negotiation.NewAnswerer(l.recvPC, hooks)
 	l.recvPC.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {

@@ -97,7 +97,7 @@ func newSession(ctx context.Context, s *SFU, c Conn, id Identity) (*session, err
 		return nil, err
 	}
 	hooks := negotiation.Config{Send: sess.send, Failed: sess.negotiationFailed,
-		Signer: participantSigner{key: s.cfg.Key, id: id}}
+		Signer: participantSigner{key: s.cfg.Key, id: id}, Post: sess.post}
 	sess.pubNeg = negotiation.NewAnswerer(sess.pubPC, hooks)
 	sess.subNeg = negotiation.NewOfferer(sess.subPC, hooks)
 	sess.pubPC.OnTrack(func(t *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
