@@ -191,3 +191,23 @@ func eachFeedback(b []byte, fn func(feedback)) (bad int) {
 	}
 	return bad
 }
+
+// OnlyFeedback reports whether the compound RTCP packet b holds nothing
+// but transport-cc feedback, which the estimator reads from the bytes: a
+// reader with no use for it can skip parsing the packet.
+func OnlyFeedback(b []byte) bool {
+	if len(b) < 4 {
+		return false
+	}
+	for len(b) >= 4 {
+		if b[1] != rtcpTransportFeedback || b[0]&0x1f != fmtTWCC {
+			return false
+		}
+		n := 4 * (int(binary.BigEndian.Uint16(b[2:])) + 1)
+		if n > len(b) {
+			return false
+		}
+		b = b[n:]
+	}
+	return len(b) == 0
+}

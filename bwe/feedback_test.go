@@ -278,3 +278,28 @@ func FuzzFeedback(f *testing.F) {
 		}
 	})
 }
+
+func TestOnlyFeedback(t *testing.T) {
+	fb := encodeFeedback(1, []report{{seq: 3, received: true, arrival: 500}}, false)
+	pli, err := (&rtcp.PictureLossIndication{MediaSSRC: 4}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		b    []byte
+		want bool
+	}{
+		{"one feedback", fb, true},
+		{"two feedbacks", append(append([]byte(nil), fb...), fb...), true},
+		{"feedback and a PLI", append(append([]byte(nil), fb...), pli...), false},
+		{"a PLI", pli, false},
+		{"empty", nil, false},
+		{"truncated feedback", fb[:len(fb)-4], false},
+		{"trailing bytes", append(append([]byte(nil), fb...), 1, 2), false},
+	} {
+		if got := OnlyFeedback(c.b); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}

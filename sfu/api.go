@@ -9,6 +9,7 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -176,48 +177,76 @@ func (s *SFU) closeMuxes() {
 	}
 }
 
-// newAPI builds the webrtc.API for one participant or relay link, with
-// the ICE settings se. Each gets its own interceptor registry so that its
-// bandwidth estimator can be told apart from everyone else's; onBWE
-// receives it during NewPeerConnection.
-func (s *SFU) newAPI(se webrtc.SettingEngine, onBWE func(*bwe.Estimator)) (*webrtc.API, error) {
+// A PeerConnection of the node carries media one way: a participant's
+// publish connection and a relay link's receiving one bring media in, a
+// participant's subscribe connection and a link's sending one take it
+// out. Each gets only the interceptors for its way: the others would
+// read (and parse) every RTCP packet and run their timers for nothing.
+type direction bool
+
+const (
+	receives direction = false
+	sends    direction = true
+)
+
+// newAPI builds the webrtc.API for one participant or relay link
+// connection, with the ICE settings se. Each gets its own interceptor
+// registry so that its bandwidth estimator can be told apart from
+// everyone else's; onBWE receives it during NewPeerConnection.
+func (s *SFU) newAPI(se webrtc.SettingEngine, dir direction, onBWE func(*bwe.Estimator)) (*webrtc.API, error) {
 	me, err := negotiation.MediaEngine()
 	if err != nil {
 		return nil, err
+	}
+	// Both ways offer the same: transport-cc, so that subscribers send
+	// feedback and publishers get it.
+	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		me.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, kind)
+		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, kind); err != nil {
+			return nil, fmt.Errorf("transport-cc: %w", err)
+		}
+	}
+	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
+		return nil, fmt.Errorf("simulcast header extensions: %w", err)
 	}
 	ir := &interceptor.Registry{}
 	// Extra interceptors go first, i.e. closest to the network.
 	for _, f := range s.cfg.Interceptors {
 		ir.Add(f)
 	}
-	// Downlink: send-side bandwidth estimation from the subscriber's
-	// transport-cc feedback. No pacer: the node forwards as packets arrive.
-	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
-		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, kind); err != nil {
-			return nil, fmt.Errorf("transport-cc sender: %w", err)
+	if dir == sends {
+		// Send-side bandwidth estimation from the receiver's transport-cc
+		// feedback. No pacer: the node forwards as packets arrive. Sender
+		// reports let receivers line up audio and video.
+		ir.Add(&bwe.Factory{
+			Config: bwe.Config{Initial: bweInitial, Min: bweMin, Max: bweMax},
+			OnNew:  func(_ string, e *bwe.Estimator) { onBWE(e) },
+		})
+		rep, err := report.NewSenderInterceptor()
+		if err != nil {
+			return nil, fmt.Errorf("sender reports: %w", err)
 		}
-	}
-	ir.Add(&bwe.Factory{
-		Config: bwe.Config{Initial: bweInitial, Min: bweMin, Max: bweMax},
-		OnNew:  func(_ string, e *bwe.Estimator) { onBWE(e) },
-	})
-	// Uplink: ask publishers to retransmit what the node missed, and give
-	// them transport-cc feedback for their own estimation. The node answers
-	// subscribers' NACKs itself from its packet caches, so pion's NACK
-	// responder is not registered.
-	gen, err := nack.NewGeneratorInterceptor(nack.WithGeneratorLoggerFactory(pionlog.Factory{Log: s.log}))
-	if err != nil {
-		return nil, fmt.Errorf("nack generator: %w", err)
-	}
-	ir.Add(gen)
-	if err := webrtc.ConfigureTWCCSenderWithOptions(me, ir, twcc.WithLoggerFactory(pionlog.Factory{Log: s.log})); err != nil {
-		return nil, fmt.Errorf("transport-cc feedback: %w", err)
-	}
-	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
-		return nil, fmt.Errorf("rtcp reports: %w", err)
-	}
-	if err := webrtc.ConfigureSimulcastExtensionHeaders(me); err != nil {
-		return nil, fmt.Errorf("simulcast header extensions: %w", err)
+		ir.Add(rep)
+	} else {
+		// Ask the sender to retransmit what the node missed, and give it
+		// transport-cc feedback for its own estimation, and receiver
+		// reports. The node answers its receivers' NACKs itself from its
+		// packet caches, so pion's NACK responder is not registered.
+		gen, err := nack.NewGeneratorInterceptor(nack.WithGeneratorLoggerFactory(pionlog.Factory{Log: s.log}))
+		if err != nil {
+			return nil, fmt.Errorf("nack generator: %w", err)
+		}
+		ir.Add(gen)
+		fb, err := twcc.NewSenderInterceptor(twcc.WithLoggerFactory(pionlog.Factory{Log: s.log}))
+		if err != nil {
+			return nil, fmt.Errorf("transport-cc feedback: %w", err)
+		}
+		ir.Add(fb)
+		rep, err := report.NewReceiverInterceptor()
+		if err != nil {
+			return nil, fmt.Errorf("receiver reports: %w", err)
+		}
+		ir.Add(rep)
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }
@@ -226,13 +255,13 @@ func (s *SFU) newAPI(se webrtc.SettingEngine, onBWE func(*bwe.Estimator)) (*webr
 // link: its ICE candidates go out as signaling messages for target, and a
 // failed connection ends its owner. what names it in errors. connected, if
 // set, is called each time the connection reaches connected (ICE and DTLS).
-func (s *SFU) newPeerConnection(se webrtc.SettingEngine, onBWE func(*bwe.Estimator), target, what string,
+func (s *SFU) newPeerConnection(se webrtc.SettingEngine, dir direction, onBWE func(*bwe.Estimator), target, what string,
 	send func(signal.Message), fail func(error), connected func(),
 ) (*webrtc.PeerConnection, error) {
 	if onBWE == nil {
 		onBWE = func(*bwe.Estimator) {}
 	}
-	api, err := s.newAPI(se, onBWE)
+	api, err := s.newAPI(se, dir, onBWE)
 	if err != nil {
 		return nil, err
 	}

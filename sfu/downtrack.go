@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/oakmeet/oakmeet/bwe"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -263,6 +264,9 @@ func (d *downTrack) readRTCP(sender *webrtc.RTPSender) {
 		n, _, err := sender.Read(buf)
 		if err != nil {
 			return
+		}
+		if bwe.OnlyFeedback(buf[:n]) {
+			continue // the estimator has read it; most of a receiver's RTCP is this
 		}
 		pkts, err := rtcp.Unmarshal(buf[:n])
 		if err != nil {

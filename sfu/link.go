@@ -229,11 +229,11 @@ func newLink(ctx context.Context, s *SFU, c Conn, cfg Link) (*link, error) {
 // the target naming the connection from this node's side: "publish" for
 // the one it sends on, "subscribe" for the one it receives on.
 func (l *link) newPC(target string) (*webrtc.PeerConnection, error) {
-	se := l.sfu.se
+	se, dir := l.sfu.se, receives
 	if target == signal.TargetPublish {
-		se = l.sfu.linkSE
+		se, dir = l.sfu.linkSE, sends
 	}
-	return l.sfu.newPeerConnection(se, nil, target, "relay "+target, l.send, l.finish, nil)
+	return l.sfu.newPeerConnection(se, dir, nil, target, "relay "+target, l.send, l.finish, nil)
 }
 
 func (l *link) serve() error {

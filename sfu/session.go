@@ -87,11 +87,11 @@ func newSession(ctx context.Context, s *SFU, c Conn, id Identity) (*session, err
 	}
 	sess.open(ctx, s, c, s.log.With("meeting", id.Meeting, "participant", id.Participant), sessionQueue(s.cfg), "signaling")
 	var err error
-	if sess.pubPC, err = sess.newPC(signal.TargetPublish, nil); err != nil {
+	if sess.pubPC, err = sess.newPC(signal.TargetPublish, receives, nil); err != nil {
 		sess.stop(err)
 		return nil, err
 	}
-	if sess.subPC, err = sess.newPC(signal.TargetSubscribe, func(e *bwe.Estimator) { sess.est = e }); err != nil {
+	if sess.subPC, err = sess.newPC(signal.TargetSubscribe, sends, func(e *bwe.Estimator) { sess.est = e }); err != nil {
 		_ = sess.pubPC.Close()
 		sess.stop(err)
 		return nil, err
@@ -106,8 +106,8 @@ func newSession(ctx context.Context, s *SFU, c Conn, id Identity) (*session, err
 	return sess, nil
 }
 
-func (s *session) newPC(target string, onBWE func(*bwe.Estimator)) (*webrtc.PeerConnection, error) {
-	return s.sfu.newPeerConnection(s.sfu.se, onBWE, target, target, s.sendSigned, s.finish,
+func (s *session) newPC(target string, dir direction, onBWE func(*bwe.Estimator)) (*webrtc.PeerConnection, error) {
+	return s.sfu.newPeerConnection(s.sfu.se, dir, onBWE, target, target, s.sendSigned, s.finish,
 		func() { s.connected.Store(true) })
 }
 
