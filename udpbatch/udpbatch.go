@@ -15,10 +15,10 @@
 package udpbatch
 
 import (
+	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -224,6 +224,13 @@ func (b *Conn) SetWriteDeadline(t time.Time) error { return b.c.SetWriteDeadline
 type queue struct {
 	buf    []byte
 	dgrams []dgram
+	// Datagrams are grouped by address as they are added: a group's
+	// datagrams are chained through dgram.next in the order written, and
+	// table finds an address's group (open addressing; 0 is empty,
+	// otherwise the group's index + 1).
+	groups []group
+	table  []int32
+	order  []int32 // build's scratch: datagram indices, grouped
 	msgs   []ipv4.Message
 	iovs   [][]byte
 	addrs  []net.UDPAddr
@@ -232,17 +239,36 @@ type queue struct {
 }
 
 type dgram struct {
-	addr  netip.Addr
-	port  uint16
-	off   int
-	n     int
-	order int
+	addr netip.Addr
+	port uint16
+	off  int
+	n    int
+	next int32 // the next datagram to the same address, -1 if none
+}
+
+type group struct {
+	first, last int32
+	slot        uint32
+}
+
+// tableBits sizes the address table at twice MaxQueue, so that probes
+// stay short when every datagram goes to its own address.
+const tableBits = 10
+
+func slotOf(addr netip.Addr, port uint16) uint32 {
+	a := addr.As16()
+	x := binary.LittleEndian.Uint64(a[:8])*0x9e3779b97f4a7c15 ^ binary.LittleEndian.Uint64(a[8:]) ^ uint64(port)<<48
+	x *= 0x9e3779b97f4a7c15
+	return uint32(x >> (64 - tableBits))
 }
 
 func newQueue() *queue {
 	q := &queue{
 		buf:    make([]byte, 0, MaxQueue*maxDatagram),
 		dgrams: make([]dgram, 0, MaxQueue),
+		groups: make([]group, 0, MaxQueue),
+		table:  make([]int32, 1<<tableBits),
+		order:  make([]int32, MaxQueue),
 		msgs:   make([]ipv4.Message, MaxQueue),
 		iovs:   make([][]byte, MaxQueue),
 		addrs:  make([]net.UDPAddr, MaxQueue),
@@ -258,11 +284,29 @@ func newQueue() *queue {
 func (q *queue) add(p []byte, addr netip.Addr, port uint16) {
 	off := len(q.buf)
 	q.buf = append(q.buf, p...)
-	q.dgrams = append(q.dgrams, dgram{addr: addr, port: port, off: off, n: len(p), order: len(q.dgrams)})
+	i := int32(len(q.dgrams))
+	q.dgrams = append(q.dgrams, dgram{addr: addr, port: port, off: off, n: len(p), next: -1})
+	for s := slotOf(addr, port); ; s = (s + 1) & (1<<tableBits - 1) {
+		g := q.table[s]
+		if g == 0 {
+			q.groups = append(q.groups, group{first: i, last: i, slot: s})
+			q.table[s] = int32(len(q.groups))
+			return
+		}
+		gr := &q.groups[g-1]
+		if d := &q.dgrams[gr.first]; d.addr == addr && d.port == port {
+			q.dgrams[gr.last].next = i
+			gr.last = i
+			return
+		}
+	}
 }
 
 func (q *queue) reset() {
-	q.buf, q.dgrams = q.buf[:0], q.dgrams[:0]
+	for _, g := range q.groups {
+		q.table[g.slot] = 0
+	}
+	q.buf, q.dgrams, q.groups = q.buf[:0], q.dgrams[:0], q.groups[:0]
 	clear(q.iovs)
 	for i := range q.msgs {
 		q.msgs[i] = ipv4.Message{}
@@ -273,24 +317,21 @@ func (q *queue) reset() {
 // the order written, become one GSO message where they can (all the size
 // of the first, the last no larger), others one message each.
 func (q *queue) build(gso bool) []ipv4.Message {
-	slices.SortStableFunc(q.dgrams, func(a, b dgram) int {
-		if c := a.addr.Compare(b.addr); c != 0 {
-			return c
+	ord := q.order[:0]
+	for _, g := range q.groups {
+		for i := g.first; i >= 0; i = q.dgrams[i].next {
+			ord = append(ord, i)
 		}
-		if a.port != b.port {
-			return int(a.port) - int(b.port)
-		}
-		return a.order - b.order
-	})
+	}
 	nm := 0
-	for i := 0; i < len(q.dgrams); {
-		d := q.dgrams[i]
+	for i := 0; i < len(ord); {
+		d := q.dgrams[ord[i]]
 		j := i + 1
 		if gso {
 			total := d.n
-			for j < len(q.dgrams) && j-i < maxSegments {
-				e := q.dgrams[j]
-				if e.addr != d.addr || e.port != d.port || e.n > d.n || total+e.n > maxGSOBytes || q.dgrams[j-1].n != d.n {
+			for j < len(ord) && j-i < maxSegments {
+				e := q.dgrams[ord[j]]
+				if e.addr != d.addr || e.port != d.port || e.n > d.n || total+e.n > maxGSOBytes || q.dgrams[ord[j-1]].n != d.n {
 					break
 				}
 				total += e.n
@@ -298,7 +339,7 @@ func (q *queue) build(gso bool) []ipv4.Message {
 			}
 		}
 		for k := i; k < j; k++ {
-			e := q.dgrams[k]
+			e := q.dgrams[ord[k]]
 			q.iovs[k] = q.buf[e.off : e.off+e.n]
 		}
 		m := &q.msgs[nm]

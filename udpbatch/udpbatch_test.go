@@ -269,3 +269,69 @@ func BenchmarkBatch(b *testing.B) {
 		bc.Release()
 	}
 }
+
+// TestAQueueGroupsByAddressInOrder fills one queue with datagrams to many
+// addresses, interleaved (as a frame's packets go out to every
+// subscriber), and checks what build makes of it: every datagram once,
+// each message to one address, and each address's datagrams in the order
+// written.
+func TestAQueueGroupsByAddressInOrder(t *testing.T) {
+	for _, gso := range []bool{false, true} {
+		q := newQueue()
+		type key struct {
+			addr netip.Addr
+			port uint16
+		}
+		var keys []key
+		for i := range 150 {
+			a := netip.AddrFrom4([4]byte{10, 0, byte(i / 50), byte(i % 50)})
+			if i%3 == 0 {
+				a = netip.AddrFrom16([16]byte{0xfd, 15: byte(i)})
+			}
+			keys = append(keys, key{a, uint16(5000 + i%7)})
+		}
+		keys = append(keys, key{keys[1].addr, keys[1].port + 1}) // same address, another port
+		written := map[key][]byte{}
+		for round := range 3 {
+			for i, k := range keys {
+				p := []byte{byte(round), byte(i), byte(i >> 8)}
+				q.add(p, k.addr, k.port)
+				written[k] = append(written[k], byte(round))
+			}
+		}
+		got := map[key][]byte{}
+		n := 0
+		for _, m := range q.build(gso) {
+			ua := m.Addr.(*net.UDPAddr)
+			a, _ := netip.AddrFromSlice(ua.IP)
+			if len(ua.IP) == 4 {
+				a = a.Unmap()
+			}
+			k := key{a, uint16(ua.Port)}
+			if !gso && len(m.Buffers) != 1 {
+				t.Fatalf("without GSO a message holds %d datagrams", len(m.Buffers))
+			}
+			for _, b := range m.Buffers {
+				if int(b[1])|int(b[2])<<8 >= len(keys) || keys[int(b[1])|int(b[2])<<8] != k {
+					t.Fatalf("a datagram for %v went to %v", keys[int(b[1])|int(b[2])<<8], k)
+				}
+				got[k] = append(got[k], b[0])
+				n++
+			}
+		}
+		if n != 3*len(keys) {
+			t.Fatalf("gso %v: %d datagrams built from %d", gso, n, 3*len(keys))
+		}
+		for k, w := range written {
+			if string(got[k]) != string(w) {
+				t.Fatalf("gso %v: %v got rounds %v, written %v", gso, k, got[k], w)
+			}
+		}
+		q.reset()
+		for _, s := range q.table {
+			if s != 0 {
+				t.Fatal("reset left the address table in use")
+			}
+		}
+	}
+}
