@@ -62,10 +62,11 @@ type Estimator struct {
 	lastRef uint32 // 24 bits
 	ref     int64  // lastRef unwrapped, in µs of the receiver's clock
 
-	rtt   int64 // µs, 0 until measured
-	delay delayController
-	loss  lossController
-	acked ackedRate
+	rtt    int64  // µs, 0 until measured
+	visits uint64 // statuses looked up in the history, for tests of the bound
+	delay  delayController
+	loss   lossController
+	acked  ackedRate
 }
 
 // New returns an estimator that starts at cfg.Initial. start is the
@@ -110,25 +111,34 @@ func (e *Estimator) OnSend(size int, at time.Time) uint16 {
 func (e *Estimator) OnRTCP(b []byte, now time.Time) {
 	us := now.Sub(e.start).Microseconds()
 	e.mu.Lock()
-	bad := eachFeedback(b, func(f feedback) { e.onFeedback(f, us) })
-	target := int64(math.Round(min(e.delay.target, e.loss.bitrate)))
-	e.mu.Unlock()
-	if bad > 0 {
+	defer e.mu.Unlock()
+	if bad := eachFeedback(b, func(f feedback) { e.onFeedback(f, us) }); bad > 0 {
 		e.bad.Add(uint64(bad))
 	}
-	e.target.Store(target)
+	e.target.Store(int64(math.Round(min(e.delay.target, e.loss.bitrate))))
 }
+
+// maxRefJump is the largest change of reference time between two
+// feedback messages taken as the receiver's clock moving on (64 s, in
+// 64 ms ticks); a larger one is a new clock, and what was measured
+// against the old one starts afresh. Without the bound a receiver could
+// push the unwrapped clock, message by message, until it overflowed.
+const maxRefJump = 1000
 
 // unwrap turns the feedback's 24-bit reference time into µs of the
 // receiver's clock that keep counting across the wrap (every 12 days).
 func (e *Estimator) unwrap(r uint32) int64 {
-	if !e.haveRef {
-		e.haveRef, e.lastRef, e.ref = true, r, int64(r)*refUnit
-		return e.ref
-	}
 	d := int64((r - e.lastRef) & 0xffffff)
 	if d >= 1<<23 {
 		d -= 1 << 24
+	}
+	if !e.haveRef || d > maxRefJump || d < -maxRefJump {
+		if e.haveRef {
+			e.delay.cur, e.delay.prev = group{}, group{}
+			e.acked = ackedRate{}
+		}
+		e.haveRef, e.lastRef, e.ref = true, r, int64(r)*refUnit
+		return e.ref
 	}
 	e.lastRef = r
 	e.ref += d * refUnit
@@ -142,7 +152,8 @@ func (e *Estimator) onFeedback(f feedback, now int64) {
 	// reports, so a packet's round trip is now minus its departure, less
 	// the time it waited at the receiver for the newest one.
 	minSpan, newest, any := int64(math.MaxInt64), int64(math.MinInt64), false
-	f.each(func(seq uint16, received bool, arrival int64) {
+	status := func(seq uint16, received bool, arrival int64) {
+		e.visits++
 		p := &e.hist[seq&(histSize-1)]
 		if !p.live || p.seq != seq {
 			return // never sent, already reported, or too old
@@ -159,7 +170,19 @@ func (e *Estimator) onFeedback(f feedback, now int64) {
 		minSpan = min(minSpan, now-p.at+at)
 		newest = max(newest, at)
 		any = true
-	})
+	}
+	// Of a run of lost packets only those still in the history can count:
+	// at most histSize per message, whatever the run says.
+	gap := func(seq uint16, n int) {
+		a := int(uint16(e.next - seq)) // how many sends ago seq was
+		for j := max(a-histSize, 0); j < min(a, n); j++ {
+			status(seq+uint16(j), false, 0)
+		}
+		for j := 1<<16 + a - histSize; a < histSize && j < n; j++ {
+			status(seq+uint16(j), false, 0)
+		}
+	}
+	f.each(status, gap)
 	if any {
 		if rtt := minSpan - newest; rtt >= 0 {
 			e.rtt = rtt

@@ -1,6 +1,7 @@
 package bwe
 
 import (
+	"encoding/binary"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -257,5 +258,62 @@ func BenchmarkOnSend(b *testing.B) {
 	at := time.Unix(1, 0)
 	for b.Loop() {
 		e.OnSend(1200, at)
+	}
+}
+
+// A subscriber's feedback can say in a few bytes that 65,535 packets
+// were lost. Only the packets the estimator still remembers are looked
+// at, so such a message costs no more than one about real packets.
+func TestALongRunOfLossesCostsNoMoreThanTheHistory(t *testing.T) {
+	e := New(Config{Initial: 2_000_000, Min: 100_000, Max: 10_000_000}, time.Unix(0, 0))
+	at := time.Unix(1, 0)
+	for range 3000 {
+		e.OnSend(1000, at)
+	}
+	// 65,535 statuses, all lost, from 100 packets before the oldest one
+	// remembered: eight run-length chunks of 8,191 and one of 7.
+	b := encodeFeedback(1, nil, true)
+	binary.BigEndian.PutUint16(b[12:], 3000-histSize-100)
+	binary.BigEndian.PutUint16(b[14:], 0xffff)
+	b = b[:feedbackHeaderLen]
+	for range 8 {
+		b = binary.BigEndian.AppendUint16(b, 0x1fff)
+	}
+	b = binary.BigEndian.AppendUint16(b, 7)
+	b = append(b, 0, 0) // to a 32-bit boundary
+	binary.BigEndian.PutUint16(b[2:], uint16(len(b)/4-1))
+	e.OnRTCP(b, at)
+	if e.Unreadable() != 0 {
+		t.Fatal("the message was not read")
+	}
+	if e.visits > histSize {
+		t.Fatalf("%d statuses looked up for a message about %d remembered packets", e.visits, histSize)
+	}
+	if e.loss.average != 1 {
+		t.Fatalf("loss average %v: the remembered packets were not all counted lost", e.loss.average)
+	}
+	// Every remembered packet was reported on; another report of them
+	// changes nothing.
+	for i := range histSize {
+		if e.hist[i].live {
+			t.Fatalf("packet %d still waits for a report", e.hist[i].seq)
+		}
+	}
+}
+
+// However the reference time jumps, the unwrapped clock stays where a
+// 24-bit reference can put it: a receiver cannot push it to overflow.
+func TestReferenceTimeJumpsAreBounded(t *testing.T) {
+	e := New(Config{Initial: 1}, time.Unix(0, 0))
+	r := uint32(0)
+	for i := range 100_000 {
+		r = (r + 1<<23 - 1) & 0xffffff // just under half the range forward, every time
+		if got := e.unwrap(r); got < 0 || got >= 1<<24*refUnit {
+			t.Fatalf("after %d jumps the clock is at %d µs", i+1, got)
+		}
+	}
+	e.unwrap(10)
+	if got := e.unwrap(20); got != 20*refUnit {
+		t.Fatalf("a small step after a resync: %d", got)
 	}
 }

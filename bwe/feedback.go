@@ -129,7 +129,11 @@ func chunkDeltaBytes(c uint16, remaining int) (n, bytes int, err error) {
 // sequence number, whether it arrived, and if so its arrival time in µs
 // after the feedback's reference time. parseFeedback has checked that the
 // chunks and deltas agree, so each cannot run out.
-func (f *feedback) each(fn func(seq uint16, received bool, arrival int64)) {
+//
+// A run of "not received" is handed to gap whole, if gap is set: one
+// two-byte chunk can say that 8,191 packets were lost, so a reader that
+// visited each would do work out of all proportion to the message.
+func (f *feedback) each(fn func(seq uint16, received bool, arrival int64), gap func(seq uint16, n int)) {
 	seq := f.base
 	left := f.count
 	d := 0
@@ -155,7 +159,14 @@ func (f *feedback) each(fn func(seq uint16, received bool, arrival int64)) {
 		switch {
 		case c&0x8000 == 0:
 			sym := int(c>>13) & 3
-			for range min(int(c&0x1fff), left) {
+			n := min(int(c&0x1fff), left)
+			if sym == symbolNotReceived && gap != nil {
+				gap(seq, n)
+				seq += uint16(n)
+				left -= n
+				continue
+			}
+			for range n {
 				status(sym)
 			}
 		case c&0x4000 == 0:

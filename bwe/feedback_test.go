@@ -78,7 +78,7 @@ func collect(f feedback) []report {
 	var out []report
 	f.each(func(seq uint16, received bool, arrival int64) {
 		out = append(out, report{seq, received, arrival})
-	})
+	}, nil)
 	return out
 }
 
@@ -251,7 +251,7 @@ func FuzzFeedback(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		eachFeedback(b, func(fb feedback) {
 			n := 0
-			fb.each(func(uint16, bool, int64) { n++ })
+			fb.each(func(uint16, bool, int64) { n++ }, func(_ uint16, g int) { n += g })
 			if n > fb.count {
 				t.Fatalf("%d statuses from a count of %d", n, fb.count)
 			}

@@ -266,6 +266,7 @@ func (a *Answerer) Offer(sdp string, sig []byte) {
 		a.held = &d
 		return
 	}
+	a.held = nil // a newer offer replaces one held
 	a.apply(d)
 }
 
