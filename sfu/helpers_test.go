@@ -101,7 +101,8 @@ type mediaSource struct {
 type mediaOpts struct {
 	simulcast  []string
 	frameBytes int
-	keyEvery   int // a periodic key frame every n frames; 0: only on request
+	layerBytes map[string]int // frame size by rid, instead of frameBytes
+	keyEvery   int            // a periodic key frame every n frames; 0: only on request
 	noAudio    bool
 }
 
@@ -175,7 +176,11 @@ func (m *mediaSource) run(ctx context.Context, o mediaOpts) {
 			n++
 			for _, rid := range layers {
 				key := m.video.TakeKeyFrameRequest(rid) || (o.keyEvery > 0 && n%uint32(o.keyEvery) == 0)
-				_ = m.video.WriteLayerSample(rid, media.Sample{Data: vp8Frame(key, rid, n, o.frameBytes), Duration: 33 * time.Millisecond})
+				size := o.frameBytes
+				if b, ok := o.layerBytes[rid]; ok {
+					size = b
+				}
+				_ = m.video.WriteLayerSample(rid, media.Sample{Data: vp8Frame(key, rid, n, size), Duration: 33 * time.Millisecond})
 			}
 		}
 	}
