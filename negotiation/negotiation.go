@@ -16,6 +16,7 @@ package negotiation
 
 import (
 	"errors"
+	"time"
 
 	"github.com/pion/webrtc/v4"
 
@@ -263,12 +264,28 @@ func (a *Answerer) Offer(sdp string, sig []byte) {
 	}
 	if a.cfg.Post != nil && a.pc.CurrentRemoteDescription() != nil &&
 		a.pc.ICEConnectionState() == webrtc.ICEConnectionStateNew {
-		a.held = &d
+		held := &d
+		a.held = held
+		// Should pion never report the start, the offer goes in anyway
+		// after maxHold: at worst what would have happened without the
+		// hold, never a negotiation stalled for good.
+		time.AfterFunc(maxHold, func() {
+			a.cfg.Post(func() {
+				if a.held == held {
+					a.held = nil
+					a.apply(*held)
+				}
+			})
+		})
 		return
 	}
 	a.held = nil // a newer offer replaces one held
 	a.apply(d)
 }
+
+// maxHold bounds how long an offer is held for the connection to start,
+// which takes milliseconds.
+const maxHold = 2 * time.Second
 
 // Holding reports whether an offer waits for the connection to start.
 func (a *Answerer) Holding() bool { return a.held != nil }
